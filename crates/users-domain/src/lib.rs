@@ -1,0 +1,12 @@
+//! The domain of the `users` service: what a user is, what a valid email address is,
+//! which passwords are acceptable. Pure rules and types: no web framework, no database,
+//! no I/O, so every rule here is unit-testable and shared by the server, the CLI and
+//! the persistence layer alike.
+
+pub mod email;
+pub mod password;
+pub mod user;
+
+pub use email::{EmailAddress, EmailError};
+pub use password::{PasswordPolicy, PasswordRejection};
+pub use user::{User, UserId};
