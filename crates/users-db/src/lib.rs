@@ -1,0 +1,20 @@
+//! Persistence for the `users` service.
+//!
+//! One Diesel [`DbConnection`] (a `MultiConnection` over PostgreSQL and SQLite) so a
+//! single binary serves `sqlite://` and `postgres://` URLs; an r2d2 pool whose manager
+//! picks the backend from the URL scheme; migrations for both backends embedded in the
+//! binary and run at start; repository functions that take `&mut DbConnection` and
+//! return `QueryResult`. Blocking by nature: callers run these off the async executor.
+
+pub mod oauth;
+pub mod outbox;
+mod pool;
+pub mod schema;
+pub mod settings;
+pub mod tokens;
+pub mod users;
+
+pub use pool::{
+    is_unique_violation, migration_names, run_migrations, Database, DatabaseUrl, DbConnection,
+    DbError, Manager, PoolOptions, PooledConnection,
+};

@@ -1,0 +1,130 @@
+//! Accounts linked at identity providers, and pending authorizations.
+
+use diesel::prelude::*;
+use users_domain::UserId;
+
+use crate::schema::{oauth_accounts, oauth_states};
+use crate::users::{self, NewUser, StoredUser};
+use crate::DbConnection;
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = oauth_accounts)]
+pub struct OAuthAccount {
+    pub id: String,
+    pub user_id: String,
+    pub oauth_name: String,
+    pub account_id: String,
+    pub account_email: String,
+}
+
+/// The account `subject` at `provider`, if linked.
+pub fn find_account(
+    conn: &mut DbConnection,
+    provider: &str,
+    subject: &str,
+) -> QueryResult<Option<OAuthAccount>> {
+    oauth_accounts::table
+        .filter(oauth_accounts::oauth_name.eq(provider))
+        .filter(oauth_accounts::account_id.eq(subject))
+        .select(OAuthAccount::as_select())
+        .first(conn)
+        .optional()
+}
+
+/// Links an account to a user. A subject linked already (to anyone) is a unique violation.
+pub fn link(
+    conn: &mut DbConnection,
+    user_id: UserId,
+    provider: &str,
+    subject: &str,
+    email: &str,
+    now_ms: i64,
+) -> QueryResult<()> {
+    diesel::insert_into(oauth_accounts::table)
+        .values((
+            oauth_accounts::id.eq(uuid::Uuid::new_v4().to_string()),
+            oauth_accounts::user_id.eq(user_id.to_string()),
+            oauth_accounts::oauth_name.eq(provider),
+            oauth_accounts::account_id.eq(subject),
+            oauth_accounts::account_email.eq(email),
+            oauth_accounts::created_at.eq(now_ms),
+            oauth_accounts::updated_at.eq(now_ms),
+        ))
+        .execute(conn)
+        .map(|_| ())
+}
+
+/// Refreshes the stored account email after a sign-in.
+pub fn touch(conn: &mut DbConnection, id: &str, email: &str, now_ms: i64) -> QueryResult<()> {
+    diesel::update(oauth_accounts::table.find(id))
+        .set((
+            oauth_accounts::account_email.eq(email),
+            oauth_accounts::updated_at.eq(now_ms),
+        ))
+        .execute(conn)
+        .map(|_| ())
+}
+
+/// Every account linked to a user.
+pub fn accounts_of(conn: &mut DbConnection, user_id: UserId) -> QueryResult<Vec<OAuthAccount>> {
+    oauth_accounts::table
+        .filter(oauth_accounts::user_id.eq(user_id.to_string()))
+        .select(OAuthAccount::as_select())
+        .load(conn)
+}
+
+/// Creates a user and links the account, in one transaction.
+pub fn create_linked_user(
+    conn: &mut DbConnection,
+    new: &NewUser,
+    provider: &str,
+    subject: &str,
+) -> QueryResult<StoredUser> {
+    conn.transaction(|c| {
+        users::insert(c, new)?;
+        let id = UserId::parse_str(&new.id)
+            .map_err(|e| diesel::result::Error::DeserializationError(Box::new(e)))?;
+        link(c, id, provider, subject, &new.email, new.created_at)?;
+        users::find_by_id(c, id)?.ok_or(diesel::result::Error::NotFound)
+    })
+}
+
+/// A pending authorization.
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = oauth_states)]
+pub struct PendingState {
+    pub id: String,
+    pub pkce_verifier: String,
+    pub nonce: String,
+    pub user_id: Option<String>,
+    pub expires_at: i64,
+}
+
+pub fn save_state(conn: &mut DbConnection, state: &PendingState, now_ms: i64) -> QueryResult<()> {
+    diesel::delete(oauth_states::table.filter(oauth_states::expires_at.lt(now_ms)))
+        .execute(conn)?;
+    diesel::insert_into(oauth_states::table)
+        .values((
+            oauth_states::id.eq(&state.id),
+            oauth_states::pkce_verifier.eq(&state.pkce_verifier),
+            oauth_states::nonce.eq(&state.nonce),
+            oauth_states::user_id.eq(&state.user_id),
+            oauth_states::expires_at.eq(state.expires_at),
+        ))
+        .execute(conn)
+        .map(|_| ())
+}
+
+/// Takes a pending authorization out: only the first caller gets it (single use).
+pub fn take_state(conn: &mut DbConnection, id: &str) -> QueryResult<Option<PendingState>> {
+    let Some(state) = oauth_states::table
+        .find(id)
+        .select(PendingState::as_select())
+        .first(conn)
+        .optional()?
+    else {
+        return Ok(None);
+    };
+    let deleted = diesel::delete(oauth_states::table.find(id)).execute(conn)?;
+    Ok((deleted == 1).then_some(state))
+}

@@ -1,0 +1,191 @@
+//! The mail outbox: rows written in the caller's transaction, claimed by workers with a
+//! lease through one conditional UPDATE, so two replicas never both deliver a row.
+
+use diesel::prelude::*;
+
+use crate::schema::outbox;
+use crate::DbConnection;
+
+pub const PENDING: &str = "pending";
+pub const SENT: &str = "sent";
+pub const FAILED: &str = "failed";
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = outbox)]
+pub struct OutboxRow {
+    pub id: String,
+    pub kind: String,
+    pub payload: Option<String>,
+    pub status: String,
+    pub attempts: i64,
+    pub created_at: i64,
+}
+
+/// Adds a row to deliver as soon as possible.
+pub fn enqueue(
+    conn: &mut DbConnection,
+    id: &str,
+    kind: &str,
+    payload: &str,
+    now_ms: i64,
+) -> QueryResult<()> {
+    diesel::insert_into(outbox::table)
+        .values((
+            outbox::id.eq(id),
+            outbox::kind.eq(kind),
+            outbox::payload.eq(Some(payload)),
+            outbox::status.eq(PENDING),
+            outbox::attempts.eq(0i64),
+            outbox::next_attempt_at.eq(now_ms),
+            outbox::locked_until.eq(0i64),
+            outbox::created_at.eq(now_ms),
+        ))
+        .execute(conn)
+        .map(|_| ())
+}
+
+/// Ids of pending rows that are due and not leased by anyone, oldest first.
+pub fn due(conn: &mut DbConnection, now_ms: i64, limit: i64) -> QueryResult<Vec<String>> {
+    outbox::table
+        .filter(outbox::status.eq(PENDING))
+        .filter(outbox::next_attempt_at.le(now_ms))
+        .filter(outbox::locked_until.le(now_ms))
+        .order((outbox::next_attempt_at.asc(), outbox::id.asc()))
+        .select(outbox::id)
+        .limit(limit)
+        .load(conn)
+}
+
+/// Takes the lease on a row; `false` when another worker got it first.
+pub fn claim(
+    conn: &mut DbConnection,
+    id: &str,
+    worker: &str,
+    now_ms: i64,
+    lease_ms: i64,
+) -> QueryResult<Option<OutboxRow>> {
+    let n = diesel::update(
+        outbox::table
+            .find(id)
+            .filter(outbox::status.eq(PENDING))
+            .filter(outbox::locked_until.le(now_ms)),
+    )
+    .set((
+        outbox::locked_by.eq(Some(worker)),
+        outbox::locked_until.eq(now_ms + lease_ms),
+    ))
+    .execute(conn)?;
+    if n == 0 {
+        return Ok(None);
+    }
+    outbox::table
+        .find(id)
+        .select(OutboxRow::as_select())
+        .first(conn)
+        .optional()
+}
+
+fn mine<'a>(
+    id: &'a str,
+    worker: &'a str,
+) -> diesel::dsl::Filter<
+    diesel::dsl::Find<outbox::table, &'a str>,
+    diesel::dsl::Eq<outbox::locked_by, Option<&'a str>>,
+> {
+    outbox::table
+        .find(id)
+        .filter(outbox::locked_by.eq(Some(worker)))
+}
+
+/// Delivered: the body (it may hold a token) is dropped.
+pub fn mark_sent(
+    conn: &mut DbConnection,
+    id: &str,
+    worker: &str,
+    now_ms: i64,
+) -> QueryResult<bool> {
+    diesel::update(mine(id, worker))
+        .set((
+            outbox::status.eq(SENT),
+            outbox::payload.eq(None::<String>),
+            outbox::finished_at.eq(Some(now_ms)),
+            outbox::locked_until.eq(0i64),
+            outbox::last_error.eq(None::<String>),
+        ))
+        .execute(conn)
+        .map(|n| n > 0)
+}
+
+/// Nothing to deliver after all (e.g. the address belongs to no active user).
+pub fn mark_dropped(conn: &mut DbConnection, id: &str, worker: &str) -> QueryResult<bool> {
+    diesel::delete(mine(id, worker))
+        .execute(conn)
+        .map(|n| n > 0)
+}
+
+/// A temporary failure: try again at `next_attempt_at`.
+pub fn mark_retry(
+    conn: &mut DbConnection,
+    id: &str,
+    worker: &str,
+    next_attempt_at: i64,
+    error: &str,
+) -> QueryResult<bool> {
+    diesel::update(mine(id, worker))
+        .set((
+            outbox::attempts.eq(outbox::attempts + 1i64),
+            outbox::next_attempt_at.eq(next_attempt_at),
+            outbox::locked_until.eq(0i64),
+            outbox::last_error.eq(Some(error)),
+        ))
+        .execute(conn)
+        .map(|n| n > 0)
+}
+
+/// Given up: kept for the record, without its body.
+pub fn mark_failed(
+    conn: &mut DbConnection,
+    id: &str,
+    worker: &str,
+    now_ms: i64,
+    error: &str,
+) -> QueryResult<bool> {
+    diesel::update(mine(id, worker))
+        .set((
+            outbox::status.eq(FAILED),
+            outbox::payload.eq(None::<String>),
+            outbox::attempts.eq(outbox::attempts + 1i64),
+            outbox::finished_at.eq(Some(now_ms)),
+            outbox::locked_until.eq(0i64),
+            outbox::last_error.eq(Some(error)),
+        ))
+        .execute(conn)
+        .map(|n| n > 0)
+}
+
+/// Forgets finished rows older than `before_ms`.
+pub fn purge_finished(conn: &mut DbConnection, before_ms: i64) -> QueryResult<usize> {
+    diesel::delete(
+        outbox::table
+            .filter(outbox::status.ne(PENDING))
+            .filter(outbox::finished_at.lt(Some(before_ms))),
+    )
+    .execute(conn)
+}
+
+/// Rows still waiting to be delivered.
+pub fn pending_count(conn: &mut DbConnection) -> QueryResult<i64> {
+    outbox::table
+        .filter(outbox::status.eq(PENDING))
+        .count()
+        .get_result(conn)
+}
+
+/// Every row of a status (tests and operations).
+pub fn by_status(conn: &mut DbConnection, status: &str) -> QueryResult<Vec<OutboxRow>> {
+    outbox::table
+        .filter(outbox::status.eq(status))
+        .order(outbox::created_at.asc())
+        .select(OutboxRow::as_select())
+        .load(conn)
+}

@@ -1,0 +1,313 @@
+use std::path::PathBuf;
+use std::time::Duration;
+
+use diesel::connection::SimpleConnection;
+use diesel::prelude::*;
+use diesel::r2d2::R2D2Connection;
+use diesel::result::{DatabaseErrorKind, Error as DieselError};
+use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
+use secrecy::{ExposeSecret, SecretString};
+
+const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/sqlite");
+const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/postgres");
+
+/// Any key that fits in a bigint; only needs to be unique to this service.
+const MIGRATION_LOCK_KEY: i64 = 0x7573_6572_735f_6d67; // "users_mg"
+
+/// A connection to either backend. Queries written once against the portable schema
+/// run on both; code that needs backend-specific SQL matches on the variant.
+#[derive(diesel::MultiConnection)]
+pub enum DbConnection {
+    Postgresql(diesel::PgConnection),
+    Sqlite(diesel::SqliteConnection),
+}
+
+/// A parsed `DATABASE_URL`. The URL may hold a password: it is kept secret and never
+/// appears in `Debug` output or logs; [`DatabaseUrl::redacted`] is what gets logged.
+#[derive(Clone)]
+pub enum DatabaseUrl {
+    Sqlite(PathBuf),
+    Postgres(SecretString),
+}
+
+impl std::fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.redacted())
+    }
+}
+
+impl DatabaseUrl {
+    /// Accepts `sqlite://<path>` (relative or absolute: `sqlite:///abs/file.db`),
+    /// `sqlite:<path>`, and `postgres://…` / `postgresql://…`.
+    pub fn parse(url: &str) -> Result<Self, String> {
+        let url = url.trim();
+        if let Some(rest) = url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))
+        {
+            let path = rest.split('?').next().unwrap_or_default();
+            if path.is_empty() {
+                return Err("a sqlite URL needs a file path, e.g. sqlite://users.db".into());
+            }
+            if path == ":memory:" {
+                return Err("an in-memory SQLite database would lose every user at restart and cannot be shared by the pool's connections; give a file path".into());
+            }
+            return Ok(DatabaseUrl::Sqlite(PathBuf::from(path)));
+        }
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            return Ok(DatabaseUrl::Postgres(SecretString::from(url.to_owned())));
+        }
+        Err("expected sqlite://<path> or postgres://user:pass@host:port/db".into())
+    }
+
+    /// A form safe to log: the SQLite path, or the PostgreSQL URL without credentials.
+    pub fn redacted(&self) -> String {
+        match self {
+            DatabaseUrl::Sqlite(path) => format!("sqlite://{}", path.display()),
+            DatabaseUrl::Postgres(url) => {
+                let url = url.expose_secret();
+                let (scheme, rest) = url.split_once("://").unwrap_or(("postgres", url));
+                let host = rest.rsplit_once('@').map(|(_, h)| h).unwrap_or(rest);
+                let host = host.split('?').next().unwrap_or(host);
+                format!("{scheme}://{host}")
+            }
+        }
+    }
+
+    pub fn is_sqlite(&self) -> bool {
+        matches!(self, DatabaseUrl::Sqlite(_))
+    }
+}
+
+/// Sizing and timeouts of the pool.
+#[derive(Debug, Clone)]
+pub struct PoolOptions {
+    pub max_connections: u32,
+    /// How long a caller waits for a connection before giving up (the 503 bound).
+    pub acquire_timeout: Duration,
+    /// SQLite only: how long a statement waits on a locked database.
+    pub sqlite_busy_timeout: Duration,
+}
+
+impl Default for PoolOptions {
+    fn default() -> Self {
+        PoolOptions {
+            max_connections: 10,
+            acquire_timeout: Duration::from_secs(5),
+            sqlite_busy_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("the database is unavailable: {0}")]
+    Unavailable(#[from] r2d2::Error),
+    #[error("database query failed: {0}")]
+    Query(#[from] DieselError),
+    #[error("database migration failed: {0}")]
+    Migration(String),
+    #[error("cannot open the database: {0}")]
+    Open(String),
+}
+
+impl DbError {
+    /// True when the database could not be reached (as opposed to a query that failed).
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            DbError::Unavailable(_) => true,
+            DbError::Query(DieselError::DatabaseError(DatabaseErrorKind::ClosedConnection, _)) => {
+                true
+            }
+            DbError::Query(DieselError::DatabaseError(_, info)) => {
+                // libpq reports a dropped server connection as an unknown error kind
+                let m = info.message();
+                m.contains("server closed the connection")
+                    || m.contains("terminating connection")
+                    || m.contains("no connection to the server")
+                    || m.contains("could not receive data")
+                    || m.contains("database is locked")
+            }
+            _ => false,
+        }
+    }
+}
+
+pub fn is_unique_violation(e: &DieselError) -> bool {
+    matches!(
+        e,
+        DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _)
+    )
+}
+
+/// The pool's connection manager: opens the backend named by the URL scheme.
+pub struct Manager {
+    url: DatabaseUrl,
+    busy_timeout_ms: u128,
+}
+
+impl r2d2::ManageConnection for Manager {
+    type Connection = DbConnection;
+    type Error = diesel::r2d2::Error;
+
+    fn connect(&self) -> Result<DbConnection, Self::Error> {
+        match &self.url {
+            DatabaseUrl::Sqlite(path) => {
+                let path = path.to_str().ok_or_else(|| {
+                    diesel::r2d2::Error::ConnectionError(ConnectionError::InvalidConnectionUrl(
+                        "the SQLite path is not valid UTF-8".into(),
+                    ))
+                })?;
+                let mut conn = diesel::SqliteConnection::establish(path)
+                    .map_err(diesel::r2d2::Error::ConnectionError)?;
+                // busy_timeout first so the WAL switch itself waits for other openers.
+                // synchronous=FULL: a committed registration survives a power loss too.
+                conn.batch_execute(&format!(
+                    "PRAGMA busy_timeout = {}; PRAGMA journal_mode = WAL; \
+                     PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;",
+                    self.busy_timeout_ms
+                ))
+                .map_err(diesel::r2d2::Error::QueryError)?;
+                Ok(DbConnection::Sqlite(conn))
+            }
+            DatabaseUrl::Postgres(url) => diesel::PgConnection::establish(url.expose_secret())
+                .map(DbConnection::Postgresql)
+                .map_err(diesel::r2d2::Error::ConnectionError),
+        }
+    }
+
+    fn is_valid(&self, conn: &mut DbConnection) -> Result<(), Self::Error> {
+        conn.ping().map_err(diesel::r2d2::Error::QueryError)
+    }
+
+    fn has_broken(&self, conn: &mut DbConnection) -> bool {
+        conn.is_broken()
+    }
+}
+
+pub type PooledConnection = r2d2::PooledConnection<Manager>;
+
+/// The connection pool. Cheap to clone.
+#[derive(Clone)]
+pub struct Database {
+    pool: r2d2::Pool<Manager>,
+    url: DatabaseUrl,
+}
+
+impl std::fmt::Debug for Database {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Database").field("url", &self.url).finish()
+    }
+}
+
+impl Database {
+    /// Builds the pool without waiting for the database: connections are opened
+    /// lazily, so a server can start while PostgreSQL is still coming up.
+    pub fn connect_lazy(url: DatabaseUrl, opts: &PoolOptions) -> Result<Self, DbError> {
+        if let DatabaseUrl::Sqlite(path) = &url {
+            if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                if !parent.is_dir() {
+                    return Err(DbError::Open(format!(
+                        "the folder {} of the SQLite file does not exist",
+                        parent.display()
+                    )));
+                }
+            }
+        }
+        let manager = Manager {
+            url: url.clone(),
+            busy_timeout_ms: opts.sqlite_busy_timeout.as_millis(),
+        };
+        let pool = r2d2::Pool::builder()
+            .max_size(opts.max_connections.max(1))
+            .min_idle(Some(0))
+            .connection_timeout(opts.acquire_timeout)
+            .test_on_check_out(true)
+            .error_handler(Box::new(LogErrors))
+            .build_unchecked(manager);
+        Ok(Database { pool, url })
+    }
+
+    /// Opens the pool and runs the embedded migrations (idempotent; safe when several
+    /// processes start at once on the same database).
+    pub fn connect_and_migrate(url: DatabaseUrl, opts: &PoolOptions) -> Result<Self, DbError> {
+        let db = Self::connect_lazy(url, opts)?;
+        let mut conn = db.get()?;
+        run_migrations(&mut conn)?;
+        Ok(db)
+    }
+
+    /// A connection from the pool, waiting at most the configured acquire timeout.
+    pub fn get(&self) -> Result<PooledConnection, DbError> {
+        Ok(self.pool.get()?)
+    }
+
+    pub fn url(&self) -> &DatabaseUrl {
+        &self.url
+    }
+
+    /// (connections open, of which idle).
+    pub fn pool_state(&self) -> (u32, u32) {
+        let s = self.pool.state();
+        (s.connections, s.idle_connections)
+    }
+}
+
+#[derive(Debug)]
+struct LogErrors;
+
+impl r2d2::HandleError<diesel::r2d2::Error> for LogErrors {
+    fn handle_error(&self, error: diesel::r2d2::Error) {
+        tracing::warn!(error = %error, "database connection failed");
+    }
+}
+
+/// Applies every pending migration of the connection's backend.
+pub fn run_migrations(conn: &mut DbConnection) -> Result<(), DbError> {
+    let mig = |e: Box<dyn std::error::Error + Send + Sync>| DbError::Migration(e.to_string());
+    match conn {
+        DbConnection::Postgresql(pg) => {
+            // Several replicas may start together: serialise them on an advisory lock.
+            diesel::sql_query(format!("SELECT pg_advisory_lock({MIGRATION_LOCK_KEY})"))
+                .execute(pg)?;
+            let result = pg
+                .run_pending_migrations(POSTGRES_MIGRATIONS)
+                .map(|_| ())
+                .map_err(mig);
+            diesel::sql_query(format!("SELECT pg_advisory_unlock({MIGRATION_LOCK_KEY})"))
+                .execute(pg)?;
+            result
+        }
+        DbConnection::Sqlite(lite) => {
+            // SQLite has no advisory locks; a process racing another one sees the other's
+            // tables appear mid-way, rolls back and finds nothing pending on the retry.
+            let mut last = None;
+            for attempt in 0..5u64 {
+                match lite.run_pending_migrations(SQLITE_MIGRATIONS) {
+                    Ok(_) => return Ok(()),
+                    Err(e) => {
+                        last = Some(e);
+                        std::thread::sleep(Duration::from_millis(100 * (attempt + 1)));
+                    }
+                }
+            }
+            Err(last
+                .map(mig)
+                .unwrap_or_else(|| DbError::Migration("unknown".into())))
+        }
+    }
+}
+
+/// Names of the embedded migrations of each backend (a test checks they match).
+pub fn migration_names() -> (Vec<String>, Vec<String>) {
+    use diesel::migration::MigrationSource;
+    let names = |src: &EmbeddedMigrations| -> Vec<String> {
+        MigrationSource::<diesel::sqlite::Sqlite>::migrations(src)
+            .map(|ms| ms.iter().map(|m| m.name().to_string()).collect())
+            .unwrap_or_default()
+    };
+    let pg = MigrationSource::<diesel::pg::Pg>::migrations(&POSTGRES_MIGRATIONS)
+        .map(|ms| ms.iter().map(|m| m.name().to_string()).collect())
+        .unwrap_or_default();
+    (names(&SQLITE_MIGRATIONS), pg)
+}

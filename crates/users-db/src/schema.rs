@@ -1,0 +1,81 @@
+//! The one portable schema, shared by both backends (see `migrations/`).
+
+diesel::table! {
+    users (id) {
+        id -> Text,
+        email -> Text,
+        email_key -> Text,
+        hashed_password -> Text,
+        is_active -> Bool,
+        is_superuser -> Bool,
+        is_verified -> Bool,
+        tokens_valid_after -> BigInt,
+        created_at -> BigInt,
+        updated_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    revoked_tokens (token_hash) {
+        token_hash -> Text,
+        user_id -> Text,
+        expires_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    service_settings (name) {
+        name -> Text,
+        value -> Text,
+    }
+}
+
+diesel::joinable!(revoked_tokens -> users (user_id));
+diesel::allow_tables_to_appear_in_same_query!(
+    users,
+    revoked_tokens,
+    service_settings,
+    outbox,
+    oauth_accounts,
+    oauth_states
+);
+
+diesel::table! {
+    outbox (id) {
+        id -> Text,
+        kind -> Text,
+        payload -> Nullable<Text>,
+        status -> Text,
+        attempts -> BigInt,
+        next_attempt_at -> BigInt,
+        locked_until -> BigInt,
+        locked_by -> Nullable<Text>,
+        last_error -> Nullable<Text>,
+        created_at -> BigInt,
+        finished_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    oauth_accounts (id) {
+        id -> Text,
+        user_id -> Text,
+        oauth_name -> Text,
+        account_id -> Text,
+        account_email -> Text,
+        created_at -> BigInt,
+        updated_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    oauth_states (id) {
+        id -> Text,
+        pkce_verifier -> Text,
+        nonce -> Text,
+        user_id -> Nullable<Text>,
+        expires_at -> BigInt,
+    }
+}
+
+diesel::joinable!(oauth_accounts -> users (user_id));

@@ -1,0 +1,263 @@
+//! The users table.
+
+use diesel::prelude::*;
+use diesel::result::Error as DieselError;
+use users_domain::{User, UserId};
+
+use crate::schema::{revoked_tokens, users};
+use crate::DbConnection;
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = users)]
+struct UserRow {
+    id: String,
+    email: String,
+    hashed_password: String,
+    is_active: bool,
+    is_superuser: bool,
+    is_verified: bool,
+    tokens_valid_after: i64,
+}
+
+/// A user with what only the server's auth code may see.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredUser {
+    pub user: User,
+    pub hashed_password: String,
+    /// Milliseconds since the epoch; access tokens issued earlier are refused.
+    pub tokens_valid_after: i64,
+}
+
+impl TryFrom<UserRow> for StoredUser {
+    type Error = DieselError;
+    fn try_from(row: UserRow) -> Result<Self, DieselError> {
+        let id = UserId::parse_str(&row.id)
+            .map_err(|e| DieselError::DeserializationError(Box::new(e)))?;
+        Ok(StoredUser {
+            user: User {
+                id,
+                email: row.email,
+                is_active: row.is_active,
+                is_superuser: row.is_superuser,
+                is_verified: row.is_verified,
+            },
+            hashed_password: row.hashed_password,
+            tokens_valid_after: row.tokens_valid_after,
+        })
+    }
+}
+
+/// A user to create. `email_key` is the lower-cased normalised email.
+#[derive(Debug, Clone, Insertable)]
+#[diesel(table_name = users)]
+pub struct NewUser {
+    pub id: String,
+    pub email: String,
+    pub email_key: String,
+    pub hashed_password: String,
+    pub is_active: bool,
+    pub is_superuser: bool,
+    pub is_verified: bool,
+    pub tokens_valid_after: i64,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// Fields to change; `None` leaves a column as it is.
+#[derive(Debug, Clone, Default, AsChangeset)]
+#[diesel(table_name = users)]
+pub struct UserChanges {
+    pub email: Option<String>,
+    pub email_key: Option<String>,
+    pub hashed_password: Option<String>,
+    pub is_active: Option<bool>,
+    pub is_superuser: Option<bool>,
+    pub is_verified: Option<bool>,
+    pub tokens_valid_after: Option<i64>,
+    pub updated_at: Option<i64>,
+}
+
+impl UserChanges {
+    fn is_empty(&self) -> bool {
+        self.email.is_none()
+            && self.email_key.is_none()
+            && self.hashed_password.is_none()
+            && self.is_active.is_none()
+            && self.is_superuser.is_none()
+            && self.is_verified.is_none()
+            && self.tokens_valid_after.is_none()
+    }
+}
+
+/// Inserts a user. A duplicate email surfaces as a unique violation
+/// (see [`crate::is_unique_violation`]); nothing is written then.
+pub fn insert(conn: &mut DbConnection, new: &NewUser) -> QueryResult<()> {
+    diesel::insert_into(users::table)
+        .values(new)
+        .execute(conn)
+        .map(|_| ())
+}
+
+pub fn find_by_id(conn: &mut DbConnection, id: UserId) -> QueryResult<Option<StoredUser>> {
+    users::table
+        .find(id.to_string())
+        .select(UserRow::as_select())
+        .first(conn)
+        .optional()?
+        .map(StoredUser::try_from)
+        .transpose()
+}
+
+pub fn find_by_email_key(conn: &mut DbConnection, key: &str) -> QueryResult<Option<StoredUser>> {
+    users::table
+        .filter(users::email_key.eq(key))
+        .select(UserRow::as_select())
+        .first(conn)
+        .optional()?
+        .map(StoredUser::try_from)
+        .transpose()
+}
+
+/// The user an access token names, and whether that very token was revoked:
+/// one round trip for the check made on every authenticated request.
+pub fn find_for_token(
+    conn: &mut DbConnection,
+    id: UserId,
+    token_hash: &str,
+) -> QueryResult<Option<(StoredUser, bool)>> {
+    let revoked = diesel::dsl::exists(
+        revoked_tokens::table.filter(revoked_tokens::token_hash.eq(token_hash.to_owned())),
+    );
+    users::table
+        .find(id.to_string())
+        .select((UserRow::as_select(), revoked))
+        .first::<(UserRow, bool)>(conn)
+        .optional()?
+        .map(|(row, revoked)| StoredUser::try_from(row).map(|u| (u, revoked)))
+        .transpose()
+}
+
+/// Applies `changes`; returns whether the user exists. A new email that another user
+/// already has surfaces as a unique violation and changes nothing.
+pub fn update(
+    conn: &mut DbConnection,
+    id: UserId,
+    changes: &UserChanges,
+    now_ms: i64,
+) -> QueryResult<bool> {
+    if changes.is_empty() {
+        return Ok(find_by_id(conn, id)?.is_some());
+    }
+    let changes = UserChanges {
+        updated_at: Some(now_ms),
+        ..changes.clone()
+    };
+    let n = diesel::update(users::table.find(id.to_string()))
+        .set(&changes)
+        .execute(conn)?;
+    Ok(n > 0)
+}
+
+/// Replaces the password hash only if it is still `old` (a re-hash at login must not
+/// overwrite a password changed meanwhile). Does not revoke tokens: same password.
+pub fn replace_hash_if_unchanged(
+    conn: &mut DbConnection,
+    id: UserId,
+    old: &str,
+    new: &str,
+) -> QueryResult<bool> {
+    let n = diesel::update(
+        users::table
+            .find(id.to_string())
+            .filter(users::hashed_password.eq(old)),
+    )
+    .set(users::hashed_password.eq(new))
+    .execute(conn)?;
+    Ok(n > 0)
+}
+
+/// Sets a new password if the current hash is still `old` (a reset token is bound to
+/// it), revoking every access token issued before `now_ms`. Returns whether it changed.
+pub fn set_password_if_unchanged(
+    conn: &mut DbConnection,
+    id: UserId,
+    old: &str,
+    new: &str,
+    now_ms: i64,
+) -> QueryResult<bool> {
+    let n = diesel::update(
+        users::table
+            .find(id.to_string())
+            .filter(users::hashed_password.eq(old)),
+    )
+    .set((
+        users::hashed_password.eq(new),
+        users::tokens_valid_after.eq(now_ms),
+        users::updated_at.eq(now_ms),
+    ))
+    .execute(conn)?;
+    Ok(n > 0)
+}
+
+/// Marks a user verified; returns whether it changed anything.
+pub fn mark_verified(conn: &mut DbConnection, id: UserId, now_ms: i64) -> QueryResult<bool> {
+    let n = diesel::update(
+        users::table
+            .find(id.to_string())
+            .filter(users::is_verified.eq(false)),
+    )
+    .set((users::is_verified.eq(true), users::updated_at.eq(now_ms)))
+    .execute(conn)?;
+    Ok(n > 0)
+}
+
+/// Deletes a user (their revoked-token rows go with them). Returns whether it existed.
+pub fn delete(conn: &mut DbConnection, id: UserId) -> QueryResult<bool> {
+    let n = diesel::delete(users::table.find(id.to_string())).execute(conn)?;
+    Ok(n > 0)
+}
+
+/// One page of users in a stable order (creation time, then id), optionally only those
+/// whose email contains `email_contains` (case-insensitive), with the total count.
+pub fn list(
+    conn: &mut DbConnection,
+    email_contains: Option<&str>,
+    offset: i64,
+    limit: i64,
+) -> QueryResult<(Vec<StoredUser>, i64)> {
+    let pattern = email_contains.map(|s| format!("%{}%", escape_like(&s.to_lowercase())));
+    let mut count_q = users::table.into_boxed();
+    let mut page_q = users::table.into_boxed();
+    if let Some(p) = &pattern {
+        count_q = count_q.filter(users::email_key.like(p.clone()).escape('\\'));
+        page_q = page_q.filter(users::email_key.like(p.clone()).escape('\\'));
+    }
+    let total: i64 = count_q.count().get_result(conn)?;
+    let rows: Vec<UserRow> = page_q
+        .order((users::created_at.asc(), users::id.asc()))
+        .offset(offset)
+        .limit(limit)
+        .select(UserRow::as_select())
+        .load(conn)?;
+    let users = rows
+        .into_iter()
+        .map(StoredUser::try_from)
+        .collect::<QueryResult<Vec<_>>>()?;
+    Ok((users, total))
+}
+
+fn escape_like(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Number of users (used by the CLI and tests).
+pub fn count(conn: &mut DbConnection) -> QueryResult<i64> {
+    users::table.count().get_result(conn)
+}
