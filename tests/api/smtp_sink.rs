@@ -1,0 +1,721 @@
+//! A real SMTP server for tests: listens on 127.0.0.1, speaks enough ESMTP for lettre
+//! (EHLO/HELO, AUTH PLAIN/LOGIN accepting any credentials, MAIL, RCPT, DATA, RSET, NOOP,
+//! QUIT), and keeps every message it accepts in memory.
+//!
+//! It runs on a thread of its own with its own Tokio runtime, so it keeps answering
+//! whatever the test's runtime is doing, and stopping it really closes the port.
+//!
+//! Shared by the api tests (`mod smtp_sink;`) and users-mail's own tests (`#[path]`),
+//! so it only depends on std and tokio.
+
+use std::{
+    io::ErrorKind,
+    sync::{Arc, Mutex},
+    thread::JoinHandle,
+    time::{Duration, Instant},
+};
+
+use tokio::{
+    io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader},
+    net::{
+        tcp::{OwnedReadHalf, OwnedWriteHalf},
+        TcpStream,
+    },
+    sync::oneshot,
+};
+
+/// Longest command line or message accepted; beyond that the client gets an error.
+const MAX_LINE: usize = 64 * 1024;
+const MAX_MESSAGE: usize = 25 * 1024 * 1024;
+
+#[derive(Debug, Clone)]
+pub struct ReceivedMail {
+    pub mail_from: String,
+    pub rcpt_to: Vec<String>,
+    /// The raw message after dot-unstuffing, line endings as received (CRLF).
+    pub data: String,
+}
+
+#[derive(Default)]
+struct Shared {
+    messages: Mutex<Vec<ReceivedMail>>,
+    refused: Mutex<Vec<String>>,
+    logins: Mutex<Vec<(String, String)>>,
+}
+
+pub struct SmtpSink {
+    port: u16,
+    shared: Arc<Shared>,
+    stop: Mutex<Option<oneshot::Sender<()>>>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+#[allow(dead_code)]
+impl SmtpSink {
+    /// A sink on 127.0.0.1 and a free port.
+    pub async fn start() -> SmtpSink {
+        Self::start_on(0).await
+    }
+
+    /// A sink on a given port, e.g. where a server under test expects SMTP to come back.
+    /// Waits a few seconds for the port if something still holds it.
+    pub async fn start_on(port: u16) -> SmtpSink {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let listener = loop {
+            match std::net::TcpListener::bind(("127.0.0.1", port)) {
+                Ok(listener) => break listener,
+                Err(e) if e.kind() == ErrorKind::AddrInUse && Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(e) => panic!("smtp sink: cannot listen on 127.0.0.1:{port}: {e}"),
+            }
+        };
+        listener
+            .set_nonblocking(true)
+            .expect("non-blocking listener");
+        let port = listener.local_addr().expect("listener address").port();
+        let shared = Arc::new(Shared::default());
+        let (stop_tx, stop_rx) = oneshot::channel();
+        let thread = {
+            let shared = shared.clone();
+            std::thread::Builder::new()
+                .name(format!("smtp-sink-{port}"))
+                .spawn(move || run(listener, shared, stop_rx))
+                .expect("spawn the smtp sink thread")
+        };
+        SmtpSink {
+            port,
+            shared,
+            stop: Mutex::new(Some(stop_tx)),
+            thread: Mutex::new(Some(thread)),
+        }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `smtp://127.0.0.1:<port>`, for SMTP_URL.
+    pub fn url(&self) -> String {
+        format!("smtp://127.0.0.1:{}", self.port)
+    }
+
+    /// Every message accepted so far, in order of arrival.
+    pub fn messages(&self) -> Vec<ReceivedMail> {
+        self.shared.messages.lock().unwrap().clone()
+    }
+
+    /// (user, password) of every successful AUTH, in order.
+    pub fn logins(&self) -> Vec<(String, String)> {
+        self.shared.logins.lock().unwrap().clone()
+    }
+
+    /// Waits until at least `n` messages arrived, or panics after `timeout` with what it has.
+    pub async fn wait_for(&self, n: usize, timeout: Duration) -> Vec<ReceivedMail> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let messages = self.messages();
+            if messages.len() >= n {
+                return messages;
+            }
+            if Instant::now() >= deadline {
+                let summary: Vec<_> = messages
+                    .iter()
+                    .map(|m| format!("to {:?}: {:?}", m.rcpt_to, m.subject()))
+                    .collect();
+                panic!(
+                    "smtp sink on port {}: waited {timeout:?} for {n} message(s), got {}: {summary:#?}",
+                    self.port,
+                    messages.len()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Answers RCPT TO with 550 for recipients containing `needle` (case-insensitive).
+    pub fn refuse_recipients_containing(&self, needle: &str) {
+        self.shared
+            .refused
+            .lock()
+            .unwrap()
+            .push(needle.to_lowercase());
+    }
+
+    /// Stops accepting, closes the listener (the port is free once this returns) and
+    /// drops open connections, as a server going down would. Idempotent.
+    pub fn stop(&self) {
+        if let Some(stop) = self.stop.lock().unwrap().take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.lock().unwrap().take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for SmtpSink {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn run(listener: std::net::TcpListener, shared: Arc<Shared>, mut stop: oneshot::Receiver<()>) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("smtp sink runtime");
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::from_std(listener).expect("tokio listener");
+        loop {
+            tokio::select! {
+                _ = &mut stop => break,
+                accepted = listener.accept() => {
+                    if let Ok((stream, _)) = accepted {
+                        tokio::spawn(Session::serve(stream, shared.clone()));
+                    }
+                }
+            }
+        }
+    });
+    // Dropping the runtime drops every session task, closing their sockets.
+    drop(runtime);
+}
+
+struct Session {
+    reader: BufReader<OwnedReadHalf>,
+    writer: OwnedWriteHalf,
+    shared: Arc<Shared>,
+    mail_from: Option<String>,
+    rcpt_to: Vec<String>,
+    authenticated: bool,
+}
+
+/// Why a session ends early: the peer went away, or broke the protocol beyond repair.
+struct Closed;
+
+impl Session {
+    async fn serve(stream: TcpStream, shared: Arc<Shared>) {
+        let (reader, writer) = stream.into_split();
+        let mut session = Session {
+            reader: BufReader::new(reader),
+            writer,
+            shared,
+            mail_from: None,
+            rcpt_to: Vec::new(),
+            authenticated: false,
+        };
+        let _ = session.run().await;
+    }
+
+    async fn reply(&mut self, text: &str) -> Result<(), Closed> {
+        self.writer
+            .write_all(format!("{text}\r\n").as_bytes())
+            .await
+            .map_err(|_| Closed)
+    }
+
+    /// One line including its line ending; `Closed` at end of stream.
+    async fn read_line(&mut self) -> Result<Vec<u8>, Closed> {
+        let mut line = Vec::new();
+        let n = (&mut self.reader)
+            .take(MAX_LINE as u64)
+            .read_until(b'\n', &mut line)
+            .await
+            .map_err(|_| Closed)?;
+        if n == 0 {
+            return Err(Closed);
+        }
+        Ok(line)
+    }
+
+    async fn read_command(&mut self) -> Result<String, Closed> {
+        let line = self.read_line().await?;
+        let line = String::from_utf8_lossy(&line);
+        Ok(line.trim_end_matches(['\r', '\n']).to_owned())
+    }
+
+    async fn run(&mut self) -> Result<(), Closed> {
+        self.reply("220 127.0.0.1 ESMTP smtp-sink ready").await?;
+        loop {
+            let line = self.read_command().await?;
+            let (verb, arg) = match line.split_once(' ') {
+                Some((verb, arg)) => (verb.to_ascii_uppercase(), arg.trim().to_owned()),
+                None => (line.to_ascii_uppercase(), String::new()),
+            };
+            match verb.as_str() {
+                "EHLO" => {
+                    self.reset();
+                    self.reply(&format!(
+                        "250-127.0.0.1 greets {arg}\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n\
+                         250-AUTH PLAIN LOGIN\r\n250 SIZE {MAX_MESSAGE}"
+                    ))
+                    .await?;
+                }
+                "HELO" => {
+                    self.reset();
+                    self.reply("250 127.0.0.1").await?;
+                }
+                "AUTH" => self.auth(&arg).await?,
+                "MAIL" => {
+                    let reply = match address_after(&arg, "FROM:") {
+                        _ if self.mail_from.is_some() => "503 5.5.1 Nested MAIL command",
+                        Some(from) => {
+                            self.mail_from = Some(from);
+                            "250 2.1.0 OK"
+                        }
+                        None => "501 5.5.4 Syntax: MAIL FROM:<address>",
+                    };
+                    self.reply(reply).await?;
+                }
+                "RCPT" => {
+                    let reply = match address_after(&arg, "TO:") {
+                        _ if self.mail_from.is_none() => "503 5.5.1 MAIL first".to_owned(),
+                        Some(to) if self.is_refused(&to) => {
+                            format!("550 5.1.1 <{to}>: Recipient address rejected")
+                        }
+                        Some(to) => {
+                            self.rcpt_to.push(to);
+                            "250 2.1.5 OK".to_owned()
+                        }
+                        None => "501 5.5.4 Syntax: RCPT TO:<address>".to_owned(),
+                    };
+                    self.reply(&reply).await?;
+                }
+                "DATA" => self.data().await?,
+                "RSET" => {
+                    self.reset();
+                    self.reply("250 2.0.0 OK").await?;
+                }
+                "NOOP" => self.reply("250 2.0.0 OK").await?,
+                "QUIT" => {
+                    self.reply("221 2.0.0 Bye").await?;
+                    return Ok(());
+                }
+                _ => self.reply("500 5.5.2 Command not recognized").await?,
+            }
+        }
+    }
+
+    fn reset(&mut self) {
+        self.mail_from = None;
+        self.rcpt_to.clear();
+    }
+
+    fn is_refused(&self, address: &str) -> bool {
+        let address = address.to_lowercase();
+        let refused = self.shared.refused.lock().unwrap();
+        refused
+            .iter()
+            .any(|needle| address.contains(needle.as_str()))
+    }
+
+    async fn data(&mut self) -> Result<(), Closed> {
+        if self.mail_from.is_none() || self.rcpt_to.is_empty() {
+            return self.reply("503 5.5.1 RCPT first").await;
+        }
+        self.reply("354 End data with <CR><LF>.<CR><LF>").await?;
+        let mut data = Vec::new();
+        let mut too_big = false;
+        loop {
+            let line = self.read_line().await?;
+            if line == b".\r\n" || line == b".\n" {
+                break;
+            }
+            let line = line.strip_prefix(b".").unwrap_or(&line);
+            too_big |= data.len() + line.len() > MAX_MESSAGE;
+            if !too_big {
+                data.extend_from_slice(line);
+            }
+        }
+        if too_big {
+            self.reset();
+            return self.reply("552 5.3.4 Message too big").await;
+        }
+        let mail = ReceivedMail {
+            mail_from: self.mail_from.take().unwrap_or_default(),
+            rcpt_to: std::mem::take(&mut self.rcpt_to),
+            data: String::from_utf8_lossy(&data).into_owned(),
+        };
+        let count = {
+            let mut messages = self.shared.messages.lock().unwrap();
+            messages.push(mail);
+            messages.len()
+        };
+        self.reply(&format!("250 2.0.0 OK queued as {count}")).await
+    }
+
+    async fn auth(&mut self, arg: &str) -> Result<(), Closed> {
+        if self.authenticated {
+            return self.reply("503 5.5.1 Already authenticated").await;
+        }
+        let (mechanism, initial) = match arg.split_once(' ') {
+            Some((m, i)) => (m.to_ascii_uppercase(), Some(i.trim().to_owned())),
+            None => (arg.to_ascii_uppercase(), None),
+        };
+        let login = match mechanism.as_str() {
+            "PLAIN" => {
+                let response = match initial {
+                    Some(i) if i != "=" => i,
+                    Some(_) => String::new(),
+                    None => {
+                        self.reply("334 ").await?;
+                        self.read_command().await?
+                    }
+                };
+                if response == "*" {
+                    return self.reply("501 5.7.0 Authentication cancelled").await;
+                }
+                // authorization identity NUL user NUL password
+                base64_decode(&response).and_then(|raw| {
+                    let mut fields = raw.split(|&b| b == 0).skip(1);
+                    let user = String::from_utf8(fields.next()?.to_vec()).ok()?;
+                    let password = String::from_utf8(fields.next()?.to_vec()).ok()?;
+                    Some((user, password))
+                })
+            }
+            "LOGIN" => {
+                let user = match initial {
+                    Some(i) => i,
+                    None => {
+                        self.reply("334 VXNlcm5hbWU6").await?;
+                        self.read_command().await?
+                    }
+                };
+                self.reply("334 UGFzc3dvcmQ6").await?;
+                let password = self.read_command().await?;
+                let decode = |s: &str| base64_decode(s).and_then(|b| String::from_utf8(b).ok());
+                decode(&user).zip(decode(&password))
+            }
+            _ => {
+                return self
+                    .reply("504 5.5.4 Unrecognized authentication type")
+                    .await
+            }
+        };
+        match login {
+            Some(login) => {
+                self.shared.logins.lock().unwrap().push(login);
+                self.authenticated = true;
+                self.reply("235 2.7.0 Authentication successful").await
+            }
+            None => self.reply("501 5.5.2 Cannot decode the response").await,
+        }
+    }
+}
+
+/// `FROM:<a@b> BODY=8BITMIME` → `a@b` (the prefix is matched case-insensitively).
+fn address_after(arg: &str, prefix: &str) -> Option<String> {
+    let head = arg.get(..prefix.len())?;
+    if !head.eq_ignore_ascii_case(prefix) {
+        return None;
+    }
+    let rest = arg[prefix.len()..].trim_start();
+    if let Some(rest) = rest.strip_prefix('<') {
+        let end = rest.find('>')?;
+        Some(rest[..end].to_owned())
+    } else {
+        rest.split_whitespace().next().map(str::to_owned)
+    }
+}
+
+// ---- reading what arrived ---------------------------------------------------------
+
+/// A MIME entity: unfolded headers (names lower-cased) and the raw body, LF line endings.
+struct Entity {
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl Entity {
+    fn parse(raw: &str) -> Entity {
+        let raw = raw.replace("\r\n", "\n");
+        let (head, body) = if let Some(body) = raw.strip_prefix('\n') {
+            ("", body)
+        } else {
+            raw.split_once("\n\n").unwrap_or((raw.as_str(), ""))
+        };
+        let mut headers: Vec<(String, String)> = Vec::new();
+        for line in head.lines() {
+            if line.starts_with([' ', '\t']) {
+                if let Some((_, value)) = headers.last_mut() {
+                    value.push_str(line);
+                }
+            } else if let Some((name, value)) = line.split_once(':') {
+                headers.push((name.trim().to_ascii_lowercase(), value.trim().to_owned()));
+            }
+        }
+        Entity {
+            headers,
+            body: body.to_owned(),
+        }
+    }
+
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Lower-cased MIME type and the parameters of Content-Type (text/plain by default).
+    fn content_type(&self) -> (String, Vec<(String, String)>) {
+        let Some(value) = self.header("content-type") else {
+            return ("text/plain".into(), Vec::new());
+        };
+        let mut pieces = value.split(';');
+        let mime = pieces.next().unwrap_or("").trim().to_ascii_lowercase();
+        let params = pieces
+            .filter_map(|p| p.split_once('='))
+            .map(|(k, v)| {
+                let v = v.trim();
+                let v = v
+                    .strip_prefix('"')
+                    .and_then(|v| v.strip_suffix('"'))
+                    .unwrap_or(v);
+                (k.trim().to_ascii_lowercase(), v.to_owned())
+            })
+            .collect();
+        (mime, params)
+    }
+
+    /// The decoded body of the first leaf part of type `mime`, searching depth first.
+    fn find(&self, mime: &str) -> Option<String> {
+        let (own, params) = self.content_type();
+        if own.starts_with("multipart/") {
+            let boundary = params.iter().find(|(k, _)| k == "boundary")?.1.clone();
+            return split_multipart(&self.body, &boundary)
+                .iter()
+                .find_map(|part| Entity::parse(part).find(mime));
+        }
+        if own != mime {
+            return None;
+        }
+        let encoding = self
+            .header("content-transfer-encoding")
+            .unwrap_or("7bit")
+            .trim()
+            .to_ascii_lowercase();
+        let bytes = match encoding.as_str() {
+            "base64" => base64_decode(&self.body)?,
+            "quoted-printable" => quoted_printable_decode(&self.body),
+            _ => self.body.clone().into_bytes(),
+        };
+        Some(String::from_utf8_lossy(&bytes).replace("\r\n", "\n"))
+    }
+}
+
+fn split_multipart(body: &str, boundary: &str) -> Vec<String> {
+    let delimiter = format!("--{boundary}");
+    let mut parts = Vec::new();
+    let mut current: Option<Vec<&str>> = None;
+    for line in body.split('\n') {
+        let line_trimmed = line.trim_end();
+        if line_trimmed == delimiter || line_trimmed == format!("{delimiter}--") {
+            if let Some(lines) = current.take() {
+                parts.push(lines.join("\n"));
+            }
+            if line_trimmed != delimiter {
+                break;
+            }
+            current = Some(Vec::new());
+        } else if let Some(lines) = current.as_mut() {
+            lines.push(line);
+        }
+    }
+    parts
+}
+
+fn base64_decode(input: &str) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(input.len() * 3 / 4);
+    let mut buffer = 0u32;
+    let mut bits = 0;
+    for c in input.bytes() {
+        let value = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            b'=' => break,
+            c if c.is_ascii_whitespace() => continue,
+            _ => return None,
+        };
+        buffer = (buffer << 6) | u32::from(value);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((buffer >> bits) as u8);
+            buffer &= (1 << bits) - 1;
+        }
+    }
+    Some(out)
+}
+
+fn quoted_printable_decode(input: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(input.len());
+    let mut lines = input.split('\n').peekable();
+    while let Some(line) = lines.next() {
+        // trailing white space is transport padding (RFC 2045 6.7)
+        let line = line.trim_end_matches([' ', '\t', '\r']);
+        let (line, soft_break) = match line.strip_suffix('=') {
+            Some(line) => (line, true),
+            None => (line, false),
+        };
+        let bytes = line.as_bytes();
+        let mut i = 0;
+        while i < bytes.len() {
+            let hex = |b: Option<&u8>| b.and_then(|&b| char::from(b).to_digit(16));
+            match (bytes[i], hex(bytes.get(i + 1)), hex(bytes.get(i + 2))) {
+                (b'=', Some(h), Some(l)) => {
+                    out.push((h * 16 + l) as u8);
+                    i += 3;
+                }
+                (b, _, _) => {
+                    out.push(b);
+                    i += 1;
+                }
+            }
+        }
+        if !soft_break && lines.peek().is_some() {
+            out.push(b'\n');
+        }
+    }
+    out
+}
+
+/// Decodes RFC 2047 encoded words (`=?utf-8?b?…?=`, `=?utf-8?q?…?=`); white space
+/// between two encoded words is dropped, as the RFC says.
+fn decode_header(value: &str) -> String {
+    let mut out = String::new();
+    let mut pending_space = String::new();
+    let mut previous_encoded = false;
+    let mut rest = value;
+    while !rest.is_empty() {
+        let space_len = rest.len() - rest.trim_start().len();
+        pending_space.push_str(&rest[..space_len]);
+        rest = &rest[space_len..];
+        let word_len = rest.find([' ', '\t']).unwrap_or(rest.len());
+        let word = &rest[..word_len];
+        rest = &rest[word_len..];
+        if word.is_empty() {
+            continue;
+        }
+        match decode_word(word) {
+            Some(decoded) => {
+                if !previous_encoded {
+                    out.push_str(&pending_space);
+                }
+                out.push_str(&decoded);
+                previous_encoded = true;
+            }
+            None => {
+                out.push_str(&pending_space);
+                out.push_str(word);
+                previous_encoded = false;
+            }
+        }
+        pending_space.clear();
+    }
+    out
+}
+
+fn decode_word(word: &str) -> Option<String> {
+    let inner = word.strip_prefix("=?")?.strip_suffix("?=")?;
+    let mut fields = inner.splitn(3, '?');
+    let _charset = fields.next()?;
+    let encoding = fields.next()?;
+    let text = fields.next()?;
+    let bytes = match encoding {
+        "B" | "b" => base64_decode(text)?,
+        "Q" | "q" => quoted_printable_decode(&text.replace('_', " ")),
+        _ => return None,
+    };
+    Some(String::from_utf8_lossy(&bytes).into_owned())
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: Option<&u8>| b.and_then(|&b| char::from(b).to_digit(16));
+        match (bytes[i], hex(bytes.get(i + 1)), hex(bytes.get(i + 2))) {
+            (b'%', Some(h), Some(l)) => {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+            }
+            (b'+', _, _) => {
+                out.push(b' ');
+                i += 1;
+            }
+            (b, _, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Every http(s) URL in `text`, in order.
+fn links(text: &str) -> Vec<&str> {
+    let mut found = Vec::new();
+    let mut rest = text;
+    while let Some(start) = ["http://", "https://"]
+        .iter()
+        .filter_map(|scheme| rest.find(scheme))
+        .min()
+    {
+        let candidate = &rest[start..];
+        let end = candidate
+            .find(|c: char| c.is_whitespace() || matches!(c, '<' | '>' | '"' | '\'' | ')' | ']'))
+            .unwrap_or(candidate.len());
+        found.push(&candidate[..end]);
+        rest = &candidate[end..];
+    }
+    found
+}
+
+#[allow(dead_code)]
+impl ReceivedMail {
+    /// The decoded Subject header.
+    pub fn subject(&self) -> Option<String> {
+        Entity::parse(&self.data)
+            .header("subject")
+            .map(decode_header)
+    }
+
+    /// A decoded header of the message, e.g. "To" or "Message-ID".
+    pub fn header(&self, name: &str) -> Option<String> {
+        Entity::parse(&self.data).header(name).map(decode_header)
+    }
+
+    /// The decoded text/plain part, LF line endings.
+    pub fn text_body(&self) -> Option<String> {
+        Entity::parse(&self.data).find("text/plain")
+    }
+
+    /// The decoded text/html part, LF line endings.
+    pub fn html_body(&self) -> Option<String> {
+        Entity::parse(&self.data).find("text/html")
+    }
+
+    /// The `token` query parameter of the first link in the text part whose path ends
+    /// with `path` (e.g. "/reset-password").
+    pub fn link_token(&self, path: &str) -> Option<String> {
+        let text = self.text_body()?;
+        links(&text).into_iter().find_map(|link| {
+            let (before_query, query) = link.split_once('?').unwrap_or((link, ""));
+            let before_query = before_query.split('#').next().unwrap_or(before_query);
+            if !before_query.ends_with(path) {
+                return None;
+            }
+            let query = query.split('#').next().unwrap_or("");
+            query
+                .split('&')
+                .find_map(|pair| pair.strip_prefix("token="))
+                .map(percent_decode)
+        })
+    }
+}
