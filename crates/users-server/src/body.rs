@@ -1,0 +1,499 @@
+//! Request bodies, query strings and forms, parsed and validated the way FastAPI and
+//! pydantic do it, so a malformed request gets the same 422 a fastapi-users client
+//! expects: never actix's plain-text 400s, never a 500.
+
+use std::collections::HashMap;
+
+use actix_web::http::header::{self, HeaderMap};
+use actix_web::web::{Bytes, BytesMut, Payload};
+use futures_util::StreamExt;
+use secrecy::SecretString;
+use serde_json::{json, Map, Value};
+use users_domain::EmailAddress;
+
+use crate::error::{ApiError, FieldError};
+
+/// Largest body accepted on the JSON and form routes.
+pub const BODY_LIMIT: usize = 16 * 1024;
+
+/// Reads the whole body, refusing (413) past `limit` bytes without buffering more.
+pub async fn read_body(mut payload: Payload, limit: usize) -> Result<Bytes, ApiError> {
+    let mut buf = BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| match e {
+            actix_web::error::PayloadError::Overflow => ApiError::PayloadTooLarge { limit },
+            other => validation_body_error(format!("could not read the request body: {other}")),
+        })?;
+        if buf.len() + chunk.len() > limit {
+            return Err(ApiError::PayloadTooLarge { limit });
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(buf.freeze())
+}
+
+fn validation_body_error(msg: String) -> ApiError {
+    ApiError::Validation(vec![FieldError::new(
+        "value_error",
+        vec![json!("body")],
+        msg,
+        Value::Null,
+    )])
+}
+
+/// Parses a JSON body that must be an object (a pydantic model).
+pub fn json_object(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::Validation(vec![FieldError::new(
+            "missing",
+            vec![json!("body")],
+            "Field required",
+            Value::Null,
+        )]));
+    }
+    let value: Value = serde_json::from_slice(body).map_err(|e| {
+        let pos = byte_offset(body, e.line(), e.column());
+        ApiError::Validation(vec![FieldError::new(
+            "json_invalid",
+            vec![json!("body"), json!(pos)],
+            "JSON decode error",
+            json!({}),
+        )
+        .with_ctx(json!({ "error": json_error_text(&e) }))])
+    })?;
+    match value {
+        Value::Object(map) => Ok(map),
+        other => Err(ApiError::Validation(vec![FieldError::new(
+            "model_attributes_type",
+            vec![json!("body")],
+            "Input should be a valid dictionary or object to extract fields from",
+            other,
+        )])),
+    }
+}
+
+fn json_error_text(e: &serde_json::Error) -> String {
+    // serde_json's message without its " at line X column Y" suffix.
+    let s = e.to_string();
+    match s.rfind(" at line ") {
+        Some(i) => s[..i].to_owned(),
+        None => s,
+    }
+}
+
+fn byte_offset(body: &[u8], line: usize, column: usize) -> usize {
+    let mut offset = 0;
+    for (i, l) in body.split(|b| *b == b'\n').enumerate() {
+        if i + 1 == line {
+            return offset + column.saturating_sub(1);
+        }
+        offset += l.len() + 1;
+    }
+    body.len()
+}
+
+/// Pulls typed fields out of a JSON object or a form, collecting every problem (as
+/// pydantic does) before answering one 422 that lists them all.
+pub struct Fields<'a> {
+    source: Source<'a>,
+    loc: &'static str,
+    errors: Vec<FieldError>,
+}
+
+enum Source<'a> {
+    Json(&'a Map<String, Value>),
+    Form(&'a HashMap<String, String>),
+}
+
+impl<'a> Fields<'a> {
+    pub fn json(obj: &'a Map<String, Value>) -> Self {
+        Fields {
+            source: Source::Json(obj),
+            loc: "body",
+            errors: Vec::new(),
+        }
+    }
+
+    /// Form fields (urlencoded or multipart) or query parameters; `loc` is "body" or "query".
+    pub fn form(map: &'a HashMap<String, String>, loc: &'static str) -> Self {
+        Fields {
+            source: Source::Form(map),
+            loc,
+            errors: Vec::new(),
+        }
+    }
+
+    fn loc(&self, name: &str) -> Vec<Value> {
+        vec![json!(self.loc), json!(name)]
+    }
+
+    fn push(&mut self, e: FieldError) {
+        self.errors.push(e);
+    }
+
+    fn missing(&mut self, name: &str) {
+        let e = FieldError::new("missing", self.loc(name), "Field required", Value::Null);
+        self.push(e);
+    }
+
+    /// The raw value: `None` when absent. Form values are strings; FastAPI treats an
+    /// empty form value as absent.
+    fn raw(&self, name: &str) -> Option<Value> {
+        match &self.source {
+            Source::Json(obj) => obj.get(name).cloned(),
+            Source::Form(map) => map
+                .get(name)
+                .filter(|v| !v.is_empty())
+                .map(|v| Value::String(v.clone())),
+        }
+    }
+
+    fn as_string(&mut self, name: &str, v: Value) -> Option<String> {
+        match v {
+            Value::String(s) => Some(s),
+            other => {
+                let e = FieldError::new(
+                    "string_type",
+                    self.loc(name),
+                    "Input should be a valid string",
+                    other,
+                );
+                self.push(e);
+                None
+            }
+        }
+    }
+
+    /// A required string of at least one character.
+    pub fn required_str(&mut self, name: &str) -> Option<String> {
+        match self.raw(name) {
+            None => {
+                self.missing(name);
+                None
+            }
+            Some(v) => self
+                .as_string(name, v)
+                .and_then(|s| self.non_empty(name, s)),
+        }
+    }
+
+    fn non_empty(&mut self, name: &str, s: String) -> Option<String> {
+        if s.is_empty() {
+            let e = FieldError::new(
+                "string_too_short",
+                self.loc(name),
+                "String should have at least 1 character",
+                json!(s),
+            )
+            .with_ctx(json!({"min_length": 1}));
+            self.push(e);
+            None
+        } else {
+            Some(s)
+        }
+    }
+
+    /// An optional string; `null` counts as absent. Present but empty is refused.
+    pub fn optional_str(&mut self, name: &str) -> Option<Option<String>> {
+        match self.raw(name) {
+            None | Some(Value::Null) => Some(None),
+            Some(v) => self
+                .as_string(name, v)
+                .and_then(|s| self.non_empty(name, s))
+                .map(Some),
+        }
+    }
+
+    /// A required password: kept secret from here on.
+    pub fn required_password(&mut self, name: &str) -> Option<SecretString> {
+        self.required_str(name).map(SecretString::from)
+    }
+
+    pub fn optional_password(&mut self, name: &str) -> Option<Option<SecretString>> {
+        self.optional_str(name).map(|o| o.map(SecretString::from))
+    }
+
+    fn email(&mut self, name: &str, raw: String) -> Option<EmailAddress> {
+        match EmailAddress::parse(&raw) {
+            Ok(e) => Some(e),
+            Err(err) => {
+                let e = FieldError::new(
+                    "value_error",
+                    self.loc(name),
+                    format!("value is not a valid email address: {}", err.reason),
+                    json!(raw),
+                )
+                .with_ctx(json!({ "reason": err.reason }));
+                self.push(e);
+                None
+            }
+        }
+    }
+
+    pub fn required_email(&mut self, name: &str) -> Option<EmailAddress> {
+        match self.raw(name) {
+            None => {
+                self.missing(name);
+                None
+            }
+            Some(v) => self.as_string(name, v).and_then(|s| self.email(name, s)),
+        }
+    }
+
+    pub fn optional_email(&mut self, name: &str) -> Option<Option<EmailAddress>> {
+        match self.raw(name) {
+            None | Some(Value::Null) => Some(None),
+            Some(v) => self
+                .as_string(name, v)
+                .and_then(|s| self.email(name, s))
+                .map(Some),
+        }
+    }
+
+    /// An optional boolean with pydantic's lax parsing (true/false, 0/1, "yes"/"no", …).
+    pub fn optional_bool(&mut self, name: &str) -> Option<Option<bool>> {
+        let v = match self.raw(name) {
+            None | Some(Value::Null) => return Some(None),
+            Some(v) => v,
+        };
+        let parsed = match &v {
+            Value::Bool(b) => Some(*b),
+            Value::Number(n) if n.as_f64() == Some(1.0) => Some(true),
+            Value::Number(n) if n.as_f64() == Some(0.0) => Some(false),
+            Value::String(s) => match s.to_ascii_lowercase().as_str() {
+                "1" | "on" | "t" | "true" | "y" | "yes" => Some(true),
+                "0" | "off" | "f" | "false" | "n" | "no" => Some(false),
+                _ => None,
+            },
+            _ => None,
+        };
+        match parsed {
+            Some(b) => Some(Some(b)),
+            None => {
+                let (kind, msg) = if matches!(v, Value::String(_)) {
+                    (
+                        "bool_parsing",
+                        "Input should be a valid boolean, unable to interpret input",
+                    )
+                } else {
+                    ("bool_type", "Input should be a valid boolean")
+                };
+                let e = FieldError::new(kind, self.loc(name), msg, v);
+                self.push(e);
+                None
+            }
+        }
+    }
+
+    /// An optional integer within `min..=max` (query parameters).
+    pub fn optional_int(&mut self, name: &str, min: i64, max: i64) -> Option<Option<i64>> {
+        let v = match self.raw(name) {
+            None | Some(Value::Null) => return Some(None),
+            Some(v) => v,
+        };
+        let n = match &v {
+            Value::Number(n) => n.as_i64(),
+            Value::String(s) => s.trim().parse::<i64>().ok(),
+            _ => None,
+        };
+        let Some(n) = n else {
+            let e = FieldError::new(
+                "int_parsing",
+                self.loc(name),
+                "Input should be a valid integer, unable to parse string as an integer",
+                v,
+            );
+            self.push(e);
+            return None;
+        };
+        if n < min {
+            let e = FieldError::new(
+                "greater_than_equal",
+                self.loc(name),
+                format!("Input should be greater than or equal to {min}"),
+                v,
+            )
+            .with_ctx(json!({ "ge": min }));
+            self.push(e);
+            return None;
+        }
+        if n > max {
+            let e = FieldError::new(
+                "less_than_equal",
+                self.loc(name),
+                format!("Input should be less than or equal to {max}"),
+                v,
+            )
+            .with_ctx(json!({ "le": max }));
+            self.push(e);
+            return None;
+        }
+        Some(Some(n))
+    }
+
+    /// An optional string that must match one literal value (e.g. `grant_type=password`).
+    pub fn optional_literal(&mut self, name: &str, expected: &str) -> Option<()> {
+        match self.raw(name) {
+            None | Some(Value::Null) => Some(()),
+            Some(v) => {
+                let s = self.as_string(name, v)?;
+                if s == expected {
+                    Some(())
+                } else {
+                    let pattern = format!("^{expected}$");
+                    let e = FieldError::new(
+                        "string_pattern_mismatch",
+                        self.loc(name),
+                        format!("String should match pattern '{pattern}'"),
+                        json!(s),
+                    )
+                    .with_ctx(json!({ "pattern": pattern }));
+                    self.push(e);
+                    None
+                }
+            }
+        }
+    }
+
+    /// `Ok` when every field was valid; otherwise one 422 listing every problem.
+    pub fn finish(self) -> Result<(), ApiError> {
+        if self.errors.is_empty() {
+            Ok(())
+        } else {
+            Err(ApiError::Validation(self.errors))
+        }
+    }
+}
+
+/// Key/value pairs of an urlencoded string; the last of repeated keys wins.
+pub fn urlencoded(data: &[u8]) -> HashMap<String, String> {
+    serde_urlencoded::from_bytes::<Vec<(String, String)>>(data)
+        .map(|pairs| pairs.into_iter().collect())
+        .unwrap_or_default()
+}
+
+/// The text fields of a form body, urlencoded or multipart. Any other content type
+/// (a JSON body, say) yields no fields, so the required ones are reported missing.
+pub async fn form_fields(
+    headers: &HeaderMap,
+    body: Bytes,
+) -> Result<HashMap<String, String>, ApiError> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    if content_type.starts_with("application/x-www-form-urlencoded") {
+        return Ok(urlencoded(&body));
+    }
+    if content_type.starts_with("multipart/form-data") {
+        return multipart_fields(headers, body).await;
+    }
+    Ok(HashMap::new())
+}
+
+async fn multipart_fields(
+    headers: &HeaderMap,
+    body: Bytes,
+) -> Result<HashMap<String, String>, ApiError> {
+    let stream =
+        futures_util::stream::once(async move { Ok::<_, actix_web::error::PayloadError>(body) });
+    let mut multipart = actix_multipart::Multipart::new(headers, stream);
+    let mut fields = HashMap::new();
+    let bad = |what: String| {
+        ApiError::Validation(vec![FieldError::new(
+            "value_error",
+            vec![json!("body")],
+            format!("There was an error parsing the body: {what}"),
+            Value::Null,
+        )])
+    };
+    while let Some(field) = multipart.next().await {
+        let mut field = field.map_err(|e| bad(e.to_string()))?;
+        let name = field
+            .content_disposition()
+            .and_then(|cd| cd.get_name())
+            .map(str::to_owned);
+        let mut data = BytesMut::new();
+        while let Some(chunk) = field.next().await {
+            data.extend_from_slice(&chunk.map_err(|e| bad(e.to_string()))?);
+        }
+        if let Some(name) = name {
+            let value = String::from_utf8(data.to_vec())
+                .map_err(|_| bad(format!("field `{name}` is not UTF-8 text")))?;
+            fields.insert(name, value);
+        }
+    }
+    Ok(fields)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn errors(r: Result<impl std::fmt::Debug, ApiError>) -> Vec<FieldError> {
+        match r {
+            Err(ApiError::Validation(e)) => e,
+            other => panic!("expected a 422, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn malformed_json_reports_the_position() {
+        let e = errors(json_object(b"{\"email\": }"));
+        assert_eq!(e[0].kind, "json_invalid");
+        assert_eq!(e[0].loc, vec![json!("body"), json!(10)]);
+    }
+
+    #[test]
+    fn non_objects_and_empty_bodies_are_refused() {
+        assert_eq!(
+            errors(json_object(b"[1,2]"))[0].kind,
+            "model_attributes_type"
+        );
+        assert_eq!(errors(json_object(b""))[0].kind, "missing");
+        assert_eq!(errors(json_object(b"  \n"))[0].loc, vec![json!("body")]);
+    }
+
+    #[test]
+    fn every_field_problem_is_listed() {
+        let obj = json_object(br#"{"email": 5, "password": "", "is_active": "maybe"}"#).unwrap();
+        let mut f = Fields::json(&obj);
+        assert!(f.required_email("email").is_none());
+        assert!(f.required_password("password").is_none());
+        assert!(f.optional_bool("is_active").is_none());
+        assert!(f.required_str("missing_one").is_none());
+        let e = errors(f.finish());
+        let kinds: Vec<_> = e.iter().map(|e| e.kind).collect();
+        assert_eq!(
+            kinds,
+            ["string_type", "string_too_short", "bool_parsing", "missing"]
+        );
+        assert_eq!(e[3].loc, vec![json!("body"), json!("missing_one")]);
+    }
+
+    #[test]
+    fn lax_booleans_and_integers() {
+        let obj = json_object(br#"{"a": "yes", "b": 0, "c": "12", "d": "x"}"#).unwrap();
+        let mut f = Fields::json(&obj);
+        assert_eq!(f.optional_bool("a"), Some(Some(true)));
+        assert_eq!(f.optional_bool("b"), Some(Some(false)));
+        assert_eq!(f.optional_int("c", 1, 100), Some(Some(12)));
+        assert_eq!(f.optional_int("c", 1, 10), None);
+        assert_eq!(f.optional_int("d", 1, 10), None);
+        assert_eq!(errors(f.finish()).len(), 2);
+    }
+
+    #[test]
+    fn empty_form_values_count_as_missing() {
+        let map = urlencoded(b"username=&password=x&grant_type=refresh");
+        let mut f = Fields::form(&map, "body");
+        assert!(f.required_str("username").is_none());
+        assert!(f.required_str("password").is_some());
+        assert!(f.optional_literal("grant_type", "password").is_none());
+        let e = errors(f.finish());
+        assert_eq!(e[0].kind, "missing");
+        assert_eq!(e[1].kind, "string_pattern_mismatch");
+    }
+}

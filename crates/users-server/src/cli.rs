@@ -1,0 +1,168 @@
+//! `users-server create-user --email E --password P [--superuser] [--verified]`.
+//! Works while the server runs (same database); prints the user's JSON on stdout.
+
+use secrecy::SecretString;
+use users_domain::EmailAddress;
+
+use crate::accounts::{create_user, CreateError};
+use crate::settings::Settings;
+use crate::startup::build_state;
+
+pub const USAGE: &str = "usage:
+  users-server                      serve the API (configured by the environment)
+  users-server create-user --email E --password P [--superuser] [--verified]
+                                    create a user; prints it as JSON
+The password may also be given in the environment as USERS_CREATE_PASSWORD, so it
+stays out of the shell history and the process list.";
+
+#[derive(Debug, PartialEq, Eq)]
+pub struct CreateUserArgs {
+    pub email: String,
+    pub password: String,
+    pub superuser: bool,
+    pub verified: bool,
+}
+
+pub fn parse_create_user(
+    args: &[String],
+    env_password: Option<String>,
+) -> Result<CreateUserArgs, String> {
+    let mut email = None;
+    let mut password = None;
+    let mut superuser = false;
+    let mut verified = false;
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        let (flag, inline) = match arg.split_once('=') {
+            Some((f, v)) if f.starts_with("--") => (f, Some(v.to_owned())),
+            _ => (arg.as_str(), None),
+        };
+        match flag {
+            "--email" | "--password" => {
+                let value = inline
+                    .or_else(|| it.next().cloned())
+                    .ok_or_else(|| format!("{flag} needs a value"))?;
+                if flag == "--email" {
+                    email = Some(value);
+                } else {
+                    password = Some(value);
+                }
+            }
+            "--superuser" => superuser = true,
+            "--verified" => verified = true,
+            other => return Err(format!("unknown argument `{other}`")),
+        }
+    }
+    Ok(CreateUserArgs {
+        email: email.ok_or("--email is required")?,
+        password: password.or(env_password).ok_or("--password is required")?,
+        superuser,
+        verified,
+    })
+}
+
+/// Runs the command; returns the process exit code.
+pub async fn create_user_command(settings: Settings, args: CreateUserArgs) -> u8 {
+    let email = match EmailAddress::parse(&args.email) {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!(
+                "error: --email: value is not a valid email address: {}",
+                e.reason
+            );
+            return 2;
+        }
+    };
+    let state = match build_state(settings).await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 1;
+        }
+    };
+    match create_user(
+        &state,
+        email,
+        SecretString::from(args.password),
+        args.superuser,
+        args.verified,
+    )
+    .await
+    {
+        Ok(user) => match serde_json::to_string(&user) {
+            Ok(json) => {
+                println!("{json}");
+                0
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                1
+            }
+        },
+        Err(CreateError::InvalidPassword(reason)) => {
+            eprintln!("error: --password refused: {reason}");
+            1
+        }
+        Err(CreateError::AlreadyExists) => {
+            eprintln!("error: a user with this email already exists");
+            1
+        }
+        Err(CreateError::Api(e)) => {
+            eprintln!("error: {e}");
+            1
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn args(a: &[&str]) -> Vec<String> {
+        a.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn parses_flags_in_both_forms() {
+        let a = parse_create_user(
+            &args(&["--email", "a@example.com", "--password=pw", "--superuser"]),
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            a,
+            CreateUserArgs {
+                email: "a@example.com".into(),
+                password: "pw".into(),
+                superuser: true,
+                verified: false
+            }
+        );
+        let a = parse_create_user(
+            &args(&["--email=a@example.com", "--verified"]),
+            Some("env-pw".into()),
+        )
+        .unwrap();
+        assert_eq!(a.password, "env-pw");
+        assert!(a.verified);
+    }
+
+    #[test]
+    fn refuses_missing_and_unknown_arguments() {
+        assert!(parse_create_user(&args(&["--password", "x"]), None)
+            .unwrap_err()
+            .contains("--email"));
+        assert!(
+            parse_create_user(&args(&["--email", "a@example.com"]), None)
+                .unwrap_err()
+                .contains("--password")
+        );
+        assert!(parse_create_user(&args(&["--email"]), None)
+            .unwrap_err()
+            .contains("needs a value"));
+        assert!(parse_create_user(&args(&["--admin"]), None)
+            .unwrap_err()
+            .contains("--admin"));
+    }
+}

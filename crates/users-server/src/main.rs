@@ -1,0 +1,73 @@
+use std::process::ExitCode;
+
+use users_server::cli::{self, USAGE};
+use users_server::{telemetry, Application, Settings};
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let command = args.first().map(String::as_str);
+    if matches!(command, Some("-h" | "--help" | "help")) {
+        println!("{USAGE}");
+        return ExitCode::SUCCESS;
+    }
+    let settings = match Settings::from_env() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: invalid configuration: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match command {
+        None | Some("serve") => {
+            telemetry::init(&settings.rust_log, settings.log_format, false);
+            runtime.block_on(serve(settings))
+        }
+        Some("create-user") => {
+            telemetry::init(&settings.rust_log, settings.log_format, true);
+            let parsed =
+                cli::parse_create_user(&args[1..], std::env::var("USERS_CREATE_PASSWORD").ok());
+            match parsed {
+                Ok(a) => ExitCode::from(runtime.block_on(cli::create_user_command(settings, a))),
+                Err(e) => {
+                    eprintln!("error: {e}\n{USAGE}");
+                    ExitCode::from(2)
+                }
+            }
+        }
+        Some(other) => {
+            eprintln!("error: unknown command `{other}`\n{USAGE}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn serve(settings: Settings) -> ExitCode {
+    let app = match Application::build(settings).await {
+        Ok(app) => app,
+        Err(e) => {
+            tracing::error!("cannot start: {e}");
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match app.run_until_stopped().await {
+        Ok(()) => {
+            tracing::info!("stopped");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,105 @@
+//! Password reset and email verification (CONTRACT.md §4, §5).
+
+use actix_web::{web, HttpResponse};
+use serde_json::Value;
+
+use crate::accounts::{reset_password, verify_user, ResetError, VerifyError};
+use crate::body::{json_object, read_body, Fields, BODY_LIMIT};
+use crate::error::ApiError;
+use crate::outbox::{enqueue, OutboxItem};
+use crate::state::AppState;
+
+fn json_null(status: actix_web::http::StatusCode) -> HttpResponse {
+    HttpResponse::build(status)
+        .insert_header((actix_web::http::header::CACHE_CONTROL, "no-store"))
+        .json(Value::Null)
+}
+
+async fn email_field(payload: web::Payload) -> Result<String, ApiError> {
+    let body = read_body(payload, BODY_LIMIT).await?;
+    let obj = json_object(&body)?;
+    let mut f = Fields::json(&obj);
+    let email = f.required_email("email");
+    f.finish()?;
+    email
+        .map(|e| e.into_string())
+        .ok_or_else(|| ApiError::internal("validated field missing"))
+}
+
+/// Queues the request and answers 202 `null` whatever the address: the same work for
+/// every address, so neither the answer nor its timing tells whether it is known.
+async fn queue(state: &AppState, item: OutboxItem) -> Result<HttpResponse, ApiError> {
+    state.db(move |c| enqueue(c, &item)).await?;
+    state.outbox_signal.wake();
+    Ok(json_null(actix_web::http::StatusCode::ACCEPTED))
+}
+
+/// `POST /auth/forgot-password` {email}: 202 null.
+#[tracing::instrument(name = "forgot_password", skip_all)]
+pub async fn forgot_password(
+    state: web::Data<AppState>,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let email = email_field(payload).await?;
+    queue(&state, OutboxItem::ForgotPassword { email }).await
+}
+
+/// `POST /auth/request-verify-token` {email}: 202 null.
+#[tracing::instrument(name = "request_verify_token", skip_all)]
+pub async fn request_verify_token(
+    state: web::Data<AppState>,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let email = email_field(payload).await?;
+    queue(&state, OutboxItem::RequestVerify { email }).await
+}
+
+/// `POST /auth/reset-password` {token, password}: 200 null.
+#[tracing::instrument(name = "reset_password", skip_all)]
+pub async fn reset(
+    state: web::Data<AppState>,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let body = read_body(payload, BODY_LIMIT).await?;
+    let obj = json_object(&body)?;
+    let mut f = Fields::json(&obj);
+    let token = f.required_str("token");
+    let password = f.required_password("password");
+    f.finish()?;
+    let (Some(token), Some(password)) = (token, password) else {
+        return Err(ApiError::internal("validated fields missing"));
+    };
+    match reset_password(&state, &token, password).await {
+        Ok(()) => Ok(json_null(actix_web::http::StatusCode::OK)),
+        Err(ResetError::BadToken) => Err(ApiError::BadRequest("RESET_PASSWORD_BAD_TOKEN")),
+        Err(ResetError::InvalidPassword(reason)) => Err(ApiError::InvalidPassword {
+            code: "RESET_PASSWORD_INVALID_PASSWORD",
+            reason,
+        }),
+        Err(ResetError::Api(e)) => Err(e),
+    }
+}
+
+/// `POST /auth/verify` {token}: 200 User.
+#[tracing::instrument(name = "verify", skip_all)]
+pub async fn verify(
+    state: web::Data<AppState>,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let body = read_body(payload, BODY_LIMIT).await?;
+    let obj = json_object(&body)?;
+    let mut f = Fields::json(&obj);
+    let token = f.required_str("token");
+    f.finish()?;
+    let Some(token) = token else {
+        return Err(ApiError::internal("validated field missing"));
+    };
+    match verify_user(&state, &token).await {
+        Ok(user) => Ok(HttpResponse::Ok().json(user)),
+        Err(VerifyError::BadToken) => Err(ApiError::BadRequest("VERIFY_USER_BAD_TOKEN")),
+        Err(VerifyError::AlreadyVerified) => {
+            Err(ApiError::BadRequest("VERIFY_USER_ALREADY_VERIFIED"))
+        }
+        Err(VerifyError::Api(e)) => Err(e),
+    }
+}

@@ -1,0 +1,22 @@
+//! The HTTP routes (CONTRACT.md §4).
+
+pub mod auth;
+pub mod google;
+pub mod mail;
+pub mod pages;
+pub mod register;
+pub mod users;
+
+use actix_web::HttpResponse;
+
+use crate::error::ApiError;
+
+/// Any path the service does not have.
+pub async fn not_found() -> Result<HttpResponse, ApiError> {
+    Err(ApiError::NotFound)
+}
+
+/// A known path with a method it does not take.
+pub async fn method_not_allowed() -> Result<HttpResponse, ApiError> {
+    Err(ApiError::MethodNotAllowed)
+}

@@ -1,0 +1,42 @@
+use actix_web::{web, HttpResponse};
+
+use crate::accounts::{create_user, CreateError};
+use crate::body::{json_object, read_body, Fields, BODY_LIMIT};
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// `POST /auth/register` {email, password}: 201 User.
+#[tracing::instrument(name = "register", skip_all)]
+pub async fn register(
+    state: web::Data<AppState>,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let body = read_body(payload, BODY_LIMIT).await?;
+    let obj = json_object(&body)?;
+    let mut f = Fields::json(&obj);
+    let email = f.required_email("email");
+    let password = f.required_password("password");
+    // Part of fastapi-users' UserCreate, so type-checked, but a new user is always
+    // active, not superuser and not verified, whatever the request says.
+    let _ = f.optional_bool("is_active");
+    let _ = f.optional_bool("is_superuser");
+    let _ = f.optional_bool("is_verified");
+    f.finish()?;
+    let (Some(email), Some(password)) = (email, password) else {
+        return Err(ApiError::internal("validated fields missing"));
+    };
+    match create_user(&state, email, password, false, false).await {
+        Ok(user) => {
+            tracing::info!(user_id = %user.id, "user registered");
+            Ok(HttpResponse::Created().json(user))
+        }
+        Err(CreateError::InvalidPassword(reason)) => Err(ApiError::InvalidPassword {
+            code: "REGISTER_INVALID_PASSWORD",
+            reason,
+        }),
+        Err(CreateError::AlreadyExists) => {
+            Err(ApiError::BadRequest("REGISTER_USER_ALREADY_EXISTS"))
+        }
+        Err(CreateError::Api(e)) => Err(e),
+    }
+}

@@ -1,0 +1,529 @@
+//! Configuration from the environment (CONTRACT.md §1), validated once at start.
+//!
+//! Every variable may also be given as `NAME_FILE`, the path of a file holding the
+//! value (container secrets). A bad value stops the service with a message that names
+//! the variable.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::time::Duration;
+
+use secrecy::SecretString;
+use users_db::{DatabaseUrl, PoolOptions};
+use users_domain::password::MIN_PASSWORD_LENGTH_RANGE;
+use users_domain::PasswordPolicy;
+
+/// A configuration error, always naming the variable at fault.
+#[derive(Debug, thiserror::Error)]
+#[error("{var}: {message}")]
+pub struct SettingsError {
+    pub var: String,
+    pub message: String,
+}
+
+fn err(var: &str, message: impl Into<String>) -> SettingsError {
+    SettingsError {
+        var: var.to_owned(),
+        message: message.into(),
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Argon2Settings {
+    pub memory_kib: u32,
+    pub iterations: u32,
+    pub parallelism: u32,
+}
+
+impl Default for Argon2Settings {
+    /// OWASP's first recommendation (and the RustCrypto crate's defaults).
+    fn default() -> Self {
+        Argon2Settings {
+            memory_kib: 19_456,
+            iterations: 2,
+            parallelism: 1,
+        }
+    }
+}
+
+/// "Sign in with Google": set when `GOOGLE_CLIENT_ID` is.
+#[derive(Debug, Clone)]
+pub struct GoogleSettings {
+    pub client_id: String,
+    pub client_secret: SecretString,
+    pub issuer_url: String,
+    pub associate_by_email: bool,
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub database_url: DatabaseUrl,
+    pub pool: PoolOptions,
+    pub bind_addr: String,
+    /// Base of mailed links and OAuth redirect URIs, without a trailing slash.
+    pub public_url: String,
+    /// `None`: generated once and kept in the database.
+    pub jwt_secret: Option<SecretString>,
+    pub jwt_lifetime_seconds: i64,
+    pub password_policy: PasswordPolicy,
+    pub argon2: Argon2Settings,
+    pub workers: Option<usize>,
+    /// Product name in mails and pages.
+    pub app_name: String,
+    /// `None`: mail is written as `.eml` files into `mail_dir`.
+    pub smtp_url: Option<SecretString>,
+    pub mail_dir: std::path::PathBuf,
+    pub mail_from: String,
+    pub reset_password_url: String,
+    pub verify_url: String,
+    pub reset_token_lifetime_seconds: i64,
+    pub verify_token_lifetime_seconds: i64,
+    pub google: Option<GoogleSettings>,
+    /// The OAuth callback redirects here with `#access_token=…` instead of answering JSON.
+    pub oauth_success_redirect_url: Option<String>,
+    pub oauth_state_lifetime_seconds: i64,
+    pub rust_log: String,
+    pub log_format: LogFormat,
+}
+
+/// The default `DATABASE_URL`: a SQLite file in the working directory.
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://users.db";
+pub const DEFAULT_BIND_ADDR: &str = "127.0.0.1:8000";
+
+impl Settings {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, SettingsError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads settings through `lookup` (the environment, or a map in tests).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, SettingsError> {
+        let env = Env { lookup: &lookup };
+
+        let database_url = env.get("DATABASE_URL")?;
+        let database_url =
+            DatabaseUrl::parse(database_url.as_deref().unwrap_or(DEFAULT_DATABASE_URL))
+                .map_err(|m| err("DATABASE_URL", m))?;
+        let pool = PoolOptions {
+            max_connections: env.parse_in("DATABASE_MAX_CONNECTIONS", 10, 1..=1000)?,
+            acquire_timeout: Duration::from_secs(env.parse_in(
+                "DATABASE_TIMEOUT_SECONDS",
+                5,
+                1..=300,
+            )?),
+            ..PoolOptions::default()
+        };
+
+        let bind_addr = env
+            .get("BIND_ADDR")?
+            .unwrap_or_else(|| DEFAULT_BIND_ADDR.to_owned());
+        let resolved: Vec<SocketAddr> = bind_addr
+            .to_socket_addrs()
+            .map_err(|e| {
+                err(
+                    "BIND_ADDR",
+                    format!("`{bind_addr}` is not a host:port address ({e})"),
+                )
+            })?
+            .collect();
+        if resolved.is_empty() {
+            return Err(err(
+                "BIND_ADDR",
+                format!("`{bind_addr}` resolves to no address"),
+            ));
+        }
+
+        let public_url = match env.get("PUBLIC_URL")? {
+            Some(url) => {
+                let url = url.trim().trim_end_matches('/').to_owned();
+                if !(url.starts_with("http://") || url.starts_with("https://")) || url.len() < 10 {
+                    return Err(err(
+                        "PUBLIC_URL",
+                        "must be an absolute http:// or https:// URL",
+                    ));
+                }
+                url
+            }
+            None => format!("http://{bind_addr}"),
+        };
+
+        let jwt_secret = match env.get("JWT_SECRET")? {
+            Some(s) if s.is_empty() => {
+                return Err(err(
+                    "JWT_SECRET",
+                    "is empty; unset it to have one generated, or set a long random value",
+                ))
+            }
+            Some(s) => {
+                if s.len() < 32 {
+                    tracing::warn!("JWT_SECRET is shorter than 32 bytes; use a long random value");
+                }
+                Some(SecretString::from(s))
+            }
+            None => None,
+        };
+        let jwt_lifetime_seconds =
+            env.parse_in("JWT_LIFETIME_SECONDS", 3600i64, 60..=30 * 86_400)?;
+
+        let min_length = env.parse_in("PASSWORD_MIN_LENGTH", 12usize, MIN_PASSWORD_LENGTH_RANGE)?;
+
+        let defaults = Argon2Settings::default();
+        let argon2 = Argon2Settings {
+            memory_kib: env.parse_in(
+                "ARGON2_MEMORY_KIB",
+                defaults.memory_kib,
+                8..=4 * 1024 * 1024,
+            )?,
+            iterations: env.parse_in("ARGON2_ITERATIONS", defaults.iterations, 1..=100)?,
+            parallelism: env.parse_in("ARGON2_PARALLELISM", defaults.parallelism, 1..=64)?,
+        };
+        if argon2.memory_kib < 8 * argon2.parallelism {
+            return Err(err(
+                "ARGON2_MEMORY_KIB",
+                "must be at least 8 × ARGON2_PARALLELISM",
+            ));
+        }
+
+        let workers = match env.get("WORKERS")? {
+            None => None,
+            Some(_) => Some(env.parse_in("WORKERS", 1usize, 1..=256)?),
+        };
+
+        let app_name = env
+            .get("APP_NAME")?
+            .map(|s| s.trim().to_owned())
+            .unwrap_or_else(|| "users".to_owned());
+        if app_name.is_empty() || app_name.len() > 100 {
+            return Err(err("APP_NAME", "must be 1 to 100 characters"));
+        }
+        let smtp_url = env
+            .get("SMTP_URL")?
+            .filter(|s| !s.trim().is_empty())
+            .map(SecretString::from);
+        let mail_dir =
+            std::path::PathBuf::from(env.get("MAIL_DIR")?.unwrap_or_else(|| "mail".to_owned()));
+        let mail_from = env
+            .get("MAIL_FROM")?
+            .unwrap_or_else(|| "users <noreply@localhost>".to_owned());
+        let link_base = |var: &str, default_path: &str| -> Result<String, SettingsError> {
+            match env.get(var)? {
+                Some(url) => {
+                    let url = url.trim().to_owned();
+                    if !(url.starts_with("http://") || url.starts_with("https://")) {
+                        return Err(err(var, "must be an absolute http:// or https:// URL"));
+                    }
+                    Ok(url)
+                }
+                None => Ok(format!("{public_url}{default_path}")),
+            }
+        };
+        let reset_password_url = link_base("RESET_PASSWORD_URL", "/reset-password")?;
+        let verify_url = link_base("VERIFY_URL", "/verify")?;
+        let reset_token_lifetime_seconds = env.parse_in(
+            "RESET_PASSWORD_TOKEN_LIFETIME_SECONDS",
+            3600i64,
+            60..=7 * 86_400,
+        )?;
+        let verify_token_lifetime_seconds =
+            env.parse_in("VERIFY_TOKEN_LIFETIME_SECONDS", 3600i64, 60..=30 * 86_400)?;
+
+        let google = match env
+            .get("GOOGLE_CLIENT_ID")?
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty())
+        {
+            None => None,
+            Some(client_id) => {
+                let client_secret = env
+                    .get("GOOGLE_CLIENT_SECRET")?
+                    .filter(|s| !s.is_empty())
+                    .ok_or_else(|| {
+                        err(
+                            "GOOGLE_CLIENT_SECRET",
+                            "is required when GOOGLE_CLIENT_ID is set",
+                        )
+                    })?;
+                let issuer_url = env
+                    .get("GOOGLE_ISSUER_URL")?
+                    .map(|s| s.trim().trim_end_matches('/').to_owned())
+                    .unwrap_or_else(|| "https://accounts.google.com".to_owned());
+                if !(issuer_url.starts_with("https://") || issuer_url.starts_with("http://")) {
+                    return Err(err("GOOGLE_ISSUER_URL", "must be an absolute https:// URL"));
+                }
+                Some(GoogleSettings {
+                    client_id,
+                    client_secret: SecretString::from(client_secret),
+                    issuer_url,
+                    associate_by_email: env.parse_bool("GOOGLE_ASSOCIATE_BY_EMAIL", false)?,
+                    timeout: Duration::from_secs(env.parse_in(
+                        "GOOGLE_TIMEOUT_SECONDS",
+                        10,
+                        1..=120,
+                    )?),
+                })
+            }
+        };
+        let oauth_success_redirect_url = match env.get("OAUTH_SUCCESS_REDIRECT_URL")? {
+            Some(url) if !url.trim().is_empty() => {
+                let url = url.trim().to_owned();
+                if !(url.starts_with("http://") || url.starts_with("https://")) || url.contains('#')
+                {
+                    return Err(err(
+                        "OAUTH_SUCCESS_REDIRECT_URL",
+                        "must be an absolute http(s) URL without a #fragment",
+                    ));
+                }
+                Some(url)
+            }
+            _ => None,
+        };
+        let oauth_state_lifetime_seconds =
+            env.parse_in("OAUTH_STATE_LIFETIME_SECONDS", 3600i64, 60..=86_400)?;
+
+        let log_format = match env.get("LOG_FORMAT")?.as_deref().map(str::trim) {
+            None | Some("") | Some("pretty") => LogFormat::Pretty,
+            Some("json") => LogFormat::Json,
+            Some(other) => {
+                return Err(err(
+                    "LOG_FORMAT",
+                    format!("`{other}` is not one of: pretty, json"),
+                ))
+            }
+        };
+        let rust_log = env.get("RUST_LOG")?.unwrap_or_else(|| "info".to_owned());
+
+        Ok(Settings {
+            database_url,
+            pool,
+            bind_addr,
+            public_url,
+            jwt_secret,
+            jwt_lifetime_seconds,
+            password_policy: PasswordPolicy { min_length },
+            argon2,
+            workers,
+            app_name,
+            smtp_url,
+            mail_dir,
+            mail_from,
+            reset_password_url,
+            verify_url,
+            reset_token_lifetime_seconds,
+            verify_token_lifetime_seconds,
+            google,
+            oauth_success_redirect_url,
+            oauth_state_lifetime_seconds,
+            rust_log,
+            log_format,
+        })
+    }
+
+    /// Whether the argon2 parameters are below OWASP's minimum (worth a warning).
+    pub fn argon2_below_owasp(&self) -> bool {
+        let a = self.argon2;
+        let required_kib = match a.iterations {
+            1 => 47_104,
+            2 => 19_456,
+            3 => 12_288,
+            4 => 9_216,
+            _ => 7_168,
+        };
+        a.memory_kib < required_kib
+    }
+}
+
+struct Env<'a> {
+    lookup: &'a dyn Fn(&str) -> Option<String>,
+}
+
+impl Env<'_> {
+    /// `NAME`, or the content of the file named by `NAME_FILE` (a trailing newline is
+    /// dropped). Setting both is an error: one of them would be silently ignored.
+    fn get(&self, name: &str) -> Result<Option<String>, SettingsError> {
+        let file_var = format!("{name}_FILE");
+        let direct = (self.lookup)(name);
+        let file = (self.lookup)(&file_var).filter(|f| !f.is_empty());
+        match (direct, file) {
+            (Some(_), Some(_)) => Err(err(
+                name,
+                format!("both {name} and {file_var} are set; set only one"),
+            )),
+            (Some(v), None) => Ok(Some(v)),
+            (None, Some(path)) => {
+                let content = std::fs::read_to_string(&path)
+                    .map_err(|e| err(&file_var, format!("cannot read `{path}`: {e}")))?;
+                let value = content.strip_suffix('\n').unwrap_or(&content);
+                let value = value.strip_suffix('\r').unwrap_or(value);
+                Ok(Some(value.to_owned()))
+            }
+            (None, None) => Ok(None),
+        }
+    }
+
+    fn parse_bool(&self, name: &str, default: bool) -> Result<bool, SettingsError> {
+        match self.get(name)?.map(|s| s.trim().to_ascii_lowercase()) {
+            None => Ok(default),
+            Some(v) if v.is_empty() => Ok(default),
+            Some(v) if ["true", "1", "yes", "on"].contains(&v.as_str()) => Ok(true),
+            Some(v) if ["false", "0", "no", "off"].contains(&v.as_str()) => Ok(false),
+            Some(v) => Err(err(name, format!("`{v}` is not a boolean (true or false)"))),
+        }
+    }
+
+    fn parse_in<T>(
+        &self,
+        name: &str,
+        default: T,
+        range: std::ops::RangeInclusive<T>,
+    ) -> Result<T, SettingsError>
+    where
+        T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy,
+    {
+        let Some(raw) = self.get(name)? else {
+            return Ok(default);
+        };
+        let value: T = raw
+            .trim()
+            .parse()
+            .map_err(|_| err(name, format!("`{raw}` is not a whole number")))?;
+        if !range.contains(&value) {
+            return Err(err(
+                name,
+                format!(
+                    "{value} is out of range: must be between {} and {}",
+                    range.start(),
+                    range.end()
+                ),
+            ));
+        }
+        Ok(value)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn settings(vars: &[(&str, &str)]) -> Result<Settings, SettingsError> {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Settings::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults_are_the_contracts() {
+        let s = settings(&[]).unwrap();
+        assert!(s.database_url.is_sqlite());
+        assert_eq!(s.bind_addr, "127.0.0.1:8000");
+        assert_eq!(s.public_url, "http://127.0.0.1:8000");
+        assert!(s.jwt_secret.is_none());
+        assert_eq!(s.jwt_lifetime_seconds, 3600);
+        assert_eq!(s.password_policy.min_length, 12);
+        assert_eq!(
+            s.argon2,
+            Argon2Settings {
+                memory_kib: 19_456,
+                iterations: 2,
+                parallelism: 1
+            }
+        );
+        assert_eq!(s.log_format, LogFormat::Pretty);
+        assert!(s.smtp_url.is_none());
+        assert_eq!(s.mail_dir, std::path::PathBuf::from("mail"));
+        assert_eq!(s.mail_from, "users <noreply@localhost>");
+        assert_eq!(s.reset_password_url, "http://127.0.0.1:8000/reset-password");
+        assert_eq!(s.verify_url, "http://127.0.0.1:8000/verify");
+        let s = settings(&[("PUBLIC_URL", "https://id.example.com/")]).unwrap();
+        assert_eq!(
+            s.reset_password_url,
+            "https://id.example.com/reset-password"
+        );
+        assert!(!s.argon2_below_owasp());
+    }
+
+    #[test]
+    fn errors_name_the_variable() {
+        for (var, value) in [
+            ("PASSWORD_MIN_LENGTH", "7"),
+            ("PASSWORD_MIN_LENGTH", "65"),
+            ("PASSWORD_MIN_LENGTH", "twelve"),
+            ("JWT_LIFETIME_SECONDS", "-1"),
+            ("DATABASE_URL", "mysql://x"),
+            ("BIND_ADDR", "nonsense"),
+            ("PUBLIC_URL", "example.com"),
+            ("LOG_FORMAT", "xml"),
+            ("ARGON2_PARALLELISM", "0"),
+            ("JWT_SECRET", ""),
+            ("RESET_PASSWORD_URL", "/relative"),
+            ("VERIFY_URL", "ftp://x"),
+            ("GOOGLE_CLIENT_ID", "id-without-secret"),
+            ("OAUTH_SUCCESS_REDIRECT_URL", "https://app.example.com/#/x"),
+        ] {
+            let e = settings(&[(var, value)]).unwrap_err();
+            let expected = if var == "GOOGLE_CLIENT_ID" {
+                "GOOGLE_CLIENT_SECRET"
+            } else {
+                var
+            };
+            assert_eq!(e.var, expected, "{value}: {e}");
+            assert!(e.to_string().starts_with(expected));
+        }
+    }
+
+    #[test]
+    fn file_variants_are_read_and_conflicts_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("secret");
+        std::fs::write(&path, "s3cret-from-a-file\n").unwrap();
+        let p = path.to_str().unwrap();
+        let s = settings(&[("JWT_SECRET_FILE", p)]).unwrap();
+        use secrecy::ExposeSecret;
+        assert_eq!(s.jwt_secret.unwrap().expose_secret(), "s3cret-from-a-file");
+        let e = settings(&[("JWT_SECRET_FILE", p), ("JWT_SECRET", "x")]).unwrap_err();
+        assert_eq!(e.var, "JWT_SECRET");
+        let e = settings(&[("PASSWORD_MIN_LENGTH_FILE", "/nonexistent/file")]).unwrap_err();
+        assert_eq!(e.var, "PASSWORD_MIN_LENGTH_FILE");
+    }
+
+    #[test]
+    fn secrets_stay_out_of_debug_output() {
+        let s = settings(&[
+            ("JWT_SECRET", "very-secret-value-0123456789abcdef"),
+            (
+                "DATABASE_URL",
+                "postgres://app:hunter2hunter2@db:5432/users",
+            ),
+        ])
+        .unwrap();
+        let dbg = format!("{s:?}");
+        assert!(!dbg.contains("very-secret-value"), "{dbg}");
+        assert!(!dbg.contains("hunter2"), "{dbg}");
+        assert!(!dbg.contains("smtp-pass-4242"), "{dbg}");
+        let s = settings(&[
+            ("GOOGLE_CLIENT_ID", "cid"),
+            ("GOOGLE_CLIENT_SECRET", "google-secret-77"),
+        ])
+        .unwrap();
+        assert!(!format!("{s:?}").contains("google-secret-77"));
+        let g = s.google.unwrap();
+        assert_eq!(g.issuer_url, "https://accounts.google.com");
+        assert!(!g.associate_by_email);
+        let e = settings(&[
+            ("GOOGLE_CLIENT_ID", "c"),
+            ("GOOGLE_CLIENT_SECRET", "s"),
+            ("GOOGLE_ASSOCIATE_BY_EMAIL", "maybe"),
+        ])
+        .unwrap_err();
+        assert_eq!(e.var, "GOOGLE_ASSOCIATE_BY_EMAIL");
+    }
+}

@@ -1,0 +1,55 @@
+//! Shared application state, injected into handlers (no global statics).
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use users_db::{Database, DbConnection, DbError};
+use users_domain::PasswordPolicy;
+
+use crate::hashing::PasswordHasher;
+use crate::outbox::OutboxSignal;
+use crate::settings::Settings;
+use crate::tokens::JwtKeys;
+
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub db: Database,
+    pub settings: Arc<Settings>,
+    pub jwt: JwtKeys,
+    pub hasher: PasswordHasher,
+    pub policy: PasswordPolicy,
+    pub mailer: users_mail::Mailer,
+    pub outbox_signal: OutboxSignal,
+    /// `None` without `GOOGLE_CLIENT_ID`: the Google routes answer 404.
+    pub google: Option<crate::google::Google>,
+}
+
+impl AppState {
+    /// Runs `f` with a pooled connection on the blocking pool, in the caller's span.
+    /// The wait for a connection is bounded by the pool's acquire timeout; the
+    /// connection is never held across an `.await`.
+    pub async fn db<T, F>(&self, f: F) -> Result<T, DbError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut DbConnection) -> Result<T, DbError> + Send + 'static,
+    {
+        let db = self.db.clone();
+        let span = tracing::Span::current();
+        actix_web::web::block(move || {
+            span.in_scope(|| {
+                let mut conn = db.get()?;
+                f(&mut conn)
+            })
+        })
+        .await
+        .map_err(|e| DbError::Open(format!("blocking task failed: {e}")))?
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,295 @@
+//! JSON Web Tokens, HS256 with `JWT_SECRET`, in fastapi-users' formats (CONTRACT.md §6).
+//!
+//! Every purpose has its own audience, so a token minted for one purpose is refused for
+//! every other. Only HS256 is accepted: `none`, HS512, RS256, … all fail to decode.
+//! Expiry is checked against a `now` passed in, so time is testable.
+
+use base64::Engine;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use rand::RngCore;
+use secrecy::{ExposeSecret, SecretString};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use users_domain::UserId;
+
+pub const AUTH_AUDIENCE: &str = "fastapi-users:auth";
+pub const RESET_AUDIENCE: &str = "fastapi-users:reset";
+pub const VERIFY_AUDIENCE: &str = "fastapi-users:verify";
+
+/// A password-reset token: `password_fgpt` is an argon2 hash of the user's current
+/// password hash (as fastapi-users makes it), so any password change kills the token.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ResetClaims {
+    pub sub: String,
+    pub password_fgpt: String,
+    #[serde(default = "reset_aud", skip_deserializing)]
+    pub aud: String,
+    pub exp: i64,
+}
+
+fn reset_aud() -> String {
+    RESET_AUDIENCE.to_owned()
+}
+
+/// An email-verification token, bound to the address it was sent to.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct VerifyClaims {
+    pub sub: String,
+    pub email: String,
+    #[serde(default = "verify_aud", skip_deserializing)]
+    pub aud: String,
+    pub exp: i64,
+}
+
+fn verify_aud() -> String {
+    VERIFY_AUDIENCE.to_owned()
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    /// Bad signature, wrong algorithm, wrong audience, missing claims, not a JWT at all.
+    #[error("the token cannot be decoded")]
+    Invalid,
+    #[error("the token has expired")]
+    Expired,
+}
+
+/// Signing and verification keys, and the access-token lifetime.
+#[derive(Clone)]
+pub struct JwtKeys {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    pub access_lifetime_seconds: i64,
+}
+
+impl std::fmt::Debug for JwtKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JwtKeys")
+            .field("access_lifetime_seconds", &self.access_lifetime_seconds)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What an access token says, as far as the server needs it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct AccessClaims {
+    pub sub: String,
+    pub exp: i64,
+    #[serde(default)]
+    pub iat: Option<f64>,
+    /// Issue time in milliseconds (our tokens only): revocation by password change
+    /// must tell apart tokens issued within the same second.
+    #[serde(default)]
+    pub iat_ms: Option<i64>,
+}
+
+impl AccessClaims {
+    /// When the token was issued, in milliseconds. A token minted by fastapi-users has
+    /// no `iat`: it is derived from `exp` minus the configured lifetime.
+    pub fn issued_at_ms(&self, lifetime_seconds: i64) -> i64 {
+        if let Some(ms) = self.iat_ms {
+            return ms;
+        }
+        match self.iat {
+            Some(iat) if iat.is_finite() => (iat * 1000.0) as i64,
+            _ => (self.exp - lifetime_seconds).saturating_mul(1000),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct AccessClaimsOut<'a> {
+    sub: String,
+    aud: [&'a str; 1],
+    exp: i64,
+    iat: i64,
+    iat_ms: i64,
+    jti: String,
+}
+
+impl JwtKeys {
+    pub fn new(secret: &SecretString, access_lifetime_seconds: i64) -> Self {
+        let bytes = secret.expose_secret().as_bytes();
+        JwtKeys {
+            encoding: EncodingKey::from_secret(bytes),
+            decoding: DecodingKey::from_secret(bytes),
+            access_lifetime_seconds,
+        }
+    }
+
+    /// A new access token for `user`, issued at `now_ms`.
+    pub fn issue_access(
+        &self,
+        user: UserId,
+        now_ms: i64,
+    ) -> Result<String, jsonwebtoken::errors::Error> {
+        let now = now_ms.div_euclid(1000);
+        self.encode(&AccessClaimsOut {
+            sub: user.to_string(),
+            aud: [AUTH_AUDIENCE],
+            exp: now + self.access_lifetime_seconds,
+            iat: now,
+            iat_ms: now_ms,
+            jti: random_token(16),
+        })
+    }
+
+    pub fn decode_access(&self, token: &str, now_ms: i64) -> Result<AccessClaims, TokenError> {
+        self.decode::<AccessClaims>(token, AUTH_AUDIENCE, now_ms)
+    }
+
+    pub fn encode<T: Serialize>(&self, claims: &T) -> Result<String, jsonwebtoken::errors::Error> {
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), claims, &self.encoding)
+    }
+
+    /// Decodes a token of `audience` (a string or an array holding it), checking
+    /// signature, algorithm and audience first, then `exp` against `now_ms`.
+    pub fn decode<T: DeserializeOwned>(
+        &self,
+        token: &str,
+        audience: &str,
+        now_ms: i64,
+    ) -> Result<T, TokenError> {
+        #[derive(Deserialize)]
+        struct Exp {
+            exp: i64,
+        }
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.set_audience(&[audience]);
+        validation.set_required_spec_claims(&["exp", "aud"]);
+        validation.validate_exp = false; // checked below against `now_ms`
+        validation.validate_nbf = true;
+        validation.leeway = 0;
+        let data = jsonwebtoken::decode::<serde_json::Value>(token, &self.decoding, &validation)
+            .map_err(|_| TokenError::Invalid)?;
+        let exp: Exp =
+            serde_json::from_value(data.claims.clone()).map_err(|_| TokenError::Invalid)?;
+        if now_ms.div_euclid(1000) >= exp.exp {
+            return Err(TokenError::Expired);
+        }
+        serde_json::from_value(data.claims).map_err(|_| TokenError::Invalid)
+    }
+}
+
+/// `n` random bytes from the OS CSPRNG, base64url without padding.
+pub fn random_token(n: usize) -> String {
+    let mut bytes = vec![0u8; n];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// What is stored to revoke a token: its SHA-256, never the token itself.
+pub fn token_hash(token: &str) -> String {
+    let digest = Sha256::digest(token.as_bytes());
+    let mut out = String::with_capacity(64);
+    for b in digest {
+        out.push_str(&format!("{b:02x}"));
+    }
+    out
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn keys() -> JwtKeys {
+        JwtKeys::new(
+            &SecretString::from("test-secret-0123456789-0123456789"),
+            3600,
+        )
+    }
+
+    const NOW: i64 = 1_800_000_000_000;
+
+    #[test]
+    fn access_tokens_round_trip() {
+        let k = keys();
+        let id = UserId::new_v4();
+        let t = k.issue_access(id, NOW + 123).unwrap();
+        let c = k.decode_access(&t, NOW + 1000).unwrap();
+        assert_eq!(c.sub, id.to_string());
+        assert_eq!(c.exp, NOW / 1000 + 3600);
+        assert_eq!(c.issued_at_ms(3600), NOW + 123);
+        assert_eq!(
+            k.decode_access(&t, NOW + 3600 * 1000).unwrap_err(),
+            TokenError::Expired
+        );
+    }
+
+    #[test]
+    fn fastapi_users_tokens_derive_iat_from_exp() {
+        let k = keys();
+        let t = k
+            .encode(&json!({"sub": "x", "aud": ["fastapi-users:auth"], "exp": NOW / 1000 + 100}))
+            .unwrap();
+        let c = k.decode_access(&t, NOW).unwrap();
+        assert_eq!(c.issued_at_ms(3600), (NOW / 1000 + 100 - 3600) * 1000);
+        // a plain-string audience is accepted too
+        let t = k
+            .encode(&json!({"sub": "x", "aud": "fastapi-users:auth", "exp": NOW / 1000 + 100}))
+            .unwrap();
+        assert!(k.decode_access(&t, NOW).is_ok());
+    }
+
+    #[test]
+    fn other_audiences_secrets_and_algorithms_are_refused() {
+        let k = keys();
+        let exp = NOW / 1000 + 100;
+        let wrong_aud = k
+            .encode(&json!({"sub": "x", "aud": "fastapi-users:reset", "exp": exp}))
+            .unwrap();
+        assert_eq!(
+            k.decode_access(&wrong_aud, NOW).unwrap_err(),
+            TokenError::Invalid
+        );
+        let no_aud = k.encode(&json!({"sub": "x", "exp": exp})).unwrap();
+        assert_eq!(
+            k.decode_access(&no_aud, NOW).unwrap_err(),
+            TokenError::Invalid
+        );
+        let other = JwtKeys::new(
+            &SecretString::from("another-secret-0123456789-01234567"),
+            3600,
+        );
+        let t = other.issue_access(UserId::new_v4(), NOW).unwrap();
+        assert_eq!(k.decode_access(&t, NOW).unwrap_err(), TokenError::Invalid);
+        let hs512 = jsonwebtoken::encode(
+            &Header::new(Algorithm::HS512),
+            &json!({"sub": "x", "aud": "fastapi-users:auth", "exp": exp}),
+            &EncodingKey::from_secret(b"test-secret-0123456789-0123456789"),
+        )
+        .unwrap();
+        assert_eq!(
+            k.decode_access(&hs512, NOW).unwrap_err(),
+            TokenError::Invalid
+        );
+        let b64 = |v: serde_json::Value| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
+        };
+        let none = format!(
+            "{}.{}.",
+            b64(json!({"alg": "none", "typ": "JWT"})),
+            b64(json!({"sub": "x", "aud": "fastapi-users:auth", "exp": exp}))
+        );
+        assert_eq!(
+            k.decode_access(&none, NOW).unwrap_err(),
+            TokenError::Invalid
+        );
+        assert_eq!(
+            k.decode_access("garbage", NOW).unwrap_err(),
+            TokenError::Invalid
+        );
+    }
+
+    #[test]
+    fn token_hashes_are_hex_sha256() {
+        assert_eq!(
+            token_hash("abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        assert_eq!(random_token(32).len(), 43);
+    }
+}

@@ -1,0 +1,465 @@
+//! The test harness: boots the real application on a random port against a fresh
+//! database (a temp SQLite file, or a new PostgreSQL database), with one typed method
+//! per route. Silent unless `TEST_LOG` is set.
+
+use std::collections::HashMap;
+use std::sync::Once;
+
+use reqwest::{Response, StatusCode};
+use serde_json::{json, Value};
+use users_db::{Database, DatabaseUrl, PoolOptions};
+use users_server::settings::LogFormat;
+use users_server::{telemetry, Application, Settings};
+
+pub const TEST_SECRET: &str = "integration-test-secret-0123456789abcdef";
+pub const PASSWORD: &str = "correct horse battery staple";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Where the shared PostgreSQL server is (trust auth, user postgres).
+pub fn postgres_base() -> String {
+    std::env::var("TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".to_owned())
+}
+
+fn init_logs() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        if std::env::var("TEST_LOG").is_ok() {
+            telemetry::init("info", LogFormat::Pretty, false);
+        }
+    });
+}
+
+/// A fresh, empty database of one backend; dropped (PostgreSQL) or deleted (SQLite)
+/// with the value.
+pub struct TestDatabase {
+    pub url: String,
+    pg_name: Option<String>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl TestDatabase {
+    pub fn new(backend: Backend) -> TestDatabase {
+        match backend {
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir().expect("temp dir");
+                let url = format!("sqlite://{}", dir.path().join("users.db").display());
+                TestDatabase {
+                    url,
+                    pg_name: None,
+                    _dir: Some(dir),
+                }
+            }
+            Backend::Postgres => {
+                use diesel::{Connection, RunQueryDsl};
+                let name = format!("users_test_{}", uuid::Uuid::new_v4().simple());
+                let mut admin = diesel::PgConnection::establish(&format!("{}/postgres", postgres_base()))
+                    .expect("the PostgreSQL server at TEST_POSTGRES_URL (default 127.0.0.1:5432) must be running");
+                diesel::sql_query(format!("CREATE DATABASE \"{name}\""))
+                    .execute(&mut admin)
+                    .expect("create database");
+                TestDatabase {
+                    url: format!("{}/{name}", postgres_base()),
+                    pg_name: Some(name),
+                    _dir: None,
+                }
+            }
+        }
+    }
+
+    /// A pool of our own on the same database, for arranging and inspecting state.
+    pub fn pool(&self) -> Database {
+        Database::connect_lazy(
+            DatabaseUrl::parse(&self.url).expect("url"),
+            &PoolOptions::default(),
+        )
+        .expect("pool")
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        if let Some(name) = self.pg_name.take() {
+            use diesel::{Connection, RunQueryDsl};
+            let base = postgres_base();
+            // A plain thread: Drop may run inside an async runtime.
+            let _ = std::thread::spawn(move || {
+                if let Ok(mut admin) = diesel::PgConnection::establish(&format!("{base}/postgres"))
+                {
+                    let _ = diesel::sql_query(format!(
+                        "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
+                    ))
+                    .execute(&mut admin);
+                }
+            })
+            .join();
+        }
+    }
+}
+
+/// The settings a test app runs with: a fixed secret and cheap argon2 parameters
+/// (tests of the defaults override them).
+pub fn test_env(db_url: &str) -> HashMap<String, String> {
+    let mut env = HashMap::new();
+    env.insert("DATABASE_URL".into(), db_url.to_owned());
+    env.insert("BIND_ADDR".into(), "127.0.0.1:0".into());
+    env.insert("JWT_SECRET".into(), TEST_SECRET.into());
+    env.insert("ARGON2_MEMORY_KIB".into(), "1024".into());
+    env.insert("ARGON2_ITERATIONS".into(), "1".into());
+    env.insert("ARGON2_PARALLELISM".into(), "1".into());
+    env.insert("WORKERS".into(), "2".into());
+    // never the working directory's `mail/`
+    let mail_dir =
+        std::env::temp_dir().join(format!("users-test-mail-{}", uuid::Uuid::new_v4().simple()));
+    env.insert("MAIL_DIR".into(), mail_dir.display().to_string());
+    env
+}
+
+/// A port nothing listens on (yet): for "SMTP is down" tests.
+pub fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr").port()
+}
+
+#[allow(dead_code)] // some fields exist to be dropped last, or for tests to come
+pub struct TestApp {
+    pub address: String,
+    pub client: reqwest::Client,
+    pub backend: Backend,
+    pub db: Database,
+    pub handle: actix_web::dev::ServerHandle,
+    /// Kept last so the database outlives the server's use of it.
+    pub database: std::sync::Arc<TestDatabase>,
+}
+
+pub async fn spawn_app(backend: Backend) -> TestApp {
+    spawn_app_with(backend, |_| {}).await
+}
+
+pub async fn spawn_app_with(
+    backend: Backend,
+    configure: impl FnOnce(&mut HashMap<String, String>),
+) -> TestApp {
+    let database = std::sync::Arc::new(TestDatabase::new(backend));
+    spawn_app_on(backend, database, configure).await
+}
+
+/// Another app on an existing test database (replicas, restarts).
+pub async fn spawn_app_on(
+    backend: Backend,
+    database: std::sync::Arc<TestDatabase>,
+    configure: impl FnOnce(&mut HashMap<String, String>),
+) -> TestApp {
+    init_logs();
+    let mut env = test_env(&database.url);
+    configure(&mut env);
+    let settings = Settings::from_lookup(|k| env.get(k).cloned()).expect("valid test settings");
+    let app = Application::build(settings).await.expect("app starts");
+    let address = format!("http://127.0.0.1:{}", app.port());
+    let handle = app.handle();
+    let db = app.state().db.clone();
+    tokio::spawn(app.run_until_stopped());
+    TestApp {
+        address,
+        client: reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("client"),
+        backend,
+        db,
+        handle,
+        database,
+    }
+}
+
+pub fn unique_email() -> String {
+    format!("user-{}@example.com", uuid::Uuid::new_v4().simple())
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.address, path)
+    }
+
+    pub async fn post_json(&self, path: &str, body: &Value, token: Option<&str>) -> Response {
+        let mut req = self.client.post(self.url(path)).json(body);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        req.send().await.expect("request")
+    }
+
+    pub async fn post_raw(
+        &self,
+        path: &str,
+        content_type: &str,
+        body: impl Into<reqwest::Body>,
+    ) -> Response {
+        self.client
+            .post(self.url(path))
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    pub async fn register(&self, email: &str, password: &str) -> Response {
+        self.post_json(
+            "/auth/register",
+            &json!({"email": email, "password": password}),
+            None,
+        )
+        .await
+    }
+
+    /// Registers and returns the created user.
+    pub async fn create_user(&self, email: &str) -> Value {
+        let r = self.register(email, PASSWORD).await;
+        assert_eq!(r.status(), StatusCode::CREATED);
+        r.json().await.expect("json")
+    }
+
+    pub async fn login(&self, username: &str, password: &str) -> Response {
+        self.client
+            .post(self.url("/auth/jwt/login"))
+            .form(&[("username", username), ("password", password)])
+            .send()
+            .await
+            .expect("request")
+    }
+
+    pub async fn token(&self, email: &str, password: &str) -> String {
+        let r = self.login(email, password).await;
+        assert_eq!(r.status(), StatusCode::OK, "login of {email}");
+        let body: Value = r.json().await.expect("json");
+        body["access_token"].as_str().expect("token").to_owned()
+    }
+
+    /// A registered user and a token of theirs.
+    pub async fn user_with_token(&self) -> (Value, String) {
+        let email = unique_email();
+        let user = self.create_user(&email).await;
+        let token = self.token(&email, PASSWORD).await;
+        (user, token)
+    }
+
+    /// A superuser (promoted directly in the database) and a token.
+    pub async fn superuser_with_token(&self) -> (Value, String) {
+        let (user, token) = self.user_with_token().await;
+        let id = uuid::Uuid::parse_str(user["id"].as_str().expect("id")).expect("uuid");
+        let mut conn = self.db.get().expect("conn");
+        let changes = users_db::users::UserChanges {
+            is_superuser: Some(true),
+            ..Default::default()
+        };
+        assert!(users_db::users::update(&mut conn, id, &changes, 0).expect("update"));
+        (user, token)
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> Response {
+        let mut req = self.client.get(self.url(path));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        req.send().await.expect("request")
+    }
+
+    pub async fn me(&self, token: &str) -> Response {
+        self.get("/users/me", Some(token)).await
+    }
+
+    pub async fn patch(&self, path: &str, token: &str, body: &Value) -> Response {
+        self.client
+            .patch(self.url(path))
+            .bearer_auth(token)
+            .json(body)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    pub async fn delete(&self, path: &str, token: &str) -> Response {
+        self.client
+            .delete(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    pub async fn logout(&self, token: &str) -> Response {
+        self.client
+            .post(self.url("/auth/jwt/logout"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("request")
+    }
+}
+
+/// Asserts status and JSON body of a response.
+pub async fn assert_json(resp: Response, status: u16, expected: Value) {
+    let got_status = resp.status().as_u16();
+    let text = resp.text().await.expect("body");
+    assert_eq!(got_status, status, "body: {text}");
+    let body: Value = serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text}"));
+    assert_eq!(body, expected);
+}
+
+/// Asserts a 422 and returns its `detail` list.
+pub async fn assert_422(resp: Response) -> Vec<Value> {
+    let status = resp.status().as_u16();
+    let body: Value = resp.json().await.expect("json");
+    assert_eq!(status, 422, "{body}");
+    let detail = body["detail"]
+        .as_array()
+        .unwrap_or_else(|| panic!("detail is a list: {body}"))
+        .clone();
+    assert!(!detail.is_empty());
+    for e in &detail {
+        assert!(
+            e["type"].is_string() && e["msg"].is_string() && e["loc"].is_array(),
+            "{e}"
+        );
+        let loc0 = e["loc"][0].as_str().expect("loc[0]");
+        assert!(["body", "query", "path"].contains(&loc0), "{e}");
+        assert!(e.get("input").is_some(), "{e}");
+    }
+    detail
+}
+
+/// Defines a test that runs once per backend: `name::sqlite` and `name::postgres`.
+#[macro_export]
+macro_rules! both_backends {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn sqlite() {
+                    super::$name($crate::helpers::Backend::Sqlite).await
+                }
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn postgres() {
+                    super::$name($crate::helpers::Backend::Postgres).await
+                }
+            }
+        )*
+    };
+}
+
+/// The real `users-server` binary running as a child process; killed on drop.
+#[allow(dead_code)]
+pub struct ServerProcess {
+    pub address: String,
+    child: std::process::Child,
+    pub output: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+pub const BINARY: &str = env!("CARGO_BIN_EXE_users-server");
+
+/// The environment of a child process: the test settings minus `JWT_SECRET`, so the
+/// secret generated and kept in the database is what the processes share.
+pub fn process_env(db_url: &str) -> HashMap<String, String> {
+    let mut env = test_env(db_url);
+    env.remove("JWT_SECRET");
+    env.insert("RUST_LOG".into(), "info".into());
+    env
+}
+
+impl ServerProcess {
+    pub fn start(env: &HashMap<String, String>) -> ServerProcess {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(BINARY)
+            .env_clear()
+            .envs(env)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("start the users-server binary");
+        let output = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (tx, rx) = std::sync::mpsc::channel::<String>();
+        for stream in [
+            Box::new(child.stdout.take().expect("stdout")) as Box<dyn std::io::Read + Send>,
+            Box::new(child.stderr.take().expect("stderr")),
+        ] {
+            let tx = tx.clone();
+            let output = output.clone();
+            std::thread::spawn(move || {
+                for line in std::io::BufReader::new(stream)
+                    .lines()
+                    .map_while(Result::ok)
+                {
+                    output.lock().expect("lock").push(line.clone());
+                    let _ = tx.send(line);
+                }
+            });
+        }
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) => {
+                    if let Some(rest) = line.split("listening on ").nth(1) {
+                        let address = rest.split_whitespace().next().expect("address").to_owned();
+                        return ServerProcess {
+                            address,
+                            child,
+                            output,
+                        };
+                    }
+                }
+                Err(_) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    panic!(
+                        "the server did not start: {:?}",
+                        output.lock().expect("lock")
+                    );
+                }
+            }
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.address, path)
+    }
+
+    /// SIGTERM, then waits for the exit status.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        let _ = std::process::Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let status = self.child.wait().expect("wait");
+        std::mem::forget(self);
+        status
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs the binary with arguments to completion: (exit code, stdout, stderr).
+pub fn run_binary(env: &HashMap<String, String>, args: &[&str]) -> (i32, String, String) {
+    let out = std::process::Command::new(BINARY)
+        .env_clear()
+        .envs(env)
+        .args(args)
+        .output()
+        .expect("run the binary");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}

@@ -1,0 +1,18 @@
+//! Integration tests: the real server on a random port, over HTTP, on SQLite and on
+//! PostgreSQL. One binary (see users-server's Cargo.toml).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod helpers;
+mod oidc_provider;
+mod smtp_sink;
+
+mod admin;
+mod cli;
+mod google;
+mod login;
+mod mail;
+mod processes;
+mod register;
+mod tokens;
+mod users_me;
