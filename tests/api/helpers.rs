@@ -406,7 +406,11 @@ impl ServerProcess {
             match rx.recv_timeout(left) {
                 Ok(line) => {
                     if let Some(rest) = line.split("listening on ").nth(1) {
-                        let address = rest.split_whitespace().next().expect("address").to_owned();
+                        // plain or JSON log line: the URL ends at the first other character
+                        let address: String = rest
+                            .chars()
+                            .take_while(|c| c.is_ascii_alphanumeric() || ":/.".contains(*c))
+                            .collect();
                         return ServerProcess {
                             address,
                             child,
@@ -462,4 +466,61 @@ pub fn run_binary(env: &HashMap<String, String>, args: &[&str]) -> (i32, String,
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+/// A TCP proxy on loopback in front of another address, which a test can cut (every
+/// connection dropped, new ones refused) and restore: a database "going away" without
+/// touching the shared server.
+pub struct TcpProxy {
+    pub port: u16,
+    upstream: String,
+    task: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+impl TcpProxy {
+    pub async fn start(upstream: &str) -> TcpProxy {
+        let port = free_port();
+        let proxy = TcpProxy {
+            port,
+            upstream: upstream.to_owned(),
+            task: std::sync::Mutex::new(None),
+        };
+        proxy.resume().await;
+        proxy
+    }
+
+    pub async fn resume(&self) {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", self.port))
+            .await
+            .expect("bind proxy");
+        let upstream = self.upstream.clone();
+        let task = tokio::spawn(async move {
+            let mut conns = tokio::task::JoinSet::new();
+            loop {
+                let Ok((mut inbound, _)) = listener.accept().await else {
+                    break;
+                };
+                let upstream = upstream.clone();
+                conns.spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(&upstream).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+            }
+        });
+        *self.task.lock().expect("lock") = Some(task);
+    }
+
+    /// Drops every connection and stops listening.
+    pub fn cut(&self) {
+        if let Some(task) = self.task.lock().expect("lock").take() {
+            task.abort(); // the JoinSet, and every connection in it, goes with the task
+        }
+    }
+}
+
+impl Drop for TcpProxy {
+    fn drop(&mut self) {
+        self.cut();
+    }
 }

@@ -12,6 +12,7 @@ mod cli;
 mod google;
 mod login;
 mod mail;
+mod ops;
 mod processes;
 mod register;
 mod tokens;

@@ -15,6 +15,6 @@ pub mod tokens;
 pub mod users;
 
 pub use pool::{
-    is_unique_violation, migration_names, run_migrations, Database, DatabaseUrl, DbConnection,
-    DbError, Manager, PoolOptions, PooledConnection,
+    check_ready, is_unique_violation, migration_names, run_migrations, Database, DatabaseUrl,
+    DbConnection, DbError, Manager, PoolOptions, PooledConnection,
 };

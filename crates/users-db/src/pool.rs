@@ -237,6 +237,11 @@ impl Database {
         Ok(db)
     }
 
+    /// A connection, waiting at most `timeout` (shorter than the pool's, for probes).
+    pub fn get_within(&self, timeout: Duration) -> Result<PooledConnection, DbError> {
+        Ok(self.pool.get_timeout(timeout)?)
+    }
+
     /// A connection from the pool, waiting at most the configured acquire timeout.
     pub fn get(&self) -> Result<PooledConnection, DbError> {
         Ok(self.pool.get()?)
@@ -296,6 +301,19 @@ pub fn run_migrations(conn: &mut DbConnection) -> Result<(), DbError> {
                 .unwrap_or_else(|| DbError::Migration("unknown".into())))
         }
     }
+}
+
+/// Ready to serve: the database answers and has every migration this binary knows.
+pub fn check_ready(conn: &mut DbConnection) -> Result<(), DbError> {
+    let pending = match conn {
+        DbConnection::Postgresql(pg) => pg.has_pending_migration(POSTGRES_MIGRATIONS),
+        DbConnection::Sqlite(lite) => lite.has_pending_migration(SQLITE_MIGRATIONS),
+    }
+    .map_err(|e| DbError::Migration(e.to_string()))?;
+    if pending {
+        return Err(DbError::Migration("migrations are pending".into()));
+    }
+    Ok(())
 }
 
 /// Names of the embedded migrations of each backend (a test checks they match).

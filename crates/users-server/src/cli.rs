@@ -12,6 +12,7 @@ pub const USAGE: &str = "usage:
   users-server                      serve the API (configured by the environment)
   users-server create-user --email E --password P [--superuser] [--verified]
                                     create a user; prints it as JSON
+  users-server openapi              print the OpenAPI document (JSON)
 The password may also be given in the environment as USERS_CREATE_PASSWORD, so it
 stays out of the shell history and the process list.";
 

@@ -11,6 +11,8 @@ pub mod cli;
 pub mod error;
 pub mod google;
 pub mod hashing;
+pub mod metrics;
+pub mod openapi;
 pub mod outbox;
 pub mod routes;
 pub mod settings;

@@ -10,6 +10,18 @@ fn main() -> ExitCode {
         println!("{USAGE}");
         return ExitCode::SUCCESS;
     }
+    if command == Some("openapi") {
+        return match serde_json::to_string_pretty(&users_server::openapi::document()) {
+            Ok(json) => {
+                println!("{json}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let settings = match Settings::from_env() {
         Ok(s) => s,
         Err(e) => {

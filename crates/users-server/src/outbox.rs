@@ -202,7 +202,10 @@ impl OutboxWorker {
                     .db(move |c| Ok(outbox::mark_sent(c, &id, &worker, now_ms())?))
                     .await
                 {
-                    Ok(_) => tracing::info!("mail sent"),
+                    Ok(_) => {
+                        crate::metrics::Metrics::inc(&self.state.metrics.mails_sent);
+                        tracing::info!("mail sent")
+                    }
                     Err(e) => {
                         tracing::error!(error = %e, "mail sent but not recorded; it may be sent again")
                     }

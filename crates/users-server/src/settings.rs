@@ -88,9 +88,45 @@ pub struct Settings {
     /// The OAuth callback redirects here with `#access_token=…` instead of answering JSON.
     pub oauth_success_redirect_url: Option<String>,
     pub oauth_state_lifetime_seconds: i64,
+    /// Origins allowed by CORS (with credentials); empty: no CORS headers at all.
+    pub cors_allowed_origins: Vec<String>,
     pub rust_log: String,
     pub log_format: LogFormat,
 }
+
+/// Every variable the service reads (each may also be given as `NAME_FILE`).
+pub const KNOWN_VARIABLES: &[&str] = &[
+    "DATABASE_URL",
+    "DATABASE_MAX_CONNECTIONS",
+    "DATABASE_TIMEOUT_SECONDS",
+    "BIND_ADDR",
+    "PUBLIC_URL",
+    "JWT_SECRET",
+    "JWT_LIFETIME_SECONDS",
+    "PASSWORD_MIN_LENGTH",
+    "ARGON2_MEMORY_KIB",
+    "ARGON2_ITERATIONS",
+    "ARGON2_PARALLELISM",
+    "WORKERS",
+    "APP_NAME",
+    "SMTP_URL",
+    "MAIL_DIR",
+    "MAIL_FROM",
+    "RESET_PASSWORD_URL",
+    "VERIFY_URL",
+    "RESET_PASSWORD_TOKEN_LIFETIME_SECONDS",
+    "VERIFY_TOKEN_LIFETIME_SECONDS",
+    "GOOGLE_CLIENT_ID",
+    "GOOGLE_CLIENT_SECRET",
+    "GOOGLE_ISSUER_URL",
+    "GOOGLE_ASSOCIATE_BY_EMAIL",
+    "GOOGLE_TIMEOUT_SECONDS",
+    "OAUTH_SUCCESS_REDIRECT_URL",
+    "OAUTH_STATE_LIFETIME_SECONDS",
+    "CORS_ALLOWED_ORIGINS",
+    "LOG_FORMAT",
+    "RUST_LOG",
+];
 
 /// The default `DATABASE_URL`: a SQLite file in the working directory.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://users.db";
@@ -286,6 +322,27 @@ impl Settings {
         let oauth_state_lifetime_seconds =
             env.parse_in("OAUTH_STATE_LIFETIME_SECONDS", 3600i64, 60..=86_400)?;
 
+        let mut cors_allowed_origins = Vec::new();
+        for origin in env
+            .get("CORS_ALLOWED_ORIGINS")?
+            .unwrap_or_default()
+            .split(',')
+        {
+            let origin = origin.trim().trim_end_matches('/');
+            if origin.is_empty() {
+                continue;
+            }
+            let valid = (origin.starts_with("http://") || origin.starts_with("https://"))
+                && !origin["https://".len().min(origin.len())..].contains('/');
+            if !valid || origin == "*" {
+                return Err(err(
+                    "CORS_ALLOWED_ORIGINS",
+                    format!("`{origin}` is not an origin like https://app.example.com (scheme, host, optional port; no path, no *)"),
+                ));
+            }
+            cors_allowed_origins.push(origin.to_owned());
+        }
+
         let log_format = match env.get("LOG_FORMAT")?.as_deref().map(str::trim) {
             None | Some("") | Some("pretty") => LogFormat::Pretty,
             Some("json") => LogFormat::Json,
@@ -319,6 +376,7 @@ impl Settings {
             google,
             oauth_success_redirect_url,
             oauth_state_lifetime_seconds,
+            cors_allowed_origins,
             rust_log,
             log_format,
         })
@@ -468,6 +526,8 @@ mod tests {
             ("VERIFY_URL", "ftp://x"),
             ("GOOGLE_CLIENT_ID", "id-without-secret"),
             ("OAUTH_SUCCESS_REDIRECT_URL", "https://app.example.com/#/x"),
+            ("CORS_ALLOWED_ORIGINS", "https://a.example.com,*"),
+            ("CORS_ALLOWED_ORIGINS", "https://a.example.com/app"),
         ] {
             let e = settings(&[(var, value)]).unwrap_err();
             let expected = if var == "GOOGLE_CLIENT_ID" {
@@ -478,6 +538,28 @@ mod tests {
             assert_eq!(e.var, expected, "{value}: {e}");
             assert!(e.to_string().starts_with(expected));
         }
+    }
+
+    #[test]
+    fn known_variables_are_exactly_those_read() {
+        let asked = std::cell::RefCell::new(std::collections::BTreeSet::new());
+        Settings::from_lookup(|k| {
+            asked.borrow_mut().insert(k.to_owned());
+            match k {
+                "GOOGLE_CLIENT_ID" => Some("id".to_owned()),
+                "GOOGLE_CLIENT_SECRET" => Some("secret".to_owned()),
+                _ => None,
+            }
+        })
+        .unwrap();
+        let asked: std::collections::BTreeSet<String> = asked
+            .into_inner()
+            .into_iter()
+            .filter(|k| !k.ends_with("_FILE"))
+            .collect();
+        let known: std::collections::BTreeSet<String> =
+            KNOWN_VARIABLES.iter().map(|s| s.to_string()).collect();
+        assert_eq!(asked, known);
     }
 
     #[test]

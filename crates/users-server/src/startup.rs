@@ -12,7 +12,7 @@ use users_db::{Database, DbError};
 
 use crate::hashing::{HashError, PasswordHasher};
 use crate::outbox::{OutboxSignal, OutboxWorker};
-use crate::routes::{self, auth, google, mail, pages, register, users};
+use crate::routes::{self, auth, google, mail, ops, pages, register, users};
 use crate::settings::Settings;
 use crate::state::AppState;
 use crate::telemetry::RequestSpan;
@@ -40,7 +40,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     let resource = |path: &str| {
         web::resource(path.to_owned()).default_service(web::to(routes::method_not_allowed))
     };
-    cfg.service(resource("/auth/register").route(web::post().to(register::register)))
+    cfg.service(resource("/healthz").route(web::get().to(ops::healthz)))
+        .service(resource("/readyz").route(web::get().to(ops::readyz)))
+        .service(resource("/metrics").route(web::get().to(ops::metrics)))
+        .configure(crate::openapi::configure_docs)
+        .service(resource("/auth/register").route(web::post().to(register::register)))
         .service(resource("/auth/jwt/login").route(web::post().to(auth::login)))
         .service(resource("/auth/jwt/logout").route(web::post().to(auth::logout)))
         .service(resource("/auth/forgot-password").route(web::post().to(mail::forgot_password)))
@@ -133,6 +137,7 @@ pub async fn build_state(settings: Settings) -> Result<AppState, StartupError> {
         mailer,
         outbox_signal: OutboxSignal::default(),
         google: settings.google.clone().map(crate::google::Google::new),
+        metrics: Arc::new(crate::metrics::Metrics::default()),
         jwt: JwtKeys::new(&secret, settings.jwt_lifetime_seconds),
         policy: settings.password_policy,
         db,
@@ -164,8 +169,24 @@ impl Application {
         })?;
         let data = web::Data::new(state.clone());
         let mut server = HttpServer::new(move || {
+            let origins = &data.settings.cors_allowed_origins;
+            let mut cors = actix_cors::Cors::default()
+                .allow_any_method()
+                .allow_any_header()
+                .expose_headers(["x-request-id", "retry-after"])
+                .supports_credentials()
+                .block_on_origin_mismatch(false)
+                .max_age(3600);
+            for origin in origins {
+                cors = cors.allowed_origin(origin);
+            }
             App::new()
+                .wrap(actix_web::middleware::Condition::new(
+                    !origins.is_empty(),
+                    cors,
+                ))
                 .wrap(TracingLogger::<RequestSpan>::new())
+                .wrap(actix_web::middleware::from_fn(crate::telemetry::observe))
                 .app_data(data.clone())
                 .configure(configure)
                 .default_service(web::to(routes::not_found))

@@ -22,6 +22,7 @@ pub struct AppState {
     pub outbox_signal: OutboxSignal,
     /// `None` without `GOOGLE_CLIENT_ID`: the Google routes answer 404.
     pub google: Option<crate::google::Google>,
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl AppState {

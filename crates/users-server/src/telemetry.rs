@@ -37,6 +37,47 @@ pub fn init(rust_log: &str, format: LogFormat, to_stderr: bool) {
     let _ = result;
 }
 
+/// Outermost middleware: gives every request an id (the client's `X-Request-Id` when it
+/// sends a sane one), echoes it on the response, and records the request's metrics
+/// under its route pattern.
+pub async fn observe(
+    mut req: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    use actix_web::http::header::{HeaderName, HeaderValue};
+    let start = std::time::Instant::now();
+    let name = HeaderName::from_static("x-request-id");
+    let id = req
+        .headers()
+        .get(&name)
+        .filter(|v| !v.is_empty() && v.len() <= 128 && v.to_str().is_ok())
+        .cloned()
+        .unwrap_or_else(|| {
+            HeaderValue::from_str(&uuid::Uuid::new_v4().to_string())
+                .unwrap_or(HeaderValue::from_static("-"))
+        });
+    req.headers_mut().insert(name.clone(), id.clone());
+    let metrics = req
+        .app_data::<actix_web::web::Data<crate::state::AppState>>()
+        .map(|s| s.metrics.clone());
+    let method = req.method().to_string();
+    let mut res = next.call(req).await?;
+    res.headers_mut().insert(name, id);
+    if let Some(m) = metrics {
+        let route = res
+            .request()
+            .match_pattern()
+            .unwrap_or_else(|| "(unmatched)".to_owned());
+        m.observe_request(
+            &route,
+            &method,
+            res.status().as_u16(),
+            start.elapsed().as_secs_f64(),
+        );
+    }
+    Ok(res)
+}
+
 /// The root span of each request: method, path (no query), a request id, the status.
 pub struct RequestSpan;
 

@@ -18,6 +18,7 @@ const BAD_CREDENTIALS: ApiError = ApiError::BadRequest("LOGIN_BAD_CREDENTIALS");
 ///
 /// Unknown emails are verified against a dummy hash and inactive users only after the
 /// password check, so every failure costs one argon2 verification.
+#[utoipa::path(post, path = "/auth/jwt/login", tag = "auth", request_body(content = crate::openapi::LoginForm, content_type = "application/x-www-form-urlencoded"), responses((status = 200, description = "Logged in", body = crate::openapi::BearerResponse), (status = 400, description = "LOGIN_BAD_CREDENTIALS", body = crate::openapi::ErrorDetail), (status = 422, description = "Malformed input", body = crate::openapi::ValidationError)))]
 #[tracing::instrument(name = "login", skip_all)]
 pub async fn login(
     state: web::Data<AppState>,
@@ -51,10 +52,12 @@ pub async fn login(
         .map_err(ApiError::internal)?;
     let (Some(stored), Verification::Valid { needs_rehash }) = (stored, verification) else {
         tracing::info!("login failed");
+        crate::metrics::Metrics::inc(&state.metrics.logins_failed);
         return Err(BAD_CREDENTIALS);
     };
     if !stored.user.is_active {
         tracing::info!(user_id = %stored.user.id, "login refused: inactive user");
+        crate::metrics::Metrics::inc(&state.metrics.logins_failed);
         return Err(BAD_CREDENTIALS);
     }
     if needs_rehash {
@@ -65,6 +68,7 @@ pub async fn login(
         .issue_access(stored.user.id, now_ms())
         .map_err(ApiError::internal)?;
     tracing::info!(user_id = %stored.user.id, "login succeeded");
+    crate::metrics::Metrics::inc(&state.metrics.logins_succeeded);
     Ok(HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .json(json!({ "access_token": token, "token_type": "bearer" })))
@@ -101,6 +105,7 @@ async fn upgrade_hash(
 }
 
 /// `POST /auth/jwt/logout`: revokes the presented token. 204.
+#[utoipa::path(post, path = "/auth/jwt/logout", tag = "auth", security(("bearer" = [])), responses((status = 204, description = "The token is revoked"), (status = 401, description = "Missing, invalid, expired or revoked token; unknown or inactive user", body = crate::openapi::ErrorDetail)))]
 #[tracing::instrument(name = "logout", skip_all)]
 pub async fn logout(
     state: web::Data<AppState>,

@@ -130,6 +130,7 @@ async fn begin(
 }
 
 /// `GET /auth/google/authorize[?scopes=…]`.
+#[utoipa::path(get, path = "/auth/google/authorize", tag = "google", params(("scopes" = Option<Vec<String>>, Query, description = "Extra scopes")), responses((status = 200, description = "The URL to send the browser to; sets the fastapiusersoauthcsrf cookie", body = crate::openapi::AuthorizationUrl), (status = 404, description = "Google sign-in is not configured", body = crate::openapi::ErrorDetail), (status = 503, description = "Google's configuration could not be loaded yet", body = crate::openapi::ErrorDetail)))]
 pub async fn authorize(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -138,6 +139,7 @@ pub async fn authorize(
 }
 
 /// `GET /auth/associate/google/authorize` (Bearer).
+#[utoipa::path(get, path = "/auth/associate/google/authorize", tag = "google", security(("bearer" = [])), params(("scopes" = Option<Vec<String>>, Query, description = "Extra scopes")), responses((status = 200, description = "The URL to send the browser to; sets the fastapiusersoauthcsrf cookie", body = crate::openapi::AuthorizationUrl), (status = 401, description = "Missing, invalid, expired or revoked token; unknown or inactive user", body = crate::openapi::ErrorDetail), (status = 404, description = "Google sign-in is not configured", body = crate::openapi::ErrorDetail), (status = 503, description = "Not ready", body = crate::openapi::ErrorDetail)))]
 pub async fn associate_authorize(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -231,6 +233,7 @@ fn clear_csrf_cookie(resp: &mut actix_web::HttpResponseBuilder) {
 
 /// `GET /auth/google/callback?code&state`: 200 Token (or a redirect, see
 /// `OAUTH_SUCCESS_REDIRECT_URL`).
+#[utoipa::path(get, path = "/auth/google/callback", tag = "google", params(("code" = Option<String>, Query), ("state" = Option<String>, Query), ("error" = Option<String>, Query)), responses((status = 200, description = "Signed in", body = crate::openapi::BearerResponse), (status = 302, description = "Signed in; redirect to OAUTH_SUCCESS_REDIRECT_URL#access_token=…"), (status = 400, description = "See the README for the codes, in order", body = crate::openapi::ErrorDetail), (status = 404, description = "Google sign-in is not configured", body = crate::openapi::ErrorDetail), (status = 502, description = "OAUTH_PROVIDER_UNAVAILABLE", body = crate::openapi::ErrorDetail), (status = 503, description = "Not ready", body = crate::openapi::ErrorDetail)))]
 #[tracing::instrument(name = "google_callback", skip_all)]
 pub async fn callback(
     state: web::Data<AppState>,
@@ -266,6 +269,7 @@ pub async fn callback(
 }
 
 /// `GET /auth/associate/google/callback?code&state` (Bearer): 200 the current user.
+#[utoipa::path(get, path = "/auth/associate/google/callback", tag = "google", security(("bearer" = [])), params(("code" = Option<String>, Query), ("state" = Option<String>, Query), ("error" = Option<String>, Query)), responses((status = 200, description = "Linked; the current user", body = crate::openapi::UserRead), (status = 400, description = "See the README for the codes, in order", body = crate::openapi::ErrorDetail), (status = 401, description = "Missing, invalid, expired or revoked token; unknown or inactive user", body = crate::openapi::ErrorDetail), (status = 404, description = "Google sign-in is not configured", body = crate::openapi::ErrorDetail), (status = 502, description = "OAUTH_PROVIDER_UNAVAILABLE", body = crate::openapi::ErrorDetail), (status = 503, description = "Not ready", body = crate::openapi::ErrorDetail)))]
 #[tracing::instrument(name = "google_associate_callback", skip_all)]
 pub async fn associate_callback(
     state: web::Data<AppState>,

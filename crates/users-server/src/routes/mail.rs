@@ -30,11 +30,13 @@ async fn email_field(payload: web::Payload) -> Result<String, ApiError> {
 /// every address, so neither the answer nor its timing tells whether it is known.
 async fn queue(state: &AppState, item: OutboxItem) -> Result<HttpResponse, ApiError> {
     state.db(move |c| enqueue(c, &item)).await?;
+    crate::metrics::Metrics::inc(&state.metrics.mails_queued);
     state.outbox_signal.wake();
     Ok(json_null(actix_web::http::StatusCode::ACCEPTED))
 }
 
 /// `POST /auth/forgot-password` {email}: 202 null.
+#[utoipa::path(post, path = "/auth/forgot-password", tag = "mail", request_body = crate::openapi::EmailBody, responses((status = 202, description = "Accepted (whether or not the address is known)", body = crate::openapi::Null), (status = 422, description = "Malformed input", body = crate::openapi::ValidationError)))]
 #[tracing::instrument(name = "forgot_password", skip_all)]
 pub async fn forgot_password(
     state: web::Data<AppState>,
@@ -45,6 +47,7 @@ pub async fn forgot_password(
 }
 
 /// `POST /auth/request-verify-token` {email}: 202 null.
+#[utoipa::path(post, path = "/auth/request-verify-token", tag = "mail", request_body = crate::openapi::EmailBody, responses((status = 202, description = "Accepted (whether or not the address is known)", body = crate::openapi::Null), (status = 422, description = "Malformed input", body = crate::openapi::ValidationError)))]
 #[tracing::instrument(name = "request_verify_token", skip_all)]
 pub async fn request_verify_token(
     state: web::Data<AppState>,
@@ -55,6 +58,7 @@ pub async fn request_verify_token(
 }
 
 /// `POST /auth/reset-password` {token, password}: 200 null.
+#[utoipa::path(post, path = "/auth/reset-password", tag = "mail", request_body = crate::openapi::ResetPasswordBody, responses((status = 200, description = "Password changed", body = crate::openapi::Null), (status = 400, description = "RESET_PASSWORD_BAD_TOKEN or RESET_PASSWORD_INVALID_PASSWORD {code, reason}", body = crate::openapi::BadRequestBody), (status = 422, description = "Malformed input", body = crate::openapi::ValidationError)))]
 #[tracing::instrument(name = "reset_password", skip_all)]
 pub async fn reset(
     state: web::Data<AppState>,
@@ -81,6 +85,7 @@ pub async fn reset(
 }
 
 /// `POST /auth/verify` {token}: 200 User.
+#[utoipa::path(post, path = "/auth/verify", tag = "mail", request_body = crate::openapi::VerifyBody, responses((status = 200, description = "Verified", body = crate::openapi::UserRead), (status = 400, description = "VERIFY_USER_BAD_TOKEN or VERIFY_USER_ALREADY_VERIFIED", body = crate::openapi::ErrorDetail), (status = 422, description = "Malformed input", body = crate::openapi::ValidationError)))]
 #[tracing::instrument(name = "verify", skip_all)]
 pub async fn verify(
     state: web::Data<AppState>,

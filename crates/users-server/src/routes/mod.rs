@@ -3,6 +3,7 @@
 pub mod auth;
 pub mod google;
 pub mod mail;
+pub mod ops;
 pub mod pages;
 pub mod register;
 pub mod users;

@@ -6,6 +6,7 @@ use crate::error::ApiError;
 use crate::state::AppState;
 
 /// `POST /auth/register` {email, password}: 201 User.
+#[utoipa::path(post, path = "/auth/register", tag = "auth", request_body = crate::openapi::UserCreate, responses((status = 201, description = "Created", body = crate::openapi::UserRead), (status = 400, description = "REGISTER_INVALID_PASSWORD {code, reason} or REGISTER_USER_ALREADY_EXISTS", body = crate::openapi::BadRequestBody), (status = 422, description = "Malformed input", body = crate::openapi::ValidationError)))]
 #[tracing::instrument(name = "register", skip_all)]
 pub async fn register(
     state: web::Data<AppState>,
@@ -28,6 +29,7 @@ pub async fn register(
     match create_user(&state, email, password, false, false).await {
         Ok(user) => {
             tracing::info!(user_id = %user.id, "user registered");
+            crate::metrics::Metrics::inc(&state.metrics.registrations);
             Ok(HttpResponse::Created().json(user))
         }
         Err(CreateError::InvalidPassword(reason)) => Err(ApiError::InvalidPassword {

@@ -32,11 +32,13 @@ async fn parse_update(payload: web::Payload) -> Result<UserUpdate, ApiError> {
 }
 
 /// `GET /users/me`.
+#[utoipa::path(get, path = "/users/me", tag = "users", security(("bearer" = [])), responses((status = 200, description = "The current user", body = crate::openapi::UserRead), (status = 401, description = "Missing, invalid, expired or revoked token; unknown or inactive user", body = crate::openapi::ErrorDetail)))]
 pub async fn me(user: CurrentUser) -> HttpResponse {
     HttpResponse::Ok().json(user.stored.user)
 }
 
 /// `PATCH /users/me` {email?, password?}: the flags in the body are ignored.
+#[utoipa::path(patch, path = "/users/me", tag = "users", security(("bearer" = [])), request_body = crate::openapi::UserUpdate, responses((status = 200, description = "Updated", body = crate::openapi::UserRead), (status = 400, description = "UPDATE_USER_EMAIL_ALREADY_EXISTS or UPDATE_USER_INVALID_PASSWORD {code, reason}", body = crate::openapi::BadRequestBody), (status = 401, description = "Missing, invalid, expired or revoked token; unknown or inactive user", body = crate::openapi::ErrorDetail), (status = 422, description = "Malformed input", body = crate::openapi::ValidationError)))]
 #[tracing::instrument(name = "update_me", skip_all)]
 pub async fn update_me(
     state: web::Data<AppState>,
@@ -63,6 +65,7 @@ async fn load(state: &AppState, id: UserId) -> Result<users::StoredUser, ApiErro
 }
 
 /// `GET /users/{id}` (superuser).
+#[utoipa::path(get, path = "/users/{id}", tag = "users", security(("bearer" = [])), params(("id" = String, Path, description = "The user's id (a UUID)")), responses((status = 200, description = "The user", body = crate::openapi::UserRead), (status = 401, description = "Missing, invalid, expired or revoked token; unknown or inactive user", body = crate::openapi::ErrorDetail), (status = 403, description = "Not a superuser", body = crate::openapi::ErrorDetail), (status = 404, description = "Unknown or malformed id", body = crate::openapi::ErrorDetail)))]
 pub async fn get_user(
     state: web::Data<AppState>,
     user: CurrentUser,
@@ -73,6 +76,7 @@ pub async fn get_user(
 }
 
 /// `PATCH /users/{id}` (superuser): every field may be set.
+#[utoipa::path(patch, path = "/users/{id}", tag = "users", security(("bearer" = [])), params(("id" = String, Path, description = "The user's id (a UUID)")), request_body = crate::openapi::UserUpdate, responses((status = 200, description = "Updated", body = crate::openapi::UserRead), (status = 400, description = "UPDATE_USER_EMAIL_ALREADY_EXISTS or UPDATE_USER_INVALID_PASSWORD {code, reason}", body = crate::openapi::BadRequestBody), (status = 401, description = "Missing, invalid, expired or revoked token; unknown or inactive user", body = crate::openapi::ErrorDetail), (status = 403, description = "Not a superuser", body = crate::openapi::ErrorDetail), (status = 404, description = "Unknown or malformed id", body = crate::openapi::ErrorDetail), (status = 422, description = "Malformed input", body = crate::openapi::ValidationError)))]
 #[tracing::instrument(name = "update_user", skip_all)]
 pub async fn patch_user(
     state: web::Data<AppState>,
@@ -88,6 +92,7 @@ pub async fn patch_user(
 }
 
 /// `DELETE /users/{id}` (superuser): 204.
+#[utoipa::path(delete, path = "/users/{id}", tag = "users", security(("bearer" = [])), params(("id" = String, Path, description = "The user's id (a UUID)")), responses((status = 204, description = "Deleted"), (status = 401, description = "Missing, invalid, expired or revoked token; unknown or inactive user", body = crate::openapi::ErrorDetail), (status = 403, description = "Not a superuser", body = crate::openapi::ErrorDetail), (status = 404, description = "Unknown or malformed id", body = crate::openapi::ErrorDetail)))]
 #[tracing::instrument(name = "delete_user", skip_all)]
 pub async fn delete_user(
     state: web::Data<AppState>,
@@ -105,6 +110,7 @@ pub async fn delete_user(
 
 /// `GET /users?page=&per_page=&email=` (superuser): a page of users in creation order,
 /// optionally only those whose email contains `email` (case-insensitive).
+#[utoipa::path(get, path = "/users", tag = "users", security(("bearer" = [])), params(("page" = Option<i64>, Query, minimum = 1, description = "1-based page (default 1)"), ("per_page" = Option<i64>, Query, minimum = 1, maximum = 100, description = "Users per page (default 50)"), ("email" = Option<String>, Query, description = "Only users whose email contains this (case-insensitive)")), responses((status = 200, description = "A page of users in creation order", body = crate::openapi::UserPage), (status = 401, description = "Missing, invalid, expired or revoked token; unknown or inactive user", body = crate::openapi::ErrorDetail), (status = 403, description = "Not a superuser", body = crate::openapi::ErrorDetail), (status = 422, description = "Malformed input", body = crate::openapi::ValidationError)))]
 pub async fn list_users(
     state: web::Data<AppState>,
     user: CurrentUser,

@@ -1,0 +1,219 @@
+//! Prometheus metrics, kept in process and rendered in the text exposition format at
+//! `/metrics`. Routes are labelled by their pattern (`/users/{id}`), never the raw
+//! path, so ids do not explode the number of series.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+/// Upper bounds (seconds) of the latency histogram's buckets.
+const BUCKETS: [f64; 12] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+];
+
+#[derive(Default)]
+struct Histogram {
+    counts: [u64; BUCKETS.len()],
+    sum: f64,
+    count: u64,
+}
+
+#[derive(Default)]
+pub struct Metrics {
+    requests: Mutex<BTreeMap<(String, String, u16), u64>>,
+    latency: Mutex<BTreeMap<String, Histogram>>,
+    pub logins_succeeded: AtomicU64,
+    pub logins_failed: AtomicU64,
+    pub registrations: AtomicU64,
+    pub mails_queued: AtomicU64,
+    pub mails_sent: AtomicU64,
+    pub mails_failed: AtomicU64,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+/// Gauges read at scrape time.
+pub struct Gauges {
+    pub outbox_pending: Option<i64>,
+    pub pool_connections: u32,
+    pub pool_idle: u32,
+}
+
+impl Metrics {
+    pub fn inc(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn observe_request(&self, route: &str, method: &str, status: u16, seconds: f64) {
+        if let Ok(mut r) = self.requests.lock() {
+            *r.entry((route.to_owned(), method.to_owned(), status))
+                .or_default() += 1;
+        }
+        if let Ok(mut l) = self.latency.lock() {
+            let h = l.entry(route.to_owned()).or_default();
+            for (i, bound) in BUCKETS.iter().enumerate() {
+                if seconds <= *bound {
+                    h.counts[i] += 1;
+                }
+            }
+            h.sum += seconds;
+            h.count += 1;
+        }
+    }
+
+    pub fn render(&self, gauges: &Gauges) -> String {
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "# HELP users_http_requests_total HTTP requests by route pattern, method and status."
+        );
+        let _ = writeln!(out, "# TYPE users_http_requests_total counter");
+        if let Ok(r) = self.requests.lock() {
+            for ((route, method, status), n) in r.iter() {
+                let _ = writeln!(
+                    out,
+                    "users_http_requests_total{{route=\"{}\",method=\"{}\",status=\"{status}\"}} {n}",
+                    label(route),
+                    label(method)
+                );
+            }
+        }
+        let _ = writeln!(
+            out,
+            "# HELP users_http_request_duration_seconds HTTP request latency by route pattern."
+        );
+        let _ = writeln!(out, "# TYPE users_http_request_duration_seconds histogram");
+        if let Ok(l) = self.latency.lock() {
+            for (route, h) in l.iter() {
+                let route = label(route);
+                for (i, bound) in BUCKETS.iter().enumerate() {
+                    let _ = writeln!(
+                        out,
+                        "users_http_request_duration_seconds_bucket{{route=\"{route}\",le=\"{bound}\"}} {}",
+                        h.counts[i]
+                    );
+                }
+                let _ = writeln!(out, "users_http_request_duration_seconds_bucket{{route=\"{route}\",le=\"+Inf\"}} {}", h.count);
+                let _ = writeln!(
+                    out,
+                    "users_http_request_duration_seconds_sum{{route=\"{route}\"}} {}",
+                    h.sum
+                );
+                let _ = writeln!(
+                    out,
+                    "users_http_request_duration_seconds_count{{route=\"{route}\"}} {}",
+                    h.count
+                );
+            }
+        }
+        let counters = [
+            (
+                "users_logins_total",
+                "Password logins by outcome.",
+                vec![
+                    ("result=\"success\"", &self.logins_succeeded),
+                    ("result=\"failure\"", &self.logins_failed),
+                ],
+            ),
+            (
+                "users_registrations_total",
+                "Users registered through the API.",
+                vec![("", &self.registrations)],
+            ),
+            (
+                "users_mails_queued_total",
+                "Mails (and mail requests) written to the outbox.",
+                vec![("", &self.mails_queued)],
+            ),
+            (
+                "users_mails_sent_total",
+                "Mails accepted by the mail server or written to MAIL_DIR.",
+                vec![("", &self.mails_sent)],
+            ),
+            (
+                "users_mails_failed_total",
+                "Mails given up.",
+                vec![("", &self.mails_failed)],
+            ),
+        ];
+        for (name, help, series) in counters {
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} counter");
+            for (labels, v) in series {
+                let v = v.load(Ordering::Relaxed);
+                if labels.is_empty() {
+                    let _ = writeln!(out, "{name} {v}");
+                } else {
+                    let _ = writeln!(out, "{name}{{{labels}}} {v}");
+                }
+            }
+        }
+        let _ = writeln!(
+            out,
+            "# HELP users_outbox_pending Mails waiting in the outbox (all replicas)."
+        );
+        let _ = writeln!(out, "# TYPE users_outbox_pending gauge");
+        if let Some(n) = gauges.outbox_pending {
+            let _ = writeln!(out, "users_outbox_pending {n}");
+        }
+        let _ = writeln!(
+            out,
+            "# HELP users_db_pool_connections Database connections of this process by state."
+        );
+        let _ = writeln!(out, "# TYPE users_db_pool_connections gauge");
+        let in_use = gauges.pool_connections.saturating_sub(gauges.pool_idle);
+        let _ = writeln!(
+            out,
+            "users_db_pool_connections{{state=\"in_use\"}} {in_use}"
+        );
+        let _ = writeln!(
+            out,
+            "users_db_pool_connections{{state=\"idle\"}} {}",
+            gauges.pool_idle
+        );
+        out
+    }
+}
+
+fn label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counters_and_histograms() {
+        let m = Metrics::default();
+        m.observe_request("/users/{id}", "GET", 200, 0.003);
+        m.observe_request("/users/{id}", "GET", 200, 0.2);
+        Metrics::inc(&m.logins_failed);
+        let text = m.render(&Gauges {
+            outbox_pending: Some(2),
+            pool_connections: 3,
+            pool_idle: 1,
+        });
+        assert!(text.contains(
+            "users_http_requests_total{route=\"/users/{id}\",method=\"GET\",status=\"200\"} 2"
+        ));
+        assert!(text.contains(
+            "users_http_request_duration_seconds_bucket{route=\"/users/{id}\",le=\"0.005\"} 1"
+        ));
+        assert!(text.contains(
+            "users_http_request_duration_seconds_bucket{route=\"/users/{id}\",le=\"0.25\"} 2"
+        ));
+        assert!(text.contains("users_http_request_duration_seconds_count{route=\"/users/{id}\"} 2"));
+        assert!(text.contains("users_logins_total{result=\"failure\"} 1"));
+        assert!(text.contains("users_outbox_pending 2"));
+        assert!(text.contains("users_db_pool_connections{state=\"in_use\"} 2"));
+    }
+}

@@ -1,0 +1,79 @@
+//! Operations endpoints: liveness, readiness, metrics.
+
+use std::time::Duration;
+
+use actix_web::http::header;
+use actix_web::{web, HttpResponse};
+use serde_json::json;
+
+use crate::metrics::Gauges;
+use crate::state::AppState;
+
+/// `GET /healthz`: the process is alive and serving.
+#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, description = "Alive")))]
+pub async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(json!({ "status": "ok" }))
+}
+
+/// `GET /readyz`: the database answers (within 2 s) and is fully migrated.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "operations",
+    responses(
+        (status = 200, description = "Ready"),
+        (status = 503, description = "Database unreachable or not migrated", body = crate::openapi::ErrorDetail)
+    )
+)]
+pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
+    let db = state.db.clone();
+    let result = web::block(move || {
+        let mut conn = db.get_within(Duration::from_secs(2))?;
+        users_db::check_ready(&mut conn)
+    })
+    .await;
+    match result {
+        Ok(Ok(())) => HttpResponse::Ok().json(json!({ "status": "ready" })),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "not ready");
+            HttpResponse::ServiceUnavailable()
+                .insert_header((header::RETRY_AFTER, "5"))
+                .json(json!({ "detail": format!("Not ready: {}", readiness_reason(&e)) }))
+        }
+        Err(_) => HttpResponse::ServiceUnavailable()
+            .json(json!({ "detail": "Not ready: the readiness check failed" })),
+    }
+}
+
+/// What to tell the caller: never connection strings or server messages.
+fn readiness_reason(e: &users_db::DbError) -> &'static str {
+    match e {
+        users_db::DbError::Migration(_) => "the database schema is not up to date",
+        _ => "the database is unreachable",
+    }
+}
+
+/// `GET /metrics`: Prometheus text format.
+#[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "Prometheus text exposition format", content_type = "text/plain")))]
+pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    let db = state.db.clone();
+    let outbox_pending = web::block(move || -> Option<i64> {
+        let mut conn = db.get_within(Duration::from_secs(1)).ok()?;
+        users_db::outbox::pending_count(&mut conn).ok()
+    })
+    .await
+    .ok()
+    .flatten();
+    let (connections, idle) = state.db.pool_state();
+    let body = state.metrics.render(&Gauges {
+        outbox_pending,
+        pool_connections: connections,
+        pool_idle: idle,
+    });
+    HttpResponse::Ok()
+        .insert_header((
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        ))
+        .body(body)
+}
