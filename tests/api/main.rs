@@ -8,6 +8,7 @@ mod oidc_provider;
 mod smtp_sink;
 
 mod admin;
+mod browser;
 mod cli;
 mod google;
 mod login;
