@@ -113,6 +113,8 @@ pub fn test_env(db_url: &str) -> HashMap<String, String> {
     env.insert("ARGON2_ITERATIONS".into(), "1".into());
     env.insert("ARGON2_PARALLELISM".into(), "1".into());
     env.insert("WORKERS".into(), "2".into());
+    // every test talks from 127.0.0.1: the per-IP limit is tested on its own
+    env.insert("RATE_LIMIT_PER_IP_PER_MINUTE".into(), "0".into());
     // never the working directory's `mail/`
     let mail_dir =
         std::env::temp_dir().join(format!("users-test-mail-{}", uuid::Uuid::new_v4().simple()));

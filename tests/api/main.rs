@@ -11,6 +11,7 @@ mod admin;
 mod browser;
 mod cli;
 mod google;
+mod limits;
 mod login;
 mod mail;
 mod ops;

@@ -6,6 +6,7 @@
 //! binary and run at start; repository functions that take `&mut DbConnection` and
 //! return `QueryResult`. Blocking by nature: callers run these off the async executor.
 
+pub mod limits;
 pub mod oauth;
 pub mod outbox;
 mod pool;

@@ -37,7 +37,9 @@ diesel::allow_tables_to_appear_in_same_query!(
     service_settings,
     outbox,
     oauth_accounts,
-    oauth_states
+    oauth_states,
+    login_failures,
+    rate_limits
 );
 
 diesel::table! {
@@ -79,3 +81,20 @@ diesel::table! {
 }
 
 diesel::joinable!(oauth_accounts -> users (user_id));
+
+diesel::table! {
+    login_failures (email_key) {
+        email_key -> Text,
+        failures -> BigInt,
+        locked_until -> BigInt,
+        updated_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    rate_limits (bucket) {
+        bucket -> Text,
+        window_start -> BigInt,
+        hits -> BigInt,
+    }
+}

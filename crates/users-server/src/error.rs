@@ -71,6 +71,8 @@ pub enum ApiError {
     NotFound,
     #[error("method not allowed")]
     MethodNotAllowed,
+    #[error("too many requests")]
+    TooManyRequests { retry_after_secs: u64 },
     #[error("request body too large")]
     PayloadTooLarge { limit: usize },
     #[error("unprocessable entity")]
@@ -110,6 +112,7 @@ impl ResponseError for ApiError {
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -133,6 +136,11 @@ impl ResponseError for ApiError {
                 ))
             }
             ApiError::Validation(errors) => json!(errors),
+            ApiError::TooManyRequests { retry_after_secs } => {
+                json!(format!(
+                    "Too many attempts; try again in {retry_after_secs} seconds"
+                ))
+            }
             ApiError::Unavailable(cause) => {
                 tracing::warn!(cause = %cause, "answering 503");
                 if cause.starts_with("Google") {
@@ -149,6 +157,9 @@ impl ResponseError for ApiError {
         let mut resp = HttpResponse::build(self.status_code());
         if matches!(self, ApiError::Unavailable(_)) {
             resp.insert_header((header::RETRY_AFTER, "5"));
+        }
+        if let ApiError::TooManyRequests { retry_after_secs } = self {
+            resp.insert_header((header::RETRY_AFTER, retry_after_secs.to_string()));
         }
         resp.insert_header((header::CACHE_CONTROL, "no-store"));
         resp.json(json!({ "detail": detail }))

@@ -11,6 +11,7 @@ pub mod cli;
 pub mod error;
 pub mod google;
 pub mod hashing;
+pub mod limits;
 pub mod metrics;
 pub mod openapi;
 pub mod outbox;

@@ -118,6 +118,11 @@ impl OutboxWorker {
                     .state
                     .db(move |c| Ok(outbox::purge_finished(c, week_ago)?))
                     .await;
+                let day_ago = now - 24 * 3600 * 1000;
+                let _ = self
+                    .state
+                    .db(move |c| Ok(users_db::limits::purge(c, day_ago)?))
+                    .await;
             }
             tokio::select! {
                 _ = signal.0.notified() => {}

@@ -90,6 +90,12 @@ pub struct Settings {
     pub oauth_state_lifetime_seconds: i64,
     /// Origins allowed by CORS (with credentials); empty: no CORS headers at all.
     pub cors_allowed_origins: Vec<String>,
+    /// Consecutive failed logins of one account before 429s.
+    pub login_max_failures: i64,
+    /// Per client IP and route, on the unauthenticated POST routes and OAuth callbacks; 0: off.
+    pub rate_limit_per_ip_per_minute: i64,
+    /// Peers whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<crate::limits::Cidr>,
     pub rust_log: String,
     pub log_format: LogFormat,
 }
@@ -124,6 +130,9 @@ pub const KNOWN_VARIABLES: &[&str] = &[
     "OAUTH_SUCCESS_REDIRECT_URL",
     "OAUTH_STATE_LIFETIME_SECONDS",
     "CORS_ALLOWED_ORIGINS",
+    "LOGIN_MAX_FAILURES",
+    "RATE_LIMIT_PER_IP_PER_MINUTE",
+    "TRUSTED_PROXIES",
     "LOG_FORMAT",
     "RUST_LOG",
 ];
@@ -343,6 +352,27 @@ impl Settings {
             cors_allowed_origins.push(origin.to_owned());
         }
 
+        let login_max_failures = env.parse_in("LOGIN_MAX_FAILURES", 10i64, 1..=100)?;
+        let rate_limit_per_ip_per_minute =
+            env.parse_in("RATE_LIMIT_PER_IP_PER_MINUTE", 60i64, 0..=1_000_000)?;
+        let mut trusted_proxies = Vec::new();
+        for cidr in env
+            .get("TRUSTED_PROXIES")?
+            .unwrap_or_default()
+            .split(',')
+            .map(str::trim)
+            .filter(|c| !c.is_empty())
+        {
+            trusted_proxies.push(crate::limits::Cidr::parse(cidr).ok_or_else(|| {
+                err(
+                    "TRUSTED_PROXIES",
+                    format!(
+                        "`{cidr}` is not an IP address or CIDR block (e.g. 10.0.0.0/8, ::1/128)"
+                    ),
+                )
+            })?);
+        }
+
         let log_format = match env.get("LOG_FORMAT")?.as_deref().map(str::trim) {
             None | Some("") | Some("pretty") => LogFormat::Pretty,
             Some("json") => LogFormat::Json,
@@ -377,6 +407,9 @@ impl Settings {
             oauth_success_redirect_url,
             oauth_state_lifetime_seconds,
             cors_allowed_origins,
+            login_max_failures,
+            rate_limit_per_ip_per_minute,
+            trusted_proxies,
             rust_log,
             log_format,
         })
@@ -528,6 +561,11 @@ mod tests {
             ("OAUTH_SUCCESS_REDIRECT_URL", "https://app.example.com/#/x"),
             ("CORS_ALLOWED_ORIGINS", "https://a.example.com,*"),
             ("CORS_ALLOWED_ORIGINS", "https://a.example.com/app"),
+            ("LOGIN_MAX_FAILURES", "0"),
+            ("LOGIN_MAX_FAILURES", "101"),
+            ("RATE_LIMIT_PER_IP_PER_MINUTE", "-1"),
+            ("TRUSTED_PROXIES", "10.0.0.0/33"),
+            ("TRUSTED_PROXIES", "proxy.internal"),
         ] {
             let e = settings(&[(var, value)]).unwrap_err();
             let expected = if var == "GOOGLE_CLIENT_ID" {

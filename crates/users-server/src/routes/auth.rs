@@ -25,6 +25,7 @@ pub async fn login(
     req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
+    crate::limits::limit_ip(&state, &req, "login").await?;
     let body = read_body(payload, BODY_LIMIT).await?;
     let form = form_fields(req.headers(), body).await?;
     let mut f = Fields::form(&form, "body");
@@ -39,8 +40,11 @@ pub async fn login(
     let key = EmailAddress::parse(&username)
         .map(|e| e.key())
         .unwrap_or_else(|_| email_key(&username));
+    // the same for known and unknown addresses: a lock reveals nothing
+    crate::limits::check_login_lock(&state, &key).await?;
+    let lookup = key.clone();
     let stored = state
-        .db(move |c| Ok(users::find_by_email_key(c, &key)?))
+        .db(move |c| Ok(users::find_by_email_key(c, &lookup)?))
         .await?;
     let verification = state
         .hasher
@@ -53,13 +57,16 @@ pub async fn login(
     let (Some(stored), Verification::Valid { needs_rehash }) = (stored, verification) else {
         tracing::info!("login failed");
         crate::metrics::Metrics::inc(&state.metrics.logins_failed);
+        crate::limits::record_login_failure(&state, &key).await?;
         return Err(BAD_CREDENTIALS);
     };
     if !stored.user.is_active {
         tracing::info!(user_id = %stored.user.id, "login refused: inactive user");
         crate::metrics::Metrics::inc(&state.metrics.logins_failed);
+        crate::limits::record_login_failure(&state, &key).await?;
         return Err(BAD_CREDENTIALS);
     }
+    crate::limits::clear_login_failures(&state, &key).await?;
     if needs_rehash {
         upgrade_hash(&state, &stored, password).await;
     }

@@ -239,6 +239,8 @@ pub async fn callback(
     state: web::Data<AppState>,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
+    google(&state)?;
+    crate::limits::limit_ip(&state, &req, "oauth-callback").await?;
     let identity = finish(&state, &req, None, SIGN_IN_CALLBACK).await?;
     let user = sign_in_user(&state, identity).await?;
     if !user.is_active {
@@ -276,6 +278,7 @@ pub async fn associate_callback(
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     google(&state)?;
+    crate::limits::limit_ip(&state, &req, "oauth-callback").await?;
     let user = current_user(&state, &req).await?;
     let id = user.stored.user.id;
     let identity = finish(&state, &req, Some(id), ASSOCIATE_CALLBACK).await?;

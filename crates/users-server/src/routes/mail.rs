@@ -1,6 +1,6 @@
 //! Password reset and email verification (CONTRACT.md §4, §5).
 
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::Value;
 
 use crate::accounts::{reset_password, verify_user, ResetError, VerifyError};
@@ -40,8 +40,10 @@ async fn queue(state: &AppState, item: OutboxItem) -> Result<HttpResponse, ApiEr
 #[tracing::instrument(name = "forgot_password", skip_all)]
 pub async fn forgot_password(
     state: web::Data<AppState>,
+    req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
+    crate::limits::limit_ip(&state, &req, "forgot-password").await?;
     let email = email_field(payload).await?;
     queue(&state, OutboxItem::ForgotPassword { email }).await
 }
@@ -51,8 +53,10 @@ pub async fn forgot_password(
 #[tracing::instrument(name = "request_verify_token", skip_all)]
 pub async fn request_verify_token(
     state: web::Data<AppState>,
+    req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
+    crate::limits::limit_ip(&state, &req, "request-verify-token").await?;
     let email = email_field(payload).await?;
     queue(&state, OutboxItem::RequestVerify { email }).await
 }
@@ -62,8 +66,10 @@ pub async fn request_verify_token(
 #[tracing::instrument(name = "reset_password", skip_all)]
 pub async fn reset(
     state: web::Data<AppState>,
+    req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
+    crate::limits::limit_ip(&state, &req, "reset-password").await?;
     let body = read_body(payload, BODY_LIMIT).await?;
     let obj = json_object(&body)?;
     let mut f = Fields::json(&obj);
@@ -89,8 +95,10 @@ pub async fn reset(
 #[tracing::instrument(name = "verify", skip_all)]
 pub async fn verify(
     state: web::Data<AppState>,
+    req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
+    crate::limits::limit_ip(&state, &req, "verify").await?;
     let body = read_body(payload, BODY_LIMIT).await?;
     let obj = json_object(&body)?;
     let mut f = Fields::json(&obj);

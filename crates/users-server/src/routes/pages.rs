@@ -107,8 +107,10 @@ pub async fn reset_page(state: web::Data<AppState>, req: HttpRequest) -> HttpRes
 #[tracing::instrument(name = "reset_password_page", skip_all)]
 pub async fn reset_submit(
     state: web::Data<AppState>,
+    req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
+    crate::limits::limit_ip(&state, &req, "reset-password").await?;
     let form = urlencoded(&read_body(payload, BODY_LIMIT).await?);
     let token = form.get("token").cloned().unwrap_or_default();
     let password = form.get("password").cloned().unwrap_or_default();
@@ -149,6 +151,7 @@ pub async fn verify_page(
     state: web::Data<AppState>,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
+    crate::limits::limit_ip(&state, &req, "verify").await?;
     let Some(token) = query_token(&req) else {
         return Ok(bad_link(
             &state,

@@ -1,4 +1,4 @@
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 
 use crate::accounts::{create_user, CreateError};
 use crate::body::{json_object, read_body, Fields, BODY_LIMIT};
@@ -10,8 +10,10 @@ use crate::state::AppState;
 #[tracing::instrument(name = "register", skip_all)]
 pub async fn register(
     state: web::Data<AppState>,
+    req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
+    crate::limits::limit_ip(&state, &req, "register").await?;
     let body = read_body(payload, BODY_LIMIT).await?;
     let obj = json_object(&body)?;
     let mut f = Fields::json(&obj);

@@ -1,0 +1,144 @@
+//! Login throttling and per-IP rate limits, in the database so replicas share them.
+//! Each operation is a handful of single-row statements in one transaction; the rows
+//! are keyed so that concurrent requests serialise on the row, not on a table.
+
+use diesel::prelude::*;
+
+use crate::schema::{login_failures, rate_limits};
+use crate::{is_unique_violation, DbConnection};
+
+/// Milliseconds until the account may try again, if it is locked now.
+pub fn login_locked_for(
+    conn: &mut DbConnection,
+    email_key: &str,
+    now_ms: i64,
+) -> QueryResult<Option<i64>> {
+    let locked_until: Option<i64> = login_failures::table
+        .find(email_key)
+        .select(login_failures::locked_until)
+        .first(conn)
+        .optional()?;
+    Ok(locked_until.filter(|t| *t > now_ms).map(|t| t - now_ms))
+}
+
+/// Counts a failed login. From the `max_failures`-th consecutive failure on, the
+/// account is locked for `lock_ms(failures)` milliseconds. Returns the new count.
+pub fn record_login_failure(
+    conn: &mut DbConnection,
+    email_key: &str,
+    now_ms: i64,
+    max_failures: i64,
+    lock_ms: impl Fn(i64) -> i64,
+) -> QueryResult<i64> {
+    conn.transaction(|c| {
+        let updated = diesel::update(login_failures::table.find(email_key))
+            .set((
+                login_failures::failures.eq(login_failures::failures + 1i64),
+                login_failures::updated_at.eq(now_ms),
+            ))
+            .execute(c)?;
+        if updated == 0 {
+            let inserted = diesel::insert_into(login_failures::table)
+                .values((
+                    login_failures::email_key.eq(email_key),
+                    login_failures::failures.eq(1i64),
+                    login_failures::locked_until.eq(0i64),
+                    login_failures::updated_at.eq(now_ms),
+                ))
+                .execute(c);
+            match inserted {
+                Ok(_) => {}
+                // another request inserted it first: count on its row
+                Err(e) if is_unique_violation(&e) => {
+                    diesel::update(login_failures::table.find(email_key))
+                        .set(login_failures::failures.eq(login_failures::failures + 1i64))
+                        .execute(c)?;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        let failures: i64 = login_failures::table
+            .find(email_key)
+            .select(login_failures::failures)
+            .first(c)?;
+        if failures >= max_failures {
+            diesel::update(login_failures::table.find(email_key))
+                .set(login_failures::locked_until.eq(now_ms + lock_ms(failures)))
+                .execute(c)?;
+        }
+        Ok(failures)
+    })
+}
+
+/// A successful login forgets the failures.
+pub fn clear_login_failures(conn: &mut DbConnection, email_key: &str) -> QueryResult<()> {
+    diesel::delete(login_failures::table.find(email_key))
+        .execute(conn)
+        .map(|_| ())
+}
+
+/// Counts a hit in `bucket`'s current window of `window_ms`; returns the milliseconds
+/// until the window ends when the hit is over `limit`.
+pub fn hit(
+    conn: &mut DbConnection,
+    bucket: &str,
+    now_ms: i64,
+    window_ms: i64,
+    limit: i64,
+) -> QueryResult<Option<i64>> {
+    let window = now_ms - now_ms.rem_euclid(window_ms);
+    conn.transaction(|c| {
+        let mut counted = diesel::update(
+            rate_limits::table
+                .find(bucket)
+                .filter(rate_limits::window_start.eq(window)),
+        )
+        .set(rate_limits::hits.eq(rate_limits::hits + 1i64))
+        .execute(c)?;
+        if counted == 0 {
+            // a new window for an existing bucket
+            counted = diesel::update(rate_limits::table.find(bucket))
+                .set((
+                    rate_limits::window_start.eq(window),
+                    rate_limits::hits.eq(1i64),
+                ))
+                .execute(c)?;
+        }
+        if counted == 0 {
+            let inserted = diesel::insert_into(rate_limits::table)
+                .values((
+                    rate_limits::bucket.eq(bucket),
+                    rate_limits::window_start.eq(window),
+                    rate_limits::hits.eq(1i64),
+                ))
+                .execute(c);
+            match inserted {
+                Ok(_) => {}
+                Err(e) if is_unique_violation(&e) => {
+                    diesel::update(rate_limits::table.find(bucket))
+                        .set(rate_limits::hits.eq(rate_limits::hits + 1i64))
+                        .execute(c)?;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        let hits: i64 = rate_limits::table
+            .find(bucket)
+            .select(rate_limits::hits)
+            .first(c)?;
+        Ok((hits > limit).then(|| window + window_ms - now_ms))
+    })
+}
+
+/// Forgets windows and failure counts nobody has touched since `before_ms`.
+pub fn purge(conn: &mut DbConnection, before_ms: i64) -> QueryResult<usize> {
+    let a = diesel::delete(rate_limits::table.filter(rate_limits::window_start.lt(before_ms)))
+        .execute(conn)?;
+    let b = diesel::delete(
+        login_failures::table
+            .filter(login_failures::updated_at.lt(before_ms))
+            .filter(login_failures::locked_until.lt(before_ms)),
+    )
+    .execute(conn)?;
+    Ok(a + b)
+}

@@ -1,0 +1,242 @@
+//! Abuse limits: per-account login throttling and per-IP request limits, both kept in
+//! the database so every replica enforces the same counts; the client IP, believing
+//! `X-Forwarded-For` only from `TRUSTED_PROXIES`.
+
+use std::net::IpAddr;
+
+use actix_web::HttpRequest;
+
+use crate::error::ApiError;
+use crate::state::{now_ms, AppState};
+
+/// An IP block such as `10.0.0.0/8` or `::1/128` (a bare address is a /32 or /128).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    network: IpAddr,
+    prefix: u8,
+}
+
+impl Cidr {
+    pub fn parse(s: &str) -> Option<Cidr> {
+        let (addr, prefix) = match s.split_once('/') {
+            Some((a, p)) => (a.parse::<IpAddr>().ok()?, Some(p.parse::<u8>().ok()?)),
+            None => (s.parse::<IpAddr>().ok()?, None),
+        };
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = prefix.unwrap_or(max);
+        (prefix <= max).then_some(Cidr {
+            network: addr,
+            prefix,
+        })
+    }
+
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = match (self.network, ip) {
+            (IpAddr::V4(_), IpAddr::V6(v6)) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+            _ => ip,
+        };
+        match (self.network, ip) {
+            (IpAddr::V4(n), IpAddr::V4(a)) => {
+                let mask = if self.prefix == 0 {
+                    0
+                } else {
+                    u32::MAX << (32 - self.prefix)
+                };
+                (u32::from(n) & mask) == (u32::from(a) & mask)
+            }
+            (IpAddr::V6(n), IpAddr::V6(a)) => {
+                let mask = if self.prefix == 0 {
+                    0
+                } else {
+                    u128::MAX << (128 - self.prefix)
+                };
+                (u128::from(n) & mask) == (u128::from(a) & mask)
+            }
+            _ => false,
+        }
+    }
+}
+
+/// The client's address: the peer, unless the peer is a trusted proxy; then the
+/// rightmost `X-Forwarded-For` entry that is not itself a trusted proxy.
+pub fn client_ip(
+    peer: Option<IpAddr>,
+    forwarded_for: Option<&str>,
+    trusted: &[Cidr],
+) -> Option<IpAddr> {
+    let peer = peer?;
+    let is_trusted = |ip: IpAddr| trusted.iter().any(|c| c.contains(ip));
+    if !is_trusted(peer) {
+        return Some(peer);
+    }
+    let hops: Vec<IpAddr> = forwarded_for
+        .unwrap_or("")
+        .split(',')
+        .filter_map(|h| h.trim().parse::<IpAddr>().ok())
+        .collect();
+    hops.iter()
+        .rev()
+        .find(|ip| !is_trusted(**ip))
+        .copied()
+        .or(hops.first().copied())
+        .or(Some(peer))
+}
+
+fn request_ip(state: &AppState, req: &HttpRequest) -> Option<IpAddr> {
+    let forwarded = req
+        .headers()
+        .get("x-forwarded-for")
+        .and_then(|v| v.to_str().ok());
+    client_ip(
+        req.peer_addr().map(|a| a.ip()),
+        forwarded,
+        &state.settings.trusted_proxies,
+    )
+}
+
+fn too_many(retry_after_ms: i64) -> ApiError {
+    ApiError::TooManyRequests {
+        retry_after_secs: retry_after_ms.div_euclid(1000) as u64 + 1,
+    }
+}
+
+/// Counts this request against its IP's budget for `route`; 429 past it.
+pub async fn limit_ip(
+    state: &AppState,
+    req: &HttpRequest,
+    route: &'static str,
+) -> Result<(), ApiError> {
+    let limit = state.settings.rate_limit_per_ip_per_minute;
+    if limit == 0 {
+        return Ok(());
+    }
+    let Some(ip) = request_ip(state, req) else {
+        return Ok(());
+    };
+    let bucket = format!("{route}|{ip}");
+    let over = state
+        .db(move |c| Ok(users_db::limits::hit(c, &bucket, now_ms(), 60_000, limit)?))
+        .await?;
+    match over {
+        Some(ms) => {
+            tracing::warn!(route, "rate limit reached for a client IP");
+            Err(too_many(ms))
+        }
+        None => Ok(()),
+    }
+}
+
+/// The lock after `failures` consecutive failures (from the `max`-th on): 30 s,
+/// doubling, at most 15 minutes.
+pub fn lock_ms(failures: i64, max: i64) -> i64 {
+    let exp = (failures - max).clamp(0, 20) as u32;
+    (30_000i64 << exp).min(15 * 60 * 1000)
+}
+
+/// 429 while the account key is locked.
+pub async fn check_login_lock(state: &AppState, email_key: &str) -> Result<(), ApiError> {
+    let key = email_key.to_owned();
+    match state
+        .db(move |c| Ok(users_db::limits::login_locked_for(c, &key, now_ms())?))
+        .await?
+    {
+        Some(ms) => Err(too_many(ms)),
+        None => Ok(()),
+    }
+}
+
+pub async fn record_login_failure(state: &AppState, email_key: &str) -> Result<(), ApiError> {
+    let key = email_key.to_owned();
+    let max = state.settings.login_max_failures;
+    let failures = state
+        .db(move |c| {
+            Ok(users_db::limits::record_login_failure(
+                c,
+                &key,
+                now_ms(),
+                max,
+                |f| lock_ms(f, max),
+            )?)
+        })
+        .await?;
+    if failures >= max {
+        tracing::warn!(failures, "login throttled after consecutive failures");
+    }
+    Ok(())
+}
+
+pub async fn clear_login_failures(state: &AppState, email_key: &str) -> Result<(), ApiError> {
+    let key = email_key.to_owned();
+    state
+        .db(move |c| Ok(users_db::limits::clear_login_failures(c, &key)?))
+        .await?;
+    Ok(())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn cidrs_parse_and_match() {
+        let c = Cidr::parse("10.0.0.0/8").unwrap();
+        assert!(c.contains(ip("10.1.2.3")));
+        assert!(!c.contains(ip("11.0.0.1")));
+        assert!(c.contains(ip("::ffff:10.9.9.9")));
+        assert!(Cidr::parse("::1").unwrap().contains(ip("::1")));
+        assert!(Cidr::parse("fd00::/8").unwrap().contains(ip("fd12::1")));
+        assert!(Cidr::parse("0.0.0.0/0").unwrap().contains(ip("8.8.8.8")));
+        assert!(Cidr::parse("10.0.0.0/33").is_none());
+        assert!(Cidr::parse("nonsense").is_none());
+    }
+
+    #[test]
+    fn forwarded_for_is_believed_only_from_trusted_proxies() {
+        let trusted = [Cidr::parse("10.0.0.0/8").unwrap()];
+        // an untrusted peer: its header is ignored
+        assert_eq!(
+            client_ip(Some(ip("203.0.113.9")), Some("1.2.3.4"), &trusted),
+            Some(ip("203.0.113.9"))
+        );
+        // a trusted proxy: the rightmost untrusted hop
+        assert_eq!(
+            client_ip(
+                Some(ip("10.0.0.2")),
+                Some("1.2.3.4, 198.51.100.7, 10.0.0.5"),
+                &trusted
+            ),
+            Some(ip("198.51.100.7"))
+        );
+        // spoofed leftmost entries do not help the client
+        assert_eq!(
+            client_ip(
+                Some(ip("10.0.0.2")),
+                Some("9.9.9.9, 198.51.100.7"),
+                &trusted
+            ),
+            Some(ip("198.51.100.7"))
+        );
+        assert_eq!(
+            client_ip(Some(ip("10.0.0.2")), None, &trusted),
+            Some(ip("10.0.0.2"))
+        );
+        assert_eq!(
+            client_ip(Some(ip("127.0.0.1")), Some("1.2.3.4"), &[]),
+            Some(ip("127.0.0.1"))
+        );
+    }
+
+    #[test]
+    fn locks_grow_to_fifteen_minutes() {
+        assert_eq!(lock_ms(10, 10), 30_000);
+        assert_eq!(lock_ms(11, 10), 60_000);
+        assert_eq!(lock_ms(13, 10), 240_000);
+        assert_eq!(lock_ms(15, 10), 900_000);
+        assert_eq!(lock_ms(99, 10), 900_000);
+    }
+}

@@ -1,0 +1,179 @@
+//! Abuse limits: per-account login throttling and per-IP limits, shared by replicas.
+
+use serde_json::{json, Value};
+
+use crate::both_backends;
+use crate::helpers::*;
+
+async fn assert_429(resp: reqwest::Response) -> u64 {
+    assert_eq!(resp.status(), 429);
+    let retry: u64 = resp.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let body: Value = resp.json().await.unwrap();
+    assert!(
+        body["detail"].as_str().unwrap().contains("Too many"),
+        "{body}"
+    );
+    retry
+}
+
+async fn accounts_are_throttled_after_consecutive_failures(backend: Backend) {
+    let app = spawn_app_with(backend, |env| {
+        env.insert("LOGIN_MAX_FAILURES".into(), "3".into());
+    })
+    .await;
+    let email = unique_email();
+    app.create_user(&email).await;
+    // a success resets the count
+    for _ in 0..2 {
+        assert_eq!(app.login(&email, "wrong password 1").await.status(), 400);
+    }
+    app.token(&email, PASSWORD).await;
+    for _ in 0..2 {
+        assert_eq!(app.login(&email, "wrong password 2").await.status(), 400);
+    }
+    app.token(&email, PASSWORD).await;
+    // three in a row lock the account, even for the right password, in any case
+    for _ in 0..3 {
+        assert_eq!(app.login(&email, "wrong password 3").await.status(), 400);
+    }
+    let retry = assert_429(app.login(&email, PASSWORD).await).await;
+    assert!((25..=31).contains(&retry), "{retry}");
+    assert_429(app.login(&email.to_uppercase(), PASSWORD).await).await;
+    // an unknown address behaves the same: a lock reveals nothing
+    for _ in 0..3 {
+        assert_eq!(
+            app.login("nobody-at-all@example.com", "whatever password")
+                .await
+                .status(),
+            400
+        );
+    }
+    assert_429(
+        app.login("nobody-at-all@example.com", "whatever password")
+            .await,
+    )
+    .await;
+    // other accounts are not affected
+    let (_, _) = app.user_with_token().await;
+}
+
+async fn per_ip_limits(backend: Backend) {
+    let app = spawn_app_with(backend, |env| {
+        env.insert("RATE_LIMIT_PER_IP_PER_MINUTE".into(), "5".into());
+        env.insert("TRUSTED_PROXIES".into(), "10.0.0.0/8".into());
+    })
+    .await;
+    // 12 quick requests span at most two one-minute windows: at most 10 pass
+    let mut statuses = Vec::new();
+    for _ in 0..12 {
+        let resp = app
+            .post_json(
+                "/auth/forgot-password",
+                &json!({"email": "a@example.com"}),
+                None,
+            )
+            .await;
+        let status = resp.status().as_u16();
+        if status == 429 {
+            let retry: u64 = resp.headers()["retry-after"]
+                .to_str()
+                .unwrap()
+                .parse()
+                .unwrap();
+            assert!((1..=60).contains(&retry));
+            assert_eq!(resp.headers()["cache-control"], "no-store");
+        }
+        statuses.push(status);
+    }
+    assert!(
+        statuses.iter().filter(|s| **s == 202).count() <= 10,
+        "{statuses:?}"
+    );
+    assert!(statuses.contains(&429), "{statuses:?}");
+    assert!(
+        statuses.iter().all(|s| *s == 202 || *s == 429),
+        "{statuses:?}"
+    );
+    // X-Forwarded-For is not believed from an untrusted peer (127.0.0.1 is not in 10/8)
+    let resp = app
+        .client
+        .post(app.url("/auth/forgot-password"))
+        .header("x-forwarded-for", "198.51.100.23")
+        .json(&json!({"email": "a@example.com"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 429);
+    // each route has its own budget
+    assert_eq!(app.register(&unique_email(), PASSWORD).await.status(), 201);
+}
+
+async fn forwarded_for_counts_from_trusted_proxies(backend: Backend) {
+    let app = spawn_app_with(backend, |env| {
+        env.insert("RATE_LIMIT_PER_IP_PER_MINUTE".into(), "3".into());
+        env.insert("TRUSTED_PROXIES".into(), "127.0.0.1/32, ::1".into());
+    })
+    .await;
+    let send = |ip: &'static str| {
+        app.client
+            .post(app.url("/auth/request-verify-token"))
+            .header("x-forwarded-for", format!("203.0.113.250, {ip}"))
+            .json(&json!({"email": "a@example.com"}))
+            .send()
+    };
+    // clients behind the proxy have their own budgets
+    let mut a = Vec::new();
+    for _ in 0..8 {
+        a.push(send("198.51.100.1").await.unwrap().status().as_u16());
+    }
+    assert!(a.contains(&429), "{a:?}");
+    let b = send("198.51.100.2").await.unwrap().status().as_u16();
+    assert_eq!(
+        b, 202,
+        "another client behind the same proxy is not limited"
+    );
+}
+
+both_backends!(
+    accounts_are_throttled_after_consecutive_failures,
+    per_ip_limits,
+    forwarded_for_counts_from_trusted_proxies
+);
+
+/// Two server processes on one database count one account's failures together.
+async fn replicas_share_the_failure_count(backend: Backend) {
+    let database = TestDatabase::new(backend);
+    let mut env = process_env(&database.url);
+    env.insert("LOGIN_MAX_FAILURES".into(), "4".into());
+    let a = ServerProcess::start(&env);
+    let b = ServerProcess::start(&env);
+    let client = reqwest::Client::new();
+    let email = unique_email();
+    let r = client
+        .post(a.url("/auth/register"))
+        .json(&json!({"email": email, "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let login = |s: &ServerProcess, pw: &'static str| {
+        client
+            .post(s.url("/auth/jwt/login"))
+            .form(&[("username", email.as_str()), ("password", pw)])
+            .send()
+    };
+    for server in [&a, &b, &a, &b] {
+        assert_eq!(
+            login(server, "not the password").await.unwrap().status(),
+            400
+        );
+    }
+    assert_429(login(&a, PASSWORD).await.unwrap()).await;
+    assert_429(login(&b, PASSWORD).await.unwrap()).await;
+}
+
+both_backends!(replicas_share_the_failure_count);
