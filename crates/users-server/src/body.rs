@@ -16,8 +16,18 @@ use crate::error::{ApiError, FieldError};
 /// Largest body accepted on the JSON and form routes.
 pub const BODY_LIMIT: usize = 16 * 1024;
 
-/// Reads the whole body, refusing (413) past `limit` bytes without buffering more.
-pub async fn read_body(mut payload: Payload, limit: usize) -> Result<Bytes, ApiError> {
+/// How long a client may take to send a body (slow-client defence).
+pub const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Reads the whole body, refusing (413) past `limit` bytes without buffering more, and
+/// (408) a client that takes longer than [`BODY_TIMEOUT`] to send it.
+pub async fn read_body(payload: Payload, limit: usize) -> Result<Bytes, ApiError> {
+    tokio::time::timeout(BODY_TIMEOUT, read_body_untimed(payload, limit))
+        .await
+        .map_err(|_| ApiError::RequestTimeout)?
+}
+
+async fn read_body_untimed(mut payload: Payload, limit: usize) -> Result<Bytes, ApiError> {
     let mut buf = BytesMut::new();
     while let Some(chunk) = payload.next().await {
         let chunk = chunk.map_err(|e| match e {
@@ -495,5 +505,79 @@ mod tests {
         let e = errors(f.finish());
         assert_eq!(e[0].kind, "missing");
         assert_eq!(e[1].kind, "string_pattern_mismatch");
+    }
+
+    mod fuzz {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn any_json() -> impl Strategy<Value = Value> {
+            let leaf = prop_oneof![
+                Just(Value::Null),
+                any::<bool>().prop_map(Value::Bool),
+                any::<i64>().prop_map(|n| json!(n)),
+                any::<f64>().prop_map(|f| json!(f)),
+                ".{0,40}".prop_map(Value::String),
+            ];
+            leaf.prop_recursive(3, 24, 6, |inner| {
+                prop_oneof![
+                    prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                    prop::collection::hash_map(
+                        prop_oneof![
+                            Just("email".to_owned()),
+                            Just("password".to_owned()),
+                            Just("is_active".to_owned()),
+                            ".{0,8}"
+                        ],
+                        inner,
+                        0..6
+                    )
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+                ]
+            })
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(512))]
+
+            #[test]
+            fn arbitrary_bytes_never_panic_the_json_parser(bytes in prop::collection::vec(any::<u8>(), 0..256)) {
+                let _ = json_object(&bytes);
+                let _ = urlencoded(&bytes);
+            }
+
+            #[test]
+            fn any_json_body_yields_fields_or_a_422(value in any_json()) {
+                let text = value.to_string();
+                match json_object(text.as_bytes()) {
+                    Ok(obj) => {
+                        let mut f = Fields::json(&obj);
+                        let email = f.optional_email("email");
+                        let password = f.optional_password("password");
+                        let flag = f.optional_bool("is_active");
+                        let n = f.optional_int("page", 1, 100);
+                        let ok = email.is_some() && password.is_some() && flag.is_some() && n.is_some();
+                        prop_assert_eq!(f.finish().is_ok(), ok);
+                    }
+                    Err(ApiError::Validation(errors)) => prop_assert!(!errors.is_empty()),
+                    Err(other) => prop_assert!(false, "unexpected {:?}", other),
+                }
+            }
+
+            #[test]
+            fn any_form_yields_fields_or_a_422(pairs in prop::collection::vec(("[a-z_]{0,12}", ".{0,20}"), 0..8)) {
+                let encoded = serde_urlencoded::to_string(&pairs).unwrap();
+                let form = urlencoded(encoded.as_bytes());
+                let mut f = Fields::form(&form, "body");
+                let _ = f.optional_literal("grant_type", "password");
+                let user = f.required_str("username");
+                let _ = f.required_password("password");
+                if let Err(ApiError::Validation(errors)) = f.finish() {
+                    prop_assert!(errors.iter().all(|e| e.loc[0] == json!("body")));
+                } else {
+                    prop_assert!(user.is_some_and(|u| !u.is_empty()));
+                }
+            }
+        }
     }
 }

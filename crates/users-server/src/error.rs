@@ -71,6 +71,8 @@ pub enum ApiError {
     NotFound,
     #[error("method not allowed")]
     MethodNotAllowed,
+    #[error("request timeout")]
+    RequestTimeout,
     #[error("too many requests")]
     TooManyRequests { retry_after_secs: u64 },
     #[error("request body too large")]
@@ -113,6 +115,7 @@ impl ResponseError for ApiError {
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -136,6 +139,7 @@ impl ResponseError for ApiError {
                 ))
             }
             ApiError::Validation(errors) => json!(errors),
+            ApiError::RequestTimeout => json!("The request body took too long to arrive"),
             ApiError::TooManyRequests { retry_after_secs } => {
                 json!(format!(
                     "Too many attempts; try again in {retry_after_secs} seconds"

@@ -7,7 +7,9 @@
 #![allow(dead_code)] // the types exist for their schemas
 
 use actix_web::{web, HttpResponse};
-use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Schema, Type};
+use utoipa::openapi::schema::{
+    ArrayBuilder, ObjectBuilder, OneOfBuilder, Schema, SchemaType, Type,
+};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{Ref, RefOr};
 use utoipa::{Modify, OpenApi, PartialSchema, ToSchema};
@@ -124,18 +126,35 @@ impl PartialSchema for BadRequestBody {
 
 impl ToSchema for BadRequestBody {}
 
-#[derive(ToSchema)]
-pub struct ValidationErrorItem {
-    #[schema(rename = "type")]
-    kind: String,
-    #[schema(value_type = Vec<serde_json::Value>)]
-    loc: Vec<String>,
-    msg: String,
-    #[schema(value_type = Object, nullable)]
-    input: Option<serde_json::Value>,
-    #[schema(value_type = Object, nullable)]
-    ctx: Option<serde_json::Value>,
+/// One problem of a 422: `type`, `loc` (strings and indexes), `msg`, the `input` that
+/// was refused (any JSON value), and sometimes a `ctx`.
+pub struct ValidationErrorItem;
+
+impl PartialSchema for ValidationErrorItem {
+    fn schema() -> RefOr<Schema> {
+        let any = || Schema::from(ObjectBuilder::new().schema_type(SchemaType::AnyValue));
+        ObjectBuilder::new()
+            .property("type", ObjectBuilder::new().schema_type(Type::String))
+            .property(
+                "loc",
+                ArrayBuilder::new().items(
+                    OneOfBuilder::new()
+                        .item(ObjectBuilder::new().schema_type(Type::String))
+                        .item(ObjectBuilder::new().schema_type(Type::Integer)),
+                ),
+            )
+            .property("msg", ObjectBuilder::new().schema_type(Type::String))
+            .property("input", any())
+            .property("ctx", ObjectBuilder::new().schema_type(Type::Object))
+            .required("type")
+            .required("loc")
+            .required("msg")
+            .required("input")
+            .into()
+    }
 }
+
+impl ToSchema for ValidationErrorItem {}
 
 /// FastAPI's 422.
 #[derive(ToSchema)]

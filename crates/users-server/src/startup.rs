@@ -191,7 +191,10 @@ impl Application {
                 .configure(configure)
                 .default_service(web::to(routes::not_found))
         })
-        .shutdown_timeout(10);
+        .shutdown_timeout(10)
+        // slow clients: the request head must arrive within 10 s (bodies: see body.rs)
+        .client_request_timeout(std::time::Duration::from_secs(10))
+        .client_disconnect_timeout(std::time::Duration::from_secs(5));
         if let Some(n) = workers {
             server = server.workers(n);
         }

@@ -292,4 +292,49 @@ mod tests {
         );
         assert_eq!(random_token(32).len(), 43);
     }
+
+    mod fuzz {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(512))]
+
+            #[test]
+            fn arbitrary_strings_are_never_accepted(s in ".{0,300}") {
+                let k = keys();
+                prop_assert!(k.decode_access(&s, NOW).is_err());
+                prop_assert!(k.decode::<serde_json::Value>(&s, RESET_AUDIENCE, NOW).is_err());
+            }
+
+            #[test]
+            fn jwt_shaped_garbage_is_never_accepted(a in "[A-Za-z0-9_-]{0,80}", b in "[A-Za-z0-9_-]{0,200}", c in "[A-Za-z0-9_-]{0,90}") {
+                let k = keys();
+                let token = format!("{a}.{b}.{c}");
+                prop_assert!(k.decode_access(&token, NOW).is_err());
+            }
+
+            #[test]
+            fn any_claims_signed_with_another_key_are_refused(sub in ".{0,40}", exp in any::<i64>(), extra in ".{0,20}") {
+                let other = JwtKeys::new(&SecretString::from("a-different-secret-0123456789-012345"), 3600);
+                let t = other.encode(&json!({"sub": sub, "aud": AUTH_AUDIENCE, "exp": exp, "x": extra})).unwrap();
+                prop_assert!(keys().decode_access(&t, NOW).is_err());
+            }
+
+            #[test]
+            fn any_claims_signed_with_our_key_decode_or_fail_cleanly(sub in ".{0,40}", exp in any::<i64>(), aud in prop_oneof![Just(AUTH_AUDIENCE.to_owned()), ".{0,20}"]) {
+                let k = keys();
+                let t = k.encode(&json!({"sub": sub, "aud": aud, "exp": exp})).unwrap();
+                let r = k.decode_access(&t, NOW);
+                // a negative `exp` is no NumericDate at all: malformed, not expired
+                if aud != AUTH_AUDIENCE || exp < 0 {
+                    prop_assert_eq!(r.unwrap_err(), TokenError::Invalid);
+                } else if exp <= NOW / 1000 {
+                    prop_assert_eq!(r.unwrap_err(), TokenError::Expired);
+                } else {
+                    prop_assert_eq!(r.unwrap().sub, sub);
+                }
+            }
+        }
+    }
 }
