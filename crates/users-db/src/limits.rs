@@ -7,18 +7,28 @@ use diesel::prelude::*;
 use crate::schema::{login_failures, rate_limits};
 use crate::{is_unique_violation, DbConnection};
 
-/// Milliseconds until the account may try again, if it is locked now.
-pub fn login_locked_for(
+/// The failure record of an account key, if it has one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoginFailures {
+    pub failures: i64,
+    /// Milliseconds until the key may try again, if it is locked now.
+    pub locked_for_ms: Option<i64>,
+}
+
+pub fn login_failures(
     conn: &mut DbConnection,
     email_key: &str,
     now_ms: i64,
-) -> QueryResult<Option<i64>> {
-    let locked_until: Option<i64> = login_failures::table
+) -> QueryResult<Option<LoginFailures>> {
+    let row: Option<(i64, i64)> = login_failures::table
         .find(email_key)
-        .select(login_failures::locked_until)
+        .select((login_failures::failures, login_failures::locked_until))
         .first(conn)
         .optional()?;
-    Ok(locked_until.filter(|t| *t > now_ms).map(|t| t - now_ms))
+    Ok(row.map(|(failures, locked_until)| LoginFailures {
+        failures,
+        locked_for_ms: (locked_until > now_ms).then(|| locked_until - now_ms),
+    }))
 }
 
 /// Counts a failed login. From the `max_failures`-th consecutive failure on, the

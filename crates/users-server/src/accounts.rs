@@ -174,6 +174,7 @@ pub async fn update_user(
         })
         .await;
     if password_changed {
+        crate::metrics::Metrics::inc(&state.metrics.mails_queued);
         state.outbox_signal.wake();
     }
     match result {
@@ -262,6 +263,7 @@ pub async fn reset_password(
     if !changed {
         return Err(ResetError::BadToken); // the token was used meanwhile
     }
+    crate::metrics::Metrics::inc(&state.metrics.mails_queued);
     state.outbox_signal.wake();
     tracing::info!(user_id = %id, "password reset; earlier tokens revoked");
     Ok(())

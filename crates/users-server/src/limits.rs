@@ -133,15 +133,19 @@ pub fn lock_ms(failures: i64, max: i64) -> i64 {
     (30_000i64 << exp).min(15 * 60 * 1000)
 }
 
-/// 429 while the account key is locked.
-pub async fn check_login_lock(state: &AppState, email_key: &str) -> Result<(), ApiError> {
+/// 429 while the account key is locked; otherwise whether it has failures to clear
+/// after a success (most logins have none, and then need no write).
+pub async fn check_login_lock(state: &AppState, email_key: &str) -> Result<bool, ApiError> {
     let key = email_key.to_owned();
-    match state
-        .db(move |c| Ok(users_db::limits::login_locked_for(c, &key, now_ms())?))
-        .await?
-    {
-        Some(ms) => Err(too_many(ms)),
-        None => Ok(()),
+    let record = state
+        .db(move |c| Ok(users_db::limits::login_failures(c, &key, now_ms())?))
+        .await?;
+    match record {
+        Some(r) => match r.locked_for_ms {
+            Some(ms) => Err(too_many(ms)),
+            None => Ok(r.failures > 0),
+        },
+        None => Ok(false),
     }
 }
 

@@ -41,7 +41,7 @@ pub async fn login(
         .map(|e| e.key())
         .unwrap_or_else(|_| email_key(&username));
     // the same for known and unknown addresses: a lock reveals nothing
-    crate::limits::check_login_lock(&state, &key).await?;
+    let had_failures = crate::limits::check_login_lock(&state, &key).await?;
     let lookup = key.clone();
     let stored = state
         .db(move |c| Ok(users::find_by_email_key(c, &lookup)?))
@@ -66,7 +66,9 @@ pub async fn login(
         crate::limits::record_login_failure(&state, &key).await?;
         return Err(BAD_CREDENTIALS);
     }
-    crate::limits::clear_login_failures(&state, &key).await?;
+    if had_failures {
+        crate::limits::clear_login_failures(&state, &key).await?;
+    }
     if needs_rehash {
         upgrade_hash(&state, &stored, password).await;
     }
