@@ -10,6 +10,7 @@ mod smtp_sink;
 mod admin;
 mod browser;
 mod cli;
+mod deploy;
 mod faults;
 mod google;
 mod limits;

@@ -1,0 +1,83 @@
+# syntax=docker/dockerfile:1
+#
+# The `users` service as a container image.
+#
+#   docker build -t users .
+#   docker run --rm -p 8000:8000 -v users-data:/data users
+#
+# With no configuration it serves on 0.0.0.0:8000 from a SQLite file in /data and
+# writes mail as .eml files into /data/mail; mount a volume on /data to keep them.
+# Configure it with the environment variables listed in .env.example (each may also be
+# given as NAME_FILE, e.g. JWT_SECRET_FILE=/run/secrets/jwt_secret). Set PUBLIC_URL
+# to the address clients use: its default, http://<BIND_ADDR>, is not reachable from
+# outside. docker-compose.yml runs it with PostgreSQL and Mailpit.
+#
+# The first admin:
+#   docker run --rm -v users-data:/data users create-user \
+#     --email admin@example.com --password '…' --superuser --verified
+
+ARG RUST_VERSION=1.95
+
+# ---- build -----------------------------------------------------------------------
+# SQLite, libpq and OpenSSL are compiled from source by cargo features (bundled /
+# vendored); the rust image already has the C toolchain, make and perl they need.
+FROM rust:${RUST_VERSION}-bookworm AS build
+WORKDIR /src
+
+# Only what the build reads: the manifests and lockfile, the crates (sources and
+# compiled-in data) and the migrations (embedded at compile time). Tests stay out.
+COPY Cargo.toml Cargo.lock ./
+COPY crates ./crates
+COPY migrations ./migrations
+
+# The registry and the target folder live in BuildKit cache mounts, so a rebuild after
+# a source change recompiles only the workspace crates. The binary is copied out of the
+# mount (which is not part of the image) in the same step.
+RUN --mount=type=cache,id=users-cargo-registry,target=/usr/local/cargo/registry,sharing=locked \
+    --mount=type=cache,id=users-cargo-git,target=/usr/local/cargo/git,sharing=locked \
+    --mount=type=cache,id=users-target,target=/src/target,sharing=locked \
+    cargo build --release --locked -p users-server \
+ && install -D -m 0755 target/release/users-server /out/users-server
+
+# ---- runtime ---------------------------------------------------------------------
+# Same Debian release as the build stage (glibc). curl is for the HEALTHCHECK;
+# ca-certificates for outgoing TLS (e.g. libpq with sslmode=verify-full).
+FROM debian:bookworm-slim AS runtime
+
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends ca-certificates curl \
+ && rm -rf /var/lib/apt/lists/*
+
+# An unprivileged user; /data is its working directory (the default SQLite file
+# users.db and the mail/ folder land there). A named volume mounted on /data takes this
+# ownership; a bind-mounted host folder must be writable by uid 10001.
+RUN groupadd --gid 10001 users-server \
+ && useradd --uid 10001 --gid 10001 --home-dir /data --no-create-home \
+      --shell /usr/sbin/nologin users \
+ && mkdir -p /data \
+ && chown 10001:10001 /data \
+ && chmod 0750 /data
+
+COPY --from=build /out/users-server /usr/local/bin/users-server
+
+LABEL org.opencontainers.image.title="users" \
+      org.opencontainers.image.description="User-accounts HTTP service, wire-compatible with fastapi-users" \
+      org.opencontainers.image.licenses="MIT"
+
+USER 10001:10001
+WORKDIR /data
+
+ENV BIND_ADDR=0.0.0.0:8000
+EXPOSE 8000
+
+# /healthz answers 200 while the process serves (it does not touch the database;
+# /readyz does). Keep the port in step with BIND_ADDR.
+HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
+  CMD curl -fsS --max-time 4 -o /dev/null http://127.0.0.1:8000/healthz || exit 1
+
+# SIGTERM drains in-flight requests (up to 10 s) and stops the mail worker, then the
+# process exits 0; give `docker stop` a little more than that (-t 30).
+STOPSIGNAL SIGTERM
+
+# No arguments: serve. Arguments are a command, e.g. `create-user --email … --superuser`.
+ENTRYPOINT ["users-server"]
