@@ -3,13 +3,14 @@
 //! flagged for re-hashing. Hashing is CPU- and memory-heavy: it runs on the blocking
 //! pool, never on the async executor, at most one hash per core at a time.
 
-use std::sync::Arc;
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
 
-use argon2::password_hash::rand_core::OsRng;
-use argon2::password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier as _, SaltString};
-use argon2::{Algorithm, Argon2, Params, Version};
+use argon2::password_hash::rand_core::{OsRng, RngCore};
+use argon2::password_hash::PasswordHash;
+use argon2::{Algorithm, Argon2, Block, Params, Version};
+use base64::Engine;
 use secrecy::{ExposeSecret, SecretString};
-use tokio::sync::Semaphore;
 
 use crate::settings::Argon2Settings;
 
@@ -29,6 +30,13 @@ pub enum HashError {
     Cancelled,
 }
 
+/// Work for a hashing thread, given that thread's argon2 memory.
+type Job = Box<dyn FnOnce(&mut [Block]) + Send>;
+
+/// Hashes and verifies on a dedicated pool of one thread per core. Each thread owns
+/// the argon2 memory for the configured parameters and reuses it for every job:
+/// allocating 19 MiB (or 64 MiB) per hash on whatever thread runs it made the
+/// allocator keep gigabytes under load, and cost page faults on every hash.
 #[derive(Clone)]
 pub struct PasswordHasher {
     inner: Arc<Inner>,
@@ -39,7 +47,7 @@ struct Inner {
     /// A hash of a random password with the current parameters: verified against when
     /// the email is unknown, so such a login costs what a real one costs.
     dummy_hash: String,
-    permits: Semaphore,
+    jobs: Mutex<mpsc::Sender<Job>>,
 }
 
 impl std::fmt::Debug for PasswordHasher {
@@ -59,27 +67,52 @@ impl PasswordHasher {
             None,
         )
         .map_err(|e| HashError::Params(e.to_string()))?;
-        let dummy_hash = hash_with(&params, &crate::tokens::random_token(24))?;
-        let cores = std::thread::available_parallelism()
+        let mut memory = vec![Block::default(); params.block_count()];
+        let dummy_hash = hash_with(&params, &crate::tokens::random_token(24), &mut memory)?;
+        drop(memory);
+        let threads = std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(2);
+        let (tx, rx) = mpsc::channel::<Job>();
+        let rx = Arc::new(Mutex::new(rx));
+        for i in 0..threads {
+            let rx = rx.clone();
+            let blocks = params.block_count();
+            std::thread::Builder::new()
+                .name(format!("argon2-{i}"))
+                .spawn(move || {
+                    let mut memory = vec![Block::default(); blocks];
+                    loop {
+                        // the lock is held only while waiting for the next job
+                        let job = match rx.lock() {
+                            Ok(r) => r.recv(),
+                            Err(_) => return,
+                        };
+                        match job {
+                            Ok(job) => job(&mut memory),
+                            Err(_) => return, // every PasswordHasher is gone
+                        }
+                    }
+                })
+                .map_err(|e| HashError::Hash(format!("cannot start a hashing thread: {e}")))?;
+        }
         Ok(PasswordHasher {
             inner: Arc::new(Inner {
                 params,
                 dummy_hash,
-                permits: Semaphore::new(cores),
+                jobs: Mutex::new(tx),
             }),
         })
     }
 
-    /// Hashes on the blocking pool with the current parameters.
+    /// Hashes on the hashing pool with the current parameters.
     pub async fn hash(&self, password: SecretString) -> Result<String, HashError> {
-        let this = self.clone();
-        self.run(move || hash_with(&this.inner.params, password.expose_secret()))
+        let params = self.inner.params.clone();
+        self.run(move |memory| hash_with(&params, password.expose_secret(), memory))
             .await?
     }
 
-    /// Verifies on the blocking pool. `None` as the stored hash (unknown user) verifies
+    /// Verifies on the hashing pool. `None` as the stored hash (unknown user) verifies
     /// against the dummy hash and always answers `Invalid`, at the same cost.
     pub async fn verify(
         &self,
@@ -87,10 +120,10 @@ impl PasswordHasher {
         stored: Option<String>,
     ) -> Result<Verification, HashError> {
         let this = self.clone();
-        self.run(move || match stored {
-            Some(hash) => this.verify_now(password.expose_secret(), &hash),
+        self.run(move |memory| match stored {
+            Some(hash) => this.verify_with(password.expose_secret(), &hash, memory),
             None => {
-                let _ = this.verify_now(password.expose_secret(), &this.inner.dummy_hash);
+                let _ = this.verify_with(password.expose_secret(), &this.inner.dummy_hash, memory);
                 Verification::Invalid
             }
         })
@@ -99,31 +132,33 @@ impl PasswordHasher {
 
     async fn run<T: Send + 'static>(
         &self,
-        f: impl FnOnce() -> T + Send + 'static,
+        f: impl FnOnce(&mut [Block]) -> T + Send + 'static,
     ) -> Result<T, HashError> {
-        let _permit = self
-            .inner
-            .permits
-            .acquire()
-            .await
-            .map_err(|_| HashError::Cancelled)?;
+        let (reply, answer) = tokio::sync::oneshot::channel();
         let span = tracing::Span::current();
-        tokio::task::spawn_blocking(move || span.in_scope(f))
-            .await
-            .map_err(|_| HashError::Cancelled)
+        let job: Job = Box::new(move |memory| {
+            let _ = reply.send(span.in_scope(|| f(memory)));
+        });
+        self.inner
+            .jobs
+            .lock()
+            .map_err(|_| HashError::Cancelled)?
+            .send(job)
+            .map_err(|_| HashError::Cancelled)?;
+        answer.await.map_err(|_| HashError::Cancelled)
     }
 
-    /// Synchronous verification (for the CLI and tests).
+    /// Synchronous verification (the CLI and tests), with memory of its own.
     pub fn verify_now(&self, password: &str, stored: &str) -> Verification {
+        self.verify_with(password, stored, &mut [])
+    }
+
+    fn verify_with(&self, password: &str, stored: &str, memory: &mut [Block]) -> Verification {
         if stored.starts_with("$argon2") {
             let Ok(parsed) = PasswordHash::new(stored) else {
                 return Verification::Invalid;
             };
-            // Argon2::default() takes algorithm, version and parameters from the hash.
-            if Argon2::default()
-                .verify_password(password.as_bytes(), &parsed)
-                .is_err()
-            {
+            if !verify_argon2(password, &parsed, memory) {
                 return Verification::Invalid;
             }
             Verification::Valid {
@@ -158,17 +193,77 @@ impl PasswordHasher {
     }
 
     pub fn hash_now(&self, password: &str) -> Result<String, HashError> {
-        hash_with(&self.inner.params, password)
+        let mut memory = vec![Block::default(); self.inner.params.block_count()];
+        hash_with(&self.inner.params, password, &mut memory)
     }
 }
 
-fn hash_with(params: &Params, password: &str) -> Result<String, HashError> {
+/// Borrows the first `needed` blocks of `memory`, or allocates when it is too small
+/// (hashes made with other parameters, e.g. imported from fastapi-users).
+fn with_blocks<T>(memory: &mut [Block], needed: usize, f: impl FnOnce(&mut [Block]) -> T) -> T {
+    if memory.len() >= needed {
+        f(&mut memory[..needed])
+    } else {
+        let mut own = vec![Block::default(); needed];
+        f(&mut own)
+    }
+}
+
+/// A new argon2id PHC string: `$argon2id$v=19$m=…,t=…,p=…$salt$hash`.
+fn hash_with(params: &Params, password: &str, memory: &mut [Block]) -> Result<String, HashError> {
+    let b64 = base64::engine::general_purpose::STANDARD_NO_PAD;
+    let mut salt = [0u8; 16];
+    OsRng.fill_bytes(&mut salt);
+    let mut out = [0u8; 32];
     let argon = Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone());
-    let salt = SaltString::generate(&mut OsRng);
-    argon
-        .hash_password(password.as_bytes(), &salt)
-        .map(|h| h.to_string())
-        .map_err(|e| HashError::Hash(e.to_string()))
+    with_blocks(memory, params.block_count(), |blocks| {
+        argon.hash_password_into_with_memory(password.as_bytes(), &salt, &mut out, blocks)
+    })
+    .map_err(|e| HashError::Hash(e.to_string()))?;
+    Ok(format!(
+        "$argon2id$v=19$m={},t={},p={}${}${}",
+        params.m_cost(),
+        params.t_cost(),
+        params.p_cost(),
+        b64.encode(salt),
+        b64.encode(out)
+    ))
+}
+
+/// Recomputes an argon2 hash (any variant, version and parameters the string names)
+/// and compares it in constant time.
+fn verify_argon2(password: &str, parsed: &PasswordHash<'_>, memory: &mut [Block]) -> bool {
+    let (Ok(algorithm), Ok(params)) = (
+        Algorithm::try_from(parsed.algorithm),
+        Params::try_from(parsed),
+    ) else {
+        return false;
+    };
+    let version = match parsed.version.map(Version::try_from) {
+        None => Version::V0x13,
+        Some(Ok(v)) => v,
+        Some(Err(_)) => return false,
+    };
+    let (Some(salt), Some(expected)) = (parsed.salt, parsed.hash) else {
+        return false;
+    };
+    let mut salt_buf = [0u8; 64];
+    let Ok(salt) = salt.decode_b64(&mut salt_buf) else {
+        return false;
+    };
+    let expected = expected.as_bytes();
+    let mut out = vec![0u8; expected.len()];
+    let argon = Argon2::new(algorithm, version, params.clone());
+    let computed = with_blocks(memory, params.block_count(), |blocks| {
+        argon.hash_password_into_with_memory(password.as_bytes(), salt, &mut out, blocks)
+    });
+    computed.is_ok()
+        && out.len() == expected.len()
+        && out
+            .iter()
+            .zip(expected)
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
 }
 
 #[cfg(test)]
@@ -183,6 +278,57 @@ mod tests {
             parallelism: 1,
         })
         .unwrap()
+    }
+
+    #[test]
+    fn our_phc_strings_verify_with_the_reference_implementation() {
+        use argon2::password_hash::PasswordVerifier;
+        let h = small();
+        let hash = h.hash_now("cross-checked passphrase").unwrap();
+        let parsed = PasswordHash::new(&hash).unwrap();
+        assert!(Argon2::default()
+            .verify_password(b"cross-checked passphrase", &parsed)
+            .is_ok());
+        assert!(Argon2::default()
+            .verify_password(b"another one", &parsed)
+            .is_err());
+    }
+
+    #[tokio::test]
+    async fn the_pool_hashes_and_verifies_concurrently() {
+        let h = small();
+        let mut tasks = Vec::new();
+        for i in 0..16 {
+            let h = h.clone();
+            tasks.push(tokio::spawn(async move {
+                let pw = format!("password number {i}");
+                let hash = h.hash(SecretString::from(pw.clone())).await.unwrap();
+                let ok = h
+                    .verify(SecretString::from(pw), Some(hash.clone()))
+                    .await
+                    .unwrap();
+                let bad = h
+                    .verify(SecretString::from("nope".to_owned()), Some(hash))
+                    .await
+                    .unwrap();
+                let unknown = h
+                    .verify(SecretString::from("x".to_owned()), None)
+                    .await
+                    .unwrap();
+                (ok, bad, unknown)
+            }));
+        }
+        for t in tasks {
+            let (ok, bad, unknown) = t.await.unwrap();
+            assert_eq!(
+                ok,
+                Verification::Valid {
+                    needs_rehash: false
+                }
+            );
+            assert_eq!(bad, Verification::Invalid);
+            assert_eq!(unknown, Verification::Invalid);
+        }
     }
 
     #[test]
