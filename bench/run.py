@@ -1,0 +1,1159 @@
+#!/usr/bin/env python3
+"""Load benchmark of the `users` service against its peer, fastapi-users 15.
+
+One command (see bench/README.md):
+
+    python3 bench/run.py            # the full run (~45 minutes on 2 cores)
+    python3 bench/run.py --quick    # a smoke run of the harness (~6 minutes)
+
+It builds the release server and the two examples (the argon2 ceiling and the seeder),
+measures the argon2id ceiling of the machine, starts each system under test on a free
+loopback port, seeds users over HTTP, drives every scenario with wrk (warm-up, then a
+fixed-duration measured run, at each connection count) while sampling the peak RSS of
+the server's process tree, repeats /users/me and login on 1k and 1M seeded users, and
+writes a Markdown report and the raw numbers as JSON.
+
+Only the standard library is used here; the peer runs from a venv under bench/.venv,
+created on demand from bench/requirements.txt. Temporary databases, mail and logs live
+in a temporary directory that is removed at the end (--keep-temp keeps it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import datetime
+import fnmatch
+import json
+import os
+import platform
+import random
+import re
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+LUA = BENCH / "wrk" / "bench.lua"
+PEER_APP_DIR = BENCH / "fastapi_users_app"
+VENV = BENCH / ".venv"
+REQUIREMENTS = BENCH / "requirements.txt"
+
+# The service's argon2 defaults (OWASP) and fastapi-users' (pwdlib / argon2-cffi defaults).
+ARGON2_USERS = (19456, 2, 1)
+ARGON2_FASTAPI_USERS = (65536, 3, 4)
+
+SEED_PASSWORD = "bench seed passphrase 2c9f"  # >= 12 chars, not common, no email in it
+REGISTER_PASSWORD = "bench register passphrase 7f3a"
+
+SCENARIOS = {
+    # name: (method, path, wrk mode)
+    "healthz": ("GET", "/healthz", "static"),
+    "me": ("GET", "/users/me", "tokens"),
+    "login": ("POST", "/auth/jwt/login", "login"),
+    "register": ("POST", "/auth/register", "register"),
+}
+SCENARIO_LABEL = {
+    "healthz": "GET /healthz",
+    "me": "GET /users/me",
+    "login": "POST /auth/jwt/login",
+    "register": "POST /auth/register",
+}
+
+# Systems under test. kind: users | peer; backend: sqlite | postgres.
+SYSTEMS = {
+    "users-sqlite": dict(kind="users", backend="sqlite", argon2=ARGON2_USERS,
+                         scenarios=["healthz", "me", "login", "register"]),
+    "users-postgres": dict(kind="users", backend="postgres", argon2=ARGON2_USERS,
+                           scenarios=["healthz", "me", "login", "register"]),
+    "fastapi-users": dict(kind="peer", backend="sqlite", argon2=ARGON2_FASTAPI_USERS,
+                          scenarios=["healthz", "me", "login", "register"]),
+    "users-sqlite-fapi-argon2": dict(kind="users", backend="sqlite", argon2=ARGON2_FASTAPI_USERS,
+                                     scenarios=["login", "register"]),
+    "users-postgres-fapi-argon2": dict(kind="users", backend="postgres",
+                                       argon2=ARGON2_FASTAPI_USERS,
+                                       scenarios=["login", "register"]),
+}
+SCALING = {"scaling-sqlite": "sqlite", "scaling-postgres": "postgres"}
+ALL_NAMES = ["ceiling", *SYSTEMS, *SCALING]
+
+# Variables the service reads: dropped from the inherited environment so that nothing
+# from the caller's shell leaks into a run (WORKERS stays unset: one worker per core).
+SERVICE_VARS = [
+    "DATABASE_URL", "DATABASE_MAX_CONNECTIONS", "DATABASE_TIMEOUT_SECONDS", "BIND_ADDR",
+    "PUBLIC_URL", "JWT_SECRET", "JWT_LIFETIME_SECONDS", "PASSWORD_MIN_LENGTH",
+    "ARGON2_MEMORY_KIB", "ARGON2_ITERATIONS", "ARGON2_PARALLELISM", "APP_NAME", "SMTP_URL",
+    "MAIL_DIR", "MAIL_FROM", "RESET_PASSWORD_URL", "VERIFY_URL", "WORKERS",
+    "CORS_ALLOWED_ORIGINS", "RUST_LOG", "LOG_FORMAT", "GOOGLE_CLIENT_ID",
+    "GOOGLE_CLIENT_SECRET", "GOOGLE_ISSUER_URL", "LOGIN_MAX_FAILURES",
+    "RATE_LIMIT_PER_IP_PER_MINUTE", "TRUSTED_PROXIES", "OAUTH_SUCCESS_REDIRECT_URL",
+]
+
+
+def log(msg: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+class BenchError(Exception):
+    pass
+
+
+# ----------------------------------------------------------------------------------------
+# machine, tools, build
+# ----------------------------------------------------------------------------------------
+
+def machine_info() -> dict:
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem_kib = 0
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                mem_kib = int(line.split()[1])
+    except OSError:
+        pass
+    load = os.getloadavg() if hasattr(os, "getloadavg") else (0, 0, 0)
+    return {
+        "nproc": os.cpu_count() or 1,
+        "cpu_model": cpu,
+        "mem_total_gib": round(mem_kib / 1024 / 1024, 1),
+        "kernel": platform.release(),
+        "loadavg_at_start": [round(x, 2) for x in load],
+    }
+
+
+def run_cmd(cmd, *, env=None, cwd=None, timeout=None, check=True) -> subprocess.CompletedProcess:
+    p = subprocess.run(cmd, env=env, cwd=cwd, timeout=timeout, text=True,
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    if check and p.returncode != 0:
+        raise BenchError(f"{' '.join(map(str, cmd))} exited {p.returncode}:\n{p.stderr[-3000:]}")
+    return p
+
+
+def tool_version(cmd) -> str:
+    try:
+        p = subprocess.run(cmd, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                           timeout=30)
+        return p.stdout.strip().splitlines()[0] if p.stdout.strip() else ""
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+
+
+def ensure_wrk() -> str:
+    wrk = shutil.which("wrk")
+    if wrk:
+        return wrk
+    if os.geteuid() == 0 and shutil.which("apt-get"):
+        log("wrk is missing: installing Debian's wrk with apt-get")
+        subprocess.run(["apt-get", "update", "-qq"], check=False)
+        subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], check=False,
+                       env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+        wrk = shutil.which("wrk")
+        if wrk:
+            return wrk
+    raise BenchError("wrk is required: apt-get install -y wrk")
+
+
+def ensure_venv() -> Path:
+    py = VENV / "bin" / "python"
+    want = [l.strip() for l in REQUIREMENTS.read_text().splitlines()
+            if l.strip() and not l.startswith("#")]
+    stamp = VENV / ".bench-requirements"
+    if py.exists() and stamp.exists() and stamp.read_text() == REQUIREMENTS.read_text():
+        return py
+    log(f"creating the peer's venv in {VENV.relative_to(ROOT)} ({', '.join(want)})")
+    if not py.exists():
+        run_cmd([sys.executable, "-m", "venv", str(VENV)])
+    run_cmd([str(py), "-m", "pip", "install", "-q", "--disable-pip-version-check",
+             "-r", str(REQUIREMENTS)], timeout=1800)
+    stamp.write_text(REQUIREMENTS.read_text())
+    return py
+
+
+def peer_versions(py: Path) -> dict:
+    code = ("import importlib.metadata as m, json; print(json.dumps({n: m.version(n) for n in "
+            "['fastapi-users','fastapi','uvicorn','uvloop','httptools','SQLAlchemy','aiosqlite',"
+            "'pwdlib','argon2-cffi','PyJWT','pydantic']}))")
+    p = run_cmd([str(py), "-c", code], check=False)
+    try:
+        return json.loads(p.stdout)
+    except json.JSONDecodeError:
+        return {}
+
+
+def cargo_target_dir() -> Path:
+    p = run_cmd(["cargo", "metadata", "--format-version", "1", "--no-deps"], cwd=ROOT)
+    return Path(json.loads(p.stdout)["target_directory"])
+
+
+def build(skip: bool) -> dict:
+    target = cargo_target_dir()
+    rel = target / "release"
+    bins = {
+        "server": rel / "users-server",
+        "ceiling": rel / "examples" / "argon2_ceiling",
+        "seed": rel / "examples" / "seed_users",
+    }
+    if not skip:
+        log(f"building the release server and examples (target dir {target})")
+        t0 = time.time()
+        # The server alone first: an invocation that also builds examples unifies the
+        # dev-dependencies' features into it, and the benchmark measures it as shipped.
+        for cmd in (
+            ["cargo", "build", "--release", "-p", "users-server", "--bin", "users-server"],
+            ["cargo", "build", "--release", "-p", "users-server", "--example", "argon2_ceiling"],
+            ["cargo", "build", "--release", "-p", "users-db", "--example", "seed_users"],
+        ):
+            p = subprocess.run(cmd, cwd=ROOT)
+            if p.returncode != 0:
+                raise BenchError(f"{' '.join(cmd)} failed")
+        log(f"build done in {time.time() - t0:.0f} s")
+    for name, path in bins.items():
+        if not path.exists():
+            raise BenchError(f"{path} is missing (run without --no-build)")
+    return bins
+
+
+# ----------------------------------------------------------------------------------------
+# processes
+# ----------------------------------------------------------------------------------------
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def tree_pids(pid: int) -> list[int]:
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        try:
+            for task in os.listdir(f"/proc/{p}/task"):
+                try:
+                    kids = Path(f"/proc/{p}/task/{task}/children").read_text().split()
+                except OSError:
+                    continue
+                todo.extend(int(k) for k in kids)
+        except OSError:
+            pass
+    return out
+
+
+def status_kib(pid: int, field: str) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """utime + stime of a process tree, in seconds."""
+    ticks = 0
+    for p in tree_pids(pid):
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            ticks += int(fields[11]) + int(fields[12])
+        except (OSError, ValueError, IndexError):
+            pass
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+class RssSampler:
+    """Samples the summed VmRSS of a process tree every `interval` seconds."""
+
+    def __init__(self, pid: int, interval: float = 0.1):
+        self.pid, self.interval = pid, interval
+        self.samples: list[tuple[float, int]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self):
+        while not self._stop.is_set():
+            total = sum(status_kib(p, "VmRSS") for p in tree_pids(self.pid))
+            self.samples.append((time.monotonic(), total))
+            self._stop.wait(self.interval)
+
+    def peak(self, since: float = 0.0, until: float = float("inf")) -> int:
+        vals = [kib for t, kib in self.samples if since <= t <= until]
+        return max(vals) if vals else 0
+
+    def stop(self):
+        self._stop.set()
+        self._thread.join(timeout=2)
+
+
+class Server:
+    """A system under test: started in its own process group, stopped by its pid."""
+
+    def __init__(self, name: str, cmd: list, env: dict, port: int, logdir: Path, cwd: Path):
+        self.name, self.port = name, port
+        self.base = f"http://127.0.0.1:{port}"
+        self.log_path = logdir / f"{name}-{port}.log"
+        self._log = open(self.log_path, "w")
+        self.proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=self._log,
+                                     stderr=subprocess.STDOUT, start_new_session=True)
+        self.sampler = RssSampler(self.proc.pid)
+        self.started = time.monotonic()
+
+    def wait_ready(self, timeout: float = 90.0):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise BenchError(f"{self.name} exited with {self.proc.returncode} at start:\n"
+                                 f"{self.log_tail()}")
+            try:
+                status, _ = http("GET", self.base + "/healthz", timeout=2)
+                if status == 200:
+                    return
+            except (OSError, urllib.error.URLError):
+                pass
+            time.sleep(0.1)
+        raise BenchError(f"{self.name} did not answer /healthz within {timeout:.0f} s:\n"
+                         f"{self.log_tail()}")
+
+    def log_tail(self, n: int = 4000) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-n:]
+        except OSError:
+            return ""
+
+    def wait_idle(self, max_wait: float = 300.0, below: float = 0.05) -> float:
+        """Waits until the server's process tree uses under `below` of a core (over two
+        0.5 s windows in a row): requests abandoned by the previous wrk run (a client
+        closing its connection does not stop a hash in progress, nor, in uvicorn, a queued
+        request) must not eat into the next measurement. Returns the seconds waited."""
+        t0 = time.monotonic()
+        quiet = 0
+        last = tree_cpu_seconds(self.proc.pid)
+        while time.monotonic() - t0 < max_wait and self.proc.poll() is None:
+            time.sleep(0.5)
+            now = tree_cpu_seconds(self.proc.pid)
+            quiet = quiet + 1 if (now - last) / 0.5 < below else 0
+            last = now
+            if quiet >= 2:
+                break
+        return time.monotonic() - t0
+
+    def threads(self) -> int:
+        return sum(status_kib(p, "Threads") for p in tree_pids(self.proc.pid))
+
+    def hwm_kib(self) -> int:
+        return sum(status_kib(p, "VmHWM") for p in tree_pids(self.proc.pid))
+
+    def stop(self) -> dict:
+        hwm = self.hwm_kib()
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                try:
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                self.proc.wait(timeout=10)
+        self.sampler.stop()
+        self._log.close()
+        return {"exit_code": self.proc.returncode, "vmhwm_kib_at_stop": hwm,
+                "peak_rss_kib": self.sampler.peak(), "log_findings": log_findings(self.log_path)}
+
+
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def log_findings(path: Path, limit: int = 8) -> dict:
+    """Warnings and errors a server logged (at RUST_LOG=warn / uvicorn's warning level)."""
+    try:
+        lines = ANSI.sub("", path.read_text(errors="replace")).splitlines()
+    except OSError:
+        return {"lines": 0, "examples": []}
+    hits = [l.strip() for l in lines
+            if re.search(r"\b(WARN|WARNING|ERROR|Traceback|Exception|panicked)\b", l)
+            or re.match(r"^[\w.]+(Error|Exception): ", l)]
+    # exception lines ("sqlite3.OperationalError: database is locked") say the most
+    exceptions = [h for h in hits if re.match(r"^[\w.]+(Error|Exception): ", h)]
+    seen, examples = set(), []
+    for h in exceptions + [h for h in hits if h not in exceptions]:
+        key = re.sub(r"^\S+\s+", "", h)  # drop the timestamp
+        key = re.sub(r"[0-9a-f]{8}-[0-9a-f-]{27}", "<uuid>", key)
+        if key not in seen:
+            seen.add(key)
+            examples.append(h[:300])
+        if len(examples) >= limit:
+            break
+    counts = {}
+    for h in exceptions:
+        counts[h[:200]] = counts.get(h[:200], 0) + 1
+    return {"lines": len(hits), "examples": examples, "exception_counts": counts}
+
+
+# ----------------------------------------------------------------------------------------
+# HTTP helpers (seeding)
+# ----------------------------------------------------------------------------------------
+
+def http(method, url, *, data=None, headers=None, timeout=120):
+    req = urllib.request.Request(url, data=data, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+def register(base, email, password):
+    body = json.dumps({"email": email, "password": password}).encode()
+    return http("POST", base + "/auth/register", data=body,
+                headers={"content-type": "application/json"})
+
+
+def login(base, email, password):
+    body = urllib.parse.urlencode({"username": email, "password": password}).encode()
+    status, raw = http("POST", base + "/auth/jwt/login", data=body,
+                       headers={"content-type": "application/x-www-form-urlencoded"})
+    if status != 200:
+        raise BenchError(f"login of {email} answered {status}: {raw[:300]!r}")
+    return json.loads(raw)["access_token"]
+
+
+def seed_over_http(base, n, run_id, password=SEED_PASSWORD, workers=8):
+    """Registers n users and logs each in: returns [(email, password, token)]."""
+    emails = [f"bench-seed-{run_id}-{i}@example.com" for i in range(n)]
+
+    def one(email):
+        status, raw = register(base, email, password)
+        if status != 201:
+            raise BenchError(f"register of {email} answered {status}: {raw[:300]!r}")
+        return email, password, login(base, email, password)
+
+    with concurrent.futures.ThreadPoolExecutor(workers) as ex:
+        return list(ex.map(one, emails))
+
+
+def scrape_status_counts(base) -> dict:
+    """users only: users_http_requests_total by (route, status) from /metrics."""
+    try:
+        status, raw = http("GET", base + "/metrics", timeout=10)
+    except (OSError, urllib.error.URLError):
+        return {}
+    if status != 200:
+        return {}
+    out = {}
+    for line in raw.decode(errors="replace").splitlines():
+        if not line.startswith("users_http_requests_total{"):
+            continue
+        labels, _, value = line.rpartition(" ")
+        lab = dict(re.findall(r'(\w+)="([^"]*)"', labels))
+        key = f"{lab.get('method', '?')} {lab.get('route', '?')} {lab.get('status', '?')}"
+        try:
+            out[key] = out.get(key, 0) + float(value)
+        except ValueError:
+            pass
+    return out
+
+
+# ----------------------------------------------------------------------------------------
+# wrk
+# ----------------------------------------------------------------------------------------
+
+class Wrk:
+    def __init__(self, binary: str, threads: int, tmp: Path, quick: bool):
+        self.binary, self.threads, self.tmp, self.quick = binary, threads, tmp, quick
+        self.count = 0
+
+    def run(self, base, scenario, conns, seconds, data_file=None, track=False) -> dict:
+        method, path, mode = SCENARIOS[scenario]
+        self.count += 1
+        env = {
+            **os.environ,
+            "BENCH_MODE": mode,
+            "BENCH_DATA": str(data_file or ""),
+            "BENCH_PREFIX": f"{secrets.token_hex(4)}{self.count}",
+            "BENCH_PASSWORD": REGISTER_PASSWORD,
+            "BENCH_TRACK": "1" if track else "0",
+        }
+        cmd = [self.binary, "-t", str(min(self.threads, conns)), "-c", str(conns),
+               "-d", f"{seconds}s", "--timeout", "60s", "--latency", "-s", str(LUA),
+               base + path]
+        p = subprocess.run(cmd, env=env, text=True, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, timeout=seconds + 120)
+        line = next((l for l in p.stdout.splitlines() if l.startswith("BENCH_JSON ")), None)
+        if p.returncode != 0 or line is None:
+            raise BenchError(f"wrk failed ({p.returncode}): {p.stderr[-2000:]}\n{p.stdout[-2000:]}")
+        res = json.loads(line[len("BENCH_JSON "):])
+        dur = res["duration_us"] / 1e6
+        res["rps"] = res["requests"] / dur if dur > 0 else 0.0
+        e = res["errors"]
+        res["non_2xx"] = e["status"]
+        res["socket_errors"] = e["connect"] + e["read"] + e["write"] + e["timeout"]
+        res["ok_rps"] = (res["requests"] - e["status"]) / dur if dur > 0 else 0.0
+        return res
+
+
+# ----------------------------------------------------------------------------------------
+# the benchmark
+# ----------------------------------------------------------------------------------------
+
+class Bench:
+    def __init__(self, args):
+        self.args = args
+        self.quick = args.quick
+        self.warmup = args.warmup if args.warmup is not None else (2 if args.quick else 10)
+        self.duration = args.duration if args.duration is not None else (3 if args.quick else 30)
+        self.scale = args.scale_users or (10_000 if args.quick else 1_000_000)
+        self.base_users = 1_000
+        self.n_tokens = 16 if args.quick else 64
+        self.ceiling_seconds = 3 if args.quick else 10
+        self.conns = [int(c) for c in args.connections.split(",") if c.strip()]
+        self.nproc = os.cpu_count() or 1
+        self.only = [s.strip() for s in args.only.split(",")] if args.only else None
+        self.scen_filter = ([s.strip() for s in args.scenarios.split(",")]
+                            if args.scenarios else None)
+        self.jwt_secret = secrets.token_hex(32)
+        self.tmp = Path(tempfile.mkdtemp(prefix="users-bench-"))
+        self.pg_admin = args.postgres_url.rstrip("/")
+        self.pg_dbs: list[str] = []
+        self.results = {
+            "meta": {}, "ceilings": {}, "runs": [], "scaling": [], "systems": {},
+            "skipped": [], "targets": [],
+        }
+
+    # -- selection ---------------------------------------------------------------------
+
+    def selected(self, name: str) -> bool:
+        if self.only is None:
+            return True
+        return any(fnmatch.fnmatch(name, pat) for pat in self.only)
+
+    def scenarios_of(self, system: str) -> list[str]:
+        sc = SYSTEMS[system]["scenarios"]
+        return [s for s in sc if self.scen_filter is None or s in self.scen_filter]
+
+    # -- postgres ------------------------------------------------------------------------
+
+    def pg_available(self) -> bool:
+        if not shutil.which("psql"):
+            return False
+        p = run_cmd(["psql", self.pg_admin + "/postgres", "-qAtc", "select 1"], check=False,
+                    timeout=20)
+        return p.returncode == 0
+
+    def pg_create(self, tag: str) -> str:
+        name = f"users_bench_{tag}_{secrets.token_hex(4)}"
+        run_cmd(["psql", self.pg_admin + "/postgres", "-v", "ON_ERROR_STOP=1", "-qc",
+                 f'CREATE DATABASE "{name}"'], timeout=60)
+        self.pg_dbs.append(name)
+        return f"{self.pg_admin}/{name}"
+
+    def pg_drop_all(self):
+        for name in self.pg_dbs:
+            run_cmd(["psql", self.pg_admin + "/postgres", "-qc",
+                     f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'], check=False, timeout=60)
+        self.pg_dbs.clear()
+
+    def db_url(self, backend: str, tag: str) -> str:
+        if backend == "sqlite":
+            d = self.tmp / f"{tag}-{secrets.token_hex(3)}"
+            d.mkdir()
+            return f"sqlite://{d / 'users.db'}"
+        return self.pg_create(tag)
+
+    # -- servers -------------------------------------------------------------------------
+
+    def start_users(self, name: str, database_url: str, argon2) -> Server:
+        env = {k: v for k, v in os.environ.items() if k not in SERVICE_VARS}
+        port = free_port()
+        mail = self.tmp / f"mail-{name}-{port}"
+        env.update({
+            "DATABASE_URL": database_url,
+            "BIND_ADDR": f"127.0.0.1:{port}",
+            "JWT_SECRET": self.jwt_secret,
+            "RUST_LOG": "warn",
+            "MAIL_DIR": str(mail),
+            "ARGON2_MEMORY_KIB": str(argon2[0]),
+            "ARGON2_ITERATIONS": str(argon2[1]),
+            "ARGON2_PARALLELISM": str(argon2[2]),
+            # The per-IP limit (60/min by default) would answer 429 to a load generator on
+            # one address; fastapi-users has none. Off, so both do the same work.
+            "RATE_LIMIT_PER_IP_PER_MINUTE": "0",
+        })
+        srv = Server(name, [str(self.bins["server"])], env, port, self.tmp, self.tmp)
+        srv.wait_ready()
+        return srv
+
+    def start_peer(self, name: str) -> Server:
+        py = self.peer_py
+        db = self.tmp / f"fastapi-users-{secrets.token_hex(3)}.db"
+        port = free_port()
+        env = {k: v for k, v in os.environ.items() if k not in SERVICE_VARS}
+        env.update({
+            "DATABASE_URL": f"sqlite+aiosqlite:///{db}",
+            "JWT_SECRET": self.jwt_secret,
+            "PYTHONDONTWRITEBYTECODE": "1",
+        })
+        run_cmd([str(py), str(PEER_APP_DIR / "app.py"), "--create-tables"], env=env,
+                cwd=self.tmp, timeout=120)
+        cmd = [str(VENV / "bin" / "uvicorn"), "app:app", "--app-dir", str(PEER_APP_DIR),
+               "--host", "127.0.0.1", "--port", str(port), "--workers", str(self.nproc),
+               "--loop", "uvloop", "--http", "httptools", "--no-access-log",
+               "--log-level", "warning"]
+        srv = Server(name, cmd, env, port, self.tmp, self.tmp)
+        srv.wait_ready()
+        # --workers N: make sure every worker is up (each answers on the shared socket)
+        time.sleep(1.0)
+        return srv
+
+    # -- one measured cell ---------------------------------------------------------------
+
+    def measure(self, srv: Server, system: str, scenario: str, conns: int, data_file,
+                kind: str, extra: dict | None = None) -> dict:
+        label = f"{system} {scenario} c={conns}"
+        drain = [srv.wait_idle()]
+        log(f"{label}: warm-up {self.warmup} s")
+        if self.warmup > 0:
+            self.wrk.run(srv.base, scenario, conns, self.warmup, data_file)
+            drain.append(srv.wait_idle())
+        before = scrape_status_counts(srv.base) if kind == "users" else {}
+        t0 = time.monotonic()
+        res = self.wrk.run(srv.base, scenario, conns, self.duration, data_file)
+        t1 = time.monotonic()
+        after = scrape_status_counts(srv.base) if kind == "users" else {}
+        res["peak_rss_kib"] = srv.sampler.peak(t0, t1)
+        res["server_threads_after"] = srv.threads()
+        drain.append(srv.wait_idle())
+        res["drain_s"] = [round(d, 1) for d in drain]
+        if max(drain) > 2:
+            log(f"{label}: the server kept working {max(drain):.1f} s after wrk stopped "
+                f"(abandoned requests)")
+        res["server_status_counts"] = {k: int(after[k] - before.get(k, 0)) for k in after
+                                       if after[k] - before.get(k, 0) > 0
+                                       and "/metrics" not in k}
+        if res["non_2xx"] or res["socket_errors"]:
+            log(f"{label}: {res['non_2xx']} non-2xx, {res['socket_errors']} socket errors: "
+                f"a 3 s diagnostic re-run records statuses and sample bodies")
+            diag = self.wrk.run(srv.base, scenario, conns, 3, data_file, track=True)
+            srv.wait_idle()
+            res["diagnostic"] = {k: diag[k] for k in ("requests", "statuses", "samples",
+                                                       "errors")}
+        row = {"system": system, "scenario": scenario, "connections": conns,
+               "warmup_s": self.warmup, "duration_s": self.duration, **(extra or {}), **res}
+        log(f"{label}: {res['rps']:.1f} req/s, p50 {res['latency_us']['p50'] / 1000:.2f} ms, "
+            f"p99 {res['latency_us']['p99'] / 1000:.2f} ms, non-2xx {res['non_2xx']}, "
+            f"socket errors {res['socket_errors']}, peak RSS {res['peak_rss_kib'] / 1024:.1f} MiB")
+        return row
+
+    def write_lines(self, name: str, lines) -> Path:
+        path = self.tmp / name
+        path.write_text("\n".join(lines) + "\n")
+        return path
+
+    # -- phases --------------------------------------------------------------------------
+
+    def ceilings(self):
+        for label, params in (("users", ARGON2_USERS), ("fastapi-users", ARGON2_FASTAPI_USERS)):
+            m, t, p = params
+            log(f"argon2id ceiling m={m} t={t} p={p}, {self.nproc} threads, "
+                f"{self.ceiling_seconds} s")
+            out = run_cmd([str(self.bins["ceiling"]), "--memory-kib", str(m), "--iterations",
+                           str(t), "--parallelism", str(p), "--seconds",
+                           str(self.ceiling_seconds), "--threads", str(self.nproc)],
+                          timeout=self.ceiling_seconds + 300)
+            res = json.loads(out.stdout.strip().splitlines()[-1])
+            self.results["ceilings"][f"argon2_{m}_{t}_{p}"] = res
+            log(f"  {res['hashes_per_sec']:.1f} hashes/s "
+                f"({res['ms_per_hash_per_thread']:.1f} ms a hash a thread)")
+
+    def ceiling_for(self, argon2) -> float | None:
+        c = self.results["ceilings"].get("argon2_{}_{}_{}".format(*argon2))
+        return c["hashes_per_sec"] if c else None
+
+    def system(self, name: str):
+        spec = SYSTEMS[name]
+        scenarios = self.scenarios_of(name)
+        if not scenarios:
+            return
+        if spec["backend"] == "postgres" and not self.pg_ok:
+            self.results["skipped"].append(f"{name}: PostgreSQL not reachable at {self.pg_admin}")
+            log(f"skipping {name}: PostgreSQL is not reachable")
+            return
+        log(f"=== {name} ===")
+        run_id = secrets.token_hex(3)
+        if spec["kind"] == "users":
+            url = self.db_url(spec["backend"], name)
+            srv = self.start_users(name, url, spec["argon2"])
+        else:
+            srv = self.start_peer(name)
+        info = {"kind": spec["kind"], "backend": spec["backend"],
+                "argon2": list(spec["argon2"]), "port": srv.port}
+        try:
+            t0 = time.time()
+            seeded = seed_over_http(srv.base, self.n_tokens, run_id)
+            info["seeded_users"] = len(seeded)
+            info["seed_seconds"] = round(time.time() - t0, 2)
+            log(f"seeded {len(seeded)} users over HTTP in {info['seed_seconds']} s")
+            tokens = self.write_lines(f"tokens-{name}", [s[2] for s in seeded])
+            creds = self.write_lines(f"creds-{name}", [f"{s[0]}\t{s[1]}" for s in seeded])
+            info["idle_rss_kib"] = srv.sampler.peak(time.monotonic() - 0.5)
+            for scenario in scenarios:
+                data = {"me": tokens, "login": creds}.get(scenario)
+                for conns in self.conns:
+                    row = self.measure(srv, name, scenario, conns, data, spec["kind"],
+                                       {"backend": spec["backend"],
+                                        "argon2": list(spec["argon2"])})
+                    self.results["runs"].append(row)
+        finally:
+            info.update(srv.stop())
+            self.results["systems"][name] = info
+            if info["log_findings"]["lines"]:
+                log(f"{name} logged {info['log_findings']['lines']} warning/error lines, e.g. "
+                    f"{info['log_findings']['examples'][:2]}")
+
+    def scaling(self, name: str, backend: str):
+        if backend == "postgres" and not self.pg_ok:
+            self.results["skipped"].append(f"{name}: PostgreSQL not reachable")
+            return
+        scen = [s for s in ("me", "login") if self.scen_filter is None or s in self.scen_filter]
+        if not scen:
+            return
+        log(f"=== {name}: {self.base_users:,} vs {self.scale:,} users ===")
+        url = self.db_url(backend, name)
+        m, t, p = ARGON2_USERS
+        phc = run_cmd([str(self.bins["ceiling"]), "--memory-kib", str(m), "--iterations", str(t),
+                       "--parallelism", str(p), "--hash", SEED_PASSWORD]).stdout.strip()
+        seeded = 0
+        for population in (self.base_users, self.scale):
+            t0 = time.time()
+            out = run_cmd([str(self.bins["seed"]), "--database-url", url, "--hash", phc,
+                           "--start", str(seeded), "--count", str(population - seeded)],
+                          timeout=7200)
+            seed_info = json.loads(out.stdout.strip().splitlines()[-1])
+            seeded = population
+            log(f"seeded {seed_info['inserted']:,} users directly in {time.time() - t0:.1f} s "
+                f"({seed_info['rows_per_sec']:,.0f} rows/s); {seed_info['users_total']:,} in all")
+            if backend == "postgres":
+                # as after any bulk load: fresh planner statistics
+                run_cmd(["psql", url, "-qc", "VACUUM ANALYZE users"], check=False, timeout=3600)
+            srv = self.start_users(f"{name}-{population}", url, ARGON2_USERS)
+            try:
+                rng = random.Random(population)
+                picks = rng.sample(range(population), min(population, self.n_tokens))
+                emails = [f"seed-{n}@example.com" for n in picks]
+                with concurrent.futures.ThreadPoolExecutor(8) as ex:
+                    toks = list(ex.map(lambda e: login(srv.base, e, SEED_PASSWORD), emails))
+                tokens = self.write_lines(f"tokens-{name}-{population}", toks)
+                cred_picks = rng.sample(range(population), min(population, 256))
+                creds = self.write_lines(f"creds-{name}-{population}",
+                                         [f"seed-{n}@example.com\t{SEED_PASSWORD}"
+                                          for n in cred_picks])
+                for scenario in scen:
+                    data = tokens if scenario == "me" else creds
+                    for conns in self.conns:
+                        row = self.measure(srv, name, scenario, conns, data, "users",
+                                           {"backend": backend, "population": population,
+                                            "argon2": list(ARGON2_USERS),
+                                            "seed": seed_info})
+                        self.results["scaling"].append(row)
+            finally:
+                info = srv.stop()
+                self.results["systems"][f"{name}-{population}"] = info
+
+    # -- driver --------------------------------------------------------------------------
+
+    def run(self):
+        a = self.args
+        meta = self.results["meta"]
+        meta.update({
+            "quick": self.quick,
+            "started_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "machine": machine_info(),
+            "warmup_s": self.warmup, "duration_s": self.duration,
+            "connections": self.conns, "scale_users": self.scale,
+            "base_users": self.base_users, "http_seeded_users": self.n_tokens,
+            "only": self.only, "scenarios": self.scen_filter,
+        })
+        meta["git"] = {
+            "commit": tool_version(["git", "-C", str(ROOT), "rev-parse", "HEAD"]),
+            "dirty": bool(tool_version(["git", "-C", str(ROOT), "status", "--porcelain",
+                                        "--untracked-files=no"])),
+        }
+        wrk = ensure_wrk()
+        meta["tools"] = {"wrk": tool_version([wrk, "-v"]),
+                         "rustc": tool_version(["rustc", "--version"]),
+                         "postgres": ""}
+        self.wrk = Wrk(wrk, a.wrk_threads or self.nproc, self.tmp, self.quick)
+        meta["wrk_threads"] = self.wrk.threads
+        need_peer = self.selected("fastapi-users")
+        if need_peer:
+            self.peer_py = ensure_venv()
+            meta["peer_versions"] = peer_versions(self.peer_py)
+        self.bins = build(a.no_build)
+        needs_pg = any(self.selected(n) for n, s in SYSTEMS.items() if s["backend"] == "postgres") \
+            or self.selected("scaling-postgres")
+        self.pg_ok = needs_pg and self.pg_available()
+        if self.pg_ok:
+            meta["tools"]["postgres"] = run_cmd(
+                ["psql", self.pg_admin + "/postgres", "-qAtc", "show server_version"],
+                check=False).stdout.strip()
+        self.estimate()
+        t_start = time.time()
+        try:
+            # always measured: the "% ceiling" columns and targets need it
+            self.ceilings()
+            for name in SYSTEMS:
+                if self.selected(name):
+                    try:
+                        self.system(name)
+                    except BenchError as e:
+                        log(f"{name} FAILED: {e}")
+                        self.results["skipped"].append(f"{name}: failed: {str(e)[:500]}")
+            for name, backend in SCALING.items():
+                if self.selected(name):
+                    try:
+                        self.scaling(name, backend)
+                    except BenchError as e:
+                        log(f"{name} FAILED: {e}")
+                        self.results["skipped"].append(f"{name}: failed: {str(e)[:500]}")
+        finally:
+            self.pg_drop_all()
+            meta["elapsed_s"] = round(time.time() - t_start, 1)
+            meta["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
+            if not a.keep_temp:
+                shutil.rmtree(self.tmp, ignore_errors=True)
+            else:
+                log(f"temporary files kept in {self.tmp}")
+        report = Report(self.results)
+        md = report.markdown()
+        out = Path(a.out) if a.out else BENCH / "results"
+        out.mkdir(parents=True, exist_ok=True)
+        stem = "quick" if self.quick and not a.out_name else (a.out_name or "latest")
+        (out / f"{stem}.md").write_text(md)
+        (out / f"{stem}.json").write_text(json.dumps(self.results, indent=1) + "\n")
+        print()
+        print(md)
+        log(f"wrote {out / (stem + '.md')} and {out / (stem + '.json')}")
+
+    def estimate(self):
+        cells = 0
+        for name, spec in SYSTEMS.items():
+            if self.selected(name):
+                cells += len(self.scenarios_of(name)) * len(self.conns)
+        scal = sum(1 for n in SCALING if self.selected(n)) * 2 * 2 * len(self.conns)
+        per = self.warmup + self.duration + 5  # + idle checks and drains
+        secs = (cells + scal) * per + 2 * self.ceiling_seconds
+        log(f"{cells + scal} measured cells of {self.warmup} s warm-up + {self.duration} s: "
+            f"about {secs / 60:.0f} minutes plus build, seeding and start-ups")
+
+
+# ----------------------------------------------------------------------------------------
+# report
+# ----------------------------------------------------------------------------------------
+
+def fmt_ms(us) -> str:
+    ms = us / 1000
+    if ms >= 100:
+        return f"{ms:.0f}"
+    if ms >= 10:
+        return f"{ms:.1f}"
+    return f"{ms:.2f}"
+
+
+def fmt_mib(kib) -> str:
+    return f"{kib / 1024:.1f}" if kib else "–"
+
+
+def mark(ok) -> str:
+    return "–" if ok is None else ("✅" if ok else "❌")
+
+
+class Report:
+    def __init__(self, results: dict):
+        self.r = results
+
+    def run(self, system, scenario, conns):
+        for row in self.r["runs"]:
+            if (row["system"], row["scenario"], row["connections"]) == (system, scenario, conns):
+                return row
+        return None
+
+    def ceiling(self, argon2):
+        c = self.r["ceilings"].get("argon2_{}_{}_{}".format(*argon2))
+        return c["hashes_per_sec"] if c else None
+
+    def peak(self, system):
+        vals = [row["peak_rss_kib"] for row in self.r["runs"] if row["system"] == system]
+        return max(vals) if vals else None
+
+    def markdown(self) -> str:
+        r, meta = self.r, self.r["meta"]
+        m = meta["machine"]
+        out = []
+        title = "users load benchmark"
+        if meta["quick"]:
+            title += " — QUICK SMOKE RUN (short runs; not a measurement)"
+        out.append(f"# {title}\n")
+        out.append(f"- machine: {m['nproc']} cores ({m['cpu_model']}), {m['mem_total_gib']} GiB RAM, "
+                   f"Linux {m['kernel']}; load average at start {m['loadavg_at_start']}, "
+                   f"at end {meta.get('loadavg_at_end')}")
+        out.append(f"- run: {meta['started_at']}, commit {meta['git']['commit'][:12]}"
+                   f"{' (dirty tree)' if meta['git']['dirty'] else ''}, took "
+                   f"{meta.get('elapsed_s', 0) / 60:.1f} min")
+        out.append(f"- load: wrk ({meta['tools']['wrk'].split(' [')[0]}), {meta['wrk_threads']} "
+                   f"threads, {meta['warmup_s']} s warm-up then {meta['duration_s']} s measured per "
+                   f"cell, connections {meta['connections']}; client and server share the cores")
+        pv = meta.get("peer_versions") or {}
+        if pv:
+            out.append("- peer: fastapi-users {} (FastAPI {}, SQLAlchemy {} + aiosqlite {}, pwdlib {}), "
+                       "uvicorn {} --workers {} --loop uvloop --http httptools".format(
+                           pv.get("fastapi-users"), pv.get("fastapi"), pv.get("SQLAlchemy"),
+                           pv.get("aiosqlite"), pv.get("pwdlib"), pv.get("uvicorn"), m["nproc"]))
+        out.append(f"- users: release build, WORKERS unset ({m['nproc']}), RUST_LOG=warn, "
+                   f"RATE_LIMIT_PER_IP_PER_MINUTE=0; PostgreSQL {meta['tools'].get('postgres') or 'n/a'} "
+                   f"on loopback")
+        out.append("")
+
+        # argon2 ceilings
+        out.append("## Ceilings\n")
+        out.append("| ceiling | value |")
+        out.append("|---|---|")
+        for key, c in r["ceilings"].items():
+            out.append(f"| argon2id m={c['memory_kib']} t={c['iterations']} p={c['parallelism']}, "
+                       f"{c['threads']} threads | {c['hashes_per_sec']:.1f} hashes/s "
+                       f"({c['ms_per_hash_per_thread']:.1f} ms a hash a thread) |")
+        for sysname in SYSTEMS:
+            for conns in meta["connections"]:
+                row = self.run(sysname, "healthz", conns)
+                if row:
+                    out.append(f"| HTTP floor: GET /healthz, {sysname}, c={conns} | "
+                               f"{row['rps']:,.0f} req/s, p99 {fmt_ms(row['latency_us']['p99'])} ms |")
+        out.append("")
+
+        # main table
+        out.append("## Throughput and latency\n")
+        out.append("`req/s`: all completed responses; `vs fastapi-users`: this row's 2xx responses/s ÷ "
+                   "fastapi-users' in the same scenario and connections. `% ceiling`: req/s ÷ argon2id hashes/s with the row's parameters "
+                   "(a login verifies one hash, a registration computes one).\n")
+        out.append("| scenario | conns | system | argon2 m/t/p | req/s | p50 ms | p99 ms | non-2xx | "
+                   "socket err | peak RSS MiB | vs fastapi-users | % ceiling |")
+        out.append("|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for scenario in SCENARIOS:
+            for conns in meta["connections"]:
+                peer = self.run("fastapi-users", scenario, conns)
+                for sysname in SYSTEMS:
+                    row = self.run(sysname, scenario, conns)
+                    if not row:
+                        continue
+                    ratio = "–"
+                    if peer and sysname != "fastapi-users" and peer["ok_rps"] > 0:
+                        ratio = f"{row['ok_rps'] / peer['ok_rps']:.1f}×"
+                    pct = "–"
+                    if scenario in ("login", "register"):
+                        c = self.ceiling(row["argon2"])
+                        if c and sysname != "fastapi-users":
+                            pct = f"{100 * row['ok_rps'] / c:.0f}%"
+                    lat = row["latency_us"]
+                    out.append(
+                        f"| {SCENARIO_LABEL[scenario]} | {conns} | {sysname} | "
+                        f"{'/'.join(map(str, row['argon2']))} | {row['rps']:,.1f} | "
+                        f"{fmt_ms(lat['p50'])} | {fmt_ms(lat['p99'])} | {row['non_2xx']} | "
+                        f"{row['socket_errors']} | {fmt_mib(row['peak_rss_kib'])} | {ratio} | {pct} |")
+        out.append("")
+
+        # scaling
+        if r["scaling"]:
+            out.append(f"## Scaling: {meta['base_users']:,} vs {meta['scale_users']:,} users\n")
+            out.append("| backend | scenario | conns | req/s small | p50 | p99 | req/s large | p50 | p99 "
+                       "| p50 × | p99 × |")
+            out.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+            for backend in ("sqlite", "postgres"):
+                for scenario in ("me", "login"):
+                    for conns in meta["connections"]:
+                        rows = {row["population"]: row for row in r["scaling"]
+                                if row["backend"] == backend and row["scenario"] == scenario
+                                and row["connections"] == conns}
+                        small = rows.get(meta["base_users"])
+                        large = rows.get(meta["scale_users"])
+                        if not (small and large):
+                            continue
+                        ls, ll = small["latency_us"], large["latency_us"]
+                        out.append(
+                            f"| {backend} | {SCENARIO_LABEL[scenario]} | {conns} | "
+                            f"{small['rps']:,.1f} | {fmt_ms(ls['p50'])} | {fmt_ms(ls['p99'])} | "
+                            f"{large['rps']:,.1f} | {fmt_ms(ll['p50'])} | {fmt_ms(ll['p99'])} | "
+                            f"{ll['p50'] / max(ls['p50'], 1):.2f} | {ll['p99'] / max(ls['p99'], 1):.2f} |")
+            seeds = {}
+            for row in r["scaling"]:
+                seeds[(row["backend"], row["population"])] = row["seed"]
+            if seeds:
+                out.append("")
+                out.append("Direct seeding (`seed_users` example): " + "; ".join(
+                    f"{b} +{s['inserted']:,} rows at {s['rows_per_sec']:,.0f} rows/s"
+                    for (b, _), s in sorted(seeds.items())))
+            out.append("")
+
+        # targets
+        targets = self.targets()
+        r["targets"] = targets
+        out.append("## Targets (measured, not asserted)\n")
+        out.append("| target | measured | met |")
+        out.append("|---|---|---|")
+        for t in targets:
+            out.append(f"| {t['target']} | {t['measured']} | {mark(t['met'])} |")
+        out.append("")
+
+        # findings
+        notes = []
+        for row in r["runs"] + r["scaling"]:
+            if row["non_2xx"] or row["socket_errors"]:
+                d = row.get("diagnostic", {})
+                notes.append(f"{row['system']} {row['scenario']} c={row['connections']}"
+                             f"{' pop=' + str(row['population']) if 'population' in row else ''}: "
+                             f"{row['non_2xx']} non-2xx, {row['socket_errors']} socket errors "
+                             f"({row['errors']}); server counted {row.get('server_status_counts')}; "
+                             f"re-run statuses {d.get('statuses')}, bodies {d.get('samples')}")
+        for row in r["runs"] + r["scaling"]:
+            if row.get("drain_s") and max(row["drain_s"]) > 2:
+                notes.append(f"{row['system']} {row['scenario']} c={row['connections']}: the server "
+                             f"stayed busy {max(row['drain_s']):.1f} s after a wrk run ended "
+                             f"(requests abandoned by closed connections still processed); "
+                             f"waited for it before the next run")
+        for name, info in r["systems"].items():
+            lf = info.get("log_findings", {})
+            if lf.get("lines"):
+                notes.append(f"{name} logged {lf['lines']} warning/error lines, e.g. "
+                             + " | ".join(f"`{e[:200]}`" for e in lf["examples"][:3]))
+            if info.get("exit_code") not in (0, None):
+                notes.append(f"{name} exited {info['exit_code']} when stopped")
+        for s in r["skipped"]:
+            notes.append(f"skipped: {s}")
+        if notes:
+            out.append("## Findings\n")
+            out.extend(f"- {n}" for n in notes)
+            out.append("")
+        return "\n".join(out)
+
+    def targets(self) -> list:
+        t = []
+        meta = self.r["meta"]
+        conns = 64 if 64 in meta["connections"] else max(meta["connections"])
+        for system in ("users-sqlite", "users-postgres"):
+            row, peer = self.run(system, "me", conns), self.run("fastapi-users", "me", conns)
+            if row and peer and peer["ok_rps"] > 0:
+                x = row["ok_rps"] / peer["ok_rps"]
+                t.append({"target": f"{system}: GET /users/me ≥ 25× fastapi-users' req/s (c={conns})",
+                          "measured": f"{x:.1f}×", "value": x, "met": x >= 25})
+            if row:
+                p99 = row["latency_us"]["p99"] / 1000
+                t.append({"target": f"{system}: GET /users/me p99 < 10 ms (c={conns})",
+                          "measured": f"{p99:.2f} ms", "value": p99, "met": p99 < 10})
+            for scenario in ("login", "register"):
+                row = self.run(system, scenario, conns)
+                c = self.ceiling(ARGON2_USERS)
+                if row and c:
+                    pct = 100 * row["ok_rps"] / c
+                    t.append({"target": f"{system}: {SCENARIO_LABEL[scenario]} ≥ 90% of the argon2 "
+                                        f"ceiling (c={conns})",
+                              "measured": f"{pct:.0f}% ({row['rps']:.1f} of {c:.1f}/s)",
+                              "value": pct, "met": pct >= 90})
+            rows = [row for row in self.r["runs"] if row["system"].startswith(system)]
+            if rows:
+                errs = sum(row["non_2xx"] + row["socket_errors"] for row in rows)
+                t.append({"target": f"{system} (all rows, both argon2 settings): zero errors",
+                          "measured": f"{errs} non-2xx + socket errors in {len(rows)} runs",
+                          "value": errs, "met": errs == 0})
+            mine, theirs = self.peak(system), self.peak("fastapi-users")
+            if mine and theirs:
+                x = theirs / mine
+                t.append({"target": f"{system}: peak RSS ≤ 1/10 of fastapi-users'",
+                          "measured": f"{mine / 1024:.1f} MiB vs {theirs / 1024:.1f} MiB "
+                                      f"(1/{x:.1f})",
+                          "value": x, "met": x >= 10})
+        for backend in ("sqlite", "postgres"):
+            ratios = []
+            for row in self.r["scaling"]:
+                if row["backend"] != backend or row["population"] != meta["scale_users"]:
+                    continue
+                small = next((s for s in self.r["scaling"] if s["backend"] == backend
+                              and s["population"] == meta["base_users"]
+                              and s["scenario"] == row["scenario"]
+                              and s["connections"] == row["connections"]), None)
+                if small:
+                    for q in ("p50", "p99"):
+                        ratios.append((row["latency_us"][q] / max(small["latency_us"][q], 1),
+                                       f"{row['scenario']} c={row['connections']} {q}"))
+            if ratios:
+                worst = max(ratios)
+                t.append({"target": f"{backend}: {meta['scale_users']:,} users within 1.3× of "
+                                    f"{meta['base_users']:,} users' latencies",
+                          "measured": f"worst {worst[0]:.2f}× ({worst[1]})",
+                          "value": worst[0], "met": worst[0] <= 1.3})
+        return t
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true",
+                    help="smoke-test the harness: 2 s warm-up + 3 s runs, 10,000 users for "
+                         "scaling; writes results/quick.* (not committed)")
+    ap.add_argument("--only", help="comma-separated systems/phases (shell patterns): "
+                                   + ", ".join(ALL_NAMES))
+    ap.add_argument("--scenarios", help="comma-separated subset of " + ", ".join(SCENARIOS))
+    ap.add_argument("--connections", default="64,8", help="connection counts (default 64,8)")
+    ap.add_argument("--warmup", type=int, help="warm-up seconds per cell (10; quick 2)")
+    ap.add_argument("--duration", type=int, help="measured seconds per cell (30; quick 3)")
+    ap.add_argument("--scale-users", type=int, help="large population (1,000,000; quick 10,000)")
+    ap.add_argument("--wrk-threads", type=int, help="wrk threads (default: cores)")
+    ap.add_argument("--postgres-url", default=os.environ.get("BENCH_POSTGRES_URL",
+                                                             "postgres://postgres@127.0.0.1:5432"),
+                    help="server URL without database; fresh databases are created and dropped")
+    ap.add_argument("--no-build", action="store_true", help="use the binaries already built")
+    ap.add_argument("--out", help="output folder (default bench/results)")
+    ap.add_argument("--out-name", help="output file stem (default latest; quick: quick)")
+    ap.add_argument("--keep-temp", action="store_true", help="keep the temporary folder")
+    args = ap.parse_args()
+    if args.only:
+        for pat in args.only.split(","):
+            if not any(fnmatch.fnmatch(n, pat.strip()) for n in ALL_NAMES):
+                ap.error(f"--only: {pat!r} matches none of {', '.join(ALL_NAMES)}")
+    if args.scenarios:
+        for s in args.scenarios.split(","):
+            if s.strip() not in SCENARIOS:
+                ap.error(f"--scenarios: unknown {s!r}")
+    try:
+        Bench(args).run()
+    except BenchError as e:
+        log(f"error: {e}")
+        return 1
+    except KeyboardInterrupt:
+        log("interrupted")
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
