@@ -137,6 +137,10 @@ impl PasswordHasher {
         let (reply, answer) = tokio::sync::oneshot::channel();
         let span = tracing::Span::current();
         let job: Job = Box::new(move |memory| {
+            // the request went away while queued (client gone): don't burn a core on it
+            if reply.is_closed() {
+                return;
+            }
             let _ = reply.send(span.in_scope(|| f(memory)));
         });
         self.inner
@@ -329,6 +333,27 @@ mod tests {
             assert_eq!(bad, Verification::Invalid);
             assert_eq!(unknown, Verification::Invalid);
         }
+    }
+
+    #[tokio::test]
+    async fn abandoned_jobs_do_not_break_the_pool() {
+        let h = small();
+        // more abandoned requests than threads, then a real one: it is not stuck behind them
+        for _ in 0..64 {
+            let h = h.clone();
+            let task =
+                tokio::spawn(
+                    async move { h.hash(SecretString::from("abandoned".to_owned())).await },
+                );
+            task.abort();
+        }
+        let hash = h.hash(SecretString::from("kept".to_owned())).await.unwrap();
+        assert_eq!(
+            h.verify_now("kept", &hash),
+            Verification::Valid {
+                needs_rehash: false
+            }
+        );
     }
 
     #[test]
