@@ -65,12 +65,24 @@ pub fn touch(conn: &mut DbConnection, id: &str, email: &str, now_ms: i64) -> Que
         .map(|_| ())
 }
 
-/// Every account linked to a user.
-pub fn accounts_of(conn: &mut DbConnection, user_id: UserId) -> QueryResult<Vec<OAuthAccount>> {
-    oauth_accounts::table
-        .filter(oauth_accounts::user_id.eq(user_id.to_string()))
-        .select(OAuthAccount::as_select())
-        .load(conn)
+/// The user the account `subject` at `provider` is linked to, if any; when `email` is
+/// given, the stored account email is refreshed on the way.
+pub fn linked_user(
+    conn: &mut DbConnection,
+    provider: &str,
+    subject: &str,
+    email: Option<&str>,
+    now_ms: i64,
+) -> QueryResult<Option<StoredUser>> {
+    let Some(account) = find_account(conn, provider, subject)? else {
+        return Ok(None);
+    };
+    if let Some(email) = email {
+        touch(conn, &account.id, email, now_ms)?;
+    }
+    let id = UserId::parse_str(&account.user_id)
+        .map_err(|e| diesel::result::Error::DeserializationError(Box::new(e)))?;
+    users::find_by_id(conn, id)
 }
 
 /// Creates a user and links the account, in one transaction.

@@ -109,6 +109,9 @@ pub enum DbError {
     Migration(String),
     #[error("cannot open the database: {0}")]
     Open(String),
+    /// Not the database's fault: a failed blocking task, a value that cannot be stored.
+    #[error("{0}")]
+    Other(String),
 }
 
 impl DbError {

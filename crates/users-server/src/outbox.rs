@@ -59,8 +59,8 @@ pub fn enqueue(
     conn: &mut users_db::DbConnection,
     item: &OutboxItem,
 ) -> Result<(), users_db::DbError> {
-    let payload =
-        serde_json::to_string(item).map_err(|e| users_db::DbError::Open(e.to_string()))?;
+    let payload = serde_json::to_string(item)
+        .map_err(|e| users_db::DbError::Other(format!("cannot serialise an outbox item: {e}")))?;
     let id = uuid::Uuid::new_v4().to_string();
     outbox::enqueue(conn, &id, item.kind(), &payload, now_ms())?;
     Ok(())

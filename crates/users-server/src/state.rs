@@ -43,7 +43,7 @@ impl AppState {
             })
         })
         .await
-        .map_err(|e| DbError::Open(format!("blocking task failed: {e}")))?
+        .map_err(|e| DbError::Other(format!("blocking task failed: {e}")))?
     }
 }
 

@@ -330,13 +330,13 @@ async fn sign_in_user(state: &AppState, identity: GoogleIdentity) -> Result<User
     let (lookup_subject, lookup_email) = (subject.clone(), account_email.clone());
     let linked: Option<StoredUser> = state
         .db(move |c| {
-            let Some(account) = oauth::find_account(c, PROVIDER, &lookup_subject)? else {
-                return Ok(None);
-            };
-            oauth::touch(c, &account.id, &lookup_email, now_ms())?;
-            let id =
-                UserId::parse_str(&account.user_id).map_err(|e| DbError::Open(e.to_string()))?;
-            Ok(users::find_by_id(c, id)?)
+            Ok(oauth::linked_user(
+                c,
+                PROVIDER,
+                &lookup_subject,
+                Some(&lookup_email),
+                now_ms(),
+            )?)
         })
         .await?;
     if let Some(user) = linked {
@@ -419,14 +419,7 @@ async fn sign_in_user(state: &AppState, identity: GoogleIdentity) -> Result<User
         Err(DbError::Query(e)) if is_unique_violation(&e) => {
             let s = subject.clone();
             let raced = state
-                .db(move |c| {
-                    let Some(account) = oauth::find_account(c, PROVIDER, &s)? else {
-                        return Ok(None);
-                    };
-                    let id = UserId::parse_str(&account.user_id)
-                        .map_err(|e| DbError::Open(e.to_string()))?;
-                    Ok(users::find_by_id(c, id)?)
-                })
+                .db(move |c| Ok(oauth::linked_user(c, PROVIDER, &s, None, now_ms())?))
                 .await?;
             raced
                 .map(|u| u.user)
