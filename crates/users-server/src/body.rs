@@ -51,6 +51,11 @@ fn validation_body_error(msg: String) -> ApiError {
     )])
 }
 
+/// Reads a JSON body (at most [`BODY_LIMIT`]) that must be an object.
+pub async fn read_json_object(payload: Payload) -> Result<Map<String, Value>, ApiError> {
+    json_object(&read_body(payload, BODY_LIMIT).await?)
+}
+
 /// Parses a JSON body that must be an object (a pydantic model).
 pub fn json_object(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {

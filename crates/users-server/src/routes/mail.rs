@@ -4,7 +4,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::Value;
 
 use crate::accounts::{reset_password, verify_user, ResetError, VerifyError};
-use crate::body::{json_object, read_body, Fields, BODY_LIMIT};
+use crate::body::{read_json_object, Fields};
 use crate::error::ApiError;
 use crate::outbox::{enqueue, OutboxItem};
 use crate::state::AppState;
@@ -16,8 +16,7 @@ fn json_null(status: actix_web::http::StatusCode) -> HttpResponse {
 }
 
 async fn email_field(payload: web::Payload) -> Result<String, ApiError> {
-    let body = read_body(payload, BODY_LIMIT).await?;
-    let obj = json_object(&body)?;
+    let obj = read_json_object(payload).await?;
     let mut f = Fields::json(&obj);
     let email = f.required_email("email");
     f.finish()?;
@@ -70,8 +69,7 @@ pub async fn reset(
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     crate::limits::limit_ip(&state, &req, "reset-password").await?;
-    let body = read_body(payload, BODY_LIMIT).await?;
-    let obj = json_object(&body)?;
+    let obj = read_json_object(payload).await?;
     let mut f = Fields::json(&obj);
     let token = f.required_str("token");
     let password = f.required_password("password");
@@ -99,8 +97,7 @@ pub async fn verify(
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     crate::limits::limit_ip(&state, &req, "verify").await?;
-    let body = read_body(payload, BODY_LIMIT).await?;
-    let obj = json_object(&body)?;
+    let obj = read_json_object(payload).await?;
     let mut f = Fields::json(&obj);
     let token = f.required_str("token");
     f.finish()?;

@@ -1,7 +1,7 @@
 use actix_web::{web, HttpRequest, HttpResponse};
 
 use crate::accounts::{create_user, CreateError};
-use crate::body::{json_object, read_body, Fields, BODY_LIMIT};
+use crate::body::{read_json_object, Fields};
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -14,8 +14,7 @@ pub async fn register(
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     crate::limits::limit_ip(&state, &req, "register").await?;
-    let body = read_body(payload, BODY_LIMIT).await?;
-    let obj = json_object(&body)?;
+    let obj = read_json_object(payload).await?;
     let mut f = Fields::json(&obj);
     let email = f.required_email("email");
     let password = f.required_password("password");

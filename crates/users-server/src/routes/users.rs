@@ -5,7 +5,7 @@ use users_domain::UserId;
 
 use crate::accounts::{update_user, UserUpdate};
 use crate::auth::CurrentUser;
-use crate::body::{json_object, read_body, urlencoded, Fields, BODY_LIMIT};
+use crate::body::{read_json_object, urlencoded, Fields};
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -13,8 +13,7 @@ pub const DEFAULT_PER_PAGE: i64 = 50;
 pub const MAX_PER_PAGE: i64 = 100;
 
 async fn parse_update(payload: web::Payload) -> Result<UserUpdate, ApiError> {
-    let body = read_body(payload, BODY_LIMIT).await?;
-    let obj = json_object(&body)?;
+    let obj = read_json_object(payload).await?;
     let mut f = Fields::json(&obj);
     let password = f.optional_password("password");
     let email = f.optional_email("email");
