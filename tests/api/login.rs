@@ -157,7 +157,7 @@ async fn fastapi_users_hashes_log_in_and_are_upgraded(backend: Backend) {
             let mut conn = app.db.get().unwrap();
             diesel::update(users::table.find(id.to_string()))
                 .set(users::hashed_password.eq(hash))
-                .execute(&mut *conn)
+                .execute(&mut **conn)
                 .unwrap();
         }
         assert_eq!(app.login(&email, "not the password").await.status(), 400);

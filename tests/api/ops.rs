@@ -454,3 +454,60 @@ async fn json_logs_hold_no_secrets() {
         );
     }
 }
+
+/// Every connection is stuck (a table lock held by another session): a request waits
+/// at most DATABASE_TIMEOUT_SECONDS for one, answers 503 with Retry-After, and the
+/// stuck request finishes normally once the lock goes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_pool_answers_503_within_the_timeout() {
+    use diesel::connection::SimpleConnection;
+    use diesel::Connection;
+
+    let app = spawn_app_with(Backend::Postgres, |env| {
+        env.insert("DATABASE_MAX_CONNECTIONS".into(), "1".into());
+        env.insert("DATABASE_TIMEOUT_SECONDS".into(), "1".into());
+    })
+    .await;
+    let (_, token) = app.user_with_token().await;
+
+    // Another session takes the users table and keeps it until told to let go.
+    let url = app.database.url.clone();
+    let (locked_tx, locked_rx) = std::sync::mpsc::channel::<()>();
+    let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+    let locker = std::thread::spawn(move || {
+        let mut conn = diesel::PgConnection::establish(&url).unwrap();
+        conn.batch_execute("BEGIN; LOCK TABLE users IN ACCESS EXCLUSIVE MODE;")
+            .unwrap();
+        locked_tx.send(()).unwrap();
+        release_rx.recv().unwrap();
+        conn.batch_execute("COMMIT;").unwrap();
+    });
+    locked_rx.recv().unwrap();
+
+    // The first request takes the only connection and waits on the lock.
+    let stuck = {
+        let app_url = app.url("/users/me");
+        let client = app.client.clone();
+        let token = token.clone();
+        tokio::spawn(async move { client.get(app_url).bearer_auth(token).send().await })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let started = std::time::Instant::now();
+    let resp = app.me(&token).await;
+    let waited = started.elapsed();
+    assert_eq!(resp.status(), 503, "a busy pool is 503, not 500");
+    assert!(resp.headers().get("retry-after").is_some());
+    let body: Value = resp.json().await.unwrap();
+    assert!(body["detail"].is_string(), "{body}");
+    assert!(
+        waited >= Duration::from_millis(900) && waited < Duration::from_secs(5),
+        "waited {waited:?} for a connection: the configured 1 s"
+    );
+
+    release_tx.send(()).unwrap();
+    locker.join().unwrap();
+    let resp = stuck.await.unwrap().unwrap();
+    assert_eq!(resp.status(), 200, "the stuck request completes");
+    assert_eq!(app.me(&token).await.status(), 200);
+}

@@ -130,14 +130,14 @@ fn main() -> Result<(), Box<dyn Error>> {
                 })?
             };
         }
-        match &mut *conn {
+        match &mut **conn {
             DbConnection::Sqlite(c) => insert_batches!(c),
             DbConnection::Postgresql(c) => insert_batches!(c),
         }
         next = upto;
     }
     let seconds = started.elapsed().as_secs_f64();
-    let total: i64 = users::table.count().get_result(&mut *conn)?;
+    let total: i64 = users::table.count().get_result(&mut **conn)?;
     println!(
         "{{\"backend\":\"{backend}\",\"inserted\":{},\"start\":{},\"seconds\":{seconds:.3},\"rows_per_sec\":{:.0},\"users_total\":{total}}}",
         args.count,

@@ -16,6 +16,6 @@ pub mod tokens;
 pub mod users;
 
 pub use pool::{
-    check_ready, is_unique_violation, migration_names, run_migrations, Database, DatabaseUrl,
+    check_ready, is_unique_violation, migration_names, run_migrations, Conn, Database, DatabaseUrl,
     DbConnection, DbError, Manager, PoolOptions, PooledConnection,
 };

@@ -35,7 +35,7 @@ fn sqlite_files_get_wal_foreign_keys_and_the_schema() {
     // running again is a no-op
     Database::connect_and_migrate(url, &PoolOptions::default()).unwrap();
     let mut conn = db.get().unwrap();
-    let DbConnection::Sqlite(lite) = &mut *conn else {
+    let DbConnection::Sqlite(lite) = &mut **conn else {
         panic!("sqlite expected")
     };
     let mode: Mode = diesel::sql_query("PRAGMA journal_mode")

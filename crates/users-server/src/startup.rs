@@ -138,6 +138,9 @@ pub async fn build_state(settings: Settings) -> Result<AppState, StartupError> {
         outbox_signal: OutboxSignal::default(),
         google: settings.google.clone().map(crate::google::Google::new),
         metrics: Arc::new(crate::metrics::Metrics::default()),
+        db_permits: Arc::new(tokio::sync::Semaphore::new(
+            settings.pool.max_connections.max(1) as usize,
+        )),
         jwt: JwtKeys::new(&secret, settings.jwt_lifetime_seconds),
         policy: settings.password_policy,
         db,

@@ -23,6 +23,9 @@ pub struct AppState {
     /// `None` without `GOOGLE_CLIENT_ID`: the Google routes answer 404.
     pub google: Option<crate::google::Google>,
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// One permit per pooled connection: requests wait for a connection here, in FIFO
+    /// order and without holding a thread, instead of as blocked threads inside the pool.
+    pub db_permits: Arc<tokio::sync::Semaphore>,
 }
 
 impl AppState {
@@ -34,13 +37,17 @@ impl AppState {
         T: Send + 'static,
         F: FnOnce(&mut DbConnection) -> Result<T, DbError> + Send + 'static,
     {
+        let wait = self.settings.pool.acquire_timeout;
+        let permit = tokio::time::timeout(wait, self.db_permits.clone().acquire_owned())
+            .await
+            .map_err(|_| DbError::Busy(wait))?
+            .map_err(|_| DbError::Other("the database gate is closed".into()))?;
         let db = self.db.clone();
         let span = tracing::Span::current();
         actix_web::web::block(move || {
-            span.in_scope(|| {
-                let mut conn = db.get()?;
-                f(&mut conn)
-            })
+            let outcome = span.in_scope(|| db.run(f));
+            drop(permit);
+            outcome
         })
         .await
         .map_err(|e| DbError::Other(format!("blocking task failed: {e}")))?

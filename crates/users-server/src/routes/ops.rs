@@ -29,7 +29,9 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let db = state.db.clone();
     let result = web::block(move || {
         let mut conn = db.get_within(Duration::from_secs(2))?;
-        users_db::check_ready(&mut conn)
+        let outcome = users_db::check_ready(&mut conn);
+        conn.record(&outcome);
+        outcome
     })
     .await;
     match result {
