@@ -63,22 +63,34 @@ SCENARIOS = {
     "me": ("GET", "/users/me", "tokens"),
     "login": ("POST", "/auth/jwt/login", "login"),
     "register": ("POST", "/auth/register", "register"),
+    # failed logins, answered 400 LOGIN_BAD_CREDENTIALS: the timing an attacker probing
+    # for registered addresses sees (measured at the lowest connection count only)
+    "login_wrong": ("POST", "/auth/jwt/login", "login"),
+    "login_unknown": ("POST", "/auth/jwt/login", "login"),
 }
 SCENARIO_LABEL = {
     "healthz": "GET /healthz",
     "me": "GET /users/me",
     "login": "POST /auth/jwt/login",
     "register": "POST /auth/register",
+    "login_wrong": "POST /auth/jwt/login, registered email, wrong password",
+    "login_unknown": "POST /auth/jwt/login, unregistered email",
 }
+MAIN_SCENARIOS = ["healthz", "me", "login", "register"]
+# scenarios whose every answer should be this status (anything else counts as an error)
+EXPECTED_STATUS = {"login_wrong": "400", "login_unknown": "400"}
+PROBE_SCENARIOS = ["login_wrong", "login_unknown"]
+UNKNOWN_EMAILS = 20_000
+WRONG_PASSWORD = "not the bench passphrase 91d4"
 
 # Systems under test. kind: users | peer; backend: sqlite | postgres.
 SYSTEMS = {
     "users-sqlite": dict(kind="users", backend="sqlite", argon2=ARGON2_USERS,
-                         scenarios=["healthz", "me", "login", "register"]),
+                         scenarios=MAIN_SCENARIOS + PROBE_SCENARIOS),
     "users-postgres": dict(kind="users", backend="postgres", argon2=ARGON2_USERS,
-                           scenarios=["healthz", "me", "login", "register"]),
+                           scenarios=MAIN_SCENARIOS + PROBE_SCENARIOS),
     "fastapi-users": dict(kind="peer", backend="sqlite", argon2=ARGON2_FASTAPI_USERS,
-                          scenarios=["healthz", "me", "login", "register"]),
+                          scenarios=MAIN_SCENARIOS + PROBE_SCENARIOS),
     "users-sqlite-fapi-argon2": dict(kind="users", backend="sqlite", argon2=ARGON2_FASTAPI_USERS,
                                      scenarios=["login", "register"]),
     "users-postgres-fapi-argon2": dict(kind="users", backend="postgres",
@@ -568,7 +580,7 @@ class Bench:
         run_cmd(["psql", self.pg_admin + "/postgres", "-v", "ON_ERROR_STOP=1", "-qc",
                  f'CREATE DATABASE "{name}"'], timeout=60)
         self.pg_dbs.append(name)
-        return f"{self.pg_admin}/{name}"
+        return f"{self.pg_admin}/{name}?sslmode={self.args.pg_sslmode}"
 
     def pg_drop_all(self):
         for name in self.pg_dbs:
@@ -601,6 +613,9 @@ class Bench:
             # The per-IP limit (60/min by default) would answer 429 to a load generator on
             # one address; fastapi-users has none. Off, so both do the same work.
             "RATE_LIMIT_PER_IP_PER_MINUTE": "0",
+            # The per-account lockout stays on, at its highest setting: the wrong-password
+            # scenario fails each seeded account about 30 times, under the 100 that lock.
+            "LOGIN_MAX_FAILURES": "100",
         })
         srv = Server(name, [str(self.bins["server"])], env, port, self.tmp, self.tmp)
         srv.wait_ready()
@@ -639,9 +654,18 @@ class Bench:
             self.wrk.run(srv.base, scenario, conns, self.warmup, data_file)
             drain.append(srv.wait_idle())
         before = scrape_status_counts(srv.base) if kind == "users" else {}
+        expected = EXPECTED_STATUS.get(scenario)
         t0 = time.monotonic()
-        res = self.wrk.run(srv.base, scenario, conns, self.duration, data_file)
+        res = self.wrk.run(srv.base, scenario, conns, self.duration, data_file,
+                           track=expected is not None)
         t1 = time.monotonic()
+        if expected is not None:
+            # every answer should be `expected`: count the others as the errors
+            got = int(res["statuses"].get(expected, 0))
+            dur = res["duration_us"] / 1e6
+            res["expected_status"] = expected
+            res["non_2xx"] = res["requests"] - got
+            res["ok_rps"] = got / dur if dur > 0 else 0.0
         after = scrape_status_counts(srv.base) if kind == "users" else {}
         res["peak_rss_kib"] = srv.sampler.peak(t0, t1)
         res["server_threads_after"] = srv.threads()
@@ -653,7 +677,7 @@ class Bench:
         res["server_status_counts"] = {k: int(after[k] - before.get(k, 0)) for k in after
                                        if after[k] - before.get(k, 0) > 0
                                        and "/metrics" not in k}
-        if res["non_2xx"] or res["socket_errors"]:
+        if (res["non_2xx"] or res["socket_errors"]) and expected is None:
             log(f"{label}: {res['non_2xx']} non-2xx, {res['socket_errors']} socket errors: "
                 f"a 3 s diagnostic re-run records statuses and sample bodies")
             diag = self.wrk.run(srv.base, scenario, conns, 3, data_file, track=True)
@@ -718,10 +742,17 @@ class Bench:
             log(f"seeded {len(seeded)} users over HTTP in {info['seed_seconds']} s")
             tokens = self.write_lines(f"tokens-{name}", [s[2] for s in seeded])
             creds = self.write_lines(f"creds-{name}", [f"{s[0]}\t{s[1]}" for s in seeded])
+            wrong = self.write_lines(f"wrong-{name}", [f"{s[0]}\t{WRONG_PASSWORD}"
+                                                       for s in seeded])
+            unknown = self.write_lines(f"unknown-{name}", [
+                f"bench-nobody-{run_id}-{i}@example.com\t{SEED_PASSWORD}"
+                for i in range(UNKNOWN_EMAILS)])
             info["idle_rss_kib"] = srv.sampler.peak(time.monotonic() - 0.5)
             for scenario in scenarios:
-                data = {"me": tokens, "login": creds}.get(scenario)
-                for conns in self.conns:
+                data = {"me": tokens, "login": creds, "login_wrong": wrong,
+                        "login_unknown": unknown}.get(scenario)
+                conn_counts = [min(self.conns)] if scenario in PROBE_SCENARIOS else self.conns
+                for conns in conn_counts:
                     row = self.measure(srv, name, scenario, conns, data, spec["kind"],
                                        {"backend": spec["backend"],
                                         "argon2": list(spec["argon2"])})
@@ -794,7 +825,7 @@ class Bench:
             "warmup_s": self.warmup, "duration_s": self.duration,
             "connections": self.conns, "scale_users": self.scale,
             "base_users": self.base_users, "http_seeded_users": self.n_tokens,
-            "only": self.only, "scenarios": self.scen_filter,
+            "only": self.only, "scenarios": self.scen_filter, "pg_sslmode": a.pg_sslmode,
         })
         meta["git"] = {
             "commit": tool_version(["git", "-C", str(ROOT), "rev-parse", "HEAD"]),
@@ -861,7 +892,8 @@ class Bench:
         cells = 0
         for name, spec in SYSTEMS.items():
             if self.selected(name):
-                cells += len(self.scenarios_of(name)) * len(self.conns)
+                for sc in self.scenarios_of(name):
+                    cells += 1 if sc in PROBE_SCENARIOS else len(self.conns)
         scal = sum(1 for n in SCALING if self.selected(n)) * 2 * 2 * len(self.conns)
         per = self.warmup + self.duration + 5  # + idle checks and drains
         secs = (cells + scal) * per + 2 * self.ceiling_seconds
@@ -932,8 +964,9 @@ class Report:
                            pv.get("fastapi-users"), pv.get("fastapi"), pv.get("SQLAlchemy"),
                            pv.get("aiosqlite"), pv.get("pwdlib"), pv.get("uvicorn"), m["nproc"]))
         out.append(f"- users: release build, WORKERS unset ({m['nproc']}), RUST_LOG=warn, "
-                   f"RATE_LIMIT_PER_IP_PER_MINUTE=0; PostgreSQL {meta['tools'].get('postgres') or 'n/a'} "
-                   f"on loopback")
+                   f"RATE_LIMIT_PER_IP_PER_MINUTE=0, LOGIN_MAX_FAILURES=100; PostgreSQL "
+                   f"{meta['tools'].get('postgres') or 'n/a'} on loopback, "
+                   f"sslmode={meta.get('pg_sslmode', 'prefer')}")
         out.append("")
 
         # argon2 ceilings
@@ -960,7 +993,7 @@ class Report:
         out.append("| scenario | conns | system | argon2 m/t/p | req/s | p50 ms | p99 ms | non-2xx | "
                    "socket err | peak RSS MiB | vs fastapi-users | % ceiling |")
         out.append("|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
-        for scenario in SCENARIOS:
+        for scenario in MAIN_SCENARIOS:
             for conns in meta["connections"]:
                 peer = self.run("fastapi-users", scenario, conns)
                 for sysname in SYSTEMS:
@@ -982,6 +1015,30 @@ class Report:
                         f"{fmt_ms(lat['p50'])} | {fmt_ms(lat['p99'])} | {row['non_2xx']} | "
                         f"{row['socket_errors']} | {fmt_mib(row['peak_rss_kib'])} | {ratio} | {pct} |")
         out.append("")
+
+        # failed logins: registered vs unregistered email
+        probes = [(sysname, conns) for sysname in SYSTEMS for conns in meta["connections"]
+                  if self.run(sysname, "login_wrong", conns)
+                  and self.run(sysname, "login_unknown", conns)]
+        if probes:
+            out.append("## Failed logins: registered vs unregistered email\n")
+            out.append("Both answer 400 `LOGIN_BAD_CREDENTIALS`. An unregistered email is checked "
+                       "against a dummy hash, so that its timing does not tell an attacker which "
+                       "addresses have accounts. `p50 ×`: unregistered ÷ registered.\n")
+            out.append("| system | conns | registered req/s | p50 ms | p99 ms | unregistered req/s "
+                       "| p50 ms | p99 ms | p50 × | other statuses |")
+            out.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+            for sysname, conns in probes:
+                k, u = self.run(sysname, "login_wrong", conns), self.run(sysname, "login_unknown", conns)
+                lk, lu = k["latency_us"], u["latency_us"]
+                others = {f"{n}": row["statuses"] for n, row in (("registered", k), ("unregistered", u))
+                          if row["non_2xx"]}
+                out.append(
+                    f"| {sysname} | {conns} | {k['rps']:,.1f} | {fmt_ms(lk['p50'])} | "
+                    f"{fmt_ms(lk['p99'])} | {u['rps']:,.1f} | {fmt_ms(lu['p50'])} | "
+                    f"{fmt_ms(lu['p99'])} | {lu['p50'] / max(lk['p50'], 1):.2f} | "
+                    f"{others or 'none'} |")
+            out.append("")
 
         # scaling
         if r["scaling"]:
@@ -1029,7 +1086,8 @@ class Report:
         notes = []
         for row in r["runs"] + r["scaling"]:
             if row["non_2xx"] or row["socket_errors"]:
-                d = row.get("diagnostic", {})
+                d = row.get("diagnostic") or {"statuses": row.get("statuses"),
+                                               "samples": row.get("samples")}
                 notes.append(f"{row['system']} {row['scenario']} c={row['connections']}"
                              f"{' pop=' + str(row['population']) if 'population' in row else ''}: "
                              f"{row['non_2xx']} non-2xx, {row['socket_errors']} socket errors "
@@ -1079,6 +1137,26 @@ class Report:
                                         f"ceiling (c={conns})",
                               "measured": f"{pct:.0f}% ({row['rps']:.1f} of {c:.1f}/s)",
                               "value": pct, "met": pct >= 90})
+            for scenario in ("login", "register"):
+                row = self.run(f"{system}-fapi-argon2", scenario, conns)
+                c = self.ceiling(ARGON2_FASTAPI_USERS)
+                if row and c:
+                    pct = 100 * row["ok_rps"] / c
+                    t.append({"target": f"{system}-fapi-argon2: {SCENARIO_LABEL[scenario]} ≥ 90% "
+                                        f"of the argon2 ceiling with fastapi-users' parameters "
+                                        f"(c={conns})",
+                              "measured": f"{pct:.0f}% ({row['rps']:.1f} of {c:.1f}/s)",
+                              "value": pct, "met": pct >= 90})
+            k = next((row for row in self.r["runs"] if row["system"] == system
+                      and row["scenario"] == "login_wrong"), None)
+            u = next((row for row in self.r["runs"] if row["system"] == system
+                      and row["scenario"] == "login_unknown"), None)
+            if k and u:
+                x = u["latency_us"]["p50"] / max(k["latency_us"]["p50"], 1)
+                t.append({"target": f"{system}: failed login with an unregistered email as slow "
+                                    f"as with a registered one (p50 within ±10%, c="
+                                    f"{k['connections']}; our own target)",
+                          "measured": f"{x:.2f}×", "value": x, "met": 0.9 <= x <= 1.1})
             rows = [row for row in self.r["runs"] if row["system"].startswith(system)]
             if rows:
                 errs = sum(row["non_2xx"] + row["socket_errors"] for row in rows)
@@ -1131,6 +1209,10 @@ def main() -> int:
     ap.add_argument("--postgres-url", default=os.environ.get("BENCH_POSTGRES_URL",
                                                              "postgres://postgres@127.0.0.1:5432"),
                     help="server URL without database; fresh databases are created and dropped")
+    ap.add_argument("--pg-sslmode", default="disable",
+                    help="libpq sslmode of the service's PostgreSQL URL (default disable: the "
+                         "server is on loopback, as in docker-compose.yml, whose postgres has no "
+                         "TLS; 'prefer' uses TLS when the server offers it)")
     ap.add_argument("--no-build", action="store_true", help="use the binaries already built")
     ap.add_argument("--out", help="output folder (default bench/results)")
     ap.add_argument("--out-name", help="output file stem (default latest; quick: quick)")
