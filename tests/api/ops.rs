@@ -461,7 +461,7 @@ async fn json_logs_hold_no_secrets() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_busy_pool_answers_503_within_the_timeout() {
     use diesel::connection::SimpleConnection;
-    use diesel::Connection;
+    use diesel::{Connection, RunQueryDsl};
 
     let app = spawn_app_with(Backend::Postgres, |env| {
         env.insert("DATABASE_MAX_CONNECTIONS".into(), "1".into());
@@ -491,7 +491,24 @@ async fn a_busy_pool_answers_503_within_the_timeout() {
         let token = token.clone();
         tokio::spawn(async move { client.get(app_url).bearer_auth(token).send().await })
     };
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // ...and is seen waiting on the lock before the second one is sent
+    let mut probe = diesel::PgConnection::establish(&app.database.url).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let waiting: i64 = diesel::select(diesel::dsl::sql::<diesel::sql_types::BigInt>(
+            "(SELECT count(*) FROM pg_locks WHERE NOT granted)",
+        ))
+        .get_result(&mut probe)
+        .unwrap();
+        if waiting > 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the first request never reached the lock"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 
     let started = std::time::Instant::now();
     let resp = app.me(&token).await;
@@ -499,7 +516,10 @@ async fn a_busy_pool_answers_503_within_the_timeout() {
     assert_eq!(resp.status(), 503, "a busy pool is 503, not 500");
     assert!(resp.headers().get("retry-after").is_some());
     let body: Value = resp.json().await.unwrap();
-    assert!(body["detail"].is_string(), "{body}");
+    assert!(
+        body["detail"].as_str().unwrap().contains("busy"),
+        "says what is wrong: {body}"
+    );
     assert!(
         waited >= Duration::from_millis(900) && waited < Duration::from_secs(5),
         "waited {waited:?} for a connection: the configured 1 s"

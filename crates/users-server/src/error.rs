@@ -81,6 +81,9 @@ pub enum ApiError {
     Validation(Vec<FieldError>),
     #[error("service unavailable: {0}")]
     Unavailable(String),
+    /// The database answers, but every connection stayed busy for the acquire timeout.
+    #[error("service busy: {0}")]
+    Busy(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -93,7 +96,9 @@ impl ApiError {
 
 impl From<DbError> for ApiError {
     fn from(e: DbError) -> Self {
-        if e.is_unavailable() {
+        if matches!(e, DbError::Busy(_)) {
+            ApiError::Busy(e.to_string())
+        } else if e.is_unavailable() {
             ApiError::Unavailable(e.to_string())
         } else {
             ApiError::Internal(e.to_string())
@@ -117,7 +122,7 @@ impl ResponseError for ApiError {
             ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable(_) | ApiError::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -153,13 +158,17 @@ impl ResponseError for ApiError {
                     json!("The service is temporarily unavailable (database unreachable); try again shortly")
                 }
             }
+            ApiError::Busy(cause) => {
+                tracing::warn!(cause = %cause, "answering 503");
+                json!("The service is busy (no database connection became free in time); try again shortly")
+            }
             ApiError::Internal(cause) => {
                 tracing::error!(cause = %cause, "internal error");
                 json!("Internal Server Error")
             }
         };
         let mut resp = HttpResponse::build(self.status_code());
-        if matches!(self, ApiError::Unavailable(_)) {
+        if matches!(self, ApiError::Unavailable(_) | ApiError::Busy(_)) {
             resp.insert_header((header::RETRY_AFTER, "5"));
         }
         if let ApiError::TooManyRequests { retry_after_secs } = self {
