@@ -7,14 +7,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 st="$1"
 cargo build --quiet -p users-server
-server="${CARGO_TARGET_DIR:-target}/debug/users-server"
+bin="${CARGO_TARGET_DIR:-target}/debug/users-server"
 work=$(mktemp -d)
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 export DATABASE_URL="sqlite://$work/schemathesis.db" MAIL_DIR="$work/mail" BIND_ADDR="127.0.0.1:$port" \
   RATE_LIMIT_PER_IP_PER_MINUTE=0 LOGIN_MAX_FAILURES=100 JWT_SECRET="schemathesis-$(date +%s%N)" RUST_LOG=warn
 password="schemathesis admin passphrase"
-"$server" create-user --email st-admin@example.com --password "$password" --superuser > /dev/null
-"$server" > "$work/server.log" 2>&1 &
+"$bin" create-user --email st-admin@example.com --password "$password" --superuser > /dev/null
+"$bin" > "$work/server.log" 2>&1 &
 server=$!
 trap 'kill $server 2>/dev/null || true; rm -rf "$work"' EXIT
 for _ in $(seq 1 50); do curl -fsS "http://127.0.0.1:$port/healthz" > /dev/null 2>&1 && break; sleep 0.2; done
