@@ -64,8 +64,8 @@ SCENARIOS = {
     "me": ("GET", "/users/me", "tokens"),
     "login": ("POST", "/auth/jwt/login", "login"),
     "register": ("POST", "/auth/register", "register"),
-    # failed logins, answered 400 LOGIN_BAD_CREDENTIALS: the timing an attacker probing
-    # for registered addresses sees (measured at the lowest connection count only)
+    # failed logins, answered 400 LOGIN_BAD_CREDENTIALS: throughput under a flood of them
+    # (lowest connection count only); their timing is compared by TIMING, interleaved
     "login_wrong": ("POST", "/auth/jwt/login", "login"),
     "login_unknown": ("POST", "/auth/jwt/login", "login"),
 }

@@ -326,13 +326,15 @@ impl Database {
         Ok(self.pool.get()?)
     }
 
-    /// Runs `f` on a pooled connection (blocking: call it off the async executor) and
-    /// records the outcome, so that a connection found dead is not handed out again.
+    /// Runs `f` on a pooled connection, waiting at most `wait` for one (blocking: call it
+    /// off the async executor), and records the outcome, so that a connection found dead
+    /// is not handed out again.
     pub fn run<T>(
         &self,
+        wait: Duration,
         f: impl FnOnce(&mut DbConnection) -> Result<T, DbError>,
     ) -> Result<T, DbError> {
-        let mut conn = self.get()?;
+        let mut conn = self.get_within(wait)?;
         let outcome = f(&mut conn);
         conn.record(&outcome);
         outcome

@@ -37,15 +37,18 @@ impl AppState {
         T: Send + 'static,
         F: FnOnce(&mut DbConnection) -> Result<T, DbError> + Send + 'static,
     {
+        // One bound for the whole wait: for a permit, then for the pool's connection.
         let wait = self.settings.pool.acquire_timeout;
-        let permit = tokio::time::timeout(wait, self.db_permits.clone().acquire_owned())
+        let deadline = tokio::time::Instant::now() + wait;
+        let permit = tokio::time::timeout_at(deadline, self.db_permits.clone().acquire_owned())
             .await
             .map_err(|_| DbError::Busy(wait))?
             .map_err(|_| DbError::Other("the database gate is closed".into()))?;
         let db = self.db.clone();
         let span = tracing::Span::current();
         actix_web::web::block(move || {
-            let outcome = span.in_scope(|| db.run(f));
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let outcome = span.in_scope(|| db.run(left, f));
             drop(permit);
             outcome
         })
