@@ -476,7 +476,13 @@ pub fn run_binary(env: &HashMap<String, String>, args: &[&str]) -> (i32, String,
 pub struct TcpProxy {
     pub port: u16,
     upstream: String,
-    task: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// The accept loop, and the sender that tells it to close everything.
+    task: std::sync::Mutex<
+        Option<(
+            tokio::task::JoinHandle<()>,
+            tokio::sync::oneshot::Sender<()>,
+        )>,
+    >,
 }
 
 impl TcpProxy {
@@ -496,10 +502,15 @@ impl TcpProxy {
             .await
             .expect("bind proxy");
         let upstream = self.upstream.clone();
+        let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             let mut conns = tokio::task::JoinSet::new();
             loop {
-                let Ok((mut inbound, _)) = listener.accept().await else {
+                let accepted = tokio::select! {
+                    accepted = listener.accept() => accepted,
+                    _ = &mut stopped => break,
+                };
+                let Ok((mut inbound, _)) = accepted else {
                     break;
                 };
                 let upstream = upstream.clone();
@@ -509,20 +520,27 @@ impl TcpProxy {
                     }
                 });
             }
+            // every connection closed before cut() returns
+            conns.shutdown().await;
         });
-        *self.task.lock().expect("lock") = Some(task);
+        *self.task.lock().expect("lock") = Some((task, stop));
     }
 
-    /// Drops every connection and stops listening.
-    pub fn cut(&self) {
-        if let Some(task) = self.task.lock().expect("lock").take() {
-            task.abort(); // the JoinSet, and every connection in it, goes with the task
+    /// Drops every connection and stops listening, and returns once that has happened
+    /// (an abort alone only takes effect when the runtime next polls the tasks).
+    pub async fn cut(&self) {
+        let running = self.task.lock().expect("lock").take();
+        if let Some((task, stop)) = running {
+            let _ = stop.send(());
+            let _ = task.await;
         }
     }
 }
 
 impl Drop for TcpProxy {
     fn drop(&mut self) {
-        self.cut();
+        if let Some((task, _)) = self.task.lock().expect("lock").take() {
+            task.abort(); // the JoinSet, and every connection in it, goes with the task
+        }
     }
 }

@@ -246,7 +246,7 @@ async fn readyz_follows_the_database() {
     let (_, token) = app.user_with_token().await;
     assert_eq!(app.get("/readyz", None).await.status(), 200);
 
-    proxy.cut();
+    proxy.cut().await;
     let started = std::time::Instant::now();
     let resp = app.get("/readyz", None).await;
     assert_eq!(resp.status(), 503);
