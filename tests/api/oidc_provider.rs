@@ -2,7 +2,7 @@
 //! authorize, token and userinfo, with knobs to spoil id_tokens, rotate the signing
 //! key, slow down or go away.
 //!
-//! Shared by the users-google tests and the api tests (each includes this file as a
+//! Shared by the users-oauth tests and the api tests (each includes this file as a
 //! module), so it only uses crates both have: actix-web, base64, jsonwebtoken,
 //! reqwest, serde_json, sha2, tokio.
 

@@ -4,7 +4,7 @@
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use users_google::{GoogleClient, GoogleConfig};
+use users_oauth::{GoogleClient, GoogleConfig};
 
 use crate::settings::GoogleSettings;
 

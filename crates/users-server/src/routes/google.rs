@@ -11,7 +11,7 @@ use users_db::oauth::{self, PendingState};
 use users_db::users::{self, NewUser, StoredUser, UserChanges};
 use users_db::{is_unique_violation, DbError};
 use users_domain::{EmailAddress, User, UserId};
-use users_google::{GoogleClient, GoogleError, GoogleIdentity};
+use users_oauth::{GoogleClient, GoogleError, GoogleIdentity};
 
 use crate::auth::{authenticate, bearer_token, CurrentUser};
 use crate::body::urlencoded;
@@ -89,11 +89,11 @@ async fn begin(
     let now = now_ms();
     let lifetime = state.settings.oauth_state_lifetime_seconds;
     let csrf = random_token(32);
-    let (verifier, challenge) = users_google::pkce_pair();
+    let (verifier, challenge) = users_oauth::pkce_pair();
     let pending = PendingState {
         id: random_token(32),
         pkce_verifier: verifier,
-        nonce: users_google::random_nonce(),
+        nonce: users_oauth::random_nonce(),
         user_id: user.map(|u| u.to_string()),
         expires_at: now + lifetime * 1000,
     };

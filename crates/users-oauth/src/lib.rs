@@ -270,7 +270,7 @@ impl GoogleClient {
             .redirect(reqwest::redirect::Policy::none())
             .timeout(config.timeout)
             .connect_timeout(config.timeout)
-            .user_agent(concat!("users-google/", env!("CARGO_PKG_VERSION")))
+            .user_agent(concat!("users-oauth/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| {
                 GoogleError::Unavailable(format!("cannot build the HTTP client: {}", describe(&e)))

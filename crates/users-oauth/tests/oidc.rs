@@ -13,7 +13,7 @@ use base64::Engine as _;
 use oidc_provider::{Identity, OidcProvider, Tamper};
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
-use users_google::{
+use users_oauth::{
     pkce_pair, random_nonce, GoogleClient, GoogleConfig, GoogleError, GoogleIdentity,
     ProviderTokens,
 };
