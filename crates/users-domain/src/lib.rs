@@ -5,8 +5,10 @@
 
 pub mod email;
 pub mod password;
+pub mod time;
 pub mod user;
 
 pub use email::{EmailAddress, EmailError};
 pub use password::{PasswordPolicy, PasswordRejection};
+pub use time::{Clock, Timestamp};
 pub use user::{User, UserId};
