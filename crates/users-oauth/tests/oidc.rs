@@ -10,12 +10,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use oidc_provider::{Identity, OidcProvider, Tamper};
+use oidc_provider::{OidcProvider, Tamper};
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 use users_oauth::{
-    pkce_pair, random_nonce, GoogleClient, GoogleConfig, GoogleError, GoogleIdentity,
-    ProviderTokens,
+    pkce_pair, random_nonce, Identity, OAuthError, OidcClient, OidcConfig, ProviderTokens,
 };
 
 const REDIRECT_URI: &str = "http://127.0.0.1:9/auth/google/callback";
@@ -29,8 +28,8 @@ fn now() -> i64 {
         .unwrap()
 }
 
-fn config(provider: &OidcProvider) -> GoogleConfig {
-    GoogleConfig {
+fn config(provider: &OidcProvider) -> OidcConfig {
+    OidcConfig {
         issuer_url: provider.issuer(),
         client_id: OidcProvider::CLIENT_ID.to_owned(),
         client_secret: SecretString::from(OidcProvider::CLIENT_SECRET),
@@ -38,8 +37,8 @@ fn config(provider: &OidcProvider) -> GoogleConfig {
     }
 }
 
-async fn client(provider: &OidcProvider) -> GoogleClient {
-    GoogleClient::discover(config(provider)).await.unwrap()
+async fn client(provider: &OidcProvider) -> OidcClient {
+    OidcClient::discover(config(provider)).await.unwrap()
 }
 
 /// One browser round trip: what the server keeps in its state cookie, and the code.
@@ -49,7 +48,7 @@ struct Flow {
     nonce: String,
 }
 
-async fn authorize(client: &GoogleClient, provider: &OidcProvider) -> Flow {
+async fn authorize(client: &OidcClient, provider: &OidcProvider) -> Flow {
     let (verifier, challenge) = pkce_pair();
     let nonce = random_nonce();
     let state = random_nonce();
@@ -64,18 +63,18 @@ async fn authorize(client: &GoogleClient, provider: &OidcProvider) -> Flow {
 }
 
 async fn sign_in(
-    client: &GoogleClient,
+    client: &OidcClient,
     provider: &OidcProvider,
     at: i64,
-) -> Result<(GoogleIdentity, ProviderTokens), GoogleError> {
+) -> Result<(Identity, ProviderTokens), OAuthError> {
     let flow = authorize(client, provider).await;
     client
         .sign_in(&flow.code, REDIRECT_URI, &flow.verifier, &flow.nonce, at)
         .await
 }
 
-fn alice() -> GoogleIdentity {
-    GoogleIdentity {
+fn alice() -> Identity {
+    Identity {
         subject: "google-user-1".into(),
         email: Some("alice@example.com".into()),
         email_verified: true,
@@ -94,7 +93,7 @@ async fn discovery_finds_the_provider() {
     // The configured issuer may carry a trailing slash.
     let mut slashed = config(&provider);
     slashed.issuer_url.push('/');
-    let client = GoogleClient::discover(slashed).await.unwrap();
+    let client = OidcClient::discover(slashed).await.unwrap();
     assert_eq!(client.issuer(), provider.issuer());
 }
 
@@ -102,8 +101,8 @@ async fn discovery_finds_the_provider() {
 async fn discovery_refuses_unusable_documents() {
     let provider = OidcProvider::start().await;
     provider.patch_discovery(serde_json::json!({ "issuer": "https://issuer.invalid" }));
-    let err = GoogleClient::discover(config(&provider)).await.unwrap_err();
-    assert!(matches!(err, GoogleError::Discovery(_)), "{err:?}");
+    let err = OidcClient::discover(config(&provider)).await.unwrap_err();
+    assert!(matches!(err, OAuthError::Discovery(_)), "{err:?}");
 
     for field in [
         "jwks_uri",
@@ -113,14 +112,14 @@ async fn discovery_refuses_unusable_documents() {
     ] {
         let provider = OidcProvider::start().await;
         provider.patch_discovery(serde_json::json!({ field: null }));
-        let err = GoogleClient::discover(config(&provider)).await.unwrap_err();
-        assert!(matches!(err, GoogleError::Discovery(_)), "{field}: {err:?}");
+        let err = OidcClient::discover(config(&provider)).await.unwrap_err();
+        assert!(matches!(err, OAuthError::Discovery(_)), "{field}: {err:?}");
     }
 
     let provider = OidcProvider::start().await;
     provider.patch_discovery(serde_json::json!({ "token_endpoint": "not a url" }));
-    let err = GoogleClient::discover(config(&provider)).await.unwrap_err();
-    assert!(matches!(err, GoogleError::Discovery(_)), "{err:?}");
+    let err = OidcClient::discover(config(&provider)).await.unwrap_err();
+    assert!(matches!(err, OAuthError::Discovery(_)), "{err:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -196,7 +195,7 @@ async fn sign_in_with_client_secret_post() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sign_in_with_client_secret_basic() {
     let provider = OidcProvider::start_with("client_secret_basic").await;
-    provider.set_identity(Identity {
+    provider.set_identity(oidc_provider::Identity {
         sub: "bob-sub".into(),
         email: Some("bob@example.com".into()),
         email_verified: false,
@@ -209,7 +208,7 @@ async fn sign_in_with_client_secret_basic() {
         .unwrap();
     assert_eq!(
         identity,
-        GoogleIdentity {
+        Identity {
             subject: "bob-sub".into(),
             email: Some("bob@example.com".into()),
             email_verified: false,
@@ -251,7 +250,7 @@ async fn spoiled_id_tokens_are_refused() {
             .await
             .unwrap_err();
         assert!(
-            matches!(err, GoogleError::InvalidIdToken(_)),
+            matches!(err, OAuthError::InvalidIdToken(_)),
             "{tamper:?}: {err:?}"
         );
         let message = err.to_string();
@@ -278,7 +277,7 @@ async fn a_token_for_another_nonce_is_refused() {
         )
         .await
         .unwrap_err();
-    assert!(matches!(err, GoogleError::InvalidIdToken(_)), "{err:?}");
+    assert!(matches!(err, OAuthError::InvalidIdToken(_)), "{err:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -307,17 +306,20 @@ async fn an_email_less_id_token_falls_back_to_userinfo() {
         .userinfo(&SecretString::from("not-a-token"))
         .await
         .unwrap_err();
-    assert!(matches!(err, GoogleError::Rejected(_)), "{err:?}");
+    assert!(matches!(err, OAuthError::Rejected(_)), "{err:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn userinfo_for_another_subject_is_refused() {
     let provider = OidcProvider::start().await;
     provider.set_email_in_id_token(false);
-    provider.set_userinfo_identity(Some(Identity::new("someone-else", "eve@example.com")));
+    provider.set_userinfo_identity(Some(oidc_provider::Identity::new(
+        "someone-else",
+        "eve@example.com",
+    )));
     let client = client(&provider).await;
     let err = sign_in(&client, &provider, now()).await.unwrap_err();
-    assert!(matches!(err, GoogleError::InvalidIdToken(_)), "{err:?}");
+    assert!(matches!(err, OAuthError::InvalidIdToken(_)), "{err:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -332,12 +334,12 @@ async fn unknown_kids_refetch_the_jwks_at_most_once_a_minute() {
     provider.set_tamper(Tamper::UnknownKid);
     for _ in 0..3 {
         let err = sign_in(&client, &provider, t0 + 1).await.unwrap_err();
-        assert!(matches!(err, GoogleError::InvalidIdToken(_)), "{err:?}");
+        assert!(matches!(err, OAuthError::InvalidIdToken(_)), "{err:?}");
     }
     assert_eq!(provider.jwks_requests(), 1, "refetched within the minute");
 
     let err = sign_in(&client, &provider, t0 + 61).await.unwrap_err();
-    assert!(matches!(err, GoogleError::InvalidIdToken(_)), "{err:?}");
+    assert!(matches!(err, OAuthError::InvalidIdToken(_)), "{err:?}");
     assert_eq!(provider.jwks_requests(), 2);
     sign_in(&client, &provider, t0 + 62).await.unwrap_err();
     assert_eq!(provider.jwks_requests(), 2);
@@ -353,7 +355,7 @@ async fn a_rotated_key_is_picked_up_by_a_refetch() {
 
     // Within the minute, the new kid is not looked up yet.
     let err = sign_in(&client, &provider, t0 + 10).await.unwrap_err();
-    assert!(matches!(err, GoogleError::InvalidIdToken(_)), "{err:?}");
+    assert!(matches!(err, OAuthError::InvalidIdToken(_)), "{err:?}");
     assert_eq!(provider.jwks_requests(), 1);
 
     let (identity, _) = sign_in(&client, &provider, t0 + 60).await.unwrap();
@@ -374,7 +376,7 @@ async fn a_reused_code_is_rejected() {
         .exchange_code(&flow.code, REDIRECT_URI, &flow.verifier)
         .await
         .unwrap_err();
-    assert!(matches!(err, GoogleError::Rejected(_)), "{err:?}");
+    assert!(matches!(err, OAuthError::Rejected(_)), "{err:?}");
     assert!(!err.to_string().contains(&flow.code), "{err}");
 }
 
@@ -389,14 +391,14 @@ async fn a_wrong_verifier_or_redirect_uri_is_rejected() {
         .exchange_code(&flow.code, REDIRECT_URI, &other_verifier)
         .await
         .unwrap_err();
-    assert!(matches!(err, GoogleError::Rejected(_)), "{err:?}");
+    assert!(matches!(err, OAuthError::Rejected(_)), "{err:?}");
 
     let flow = authorize(&client, &provider).await;
     let err = client
         .exchange_code(&flow.code, "http://127.0.0.1:9/elsewhere", &flow.verifier)
         .await
         .unwrap_err();
-    assert!(matches!(err, GoogleError::Rejected(_)), "{err:?}");
+    assert!(matches!(err, OAuthError::Rejected(_)), "{err:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -405,13 +407,13 @@ async fn a_wrong_client_secret_is_rejected() {
         let provider = OidcProvider::start_with(method).await;
         let mut config = config(&provider);
         config.client_secret = SecretString::from("wrong-secret");
-        let client = GoogleClient::discover(config).await.unwrap();
+        let client = OidcClient::discover(config).await.unwrap();
         let flow = authorize(&client, &provider).await;
         let err = client
             .exchange_code(&flow.code, REDIRECT_URI, &flow.verifier)
             .await
             .unwrap_err();
-        assert!(matches!(err, GoogleError::Rejected(_)), "{method}: {err:?}");
+        assert!(matches!(err, OAuthError::Rejected(_)), "{method}: {err:?}");
         assert!(!err.to_string().contains("wrong-secret"));
     }
 }
@@ -421,7 +423,7 @@ async fn a_stopped_provider_is_unavailable_quickly() {
     let provider = OidcProvider::start().await;
     let mut config = config(&provider);
     config.timeout = Duration::from_millis(500);
-    let client = GoogleClient::discover(config.clone()).await.unwrap();
+    let client = OidcClient::discover(config.clone()).await.unwrap();
     let flow = authorize(&client, &provider).await;
     provider.stop().await;
 
@@ -430,11 +432,11 @@ async fn a_stopped_provider_is_unavailable_quickly() {
         .sign_in(&flow.code, REDIRECT_URI, &flow.verifier, &flow.nonce, now())
         .await
         .unwrap_err();
-    assert!(matches!(err, GoogleError::Unavailable(_)), "{err:?}");
+    assert!(matches!(err, OAuthError::Unavailable(_)), "{err:?}");
     assert!(!err.to_string().contains(&flow.code), "{err}");
 
-    let err = GoogleClient::discover(config).await.unwrap_err();
-    assert!(matches!(err, GoogleError::Unavailable(_)), "{err:?}");
+    let err = OidcClient::discover(config).await.unwrap_err();
+    assert!(matches!(err, OAuthError::Unavailable(_)), "{err:?}");
     assert!(started.elapsed() < Duration::from_secs(2));
 }
 
@@ -443,7 +445,7 @@ async fn a_slow_provider_times_out() {
     let provider = OidcProvider::start().await;
     let mut config = config(&provider);
     config.timeout = Duration::from_millis(300);
-    let client = GoogleClient::discover(config.clone()).await.unwrap();
+    let client = OidcClient::discover(config.clone()).await.unwrap();
     let flow = authorize(&client, &provider).await;
     provider.set_latency(Duration::from_secs(3));
 
@@ -452,9 +454,9 @@ async fn a_slow_provider_times_out() {
         .exchange_code(&flow.code, REDIRECT_URI, &flow.verifier)
         .await
         .unwrap_err();
-    assert!(matches!(err, GoogleError::Unavailable(_)), "{err:?}");
-    let err = GoogleClient::discover(config).await.unwrap_err();
-    assert!(matches!(err, GoogleError::Unavailable(_)), "{err:?}");
+    assert!(matches!(err, OAuthError::Unavailable(_)), "{err:?}");
+    let err = OidcClient::discover(config).await.unwrap_err();
+    assert!(matches!(err, OAuthError::Unavailable(_)), "{err:?}");
     assert!(
         started.elapsed() < Duration::from_secs(2),
         "{:?}",
@@ -474,9 +476,9 @@ fn pkce_pair_is_s256() {
 
 /// Compiled, never run: the server may await these on any runtime thread.
 #[allow(dead_code)]
-fn futures_are_send(client: &GoogleClient, config: GoogleConfig, token: &SecretString) {
+fn futures_are_send(client: &OidcClient, config: OidcConfig, token: &SecretString) {
     fn assert_send<T: Send>(_: T) {}
-    assert_send(GoogleClient::discover(config));
+    assert_send(OidcClient::discover(config));
     assert_send(client.sign_in("c", REDIRECT_URI, "v", "n", 0));
     assert_send(client.userinfo(token));
 }

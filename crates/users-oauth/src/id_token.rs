@@ -1,0 +1,296 @@
+//! id_token verification: the header (alg RS256, a `kid` the JWKS knows) and the
+//! signature, then the claims: `iss` (with Google's bare issuer), `aud`/`azp`, `exp`
+//! and `iat` with leeway, `nonce`, `sub`, and `email_verified` however it is spelled.
+
+use jsonwebtoken::{Algorithm, Validation};
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::client::{Identity, OidcClient};
+use crate::error::{invalid, jwt_error, OAuthError};
+
+/// Google's issuer, the default of `GOOGLE_ISSUER_URL`.
+pub const GOOGLE_ISSUER: &str = "https://accounts.google.com";
+
+/// Google documents that its id_tokens may carry the issuer without the scheme.
+const GOOGLE_BARE_ISSUER: &str = "accounts.google.com";
+
+/// Clock skew tolerated on `exp` and `iat`.
+const LEEWAY_SECS: i64 = 60;
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Audience {
+    One(String),
+    Many(Vec<String>),
+}
+
+#[derive(Deserialize)]
+struct IdTokenClaims {
+    iss: Option<String>,
+    sub: Option<String>,
+    aud: Option<Audience>,
+    azp: Option<String>,
+    exp: Option<i64>,
+    iat: Option<i64>,
+    nonce: Option<String>,
+    email: Option<String>,
+    email_verified: Option<Value>,
+}
+
+impl OidcClient {
+    /// Verifies an id_token's signature and claims; `now_secs` is unix time.
+    pub async fn verify_id_token(
+        &self,
+        id_token: &str,
+        expected_nonce: &str,
+        now_secs: i64,
+    ) -> Result<Identity, OAuthError> {
+        let header = jsonwebtoken::decode_header(id_token)
+            .map_err(|_| invalid("malformed header, or an unknown alg"))?;
+        // Only RS256 keys are published; accepting the header's word for anything else
+        // opens the alg-confusion attacks (HS256 keyed with the public key, "none").
+        if header.alg != Algorithm::RS256 {
+            return Err(invalid(format!("alg {:?} is not RS256", header.alg)));
+        }
+        let kid = header.kid.ok_or_else(|| invalid("no kid in the header"))?;
+        let key = self.decoding_key(&kid, now_secs).await?;
+
+        // Time and audience checks use the caller's clock and rules, below.
+        let mut validation = Validation::new(Algorithm::RS256);
+        validation.validate_exp = false;
+        validation.validate_nbf = false;
+        validation.validate_aud = false;
+        validation.required_spec_claims.clear();
+        let data = jsonwebtoken::decode::<IdTokenClaims>(id_token, &key, &validation)
+            .map_err(|e| invalid(jwt_error(e.kind())))?;
+
+        check_claims(
+            data.claims,
+            &accepted_issuers(&self.inner.endpoints.issuer),
+            &self.inner.client_id,
+            expected_nonce,
+            now_secs,
+        )
+    }
+}
+
+fn accepted_issuers(issuer: &str) -> Vec<String> {
+    let mut issuers = vec![issuer.to_owned()];
+    if issuer.trim_end_matches('/') == GOOGLE_ISSUER {
+        issuers.push(GOOGLE_BARE_ISSUER.to_owned());
+    }
+    issuers
+}
+
+/// Providers send `email_verified` as a boolean or as a string: Google has sent both.
+pub(crate) fn email_verified(value: Option<&Value>) -> bool {
+    match value {
+        Some(Value::Bool(b)) => *b,
+        Some(Value::String(s)) => s.eq_ignore_ascii_case("true"),
+        _ => false,
+    }
+}
+
+fn check_claims(
+    claims: IdTokenClaims,
+    issuers: &[String],
+    client_id: &str,
+    expected_nonce: &str,
+    now: i64,
+) -> Result<Identity, OAuthError> {
+    match claims.iss.as_deref() {
+        Some(iss) if issuers.iter().any(|i| i == iss) => {}
+        Some(_) => return Err(invalid("iss is not the provider")),
+        None => return Err(invalid("no iss")),
+    }
+
+    let audiences = match claims.aud {
+        Some(Audience::One(aud)) => vec![aud],
+        Some(Audience::Many(auds)) => auds,
+        None => return Err(invalid("no aud")),
+    };
+    if !audiences.iter().any(|a| a == client_id) {
+        return Err(invalid("aud is not this client"));
+    }
+    // OpenID Connect Core 3.1.3.7: with several audiences the authorized party must be
+    // us, and when named it must be us anyway.
+    match claims.azp.as_deref() {
+        Some(azp) if azp != client_id => return Err(invalid("azp is not this client")),
+        None if audiences.len() > 1 => return Err(invalid("several audiences and no azp")),
+        _ => {}
+    }
+
+    let exp = claims.exp.ok_or_else(|| invalid("no exp"))?;
+    if now > exp.saturating_add(LEEWAY_SECS) {
+        return Err(invalid("expired"));
+    }
+    let iat = claims.iat.ok_or_else(|| invalid("no iat"))?;
+    if iat > now.saturating_add(LEEWAY_SECS) {
+        return Err(invalid("issued in the future"));
+    }
+
+    let nonce = claims.nonce.ok_or_else(|| invalid("no nonce"))?;
+    if !constant_time_eq(nonce.as_bytes(), expected_nonce.as_bytes()) {
+        return Err(invalid("nonce mismatch"));
+    }
+
+    let subject = claims.sub.filter(|s| !s.is_empty());
+    let subject = subject.ok_or_else(|| invalid("no sub"))?;
+    Ok(Identity {
+        subject,
+        email: claims.email,
+        email_verified: email_verified(claims.email_verified.as_ref()),
+    })
+}
+
+/// Compares without an early exit, so timing does not reveal a matching prefix.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let diff = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
+    std::hint::black_box(diff) == 0
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const CLIENT: &str = "client-1";
+    const NOW: i64 = 1_700_000_000;
+
+    fn claims(value: Value) -> IdTokenClaims {
+        serde_json::from_value(value).unwrap()
+    }
+
+    fn good() -> Value {
+        json!({
+            "iss": "https://issuer.example",
+            "aud": CLIENT,
+            "sub": "42",
+            "exp": NOW + 3600,
+            "iat": NOW,
+            "nonce": "n-1",
+            "email": "a@example.com",
+            "email_verified": true,
+        })
+    }
+
+    fn check(value: Value) -> Result<Identity, OAuthError> {
+        check_claims(
+            claims(value),
+            &accepted_issuers("https://issuer.example"),
+            CLIENT,
+            "n-1",
+            NOW,
+        )
+    }
+
+    fn with(key: &str, v: Value) -> Value {
+        let mut c = good();
+        c[key] = v;
+        c
+    }
+
+    fn without(key: &str) -> Value {
+        let mut c = good();
+        c.as_object_mut().unwrap().remove(key);
+        c
+    }
+
+    #[test]
+    fn good_claims_give_the_identity() {
+        assert_eq!(
+            check(good()).unwrap(),
+            Identity {
+                subject: "42".into(),
+                email: Some("a@example.com".into()),
+                email_verified: true,
+            }
+        );
+    }
+
+    #[test]
+    fn google_issuer_variants_accepted_only_for_google() {
+        let google = accepted_issuers(GOOGLE_ISSUER);
+        assert!(google.contains(&"https://accounts.google.com".to_owned()));
+        assert!(google.contains(&"accounts.google.com".to_owned()));
+        assert_eq!(accepted_issuers("https://accounts.google.com/").len(), 2);
+
+        let other = accepted_issuers("http://127.0.0.1:4000");
+        assert_eq!(other, vec!["http://127.0.0.1:4000".to_owned()]);
+
+        let google_claims = |iss: &str| {
+            let mut c = good();
+            c["iss"] = json!(iss);
+            check_claims(claims(c), &google, CLIENT, "n-1", NOW)
+        };
+        assert!(google_claims("https://accounts.google.com").is_ok());
+        assert!(google_claims("accounts.google.com").is_ok());
+        assert!(google_claims("http://accounts.google.com").is_err());
+        assert!(check(with("iss", json!("accounts.google.com"))).is_err());
+        assert!(check(with("iss", json!("issuer.example"))).is_err());
+    }
+
+    #[test]
+    fn email_verified_as_bool_or_string() {
+        let verified = |v: Value| check(with("email_verified", v)).unwrap().email_verified;
+        assert!(verified(json!(true)));
+        assert!(verified(json!("true")));
+        assert!(!verified(json!(false)));
+        assert!(!verified(json!("false")));
+        assert!(!verified(json!("yes")));
+        assert!(!verified(json!(1)));
+        let absent = check(without("email_verified")).unwrap();
+        assert!(!absent.email_verified);
+        let no_email = check(without("email")).unwrap();
+        assert_eq!(no_email.email, None);
+    }
+
+    #[test]
+    fn audience_rules() {
+        assert!(check(with("aud", json!("someone-else"))).is_err());
+        assert!(check(without("aud")).is_err());
+        assert!(check(with("aud", json!([CLIENT]))).is_ok());
+        // Several audiences need azp naming us.
+        assert!(check(with("aud", json!([CLIENT, "other"]))).is_err());
+        let mut c = with("aud", json!([CLIENT, "other"]));
+        c["azp"] = json!(CLIENT);
+        assert!(check(c).is_ok());
+        assert!(check(with("azp", json!("other"))).is_err());
+    }
+
+    #[test]
+    fn time_rules_with_leeway() {
+        assert!(check(with("exp", json!(NOW - 60))).is_ok());
+        assert!(check(with("exp", json!(NOW - 61))).is_err());
+        assert!(check(with("iat", json!(NOW + 60))).is_ok());
+        assert!(check(with("iat", json!(NOW + 61))).is_err());
+        assert!(check(without("exp")).is_err());
+        assert!(check(without("iat")).is_err());
+    }
+
+    #[test]
+    fn nonce_and_subject_required() {
+        assert!(check(with("nonce", json!("n-2"))).is_err());
+        assert!(check(with("nonce", json!("n-10"))).is_err());
+        assert!(check(without("nonce")).is_err());
+        assert!(check(without("sub")).is_err());
+        assert!(check(with("sub", json!(""))).is_err());
+        assert!(matches!(
+            check(with("nonce", json!("x"))),
+            Err(OAuthError::InvalidIdToken(_))
+        ));
+    }
+
+    #[test]
+    fn constant_time_eq_compares() {
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"abcd"));
+        assert!(constant_time_eq(b"", b""));
+    }
+}
