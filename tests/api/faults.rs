@@ -132,14 +132,10 @@ async fn a_database_outage_costs_availability_never_data() {
         eprintln!("SKIPPED: needs root and PostgreSQL's server binaries");
         return;
     };
-    {
-        use diesel::{Connection, RunQueryDsl};
-        let mut admin =
-            diesel::PgConnection::establish(&pg.url("postgres")).expect("private server up");
-        diesel::sql_query("CREATE DATABASE users")
-            .execute(&mut admin)
-            .expect("create database");
-    }
+    users_db::admin::SqlSession::open(&pg.url("postgres"))
+        .expect("private server up")
+        .execute("CREATE DATABASE users")
+        .expect("create database");
     let url = pg.url("users");
     let database = Arc::new(TestDatabase::new(Backend::Sqlite)); // only its temp folder is used
     let app = Arc::new(

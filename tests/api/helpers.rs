@@ -56,13 +56,9 @@ impl TestDatabase {
                 }
             }
             Backend::Postgres => {
-                use diesel::{Connection, RunQueryDsl};
                 let name = format!("users_test_{}", uuid::Uuid::new_v4().simple());
-                let mut admin = diesel::PgConnection::establish(&format!("{}/postgres", postgres_base()))
+                users_db::admin::create_postgres_database(&postgres_base(), &name)
                     .expect("the PostgreSQL server at TEST_POSTGRES_URL (default 127.0.0.1:5432) must be running");
-                diesel::sql_query(format!("CREATE DATABASE \"{name}\""))
-                    .execute(&mut admin)
-                    .expect("create database");
                 TestDatabase {
                     url: format!("{}/{name}", postgres_base()),
                     pg_name: Some(name),
@@ -85,17 +81,10 @@ impl TestDatabase {
 impl Drop for TestDatabase {
     fn drop(&mut self) {
         if let Some(name) = self.pg_name.take() {
-            use diesel::{Connection, RunQueryDsl};
             let base = postgres_base();
             // A plain thread: Drop may run inside an async runtime.
             let _ = std::thread::spawn(move || {
-                if let Ok(mut admin) = diesel::PgConnection::establish(&format!("{base}/postgres"))
-                {
-                    let _ = diesel::sql_query(format!(
-                        "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
-                    ))
-                    .execute(&mut admin);
-                }
+                let _ = users_db::admin::drop_postgres_database(&base, &name);
             })
             .join();
         }
@@ -164,7 +153,7 @@ pub async fn spawn_app_on(
     let app = Application::build(settings).await.expect("app starts");
     let address = format!("http://127.0.0.1:{}", app.port());
     let handle = app.handle();
-    let db = app.state().db.clone();
+    let db = app.state().core.store.database().clone();
     tokio::spawn(app.run_until_stopped());
     TestApp {
         address,

@@ -152,13 +152,12 @@ async fn fastapi_users_hashes_log_in_and_are_upgraded(backend: Backend) {
         let user = app.create_user(&email).await;
         let id = uuid::Uuid::parse_str(user["id"].as_str().unwrap()).unwrap();
         {
-            use diesel::prelude::*;
-            use users_db::schema::users;
             let mut conn = app.db.get().unwrap();
-            diesel::update(users::table.find(id.to_string()))
-                .set(users::hashed_password.eq(hash))
-                .execute(&mut **conn)
-                .unwrap();
+            let changes = users_db::users::UserChanges {
+                hashed_password: Some(hash.to_owned()),
+                ..Default::default()
+            };
+            assert!(users_db::users::update(&mut conn, id, &changes, 0).unwrap());
         }
         assert_eq!(app.login(&email, "not the password").await.status(), 400);
         app.token(&email, password).await;

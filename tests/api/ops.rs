@@ -460,8 +460,7 @@ async fn json_logs_hold_no_secrets() {
 /// stuck request finishes normally once the lock goes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_busy_pool_answers_503_within_the_timeout() {
-    use diesel::connection::SimpleConnection;
-    use diesel::{Connection, RunQueryDsl};
+    use users_db::admin::SqlSession;
 
     let app = spawn_app_with(Backend::Postgres, |env| {
         env.insert("DATABASE_MAX_CONNECTIONS".into(), "1".into());
@@ -475,12 +474,12 @@ async fn a_busy_pool_answers_503_within_the_timeout() {
     let (locked_tx, locked_rx) = std::sync::mpsc::channel::<()>();
     let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
     let locker = std::thread::spawn(move || {
-        let mut conn = diesel::PgConnection::establish(&url).unwrap();
-        conn.batch_execute("BEGIN; LOCK TABLE users IN ACCESS EXCLUSIVE MODE;")
+        let mut conn = SqlSession::open(&url).unwrap();
+        conn.execute("BEGIN; LOCK TABLE users IN ACCESS EXCLUSIVE MODE;")
             .unwrap();
         locked_tx.send(()).unwrap();
         release_rx.recv().unwrap();
-        conn.batch_execute("COMMIT;").unwrap();
+        conn.execute("COMMIT;").unwrap();
     });
     locked_rx.recv().unwrap();
 
@@ -492,14 +491,12 @@ async fn a_busy_pool_answers_503_within_the_timeout() {
         tokio::spawn(async move { client.get(app_url).bearer_auth(token).send().await })
     };
     // ...and is seen waiting on the lock before the second one is sent
-    let mut probe = diesel::PgConnection::establish(&app.database.url).unwrap();
+    let mut probe = SqlSession::open(&app.database.url).unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     loop {
-        let waiting: i64 = diesel::select(diesel::dsl::sql::<diesel::sql_types::BigInt>(
-            "(SELECT count(*) FROM pg_locks WHERE NOT granted)",
-        ))
-        .get_result(&mut probe)
-        .unwrap();
+        let waiting: i64 = probe
+            .count("SELECT count(*) AS n FROM pg_locks WHERE NOT granted")
+            .unwrap();
         if waiting > 0 {
             break;
         }

@@ -94,7 +94,7 @@ async fn two_processes_share_tokens_and_revocation(backend: Backend) {
     );
     let secret = {
         let mut conn = database.pool().get().unwrap();
-        users_db::settings::get(&mut conn, "jwt_secret")
+        users_db::shared::get(&mut conn, "jwt_secret")
             .unwrap()
             .unwrap()
     };

@@ -12,7 +12,38 @@ use argon2::{Algorithm, Argon2, Block, Params, Version};
 use base64::Engine;
 use secrecy::{ExposeSecret, SecretString};
 
-use crate::settings::Argon2Settings;
+/// The argon2id parameters of new hashes (`ARGON2_*`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Argon2Params {
+    pub memory_kib: u32,
+    pub iterations: u32,
+    pub parallelism: u32,
+}
+
+impl Default for Argon2Params {
+    /// OWASP's first recommendation (and the RustCrypto crate's defaults).
+    fn default() -> Self {
+        Argon2Params {
+            memory_kib: 19_456,
+            iterations: 2,
+            parallelism: 1,
+        }
+    }
+}
+
+impl Argon2Params {
+    /// Whether these are below OWASP's minimum (worth a warning).
+    pub fn below_owasp(&self) -> bool {
+        let required_kib = match self.iterations {
+            1 => 47_104,
+            2 => 19_456,
+            3 => 12_288,
+            4 => 9_216,
+            _ => 7_168,
+        };
+        self.memory_kib < required_kib
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verification {
@@ -59,7 +90,7 @@ impl std::fmt::Debug for PasswordHasher {
 }
 
 impl PasswordHasher {
-    pub fn new(settings: Argon2Settings) -> Result<Self, HashError> {
+    pub fn new(settings: Argon2Params) -> Result<Self, HashError> {
         let params = Params::new(
             settings.memory_kib,
             settings.iterations,
@@ -276,7 +307,7 @@ mod tests {
     use super::*;
 
     fn small() -> PasswordHasher {
-        PasswordHasher::new(Argon2Settings {
+        PasswordHasher::new(Argon2Params {
             memory_kib: 1024,
             iterations: 1,
             parallelism: 1,
@@ -373,7 +404,7 @@ mod tests {
     #[test]
     fn other_parameters_and_bcrypt_verify_and_need_rehash() {
         let h = small();
-        let other = PasswordHasher::new(Argon2Settings {
+        let other = PasswordHasher::new(Argon2Params {
             memory_kib: 2048,
             iterations: 2,
             parallelism: 2,

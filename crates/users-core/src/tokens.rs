@@ -1,4 +1,7 @@
-//! JSON Web Tokens, HS256 with `JWT_SECRET`, in fastapi-users' formats (CONTRACT.md §6).
+//! Every token the service makes and checks, in one place: access tokens, password
+//! reset and email verification tokens, and the OAuth state. JSON Web Tokens, HS256
+//! with `JWT_SECRET`, in fastapi-users' formats (CONTRACT.md §6); opaque random tokens
+//! and the hashes they are stored as; one constant-time comparison.
 //!
 //! Every purpose has its own audience, so a token minted for one purpose is refused for
 //! every other. Only HS256 is accepted: `none`, HS512, RS256, … all fail to decode.
@@ -11,11 +14,12 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use users_domain::UserId;
+use users_domain::{Timestamp, UserId};
 
 pub const AUTH_AUDIENCE: &str = "fastapi-users:auth";
 pub const RESET_AUDIENCE: &str = "fastapi-users:reset";
 pub const VERIFY_AUDIENCE: &str = "fastapi-users:verify";
+pub const STATE_AUDIENCE: &str = "fastapi-users:oauth-state";
 
 /// A password-reset token: `password_fgpt` is an argon2 hash of the user's current
 /// password hash (as fastapi-users makes it), so any password change kills the token.
@@ -44,6 +48,25 @@ pub struct VerifyClaims {
 
 fn verify_aud() -> String {
     VERIFY_AUDIENCE.to_owned()
+}
+
+/// The OAuth state: `csrftoken` equals the browser's cookie; `jti` names the
+/// server-side row with the PKCE verifier and the nonce; `sub` is the user an
+/// association was started for.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StateClaims {
+    pub csrftoken: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jti: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sub: Option<String>,
+    #[serde(default = "state_aud", skip_deserializing)]
+    pub aud: String,
+    pub exp: i64,
+}
+
+fn state_aud() -> String {
+    STATE_AUDIENCE.to_owned()
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -118,25 +141,71 @@ impl JwtKeys {
         }
     }
 
-    /// A new access token for `user`, issued at `now_ms`.
+    /// A new access token for `user`, issued at `now`.
     pub fn issue_access(
         &self,
         user: UserId,
-        now_ms: i64,
+        now: Timestamp,
     ) -> Result<String, jsonwebtoken::errors::Error> {
-        let now = now_ms.div_euclid(1000);
         self.encode(&AccessClaimsOut {
             sub: user.to_string(),
             aud: [AUTH_AUDIENCE],
-            exp: now + self.access_lifetime_seconds,
-            iat: now,
-            iat_ms: now_ms,
+            exp: now.secs() + self.access_lifetime_seconds,
+            iat: now.secs(),
+            iat_ms: now.millis(),
             jti: random_token(16),
         })
     }
 
-    pub fn decode_access(&self, token: &str, now_ms: i64) -> Result<AccessClaims, TokenError> {
-        self.decode::<AccessClaims>(token, AUTH_AUDIENCE, now_ms)
+    pub fn decode_access(&self, token: &str, now: Timestamp) -> Result<AccessClaims, TokenError> {
+        self.decode::<AccessClaims>(token, AUTH_AUDIENCE, now)
+    }
+
+    /// A password-reset token bound to the user's current password hash through
+    /// `password_fgpt` (see [`ResetClaims`]).
+    pub fn issue_reset(
+        &self,
+        user: UserId,
+        password_fgpt: String,
+        expires: Timestamp,
+    ) -> Result<String, jsonwebtoken::errors::Error> {
+        self.encode(&ResetClaims {
+            sub: user.to_string(),
+            password_fgpt,
+            aud: RESET_AUDIENCE.to_owned(),
+            exp: expires.secs(),
+        })
+    }
+
+    pub fn decode_reset(&self, token: &str, now: Timestamp) -> Result<ResetClaims, TokenError> {
+        self.decode(token, RESET_AUDIENCE, now)
+    }
+
+    /// An email-verification token for the address the user has now.
+    pub fn issue_verify(
+        &self,
+        user: UserId,
+        email: &str,
+        expires: Timestamp,
+    ) -> Result<String, jsonwebtoken::errors::Error> {
+        self.encode(&VerifyClaims {
+            sub: user.to_string(),
+            email: email.to_owned(),
+            aud: VERIFY_AUDIENCE.to_owned(),
+            exp: expires.secs(),
+        })
+    }
+
+    pub fn decode_verify(&self, token: &str, now: Timestamp) -> Result<VerifyClaims, TokenError> {
+        self.decode(token, VERIFY_AUDIENCE, now)
+    }
+
+    pub fn issue_state(&self, claims: &StateClaims) -> Result<String, jsonwebtoken::errors::Error> {
+        self.encode(claims)
+    }
+
+    pub fn decode_state(&self, token: &str, now: Timestamp) -> Result<StateClaims, TokenError> {
+        self.decode(token, STATE_AUDIENCE, now)
     }
 
     pub fn encode<T: Serialize>(&self, claims: &T) -> Result<String, jsonwebtoken::errors::Error> {
@@ -144,12 +213,12 @@ impl JwtKeys {
     }
 
     /// Decodes a token of `audience` (a string or an array holding it), checking
-    /// signature, algorithm and audience first, then `exp` against `now_ms`.
+    /// signature, algorithm and audience first, then `exp` against `now`.
     pub fn decode<T: DeserializeOwned>(
         &self,
         token: &str,
         audience: &str,
-        now_ms: i64,
+        now: Timestamp,
     ) -> Result<T, TokenError> {
         #[derive(Deserialize)]
         struct Exp {
@@ -165,7 +234,7 @@ impl JwtKeys {
             .map_err(|_| TokenError::Invalid)?;
         let exp: Exp =
             serde_json::from_value(data.claims.clone()).map_err(|_| TokenError::Invalid)?;
-        if now_ms.div_euclid(1000) >= exp.exp {
+        if now.secs() >= exp.exp {
             return Err(TokenError::Expired);
         }
         serde_json::from_value(data.claims).map_err(|_| TokenError::Invalid)
@@ -177,6 +246,11 @@ pub fn random_token(n: usize) -> String {
     let mut bytes = vec![0u8; n];
     rand::rngs::OsRng.fill_bytes(&mut bytes);
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// Compares without an early exit, so the time taken does not reveal a matching prefix.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// What is stored to revoke a token: its SHA-256, never the token itself.
@@ -202,19 +276,20 @@ mod tests {
         )
     }
 
-    const NOW: i64 = 1_800_000_000_000;
+    const NOW_MS: i64 = 1_800_000_000_000;
+    const NOW: Timestamp = Timestamp::from_millis(NOW_MS);
 
     #[test]
     fn access_tokens_round_trip() {
         let k = keys();
         let id = UserId::new_v4();
-        let t = k.issue_access(id, NOW + 123).unwrap();
-        let c = k.decode_access(&t, NOW + 1000).unwrap();
+        let t = k.issue_access(id, NOW.plus_millis(123)).unwrap();
+        let c = k.decode_access(&t, NOW.plus_millis(1000)).unwrap();
         assert_eq!(c.sub, id.to_string());
-        assert_eq!(c.exp, NOW / 1000 + 3600);
-        assert_eq!(c.issued_at_ms(3600), NOW + 123);
+        assert_eq!(c.exp, NOW_MS / 1000 + 3600);
+        assert_eq!(c.issued_at_ms(3600), NOW_MS + 123);
         assert_eq!(
-            k.decode_access(&t, NOW + 3600 * 1000).unwrap_err(),
+            k.decode_access(&t, NOW.plus_secs(3600)).unwrap_err(),
             TokenError::Expired
         );
     }
@@ -223,13 +298,13 @@ mod tests {
     fn fastapi_users_tokens_derive_iat_from_exp() {
         let k = keys();
         let t = k
-            .encode(&json!({"sub": "x", "aud": ["fastapi-users:auth"], "exp": NOW / 1000 + 100}))
+            .encode(&json!({"sub": "x", "aud": ["fastapi-users:auth"], "exp": NOW_MS / 1000 + 100}))
             .unwrap();
         let c = k.decode_access(&t, NOW).unwrap();
-        assert_eq!(c.issued_at_ms(3600), (NOW / 1000 + 100 - 3600) * 1000);
+        assert_eq!(c.issued_at_ms(3600), (NOW_MS / 1000 + 100 - 3600) * 1000);
         // a plain-string audience is accepted too
         let t = k
-            .encode(&json!({"sub": "x", "aud": "fastapi-users:auth", "exp": NOW / 1000 + 100}))
+            .encode(&json!({"sub": "x", "aud": "fastapi-users:auth", "exp": NOW_MS / 1000 + 100}))
             .unwrap();
         assert!(k.decode_access(&t, NOW).is_ok());
     }
@@ -237,7 +312,7 @@ mod tests {
     #[test]
     fn other_audiences_secrets_and_algorithms_are_refused() {
         let k = keys();
-        let exp = NOW / 1000 + 100;
+        let exp = NOW_MS / 1000 + 100;
         let wrong_aud = k
             .encode(&json!({"sub": "x", "aud": "fastapi-users:reset", "exp": exp}))
             .unwrap();
@@ -329,7 +404,7 @@ mod tests {
                 // a negative `exp` is no NumericDate at all: malformed, not expired
                 if aud != AUTH_AUDIENCE || exp < 0 {
                     prop_assert_eq!(r.unwrap_err(), TokenError::Invalid);
-                } else if exp <= NOW / 1000 {
+                } else if exp <= NOW_MS / 1000 {
                     prop_assert_eq!(r.unwrap_err(), TokenError::Expired);
                 } else {
                     prop_assert_eq!(r.unwrap().sub, sub);

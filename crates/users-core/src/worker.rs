@@ -1,9 +1,8 @@
-//! The mail outbox worker.
-//!
-//! Routes only write rows (in the transaction of the change that causes the mail);
-//! this worker, running inside every server process, claims due rows with a lease,
-//! turns them into mails, delivers them, and records the outcome. Temporary failures
-//! are retried with exponential backoff for 24 hours; a sent row loses its body.
+//! The outbox worker, running inside every server process: it claims due rows with a
+//! lease, turns them into mails, delivers them, and records the outcome. Temporary
+//! failures are retried with exponential backoff for 24 hours; a sent row loses its
+//! body. Once an hour it also forgets what has outlived its use (finished outbox rows,
+//! old rate-limit windows).
 //!
 //! Forgot-password and verification requests are stored as *intents* holding only the
 //! address, for every address, known or not: the request does the same work and takes
@@ -13,15 +12,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use secrecy::SecretString;
-use serde::{Deserialize, Serialize};
-use tokio::sync::{watch, Notify};
+use tokio::sync::watch;
 use users_db::outbox;
 use users_db::users::{self, StoredUser};
 use users_domain::email::email_key;
-use users_mail::{Email, MailError};
+use users_domain::{Clock, Timestamp};
+use users_mail::{Email, MailError, Mailer};
 
-use crate::state::{now_ms, AppState};
-use crate::tokens::{ResetClaims, VerifyClaims};
+use crate::outbox::{with_token, OutboxItem, OutboxSignal};
+use crate::{CoreConfig, Counters, JwtKeys, PasswordHasher, Store};
 
 /// How long a claimed row stays reserved for its worker.
 const LEASE_MS: i64 = 120_000;
@@ -32,58 +31,26 @@ const BATCH: i64 = 20;
 const POLL: Duration = Duration::from_secs(1);
 const SEND_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// What an outbox row holds.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum OutboxItem {
-    /// A composed mail.
-    Email { email: Email },
-    /// Send a reset link if the address belongs to an active user.
-    ForgotPassword { email: String },
-    /// Send a verification link if the address belongs to an active, unverified user.
-    RequestVerify { email: String },
-}
-
-impl OutboxItem {
-    pub fn kind(&self) -> &'static str {
-        match self {
-            OutboxItem::Email { .. } => "email",
-            OutboxItem::ForgotPassword { .. } => "forgot_password",
-            OutboxItem::RequestVerify { .. } => "request_verify",
-        }
-    }
-}
-
-/// Writes an item into the outbox on `conn` (inside the caller's transaction).
-pub fn enqueue(
-    conn: &mut users_db::DbConnection,
-    item: &OutboxItem,
-) -> Result<(), users_db::DbError> {
-    let payload = serde_json::to_string(item)
-        .map_err(|e| users_db::DbError::Other(format!("cannot serialise an outbox item: {e}")))?;
-    let id = uuid::Uuid::new_v4().to_string();
-    outbox::enqueue(conn, &id, item.kind(), &payload, now_ms())?;
-    Ok(())
-}
-
 /// Delay before attempt `attempts + 1`: 1 s, 2 s, 4 s, … up to 10 minutes.
 pub fn backoff_ms(attempts: i64) -> i64 {
     let exp = attempts.clamp(0, 30) as u32;
     1000i64.saturating_mul(1i64 << exp).min(MAX_BACKOFF_MS)
 }
 
-/// Handle to wake the worker when a route queued something.
-#[derive(Debug, Clone, Default)]
-pub struct OutboxSignal(Arc<Notify>);
-
-impl OutboxSignal {
-    pub fn wake(&self) {
-        self.0.notify_one();
-    }
+/// What the worker needs, and nothing more.
+pub struct WorkerDeps {
+    pub store: Store,
+    pub mailer: Mailer,
+    pub hasher: PasswordHasher,
+    pub tokens: JwtKeys,
+    pub config: Arc<CoreConfig>,
+    pub counters: Arc<Counters>,
+    pub signal: OutboxSignal,
+    pub clock: Arc<dyn Clock>,
 }
 
 pub struct OutboxWorker {
-    state: AppState,
+    deps: WorkerDeps,
     id: String,
 }
 
@@ -93,39 +60,30 @@ enum Outcome {
 }
 
 impl OutboxWorker {
-    pub fn new(state: AppState) -> Self {
+    pub fn new(deps: WorkerDeps) -> Self {
         OutboxWorker {
-            state,
+            deps,
             id: format!("worker-{}", uuid::Uuid::new_v4().simple()),
         }
     }
 
     /// Runs until `shutdown` turns true.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
-        tracing::info!(mailer = %self.state.mailer.describe(), "mail outbox worker started");
-        let signal = self.state.outbox_signal.clone();
+        tracing::info!(mailer = %self.deps.mailer.describe(), "mail outbox worker started");
+        let signal = self.deps.signal.clone();
         let mut last_purge = 0i64;
         loop {
             if *shutdown.borrow() {
                 break;
             }
             self.run_once().await;
-            let now = now_ms();
+            let now = self.now().millis();
             if now - last_purge > 3600 * 1000 {
                 last_purge = now;
-                let week_ago = now - 7 * 24 * 3600 * 1000;
-                let _ = self
-                    .state
-                    .db(move |c| Ok(outbox::purge_finished(c, week_ago)?))
-                    .await;
-                let day_ago = now - 24 * 3600 * 1000;
-                let _ = self
-                    .state
-                    .db(move |c| Ok(users_db::limits::purge(c, day_ago)?))
-                    .await;
+                self.purge(now).await;
             }
             tokio::select! {
-                _ = signal.0.notified() => {}
+                _ = signal.woken() => {}
                 _ = tokio::time::sleep(POLL) => {}
                 _ = shutdown.changed() => {}
             }
@@ -133,11 +91,32 @@ impl OutboxWorker {
         tracing::info!("mail outbox worker stopped");
     }
 
+    fn now(&self) -> Timestamp {
+        self.deps.clock.now()
+    }
+
+    async fn purge(&self, now: i64) {
+        let week_ago = now - 7 * 24 * 3600 * 1000;
+        let _ = self
+            .deps
+            .store
+            .run(move |c| Ok(outbox::purge_finished(c, week_ago)?))
+            .await;
+        let day_ago = now - 24 * 3600 * 1000;
+        let _ = self
+            .deps
+            .store
+            .run(move |c| Ok(users_db::limits::purge(c, day_ago)?))
+            .await;
+    }
+
     /// Delivers every row that is due now; returns how many rows it handled.
     pub async fn run_once(&self) -> usize {
+        let now = self.now().millis();
         let due = match self
-            .state
-            .db(|c| Ok(outbox::due(c, now_ms(), BATCH)?))
+            .deps
+            .store
+            .run(move |c| Ok(outbox::due(c, now, BATCH)?))
             .await
         {
             Ok(ids) => ids,
@@ -150,9 +129,11 @@ impl OutboxWorker {
         for id in due {
             let worker = self.id.clone();
             let claim_id = id.clone();
+            let now = self.now().millis();
             let row = match self
-                .state
-                .db(move |c| Ok(outbox::claim(c, &claim_id, &worker, now_ms(), LEASE_MS)?))
+                .deps
+                .store
+                .run(move |c| Ok(outbox::claim(c, &claim_id, &worker, now, LEASE_MS)?))
                 .await
             {
                 Ok(Some(row)) => row,
@@ -190,25 +171,28 @@ impl OutboxWorker {
             Outcome::Drop => {
                 let (id, worker) = (row.id.clone(), self.id.clone());
                 let _ = self
-                    .state
-                    .db(move |c| Ok(outbox::mark_dropped(c, &id, &worker)?))
+                    .deps
+                    .store
+                    .run(move |c| Ok(outbox::mark_dropped(c, &id, &worker)?))
                     .await;
                 tracing::info!("no mail to send for this request");
                 return;
             }
             Outcome::Send(email) => email,
         };
-        let sent = tokio::time::timeout(SEND_TIMEOUT, self.state.mailer.send(&email)).await;
+        let sent = tokio::time::timeout(SEND_TIMEOUT, self.deps.mailer.send(&email)).await;
         match sent {
             Ok(Ok(())) => {
                 let (id, worker) = (row.id.clone(), self.id.clone());
+                let now = self.now().millis();
                 match self
-                    .state
-                    .db(move |c| Ok(outbox::mark_sent(c, &id, &worker, now_ms())?))
+                    .deps
+                    .store
+                    .run(move |c| Ok(outbox::mark_sent(c, &id, &worker, now)?))
                     .await
                 {
                     Ok(_) => {
-                        crate::metrics::Metrics::inc(&self.state.metrics.mails_sent);
+                        Counters::inc(&self.deps.counters.mails_sent);
                         tracing::info!("mail sent")
                     }
                     Err(e) => {
@@ -223,7 +207,7 @@ impl OutboxWorker {
     }
 
     async fn finish_retry(&self, row: &outbox::OutboxRow, error: &str) {
-        let now = now_ms();
+        let now = self.now().millis();
         if now - row.created_at >= GIVE_UP_AFTER_MS {
             self.finish_failed(row, &format!("still failing after 24 h: {error}"))
                 .await;
@@ -232,23 +216,29 @@ impl OutboxWorker {
         let next = now + backoff_ms(row.attempts);
         let (id, worker, err) = (row.id.clone(), self.id.clone(), error.to_owned());
         let _ = self
-            .state
-            .db(move |c| Ok(outbox::mark_retry(c, &id, &worker, next, &err)?))
+            .deps
+            .store
+            .run(move |c| Ok(outbox::mark_retry(c, &id, &worker, next, &err)?))
             .await;
         tracing::warn!(error = %error, retry_in_ms = next - now, "mail delivery failed; will retry");
     }
 
     async fn finish_failed(&self, row: &outbox::OutboxRow, error: &str) {
         let (id, worker, err) = (row.id.clone(), self.id.clone(), error.to_owned());
+        let now = self.now().millis();
         let _ = self
-            .state
-            .db(move |c| Ok(outbox::mark_failed(c, &id, &worker, now_ms(), &err)?))
+            .deps
+            .store
+            .run(move |c| Ok(outbox::mark_failed(c, &id, &worker, now, &err)?))
             .await;
+        Counters::inc(&self.deps.counters.mails_failed);
         tracing::error!(error = %error, "mail given up");
     }
 
     /// Turns an item into the mail to send now (tokens are minted at send time).
     async fn resolve(&self, item: OutboxItem) -> Result<Outcome, String> {
+        let c = &self.deps.config;
+        let now = self.now();
         match item {
             OutboxItem::Email { email } => Ok(Outcome::Send(email)),
             OutboxItem::ForgotPassword { email } => {
@@ -258,26 +248,25 @@ impl OutboxWorker {
                 if !user.user.is_active {
                     return Ok(Outcome::Drop);
                 }
-                let s = &self.state.settings;
+                // fastapi-users' fingerprint: a hash of the stored hash, so that any
+                // password change kills the token
                 let fgpt = self
-                    .state
+                    .deps
                     .hasher
                     .hash(SecretString::from(user.hashed_password.clone()))
                     .await
                     .map_err(|e| e.to_string())?;
-                let claims = ResetClaims {
-                    sub: user.user.id.to_string(),
-                    password_fgpt: fgpt,
-                    aud: crate::tokens::RESET_AUDIENCE.to_owned(),
-                    exp: now_ms() / 1000 + s.reset_token_lifetime_seconds,
-                };
-                let token = self.state.jwt.encode(&claims).map_err(|e| e.to_string())?;
-                let link = with_token(&s.reset_password_url, &token);
+                let expires = now.plus_secs(c.reset_token_lifetime_seconds);
+                let token = self
+                    .deps
+                    .tokens
+                    .issue_reset(user.user.id, fgpt, expires)
+                    .map_err(|e| e.to_string())?;
                 Ok(Outcome::Send(Email::reset_password(
-                    &s.app_name,
+                    &c.app_name,
                     &user.user.email,
-                    &link,
-                    minutes(s.reset_token_lifetime_seconds),
+                    &with_token(&c.reset_password_url, &token),
+                    minutes(c.reset_token_lifetime_seconds),
                 )))
             }
             OutboxItem::RequestVerify { email } => {
@@ -287,20 +276,17 @@ impl OutboxWorker {
                 if !user.user.is_active || user.user.is_verified {
                     return Ok(Outcome::Drop);
                 }
-                let s = &self.state.settings;
-                let claims = VerifyClaims {
-                    sub: user.user.id.to_string(),
-                    email: user.user.email.clone(),
-                    aud: crate::tokens::VERIFY_AUDIENCE.to_owned(),
-                    exp: now_ms() / 1000 + s.verify_token_lifetime_seconds,
-                };
-                let token = self.state.jwt.encode(&claims).map_err(|e| e.to_string())?;
-                let link = with_token(&s.verify_url, &token);
+                let expires = now.plus_secs(c.verify_token_lifetime_seconds);
+                let token = self
+                    .deps
+                    .tokens
+                    .issue_verify(user.user.id, &user.user.email, expires)
+                    .map_err(|e| e.to_string())?;
                 Ok(Outcome::Send(Email::verify_email(
-                    &s.app_name,
+                    &c.app_name,
                     &user.user.email,
-                    &link,
-                    minutes(s.verify_token_lifetime_seconds),
+                    &with_token(&c.verify_url, &token),
+                    minutes(c.verify_token_lifetime_seconds),
                 )))
             }
         }
@@ -308,8 +294,9 @@ impl OutboxWorker {
 
     async fn lookup(&self, email: &str) -> Result<Option<StoredUser>, String> {
         let key = email_key(email);
-        self.state
-            .db(move |c| Ok(users::find_by_email_key(c, &key)?))
+        self.deps
+            .store
+            .run(move |c| Ok(users::find_by_email_key(c, &key)?))
             .await
             .map_err(|e| e.to_string())
     }
@@ -317,12 +304,6 @@ impl OutboxWorker {
 
 fn minutes(seconds: i64) -> u64 {
     (seconds.max(60) / 60) as u64
-}
-
-/// `base?token=T` (or `&token=T` when the base has a query already).
-pub fn with_token(base: &str, token: &str) -> String {
-    let sep = if base.contains('?') { '&' } else { '?' };
-    format!("{base}{sep}token={token}")
 }
 
 #[cfg(test)]
@@ -336,17 +317,5 @@ mod tests {
         assert_eq!(backoff_ms(5), 32_000);
         assert_eq!(backoff_ms(20), MAX_BACKOFF_MS);
         assert_eq!(backoff_ms(1000), MAX_BACKOFF_MS);
-    }
-
-    #[test]
-    fn links_get_the_token_appended() {
-        assert_eq!(
-            with_token("https://a.example/reset", "T"),
-            "https://a.example/reset?token=T"
-        );
-        assert_eq!(
-            with_token("https://a.example/#/reset?x=1", "T"),
-            "https://a.example/#/reset?x=1&token=T"
-        );
     }
 }

@@ -6,14 +6,18 @@
 //! binary and run at start; repository functions that take `&mut DbConnection` and
 //! return `QueryResult`. Blocking by nature: callers run these off the async executor.
 
+pub mod admin;
+mod effects;
 pub mod limits;
 pub mod oauth;
 pub mod outbox;
 mod pool;
+pub mod revocations;
 pub mod schema;
-pub mod settings;
-pub mod tokens;
+pub mod shared;
 pub mod users;
+
+pub use effects::Effects;
 
 pub use pool::{
     check_ready, is_unique_violation, migration_names, run_migrations, Conn, Database, DatabaseUrl,

@@ -3,9 +3,10 @@
 use diesel::prelude::*;
 use users_domain::UserId;
 
+use crate::effects::transaction;
 use crate::schema::{oauth_accounts, oauth_states};
 use crate::users::{self, NewUser, StoredUser};
-use crate::DbConnection;
+use crate::{DbConnection, Effects};
 
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = oauth_accounts)]
@@ -85,19 +86,102 @@ pub fn linked_user(
     users::find_by_id(conn, id)
 }
 
-/// Creates a user and links the account, in one transaction.
+/// Creates a user and links the account, with their effects, in one transaction. An
+/// email or account taken meanwhile is a unique violation and writes nothing.
 pub fn create_linked_user(
     conn: &mut DbConnection,
     new: &NewUser,
     provider: &str,
     subject: &str,
+    effects: &Effects,
 ) -> QueryResult<StoredUser> {
-    conn.transaction(|c| {
+    transaction(conn, effects, |c| {
         users::insert(c, new)?;
         let id = UserId::parse_str(&new.id)
             .map_err(|e| diesel::result::Error::DeserializationError(Box::new(e)))?;
         link(c, id, provider, subject, &new.email, new.created_at)?;
         users::find_by_id(c, id)?.ok_or(diesel::result::Error::NotFound)
+    })
+}
+
+/// An account at a provider, as a sign-in names it.
+#[derive(Debug, Clone, Copy)]
+pub struct ProviderAccount<'a> {
+    pub provider: &'a str,
+    pub subject: &'a str,
+    pub email: &'a str,
+}
+
+/// Links the account to an existing user found by a verified email. `takeover`: the
+/// user's address was never verified, so the account proven by the provider takes it
+/// over: the password is replaced by the unusable `takeover` value, earlier tokens are
+/// revoked and the user becomes verified. One transaction; the user as stored after.
+pub fn link_by_email(
+    conn: &mut DbConnection,
+    user_id: UserId,
+    account: &ProviderAccount<'_>,
+    takeover: Option<&str>,
+    now_ms: i64,
+    effects: &Effects,
+) -> QueryResult<Option<StoredUser>> {
+    transaction(conn, effects, |c| {
+        link(
+            c,
+            user_id,
+            account.provider,
+            account.subject,
+            account.email,
+            now_ms,
+        )?;
+        if let Some(unusable) = takeover {
+            let changes = users::UserChanges {
+                hashed_password: Some(unusable.to_owned()),
+                is_verified: Some(true),
+                tokens_valid_after: Some(now_ms),
+                ..Default::default()
+            };
+            users::update(c, user_id, &changes, now_ms)?;
+        }
+        users::find_by_id(c, user_id)
+    })
+}
+
+/// What [`associate`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Association {
+    /// Newly linked to the user.
+    Linked,
+    /// Already linked to this very user: its stored email was refreshed.
+    Refreshed,
+    /// Linked to another user: nothing changed.
+    LinkedToAnother,
+}
+
+/// Links the account to `user_id` unless another user has it, with the effects of a new
+/// link, in one transaction.
+pub fn associate(
+    conn: &mut DbConnection,
+    user_id: UserId,
+    account: &ProviderAccount<'_>,
+    now_ms: i64,
+    effects: &Effects,
+) -> QueryResult<Association> {
+    let ProviderAccount {
+        provider,
+        subject,
+        email,
+    } = *account;
+    conn.transaction(|c| match find_account(c, provider, subject)? {
+        Some(account) if account.user_id == user_id.to_string() => {
+            touch(c, &account.id, email, now_ms)?;
+            Ok(Association::Refreshed)
+        }
+        Some(_) => Ok(Association::LinkedToAnother),
+        None => {
+            link(c, user_id, provider, subject, email, now_ms)?;
+            effects.write(c)?;
+            Ok(Association::Linked)
+        }
     })
 }
 

@@ -4,7 +4,7 @@
 use diesel::prelude::*;
 
 use crate::schema::outbox;
-use crate::DbConnection;
+use crate::{DbConnection, Effects};
 
 pub const PENDING: &str = "pending";
 pub const SENT: &str = "sent";
@@ -21,27 +21,35 @@ pub struct OutboxRow {
     pub created_at: i64,
 }
 
-/// Adds a row to deliver as soon as possible.
-pub fn enqueue(
-    conn: &mut DbConnection,
-    id: &str,
-    kind: &str,
-    payload: &str,
-    now_ms: i64,
-) -> QueryResult<()> {
+/// A row to deliver as soon as possible: `payload` is what the worker turns into a mail
+/// (JSON, owned by the caller).
+#[derive(Debug, Clone)]
+pub struct NewOutboxRow {
+    pub id: String,
+    pub kind: String,
+    pub payload: String,
+    pub created_at: i64,
+}
+
+pub(crate) fn insert(conn: &mut DbConnection, row: &NewOutboxRow) -> QueryResult<()> {
     diesel::insert_into(outbox::table)
         .values((
-            outbox::id.eq(id),
-            outbox::kind.eq(kind),
-            outbox::payload.eq(Some(payload)),
+            outbox::id.eq(&row.id),
+            outbox::kind.eq(&row.kind),
+            outbox::payload.eq(Some(&row.payload)),
             outbox::status.eq(PENDING),
             outbox::attempts.eq(0i64),
-            outbox::next_attempt_at.eq(now_ms),
+            outbox::next_attempt_at.eq(row.created_at),
             outbox::locked_until.eq(0i64),
-            outbox::created_at.eq(now_ms),
+            outbox::created_at.eq(row.created_at),
         ))
         .execute(conn)
         .map(|_| ())
+}
+
+/// Queues rows that go with no other change (a forgot-password request, say).
+pub fn enqueue(conn: &mut DbConnection, effects: &Effects) -> QueryResult<()> {
+    crate::effects::transaction(conn, effects, |_| Ok(()))
 }
 
 /// Ids of pending rows that are due and not leased by anyone, oldest first.

@@ -124,6 +124,11 @@ pub enum DbError {
 }
 
 impl DbError {
+    /// A unique index refused the write (a duplicate email, an account linked already).
+    pub fn is_unique_violation(&self) -> bool {
+        matches!(self, DbError::Query(e) if is_unique_violation(e))
+    }
+
     /// True when the database could not be reached (as opposed to a query that failed).
     pub fn is_unavailable(&self) -> bool {
         match self {

@@ -1,4 +1,6 @@
-//! Values every replica must agree on, stored in the database.
+//! Values every replica must agree on (the generated JWT secret), stored in the
+//! database: not to be confused with the service's configuration, which comes from the
+//! environment.
 
 use diesel::prelude::*;
 

@@ -4,8 +4,9 @@ use diesel::prelude::*;
 use diesel::result::Error as DieselError;
 use users_domain::{User, UserId};
 
+use crate::effects::transaction;
 use crate::schema::{revoked_tokens, users};
-use crate::DbConnection;
+use crate::{DbConnection, Effects};
 
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = users)]
@@ -98,6 +99,12 @@ pub fn insert(conn: &mut DbConnection, new: &NewUser) -> QueryResult<()> {
         .map(|_| ())
 }
 
+/// Creates a user with its effects, in one transaction. A duplicate email is a unique
+/// violation and writes nothing.
+pub fn create(conn: &mut DbConnection, new: &NewUser, effects: &Effects) -> QueryResult<()> {
+    transaction(conn, effects, |c| insert(c, new))
+}
+
 pub fn find_by_id(conn: &mut DbConnection, id: UserId) -> QueryResult<Option<StoredUser>> {
     users::table
         .find(id.to_string())
@@ -158,6 +165,24 @@ pub fn update(
     Ok(n > 0)
 }
 
+/// Applies `changes` and its effects in one transaction; the user as stored afterwards,
+/// or `None` when there is no such user (then nothing is written). A new email another
+/// user has is a unique violation and writes nothing.
+pub fn apply_update(
+    conn: &mut DbConnection,
+    id: UserId,
+    changes: &UserChanges,
+    now_ms: i64,
+    effects: &Effects,
+) -> QueryResult<Option<StoredUser>> {
+    transaction(conn, effects, |c| {
+        if !update(c, id, changes, now_ms)? {
+            return Ok(None);
+        }
+        find_by_id(c, id)
+    })
+}
+
 /// Replaces the password hash only if it is still `old` (a re-hash at login must not
 /// overwrite a password changed meanwhile). Does not revoke tokens: same password.
 pub fn replace_hash_if_unchanged(
@@ -177,8 +202,22 @@ pub fn replace_hash_if_unchanged(
 }
 
 /// Sets a new password if the current hash is still `old` (a reset token is bound to
-/// it), revoking every access token issued before `now_ms`. Returns whether it changed.
+/// it), revoking every access token issued before `now_ms`, with its effects, in one
+/// transaction. Returns whether it changed (a token used meanwhile changes nothing).
 pub fn set_password_if_unchanged(
+    conn: &mut DbConnection,
+    id: UserId,
+    old: &str,
+    new: &str,
+    now_ms: i64,
+    effects: &Effects,
+) -> QueryResult<bool> {
+    transaction(conn, effects, |c| {
+        set_password_if_unchanged_in(c, id, old, new, now_ms)
+    })
+}
+
+fn set_password_if_unchanged_in(
     conn: &mut DbConnection,
     id: UserId,
     old: &str,
@@ -199,22 +238,32 @@ pub fn set_password_if_unchanged(
     Ok(n > 0)
 }
 
-/// Marks a user verified; returns whether it changed anything.
-pub fn mark_verified(conn: &mut DbConnection, id: UserId, now_ms: i64) -> QueryResult<bool> {
-    let n = diesel::update(
-        users::table
-            .find(id.to_string())
-            .filter(users::is_verified.eq(false)),
-    )
-    .set((users::is_verified.eq(true), users::updated_at.eq(now_ms)))
-    .execute(conn)?;
-    Ok(n > 0)
+/// Marks a user verified, with its effects; returns whether it changed anything.
+pub fn mark_verified(
+    conn: &mut DbConnection,
+    id: UserId,
+    now_ms: i64,
+    effects: &Effects,
+) -> QueryResult<bool> {
+    transaction(conn, effects, |c| {
+        let n = diesel::update(
+            users::table
+                .find(id.to_string())
+                .filter(users::is_verified.eq(false)),
+        )
+        .set((users::is_verified.eq(true), users::updated_at.eq(now_ms)))
+        .execute(c)?;
+        Ok(n > 0)
+    })
 }
 
-/// Deletes a user (their revoked-token rows go with them). Returns whether it existed.
-pub fn delete(conn: &mut DbConnection, id: UserId) -> QueryResult<bool> {
-    let n = diesel::delete(users::table.find(id.to_string())).execute(conn)?;
-    Ok(n > 0)
+/// Deletes a user (their revoked tokens and linked accounts go with them), with its
+/// effects. Returns whether it existed.
+pub fn delete(conn: &mut DbConnection, id: UserId, effects: &Effects) -> QueryResult<bool> {
+    transaction(conn, effects, |c| {
+        let n = diesel::delete(users::table.find(id.to_string())).execute(c)?;
+        Ok(n > 0)
+    })
 }
 
 /// One page of users in a stable order (creation time, then id), optionally only those

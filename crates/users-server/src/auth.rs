@@ -1,30 +1,35 @@
-//! The current user, from a Bearer access token, loaded on every request so that
-//! deactivation, deletion, promotion and revocation apply to existing tokens at once.
+//! Who is calling: the Bearer access token of a request, checked once by the
+//! [`authenticated`] middleware of a route, which hands the result to the handler as a
+//! [`CurrentUser`]. The check runs before the handler's body is even read, so a request
+//! with a bad token is a 401 whatever its body (FastAPI's dependency order).
 
-use std::future::Future;
-use std::pin::Pin;
+use std::future::{ready, Ready};
 
-use actix_web::dev::Payload;
+use actix_web::body::{EitherBody, MessageBody};
+use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
 use actix_web::http::header;
-use actix_web::{web, FromRequest, HttpRequest};
-use users_db::users::StoredUser;
-use users_domain::UserId;
+use actix_web::middleware::Next;
+use actix_web::{web, FromRequest, HttpMessage, HttpRequest};
+use users_core::flows::auth::{self, Authenticated};
 
 use crate::error::ApiError;
-use crate::state::{now_ms, AppState};
-use crate::tokens::{token_hash, AccessClaims};
+use crate::state::AppState;
 
-/// An authenticated, active user and the token that proved it.
+/// The authenticated, active user of the request.
 #[derive(Debug, Clone)]
-pub struct CurrentUser {
-    pub stored: StoredUser,
-    pub token: String,
-    pub claims: AccessClaims,
+pub struct CurrentUser(pub Authenticated);
+
+impl std::ops::Deref for CurrentUser {
+    type Target = Authenticated;
+    fn deref(&self) -> &Authenticated {
+        &self.0
+    }
 }
 
 impl CurrentUser {
+    /// 403 unless a superuser.
     pub fn require_superuser(&self) -> Result<(), ApiError> {
-        if self.stored.user.is_superuser {
+        if self.user().is_superuser {
             Ok(())
         } else {
             Err(ApiError::Forbidden)
@@ -33,51 +38,79 @@ impl CurrentUser {
 }
 
 /// The token of an `Authorization: Bearer <token>` header (scheme case-insensitive).
-pub fn bearer_token(req: &HttpRequest) -> Option<String> {
-    let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
+pub fn bearer_token(req: &actix_web::dev::RequestHead) -> Option<String> {
+    let value = req.headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.trim().split_once(' ')?;
     let token = token.trim();
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then(|| token.to_owned())
 }
 
-pub async fn authenticate(state: &AppState, token: String) -> Result<CurrentUser, ApiError> {
-    let now = now_ms();
-    let claims = state
-        .jwt
-        .decode_access(&token, now)
-        .map_err(|_| ApiError::Unauthorized)?;
-    let id = UserId::parse_str(&claims.sub).map_err(|_| ApiError::Unauthorized)?;
-    let hash = token_hash(&token);
-    let found = state
-        .db(move |conn| Ok(users_db::users::find_for_token(conn, id, &hash)?))
-        .await?;
-    let Some((stored, revoked)) = found else {
-        return Err(ApiError::Unauthorized);
-    };
-    if revoked || !stored.user.is_active {
-        return Err(ApiError::Unauthorized);
+/// The answer of a route middleware that refuses the request: the error's own
+/// response, so every outer middleware (CORS, request ids, metrics) sees a response.
+pub fn refuse<B>(req: ServiceRequest, e: ApiError) -> ServiceResponse<EitherBody<B>> {
+    req.error_response(e).map_into_right_body()
+}
+
+/// The application state, from a request.
+pub fn app_state(req: &ServiceRequest) -> Result<web::Data<AppState>, ApiError> {
+    req.app_data::<web::Data<AppState>>()
+        .cloned()
+        .ok_or_else(|| ApiError::internal("application state missing"))
+}
+
+async fn authenticate(req: &ServiceRequest) -> Result<CurrentUser, ApiError> {
+    let state = app_state(req)?;
+    let token = bearer_token(req.head()).ok_or(ApiError::Unauthorized)?;
+    let current = auth::authenticate(&state.core, token, state.now()).await?;
+    Ok(CurrentUser(current))
+}
+
+/// Route middleware: authenticates the request (401 otherwise) and stores the
+/// [`CurrentUser`] for the handler.
+pub async fn authenticated<B: MessageBody>(
+    req: ServiceRequest,
+    next: Next<B>,
+) -> Result<ServiceResponse<EitherBody<B>>, actix_web::Error> {
+    match authenticate(&req).await {
+        Ok(user) => {
+            req.extensions_mut().insert(user);
+            Ok(next.call(req).await?.map_into_left_body())
+        }
+        Err(e) => Ok(refuse(req, e)),
     }
-    if claims.issued_at_ms(state.jwt.access_lifetime_seconds) < stored.tokens_valid_after {
-        return Err(ApiError::Unauthorized);
-    }
-    Ok(CurrentUser {
-        stored,
-        token,
-        claims,
-    })
 }
 
 impl FromRequest for CurrentUser {
     type Error = ApiError;
-    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
+    type Future = Ready<Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let state = req.app_data::<web::Data<AppState>>().cloned();
-        let token = bearer_token(req);
-        Box::pin(async move {
-            let state = state.ok_or_else(|| ApiError::internal("application state missing"))?;
-            let token = token.ok_or(ApiError::Unauthorized)?;
-            authenticate(&state, token).await
-        })
+        // Only routes wrapped in `authenticated` take a CurrentUser.
+        ready(
+            req.extensions()
+                .get::<CurrentUser>()
+                .cloned()
+                .ok_or_else(|| ApiError::internal("route not wrapped in `authenticated`")),
+        )
+    }
+}
+
+/// Route middleware for the superuser routes: 403 for anyone else, before anything
+/// about the target is looked at. Goes inside [`authenticated`].
+pub async fn superuser<B: MessageBody>(
+    req: ServiceRequest,
+    next: Next<B>,
+) -> Result<ServiceResponse<EitherBody<B>>, actix_web::Error> {
+    let is_superuser = req
+        .extensions()
+        .get::<CurrentUser>()
+        .map(|u| u.user().is_superuser);
+    match is_superuser {
+        Some(true) => Ok(next.call(req).await?.map_into_left_body()),
+        Some(false) => Ok(refuse(req, ApiError::Forbidden)),
+        None => Ok(refuse(
+            req,
+            ApiError::internal("route not wrapped in `authenticated`"),
+        )),
     }
 }

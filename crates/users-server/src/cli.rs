@@ -2,11 +2,12 @@
 //! Works while the server runs (same database); prints the user's JSON on stdout.
 
 use secrecy::SecretString;
-use users_domain::EmailAddress;
+use users_core::flows::register::{self, NewAccount, RegisterError};
+use users_core::Core;
+use users_domain::{Clock, EmailAddress};
 
-use crate::accounts::{create_user, CreateError};
 use crate::settings::Settings;
-use crate::startup::build_state;
+use crate::state::SystemClock;
 
 pub const USAGE: &str = "usage:
   users-server                      serve the API (configured by the environment)
@@ -74,23 +75,21 @@ pub async fn create_user_command(settings: Settings, args: CreateUserArgs) -> u8
             return 2;
         }
     };
-    let state = match build_state(settings).await {
-        Ok(s) => s,
+    let core = match Core::build(settings.core_setup()).await {
+        Ok(c) => c,
         Err(e) => {
             eprintln!("error: {e}");
             return 1;
         }
     };
-    match create_user(
-        &state,
+    let account = NewAccount {
         email,
-        SecretString::from(args.password),
-        args.superuser,
-        args.verified,
-    )
-    .await
-    {
-        Ok(user) => match serde_json::to_string(&user) {
+        password: SecretString::from(args.password),
+        is_superuser: args.superuser,
+        is_verified: args.verified,
+    };
+    match register::register(&core, account, SystemClock.now()).await {
+        Ok(user) => match serde_json::to_string(&crate::bodies::UserRead::from(user)) {
             Ok(json) => {
                 println!("{json}");
                 0
@@ -100,15 +99,15 @@ pub async fn create_user_command(settings: Settings, args: CreateUserArgs) -> u8
                 1
             }
         },
-        Err(CreateError::InvalidPassword(reason)) => {
+        Err(RegisterError::InvalidPassword(reason)) => {
             eprintln!("error: --password refused: {reason}");
             1
         }
-        Err(CreateError::AlreadyExists) => {
+        Err(RegisterError::AlreadyExists) => {
             eprintln!("error: a user with this email already exists");
             1
         }
-        Err(CreateError::Api(e)) => {
+        Err(RegisterError::Fault(e)) => {
             eprintln!("error: {e}");
             1
         }

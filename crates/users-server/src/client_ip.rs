@@ -1,13 +1,6 @@
-//! Abuse limits: per-account login throttling and per-IP request limits, both kept in
-//! the database so every replica enforces the same counts; the client IP, believing
-//! `X-Forwarded-For` only from `TRUSTED_PROXIES`.
+//! The client's address, believing `X-Forwarded-For` only from `TRUSTED_PROXIES`.
 
 use std::net::IpAddr;
-
-use actix_web::HttpRequest;
-
-use crate::error::ApiError;
-use crate::state::{now_ms, AppState};
 
 /// An IP block such as `10.0.0.0/8` or `::1/128` (a bare address is a /32 or /128).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,101 +75,6 @@ pub fn client_ip(
         .or(Some(peer))
 }
 
-fn request_ip(state: &AppState, req: &HttpRequest) -> Option<IpAddr> {
-    let forwarded = req
-        .headers()
-        .get("x-forwarded-for")
-        .and_then(|v| v.to_str().ok());
-    client_ip(
-        req.peer_addr().map(|a| a.ip()),
-        forwarded,
-        &state.settings.trusted_proxies,
-    )
-}
-
-fn too_many(retry_after_ms: i64) -> ApiError {
-    ApiError::TooManyRequests {
-        retry_after_secs: retry_after_ms.div_euclid(1000) as u64 + 1,
-    }
-}
-
-/// Counts this request against its IP's budget for `route`; 429 past it.
-pub async fn limit_ip(
-    state: &AppState,
-    req: &HttpRequest,
-    route: &'static str,
-) -> Result<(), ApiError> {
-    let limit = state.settings.rate_limit_per_ip_per_minute;
-    if limit == 0 {
-        return Ok(());
-    }
-    let Some(ip) = request_ip(state, req) else {
-        return Ok(());
-    };
-    let bucket = format!("{route}|{ip}");
-    let over = state
-        .db(move |c| Ok(users_db::limits::hit(c, &bucket, now_ms(), 60_000, limit)?))
-        .await?;
-    match over {
-        Some(ms) => {
-            tracing::warn!(route, "rate limit reached for a client IP");
-            Err(too_many(ms))
-        }
-        None => Ok(()),
-    }
-}
-
-/// The lock after `failures` consecutive failures (from the `max`-th on): 30 s,
-/// doubling, at most 15 minutes.
-pub fn lock_ms(failures: i64, max: i64) -> i64 {
-    let exp = (failures - max).clamp(0, 20) as u32;
-    (30_000i64 << exp).min(15 * 60 * 1000)
-}
-
-/// 429 while the account key is locked; otherwise whether it has failures to clear
-/// after a success (most logins have none, and then need no write).
-pub async fn check_login_lock(state: &AppState, email_key: &str) -> Result<bool, ApiError> {
-    let key = email_key.to_owned();
-    let record = state
-        .db(move |c| Ok(users_db::limits::login_failures(c, &key, now_ms())?))
-        .await?;
-    match record {
-        Some(r) => match r.locked_for_ms {
-            Some(ms) => Err(too_many(ms)),
-            None => Ok(r.failures > 0),
-        },
-        None => Ok(false),
-    }
-}
-
-pub async fn record_login_failure(state: &AppState, email_key: &str) -> Result<(), ApiError> {
-    let key = email_key.to_owned();
-    let max = state.settings.login_max_failures;
-    let failures = state
-        .db(move |c| {
-            Ok(users_db::limits::record_login_failure(
-                c,
-                &key,
-                now_ms(),
-                max,
-                |f| lock_ms(f, max),
-            )?)
-        })
-        .await?;
-    if failures >= max {
-        tracing::warn!(failures, "login throttled after consecutive failures");
-    }
-    Ok(())
-}
-
-pub async fn clear_login_failures(state: &AppState, email_key: &str) -> Result<(), ApiError> {
-    let key = email_key.to_owned();
-    state
-        .db(move |c| Ok(users_db::limits::clear_login_failures(c, &key)?))
-        .await?;
-    Ok(())
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -233,14 +131,5 @@ mod tests {
             client_ip(Some(ip("127.0.0.1")), Some("1.2.3.4"), &[]),
             Some(ip("127.0.0.1"))
         );
-    }
-
-    #[test]
-    fn locks_grow_to_fifteen_minutes() {
-        assert_eq!(lock_ms(10, 10), 30_000);
-        assert_eq!(lock_ms(11, 10), 60_000);
-        assert_eq!(lock_ms(13, 10), 240_000);
-        assert_eq!(lock_ms(15, 10), 900_000);
-        assert_eq!(lock_ms(99, 10), 900_000);
     }
 }

@@ -1,11 +1,17 @@
-//! Every error the API answers with, mapped to the contract's `{"detail": …}` bodies in
-//! one place. 5xx bodies are generic; their cause goes to the log, never to the client.
+//! Every error the API answers with, rendered as the contract's `{"detail": …}` bodies.
+//! Which flow outcome becomes which of these is decided in `outcome.rs` only. 5xx
+//! bodies are generic; their cause goes to the log, never to the client.
 
 use actix_web::http::{header, StatusCode};
 use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
-use serde_json::{json, Value};
-use users_db::DbError;
+use serde_json::Value;
+use users_core::Fault;
+use utoipa::openapi::schema::{
+    ArrayBuilder, ObjectBuilder, OneOfBuilder, Schema, SchemaType, Type,
+};
+use utoipa::openapi::{Ref, RefOr};
+use utoipa::{PartialSchema, ToSchema};
 
 /// One entry of a FastAPI/pydantic 422 `detail` list. `input` echoes what the client
 /// sent (possibly a password), so `Debug` leaves it out: it must never reach a log.
@@ -81,6 +87,9 @@ pub enum ApiError {
     Validation(Vec<FieldError>),
     #[error("service unavailable: {0}")]
     Unavailable(String),
+    /// 503 with a detail meant for the client (an identity provider not ready yet).
+    #[error("not ready: {0}")]
+    NotReady(String),
     /// The database answers, but every connection stayed busy for the acquire timeout.
     #[error("service busy: {0}")]
     Busy(String),
@@ -94,14 +103,12 @@ impl ApiError {
     }
 }
 
-impl From<DbError> for ApiError {
-    fn from(e: DbError) -> Self {
-        if matches!(e, DbError::Busy(_)) {
-            ApiError::Busy(e.to_string())
-        } else if e.is_unavailable() {
-            ApiError::Unavailable(e.to_string())
-        } else {
-            ApiError::Internal(e.to_string())
+impl From<Fault> for ApiError {
+    fn from(e: Fault) -> Self {
+        match e {
+            Fault::Busy(_) => ApiError::Busy(e.to_string()),
+            Fault::Unavailable(cause) => ApiError::Unavailable(cause),
+            Fault::Internal(cause) => ApiError::Internal(cause),
         }
     }
 }
@@ -122,62 +129,169 @@ impl ResponseError for ApiError {
             ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            ApiError::Unavailable(_) | ApiError::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable(_) | ApiError::NotReady(_) | ApiError::Busy(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
     fn error_response(&self) -> HttpResponse {
-        let detail = match self {
-            ApiError::BadRequest(code) => json!(code),
-            ApiError::BadRequestGeneric => json!("Bad Request"),
-            ApiError::Detail(detail) => json!(detail),
-            ApiError::BadGateway(code) => json!(code),
-            ApiError::InvalidPassword { code, reason } => json!({"code": code, "reason": reason}),
-            ApiError::Unauthorized => json!("Unauthorized"),
-            ApiError::Forbidden => json!("Forbidden"),
-            ApiError::NotFound => json!("Not Found"),
-            ApiError::MethodNotAllowed => json!("Method Not Allowed"),
-            ApiError::PayloadTooLarge { limit } => {
-                json!(format!(
-                    "Request body too large: the limit is {limit} bytes"
-                ))
-            }
-            ApiError::Validation(errors) => json!(errors),
-            ApiError::RequestTimeout => json!("The request body took too long to arrive"),
-            ApiError::TooManyRequests { retry_after_secs } => {
-                json!(format!(
-                    "Too many attempts; try again in {retry_after_secs} seconds"
-                ))
-            }
-            ApiError::Unavailable(cause) => {
-                tracing::warn!(cause = %cause, "answering 503");
-                if cause.starts_with("Google") {
-                    json!(cause)
-                } else {
-                    json!("The service is temporarily unavailable (database unreachable); try again shortly")
-                }
-            }
-            ApiError::Busy(cause) => {
-                tracing::warn!(cause = %cause, "answering 503");
-                json!("The service is busy (no database connection became free in time); try again shortly")
-            }
-            ApiError::Internal(cause) => {
-                tracing::error!(cause = %cause, "internal error");
-                json!("Internal Server Error")
-            }
-        };
         let mut resp = HttpResponse::build(self.status_code());
-        if matches!(self, ApiError::Unavailable(_) | ApiError::Busy(_)) {
+        if matches!(
+            self,
+            ApiError::Unavailable(_) | ApiError::NotReady(_) | ApiError::Busy(_)
+        ) {
             resp.insert_header((header::RETRY_AFTER, "5"));
         }
         if let ApiError::TooManyRequests { retry_after_secs } = self {
             resp.insert_header((header::RETRY_AFTER, retry_after_secs.to_string()));
         }
         resp.insert_header((header::CACHE_CONTROL, "no-store"));
-        resp.json(json!({ "detail": detail }))
+        match self {
+            ApiError::InvalidPassword { code, reason } => resp.json(PasswordErrorDetail {
+                detail: PasswordRejection {
+                    code: (*code).to_owned(),
+                    reason: reason.clone(),
+                },
+            }),
+            ApiError::Validation(errors) => resp.json(ValidationError {
+                detail: errors.clone(),
+            }),
+            other => resp.json(ErrorDetail {
+                detail: other.detail(),
+            }),
+        }
     }
 }
+
+impl ApiError {
+    /// The text of a `{"detail": "…"}` answer (every kind but the password refusal
+    /// and the 422). Causes of 5xx answers are logged here, never sent.
+    fn detail(&self) -> String {
+        match self {
+            ApiError::BadRequest(code) | ApiError::BadGateway(code) => (*code).to_owned(),
+            ApiError::BadRequestGeneric => "Bad Request".to_owned(),
+            ApiError::Detail(detail) | ApiError::NotReady(detail) => {
+                if matches!(self, ApiError::NotReady(_)) {
+                    tracing::warn!(detail = %detail, "answering 503");
+                }
+                detail.clone()
+            }
+            ApiError::Unauthorized => "Unauthorized".to_owned(),
+            ApiError::Forbidden => "Forbidden".to_owned(),
+            ApiError::NotFound => "Not Found".to_owned(),
+            ApiError::MethodNotAllowed => "Method Not Allowed".to_owned(),
+            ApiError::PayloadTooLarge { limit } => {
+                format!("Request body too large: the limit is {limit} bytes")
+            }
+            ApiError::RequestTimeout => "The request body took too long to arrive".to_owned(),
+            ApiError::TooManyRequests { retry_after_secs } => {
+                format!("Too many attempts; try again in {retry_after_secs} seconds")
+            }
+            ApiError::Unavailable(cause) => {
+                tracing::warn!(cause = %cause, "answering 503");
+                "The service is temporarily unavailable (database unreachable); try again shortly"
+                    .to_owned()
+            }
+            ApiError::Busy(cause) => {
+                tracing::warn!(cause = %cause, "answering 503");
+                "The service is busy (no database connection became free in time); try again shortly"
+                    .to_owned()
+            }
+            ApiError::Internal(cause) => {
+                tracing::error!(cause = %cause, "internal error");
+                "Internal Server Error".to_owned()
+            }
+            // answered with bodies of their own (see error_response)
+            ApiError::InvalidPassword { code, .. } => (*code).to_owned(),
+            ApiError::Validation(_) => "Unprocessable Entity".to_owned(),
+        }
+    }
+}
+
+// ---- The bodies of these answers -------------------------------------------------
+
+/// `{"detail": "CODE"}`.
+#[derive(Serialize, ToSchema)]
+pub struct ErrorDetail {
+    pub detail: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct PasswordRejection {
+    pub code: String,
+    pub reason: String,
+}
+
+/// A refused password: `{"detail": {"code", "reason"}}`.
+#[derive(Serialize, ToSchema)]
+pub struct PasswordErrorDetail {
+    pub detail: PasswordRejection,
+}
+
+/// Either kind of 400 body.
+pub struct BadRequestBody;
+
+impl PartialSchema for BadRequestBody {
+    fn schema() -> RefOr<Schema> {
+        OneOfBuilder::new()
+            .item(Ref::from_schema_name("ErrorDetail"))
+            .item(Ref::from_schema_name("PasswordErrorDetail"))
+            .into()
+    }
+}
+
+impl ToSchema for BadRequestBody {}
+
+/// One problem of a 422: `type`, `loc` (strings and indexes), `msg`, the `input` that
+/// was refused (any JSON value), and sometimes a `ctx`.
+impl PartialSchema for FieldError {
+    fn schema() -> RefOr<Schema> {
+        let any = || Schema::from(ObjectBuilder::new().schema_type(SchemaType::AnyValue));
+        ObjectBuilder::new()
+            .property("type", ObjectBuilder::new().schema_type(Type::String))
+            .property(
+                "loc",
+                ArrayBuilder::new().items(
+                    OneOfBuilder::new()
+                        .item(ObjectBuilder::new().schema_type(Type::String))
+                        .item(ObjectBuilder::new().schema_type(Type::Integer)),
+                ),
+            )
+            .property("msg", ObjectBuilder::new().schema_type(Type::String))
+            .property("input", any())
+            .property("ctx", ObjectBuilder::new().schema_type(Type::Object))
+            .required("type")
+            .required("loc")
+            .required("msg")
+            .required("input")
+            .into()
+    }
+}
+
+impl ToSchema for FieldError {
+    fn name() -> std::borrow::Cow<'static, str> {
+        "ValidationErrorItem".into()
+    }
+}
+
+/// FastAPI's 422.
+#[derive(Serialize, ToSchema)]
+pub struct ValidationError {
+    pub detail: Vec<FieldError>,
+}
+
+/// The JSON value `null`.
+pub struct Null;
+
+impl PartialSchema for Null {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new().schema_type(Type::Null).into()
+    }
+}
+
+impl ToSchema for Null {}
 
 /// Builds a 422 for a single field.
 pub fn validation(error: FieldError) -> ApiError {

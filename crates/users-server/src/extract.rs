@@ -1,11 +1,17 @@
 //! Request bodies, query strings and forms, parsed and validated the way FastAPI and
 //! pydantic do it, so a malformed request gets the same 422 a fastapi-users client
 //! expects: never actix's plain-text 400s, never a 500.
+//!
+//! A handler names its input as [`ValidatedJson<T>`], [`ValidatedForm<T>`] or
+//! [`ValidatedQuery<T>`]; `T` says which fields it reads through [`Validated`], and the
+//! extractor reads the body (bounded in size and time), collects every problem into one
+//! 422, and hands the handler a `T` only when there is none.
 
 use std::collections::HashMap;
 
+use actix_web::dev::Payload;
 use actix_web::http::header::{self, HeaderMap};
-use actix_web::web::{Bytes, BytesMut, Payload};
+use actix_web::web::{Bytes, BytesMut};
 use futures_util::StreamExt;
 use secrecy::SecretString;
 use serde_json::{json, Map, Value};
@@ -49,11 +55,6 @@ fn validation_body_error(msg: String) -> ApiError {
         msg,
         Value::Null,
     )])
-}
-
-/// Reads a JSON body (at most [`BODY_LIMIT`]) that must be an object.
-pub async fn read_json_object(payload: Payload) -> Result<Map<String, Value>, ApiError> {
-    json_object(&read_body(payload, BODY_LIMIT).await?)
 }
 
 /// Parses a JSON body that must be an object (a pydantic model).
@@ -179,43 +180,23 @@ impl<'a> Fields<'a> {
         }
     }
 
-    /// A required string of at least one character.
+    /// A required string. In JSON an empty string is a value, as in pydantic (the
+    /// flow then refuses it with its own code); in a form it counts as missing.
     pub fn required_str(&mut self, name: &str) -> Option<String> {
         match self.raw(name) {
             None => {
                 self.missing(name);
                 None
             }
-            Some(v) => self
-                .as_string(name, v)
-                .and_then(|s| self.non_empty(name, s)),
+            Some(v) => self.as_string(name, v),
         }
     }
 
-    fn non_empty(&mut self, name: &str, s: String) -> Option<String> {
-        if s.is_empty() {
-            let e = FieldError::new(
-                "string_too_short",
-                self.loc(name),
-                "String should have at least 1 character",
-                json!(s),
-            )
-            .with_ctx(json!({"min_length": 1}));
-            self.push(e);
-            None
-        } else {
-            Some(s)
-        }
-    }
-
-    /// An optional string; `null` counts as absent. Present but empty is refused.
+    /// An optional string; `null` (and, in a form, an empty value) counts as absent.
     pub fn optional_str(&mut self, name: &str) -> Option<Option<String>> {
         match self.raw(name) {
             None | Some(Value::Null) => Some(None),
-            Some(v) => self
-                .as_string(name, v)
-                .and_then(|s| self.non_empty(name, s))
-                .map(Some),
+            Some(v) => self.as_string(name, v).map(Some),
         }
     }
 
@@ -442,6 +423,73 @@ async fn multipart_fields(
     Ok(fields)
 }
 
+/// A request input read field by field, so that every problem is reported at once.
+pub trait Validated: Sized {
+    /// Reads the fields; returns `None` exactly when it recorded a problem in `fields`.
+    fn validate(fields: &mut Fields<'_>) -> Option<Self>;
+}
+
+fn finish<T: Validated>(mut fields: Fields<'_>) -> Result<T, ApiError> {
+    let value = T::validate(&mut fields);
+    fields.finish()?;
+    value.ok_or_else(|| ApiError::internal("a validator refused input without saying why"))
+}
+
+/// A JSON object body, validated into `T`.
+pub struct ValidatedJson<T>(pub T);
+
+impl<T: Validated + 'static> actix_web::FromRequest for ValidatedJson<T> {
+    type Error = ApiError;
+    type Future = futures_util::future::LocalBoxFuture<'static, Result<Self, ApiError>>;
+
+    fn from_request(
+        _: &actix_web::HttpRequest,
+        payload: &mut actix_web::dev::Payload,
+    ) -> Self::Future {
+        let payload = payload.take();
+        Box::pin(async move {
+            let body = read_body(payload, BODY_LIMIT).await?;
+            let object = json_object(&body)?;
+            finish(Fields::json(&object)).map(ValidatedJson)
+        })
+    }
+}
+
+/// A form body (urlencoded or multipart), validated into `T`; any other content type
+/// has no fields, so the required ones are reported missing.
+pub struct ValidatedForm<T>(pub T);
+
+impl<T: Validated + 'static> actix_web::FromRequest for ValidatedForm<T> {
+    type Error = ApiError;
+    type Future = futures_util::future::LocalBoxFuture<'static, Result<Self, ApiError>>;
+
+    fn from_request(
+        req: &actix_web::HttpRequest,
+        payload: &mut actix_web::dev::Payload,
+    ) -> Self::Future {
+        let payload = payload.take();
+        let headers = req.headers().clone();
+        Box::pin(async move {
+            let body = read_body(payload, BODY_LIMIT).await?;
+            let form = form_fields(&headers, body).await?;
+            finish(Fields::form(&form, "body")).map(ValidatedForm)
+        })
+    }
+}
+
+/// The query string, validated into `T`.
+pub struct ValidatedQuery<T>(pub T);
+
+impl<T: Validated + 'static> actix_web::FromRequest for ValidatedQuery<T> {
+    type Error = ApiError;
+    type Future = std::future::Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &actix_web::HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
+        let query = urlencoded(req.query_string().as_bytes());
+        std::future::ready(finish(Fields::form(&query, "query")).map(ValidatedQuery))
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -473,7 +521,7 @@ mod tests {
 
     #[test]
     fn every_field_problem_is_listed() {
-        let obj = json_object(br#"{"email": 5, "password": "", "is_active": "maybe"}"#).unwrap();
+        let obj = json_object(br#"{"email": 5, "password": 7, "is_active": "maybe"}"#).unwrap();
         let mut f = Fields::json(&obj);
         assert!(f.required_email("email").is_none());
         assert!(f.required_password("password").is_none());
@@ -483,9 +531,19 @@ mod tests {
         let kinds: Vec<_> = e.iter().map(|e| e.kind).collect();
         assert_eq!(
             kinds,
-            ["string_type", "string_too_short", "bool_parsing", "missing"]
+            ["string_type", "string_type", "bool_parsing", "missing"]
         );
         assert_eq!(e[3].loc, vec![json!("body"), json!("missing_one")]);
+    }
+
+    #[test]
+    fn an_empty_json_string_is_a_value() {
+        let obj = json_object(br#"{"token": "", "password": ""}"#).unwrap();
+        let mut f = Fields::json(&obj);
+        assert_eq!(f.required_str("token").as_deref(), Some(""));
+        assert!(f.required_password("password").is_some());
+        assert_eq!(f.optional_str("token"), Some(Some(String::new())));
+        assert!(f.finish().is_ok());
     }
 
     #[test]

@@ -1,26 +1,26 @@
-//! The `users` HTTP service: fastapi-users-compatible registration, JWT login/logout,
-//! `/users/me` and the admin routes, on actix-web.
+//! The `users` HTTP service on actix-web: fastapi-users-compatible registration, JWT
+//! login/logout, `/users/me`, the admin routes, the mail flows and provider sign-in.
 //!
-//! [`startup::Application::build`] assembles everything (database, migrations, secret,
-//! hasher, routes, listener); the binary and the integration tests both use it.
+//! This crate only parses, authenticates, calls one flow of `users-core` and maps its
+//! outcome to a status and a `detail` (in `outcome.rs`, nowhere else).
+//! [`startup::Application::build`] assembles everything (the core, routes, listener);
+//! the binary and the integration tests both use it.
 
-pub mod accounts;
 pub mod auth;
-pub mod body;
+pub mod bodies;
 pub mod cli;
+pub mod client_ip;
 pub mod error;
-pub mod google;
-pub mod hashing;
-pub mod limits;
+pub mod extract;
 pub mod metrics;
 pub mod openapi;
-pub mod outbox;
+pub mod outcome;
+pub mod rate_limit;
 pub mod routes;
 pub mod settings;
 pub mod startup;
 pub mod state;
 pub mod telemetry;
-pub mod tokens;
 
 pub use settings::Settings;
 pub use startup::{configure, Application};

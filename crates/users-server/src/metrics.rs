@@ -4,8 +4,10 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::Mutex;
+
+use users_core::Counters;
 
 /// Upper bounds (seconds) of the latency histogram's buckets.
 const BUCKETS: [f64; 12] = [
@@ -19,16 +21,13 @@ struct Histogram {
     count: u64,
 }
 
+/// A counter family: name, help text, and each labelled series.
+type Family<'a> = (&'static str, &'static str, Vec<(&'static str, &'a AtomicU64)>);
+
 #[derive(Default)]
 pub struct Metrics {
     requests: Mutex<BTreeMap<(String, String, u16), u64>>,
     latency: Mutex<BTreeMap<String, Histogram>>,
-    pub logins_succeeded: AtomicU64,
-    pub logins_failed: AtomicU64,
-    pub registrations: AtomicU64,
-    pub mails_queued: AtomicU64,
-    pub mails_sent: AtomicU64,
-    pub mails_failed: AtomicU64,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -45,10 +44,6 @@ pub struct Gauges {
 }
 
 impl Metrics {
-    pub fn inc(counter: &AtomicU64) {
-        counter.fetch_add(1, Ordering::Relaxed);
-    }
-
     pub fn observe_request(&self, route: &str, method: &str, status: u16, seconds: f64) {
         if let Ok(mut r) = self.requests.lock() {
             *r.entry((route.to_owned(), method.to_owned(), status))
@@ -66,7 +61,8 @@ impl Metrics {
         }
     }
 
-    pub fn render(&self, gauges: &Gauges) -> String {
+    /// The text exposition of the request metrics, the flows' counters and `gauges`.
+    pub fn render(&self, c: &Counters, gauges: &Gauges) -> String {
         let mut out = String::new();
         let _ = writeln!(
             out,
@@ -111,41 +107,41 @@ impl Metrics {
                 );
             }
         }
-        let counters = [
+        let counters: [Family<'_>; 5] = [
             (
                 "users_logins_total",
                 "Password logins by outcome.",
                 vec![
-                    ("result=\"success\"", &self.logins_succeeded),
-                    ("result=\"failure\"", &self.logins_failed),
+                    ("result=\"success\"", &c.logins_succeeded),
+                    ("result=\"failure\"", &c.logins_failed),
                 ],
             ),
             (
                 "users_registrations_total",
-                "Users registered through the API.",
-                vec![("", &self.registrations)],
+                "Users registered (API and command line).",
+                vec![("", &c.registrations)],
             ),
             (
                 "users_mails_queued_total",
                 "Mails (and mail requests) written to the outbox.",
-                vec![("", &self.mails_queued)],
+                vec![("", &c.mails_queued)],
             ),
             (
                 "users_mails_sent_total",
                 "Mails accepted by the mail server or written to MAIL_DIR.",
-                vec![("", &self.mails_sent)],
+                vec![("", &c.mails_sent)],
             ),
             (
                 "users_mails_failed_total",
                 "Mails given up.",
-                vec![("", &self.mails_failed)],
+                vec![("", &c.mails_failed)],
             ),
         ];
         for (name, help, series) in counters {
             let _ = writeln!(out, "# HELP {name} {help}");
             let _ = writeln!(out, "# TYPE {name} counter");
             for (labels, v) in series {
-                let v = v.load(Ordering::Relaxed);
+                let v = Counters::get(v);
                 if labels.is_empty() {
                     let _ = writeln!(out, "{name} {v}");
                 } else {
@@ -194,14 +190,18 @@ mod tests {
     #[test]
     fn renders_counters_and_histograms() {
         let m = Metrics::default();
+        let c = Counters::default();
         m.observe_request("/users/{id}", "GET", 200, 0.003);
         m.observe_request("/users/{id}", "GET", 200, 0.2);
-        Metrics::inc(&m.logins_failed);
-        let text = m.render(&Gauges {
-            outbox_pending: Some(2),
-            pool_connections: 3,
-            pool_idle: 1,
-        });
+        Counters::inc(&c.logins_failed);
+        let text = m.render(
+            &c,
+            &Gauges {
+                outbox_pending: Some(2),
+                pool_connections: 3,
+                pool_idle: 1,
+            },
+        );
         assert!(text.contains(
             "users_http_requests_total{route=\"/users/{id}\",method=\"GET\",status=\"200\"} 2"
         ));

@@ -33,33 +33,7 @@ pub enum LogFormat {
     Json,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Argon2Settings {
-    pub memory_kib: u32,
-    pub iterations: u32,
-    pub parallelism: u32,
-}
-
-impl Default for Argon2Settings {
-    /// OWASP's first recommendation (and the RustCrypto crate's defaults).
-    fn default() -> Self {
-        Argon2Settings {
-            memory_kib: 19_456,
-            iterations: 2,
-            parallelism: 1,
-        }
-    }
-}
-
-/// "Sign in with Google": set when `GOOGLE_CLIENT_ID` is.
-#[derive(Debug, Clone)]
-pub struct GoogleSettings {
-    pub client_id: String,
-    pub client_secret: SecretString,
-    pub issuer_url: String,
-    pub associate_by_email: bool,
-    pub timeout: Duration,
-}
+use users_core::{Argon2Params, CoreConfig, CoreSetup, ProviderSettings};
 
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -72,7 +46,7 @@ pub struct Settings {
     pub jwt_secret: Option<SecretString>,
     pub jwt_lifetime_seconds: i64,
     pub password_policy: PasswordPolicy,
-    pub argon2: Argon2Settings,
+    pub argon2: Argon2Params,
     pub workers: Option<usize>,
     /// Product name in mails and pages.
     pub app_name: String,
@@ -84,7 +58,8 @@ pub struct Settings {
     pub verify_url: String,
     pub reset_token_lifetime_seconds: i64,
     pub verify_token_lifetime_seconds: i64,
-    pub google: Option<GoogleSettings>,
+    /// "Sign in with Google": set when `GOOGLE_CLIENT_ID` is.
+    pub google: Option<ProviderSettings>,
     /// The OAuth callback redirects here with `#access_token=…` instead of answering JSON.
     pub oauth_success_redirect_url: Option<String>,
     pub oauth_state_lifetime_seconds: i64,
@@ -95,7 +70,7 @@ pub struct Settings {
     /// Per client IP and route, on the unauthenticated POST routes and OAuth callbacks; 0: off.
     pub rate_limit_per_ip_per_minute: i64,
     /// Peers whose `X-Forwarded-For` is believed.
-    pub trusted_proxies: Vec<crate::limits::Cidr>,
+    pub trusted_proxies: Vec<crate::client_ip::Cidr>,
     pub rust_log: String,
     pub log_format: LogFormat,
 }
@@ -218,8 +193,8 @@ impl Settings {
 
         let min_length = env.parse_in("PASSWORD_MIN_LENGTH", 12usize, MIN_PASSWORD_LENGTH_RANGE)?;
 
-        let defaults = Argon2Settings::default();
-        let argon2 = Argon2Settings {
+        let defaults = Argon2Params::default();
+        let argon2 = Argon2Params {
             memory_kib: env.parse_in(
                 "ARGON2_MEMORY_KIB",
                 defaults.memory_kib,
@@ -301,7 +276,10 @@ impl Settings {
                 if !(issuer_url.starts_with("https://") || issuer_url.starts_with("http://")) {
                     return Err(err("GOOGLE_ISSUER_URL", "must be an absolute https:// URL"));
                 }
-                Some(GoogleSettings {
+                Some(ProviderSettings {
+                    name: "google".to_owned(),
+                    key: "google".to_owned(),
+                    label: "Google".to_owned(),
                     client_id,
                     client_secret: SecretString::from(client_secret),
                     issuer_url,
@@ -363,7 +341,7 @@ impl Settings {
             .map(str::trim)
             .filter(|c| !c.is_empty())
         {
-            trusted_proxies.push(crate::limits::Cidr::parse(cidr).ok_or_else(|| {
+            trusted_proxies.push(crate::client_ip::Cidr::parse(cidr).ok_or_else(|| {
                 err(
                     "TRUSTED_PROXIES",
                     format!(
@@ -417,15 +395,31 @@ impl Settings {
 
     /// Whether the argon2 parameters are below OWASP's minimum (worth a warning).
     pub fn argon2_below_owasp(&self) -> bool {
-        let a = self.argon2;
-        let required_kib = match a.iterations {
-            1 => 47_104,
-            2 => 19_456,
-            3 => 12_288,
-            4 => 9_216,
-            _ => 7_168,
-        };
-        a.memory_kib < required_kib
+        self.argon2.below_owasp()
+    }
+
+    /// What the flows need of these settings.
+    pub fn core_setup(&self) -> CoreSetup {
+        CoreSetup {
+            database_url: self.database_url.clone(),
+            pool: self.pool.clone(),
+            jwt_secret: self.jwt_secret.clone(),
+            argon2: self.argon2,
+            policy: self.password_policy,
+            config: CoreConfig {
+                app_name: self.app_name.clone(),
+                public_url: self.public_url.clone(),
+                access_token_lifetime_seconds: self.jwt_lifetime_seconds,
+                reset_password_url: self.reset_password_url.clone(),
+                verify_url: self.verify_url.clone(),
+                reset_token_lifetime_seconds: self.reset_token_lifetime_seconds,
+                verify_token_lifetime_seconds: self.verify_token_lifetime_seconds,
+                oauth_state_lifetime_seconds: self.oauth_state_lifetime_seconds,
+                login_max_failures: self.login_max_failures,
+                rate_limit_per_ip_per_minute: self.rate_limit_per_ip_per_minute,
+            },
+            providers: self.google.iter().cloned().collect(),
+        }
     }
 }
 
@@ -522,7 +516,7 @@ mod tests {
         assert_eq!(s.password_policy.min_length, 12);
         assert_eq!(
             s.argon2,
-            Argon2Settings {
+            Argon2Params {
                 memory_kib: 19_456,
                 iterations: 2,
                 parallelism: 1

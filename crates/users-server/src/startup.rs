@@ -5,147 +5,165 @@ use std::net::TcpListener;
 use std::sync::Arc;
 
 use actix_web::dev::{Server, ServerHandle};
-use actix_web::{web, App, HttpServer};
-use secrecy::{ExposeSecret, SecretString};
+use actix_web::middleware::from_fn;
+use actix_web::{guard, web, App, HttpServer};
 use tracing_actix_web::TracingLogger;
-use users_db::{Database, DbError};
+use users_core::Core;
+use users_domain::Clock;
 
-use crate::hashing::{HashError, PasswordHasher};
-use crate::outbox::{OutboxSignal, OutboxWorker};
-use crate::routes::{self, auth, google, mail, ops, pages, register, users};
+use crate::auth::{authenticated, superuser};
+use crate::rate_limit::per_ip;
+use crate::routes::{self, auth, mail, oauth, ops, pages, register, users};
 use crate::settings::Settings;
-use crate::state::AppState;
+use crate::state::{AppState, SystemClock};
 use crate::telemetry::RequestSpan;
-use crate::tokens::{random_token, JwtKeys};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
-    #[error("DATABASE_URL: {0}")]
-    Database(#[from] DbError),
+    #[error(transparent)]
+    Core(#[from] users_core::StartupError),
     #[error("BIND_ADDR: cannot listen on {addr}: {source}")]
     Bind {
         addr: String,
         source: std::io::Error,
     },
-    #[error("ARGON2_*: {0}")]
-    Hasher(#[from] HashError),
     #[error("SMTP_URL / MAIL_FROM / MAIL_DIR: {0}")]
     Mail(#[from] users_mail::MailError),
-    #[error("start-up task failed: {0}")]
-    Task(String),
 }
 
-/// Registers every route, with JSON 404/405 answers for everything else.
+/// Registers every route with what it needs before its handler runs, outermost first:
+/// the per-IP budget, authentication, the superuser check, the target user. Those are
+/// wrapped around the routes, not the resources, so a wrong method is a 405 before
+/// anything is counted or checked. Anything else answers JSON 404/405.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     let resource = |path: &str| {
         web::resource(path.to_owned()).default_service(web::to(routes::method_not_allowed))
     };
+    let provider = || guard::fn_guard(oauth::configured_provider);
     cfg.service(resource("/healthz").route(web::get().to(ops::healthz)))
         .service(resource("/readyz").route(web::get().to(ops::readyz)))
         .service(resource("/metrics").route(web::get().to(ops::metrics)))
         .configure(crate::openapi::configure_docs)
-        .service(resource("/auth/register").route(web::post().to(register::register)))
-        .service(resource("/auth/jwt/login").route(web::post().to(auth::login)))
-        .service(resource("/auth/jwt/logout").route(web::post().to(auth::logout)))
-        .service(resource("/auth/forgot-password").route(web::post().to(mail::forgot_password)))
-        .service(resource("/auth/reset-password").route(web::post().to(mail::reset)))
         .service(
-            resource("/auth/request-verify-token")
-                .route(web::post().to(mail::request_verify_token)),
+            resource("/auth/register")
+                .route(web::post().to(register::register).wrap(per_ip("register"))),
         )
-        .service(resource("/auth/verify").route(web::post().to(mail::verify)))
+        .service(
+            resource("/auth/jwt/login").route(web::post().to(auth::login).wrap(per_ip("login"))),
+        )
+        .service(
+            resource("/auth/jwt/logout")
+                .route(web::post().to(auth::logout).wrap(from_fn(authenticated))),
+        )
+        .service(
+            resource("/auth/forgot-password").route(
+                web::post()
+                    .to(mail::forgot_password)
+                    .wrap(per_ip("forgot-password")),
+            ),
+        )
+        .service(
+            resource("/auth/reset-password")
+                .route(web::post().to(mail::reset).wrap(per_ip("reset-password"))),
+        )
+        .service(
+            resource("/auth/request-verify-token").route(
+                web::post()
+                    .to(mail::request_verify_token)
+                    .wrap(per_ip("request-verify-token")),
+            ),
+        )
+        .service(
+            resource("/auth/verify").route(web::post().to(mail::verify).wrap(per_ip("verify"))),
+        )
         .service(
             resource("/reset-password")
                 .route(web::get().to(pages::reset_page))
-                .route(web::post().to(pages::reset_submit)),
-        )
-        .service(resource("/verify").route(web::get().to(pages::verify_page)))
-        .service(resource("/auth/google/authorize").route(web::get().to(google::authorize)))
-        .service(resource("/auth/google/callback").route(web::get().to(google::callback)))
-        .service(
-            resource("/auth/associate/google/authorize")
-                .route(web::get().to(google::associate_authorize)),
+                .route(
+                    web::post()
+                        .to(pages::reset_submit)
+                        .wrap(per_ip("reset-password")),
+                ),
         )
         .service(
-            resource("/auth/associate/google/callback")
-                .route(web::get().to(google::associate_callback)),
+            resource("/verify").route(web::get().to(pages::verify_page).wrap(per_ip("verify"))),
+        )
+        .service(
+            resource("/auth/associate/{provider}/authorize")
+                .guard(provider())
+                .route(
+                    web::get()
+                        .to(oauth::associate_authorize)
+                        .wrap(from_fn(authenticated)),
+                ),
+        )
+        .service(
+            resource("/auth/associate/{provider}/callback")
+                .guard(provider())
+                .route(
+                    web::get()
+                        .to(oauth::associate_callback)
+                        .wrap(from_fn(authenticated))
+                        .wrap(per_ip("oauth-callback")),
+                ),
+        )
+        .service(
+            resource("/auth/{provider}/authorize")
+                .guard(provider())
+                .route(web::get().to(oauth::authorize)),
+        )
+        .service(
+            resource("/auth/{provider}/callback")
+                .guard(provider())
+                .route(
+                    web::get()
+                        .to(oauth::callback)
+                        .wrap(per_ip("oauth-callback")),
+                ),
         )
         .service(
             resource("/users/me")
-                .route(web::get().to(users::me))
-                .route(web::patch().to(users::update_me)),
+                .route(web::get().to(users::me).wrap(from_fn(authenticated)))
+                .route(
+                    web::patch()
+                        .to(users::update_me)
+                        .wrap(from_fn(authenticated)),
+                ),
         )
-        .service(resource("/users").route(web::get().to(users::list_users)))
         .service(
-            resource("/users/{id}")
-                .route(web::get().to(users::get_user))
-                .route(web::patch().to(users::patch_user))
-                .route(web::delete().to(users::delete_user)),
+            resource("/users").route(
+                web::get()
+                    .to(users::list_users)
+                    .wrap(from_fn(superuser))
+                    .wrap(from_fn(authenticated)),
+            ),
         );
+    let admin = |route: actix_web::Route| {
+        route
+            .wrap(from_fn(users::target_user))
+            .wrap(from_fn(superuser))
+            .wrap(from_fn(authenticated))
+    };
+    cfg.service(
+        resource("/users/{id}")
+            .route(admin(web::get().to(users::get_user)))
+            .route(admin(web::patch().to(users::patch_user)))
+            .route(admin(web::delete().to(users::delete_user))),
+    );
 }
 
-/// Opens the database (running migrations), settles the JWT secret and builds the
-/// password hasher. Blocking work runs on the blocking pool.
-pub async fn build_state(settings: Settings) -> Result<AppState, StartupError> {
-    let url = settings.database_url.clone();
-    let pool_opts = settings.pool.clone();
-    let configured_secret = settings.jwt_secret.clone();
-    let (db, secret) =
-        tokio::task::spawn_blocking(move || -> Result<(Database, SecretString), DbError> {
-            let db = Database::connect_and_migrate(url, &pool_opts)?;
-            let secret = match configured_secret {
-                Some(s) => s,
-                None => {
-                    let mut conn = db.get()?;
-                    let stored = users_db::settings::get_or_insert(
-                        &mut conn,
-                        "jwt_secret",
-                        &random_token(48),
-                    )?;
-                    SecretString::from(stored)
-                }
-            };
-            Ok((db, secret))
-        })
-        .await
-        .map_err(|e| StartupError::Task(e.to_string()))??;
-
-    if settings.jwt_secret.is_none() {
-        tracing::warn!(
-            "JWT_SECRET is not set: using a secret generated once and kept in the database; \
-             set JWT_SECRET to share tokens with another service"
-        );
-    } else if secret.expose_secret().len() < 32 {
-        tracing::warn!("JWT_SECRET is shorter than 32 bytes; use a long random value");
-    }
-    if settings.argon2_below_owasp() {
-        tracing::warn!(?settings.argon2, "the ARGON2_* parameters are below OWASP's minimum");
-    }
-    let hasher_settings = settings.argon2;
-    let hasher = tokio::task::spawn_blocking(move || PasswordHasher::new(hasher_settings))
-        .await
-        .map_err(|e| StartupError::Task(e.to_string()))??;
-
-    let mailer = users_mail::Mailer::new(&users_mail::MailConfig {
-        smtp_url: settings.smtp_url.clone(),
-        mail_dir: settings.mail_dir.clone(),
-        from: settings.mail_from.clone(),
-        timeout: std::time::Duration::from_secs(30),
-    })?;
-
+/// The state every handler sees: the flows' [`Core`] (database, migrations, secret,
+/// hasher) and the request-side pieces.
+pub async fn build_state(
+    settings: Settings,
+    clock: Arc<dyn Clock>,
+) -> Result<AppState, StartupError> {
+    let core = Core::build(settings.core_setup()).await?;
     Ok(AppState {
-        mailer,
-        outbox_signal: OutboxSignal::default(),
-        google: settings.google.clone().map(crate::google::Google::new),
-        metrics: Arc::new(crate::metrics::Metrics::default()),
-        db_permits: Arc::new(tokio::sync::Semaphore::new(
-            settings.pool.max_connections.max(1) as usize,
-        )),
-        jwt: JwtKeys::new(&secret, settings.jwt_lifetime_seconds),
-        policy: settings.password_policy,
-        db,
-        hasher,
+        core,
         settings: Arc::new(settings),
+        clock,
+        metrics: Arc::new(crate::metrics::Metrics::default()),
     })
 }
 
@@ -159,9 +177,23 @@ pub struct Application {
 
 impl Application {
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
+        Self::build_with_clock(settings, Arc::new(SystemClock)).await
+    }
+
+    /// [`Application::build`] with another clock (tests move time forward).
+    pub async fn build_with_clock(
+        settings: Settings,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, StartupError> {
         let addr = settings.bind_addr.clone();
         let workers = settings.workers;
-        let state = build_state(settings).await?;
+        let mailer = users_mail::Mailer::new(&users_mail::MailConfig {
+            smtp_url: settings.smtp_url.clone(),
+            mail_dir: settings.mail_dir.clone(),
+            from: settings.mail_from.clone(),
+            timeout: std::time::Duration::from_secs(30),
+        })?;
+        let state = build_state(settings, clock.clone()).await?;
         let listener = TcpListener::bind(&addr).map_err(|source| StartupError::Bind {
             addr: addr.clone(),
             source,
@@ -209,14 +241,11 @@ impl Application {
             })?
             .run();
         let (stop_worker, stopped) = tokio::sync::watch::channel(false);
-        if let Some(google) = &state.google {
-            google.start_discovery(stopped.clone()).await;
-        }
-
-        let worker = tokio::spawn(OutboxWorker::new(state.clone()).run(stopped));
+        let mail = mailer.describe();
+        let worker = state.core.start_background(mailer, clock, stopped).await;
         tracing::info!(
-            database = %state.db.url().redacted(),
-            mail = %state.mailer.describe(),
+            database = %state.core.store.database().url().redacted(),
+            mail = %mail,
             "listening on http://{local}"
         );
         Ok(Application {
@@ -246,7 +275,7 @@ impl Application {
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let result = self.server.await;
         let _ = self.stop_worker.send(true);
-        if tokio::time::timeout(std::time::Duration::from_secs(10), self.worker)
+        if tokio::time::timeout(users_core::startup::WORKER_STOP_TIMEOUT, self.worker)
             .await
             .is_err()
         {

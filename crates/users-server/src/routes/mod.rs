@@ -1,8 +1,8 @@
 //! The HTTP routes (CONTRACT.md §4).
 
 pub mod auth;
-pub mod google;
 pub mod mail;
+pub mod oauth;
 pub mod ops;
 pub mod pages;
 pub mod register;

@@ -22,11 +22,11 @@ pub async fn healthz() -> HttpResponse {
     tag = "operations",
     responses(
         (status = 200, description = "Ready"),
-        (status = 503, description = "Database unreachable or not migrated", body = crate::openapi::ErrorDetail)
+        (status = 503, description = "Database unreachable or not migrated", body = crate::error::ErrorDetail)
     )
 )]
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
-    let db = state.db.clone();
+    let db = state.core.store.database().clone();
     let result = web::block(move || {
         let mut conn = db.get_within(Duration::from_secs(2))?;
         let outcome = users_db::check_ready(&mut conn);
@@ -58,7 +58,7 @@ fn readiness_reason(e: &users_db::DbError) -> &'static str {
 /// `GET /metrics`: Prometheus text format.
 #[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "Prometheus text exposition format", content_type = "text/plain")))]
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
-    let db = state.db.clone();
+    let db = state.core.store.database().clone();
     let outbox_pending = web::block(move || -> Option<i64> {
         let mut conn = db.get_within(Duration::from_secs(1)).ok()?;
         users_db::outbox::pending_count(&mut conn).ok()
@@ -66,12 +66,15 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     .await
     .ok()
     .flatten();
-    let (connections, idle) = state.db.pool_state();
-    let body = state.metrics.render(&Gauges {
-        outbox_pending,
-        pool_connections: connections,
-        pool_idle: idle,
-    });
+    let (connections, idle) = state.core.store.database().pool_state();
+    let body = state.metrics.render(
+        &state.core.counters,
+        &Gauges {
+            outbox_pending,
+            pool_connections: connections,
+            pool_idle: idle,
+        },
+    );
     HttpResponse::Ok()
         .insert_header((
             header::CONTENT_TYPE,

@@ -4,13 +4,14 @@
 
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
-use secrecy::SecretString;
-
-use crate::accounts::{reset_password, verify_user, ResetError, VerifyError};
-use crate::body::{read_body, urlencoded, BODY_LIMIT};
-use crate::error::ApiError;
-use crate::state::AppState;
+use secrecy::ExposeSecret;
+use users_core::flows::recovery::{self, ResetError, VerifyError};
 use users_mail::escape_html as escape;
+
+use crate::bodies::ResetPasswordForm;
+use crate::error::ApiError;
+use crate::extract::{urlencoded, ValidatedForm};
+use crate::state::AppState;
 
 const CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; \
                    frame-ancestors 'none'; base-uri 'none'";
@@ -44,7 +45,7 @@ fn page(status: actix_web::http::StatusCode, app: &str, title: &str, body: &str)
 }
 
 fn reset_form(state: &AppState, token: &str, error: Option<&str>) -> HttpResponse {
-    let min = state.policy.min_length;
+    let min = state.core.policy.min_length;
     let error = error
         .map(|e| format!("<p class=\"error\" role=\"alert\">{}</p>", escape(e)))
         .unwrap_or_default();
@@ -66,7 +67,7 @@ fn reset_form(state: &AppState, token: &str, error: Option<&str>) -> HttpRespons
     };
     page(
         status,
-        &state.settings.app_name,
+        &state.core.config.app_name,
         "Choose a new password",
         &body,
     )
@@ -75,7 +76,7 @@ fn reset_form(state: &AppState, token: &str, error: Option<&str>) -> HttpRespons
 fn bad_link(state: &AppState, what: &str) -> HttpResponse {
     page(
         actix_web::http::StatusCode::BAD_REQUEST,
-        &state.settings.app_name,
+        &state.core.config.app_name,
         "This link does not work",
         &format!(
             "<p class=\"error\">The link is invalid, has expired, or was already used.</p><p>{}</p>",
@@ -103,45 +104,45 @@ pub async fn reset_page(state: web::Data<AppState>, req: HttpRequest) -> HttpRes
 }
 
 /// `POST /reset-password` (the form): completes the reset and shows the outcome.
-#[utoipa::path(post, path = "/reset-password", tag = "pages", request_body(content = crate::openapi::ResetPasswordBody, content_type = "application/x-www-form-urlencoded"), responses((status = 200, description = "Password changed", content_type = "text/html"), (status = 400, description = "Refused, with the reason", content_type = "text/html")))]
+#[utoipa::path(post, path = "/reset-password", tag = "pages", request_body(content = ResetPasswordForm, content_type = "application/x-www-form-urlencoded"), responses((status = 200, description = "Password changed", content_type = "text/html"), (status = 400, description = "Refused, with the reason", content_type = "text/html")))]
 #[tracing::instrument(name = "reset_password_page", skip_all)]
 pub async fn reset_submit(
     state: web::Data<AppState>,
-    req: HttpRequest,
-    payload: web::Payload,
+    ValidatedForm(form): ValidatedForm<ResetPasswordForm>,
 ) -> Result<HttpResponse, ApiError> {
-    crate::limits::limit_ip(&state, &req, "reset-password").await?;
-    let form = urlencoded(&read_body(payload, BODY_LIMIT).await?);
-    let token = form.get("token").cloned().unwrap_or_default();
-    let password = form.get("password").cloned().unwrap_or_default();
-    if token.is_empty() {
+    let Some(token) = form.token else {
         return Ok(bad_link(
             &state,
             "Request a new password-reset email and open the link it holds.",
         ));
-    }
-    if password.is_empty() {
+    };
+    let Some(password) = form.password else {
         return Ok(reset_form(&state, &token, Some("Enter a new password.")));
-    }
-    if form.get("confirm").is_some_and(|c| *c != password) {
+    };
+    if form
+        .confirm
+        .is_some_and(|c| c.expose_secret() != password.expose_secret())
+    {
         return Ok(reset_form(
             &state,
             &token,
             Some("The two passwords differ."),
         ));
     }
-    Ok(match reset_password(&state, &token, SecretString::from(password)).await {
-        Ok(()) => page(
-            actix_web::http::StatusCode::OK,
-            &state.settings.app_name,
-            "Password changed",
-            "<p class=\"ok\" role=\"status\">Your password has been changed. You can now sign in with it.</p>\
-             <p class=\"hint\">Every session signed in with the old password has been signed out.</p>",
-        ),
-        Err(ResetError::InvalidPassword(reason)) => reset_form(&state, &token, Some(&reason)),
-        Err(ResetError::BadToken) => bad_link(&state, "Request a new password-reset email."),
-        Err(ResetError::Api(e)) => return Err(e),
-    })
+    Ok(
+        match recovery::reset_password(&state.core, &token, password, state.now()).await {
+            Ok(()) => page(
+                actix_web::http::StatusCode::OK,
+                &state.core.config.app_name,
+                "Password changed",
+                "<p class=\"ok\" role=\"status\">Your password has been changed. You can now sign in with it.</p>\
+                 <p class=\"hint\">Every session signed in with the old password has been signed out.</p>",
+            ),
+            Err(ResetError::InvalidPassword(reason)) => reset_form(&state, &token, Some(&reason)),
+            Err(ResetError::BadToken) => bad_link(&state, "Request a new password-reset email."),
+            Err(e @ ResetError::Fault(_)) => return Err(e.into()),
+        },
+    )
 }
 
 /// `GET /verify?token=`: verifies the email and shows the outcome.
@@ -151,27 +152,26 @@ pub async fn verify_page(
     state: web::Data<AppState>,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    crate::limits::limit_ip(&state, &req, "verify").await?;
     let Some(token) = query_token(&req) else {
         return Ok(bad_link(
             &state,
             "Request a new verification email and open the link it holds.",
         ));
     };
-    Ok(match verify_user(&state, &token).await {
+    Ok(match recovery::verify_email(&state.core, &token, state.now()).await {
         Ok(_) => page(
             actix_web::http::StatusCode::OK,
-            &state.settings.app_name,
+            &state.core.config.app_name,
             "Email verified",
             "<p class=\"ok\" role=\"status\">Thank you: your email address is verified.</p>",
         ),
         Err(VerifyError::AlreadyVerified) => page(
             actix_web::http::StatusCode::OK,
-            &state.settings.app_name,
+            &state.core.config.app_name,
             "Email already verified",
             "<p class=\"ok\" role=\"status\">Your email address was already verified. Nothing else to do.</p>",
         ),
         Err(VerifyError::BadToken) => bad_link(&state, "Request a new verification email."),
-        Err(VerifyError::Api(e)) => return Err(e),
+        Err(e @ VerifyError::Fault(_)) => return Err(e.into()),
     })
 }

@@ -1,0 +1,29 @@
+//! What the flows need to know of the configuration. The web layer reads the
+//! environment and fills this in; nothing here knows about variables or files.
+
+/// Settings the flows and the worker read.
+#[derive(Debug, Clone)]
+pub struct CoreConfig {
+    /// Product name in mails.
+    pub app_name: String,
+    /// Base of the service's own URLs, without a trailing slash.
+    pub public_url: String,
+    pub access_token_lifetime_seconds: i64,
+    /// Where mailed links point; `?token=T` (or `&token=T`) is appended.
+    pub reset_password_url: String,
+    pub verify_url: String,
+    pub reset_token_lifetime_seconds: i64,
+    pub verify_token_lifetime_seconds: i64,
+    pub oauth_state_lifetime_seconds: i64,
+    /// Consecutive failed logins of one account before it is locked for a while.
+    pub login_max_failures: i64,
+    /// Requests per client IP and route per minute; 0: no limit.
+    pub rate_limit_per_ip_per_minute: i64,
+}
+
+impl CoreConfig {
+    /// Whether cookies the service sets must be `Secure`.
+    pub fn https(&self) -> bool {
+        self.public_url.starts_with("https://")
+    }
+}

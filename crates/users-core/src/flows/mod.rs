@@ -1,0 +1,16 @@
+//! One module per flow. Each public function takes what the caller parsed, and `now`,
+//! and returns the flow's own outcome enum; the order of the checks is the flow's.
+
+pub mod account;
+pub mod auth;
+pub mod oauth;
+pub mod recovery;
+pub mod register;
+
+use crate::tokens::random_token;
+
+/// A password hash no password matches (not a PHC string): such an account signs in
+/// through its provider, or after a password reset.
+pub(crate) fn unusable_password() -> String {
+    format!("!unusable-{}", random_token(24))
+}

@@ -1,0 +1,391 @@
+//! Sign-in with an identity provider, and linking a provider account to the current
+//! user (CONTRACT.md §4, §6, §7): OpenID Connect with PKCE S256, a nonce, the id_token
+//! verified against the provider's keys, a state that is signed, bound to the browser
+//! by a cookie, and usable once. The checks of a callback come in the contract's order.
+
+use users_db::oauth::{self, Association, PendingState, ProviderAccount};
+use users_db::users::{self, NewUser, StoredUser};
+use users_db::{DbError, Effects};
+use users_domain::{EmailAddress, Timestamp, User, UserId};
+use users_oauth::{Identity, OAuthError};
+
+use crate::flows::auth::SignedIn;
+use crate::flows::unusable_password;
+use crate::providers::Provider;
+use crate::tokens::{constant_time_eq, random_token, StateClaims, TokenError, STATE_AUDIENCE};
+use crate::{Core, Fault};
+
+#[derive(Debug, thiserror::Error)]
+pub enum OAuthFlowError {
+    /// No provider of that name is configured.
+    #[error("no such provider")]
+    NotConfigured,
+    /// The provider's configuration could not be loaded yet; the label names it.
+    #[error("{0} sign-in is not ready: the provider's configuration could not be loaded yet")]
+    NotReady(String),
+    /// The provider sent the browser back with `?error=X`.
+    #[error("the provider answered {0}")]
+    Denied(String),
+    #[error("no authorization code")]
+    MissingCode,
+    /// Missing, garbage or badly signed state.
+    #[error("the state cannot be read")]
+    StateUnreadable,
+    #[error("the state has expired")]
+    StateExpired,
+    /// The browser's cookie does not match the state, or the state was used already.
+    #[error("the state is not this browser's, or was used")]
+    InvalidState,
+    /// A sign-in state on the associate callback, or one made for another user.
+    #[error("the state was made for another purpose")]
+    WrongUser,
+    #[error("the identity provider is unavailable")]
+    ProviderUnavailable,
+    #[error("the identity provider refused the code")]
+    CodeRejected,
+    #[error("the id_token failed verification")]
+    InvalidIdToken,
+    #[error("the provider gave no email")]
+    NoEmail,
+    /// The email belongs to a user this account is not linked to.
+    #[error("a user with this email already exists")]
+    UserAlreadyExists,
+    /// The provider account is linked to another user.
+    #[error("the account is linked to another user")]
+    AccountAlreadyLinked,
+    #[error("inactive user")]
+    Inactive,
+    #[error(transparent)]
+    Fault(#[from] Fault),
+}
+
+impl From<DbError> for OAuthFlowError {
+    fn from(e: DbError) -> Self {
+        OAuthFlowError::Fault(e.into())
+    }
+}
+
+impl From<OAuthError> for OAuthFlowError {
+    fn from(e: OAuthError) -> Self {
+        tracing::warn!(error = %e, "sign-in with the provider failed");
+        match e {
+            OAuthError::Unavailable(_) | OAuthError::Discovery(_) => {
+                OAuthFlowError::ProviderUnavailable
+            }
+            OAuthError::Rejected(_) => OAuthFlowError::CodeRejected,
+            OAuthError::InvalidIdToken(_) => OAuthFlowError::InvalidIdToken,
+        }
+    }
+}
+
+fn provider<'a>(core: &'a Core, name: &str) -> Result<&'a Provider, OAuthFlowError> {
+    core.providers
+        .get(name)
+        .ok_or(OAuthFlowError::NotConfigured)
+}
+
+fn client(provider: &Provider) -> Result<users_oauth::OidcClient, OAuthFlowError> {
+    provider
+        .client()
+        .ok_or_else(|| OAuthFlowError::NotReady(provider.settings.label.clone()))
+}
+
+/// Where the browser goes, and what binds the authorization to it.
+#[derive(Debug)]
+pub struct Authorization {
+    pub url: String,
+    /// The value of the CSRF cookie to set; the state carries the same value.
+    pub csrf: String,
+    pub lifetime_seconds: i64,
+}
+
+/// Starts an authorization: a signed state holding a fresh CSRF value, a server-side
+/// row holding the PKCE verifier and the nonce, and the provider's URL.
+/// `for_user`: the current user, when linking an account to it.
+pub async fn begin(
+    core: &Core,
+    provider_name: &str,
+    for_user: Option<UserId>,
+    redirect_uri: &str,
+    extra_scopes: &[String],
+    now: Timestamp,
+) -> Result<Authorization, OAuthFlowError> {
+    let provider = provider(core, provider_name)?;
+    let client = client(provider)?;
+    let lifetime = core.config.oauth_state_lifetime_seconds;
+    let csrf = random_token(32);
+    let (verifier, challenge) = users_oauth::pkce_pair();
+    let pending = PendingState {
+        id: random_token(32),
+        pkce_verifier: verifier,
+        nonce: users_oauth::random_nonce(),
+        user_id: for_user.map(|u| u.to_string()),
+        expires_at: now.plus_secs(lifetime).millis(),
+    };
+    let claims = StateClaims {
+        csrftoken: csrf.clone(),
+        jti: Some(pending.id.clone()),
+        sub: for_user.map(|u| u.to_string()),
+        aud: STATE_AUDIENCE.to_owned(),
+        exp: now.secs() + lifetime,
+    };
+    let signed = core.tokens.issue_state(&claims).map_err(Fault::internal)?;
+    let nonce = pending.nonce.clone();
+    core.store
+        .run(move |c| Ok(oauth::save_state(c, &pending, now.millis())?))
+        .await?;
+    let url = client.authorization_url(redirect_uri, &signed, &nonce, &challenge, extra_scopes);
+    Ok(Authorization {
+        url,
+        csrf,
+        lifetime_seconds: lifetime,
+    })
+}
+
+/// What the provider's redirect brought back to the callback.
+#[derive(Debug, Default)]
+pub struct Callback {
+    pub error: Option<String>,
+    pub code: Option<String>,
+    pub state: Option<String>,
+    /// The CSRF cookie the browser sent.
+    pub csrf_cookie: Option<String>,
+}
+
+/// The checks of CONTRACT.md §6, in order, then the exchange with the provider: the
+/// verified identity. `for_user`: the current user on the associate callback.
+pub async fn finish(
+    core: &Core,
+    provider_name: &str,
+    callback: Callback,
+    for_user: Option<UserId>,
+    redirect_uri: &str,
+    now: Timestamp,
+) -> Result<Identity, OAuthFlowError> {
+    let provider = provider(core, provider_name)?;
+    if let Some(error) = callback.error {
+        return Err(OAuthFlowError::Denied(error));
+    }
+    let code = callback
+        .code
+        .filter(|c| !c.is_empty())
+        .ok_or(OAuthFlowError::MissingCode)?;
+    let raw_state = callback.state.ok_or(OAuthFlowError::StateUnreadable)?;
+    let claims = core
+        .tokens
+        .decode_state(&raw_state, now)
+        .map_err(|e| match e {
+            TokenError::Expired => OAuthFlowError::StateExpired,
+            TokenError::Invalid => OAuthFlowError::StateUnreadable,
+        })?;
+    let cookie = callback.csrf_cookie.unwrap_or_default();
+    if cookie.is_empty() || !constant_time_eq(cookie.as_bytes(), claims.csrftoken.as_bytes()) {
+        return Err(OAuthFlowError::InvalidState);
+    }
+    // A sign-in state on the associate callback, or one made for another user, and
+    // an association state on the sign-in callback, are all refused.
+    if claims.sub != for_user.map(|u| u.to_string()) {
+        return Err(OAuthFlowError::WrongUser);
+    }
+    let client = client(provider)?;
+    let jti = claims.jti.ok_or(OAuthFlowError::InvalidState)?;
+    let pending = core
+        .store
+        .run(move |c| Ok(oauth::take_state(c, &jti)?))
+        .await?
+        .filter(|p| p.user_id == for_user.map(|u| u.to_string()))
+        .ok_or(OAuthFlowError::InvalidState)?;
+    let (identity, _tokens) = client
+        .sign_in(
+            &code,
+            redirect_uri,
+            &pending.pkce_verifier,
+            &pending.nonce,
+            now.secs(),
+        )
+        .await?;
+    if identity.email.as_deref().is_none_or(str::is_empty) {
+        return Err(OAuthFlowError::NoEmail);
+    }
+    Ok(identity)
+}
+
+/// Signs in the user a verified identity belongs to: the linked one; else, when the
+/// provider allows linking by email and the provider says the email is verified, the
+/// user with that email; else a new user, created with the link in one transaction.
+pub async fn sign_in(
+    core: &Core,
+    provider_name: &str,
+    identity: Identity,
+    now: Timestamp,
+) -> Result<SignedIn, OAuthFlowError> {
+    let provider = provider(core, provider_name)?;
+    let user = user_for(core, provider, identity, now).await?;
+    if !user.is_active {
+        return Err(OAuthFlowError::Inactive);
+    }
+    let access_token = core
+        .tokens
+        .issue_access(user.id, now)
+        .map_err(Fault::internal)?;
+    tracing::info!(user_id = %user.id, provider = %provider.settings.name, "signed in with a provider");
+    Ok(SignedIn { user, access_token })
+}
+
+async fn user_for(
+    core: &Core,
+    provider: &Provider,
+    identity: Identity,
+    now: Timestamp,
+) -> Result<User, OAuthFlowError> {
+    let key = provider.settings.key.clone();
+    let email = EmailAddress::parse(identity.email.as_deref().unwrap_or_default())
+        .map_err(|_| OAuthFlowError::NoEmail)?;
+    let subject = identity.subject.clone();
+    let account_email = email.as_str().to_owned();
+
+    // 1. a linked account
+    let (k, s, e) = (key.clone(), subject.clone(), account_email.clone());
+    let linked: Option<StoredUser> = core
+        .store
+        .run(move |c| Ok(oauth::linked_user(c, &k, &s, Some(&e), now.millis())?))
+        .await?;
+    if let Some(user) = linked {
+        return Ok(user.user);
+    }
+
+    // 2. an existing user with that email
+    let email_key = email.key();
+    let existing = core
+        .store
+        .run(move |c| Ok(users::find_by_email_key(c, &email_key)?))
+        .await?;
+    if let Some(existing) = existing {
+        if !provider.settings.associate_by_email || !identity.email_verified {
+            return Err(OAuthFlowError::UserAlreadyExists);
+        }
+        if !existing.user.is_active {
+            return Err(OAuthFlowError::Inactive);
+        }
+        let id = existing.user.id;
+        // Someone may have registered this address before its owner (pre-account
+        // takeover): the owner, proven by the provider, takes the account; the
+        // unproven password and its sessions go.
+        let takeover = (!existing.user.is_verified).then(unusable_password);
+        let (k, s, e) = (key.clone(), subject.clone(), account_email.clone());
+        let linked = core
+            .store
+            .run(move |c| {
+                let account = ProviderAccount {
+                    provider: &k,
+                    subject: &s,
+                    email: &e,
+                };
+                Ok(oauth::link_by_email(
+                    c,
+                    id,
+                    &account,
+                    takeover.as_deref(),
+                    now.millis(),
+                    &Effects::none(),
+                )?)
+            })
+            .await;
+        return match linked {
+            Ok(Some(u)) => {
+                tracing::info!(user_id = %id, cleared_password = !existing.user.is_verified,
+                    "provider account linked by verified email");
+                Ok(u.user)
+            }
+            Ok(None) => Err(OAuthFlowError::UserAlreadyExists),
+            Err(e) if e.is_unique_violation() => Err(OAuthFlowError::UserAlreadyExists),
+            Err(e) => Err(e.into()),
+        };
+    }
+
+    // 3. a new user, linked
+    let new = NewUser {
+        id: UserId::new_v4().to_string(),
+        email: email.as_str().to_owned(),
+        email_key: email.key(),
+        hashed_password: unusable_password(),
+        is_active: true,
+        is_superuser: false,
+        is_verified: false,
+        tokens_valid_after: 0,
+        created_at: now.millis(),
+        updated_at: now.millis(),
+    };
+    let (k, s) = (key.clone(), subject.clone());
+    match core
+        .store
+        .run(move |c| {
+            Ok(oauth::create_linked_user(
+                c,
+                &new,
+                &k,
+                &s,
+                &Effects::none(),
+            )?)
+        })
+        .await
+    {
+        Ok(user) => {
+            tracing::info!(user_id = %user.user.id, "user created through a provider");
+            Ok(user.user)
+        }
+        // a concurrent first sign-in of the same account, or the email taken meanwhile
+        Err(e) if e.is_unique_violation() => {
+            let raced = core
+                .store
+                .run(move |c| Ok(oauth::linked_user(c, &key, &subject, None, now.millis())?))
+                .await?;
+            raced
+                .map(|u| u.user)
+                .ok_or(OAuthFlowError::UserAlreadyExists)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Links the provider account of a verified identity to `user` (the current user),
+/// without touching their email.
+pub async fn associate(
+    core: &Core,
+    provider_name: &str,
+    user: &User,
+    identity: Identity,
+    now: Timestamp,
+) -> Result<User, OAuthFlowError> {
+    let provider = provider(core, provider_name)?;
+    let id = user.id;
+    let key = provider.settings.key.clone();
+    let email = identity.email.clone().unwrap_or_default();
+    let subject = identity.subject.clone();
+    let result = core
+        .store
+        .run(move |c| {
+            let account = ProviderAccount {
+                provider: &key,
+                subject: &subject,
+                email: &email,
+            };
+            Ok(oauth::associate(
+                c,
+                id,
+                &account,
+                now.millis(),
+                &Effects::none(),
+            )?)
+        })
+        .await;
+    match result {
+        Ok(Association::Linked | Association::Refreshed) => {
+            tracing::info!(user_id = %id, provider = %provider.settings.name, "provider account linked");
+            Ok(user.clone())
+        }
+        Ok(Association::LinkedToAnother) => Err(OAuthFlowError::AccountAlreadyLinked),
+        Err(e) if e.is_unique_violation() => Err(OAuthFlowError::AccountAlreadyLinked),
+        Err(e) => Err(e.into()),
+    }
+}

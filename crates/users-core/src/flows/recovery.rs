@@ -1,0 +1,193 @@
+//! Password reset and email verification (CONTRACT.md §4, §5): the requests for mail,
+//! and the checks of the tokens those mails carry. The tokens themselves are made by
+//! the worker at send time (see `worker.rs`) with `tokens.rs`.
+
+use secrecy::{ExposeSecret, SecretString};
+use users_db::users;
+use users_domain::email::email_key;
+use users_domain::{EmailAddress, Timestamp, User, UserId};
+
+use crate::hashing::Verification;
+use crate::outbox::OutboxItem;
+use crate::{Core, Counters, Fault};
+
+/// Queues a reset mail for `email` and returns at once, whatever the address: the same
+/// work for every address, so neither the answer nor its timing tells whether it is
+/// known. The worker sends a mail only to an active user.
+pub async fn forgot_password(
+    core: &Core,
+    email: EmailAddress,
+    now: Timestamp,
+) -> Result<(), Fault> {
+    queue(
+        core,
+        OutboxItem::ForgotPassword {
+            email: email.into_string(),
+        },
+        now,
+    )
+    .await
+}
+
+/// Queues a verification mail for `email` (sent only to an active, unverified user).
+pub async fn request_verification(
+    core: &Core,
+    email: EmailAddress,
+    now: Timestamp,
+) -> Result<(), Fault> {
+    queue(
+        core,
+        OutboxItem::RequestVerify {
+            email: email.into_string(),
+        },
+        now,
+    )
+    .await
+}
+
+async fn queue(core: &Core, item: OutboxItem, now: Timestamp) -> Result<(), Fault> {
+    let effects = item.effects(now)?;
+    core.store
+        .run(move |c| Ok(users_db::outbox::enqueue(c, &effects)?))
+        .await?;
+    Counters::inc(&core.counters.mails_queued);
+    core.outbox.wake();
+    Ok(())
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ResetError {
+    /// Invalid, expired, used or stale token; unknown or inactive user.
+    #[error("bad reset token")]
+    BadToken,
+    /// The policy refused the new password; the token stays usable.
+    #[error("password refused: {0}")]
+    InvalidPassword(String),
+    #[error(transparent)]
+    Fault(#[from] Fault),
+}
+
+impl From<users_db::DbError> for ResetError {
+    fn from(e: users_db::DbError) -> Self {
+        ResetError::Fault(e.into())
+    }
+}
+
+/// Completes a password reset: a valid, unexpired reset token whose fingerprint still
+/// matches the current password hash, for an active user; a password the policy
+/// accepts. The new hash, the revocation of every earlier access token and the
+/// "password changed" mail are one transaction, which also spends the token.
+pub async fn reset_password(
+    core: &Core,
+    token: &str,
+    password: SecretString,
+    now: Timestamp,
+) -> Result<(), ResetError> {
+    let claims = core
+        .tokens
+        .decode_reset(token, now)
+        .map_err(|_| ResetError::BadToken)?;
+    let id = UserId::parse_str(&claims.sub).map_err(|_| ResetError::BadToken)?;
+    let stored = core
+        .store
+        .run(move |c| Ok(users::find_by_id(c, id)?))
+        .await?
+        .ok_or(ResetError::BadToken)?;
+    // fastapi-users' fingerprint: an argon2 (or bcrypt) hash of the stored hash
+    let fingerprint = core
+        .hasher
+        .verify(
+            SecretString::from(stored.hashed_password.clone()),
+            Some(claims.password_fgpt),
+        )
+        .await
+        .map_err(Fault::from)?;
+    if !matches!(fingerprint, Verification::Valid { .. }) || !stored.user.is_active {
+        return Err(ResetError::BadToken);
+    }
+    core.policy
+        .check(password.expose_secret(), &stored.user.email)
+        .map_err(|r| ResetError::InvalidPassword(r.reason()))?;
+    let new_hash = core.hasher.hash(password).await.map_err(Fault::from)?;
+    let old_hash = stored.hashed_password;
+    let mail = users_mail::Email::password_changed(&core.config.app_name, &stored.user.email);
+    let effects = OutboxItem::Email { email: mail }.effects(now)?;
+    let changed = core
+        .store
+        .run(move |c| {
+            Ok(users::set_password_if_unchanged(
+                c,
+                id,
+                &old_hash,
+                &new_hash,
+                now.millis(),
+                &effects,
+            )?)
+        })
+        .await?;
+    if !changed {
+        return Err(ResetError::BadToken); // the token was used meanwhile
+    }
+    Counters::inc(&core.counters.mails_queued);
+    core.outbox.wake();
+    tracing::info!(user_id = %id, "password reset; earlier tokens revoked");
+    Ok(())
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    /// Invalid or expired token, unknown user, or a token made for an address the user
+    /// no longer has.
+    #[error("bad verification token")]
+    BadToken,
+    #[error("already verified")]
+    AlreadyVerified,
+    #[error(transparent)]
+    Fault(#[from] Fault),
+}
+
+impl From<users_db::DbError> for VerifyError {
+    fn from(e: users_db::DbError) -> Self {
+        VerifyError::Fault(e.into())
+    }
+}
+
+/// Verifies the email of the user a verification token names, if the token was made
+/// for the user's current email.
+pub async fn verify_email(core: &Core, token: &str, now: Timestamp) -> Result<User, VerifyError> {
+    let claims = core
+        .tokens
+        .decode_verify(token, now)
+        .map_err(|_| VerifyError::BadToken)?;
+    let id = UserId::parse_str(&claims.sub).map_err(|_| VerifyError::BadToken)?;
+    let stored = core
+        .store
+        .run(move |c| Ok(users::find_by_id(c, id)?))
+        .await?
+        .ok_or(VerifyError::BadToken)?;
+    if email_key(&claims.email) != email_key(&stored.user.email) {
+        return Err(VerifyError::BadToken);
+    }
+    if stored.user.is_verified {
+        return Err(VerifyError::AlreadyVerified);
+    }
+    let changed = core
+        .store
+        .run(move |c| {
+            Ok(users::mark_verified(
+                c,
+                id,
+                now.millis(),
+                &users_db::Effects::none(),
+            )?)
+        })
+        .await?;
+    if !changed {
+        return Err(VerifyError::AlreadyVerified);
+    }
+    tracing::info!(user_id = %id, "email verified");
+    Ok(User {
+        is_verified: true,
+        ..stored.user
+    })
+}

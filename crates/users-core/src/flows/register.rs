@@ -1,0 +1,91 @@
+//! Creating an account.
+
+use secrecy::{ExposeSecret, SecretString};
+use users_db::users::{self, NewUser};
+use users_db::{DbError, Effects};
+use users_domain::{EmailAddress, Timestamp, User, UserId};
+
+use crate::{Core, Counters, Fault};
+
+/// A new account. Through the API it is always active, not superuser and not
+/// verified; the command line may create superusers and verified users.
+pub struct NewAccount {
+    pub email: EmailAddress,
+    pub password: SecretString,
+    pub is_superuser: bool,
+    pub is_verified: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RegisterError {
+    /// The password policy refused the password; the reason is for the user.
+    #[error("password refused: {0}")]
+    InvalidPassword(String),
+    #[error("a user with this email already exists")]
+    AlreadyExists,
+    #[error(transparent)]
+    Fault(#[from] Fault),
+}
+
+impl From<DbError> for RegisterError {
+    fn from(e: DbError) -> Self {
+        if e.is_unique_violation() {
+            RegisterError::AlreadyExists
+        } else {
+            RegisterError::Fault(e.into())
+        }
+    }
+}
+
+/// Password policy first, then the (case-insensitive) duplicate check, then the hash,
+/// then one INSERT; a racing duplicate is caught by the unique index and writes nothing.
+pub async fn register(
+    core: &Core,
+    account: NewAccount,
+    now: Timestamp,
+) -> Result<User, RegisterError> {
+    let NewAccount {
+        email,
+        password,
+        is_superuser,
+        is_verified,
+    } = account;
+    core.policy
+        .check(password.expose_secret(), email.as_str())
+        .map_err(|r| RegisterError::InvalidPassword(r.reason()))?;
+    let key = email.key();
+    let lookup_key = key.clone();
+    let exists = core
+        .store
+        .run(move |c| Ok(users::find_by_email_key(c, &lookup_key)?.is_some()))
+        .await?;
+    if exists {
+        return Err(RegisterError::AlreadyExists);
+    }
+    let hashed_password = core.hasher.hash(password).await.map_err(Fault::from)?;
+    let user = User {
+        id: UserId::new_v4(),
+        email: email.into_string(),
+        is_active: true,
+        is_superuser,
+        is_verified,
+    };
+    let row = NewUser {
+        id: user.id.to_string(),
+        email: user.email.clone(),
+        email_key: key,
+        hashed_password,
+        is_active: user.is_active,
+        is_superuser: user.is_superuser,
+        is_verified: user.is_verified,
+        tokens_valid_after: 0,
+        created_at: now.millis(),
+        updated_at: now.millis(),
+    };
+    core.store
+        .run(move |c| Ok(users::create(c, &row, &Effects::none())?))
+        .await?;
+    tracing::info!(user_id = %user.id, "user registered");
+    Counters::inc(&core.counters.registrations);
+    Ok(user)
+}

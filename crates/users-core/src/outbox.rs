@@ -1,0 +1,90 @@
+//! What the outbox holds: mails to send, and requests for mails (forgot-password and
+//! verification) that the worker resolves at send time. Rows are written in the
+//! transaction of the change that causes them (see `users_db::Effects`).
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::Notify;
+use users_db::outbox::NewOutboxRow;
+use users_db::Effects;
+use users_domain::Timestamp;
+use users_mail::Email;
+
+use crate::Fault;
+
+/// What an outbox row holds.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum OutboxItem {
+    /// A composed mail.
+    Email { email: Email },
+    /// Send a reset link if the address belongs to an active user.
+    ForgotPassword { email: String },
+    /// Send a verification link if the address belongs to an active, unverified user.
+    RequestVerify { email: String },
+}
+
+impl OutboxItem {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            OutboxItem::Email { .. } => "email",
+            OutboxItem::ForgotPassword { .. } => "forgot_password",
+            OutboxItem::RequestVerify { .. } => "request_verify",
+        }
+    }
+
+    /// The row to write for this item.
+    pub fn row(&self, now: Timestamp) -> Result<NewOutboxRow, Fault> {
+        let payload = serde_json::to_string(self)
+            .map_err(|e| Fault::Internal(format!("cannot serialise an outbox item: {e}")))?;
+        Ok(NewOutboxRow {
+            id: uuid::Uuid::new_v4().to_string(),
+            kind: self.kind().to_owned(),
+            payload,
+            created_at: now.millis(),
+        })
+    }
+
+    /// Effects holding just this item.
+    pub fn effects(&self, now: Timestamp) -> Result<Effects, Fault> {
+        Ok(Effects::none().with_outbox(self.row(now)?))
+    }
+}
+
+/// Wakes the worker when a flow queued something.
+#[derive(Debug, Clone, Default)]
+pub struct OutboxSignal(Arc<Notify>);
+
+impl OutboxSignal {
+    pub fn wake(&self) {
+        self.0.notify_one();
+    }
+
+    pub async fn woken(&self) {
+        self.0.notified().await
+    }
+}
+
+/// `base?token=T` (or `&token=T` when the base has a query already).
+pub fn with_token(base: &str, token: &str) -> String {
+    let sep = if base.contains('?') { '&' } else { '?' };
+    format!("{base}{sep}token={token}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn links_get_the_token_appended() {
+        assert_eq!(
+            with_token("https://a.example/reset", "T"),
+            "https://a.example/reset?token=T"
+        );
+        assert_eq!(
+            with_token("https://a.example/#/reset?x=1", "T"),
+            "https://a.example/#/reset?x=1&token=T"
+        );
+    }
+}

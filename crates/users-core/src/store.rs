@@ -1,0 +1,57 @@
+//! The async side of the database: every query runs on the blocking pool with a pooled
+//! connection, never on the async executor, and never holds a connection across an
+//! `.await`. Requests wait for a connection in arrival order without holding a thread,
+//! and the whole wait (for a turn, then for the pool) is bounded by one deadline.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Semaphore;
+use users_db::{Database, DbConnection, DbError};
+
+/// The pool and its gate. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Store {
+    db: Database,
+    /// One permit per pooled connection.
+    permits: Arc<Semaphore>,
+    wait: Duration,
+}
+
+impl Store {
+    pub fn new(db: Database, max_connections: u32, wait: Duration) -> Store {
+        Store {
+            db,
+            permits: Arc::new(Semaphore::new(max_connections.max(1) as usize)),
+            wait,
+        }
+    }
+
+    pub fn database(&self) -> &Database {
+        &self.db
+    }
+
+    /// Runs `f` with a pooled connection on the blocking pool, in the caller's span.
+    pub async fn run<T, F>(&self, f: F) -> Result<T, DbError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut DbConnection) -> Result<T, DbError> + Send + 'static,
+    {
+        let wait = self.wait;
+        let deadline = tokio::time::Instant::now() + wait;
+        let permit = tokio::time::timeout_at(deadline, self.permits.clone().acquire_owned())
+            .await
+            .map_err(|_| DbError::Busy(wait))?
+            .map_err(|_| DbError::Other("the database gate is closed".into()))?;
+        let db = self.db.clone();
+        let span = tracing::Span::current();
+        tokio::task::spawn_blocking(move || {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let outcome = span.in_scope(|| db.run(left, f));
+            drop(permit);
+            outcome
+        })
+        .await
+        .map_err(|e| DbError::Other(format!("blocking task failed: {e}")))?
+    }
+}

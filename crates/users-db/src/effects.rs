@@ -1,0 +1,81 @@
+//! What a change writes besides itself, in its own transaction: the mails it causes
+//! (outbox rows). A rolled-back change leaves none of them behind, and a committed one
+//! never lacks them.
+
+use diesel::prelude::*;
+
+use crate::outbox::NewOutboxRow;
+use crate::DbConnection;
+
+/// Rows that go with a change. Built by the caller (the flows), written by the
+/// transaction functions of this crate only when the change itself happened.
+#[derive(Debug, Clone, Default)]
+pub struct Effects {
+    pub outbox: Vec<NewOutboxRow>,
+}
+
+impl Effects {
+    pub fn none() -> Effects {
+        Effects::default()
+    }
+
+    pub fn with_outbox(mut self, row: NewOutboxRow) -> Effects {
+        self.outbox.push(row);
+        self
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.outbox.is_empty()
+    }
+
+    pub(crate) fn write(&self, conn: &mut DbConnection) -> QueryResult<()> {
+        for row in &self.outbox {
+            crate::outbox::insert(conn, row)?;
+        }
+        Ok(())
+    }
+}
+
+/// Whether a change happened, so that its effects are to be written.
+pub(crate) trait Happened {
+    fn happened(&self) -> bool;
+}
+
+impl Happened for bool {
+    fn happened(&self) -> bool {
+        *self
+    }
+}
+
+impl<T> Happened for Option<T> {
+    fn happened(&self) -> bool {
+        self.is_some()
+    }
+}
+
+impl Happened for crate::users::StoredUser {
+    fn happened(&self) -> bool {
+        true
+    }
+}
+
+impl Happened for () {
+    fn happened(&self) -> bool {
+        true
+    }
+}
+
+/// Runs `change` in a transaction and writes `effects` with it if it happened.
+pub(crate) fn transaction<T: Happened>(
+    conn: &mut DbConnection,
+    effects: &Effects,
+    change: impl FnOnce(&mut DbConnection) -> QueryResult<T>,
+) -> QueryResult<T> {
+    conn.transaction(|c| {
+        let outcome = change(c)?;
+        if outcome.happened() {
+            effects.write(c)?;
+        }
+        Ok(outcome)
+    })
+}

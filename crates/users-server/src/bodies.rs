@@ -1,0 +1,278 @@
+//! The request and response bodies of the API, one struct each (fastapi-users'
+//! schemas): requests are read through [`Validated`] and so answer FastAPI-shaped 422s;
+//! every struct documents itself in the OpenAPI document through `ToSchema`.
+
+use secrecy::SecretString;
+use serde::Serialize;
+use users_domain::{EmailAddress, User};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::extract::{Fields, Validated};
+
+/// Registration (`UserCreate`). `is_active`, `is_superuser` and `is_verified` are
+/// type-checked and ignored: a new user is always active, not superuser, not verified.
+#[derive(ToSchema)]
+pub struct UserCreate {
+    #[schema(value_type = String, format = Email)]
+    pub email: EmailAddress,
+    #[schema(value_type = String)]
+    pub password: SecretString,
+    pub is_active: Option<bool>,
+    pub is_superuser: Option<bool>,
+    pub is_verified: Option<bool>,
+}
+
+impl Validated for UserCreate {
+    fn validate(f: &mut Fields<'_>) -> Option<Self> {
+        let email = f.required_email("email");
+        let password = f.required_password("password");
+        let is_active = f.optional_bool("is_active");
+        let is_superuser = f.optional_bool("is_superuser");
+        let is_verified = f.optional_bool("is_verified");
+        Some(UserCreate {
+            email: email?,
+            password: password?,
+            is_active: is_active?,
+            is_superuser: is_superuser?,
+            is_verified: is_verified?,
+        })
+    }
+}
+
+/// A change to a user (`UserUpdate`). On `/users/me` only `email` and `password` are
+/// used; a superuser's `PATCH /users/{id}` may set every field.
+#[derive(ToSchema)]
+pub struct UserUpdate {
+    #[schema(value_type = Option<String>, format = Email)]
+    pub email: Option<EmailAddress>,
+    #[schema(value_type = Option<String>)]
+    pub password: Option<SecretString>,
+    pub is_active: Option<bool>,
+    pub is_superuser: Option<bool>,
+    pub is_verified: Option<bool>,
+}
+
+impl Validated for UserUpdate {
+    fn validate(f: &mut Fields<'_>) -> Option<Self> {
+        let password = f.optional_password("password");
+        let email = f.optional_email("email");
+        let is_active = f.optional_bool("is_active");
+        let is_superuser = f.optional_bool("is_superuser");
+        let is_verified = f.optional_bool("is_verified");
+        Some(UserUpdate {
+            email: email?,
+            password: password?,
+            is_active: is_active?,
+            is_superuser: is_superuser?,
+            is_verified: is_verified?,
+        })
+    }
+}
+
+impl From<UserUpdate> for users_core::flows::account::Changes {
+    fn from(u: UserUpdate) -> Self {
+        users_core::flows::account::Changes {
+            email: u.email,
+            password: u.password,
+            is_active: u.is_active,
+            is_superuser: u.is_superuser,
+            is_verified: u.is_verified,
+        }
+    }
+}
+
+/// An OAuth2 password form (`OAuth2PasswordRequestForm`): `username` is the email.
+/// An empty field counts as missing.
+#[derive(ToSchema)]
+pub struct LoginForm {
+    #[schema(min_length = 1)]
+    pub username: String,
+    #[schema(value_type = String, min_length = 1)]
+    pub password: SecretString,
+    #[schema(pattern = "^password$")]
+    pub grant_type: Option<String>,
+    pub scope: Option<String>,
+    pub client_id: Option<String>,
+    #[schema(value_type = Option<String>)]
+    pub client_secret: Option<SecretString>,
+}
+
+impl Validated for LoginForm {
+    fn validate(f: &mut Fields<'_>) -> Option<Self> {
+        let grant_type = f.optional_literal("grant_type", "password");
+        let username = f.required_str("username");
+        let password = f.required_password("password");
+        let scope = f.optional_str("scope");
+        let client_id = f.optional_str("client_id");
+        let client_secret = f.optional_password("client_secret");
+        grant_type?;
+        Some(LoginForm {
+            username: username?,
+            password: password?,
+            grant_type: Some("password".to_owned()),
+            scope: scope?,
+            client_id: client_id?,
+            client_secret: client_secret?,
+        })
+    }
+}
+
+/// `{email}`: forgot-password and request-verify-token.
+#[derive(ToSchema)]
+pub struct EmailRequest {
+    #[schema(value_type = String, format = Email)]
+    pub email: EmailAddress,
+}
+
+impl Validated for EmailRequest {
+    fn validate(f: &mut Fields<'_>) -> Option<Self> {
+        Some(EmailRequest {
+            email: f.required_email("email")?,
+        })
+    }
+}
+
+/// `{token, password}`: completing a password reset.
+#[derive(ToSchema)]
+pub struct ResetPassword {
+    pub token: String,
+    #[schema(value_type = String)]
+    pub password: SecretString,
+}
+
+impl Validated for ResetPassword {
+    fn validate(f: &mut Fields<'_>) -> Option<Self> {
+        let token = f.required_str("token");
+        let password = f.required_password("password");
+        Some(ResetPassword {
+            token: token?,
+            password: password?,
+        })
+    }
+}
+
+/// The reset page's form: as [`ResetPassword`], with the repeated password. Missing
+/// fields are the page's business (it answers with the form again), so none is
+/// required here.
+#[derive(ToSchema)]
+pub struct ResetPasswordForm {
+    pub token: Option<String>,
+    #[schema(value_type = Option<String>)]
+    pub password: Option<SecretString>,
+    #[schema(value_type = Option<String>)]
+    pub confirm: Option<SecretString>,
+}
+
+impl Validated for ResetPasswordForm {
+    fn validate(f: &mut Fields<'_>) -> Option<Self> {
+        let token = f.optional_str("token");
+        let password = f.optional_password("password");
+        let confirm = f.optional_password("confirm");
+        Some(ResetPasswordForm {
+            token: token?,
+            password: password?,
+            confirm: confirm?,
+        })
+    }
+}
+
+/// `{token}`: verifying an email address.
+#[derive(ToSchema)]
+pub struct VerifyToken {
+    pub token: String,
+}
+
+impl Validated for VerifyToken {
+    fn validate(f: &mut Fields<'_>) -> Option<Self> {
+        Some(VerifyToken {
+            token: f.required_str("token")?,
+        })
+    }
+}
+
+pub const DEFAULT_PER_PAGE: i64 = 50;
+pub const MAX_PER_PAGE: i64 = 100;
+
+/// `GET /users?page=&per_page=&email=`.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct UsersQuery {
+    /// 1-based page (default 1).
+    #[param(minimum = 1)]
+    pub page: Option<i64>,
+    /// Users per page (default 50).
+    #[param(minimum = 1, maximum = 100)]
+    pub per_page: Option<i64>,
+    /// Only users whose email contains this (case-insensitive, literal).
+    pub email: Option<String>,
+}
+
+impl Validated for UsersQuery {
+    fn validate(f: &mut Fields<'_>) -> Option<Self> {
+        let page = f.optional_int("page", 1, 1_000_000);
+        let per_page = f.optional_int("per_page", 1, MAX_PER_PAGE);
+        let email = f.optional_str("email");
+        Some(UsersQuery {
+            page: page?,
+            per_page: per_page?,
+            email: email?,
+        })
+    }
+}
+
+/// A user (`UserRead`): exactly these five fields, never password material.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UserRead {
+    #[schema(value_type = String, format = Uuid)]
+    pub id: users_domain::UserId,
+    #[schema(format = Email)]
+    pub email: String,
+    pub is_active: bool,
+    pub is_superuser: bool,
+    pub is_verified: bool,
+}
+
+impl From<User> for UserRead {
+    fn from(u: User) -> Self {
+        UserRead {
+            id: u.id,
+            email: u.email,
+            is_active: u.is_active,
+            is_superuser: u.is_superuser,
+            is_verified: u.is_verified,
+        }
+    }
+}
+
+/// An access token (`BearerResponse`).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BearerToken {
+    pub access_token: String,
+    /// Always `bearer`.
+    #[schema(value_type = String, example = "bearer")]
+    pub token_type: &'static str,
+}
+
+impl BearerToken {
+    pub fn new(access_token: String) -> BearerToken {
+        BearerToken {
+            access_token,
+            token_type: "bearer",
+        }
+    }
+}
+
+/// A page of users.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UsersPage {
+    pub items: Vec<UserRead>,
+    pub total: i64,
+    pub page: i64,
+    pub per_page: i64,
+}
+
+/// Where to send the browser to sign in at a provider.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AuthorizationUrl {
+    pub authorization_url: String,
+}
