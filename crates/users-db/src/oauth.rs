@@ -105,11 +105,13 @@ pub fn create_linked_user(
 }
 
 /// An account at a provider, as a sign-in names it.
-#[derive(Debug, Clone, Copy)]
-pub struct ProviderAccount<'a> {
-    pub provider: &'a str,
-    pub subject: &'a str,
-    pub email: &'a str,
+#[derive(Debug, Clone)]
+pub struct ProviderAccount {
+    /// The provider's key: `google`, `oidc:<name>`, `github`.
+    pub provider: String,
+    pub subject: String,
+    /// The email the provider gave.
+    pub email: String,
 }
 
 /// Links the account to an existing user found by a verified email. `takeover`: the
@@ -119,7 +121,7 @@ pub struct ProviderAccount<'a> {
 pub fn link_by_email(
     conn: &mut DbConnection,
     user_id: UserId,
-    account: &ProviderAccount<'_>,
+    account: &ProviderAccount,
     takeover: Option<&str>,
     now_ms: i64,
     effects: &Effects,
@@ -128,9 +130,9 @@ pub fn link_by_email(
         link(
             c,
             user_id,
-            account.provider,
-            account.subject,
-            account.email,
+            &account.provider,
+            &account.subject,
+            &account.email,
             now_ms,
         )?;
         if let Some(unusable) = takeover {
@@ -162,15 +164,11 @@ pub enum Association {
 pub fn associate(
     conn: &mut DbConnection,
     user_id: UserId,
-    account: &ProviderAccount<'_>,
+    account: &ProviderAccount,
     now_ms: i64,
     effects: &Effects,
 ) -> QueryResult<Association> {
-    let ProviderAccount {
-        provider,
-        subject,
-        email,
-    } = *account;
+    let (provider, subject, email) = (&account.provider, &account.subject, &account.email);
     conn.transaction(|c| match find_account(c, provider, subject)? {
         Some(account) if account.user_id == user_id.to_string() => {
             touch(c, &account.id, email, now_ms)?;

@@ -22,7 +22,11 @@ struct Histogram {
 }
 
 /// A counter family: name, help text, and each labelled series.
-type Family<'a> = (&'static str, &'static str, Vec<(&'static str, &'a AtomicU64)>);
+type Family<'a> = (
+    &'static str,
+    &'static str,
+    Vec<(&'static str, &'a AtomicU64)>,
+);
 
 #[derive(Default)]
 pub struct Metrics {

@@ -272,15 +272,14 @@ async fn user_for(
         // takeover): the owner, proven by the provider, takes the account; the
         // unproven password and its sessions go.
         let takeover = (!existing.user.is_verified).then(unusable_password);
-        let (k, s, e) = (key.clone(), subject.clone(), account_email.clone());
+        let account = ProviderAccount {
+            provider: key.clone(),
+            subject: subject.clone(),
+            email: account_email.clone(),
+        };
         let linked = core
             .store
             .run(move |c| {
-                let account = ProviderAccount {
-                    provider: &k,
-                    subject: &s,
-                    email: &e,
-                };
                 Ok(oauth::link_by_email(
                     c,
                     id,
@@ -359,17 +358,14 @@ pub async fn associate(
 ) -> Result<User, OAuthFlowError> {
     let provider = provider(core, provider_name)?;
     let id = user.id;
-    let key = provider.settings.key.clone();
-    let email = identity.email.clone().unwrap_or_default();
-    let subject = identity.subject.clone();
+    let account = ProviderAccount {
+        provider: provider.settings.key.clone(),
+        subject: identity.subject,
+        email: identity.email.unwrap_or_default(),
+    };
     let result = core
         .store
         .run(move |c| {
-            let account = ProviderAccount {
-                provider: &key,
-                subject: &subject,
-                email: &email,
-            };
             Ok(oauth::associate(
                 c,
                 id,

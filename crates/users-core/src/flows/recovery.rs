@@ -45,6 +45,17 @@ pub async fn request_verification(
     .await
 }
 
+/// The user a token's `sub` names, if it is an id and such a user exists.
+async fn user_named(core: &Core, sub: &str) -> Result<Option<users::StoredUser>, Fault> {
+    let Ok(id) = UserId::parse_str(sub) else {
+        return Ok(None);
+    };
+    Ok(core
+        .store
+        .run(move |c| Ok(users::find_by_id(c, id)?))
+        .await?)
+}
+
 async fn queue(core: &Core, item: OutboxItem, now: Timestamp) -> Result<(), Fault> {
     let effects = item.effects(now)?;
     core.store
@@ -87,12 +98,10 @@ pub async fn reset_password(
         .tokens
         .decode_reset(token, now)
         .map_err(|_| ResetError::BadToken)?;
-    let id = UserId::parse_str(&claims.sub).map_err(|_| ResetError::BadToken)?;
-    let stored = core
-        .store
-        .run(move |c| Ok(users::find_by_id(c, id)?))
+    let stored = user_named(core, &claims.sub)
         .await?
         .ok_or(ResetError::BadToken)?;
+    let id = stored.user.id;
     // fastapi-users' fingerprint: an argon2 (or bcrypt) hash of the stored hash
     let fingerprint = core
         .hasher
@@ -159,12 +168,10 @@ pub async fn verify_email(core: &Core, token: &str, now: Timestamp) -> Result<Us
         .tokens
         .decode_verify(token, now)
         .map_err(|_| VerifyError::BadToken)?;
-    let id = UserId::parse_str(&claims.sub).map_err(|_| VerifyError::BadToken)?;
-    let stored = core
-        .store
-        .run(move |c| Ok(users::find_by_id(c, id)?))
+    let stored = user_named(core, &claims.sub)
         .await?
         .ok_or(VerifyError::BadToken)?;
+    let id = stored.user.id;
     if email_key(&claims.email) != email_key(&stored.user.email) {
         return Err(VerifyError::BadToken);
     }
