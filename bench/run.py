@@ -33,6 +33,7 @@ import secrets
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -101,6 +102,22 @@ SYSTEMS = {
                                        argon2=ARGON2_FASTAPI_USERS,
                                        scenarios=["login", "register"]),
 }
+# Baseline twins (--baseline REV): configured exactly like their system but running the
+# users-server built from REV. Each follows its system here (and so in the report); the two
+# are measured interleaved, cell by cell (see Bench.system).
+BASELINE = "@base"
+
+
+def with_baseline_twins(systems: dict, twinned) -> dict:
+    out = {}
+    for name, spec in systems.items():
+        out[name] = spec
+        if name in twinned:
+            out[name + BASELINE] = {**spec, "baseline_of": name}
+    return out
+
+
+SYSTEMS = with_baseline_twins(SYSTEMS, ("users-sqlite", "users-postgres"))
 SCALING = {"scaling-sqlite": "sqlite", "scaling-postgres": "postgres"}
 ALL_NAMES = ["ceiling", *SYSTEMS, *SCALING]
 
@@ -245,6 +262,46 @@ def build(skip: bool) -> dict:
         if not path.exists():
             raise BenchError(f"{path} is missing (run without --no-build)")
     return bins
+
+
+def build_baseline(rev: str, tmp: Path, skip: bool) -> dict:
+    """The release users-server of git revision `rev`, for the @base systems. Checked out in a
+    temporary git worktree (the repository's working tree and index are not touched; the
+    worktree is removed after the build) and built into its own target directory,
+    <target>/bench-baseline/<commit>, which is kept: a commit's tree never changes, so a
+    later run with the same commit reuses its binary without building."""
+    p = run_cmd(["git", "-C", str(ROOT), "rev-parse", "--verify", "--end-of-options",
+                 f"{rev}^{{commit}}"], check=False)
+    if p.returncode != 0:
+        raise BenchError(f"--baseline {rev!r} is not a commit: {p.stderr.strip()}")
+    commit = p.stdout.strip()
+    target = cargo_target_dir() / "bench-baseline" / commit[:12]
+    binary = target / "release" / "users-server"
+    info = {"rev": rev, "commit": commit,
+            "subject": tool_version(["git", "-C", str(ROOT), "log", "-1", "--format=%s", commit]),
+            "target_dir": str(target), "binary": str(binary), "build_s": 0.0, "reused": True}
+    if binary.exists():
+        log(f"baseline {rev} = {commit[:12]}: reusing {binary}")
+        return info
+    if skip:
+        raise BenchError(f"{binary} is missing (run without --no-build)")
+    src = tmp / f"baseline-{commit[:12]}"
+    log(f"building the baseline {rev} = {commit[:12]} ({info['subject'][:60]}) in a worktree "
+        f"at {src}, target dir {target} (a cold target dir: several minutes)")
+    t0 = time.time()
+    run_cmd(["git", "-C", str(ROOT), "worktree", "add", "--detach", "--quiet", str(src), commit])
+    try:
+        cmd = ["cargo", "build", "--release", "-p", "users-server", "--bin", "users-server"]
+        p = subprocess.run(cmd, cwd=src, env={**os.environ, "CARGO_TARGET_DIR": str(target)})
+        if p.returncode != 0:
+            raise BenchError(f"{' '.join(cmd)} of the baseline {commit[:12]} failed")
+    finally:
+        run_cmd(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(src)], check=False)
+    if not binary.exists():
+        raise BenchError(f"{binary} is missing after the baseline build")
+    info.update(build_s=round(time.time() - t0, 1), reused=False)
+    log(f"baseline build done in {info['build_s']:.0f} s")
+    return info
 
 
 # ----------------------------------------------------------------------------------------
@@ -535,6 +592,48 @@ class Wrk:
 # the benchmark
 # ----------------------------------------------------------------------------------------
 
+def add_counts(dicts) -> dict:
+    out = {}
+    for d in dicts:
+        for k, v in (d or {}).items():
+            out[k] = out.get(k, 0) + v
+    return out
+
+
+def merge_rounds(rows: list[dict]) -> dict:
+    """One cell from its rounds (the same system, scenario and connections measured several
+    times, interleaved with its baseline twin): req/s and each latency percentile are the
+    median of the rounds (min and max their extremes), the peak RSS the highest; requests,
+    errors and statuses are summed (an error in any round counts). `rounds` keeps each
+    round's own numbers, in the order measured. A single round is returned as it is."""
+    if len(rows) == 1:
+        return rows[0]
+    med = statistics.median
+    cell = {k: v for k, v in rows[0].items() if k not in ("round", "seq", "started_at")}
+    cell["rps"] = med(r["rps"] for r in rows)
+    cell["ok_rps"] = med(r["ok_rps"] for r in rows)
+    cell["latency_us"] = {
+        q: (min if q == "min" else max if q == "max" else med)(r["latency_us"][q] for r in rows)
+        for q in rows[0]["latency_us"]}
+    for k in ("requests", "bytes", "duration_us", "non_2xx", "socket_errors"):
+        cell[k] = sum(r[k] for r in rows)
+    for k in ("errors", "statuses", "server_status_counts"):
+        cell[k] = add_counts(r.get(k) for r in rows)
+    cell["samples"] = {k: v for r in reversed(rows) for k, v in r.get("samples", {}).items()}
+    cell["peak_rss_kib"] = max(r["peak_rss_kib"] for r in rows)
+    cell["server_threads_after"] = rows[-1]["server_threads_after"]
+    cell["drain_s"] = [d for r in rows for d in r["drain_s"]]
+    diag = next((r["diagnostic"] for r in rows if r.get("diagnostic")), None)
+    if diag:
+        cell["diagnostic"] = diag
+    cell["rounds"] = [{
+        "round": r.get("round"), "seq": r.get("seq"), "started_at": r.get("started_at"),
+        "rps": r["rps"], "ok_rps": r["ok_rps"], "p50_us": r["latency_us"]["p50"],
+        "p99_us": r["latency_us"]["p99"], "non_2xx": r["non_2xx"],
+        "socket_errors": r["socket_errors"], "peak_rss_kib": r["peak_rss_kib"]} for r in rows]
+    return cell
+
+
 class Bench:
     def __init__(self, args):
         self.args = args
@@ -550,6 +649,9 @@ class Bench:
         self.only = [s.strip() for s in args.only.split(",")] if args.only else None
         self.scen_filter = ([s.strip() for s in args.scenarios.split(",")]
                             if args.scenarios else None)
+        # measured runs per cell of each system, interleaved with its baseline twin's
+        self.rounds = args.rounds or (2 if args.baseline else 1)
+        self.seq = 0  # measured runs so far, in order (each round records its own)
         self.jwt_secret = secrets.token_hex(32)
         self.tmp = Path(tempfile.mkdtemp(prefix="users-bench-"))
         self.pg_admin = args.postgres_url.rstrip("/")
@@ -562,6 +664,8 @@ class Bench:
     # -- selection ---------------------------------------------------------------------
 
     def selected(self, name: str) -> bool:
+        if SYSTEMS.get(name, {}).get("baseline_of") and not self.args.baseline:
+            return False
         if self.only is None:
             return True
         return any(fnmatch.fnmatch(name, pat) for pat in self.only)
@@ -593,6 +697,7 @@ class Bench:
         self.pg_dbs.clear()
 
     def db_url(self, backend: str, tag: str) -> str:
+        tag = re.sub(r"[^A-Za-z0-9_-]", "_", tag)  # "users-sqlite@base": no "@" in a URL
         if backend == "sqlite":
             d = self.tmp / f"{tag}-{secrets.token_hex(3)}"
             d.mkdir()
@@ -600,6 +705,12 @@ class Bench:
         return self.pg_create(tag)
 
     # -- servers -------------------------------------------------------------------------
+
+    def server_binary(self, name: str) -> Path:
+        """The users-server a system runs: the baseline's for a @base twin."""
+        if SYSTEMS.get(name, {}).get("baseline_of"):
+            return Path(self.results["meta"]["baseline"]["binary"])
+        return self.bins["server"]
 
     def start_users(self, name: str, database_url: str, argon2) -> Server:
         env = {k: v for k, v in os.environ.items() if k not in SERVICE_VARS}
@@ -621,8 +732,12 @@ class Bench:
             # scenario fails each seeded account about 30 times, under the 100 that lock.
             "LOGIN_MAX_FAILURES": "100",
         })
-        srv = Server(name, [str(self.bins["server"])], env, port, self.tmp, self.tmp)
-        srv.wait_ready()
+        srv = Server(name, [str(self.server_binary(name))], env, port, self.tmp, self.tmp)
+        try:
+            srv.wait_ready()
+        except BenchError:
+            srv.stop()
+            raise
         return srv
 
     def start_peer(self, name: str) -> Server:
@@ -642,7 +757,11 @@ class Bench:
                "--loop", "uvloop", "--http", "httptools", "--no-access-log",
                "--log-level", "warning"]
         srv = Server(name, cmd, env, port, self.tmp, self.tmp)
-        srv.wait_ready()
+        try:
+            srv.wait_ready()
+        except BenchError:
+            srv.stop()
+            raise
         # --workers N: make sure every worker is up (each answers on the shared socket)
         time.sleep(1.0)
         return srv
@@ -650,8 +769,13 @@ class Bench:
     # -- one measured cell ---------------------------------------------------------------
 
     def measure(self, srv: Server, system: str, scenario: str, conns: int, data_file,
-                kind: str, extra: dict | None = None) -> dict:
+                kind: str, extra: dict | None = None, round_no: int | None = None) -> dict:
+        """One measured run. With `round_no` (one of several rounds of a cell, see
+        Bench.system) the row also records the round, its place in the run's order of
+        measured runs (`seq`) and when it started."""
         label = f"{system} {scenario} c={conns}"
+        if round_no:
+            label += f" round {round_no}/{self.rounds}"
         drain = [srv.wait_idle()]
         log(f"{label}: warm-up {self.warmup} s")
         if self.warmup > 0:
@@ -659,6 +783,8 @@ class Bench:
             drain.append(srv.wait_idle())
         before = scrape_status_counts(srv.base) if kind == "users" else {}
         expected = EXPECTED_STATUS.get(scenario)
+        self.seq += 1
+        started_at = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
         t0 = time.monotonic()
         res = self.wrk.run(srv.base, scenario, conns, self.duration, data_file,
                            track=expected is not None)
@@ -690,6 +816,8 @@ class Bench:
                                                        "errors")}
         row = {"system": system, "scenario": scenario, "connections": conns,
                "warmup_s": self.warmup, "duration_s": self.duration, **(extra or {}), **res}
+        if round_no:
+            row.update(round=round_no, seq=self.seq, started_at=started_at)
         log(f"{label}: {res['rps']:.1f} req/s, p50 {res['latency_us']['p50'] / 1000:.2f} ms, "
             f"p99 {res['latency_us']['p99'] / 1000:.2f} ms, non-2xx {res['non_2xx']}, "
             f"socket errors {res['socket_errors']}, peak RSS {res['peak_rss_kib'] / 1024:.1f} MiB")
@@ -786,17 +914,59 @@ class Bench:
         c = self.results["ceilings"].get("argon2_{}_{}_{}".format(*argon2))
         return c["hashes_per_sec"] if c else None
 
-    def system(self, name: str):
-        spec = SYSTEMS[name]
-        scenarios = self.scenarios_of(name)
+    def system(self, names: list[str]):
+        """Measures one system, or a system and its baseline twin side by side (same spec,
+        another users-server): both are started and seeded, then for each scenario and
+        connection count the rounds alternate between them (current, baseline, current,
+        baseline, ...), so that a drift of the machine's speed hits both alike. A cell is
+        reported as the median of its rounds (merge_rounds)."""
+        spec = SYSTEMS[names[0]]
+        scenarios = self.scenarios_of(names[0])
         if not scenarios:
             return
         if spec["backend"] == "postgres" and not self.pg_ok:
-            self.results["skipped"].append(f"{name}: PostgreSQL not reachable at {self.pg_admin}")
-            log(f"skipping {name}: PostgreSQL is not reachable")
+            for name in names:
+                self.results["skipped"].append(f"{name}: PostgreSQL not reachable at {self.pg_admin}")
+                log(f"skipping {name}: PostgreSQL is not reachable")
             return
-        log(f"=== {name} ===")
-        run_id = secrets.token_hex(3)
+        log(f"=== {' + '.join(names)}"
+            f"{f' ({self.rounds} rounds a cell, in turn)' if self.rounds > 1 else ''} ===")
+        live = {}
+        try:
+            for name in names:
+                live[name] = self.start_system(name)
+            for name in names:
+                self.seed_system(live[name])
+            for scenario in scenarios:
+                if scenario == TIMING:
+                    for name, sut in live.items():
+                        self.results["timing"].append(
+                            self.timing_probe(sut["srv"], name, sut["emails"], sut["run_id"]))
+                    continue
+                conn_counts = [min(self.conns)] if scenario in PROBE_SCENARIOS else self.conns
+                for conns in conn_counts:
+                    rounds = {name: [] for name in names}
+                    for i in range(1, self.rounds + 1):
+                        for name, sut in live.items():
+                            rounds[name].append(self.measure(
+                                sut["srv"], name, scenario, conns, sut["data"].get(scenario),
+                                spec["kind"], {"backend": spec["backend"],
+                                               "argon2": list(spec["argon2"])},
+                                round_no=i if self.rounds > 1 else None))
+                    for name in names:
+                        self.results["runs"].append(merge_rounds(rounds[name]))
+        finally:
+            for name, sut in live.items():
+                info = sut["info"]
+                info.update(sut["srv"].stop())
+                self.results["systems"][name] = info
+                if info["log_findings"]["lines"]:
+                    log(f"{name} logged {info['log_findings']['lines']} warning/error lines, "
+                        f"e.g. {info['log_findings']['examples'][:2]}")
+
+    def start_system(self, name: str) -> dict:
+        """Starts a system on a fresh database: {srv, info (for the report), run_id}."""
+        spec = SYSTEMS[name]
         if spec["kind"] == "users":
             url = self.db_url(spec["backend"], name)
             srv = self.start_users(name, url, spec["argon2"])
@@ -804,39 +974,30 @@ class Bench:
             srv = self.start_peer(name)
         info = {"kind": spec["kind"], "backend": spec["backend"],
                 "argon2": list(spec["argon2"]), "port": srv.port}
-        try:
-            t0 = time.time()
-            seeded = seed_over_http(srv.base, self.n_tokens, run_id)
-            info["seeded_users"] = len(seeded)
-            info["seed_seconds"] = round(time.time() - t0, 2)
-            log(f"seeded {len(seeded)} users over HTTP in {info['seed_seconds']} s")
-            tokens = self.write_lines(f"tokens-{name}", [s[2] for s in seeded])
-            creds = self.write_lines(f"creds-{name}", [f"{s[0]}\t{s[1]}" for s in seeded])
-            wrong = self.write_lines(f"wrong-{name}", [f"{s[0]}\t{WRONG_PASSWORD}"
-                                                       for s in seeded])
-            unknown = self.write_lines(f"unknown-{name}", [
+        if spec.get("baseline_of"):
+            info["baseline_commit"] = self.results["meta"]["baseline"]["commit"]
+        return {"name": name, "srv": srv, "info": info, "run_id": secrets.token_hex(3)}
+
+    def seed_system(self, sut: dict):
+        """Seeds users over HTTP and writes the wrk data files of each scenario: adds
+        `emails` (the seeded users') and `data` (scenario -> file) to `sut`."""
+        name, srv, info, run_id = sut["name"], sut["srv"], sut["info"], sut["run_id"]
+        t0 = time.time()
+        seeded = seed_over_http(srv.base, self.n_tokens, run_id)
+        info["seeded_users"] = len(seeded)
+        info["seed_seconds"] = round(time.time() - t0, 2)
+        log(f"{name}: seeded {len(seeded)} users over HTTP in {info['seed_seconds']} s")
+        sut["emails"] = [s[0] for s in seeded]
+        sut["data"] = {
+            "me": self.write_lines(f"tokens-{name}", [s[2] for s in seeded]),
+            "login": self.write_lines(f"creds-{name}", [f"{s[0]}\t{s[1]}" for s in seeded]),
+            "login_wrong": self.write_lines(f"wrong-{name}", [f"{s[0]}\t{WRONG_PASSWORD}"
+                                                              for s in seeded]),
+            "login_unknown": self.write_lines(f"unknown-{name}", [
                 f"bench-nobody-{run_id}-{i}@example.com\t{SEED_PASSWORD}"
-                for i in range(UNKNOWN_EMAILS)])
-            info["idle_rss_kib"] = srv.sampler.peak(time.monotonic() - 0.5)
-            for scenario in scenarios:
-                if scenario == TIMING:
-                    self.results["timing"].append(
-                        self.timing_probe(srv, name, [s[0] for s in seeded], run_id))
-                    continue
-                data = {"me": tokens, "login": creds, "login_wrong": wrong,
-                        "login_unknown": unknown}.get(scenario)
-                conn_counts = [min(self.conns)] if scenario in PROBE_SCENARIOS else self.conns
-                for conns in conn_counts:
-                    row = self.measure(srv, name, scenario, conns, data, spec["kind"],
-                                       {"backend": spec["backend"],
-                                        "argon2": list(spec["argon2"])})
-                    self.results["runs"].append(row)
-        finally:
-            info.update(srv.stop())
-            self.results["systems"][name] = info
-            if info["log_findings"]["lines"]:
-                log(f"{name} logged {info['log_findings']['lines']} warning/error lines, e.g. "
-                    f"{info['log_findings']['examples'][:2]}")
+                for i in range(UNKNOWN_EMAILS)]),
+        }
+        info["idle_rss_kib"] = srv.sampler.peak(time.monotonic() - 0.5)
 
     def scaling(self, name: str, backend: str):
         if backend == "postgres" and not self.pg_ok:
@@ -900,6 +1061,7 @@ class Bench:
             "connections": self.conns, "scale_users": self.scale,
             "base_users": self.base_users, "http_seeded_users": self.n_tokens,
             "only": self.only, "scenarios": self.scen_filter, "pg_sslmode": a.pg_sslmode,
+            "rounds": self.rounds,
         })
         meta["git"] = {
             "commit": tool_version(["git", "-C", str(ROOT), "rev-parse", "HEAD"]),
@@ -917,6 +1079,8 @@ class Bench:
             self.peer_py = ensure_venv()
             meta["peer_versions"] = peer_versions(self.peer_py)
         self.bins = build(a.no_build)
+        if any(self.selected(n) for n, s in SYSTEMS.items() if s.get("baseline_of")):
+            meta["baseline"] = build_baseline(a.baseline, self.tmp, a.no_build)
         needs_pg = any(self.selected(n) for n, s in SYSTEMS.items() if s["backend"] == "postgres") \
             or self.selected("scaling-postgres")
         self.pg_ok = needs_pg and self.pg_available()
@@ -929,13 +1093,17 @@ class Bench:
         try:
             # always measured: the "% ceiling" columns and targets need it
             self.ceilings()
-            for name in SYSTEMS:
-                if self.selected(name):
+            for name, spec in SYSTEMS.items():
+                if spec.get("baseline_of"):
+                    continue  # measured with its system, interleaved
+                group = [n for n in (name, name + BASELINE) if n in SYSTEMS and self.selected(n)]
+                if group:
                     try:
-                        self.system(name)
+                        self.system(group)
                     except BenchError as e:
-                        log(f"{name} FAILED: {e}")
-                        self.results["skipped"].append(f"{name}: failed: {str(e)[:500]}")
+                        log(f"{' + '.join(group)} FAILED: {e}")
+                        for n in group:
+                            self.results["skipped"].append(f"{n}: failed: {str(e)[:500]}")
             for name, backend in SCALING.items():
                 if self.selected(name):
                     try:
@@ -973,9 +1141,10 @@ class Bench:
                         cells += 1 if sc in PROBE_SCENARIOS else len(self.conns)
         scal = sum(1 for n in SCALING if self.selected(n)) * 2 * 2 * len(self.conns)
         per = self.warmup + self.duration + 5  # + idle checks and drains
-        secs = (cells + scal) * per + 2 * self.ceiling_seconds
-        log(f"{cells + scal} measured cells of {self.warmup} s warm-up + {self.duration} s: "
-            f"about {secs / 60:.0f} minutes plus build, seeding and start-ups")
+        secs = (cells * self.rounds + scal) * per + 2 * self.ceiling_seconds
+        rounds = f" ({self.rounds} rounds each)" if self.rounds > 1 else ""
+        log(f"{cells + scal} measured cells{rounds} of {self.warmup} s warm-up + "
+            f"{self.duration} s: about {secs / 60:.0f} minutes plus build, seeding and start-ups")
 
 
 # ----------------------------------------------------------------------------------------

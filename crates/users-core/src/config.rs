@@ -19,9 +19,24 @@ pub struct CoreConfig {
     pub login_max_failures: i64,
     /// Requests per client IP and route per minute; 0: no limit.
     pub rate_limit_per_ip_per_minute: i64,
+    /// A session ends this long after it started, whatever happens.
+    pub session_lifetime_seconds: i64,
+    /// A session unused for this long ends.
+    pub session_idle_seconds: i64,
+    /// A spent refresh token presented again this soon after its rotation gets the
+    /// session's current one (two tabs refreshing at once); later, it is theft.
+    pub refresh_reuse_interval_seconds: i64,
 }
 
 impl CoreConfig {
+    /// What decides whether a session is live at `now`.
+    pub fn liveness(&self, now: users_domain::Timestamp) -> users_db::sessions::Liveness {
+        users_db::sessions::Liveness {
+            now_ms: now.millis(),
+            idle_ms: self.session_idle_seconds.saturating_mul(1000),
+        }
+    }
+
     /// Whether cookies the service sets must be `Secure`.
     pub fn https(&self) -> bool {
         self.public_url.starts_with("https://")

@@ -11,6 +11,14 @@ pub struct Counters {
     pub mails_queued: AtomicU64,
     pub mails_sent: AtomicU64,
     pub mails_failed: AtomicU64,
+    pub sessions_started: AtomicU64,
+    /// Refreshes that rotated the token.
+    pub refreshes_rotated: AtomicU64,
+    /// A spent token within the reuse interval: answered with the current one.
+    pub refreshes_converged: AtomicU64,
+    /// A spent token after the interval: the session was ended.
+    pub refresh_reuse_detected: AtomicU64,
+    pub refreshes_invalid: AtomicU64,
 }
 
 impl Counters {

@@ -42,6 +42,7 @@ pub struct Core {
     pub store: Store,
     pub hasher: PasswordHasher,
     pub tokens: JwtKeys,
+    pub refresh_key: tokens::RefreshKey,
     pub policy: PasswordPolicy,
     pub config: Arc<CoreConfig>,
     pub counters: Arc<Counters>,

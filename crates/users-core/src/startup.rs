@@ -88,6 +88,7 @@ impl Core {
             store: Store::new(db, setup.pool.max_connections, setup.pool.acquire_timeout),
             hasher,
             tokens: JwtKeys::new(&secret, setup.config.access_token_lifetime_seconds),
+            refresh_key: crate::tokens::RefreshKey::new(&secret),
             policy: setup.policy,
             config: Arc::new(setup.config),
             counters: Arc::new(Counters::default()),

@@ -99,6 +99,9 @@ impl std::fmt::Debug for JwtKeys {
 pub struct AccessClaims {
     pub sub: String,
     pub exp: i64,
+    /// The session the token belongs to; absent in tokens minted by fastapi-users.
+    #[serde(default)]
+    pub sid: Option<String>,
     #[serde(default)]
     pub iat: Option<f64>,
     /// Issue time in milliseconds (our tokens only): revocation by password change
@@ -129,6 +132,8 @@ struct AccessClaimsOut<'a> {
     iat: i64,
     iat_ms: i64,
     jti: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sid: Option<&'a str>,
 }
 
 impl JwtKeys {
@@ -141,10 +146,11 @@ impl JwtKeys {
         }
     }
 
-    /// A new access token for `user`, issued at `now`.
+    /// A new access token for `user` in session `sid`, issued at `now`.
     pub fn issue_access(
         &self,
         user: UserId,
+        sid: Option<&str>,
         now: Timestamp,
     ) -> Result<String, jsonwebtoken::errors::Error> {
         self.encode(&AccessClaimsOut {
@@ -154,6 +160,7 @@ impl JwtKeys {
             iat: now.secs(),
             iat_ms: now.millis(),
             jti: random_token(16),
+            sid,
         })
     }
 
@@ -248,6 +255,98 @@ pub fn random_token(n: usize) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
+/// Refresh tokens: opaque to clients, never stored. A token is
+/// `base64url(1 ‖ session id ‖ counter ‖ MAC)`, the MAC (HMAC-SHA256, 256 bits) keyed by
+/// a per-session key that is itself derived from this server key and the session's
+/// random salt; the salt is in the database, the server key is not, so neither alone
+/// can make a token. The session's counter says which token is current: rotation
+/// moves it on by one.
+#[derive(Clone)]
+pub struct RefreshKey([u8; 32]);
+
+impl std::fmt::Debug for RefreshKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RefreshKey(..)")
+    }
+}
+
+/// What a refresh token names, before its MAC is checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefreshClaim {
+    pub session_id: uuid::Uuid,
+    pub counter: i64,
+    mac: [u8; 32],
+}
+
+const REFRESH_VERSION: u8 = 1;
+const REFRESH_LEN: usize = 1 + 16 + 8 + 32;
+
+type HmacSha256 = hmac::Hmac<Sha256>;
+
+fn hmac256(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
+    use hmac::Mac;
+    // HMAC takes keys of any length
+    let mut mac = <HmacSha256 as Mac>::new_from_slice(key)
+        .unwrap_or_else(|_| unreachable!("HMAC accepts every key length"));
+    for p in parts {
+        mac.update(p);
+    }
+    mac.finalize().into_bytes().into()
+}
+
+impl RefreshKey {
+    /// Derived from the JWT secret (a different purpose, so a different key).
+    pub fn new(secret: &SecretString) -> RefreshKey {
+        RefreshKey(hmac256(
+            secret.expose_secret().as_bytes(),
+            &[b"users/refresh-token/v1"],
+        ))
+    }
+
+    /// A fresh per-session salt (32 random bytes).
+    pub fn new_salt() -> String {
+        random_token(32)
+    }
+
+    fn mac(&self, session_id: uuid::Uuid, salt: &str, counter: i64) -> [u8; 32] {
+        let session_key = hmac256(&self.0, &[session_id.as_bytes(), salt.as_bytes()]);
+        hmac256(&session_key, &[&counter.to_be_bytes()])
+    }
+
+    /// The refresh token of `session_id` at `counter`.
+    pub fn token(&self, session_id: uuid::Uuid, salt: &str, counter: i64) -> String {
+        let mut raw = Vec::with_capacity(REFRESH_LEN);
+        raw.push(REFRESH_VERSION);
+        raw.extend_from_slice(session_id.as_bytes());
+        raw.extend_from_slice(&counter.to_be_bytes());
+        raw.extend_from_slice(&self.mac(session_id, salt, counter));
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
+    }
+
+    /// What a token claims to be; `None` for anything not shaped like one.
+    pub fn parse(token: &str) -> Option<RefreshClaim> {
+        let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(token)
+            .ok()?;
+        if raw.len() != REFRESH_LEN || raw[0] != REFRESH_VERSION {
+            return None;
+        }
+        let session_id = uuid::Uuid::from_slice(&raw[1..17]).ok()?;
+        let counter = i64::from_be_bytes(raw[17..25].try_into().ok()?);
+        let mac = raw[25..].try_into().ok()?;
+        Some(RefreshClaim {
+            session_id,
+            counter,
+            mac,
+        })
+    }
+
+    /// Whether the claim was made by this server for a session with this salt.
+    pub fn verify(&self, claim: &RefreshClaim, salt: &str) -> bool {
+        constant_time_eq(&self.mac(claim.session_id, salt, claim.counter), &claim.mac)
+    }
+}
+
 /// Compares without an early exit, so the time taken does not reveal a matching prefix.
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
@@ -283,9 +382,12 @@ mod tests {
     fn access_tokens_round_trip() {
         let k = keys();
         let id = UserId::new_v4();
-        let t = k.issue_access(id, NOW.plus_millis(123)).unwrap();
+        let t = k
+            .issue_access(id, Some("s-1"), NOW.plus_millis(123))
+            .unwrap();
         let c = k.decode_access(&t, NOW.plus_millis(1000)).unwrap();
         assert_eq!(c.sub, id.to_string());
+        assert_eq!(c.sid.as_deref(), Some("s-1"));
         assert_eq!(c.exp, NOW_MS / 1000 + 3600);
         assert_eq!(c.issued_at_ms(3600), NOW_MS + 123);
         assert_eq!(
@@ -329,7 +431,7 @@ mod tests {
             &SecretString::from("another-secret-0123456789-01234567"),
             3600,
         );
-        let t = other.issue_access(UserId::new_v4(), NOW).unwrap();
+        let t = other.issue_access(UserId::new_v4(), None, NOW).unwrap();
         assert_eq!(k.decode_access(&t, NOW).unwrap_err(), TokenError::Invalid);
         let hs512 = jsonwebtoken::encode(
             &Header::new(Algorithm::HS512),
@@ -357,6 +459,37 @@ mod tests {
             k.decode_access("garbage", NOW).unwrap_err(),
             TokenError::Invalid
         );
+    }
+
+    #[test]
+    fn refresh_tokens_are_bound_to_their_session_salt_and_key() {
+        let key = RefreshKey::new(&SecretString::from("test-secret-0123456789-0123456789"));
+        let sid = uuid::Uuid::new_v4();
+        let salt = RefreshKey::new_salt();
+        let t = key.token(sid, &salt, 7);
+        assert!(t.len() >= 43, "at least 256 bits: {t}");
+        let claim = RefreshKey::parse(&t).unwrap();
+        assert_eq!((claim.session_id, claim.counter), (sid, 7));
+        assert!(key.verify(&claim, &salt));
+        assert!(
+            !key.verify(&claim, &RefreshKey::new_salt()),
+            "another session's salt"
+        );
+        let other = RefreshKey::new(&SecretString::from("another-secret-0123456789-0123456"));
+        assert!(!other.verify(&claim, &salt), "another server key");
+        // a counter changed by hand breaks the MAC
+        let mut raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(&t)
+            .unwrap();
+        raw[24] ^= 1;
+        let forged = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw);
+        let forged = RefreshKey::parse(&forged).unwrap();
+        assert_eq!(forged.counter, 6);
+        assert!(!key.verify(&forged, &salt));
+        assert_ne!(key.token(sid, &salt, 8), t);
+        for junk in ["", "x", "eyJhbGciOiJIUzI1NiJ9.e30.x", &t[1..]] {
+            assert!(RefreshKey::parse(junk).is_none(), "{junk}");
+        }
     }
 
     #[test]

@@ -108,6 +108,13 @@ impl OutboxWorker {
             .store
             .run(move |c| Ok(users_db::limits::purge(c, day_ago)?))
             .await;
+        // ended or expired sessions are kept a week, so a late refresh of one is told
+        // apart from garbage in the logs
+        let _ = self
+            .deps
+            .store
+            .run(move |c| Ok(users_db::sessions::purge(c, week_ago)?))
+            .await;
     }
 
     /// Delivers every row that is due now; returns how many rows it handled.

@@ -1,10 +1,11 @@
 //! What a change writes besides itself, in its own transaction: the mails it causes
-//! (outbox rows). A rolled-back change leaves none of them behind, and a committed one
-//! never lacks them.
+//! (outbox rows) and the sessions it ends. A rolled-back change leaves none of them
+//! behind, and a committed one never lacks them.
 
 use diesel::prelude::*;
 
 use crate::outbox::NewOutboxRow;
+use crate::sessions::EndSessions;
 use crate::DbConnection;
 
 /// Rows that go with a change. Built by the caller (the flows), written by the
@@ -12,6 +13,8 @@ use crate::DbConnection;
 #[derive(Debug, Clone, Default)]
 pub struct Effects {
     pub outbox: Vec<NewOutboxRow>,
+    /// A password change, a deactivation: the user's sessions end with it.
+    pub end_sessions: Option<EndSessions>,
 }
 
 impl Effects {
@@ -24,13 +27,21 @@ impl Effects {
         self
     }
 
+    pub fn ending_sessions(mut self, end: EndSessions) -> Effects {
+        self.end_sessions = Some(end);
+        self
+    }
+
     pub fn is_empty(&self) -> bool {
-        self.outbox.is_empty()
+        self.outbox.is_empty() && self.end_sessions.is_none()
     }
 
     pub(crate) fn write(&self, conn: &mut DbConnection) -> QueryResult<()> {
         for row in &self.outbox {
             crate::outbox::insert(conn, row)?;
+        }
+        if let Some(end) = &self.end_sessions {
+            crate::sessions::end_all_in(conn, end)?;
         }
         Ok(())
     }

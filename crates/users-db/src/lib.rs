@@ -14,6 +14,7 @@ pub mod outbox;
 mod pool;
 pub mod revocations;
 pub mod schema;
+pub mod sessions;
 pub mod shared;
 pub mod users;
 

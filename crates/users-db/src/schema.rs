@@ -30,9 +30,30 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    sessions (id) {
+        id -> Text,
+        user_id -> Text,
+        created_at -> BigInt,
+        last_used_at -> BigInt,
+        expires_at -> BigInt,
+        ended_at -> Nullable<BigInt>,
+        end_reason -> Nullable<Text>,
+        ip -> Nullable<Text>,
+        user_agent -> Nullable<Text>,
+        method -> Text,
+        aal -> BigInt,
+        refresh_key_salt -> Nullable<Text>,
+        refresh_counter -> BigInt,
+        refreshed_at -> Nullable<BigInt>,
+    }
+}
+
 diesel::joinable!(revoked_tokens -> users (user_id));
+diesel::joinable!(sessions -> users (user_id));
 diesel::allow_tables_to_appear_in_same_query!(
     users,
+    sessions,
     revoked_tokens,
     service_settings,
     outbox,

@@ -10,7 +10,7 @@ use crate::{DbConnection, Effects};
 
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = users)]
-struct UserRow {
+pub(crate) struct UserRow {
     id: String,
     email: String,
     hashed_password: String,
@@ -125,22 +125,48 @@ pub fn find_by_email_key(conn: &mut DbConnection, key: &str) -> QueryResult<Opti
         .transpose()
 }
 
-/// The user an access token names, and whether that very token was revoked:
-/// one round trip for the check made on every authenticated request.
+/// What the check of an access token needs to know, found in one round trip.
+#[derive(Debug, Clone)]
+pub struct TokenCheck {
+    pub user: StoredUser,
+    /// That very token was revoked (logout of a token without a session).
+    pub revoked: bool,
+    /// The token's session, if it names one that belongs to the user.
+    pub session: Option<crate::sessions::SessionRow>,
+}
+
+/// The user an access token names, whether that very token was revoked, and the
+/// session it names (if any): one query for the check made on every authenticated
+/// request.
 pub fn find_for_token(
     conn: &mut DbConnection,
     id: UserId,
     token_hash: &str,
-) -> QueryResult<Option<(StoredUser, bool)>> {
+    session_id: Option<&str>,
+) -> QueryResult<Option<TokenCheck>> {
+    use crate::schema::sessions;
     let revoked = diesel::dsl::exists(
         revoked_tokens::table.filter(revoked_tokens::token_hash.eq(token_hash.to_owned())),
     );
+    // no session has the empty id: a token without `sid` joins nothing
+    let sid = session_id.unwrap_or_default().to_owned();
     users::table
-        .find(id.to_string())
-        .select((UserRow::as_select(), revoked))
-        .first::<(UserRow, bool)>(conn)
+        .left_join(sessions::table.on(sessions::id.eq(sid).and(sessions::user_id.eq(users::id))))
+        .filter(users::id.eq(id.to_string()))
+        .select((
+            UserRow::as_select(),
+            revoked,
+            Option::<crate::sessions::SessionRow>::as_select(),
+        ))
+        .first::<(UserRow, bool, Option<crate::sessions::SessionRow>)>(conn)
         .optional()?
-        .map(|(row, revoked)| StoredUser::try_from(row).map(|u| (u, revoked)))
+        .map(|(row, revoked, session)| {
+            StoredUser::try_from(row).map(|user| TokenCheck {
+                user,
+                revoked,
+                session,
+            })
+        })
         .transpose()
 }
 

@@ -1,7 +1,13 @@
-//! Who is calling: the Bearer access token of a request, checked once by the
-//! [`authenticated`] middleware of a route, which hands the result to the handler as a
-//! [`CurrentUser`]. The check runs before the handler's body is even read, so a request
-//! with a bad token is a 401 whatever its body (FastAPI's dependency order).
+//! Who is calling: the access token of a request, from the `Authorization: Bearer`
+//! header or the `fastapiusersauth` cookie (the header wins when both are sent),
+//! checked once by the [`authenticated`] middleware of a route, which hands the result
+//! to the handler as a [`CurrentUser`]. The check runs before the handler's body is
+//! even read, so a request with a bad token is a 401 whatever its body (FastAPI's
+//! dependency order).
+//!
+//! A request authenticated by the cookie with an unsafe method must come from the
+//! service's own origin or one allowed by CORS (`Origin`, or else `Referer`); a request
+//! with neither header is not a browser's and passes.
 
 use std::future::{ready, Ready};
 
@@ -15,14 +21,21 @@ use users_core::flows::auth::{self, Authenticated};
 use crate::error::ApiError;
 use crate::state::AppState;
 
+/// fastapi-users' `CookieTransport` cookie.
+pub const AUTH_COOKIE: &str = "fastapiusersauth";
+
 /// The authenticated, active user of the request.
 #[derive(Debug, Clone)]
-pub struct CurrentUser(pub Authenticated);
+pub struct CurrentUser {
+    pub auth: Authenticated,
+    /// The token came from the cookie, not from the `Authorization` header.
+    pub via_cookie: bool,
+}
 
 impl std::ops::Deref for CurrentUser {
     type Target = Authenticated;
     fn deref(&self) -> &Authenticated {
-        &self.0
+        &self.auth
     }
 }
 
@@ -60,9 +73,47 @@ pub fn app_state(req: &ServiceRequest) -> Result<web::Data<AppState>, ApiError> 
 
 async fn authenticate(req: &ServiceRequest) -> Result<CurrentUser, ApiError> {
     let state = app_state(req)?;
-    let token = bearer_token(req.head()).ok_or(ApiError::Unauthorized)?;
-    let current = auth::authenticate(&state.core, token, state.now()).await?;
-    Ok(CurrentUser(current))
+    let (token, via_cookie) = match bearer_token(req.head()) {
+        Some(token) => (token, false),
+        None => {
+            let cookie = req
+                .cookie(AUTH_COOKIE)
+                .map(|c| c.value().to_owned())
+                .filter(|v| !v.is_empty())
+                .ok_or(ApiError::Unauthorized)?;
+            (cookie, true)
+        }
+    };
+    let auth = auth::authenticate(&state.core, token, state.now()).await?;
+    if via_cookie && !same_origin(req, &state) {
+        tracing::warn!(user_id = %auth.user().id, "cookie-authenticated request from a foreign origin refused");
+        return Err(ApiError::ForbiddenCode("CSRF_ORIGIN_MISMATCH"));
+    }
+    Ok(CurrentUser { auth, via_cookie })
+}
+
+/// Whether an unsafe request comes from a trusted origin (or from no browser at all).
+fn same_origin(req: &ServiceRequest, state: &AppState) -> bool {
+    use actix_web::http::Method;
+    if matches!(
+        *req.method(),
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE
+    ) {
+        return true;
+    }
+    let header = |name| {
+        req.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let origin = header(header::ORIGIN).or_else(|| {
+        header(header::REFERER).map(|r| crate::settings::origin_of(&r).unwrap_or("null").to_owned())
+    });
+    match origin {
+        None => true,
+        Some(origin) => state.settings.is_trusted_origin(&origin),
+    }
 }
 
 /// Route middleware: authenticates the request (401 otherwise) and stores the

@@ -117,6 +117,38 @@ impl Validated for LoginForm {
     }
 }
 
+impl LoginForm {
+    /// Whether the client asked for a refresh token (the OAuth2 scope `offline_access`
+    /// among the space-separated scopes).
+    pub fn offline_access(&self) -> bool {
+        self.scope
+            .as_deref()
+            .is_some_and(|s| s.split_whitespace().any(|scope| scope == "offline_access"))
+    }
+}
+
+/// `{refresh_token}` as JSON, or RFC 6749 §6's form
+/// `grant_type=refresh_token&refresh_token=…`.
+#[derive(ToSchema)]
+pub struct RefreshRequest {
+    #[schema(value_type = String)]
+    pub refresh_token: SecretString,
+    #[schema(pattern = "^refresh_token$")]
+    pub grant_type: Option<String>,
+}
+
+impl Validated for RefreshRequest {
+    fn validate(f: &mut Fields<'_>) -> Option<Self> {
+        let grant_type = f.optional_literal("grant_type", "refresh_token");
+        let refresh_token = f.required_password("refresh_token");
+        grant_type?;
+        Some(RefreshRequest {
+            refresh_token: refresh_token?,
+            grant_type: Some("refresh_token".to_owned()),
+        })
+    }
+}
+
 /// `{email}`: forgot-password and request-verify-token.
 #[derive(ToSchema)]
 pub struct EmailRequest {
@@ -258,6 +290,56 @@ impl BearerToken {
         BearerToken {
             access_token,
             token_type: "bearer",
+        }
+    }
+}
+
+/// An access token with a refresh token (a sign-in with `offline_access`, or a
+/// refresh).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RefreshableToken {
+    pub access_token: String,
+    /// Always `bearer`.
+    #[schema(value_type = String, example = "bearer")]
+    pub token_type: &'static str,
+    /// Seconds the access token lives.
+    pub expires_in: i64,
+    pub refresh_token: String,
+}
+
+/// A live session, as its user (or a superuser) sees it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SessionRead {
+    #[schema(format = Uuid)]
+    pub id: String,
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: users_domain::Timestamp,
+    #[schema(value_type = String, format = DateTime)]
+    pub last_used_at: users_domain::Timestamp,
+    #[schema(value_type = String, format = DateTime)]
+    pub expires_at: users_domain::Timestamp,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    /// `password`, `google`, `oidc:<name>`, `github`, `passkey`.
+    pub method: String,
+    /// 1, or 2 after a second factor or with a passkey.
+    pub aal: i64,
+    /// The session of the token that asked.
+    pub current: bool,
+}
+
+impl From<users_core::flows::session::SessionInfo> for SessionRead {
+    fn from(s: users_core::flows::session::SessionInfo) -> Self {
+        SessionRead {
+            id: s.id,
+            created_at: s.created_at,
+            last_used_at: s.last_used_at,
+            expires_at: s.expires_at,
+            ip: s.ip,
+            user_agent: s.user_agent,
+            method: s.method,
+            aal: s.aal,
+            current: s.current,
         }
     }
 }

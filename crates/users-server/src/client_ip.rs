@@ -1,6 +1,13 @@
-//! The client's address, believing `X-Forwarded-For` only from `TRUSTED_PROXIES`.
+//! The client's address, believing `X-Forwarded-For` only from `TRUSTED_PROXIES`, and
+//! what a session records of the client.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
+
+use actix_web::http::header::{HeaderMap, USER_AGENT};
+use actix_web::{web, FromRequest, HttpRequest};
+use users_core::flows::session::ClientInfo;
+
+use crate::state::AppState;
 
 /// An IP block such as `10.0.0.0/8` or `::1/128` (a bare address is a /32 or /128).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,6 +80,43 @@ pub fn client_ip(
         .copied()
         .or(hops.first().copied())
         .or(Some(peer))
+}
+
+/// The client IP of a request with these headers from this peer.
+pub fn request_ip(
+    state: &AppState,
+    peer: Option<SocketAddr>,
+    headers: &HeaderMap,
+) -> Option<IpAddr> {
+    let forwarded = headers.get("x-forwarded-for").and_then(|v| v.to_str().ok());
+    client_ip(
+        peer.map(|a| a.ip()),
+        forwarded,
+        &state.settings.trusted_proxies,
+    )
+}
+
+/// Where a request comes from: its client IP and `User-Agent`.
+pub struct Client(pub ClientInfo);
+
+impl FromRequest for Client {
+    type Error = actix_web::Error;
+    type Future = std::future::Ready<Result<Self, actix_web::Error>>;
+
+    fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
+        let ip = req
+            .app_data::<web::Data<AppState>>()
+            .and_then(|state| request_ip(state, req.peer_addr(), req.headers()));
+        let user_agent = req
+            .headers()
+            .get(USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        std::future::ready(Ok(Client(ClientInfo {
+            ip: ip.map(|ip| ip.to_string()),
+            user_agent,
+        })))
+    }
 }
 
 #[cfg(test)]

@@ -73,6 +73,9 @@ pub enum ApiError {
     Unauthorized,
     #[error("forbidden")]
     Forbidden,
+    /// 403 `{"detail": CODE}`.
+    #[error("forbidden: {0}")]
+    ForbiddenCode(&'static str),
     #[error("not found")]
     NotFound,
     #[error("method not allowed")]
@@ -122,7 +125,7 @@ impl ResponseError for ApiError {
             | ApiError::InvalidPassword { .. } => StatusCode::BAD_REQUEST,
             ApiError::BadGateway(_) => StatusCode::BAD_GATEWAY,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
-            ApiError::Forbidden => StatusCode::FORBIDDEN,
+            ApiError::Forbidden | ApiError::ForbiddenCode(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -170,7 +173,9 @@ impl ApiError {
     /// and the 422). Causes of 5xx answers are logged here, never sent.
     fn detail(&self) -> String {
         match self {
-            ApiError::BadRequest(code) | ApiError::BadGateway(code) => (*code).to_owned(),
+            ApiError::BadRequest(code)
+            | ApiError::BadGateway(code)
+            | ApiError::ForbiddenCode(code) => (*code).to_owned(),
             ApiError::BadRequestGeneric => "Bad Request".to_owned(),
             ApiError::Detail(detail) | ApiError::NotReady(detail) => {
                 if matches!(self, ApiError::NotReady(_)) {

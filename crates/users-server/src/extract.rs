@@ -477,6 +477,40 @@ impl<T: Validated + 'static> actix_web::FromRequest for ValidatedForm<T> {
     }
 }
 
+/// A JSON object body, or a form body when the content type says so, validated into
+/// `T` (routes that take both, like the RFC 6749 token endpoint's form).
+pub struct ValidatedBody<T>(pub T);
+
+impl<T: Validated + 'static> actix_web::FromRequest for ValidatedBody<T> {
+    type Error = ApiError;
+    type Future = futures_util::future::LocalBoxFuture<'static, Result<Self, ApiError>>;
+
+    fn from_request(
+        req: &actix_web::HttpRequest,
+        payload: &mut actix_web::dev::Payload,
+    ) -> Self::Future {
+        let payload = payload.take();
+        let headers = req.headers().clone();
+        Box::pin(async move {
+            let body = read_body(payload, BODY_LIMIT).await?;
+            let content_type = headers
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_ascii_lowercase();
+            if content_type.starts_with("application/x-www-form-urlencoded")
+                || content_type.starts_with("multipart/form-data")
+            {
+                let form = form_fields(&headers, body).await?;
+                finish(Fields::form(&form, "body")).map(ValidatedBody)
+            } else {
+                let object = json_object(&body)?;
+                finish(Fields::json(&object)).map(ValidatedBody)
+            }
+        })
+    }
+}
+
 /// The query string, validated into `T`.
 pub struct ValidatedQuery<T>(pub T);
 

@@ -111,7 +111,7 @@ impl Metrics {
                 );
             }
         }
-        let counters: [Family<'_>; 5] = [
+        let counters: [Family<'_>; 7] = [
             (
                 "users_logins_total",
                 "Password logins by outcome.",
@@ -139,6 +139,21 @@ impl Metrics {
                 "users_mails_failed_total",
                 "Mails given up.",
                 vec![("", &c.mails_failed)],
+            ),
+            (
+                "users_sessions_started_total",
+                "Sessions started (sign-ins of every kind).",
+                vec![("", &c.sessions_started)],
+            ),
+            (
+                "users_refreshes_total",
+                "Refresh-token requests by outcome: rotated; converged (a spent token within the reuse interval got the current one); reused (a spent token later: the session was ended, theft suspected); invalid.",
+                vec![
+                    ("result=\"rotated\"", &c.refreshes_rotated),
+                    ("result=\"converged\"", &c.refreshes_converged),
+                    ("result=\"reused\"", &c.refresh_reuse_detected),
+                    ("result=\"invalid\"", &c.refreshes_invalid),
+                ],
             ),
         ];
         for (name, help, series) in counters {

@@ -8,8 +8,9 @@ use utoipa::{Modify, OpenApi};
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::bodies::{
-    AuthorizationUrl, BearerToken, EmailRequest, LoginForm, ResetPassword, ResetPasswordForm,
-    UserCreate, UserRead, UserUpdate, UsersPage, VerifyToken,
+    AuthorizationUrl, BearerToken, EmailRequest, LoginForm, RefreshRequest, RefreshableToken,
+    ResetPassword, ResetPasswordForm, SessionRead, UserCreate, UserRead, UserUpdate, UsersPage,
+    VerifyToken,
 };
 use crate::error::{
     BadRequestBody, ErrorDetail, FieldError, Null, PasswordErrorDetail, PasswordRejection,
@@ -78,6 +79,14 @@ impl Modify for GoogleRoutes {
         crate::routes::register::register,
         crate::routes::auth::login,
         crate::routes::auth::logout,
+        crate::routes::auth::refresh,
+        crate::routes::auth::cookie_login,
+        crate::routes::auth::cookie_logout,
+        crate::routes::sessions::list,
+        crate::routes::sessions::end_others,
+        crate::routes::sessions::end_one,
+        crate::routes::sessions::list_of_user,
+        crate::routes::sessions::end_all_of_user,
         crate::routes::mail::forgot_password,
         crate::routes::mail::reset,
         crate::routes::mail::request_verify_token,
@@ -102,12 +111,13 @@ impl Modify for GoogleRoutes {
     components(schemas(
         UserRead, UserCreate, UserUpdate, LoginForm, BearerToken, EmailRequest, ResetPassword, ResetPasswordForm,
         VerifyToken, ErrorDetail, PasswordRejection, PasswordErrorDetail, BadRequestBody, FieldError, ValidationError,
-        UsersPage, AuthorizationUrl, Null
+        UsersPage, AuthorizationUrl, Null, RefreshRequest, RefreshableToken, SessionRead
     )),
     modifiers(&BearerAuth, &GoogleRoutes),
     tags(
         (name = "auth", description = "Registration, login and logout"),
         (name = "users", description = "The current user and the admin routes"),
+        (name = "sessions", description = "Sessions (devices): list and end them"),
         (name = "mail", description = "Password reset and email verification"),
         (name = "providers", description = "Sign in with an identity provider (OpenID Connect), and linking accounts"),
         (name = "pages", description = "HTML pages the mailed links open"),

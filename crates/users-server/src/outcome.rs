@@ -6,6 +6,7 @@ use users_core::flows::auth::{AuthError, LoginError};
 use users_core::flows::oauth::OAuthFlowError;
 use users_core::flows::recovery::{ResetError, VerifyError};
 use users_core::flows::register::RegisterError;
+use users_core::flows::session::RefreshError;
 use users_core::throttle::{Limited, ThrottleError};
 
 use crate::error::ApiError;
@@ -117,6 +118,16 @@ impl From<OAuthFlowError> for ApiError {
             E::AccountAlreadyLinked => ApiError::BadRequest("OAUTH_ACCOUNT_ALREADY_LINKED"),
             E::Inactive => ApiError::BadRequest("LOGIN_BAD_CREDENTIALS"),
             E::Fault(f) => f.into(),
+        }
+    }
+}
+
+impl From<RefreshError> for ApiError {
+    fn from(e: RefreshError) -> Self {
+        match e {
+            RefreshError::Invalid => ApiError::BadRequest("REFRESH_TOKEN_INVALID"),
+            RefreshError::Reused => ApiError::BadRequest("REFRESH_TOKEN_REUSED"),
+            RefreshError::Fault(f) => f.into(),
         }
     }
 }

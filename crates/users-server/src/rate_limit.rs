@@ -9,7 +9,7 @@ use actix_web::dev::{forward_ready, Service, ServiceRequest, ServiceResponse, Tr
 use futures_util::future::LocalBoxFuture;
 
 use crate::auth::{app_state, refuse};
-use crate::client_ip::client_ip;
+use crate::client_ip::request_ip;
 use crate::error::ApiError;
 
 /// Middleware counting each request against its client IP's budget for the route
@@ -70,16 +70,7 @@ where
 async fn limit(route: &'static str, req: &ServiceRequest) -> Result<(), ApiError> {
     let state = app_state(req)?;
     if state.core.config.rate_limit_per_ip_per_minute > 0 {
-        let forwarded = req
-            .headers()
-            .get("x-forwarded-for")
-            .and_then(|v| v.to_str().ok());
-        let ip = client_ip(
-            req.peer_addr().map(|a| a.ip()),
-            forwarded,
-            &state.settings.trusted_proxies,
-        );
-        if let Some(ip) = ip {
+        if let Some(ip) = request_ip(&state, req.peer_addr(), req.headers()) {
             users_core::throttle::hit(&state.core, route, &ip.to_string(), state.now()).await?;
         }
     }

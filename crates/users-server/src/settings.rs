@@ -63,6 +63,9 @@ pub struct Settings {
     /// The OAuth callback redirects here with `#access_token=…` instead of answering JSON.
     pub oauth_success_redirect_url: Option<String>,
     pub oauth_state_lifetime_seconds: i64,
+    pub session_lifetime_seconds: i64,
+    pub session_idle_seconds: i64,
+    pub refresh_reuse_interval_seconds: i64,
     /// Origins allowed by CORS (with credentials); empty: no CORS headers at all.
     pub cors_allowed_origins: Vec<String>,
     /// Consecutive failed logins of one account before 429s.
@@ -104,6 +107,9 @@ pub const KNOWN_VARIABLES: &[&str] = &[
     "GOOGLE_TIMEOUT_SECONDS",
     "OAUTH_SUCCESS_REDIRECT_URL",
     "OAUTH_STATE_LIFETIME_SECONDS",
+    "SESSION_LIFETIME_SECONDS",
+    "SESSION_IDLE_SECONDS",
+    "REFRESH_REUSE_INTERVAL_SECONDS",
     "CORS_ALLOWED_ORIGINS",
     "LOGIN_MAX_FAILURES",
     "RATE_LIMIT_PER_IP_PER_MINUTE",
@@ -308,6 +314,15 @@ impl Settings {
         };
         let oauth_state_lifetime_seconds =
             env.parse_in("OAUTH_STATE_LIFETIME_SECONDS", 3600i64, 60..=86_400)?;
+        let session_lifetime_seconds = env.parse_in(
+            "SESSION_LIFETIME_SECONDS",
+            30 * 86_400i64,
+            300..=366 * 86_400,
+        )?;
+        let session_idle_seconds =
+            env.parse_in("SESSION_IDLE_SECONDS", 7 * 86_400i64, 300..=366 * 86_400)?;
+        let refresh_reuse_interval_seconds =
+            env.parse_in("REFRESH_REUSE_INTERVAL_SECONDS", 10i64, 0..=300)?;
 
         let mut cors_allowed_origins = Vec::new();
         for origin in env
@@ -384,6 +399,9 @@ impl Settings {
             google,
             oauth_success_redirect_url,
             oauth_state_lifetime_seconds,
+            session_lifetime_seconds,
+            session_idle_seconds,
+            refresh_reuse_interval_seconds,
             cors_allowed_origins,
             login_max_failures,
             rate_limit_per_ip_per_minute,
@@ -396,6 +414,18 @@ impl Settings {
     /// Whether the argon2 parameters are below OWASP's minimum (worth a warning).
     pub fn argon2_below_owasp(&self) -> bool {
         self.argon2.below_owasp()
+    }
+
+    /// The origin (`scheme://host[:port]`) of `PUBLIC_URL`.
+    pub fn public_origin(&self) -> &str {
+        origin_of(&self.public_url).unwrap_or(&self.public_url)
+    }
+
+    /// Whether a browser request from `origin` may act with the session cookie: the
+    /// service's own origin, or one allowed by CORS.
+    pub fn is_trusted_origin(&self, origin: &str) -> bool {
+        let origin = origin.trim_end_matches('/');
+        origin == self.public_origin() || self.cors_allowed_origins.iter().any(|o| o == origin)
     }
 
     /// What the flows need of these settings.
@@ -417,10 +447,21 @@ impl Settings {
                 oauth_state_lifetime_seconds: self.oauth_state_lifetime_seconds,
                 login_max_failures: self.login_max_failures,
                 rate_limit_per_ip_per_minute: self.rate_limit_per_ip_per_minute,
+                session_lifetime_seconds: self.session_lifetime_seconds,
+                session_idle_seconds: self.session_idle_seconds,
+                refresh_reuse_interval_seconds: self.refresh_reuse_interval_seconds,
             },
             providers: self.google.iter().cloned().collect(),
         }
     }
+}
+
+/// `scheme://authority` of an absolute URL (an `Origin` header, or a `Referer`).
+pub fn origin_of(url: &str) -> Option<&str> {
+    let scheme_end = url.find("://")?;
+    let rest = &url[scheme_end + 3..];
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    (end > 0).then(|| &url[..scheme_end + 3 + end])
 }
 
 struct Env<'a> {
@@ -537,6 +578,33 @@ mod tests {
     }
 
     #[test]
+    fn origins_are_scheme_and_authority() {
+        assert_eq!(
+            origin_of("https://id.example.com/users/x?y#z"),
+            Some("https://id.example.com")
+        );
+        assert_eq!(
+            origin_of("http://localhost:8000"),
+            Some("http://localhost:8000")
+        );
+        assert_eq!(origin_of("null"), None);
+        assert_eq!(origin_of("https://"), None);
+        let s = settings(&[
+            ("PUBLIC_URL", "https://id.example.com/base"),
+            ("CORS_ALLOWED_ORIGINS", "https://app.example.com"),
+        ])
+        .unwrap();
+        assert!(s.is_trusted_origin("https://id.example.com"));
+        assert!(s.is_trusted_origin("https://app.example.com"));
+        assert!(!s.is_trusted_origin("https://evil.example.com"));
+        assert!(!s.is_trusted_origin("http://id.example.com"));
+        let s = settings(&[]).unwrap();
+        assert_eq!(s.session_lifetime_seconds, 30 * 86_400);
+        assert_eq!(s.session_idle_seconds, 7 * 86_400);
+        assert_eq!(s.refresh_reuse_interval_seconds, 10);
+    }
+
+    #[test]
     fn errors_name_the_variable() {
         for (var, value) in [
             ("PASSWORD_MIN_LENGTH", "7"),
@@ -560,6 +628,9 @@ mod tests {
             ("RATE_LIMIT_PER_IP_PER_MINUTE", "-1"),
             ("TRUSTED_PROXIES", "10.0.0.0/33"),
             ("TRUSTED_PROXIES", "proxy.internal"),
+            ("SESSION_LIFETIME_SECONDS", "10"),
+            ("SESSION_IDLE_SECONDS", "forever"),
+            ("REFRESH_REUSE_INTERVAL_SECONDS", "-1"),
         ] {
             let e = settings(&[(var, value)]).unwrap_err();
             let expected = if var == "GOOGLE_CLIENT_ID" {

@@ -13,7 +13,7 @@ use users_domain::Clock;
 
 use crate::auth::{authenticated, superuser};
 use crate::rate_limit::per_ip;
-use crate::routes::{self, auth, mail, oauth, ops, pages, register, users};
+use crate::routes::{self, auth, mail, oauth, ops, pages, register, sessions, users};
 use crate::settings::Settings;
 use crate::state::{AppState, SystemClock};
 use crate::telemetry::RequestSpan;
@@ -54,6 +54,37 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(
             resource("/auth/jwt/logout")
                 .route(web::post().to(auth::logout).wrap(from_fn(authenticated))),
+        )
+        .service(
+            resource("/auth/jwt/refresh")
+                .route(web::post().to(auth::refresh).wrap(per_ip("refresh"))),
+        )
+        .service(
+            resource("/auth/cookie/login")
+                .route(web::post().to(auth::cookie_login).wrap(per_ip("login"))),
+        )
+        .service(
+            resource("/auth/cookie/logout").route(
+                web::post()
+                    .to(auth::cookie_logout)
+                    .wrap(from_fn(authenticated)),
+            ),
+        )
+        .service(
+            resource("/auth/sessions")
+                .route(web::get().to(sessions::list).wrap(from_fn(authenticated)))
+                .route(
+                    web::delete()
+                        .to(sessions::end_others)
+                        .wrap(from_fn(authenticated)),
+                ),
+        )
+        .service(
+            resource("/auth/sessions/{id}").route(
+                web::delete()
+                    .to(sessions::end_one)
+                    .wrap(from_fn(authenticated)),
+            ),
         )
         .service(
             resource("/auth/forgot-password").route(
@@ -149,6 +180,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route(admin(web::get().to(users::get_user)))
             .route(admin(web::patch().to(users::patch_user)))
             .route(admin(web::delete().to(users::delete_user))),
+    )
+    .service(
+        resource("/users/{id}/sessions")
+            .route(admin(web::get().to(sessions::list_of_user)))
+            .route(admin(web::delete().to(sessions::end_all_of_user))),
     );
 }
 

@@ -112,7 +112,14 @@ pub async fn update(
         row.tokens_valid_after = Some(now.millis());
         let email = row.email.as_deref().unwrap_or(&target.user.email);
         let mail = users_mail::Email::password_changed(&core.config.app_name, email);
-        effects = OutboxItem::Email { email: mail }.effects(now)?;
+        effects = OutboxItem::Email { email: mail }
+            .effects(now)?
+            .ending_sessions(end_every_session(id, now, "password_changed"));
+    }
+    if row.is_active == Some(false) && target.user.is_active {
+        // a deactivated user, once reactivated, must sign in again
+        row.tokens_valid_after = Some(now.millis());
+        effects = effects.ending_sessions(end_every_session(id, now, "deactivated"));
     }
     let mails = effects.outbox.len();
     let updated = core
@@ -128,7 +135,22 @@ pub async fn update(
     Ok(updated.user)
 }
 
-/// Deletes a user; `false` when there was none.
+/// Every session of the user ends with the change.
+pub(crate) fn end_every_session(
+    user_id: UserId,
+    now: Timestamp,
+    reason: &'static str,
+) -> users_db::sessions::EndSessions {
+    users_db::sessions::EndSessions {
+        user_id,
+        except: None,
+        now_ms: now.millis(),
+        reason,
+    }
+}
+
+/// Deletes a user (their sessions, links and revocations go with them); `false` when
+/// there was none.
 pub async fn delete(core: &Core, id: UserId, by: UserId, _now: Timestamp) -> Result<bool, Fault> {
     let deleted = core
         .store

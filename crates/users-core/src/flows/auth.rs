@@ -5,6 +5,7 @@ use users_db::users::{self, StoredUser};
 use users_domain::email::email_key;
 use users_domain::{EmailAddress, Timestamp, User};
 
+use crate::flows::session::{self, ClientInfo, SessionGrant, SignInMethod};
 use crate::hashing::Verification;
 use crate::throttle::{self, Limited, ThrottleError};
 use crate::tokens::{token_hash, AccessClaims};
@@ -22,7 +23,16 @@ impl Authenticated {
     pub fn user(&self) -> &User {
         &self.stored.user
     }
+
+    /// The session the token belongs to (none for tokens minted by fastapi-users).
+    pub fn session_id(&self) -> Option<&str> {
+        self.claims.sid.as_deref()
+    }
 }
+
+/// A session's last use is written at most this often (a busy session is not written
+/// on every request).
+const TOUCH_EVERY_MS: i64 = 60_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
@@ -39,8 +49,10 @@ impl From<users_db::DbError> for AuthError {
     }
 }
 
-/// The user an access token names, loaded now, so that deactivation, deletion,
-/// promotion and revocation apply to existing tokens at once. One round trip.
+/// The user an access token names, loaded now with the token's session, so that
+/// deactivation, deletion, promotion, revocation and ended sessions apply to existing
+/// tokens at once, on every replica. One round trip (and, about once a minute per
+/// session, a second to record its use).
 pub async fn authenticate(
     core: &Core,
     token: String,
@@ -52,21 +64,38 @@ pub async fn authenticate(
         .map_err(|_| AuthError::Unauthorized)?;
     let id = users_domain::UserId::parse_str(&claims.sub).map_err(|_| AuthError::Unauthorized)?;
     let hash = token_hash(&token);
-    let found = core
+    let sid = claims.sid.clone();
+    let liveness = core.config.liveness(now);
+    let check = core
         .store
-        .run(move |c| Ok(users::find_for_token(c, id, &hash)?))
-        .await?;
-    let Some((stored, revoked)) = found else {
-        return Err(AuthError::Unauthorized);
-    };
-    if revoked || !stored.user.is_active {
+        .run(move |c| {
+            let check = users::find_for_token(c, id, &hash, sid.as_deref())?;
+            if let Some(session) = check.as_ref().and_then(|k| k.session.as_ref()) {
+                if session.is_live(liveness) && session.last_used_at < now.millis() - TOUCH_EVERY_MS
+                {
+                    users_db::sessions::touch(
+                        c,
+                        &session.id,
+                        now.millis(),
+                        now.millis() - TOUCH_EVERY_MS,
+                    )?;
+                }
+            }
+            Ok(check)
+        })
+        .await?
+        .ok_or(AuthError::Unauthorized)?;
+    if check.revoked || !check.user.user.is_active {
         return Err(AuthError::Unauthorized);
     }
-    if claims.issued_at_ms(core.tokens.access_lifetime_seconds) < stored.tokens_valid_after {
+    if claims.sid.is_some() && !check.session.is_some_and(|s| s.is_live(liveness)) {
+        return Err(AuthError::Unauthorized);
+    }
+    if claims.issued_at_ms(core.tokens.access_lifetime_seconds) < check.user.tokens_valid_after {
         return Err(AuthError::Unauthorized);
     }
     Ok(Authenticated {
-        stored,
+        stored: check.user,
         token,
         claims,
     })
@@ -78,11 +107,12 @@ pub struct Credentials {
     pub password: SecretString,
 }
 
-/// A successful sign-in.
-#[derive(Debug)]
-pub struct SignedIn {
-    pub user: User,
-    pub access_token: String,
+/// A password sign-in: the credentials, where it comes from, and whether a refresh
+/// token is wanted (the OAuth2 scope `offline_access`).
+pub struct Login {
+    pub credentials: Credentials,
+    pub client: ClientInfo,
+    pub offline_access: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -116,12 +146,12 @@ impl From<users_db::DbError> for LoginError {
 /// hash and inactive users refused only after the password check, so every failure
 /// costs one argon2 verification; the lock is checked the same way for known and
 /// unknown addresses, so it reveals nothing either.
-pub async fn login(
-    core: &Core,
-    credentials: Credentials,
-    now: Timestamp,
-) -> Result<SignedIn, LoginError> {
-    let Credentials { username, password } = credentials;
+pub async fn login(core: &Core, login: Login, now: Timestamp) -> Result<SessionGrant, LoginError> {
+    let Login {
+        credentials: Credentials { username, password },
+        client,
+        offline_access,
+    } = login;
     let key = EmailAddress::parse(&username)
         .map(|e| e.key())
         .unwrap_or_else(|_| email_key(&username));
@@ -157,16 +187,19 @@ pub async fn login(
     if needs_rehash {
         upgrade_hash(core, &stored, password).await;
     }
-    let access_token = core
-        .tokens
-        .issue_access(stored.user.id, now)
-        .map_err(Fault::internal)?;
-    tracing::info!(user_id = %stored.user.id, "login succeeded");
+    let user_id = stored.user.id;
+    let grant = session::start(
+        core,
+        stored.user,
+        SignInMethod::password(),
+        &client,
+        offline_access,
+        now,
+    )
+    .await?;
+    tracing::info!(user_id = %user_id, session_id = %grant.session_id, "login succeeded");
     Counters::inc(&core.counters.logins_succeeded);
-    Ok(SignedIn {
-        user: stored.user,
-        access_token,
-    })
+    Ok(grant)
 }
 
 /// Re-hashes a password stored with other parameters (or bcrypt) after it verified.
@@ -196,11 +229,17 @@ async fn upgrade_hash(core: &Core, stored: &StoredUser, password: SecretString) 
     }
 }
 
-/// Revokes the presented token (kept, as a SHA-256, until it would have expired), on
-/// every replica sharing the database.
+/// Ends the token's session, so every token of it fails at once on every replica; a
+/// token without a session (minted by fastapi-users) is revoked alone (kept, as a
+/// SHA-256, until it would have expired).
 pub async fn logout(core: &Core, auth: &Authenticated, now: Timestamp) -> Result<(), Fault> {
-    let hash = token_hash(&auth.token);
     let id = auth.stored.user.id;
+    if let Some(sid) = auth.session_id() {
+        session::end(core, id, sid, "logout", now).await?;
+        tracing::info!(user_id = %id, "logged out; session ended");
+        return Ok(());
+    }
+    let hash = token_hash(&auth.token);
     let exp = auth.claims.exp;
     core.store
         .run(move |c| {

@@ -6,6 +6,7 @@ pub mod auth;
 pub mod oauth;
 pub mod recovery;
 pub mod register;
+pub mod session;
 
 use crate::tokens::random_token;
 

@@ -9,7 +9,7 @@ use users_db::{DbError, Effects};
 use users_domain::{EmailAddress, Timestamp, User, UserId};
 use users_oauth::{Identity, OAuthError};
 
-use crate::flows::auth::SignedIn;
+use crate::flows::session::{self, ClientInfo, SessionGrant, SignInMethod};
 use crate::flows::unusable_password;
 use crate::providers::Provider;
 use crate::tokens::{constant_time_eq, random_token, StateClaims, TokenError, STATE_AUDIENCE};
@@ -217,19 +217,22 @@ pub async fn sign_in(
     core: &Core,
     provider_name: &str,
     identity: Identity,
+    client: &ClientInfo,
     now: Timestamp,
-) -> Result<SignedIn, OAuthFlowError> {
+) -> Result<SessionGrant, OAuthFlowError> {
     let provider = provider(core, provider_name)?;
     let user = user_for(core, provider, identity, now).await?;
     if !user.is_active {
         return Err(OAuthFlowError::Inactive);
     }
-    let access_token = core
-        .tokens
-        .issue_access(user.id, now)
-        .map_err(Fault::internal)?;
-    tracing::info!(user_id = %user.id, provider = %provider.settings.name, "signed in with a provider");
-    Ok(SignedIn { user, access_token })
+    let (id, name) = (user.id, provider.settings.name.clone());
+    let method = SignInMethod {
+        name: provider.settings.key.clone(),
+        aal: 1,
+    };
+    let grant = session::start(core, user, method, client, false, now).await?;
+    tracing::info!(user_id = %id, provider = %name, "signed in with a provider");
+    Ok(grant)
 }
 
 async fn user_for(
@@ -272,6 +275,15 @@ async fn user_for(
         // takeover): the owner, proven by the provider, takes the account; the
         // unproven password and its sessions go.
         let takeover = (!existing.user.is_verified).then(unusable_password);
+        let effects = if takeover.is_some() {
+            Effects::none().ending_sessions(super::account::end_every_session(
+                id,
+                now,
+                "account_taken_over",
+            ))
+        } else {
+            Effects::none()
+        };
         let account = ProviderAccount {
             provider: key.clone(),
             subject: subject.clone(),
@@ -286,7 +298,7 @@ async fn user_for(
                     &account,
                     takeover.as_deref(),
                     now.millis(),
-                    &Effects::none(),
+                    &effects,
                 )?)
             })
             .await;

@@ -120,7 +120,9 @@ pub async fn reset_password(
     let new_hash = core.hasher.hash(password).await.map_err(Fault::from)?;
     let old_hash = stored.hashed_password;
     let mail = users_mail::Email::password_changed(&core.config.app_name, &stored.user.email);
-    let effects = OutboxItem::Email { email: mail }.effects(now)?;
+    let effects = OutboxItem::Email { email: mail }
+        .effects(now)?
+        .ending_sessions(super::account::end_every_session(id, now, "password_reset"));
     let changed = core
         .store
         .run(move |c| {

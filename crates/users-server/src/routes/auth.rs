@@ -1,32 +1,62 @@
+//! Password sign-in and sign-out, with the Bearer transport (`/auth/jwt`) and the cookie
+//! transport (`/auth/cookie`) of fastapi-users, and refresh-token rotation.
+
 use actix_web::http::header;
 use actix_web::{web, HttpResponse};
-use users_core::flows::auth::{self, Credentials};
+use secrecy::ExposeSecret;
+use users_core::flows::auth::{self, Credentials, Login};
+use users_core::flows::session::{self, SessionGrant};
 
-use crate::auth::CurrentUser;
-use crate::bodies::{BearerToken, LoginForm};
+use crate::auth::{CurrentUser, AUTH_COOKIE};
+use crate::bodies::{BearerToken, LoginForm, RefreshRequest, RefreshableToken};
+use crate::client_ip::Client;
 use crate::error::ApiError;
-use crate::extract::ValidatedForm;
+use crate::extract::{ValidatedBody, ValidatedForm};
 use crate::state::AppState;
 
-/// `POST /auth/jwt/login`, an OAuth2 password form: 200 {access_token, token_type}.
-#[utoipa::path(post, path = "/auth/jwt/login", tag = "auth", request_body(content = LoginForm, content_type = "application/x-www-form-urlencoded"), responses((status = 200, description = "Logged in", body = BearerToken), (status = 400, description = "LOGIN_BAD_CREDENTIALS", body = crate::error::ErrorDetail), (status = 422, description = "Malformed input", body = crate::error::ValidationError), (status = 429, description = "Too many failed logins of this account", body = crate::error::ErrorDetail)))]
+fn login_of(form: LoginForm, client: Client) -> Login {
+    let offline_access = form.offline_access();
+    Login {
+        credentials: Credentials {
+            username: form.username,
+            password: form.password,
+        },
+        client: client.0,
+        offline_access,
+    }
+}
+
+/// The Token of a sign-in: exactly `{access_token, token_type}`, or with
+/// `expires_in` and `refresh_token` when a refresh token was asked for.
+fn token_response(grant: SessionGrant) -> HttpResponse {
+    let mut resp = HttpResponse::Ok();
+    resp.insert_header((header::CACHE_CONTROL, "no-store"));
+    match grant.refresh_token {
+        None => resp.json(BearerToken::new(grant.access_token)),
+        Some(refresh_token) => resp.json(RefreshableToken {
+            access_token: grant.access_token,
+            token_type: "bearer",
+            expires_in: grant.expires_in,
+            refresh_token,
+        }),
+    }
+}
+
+/// `POST /auth/jwt/login`, an OAuth2 password form: 200 {access_token, token_type}
+/// (with `expires_in` and `refresh_token` when `scope` holds `offline_access`).
+#[utoipa::path(post, path = "/auth/jwt/login", tag = "auth", request_body(content = LoginForm, content_type = "application/x-www-form-urlencoded"), responses((status = 200, description = "Logged in: a BearerToken, or a RefreshableToken with scope=offline_access", body = BearerToken), (status = 400, description = "LOGIN_BAD_CREDENTIALS", body = crate::error::ErrorDetail), (status = 422, description = "Malformed input", body = crate::error::ValidationError), (status = 429, description = "Too many failed logins of this account", body = crate::error::ErrorDetail)))]
 #[tracing::instrument(name = "login", skip_all)]
 pub async fn login(
     state: web::Data<AppState>,
+    client: Client,
     ValidatedForm(form): ValidatedForm<LoginForm>,
 ) -> Result<HttpResponse, ApiError> {
-    let credentials = Credentials {
-        username: form.username,
-        password: form.password,
-    };
-    let signed_in = auth::login(&state.core, credentials, state.now()).await?;
-    Ok(HttpResponse::Ok()
-        .insert_header((header::CACHE_CONTROL, "no-store"))
-        .json(BearerToken::new(signed_in.access_token)))
+    let grant = auth::login(&state.core, login_of(form, client), state.now()).await?;
+    Ok(token_response(grant))
 }
 
-/// `POST /auth/jwt/logout`: revokes the presented token. 204.
-#[utoipa::path(post, path = "/auth/jwt/logout", tag = "auth", security(("bearer" = [])), responses((status = 204, description = "The token is revoked"), (status = 401, description = "Missing, invalid, expired or revoked token; unknown or inactive user", body = crate::error::ErrorDetail)))]
+/// `POST /auth/jwt/logout`: ends the token's session. 204.
+#[utoipa::path(post, path = "/auth/jwt/logout", tag = "auth", security(("bearer" = [])), responses((status = 204, description = "The session is ended"), (status = 401, description = "Missing, invalid, expired or revoked token; unknown or inactive user", body = crate::error::ErrorDetail)))]
 #[tracing::instrument(name = "logout", skip_all)]
 pub async fn logout(
     state: web::Data<AppState>,
@@ -34,4 +64,65 @@ pub async fn logout(
 ) -> Result<HttpResponse, ApiError> {
     auth::logout(&state.core, &user, state.now()).await?;
     Ok(HttpResponse::NoContent().finish())
+}
+
+/// The session cookie as fastapi-users' `CookieTransport` (Starlette) writes it, to the
+/// byte: `name=value; HttpOnly; Max-Age=N; Path=/; SameSite=lax[; Secure]`.
+fn auth_cookie(state: &AppState, value: &str, max_age: i64) -> String {
+    let secure = if state.core.config.https() {
+        "; Secure"
+    } else {
+        ""
+    };
+    format!("{AUTH_COOKIE}={value}; HttpOnly; Max-Age={max_age}; Path=/; SameSite=lax{secure}")
+}
+
+/// `POST /auth/cookie/login`, the same form as `/auth/jwt/login`: 204 and the cookie.
+#[utoipa::path(post, path = "/auth/cookie/login", tag = "auth", request_body(content = LoginForm, content_type = "application/x-www-form-urlencoded"), responses((status = 204, description = "Logged in; sets the fastapiusersauth cookie"), (status = 400, description = "LOGIN_BAD_CREDENTIALS", body = crate::error::ErrorDetail), (status = 422, description = "Malformed input", body = crate::error::ValidationError), (status = 429, description = "Too many failed logins of this account", body = crate::error::ErrorDetail)))]
+#[tracing::instrument(name = "cookie_login", skip_all)]
+pub async fn cookie_login(
+    state: web::Data<AppState>,
+    client: Client,
+    ValidatedForm(mut form): ValidatedForm<LoginForm>,
+) -> Result<HttpResponse, ApiError> {
+    // the cookie carries an access token only
+    form.scope = None;
+    let grant = auth::login(&state.core, login_of(form, client), state.now()).await?;
+    let lifetime = state.core.tokens.access_lifetime_seconds;
+    Ok(HttpResponse::NoContent()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .insert_header((
+            header::SET_COOKIE,
+            auth_cookie(&state, &grant.access_token, lifetime),
+        ))
+        .finish())
+}
+
+/// `POST /auth/cookie/logout` with the cookie: 204, the cookie cleared, the session ended.
+#[utoipa::path(post, path = "/auth/cookie/logout", tag = "auth", responses((status = 204, description = "The session is ended and the cookie cleared (Max-Age=0)"), (status = 401, description = "No valid fastapiusersauth cookie", body = crate::error::ErrorDetail), (status = 403, description = "CSRF_ORIGIN_MISMATCH", body = crate::error::ErrorDetail)))]
+#[tracing::instrument(name = "cookie_logout", skip_all)]
+pub async fn cookie_logout(
+    state: web::Data<AppState>,
+    user: CurrentUser,
+) -> Result<HttpResponse, ApiError> {
+    if !user.via_cookie {
+        return Err(ApiError::Unauthorized);
+    }
+    auth::logout(&state.core, &user, state.now()).await?;
+    Ok(HttpResponse::NoContent()
+        .insert_header((header::SET_COOKIE, auth_cookie(&state, "\"\"", 0)))
+        .finish())
+}
+
+/// `POST /auth/jwt/refresh` {refresh_token} (JSON, or the RFC 6749 form): a new access
+/// token and a new refresh token of the same session.
+#[utoipa::path(post, path = "/auth/jwt/refresh", tag = "auth", request_body(content = RefreshRequest, description = "JSON, or application/x-www-form-urlencoded with grant_type=refresh_token"), responses((status = 200, description = "Rotated", body = RefreshableToken), (status = 400, description = "REFRESH_TOKEN_INVALID or REFRESH_TOKEN_REUSED", body = crate::error::ErrorDetail), (status = 422, description = "Malformed input", body = crate::error::ValidationError)))]
+#[tracing::instrument(name = "refresh", skip_all)]
+pub async fn refresh(
+    state: web::Data<AppState>,
+    ValidatedBody(body): ValidatedBody<RefreshRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let grant =
+        session::refresh(&state.core, body.refresh_token.expose_secret(), state.now()).await?;
+    Ok(token_response(grant))
 }

@@ -6,6 +6,7 @@ pub mod oauth;
 pub mod ops;
 pub mod pages;
 pub mod register;
+pub mod sessions;
 pub mod users;
 
 use actix_web::HttpResponse;

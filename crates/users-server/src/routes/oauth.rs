@@ -11,6 +11,7 @@ use users_core::flows::oauth::{self, Authorization, Callback};
 
 use crate::auth::CurrentUser;
 use crate::bodies::{AuthorizationUrl, BearerToken, UserRead};
+use crate::client_ip::Client;
 use crate::error::ApiError;
 use crate::extract::urlencoded;
 use crate::state::AppState;
@@ -133,13 +134,14 @@ pub async fn associate_authorize(
 pub async fn callback(
     state: web::Data<AppState>,
     req: HttpRequest,
+    client: Client,
     provider: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let now = state.now();
     let uri = redirect_uri(&state, &provider, false);
     let identity =
         oauth::finish(&state.core, &provider, callback_of(&req), None, &uri, now).await?;
-    let signed_in = oauth::sign_in(&state.core, &provider, identity, now).await?;
+    let signed_in = oauth::sign_in(&state.core, &provider, identity, &client.0, now).await?;
     let token = signed_in.access_token;
     let mut resp = match &state.settings.oauth_success_redirect_url {
         Some(url) => {

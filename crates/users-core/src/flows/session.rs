@@ -1,0 +1,328 @@
+//! Sessions (CONTRACT.md §8): one starts at every sign-in; access tokens carry its id as
+//! `sid`; refresh tokens rotate with reuse detection; a user sees their live sessions
+//! and ends them.
+
+use users_db::sessions::{self, EndSessions, NewSession, SessionRow};
+use users_db::{DbError, Effects};
+use users_domain::{Timestamp, User, UserId};
+
+use crate::tokens::RefreshKey;
+use crate::{Core, Counters, Fault};
+
+/// Where a sign-in comes from, as the session records it.
+#[derive(Debug, Clone, Default)]
+pub struct ClientInfo {
+    pub ip: Option<String>,
+    /// Kept to its first 256 characters.
+    pub user_agent: Option<String>,
+}
+
+/// How the user proved who they are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignInMethod {
+    /// `password`, `google`, `oidc:<name>`, `github`, `passkey`.
+    pub name: String,
+    /// 1, or 2 after a second factor or with a passkey.
+    pub aal: i64,
+}
+
+impl SignInMethod {
+    pub fn password() -> SignInMethod {
+        SignInMethod {
+            name: "password".to_owned(),
+            aal: 1,
+        }
+    }
+}
+
+/// What a sign-in (or a refresh) hands out.
+#[derive(Debug)]
+pub struct SessionGrant {
+    pub user: User,
+    pub session_id: String,
+    pub access_token: String,
+    /// Only when asked for (`offline_access`) or when refreshing.
+    pub refresh_token: Option<String>,
+    /// Seconds the access token lives.
+    pub expires_in: i64,
+}
+
+/// A live session as its owner sees it.
+#[derive(Debug, Clone)]
+pub struct SessionInfo {
+    pub id: String,
+    pub created_at: Timestamp,
+    pub last_used_at: Timestamp,
+    pub expires_at: Timestamp,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub method: String,
+    pub aal: i64,
+    pub current: bool,
+}
+
+fn info(row: SessionRow, current: Option<&str>) -> SessionInfo {
+    SessionInfo {
+        current: current == Some(row.id.as_str()),
+        id: row.id,
+        created_at: Timestamp::from_millis(row.created_at),
+        last_used_at: Timestamp::from_millis(row.last_used_at),
+        expires_at: Timestamp::from_millis(row.expires_at),
+        ip: row.ip,
+        user_agent: row.user_agent,
+        method: row.method,
+        aal: row.aal,
+    }
+}
+
+/// Starts a session for `user` and issues its access token, and a refresh token when
+/// `offline_access` was asked for.
+pub async fn start(
+    core: &Core,
+    user: User,
+    method: SignInMethod,
+    client: &ClientInfo,
+    offline_access: bool,
+    now: Timestamp,
+) -> Result<SessionGrant, Fault> {
+    let id = uuid::Uuid::new_v4();
+    let salt = offline_access.then(RefreshKey::new_salt);
+    let user_agent = client
+        .user_agent
+        .as_ref()
+        .map(|ua| ua.chars().take(256).collect::<String>());
+    let new = NewSession {
+        id: id.to_string(),
+        user_id: user.id.to_string(),
+        created_at: now.millis(),
+        last_used_at: now.millis(),
+        expires_at: now.plus_secs(core.config.session_lifetime_seconds).millis(),
+        ip: client.ip.clone(),
+        user_agent,
+        method: method.name,
+        aal: method.aal,
+        refresh_key_salt: salt.clone(),
+    };
+    core.store
+        .run(move |c| Ok(sessions::create(c, &new, &Effects::none())?))
+        .await?;
+    Counters::inc(&core.counters.sessions_started);
+    grant(core, user, &id.to_string(), salt.as_deref(), 0, now)
+}
+
+fn grant(
+    core: &Core,
+    user: User,
+    session_id: &str,
+    salt: Option<&str>,
+    counter: i64,
+    now: Timestamp,
+) -> Result<SessionGrant, Fault> {
+    let access_token = core
+        .tokens
+        .issue_access(user.id, Some(session_id), now)
+        .map_err(Fault::internal)?;
+    let refresh_token = match (salt, uuid::Uuid::parse_str(session_id)) {
+        (Some(salt), Ok(sid)) => Some(core.refresh_key.token(sid, salt, counter)),
+        _ => None,
+    };
+    Ok(SessionGrant {
+        user,
+        session_id: session_id.to_owned(),
+        access_token,
+        refresh_token,
+        expires_in: core.tokens.access_lifetime_seconds,
+    })
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RefreshError {
+    /// Malformed, unknown, expired, of an ended session, of an inactive or deleted
+    /// user, or not a refresh token at all.
+    #[error("invalid refresh token")]
+    Invalid,
+    /// A spent token presented after the reuse interval: the session has been ended.
+    #[error("refresh token reused")]
+    Reused,
+    #[error(transparent)]
+    Fault(#[from] Fault),
+}
+
+impl From<DbError> for RefreshError {
+    fn from(e: DbError) -> Self {
+        RefreshError::Fault(e.into())
+    }
+}
+
+/// Rotates a refresh token: the current one gets the next token and a new access
+/// token of the same session. The one spent just before, within
+/// `REFRESH_REUSE_INTERVAL_SECONDS` of its rotation, gets the session's current token
+/// (two tabs refreshing at once converge on one); any older one, or that one later, is
+/// theft: the session ends. A failed rotation spends nothing.
+pub async fn refresh(
+    core: &Core,
+    token: &str,
+    now: Timestamp,
+) -> Result<SessionGrant, RefreshError> {
+    let outcome = refresh_inner(core, token, now).await;
+    let counter = match &outcome {
+        Ok((_, Rotation::Rotated)) => &core.counters.refreshes_rotated,
+        Ok((_, Rotation::Converged)) => &core.counters.refreshes_converged,
+        Err(RefreshError::Reused) => &core.counters.refresh_reuse_detected,
+        Err(RefreshError::Invalid) => &core.counters.refreshes_invalid,
+        Err(RefreshError::Fault(_)) => return outcome.map(|(g, _)| g),
+    };
+    Counters::inc(counter);
+    outcome.map(|(g, _)| g)
+}
+
+enum Rotation {
+    Rotated,
+    Converged,
+}
+
+async fn refresh_inner(
+    core: &Core,
+    token: &str,
+    now: Timestamp,
+) -> Result<(SessionGrant, Rotation), RefreshError> {
+    let claim = RefreshKey::parse(token).ok_or(RefreshError::Invalid)?;
+    let sid = claim.session_id.to_string();
+    let lookup = sid.clone();
+    let (session, stored) = core
+        .store
+        .run(move |c| Ok(sessions::find_with_user(c, &lookup)?))
+        .await?
+        .ok_or(RefreshError::Invalid)?;
+    let salt = session
+        .refresh_key_salt
+        .clone()
+        .ok_or(RefreshError::Invalid)?;
+    if !core.refresh_key.verify(&claim, &salt) {
+        return Err(RefreshError::Invalid);
+    }
+    if !session.is_live(core.config.liveness(now)) || !stored.user.is_active {
+        return Err(RefreshError::Invalid);
+    }
+    let interval_ms = core.config.refresh_reuse_interval_seconds * 1000;
+    let mut current = session.refresh_counter;
+    let mut refreshed_at = session.refreshed_at;
+    if claim.counter == current {
+        let (id, from) = (sid.clone(), current);
+        let won = core
+            .store
+            .run(move |c| Ok(sessions::rotate(c, &id, from, now.millis())?))
+            .await?;
+        if won {
+            tracing::info!(user_id = %stored.user.id, session_id = %sid, "refresh token rotated");
+            let grant = grant(core, stored.user, &sid, Some(&salt), current + 1, now)?;
+            return Ok((grant, Rotation::Rotated));
+        }
+        // another request rotated it at the same instant: see where it is now
+        let lookup = sid.clone();
+        let Some(now_row) = core
+            .store
+            .run(move |c| Ok(sessions::find(c, &lookup)?))
+            .await?
+        else {
+            return Err(RefreshError::Invalid);
+        };
+        if now_row.ended_at.is_some() {
+            return Err(RefreshError::Invalid);
+        }
+        current = now_row.refresh_counter;
+        refreshed_at = now_row.refreshed_at;
+    }
+    if claim.counter > current {
+        return Err(RefreshError::Invalid);
+    }
+    let just_spent = claim.counter == current - 1
+        && refreshed_at.is_some_and(|at| now.millis() - at <= interval_ms);
+    if just_spent {
+        let grant = grant(core, stored.user, &sid, Some(&salt), current, now)?;
+        return Ok((grant, Rotation::Converged));
+    }
+    // an older token, or the last one too late: someone else has this session's tokens
+    let user_id = stored.user.id;
+    let (id, at) = (sid.clone(), core.config.liveness(now));
+    core.store
+        .run(move |c| {
+            Ok(sessions::end(
+                c,
+                &id,
+                user_id,
+                at,
+                "refresh_token_reused",
+                &Effects::none(),
+            )?)
+        })
+        .await?;
+    tracing::warn!(user_id = %user_id, session_id = %sid, "a spent refresh token was presented again; the session is ended");
+    Err(RefreshError::Reused)
+}
+
+/// The user's live sessions, newest first; `current` marks the caller's.
+pub async fn list(
+    core: &Core,
+    user_id: UserId,
+    current: Option<&str>,
+    now: Timestamp,
+) -> Result<Vec<SessionInfo>, Fault> {
+    let at = core.config.liveness(now);
+    let rows = core
+        .store
+        .run(move |c| Ok(sessions::live_of_user(c, user_id, at)?))
+        .await?;
+    Ok(rows.into_iter().map(|r| info(r, current)).collect())
+}
+
+/// Ends one live session of the user; `false` when they have none with that id.
+pub async fn end(
+    core: &Core,
+    user_id: UserId,
+    session_id: &str,
+    reason: &'static str,
+    now: Timestamp,
+) -> Result<bool, Fault> {
+    let (id, at) = (session_id.to_owned(), core.config.liveness(now));
+    let ended = core
+        .store
+        .run(move |c| {
+            Ok(sessions::end(
+                c,
+                &id,
+                user_id,
+                at,
+                reason,
+                &Effects::none(),
+            )?)
+        })
+        .await?;
+    if ended {
+        tracing::info!(user_id = %user_id, session_id = %session_id, reason, "session ended");
+    }
+    Ok(ended)
+}
+
+/// Ends every session of the user but `except` (sign out everywhere else; or, with
+/// `None`, everywhere).
+pub async fn end_all(
+    core: &Core,
+    user_id: UserId,
+    except: Option<&str>,
+    reason: &'static str,
+    now: Timestamp,
+) -> Result<usize, Fault> {
+    let end = EndSessions {
+        user_id,
+        except: except.map(str::to_owned),
+        now_ms: now.millis(),
+        reason,
+    };
+    let n = core
+        .store
+        .run(move |c| Ok(sessions::end_all(c, &end, &Effects::none())?))
+        .await?;
+    tracing::info!(user_id = %user_id, ended = n, reason, "sessions ended");
+    Ok(n)
+}

@@ -1,0 +1,229 @@
+//! Sessions: one row per sign-in (CONTRACT.md §8). Ending a session sets `ended_at`;
+//! the row stays until purged, so a refresh token of an ended session is recognised as
+//! such. Refresh-token rotation is one conditional UPDATE on the counter, so two
+//! replicas refreshing the same token at once cannot both win.
+
+use diesel::prelude::*;
+use users_domain::UserId;
+
+use crate::effects::transaction;
+use crate::schema::{sessions, users};
+use crate::users::{StoredUser, UserRow};
+use crate::{DbConnection, Effects};
+
+/// A session as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable)]
+#[diesel(table_name = sessions)]
+pub struct SessionRow {
+    pub id: String,
+    pub user_id: String,
+    pub created_at: i64,
+    pub last_used_at: i64,
+    pub expires_at: i64,
+    pub ended_at: Option<i64>,
+    pub end_reason: Option<String>,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub method: String,
+    pub aal: i64,
+    pub refresh_key_salt: Option<String>,
+    pub refresh_counter: i64,
+    pub refreshed_at: Option<i64>,
+}
+
+/// When sessions count as live: not ended, not past `expires_at`, used within
+/// `idle_ms`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Liveness {
+    pub now_ms: i64,
+    pub idle_ms: i64,
+}
+
+impl SessionRow {
+    pub fn is_live(&self, at: Liveness) -> bool {
+        self.ended_at.is_none()
+            && self.expires_at > at.now_ms
+            && self.last_used_at > at.now_ms - at.idle_ms
+    }
+}
+
+/// A session to start.
+#[derive(Debug, Clone, Insertable)]
+#[diesel(table_name = sessions)]
+pub struct NewSession {
+    pub id: String,
+    pub user_id: String,
+    pub created_at: i64,
+    pub last_used_at: i64,
+    pub expires_at: i64,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub method: String,
+    pub aal: i64,
+    pub refresh_key_salt: Option<String>,
+}
+
+/// Every session of a user, but `except`, ends (inside a change's transaction).
+#[derive(Debug, Clone)]
+pub struct EndSessions {
+    pub user_id: UserId,
+    pub except: Option<String>,
+    pub now_ms: i64,
+    pub reason: &'static str,
+}
+
+pub fn create(conn: &mut DbConnection, new: &NewSession, effects: &Effects) -> QueryResult<()> {
+    transaction(conn, effects, |c| {
+        diesel::insert_into(sessions::table)
+            .values(new)
+            .execute(c)
+            .map(|_| ())
+    })
+}
+
+pub fn find(conn: &mut DbConnection, id: &str) -> QueryResult<Option<SessionRow>> {
+    sessions::table
+        .find(id)
+        .select(SessionRow::as_select())
+        .first(conn)
+        .optional()
+}
+
+/// A session and its user, in one query (refresh).
+pub fn find_with_user(
+    conn: &mut DbConnection,
+    id: &str,
+) -> QueryResult<Option<(SessionRow, StoredUser)>> {
+    sessions::table
+        .inner_join(users::table)
+        .filter(sessions::id.eq(id))
+        .select((SessionRow::as_select(), UserRow::as_select()))
+        .first::<(SessionRow, UserRow)>(conn)
+        .optional()?
+        .map(|(s, u)| StoredUser::try_from(u).map(|u| (s, u)))
+        .transpose()
+}
+
+/// The live sessions of a user, newest first.
+pub fn live_of_user(
+    conn: &mut DbConnection,
+    user_id: UserId,
+    at: Liveness,
+) -> QueryResult<Vec<SessionRow>> {
+    sessions::table
+        .filter(sessions::user_id.eq(user_id.to_string()))
+        .filter(sessions::ended_at.is_null())
+        .filter(sessions::expires_at.gt(at.now_ms))
+        .filter(sessions::last_used_at.gt(at.now_ms - at.idle_ms))
+        .order((sessions::created_at.desc(), sessions::id.desc()))
+        .select(SessionRow::as_select())
+        .load(conn)
+}
+
+/// Records a use, if the last one recorded is older than `stale_before_ms` (so a busy
+/// session is written about once a minute, not on every request).
+pub fn touch(
+    conn: &mut DbConnection,
+    id: &str,
+    now_ms: i64,
+    stale_before_ms: i64,
+) -> QueryResult<bool> {
+    diesel::update(
+        sessions::table
+            .find(id)
+            .filter(sessions::last_used_at.lt(stale_before_ms)),
+    )
+    .set(sessions::last_used_at.eq(now_ms))
+    .execute(conn)
+    .map(|n| n > 0)
+}
+
+/// Rotates the refresh token: the counter moves from `from_counter` to the next one,
+/// only if it still is `from_counter` and the session was not ended. Returns whether
+/// this call won.
+pub fn rotate(
+    conn: &mut DbConnection,
+    id: &str,
+    from_counter: i64,
+    now_ms: i64,
+) -> QueryResult<bool> {
+    diesel::update(
+        sessions::table
+            .find(id)
+            .filter(sessions::refresh_counter.eq(from_counter))
+            .filter(sessions::ended_at.is_null()),
+    )
+    .set((
+        sessions::refresh_counter.eq(from_counter + 1),
+        sessions::refreshed_at.eq(Some(now_ms)),
+        sessions::last_used_at.eq(now_ms),
+    ))
+    .execute(conn)
+    .map(|n| n > 0)
+}
+
+/// Ends one live session of `user_id`, with its effects. Returns whether there was one.
+pub fn end(
+    conn: &mut DbConnection,
+    id: &str,
+    user_id: UserId,
+    at: Liveness,
+    reason: &'static str,
+    effects: &Effects,
+) -> QueryResult<bool> {
+    transaction(conn, effects, |c| {
+        let n = diesel::update(
+            sessions::table
+                .find(id)
+                .filter(sessions::user_id.eq(user_id.to_string()))
+                .filter(sessions::ended_at.is_null())
+                .filter(sessions::expires_at.gt(at.now_ms))
+                .filter(sessions::last_used_at.gt(at.now_ms - at.idle_ms)),
+        )
+        .set((
+            sessions::ended_at.eq(Some(at.now_ms)),
+            sessions::end_reason.eq(Some(reason)),
+        ))
+        .execute(c)?;
+        Ok(n > 0)
+    })
+}
+
+/// Ends every session of a user but `except`, with the effects. Returns how many.
+pub fn end_all(
+    conn: &mut DbConnection,
+    end: &EndSessions,
+    effects: &Effects,
+) -> QueryResult<usize> {
+    conn.transaction(|c| {
+        let n = end_all_in(c, end)?;
+        effects.write(c)?;
+        Ok(n)
+    })
+}
+
+pub(crate) fn end_all_in(conn: &mut DbConnection, end: &EndSessions) -> QueryResult<usize> {
+    let theirs = sessions::table
+        .filter(sessions::user_id.eq(end.user_id.to_string()))
+        .filter(sessions::ended_at.is_null())
+        // no session has the empty id: "but none"
+        .filter(sessions::id.ne(end.except.clone().unwrap_or_default()));
+    diesel::update(theirs)
+        .set((
+            sessions::ended_at.eq(Some(end.now_ms)),
+            sessions::end_reason.eq(Some(end.reason)),
+        ))
+        .execute(conn)
+}
+
+/// Forgets sessions that ended or expired before `before_ms`.
+pub fn purge(conn: &mut DbConnection, before_ms: i64) -> QueryResult<usize> {
+    diesel::delete(
+        sessions::table.filter(
+            sessions::ended_at
+                .lt(before_ms)
+                .or(sessions::expires_at.lt(before_ms)),
+        ),
+    )
+    .execute(conn)
+}

@@ -1,0 +1,98 @@
+//! Devices: the user's live sessions, and ending them (CONTRACT.md §8).
+
+use actix_web::{web, HttpResponse};
+use users_core::flows::session;
+
+use crate::auth::CurrentUser;
+use crate::bodies::SessionRead;
+use crate::error::ApiError;
+use crate::routes::users::TargetUser;
+use crate::state::AppState;
+
+/// `GET /auth/sessions`: the caller's live sessions, newest first.
+#[utoipa::path(get, path = "/auth/sessions", tag = "sessions", security(("bearer" = [])), responses((status = 200, description = "Live sessions; `current` marks the caller's", body = [SessionRead]), (status = 401, description = "Missing, invalid, expired or revoked token; unknown or inactive user", body = crate::error::ErrorDetail)))]
+pub async fn list(state: web::Data<AppState>, user: CurrentUser) -> Result<HttpResponse, ApiError> {
+    let sessions =
+        session::list(&state.core, user.user().id, user.session_id(), state.now()).await?;
+    Ok(HttpResponse::Ok().json(
+        sessions
+            .into_iter()
+            .map(SessionRead::from)
+            .collect::<Vec<_>>(),
+    ))
+}
+
+/// `DELETE /auth/sessions`: signs out everywhere else. 204.
+#[utoipa::path(delete, path = "/auth/sessions", tag = "sessions", security(("bearer" = [])), responses((status = 204, description = "Every other session is ended"), (status = 401, description = "Missing, invalid, expired or revoked token; unknown or inactive user", body = crate::error::ErrorDetail), (status = 403, description = "CSRF_ORIGIN_MISMATCH", body = crate::error::ErrorDetail)))]
+#[tracing::instrument(name = "end_other_sessions", skip_all)]
+pub async fn end_others(
+    state: web::Data<AppState>,
+    user: CurrentUser,
+) -> Result<HttpResponse, ApiError> {
+    session::end_all(
+        &state.core,
+        user.user().id,
+        user.session_id(),
+        "signed_out_elsewhere",
+        state.now(),
+    )
+    .await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// `DELETE /auth/sessions/{id}`: ends one of the caller's sessions. 204; 404.
+#[utoipa::path(delete, path = "/auth/sessions/{id}", tag = "sessions", security(("bearer" = [])), params(("id" = String, Path, description = "The session's id")), responses((status = 204, description = "Ended"), (status = 401, description = "Missing, invalid, expired or revoked token; unknown or inactive user", body = crate::error::ErrorDetail), (status = 403, description = "CSRF_ORIGIN_MISMATCH", body = crate::error::ErrorDetail), (status = 404, description = "No live session of the caller has this id", body = crate::error::ErrorDetail)))]
+#[tracing::instrument(name = "end_session", skip_all)]
+pub async fn end_one(
+    state: web::Data<AppState>,
+    user: CurrentUser,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let ended = uuid::Uuid::parse_str(&id).is_ok()
+        && session::end(
+            &state.core,
+            user.user().id,
+            &id,
+            "signed_out_by_user",
+            state.now(),
+        )
+        .await?;
+    if ended {
+        Ok(HttpResponse::NoContent().finish())
+    } else {
+        Err(ApiError::NotFound)
+    }
+}
+
+/// `GET /users/{id}/sessions` (superuser): that user's live sessions.
+#[utoipa::path(get, path = "/users/{id}/sessions", tag = "sessions", security(("bearer" = [])), params(("id" = String, Path, description = "The user's id (a UUID)")), responses((status = 200, description = "Live sessions (`current` is false)", body = [SessionRead]), (status = 401, description = "Missing, invalid, expired or revoked token; unknown or inactive user", body = crate::error::ErrorDetail), (status = 403, description = "Not a superuser", body = crate::error::ErrorDetail), (status = 404, description = "Unknown or malformed id", body = crate::error::ErrorDetail)))]
+pub async fn list_of_user(
+    state: web::Data<AppState>,
+    target: TargetUser,
+) -> Result<HttpResponse, ApiError> {
+    let sessions = session::list(&state.core, target.0.user.id, None, state.now()).await?;
+    Ok(HttpResponse::Ok().json(
+        sessions
+            .into_iter()
+            .map(SessionRead::from)
+            .collect::<Vec<_>>(),
+    ))
+}
+
+/// `DELETE /users/{id}/sessions` (superuser): ends every session of that user. 204.
+#[utoipa::path(delete, path = "/users/{id}/sessions", tag = "sessions", security(("bearer" = [])), params(("id" = String, Path, description = "The user's id (a UUID)")), responses((status = 204, description = "Every session of the user is ended"), (status = 401, description = "Missing, invalid, expired or revoked token; unknown or inactive user", body = crate::error::ErrorDetail), (status = 403, description = "Not a superuser", body = crate::error::ErrorDetail), (status = 404, description = "Unknown or malformed id", body = crate::error::ErrorDetail)))]
+#[tracing::instrument(name = "end_user_sessions", skip_all)]
+pub async fn end_all_of_user(
+    state: web::Data<AppState>,
+    target: TargetUser,
+) -> Result<HttpResponse, ApiError> {
+    session::end_all(
+        &state.core,
+        target.0.user.id,
+        None,
+        "ended_by_admin",
+        state.now(),
+    )
+    .await?;
+    Ok(HttpResponse::NoContent().finish())
+}
