@@ -1213,6 +1213,16 @@ class Report:
                    f"RATE_LIMIT_PER_IP_PER_MINUTE=0, LOGIN_MAX_FAILURES=100; PostgreSQL "
                    f"{meta['tools'].get('postgres') or 'n/a'} on loopback, "
                    f"sslmode={meta.get('pg_sslmode', 'prefer')}")
+        b = meta.get("baseline")
+        if b:
+            built = ("reused from an earlier run" if b["reused"]
+                     else f"built in {b['build_s'] / 60:.1f} min")
+            out.append(f"- baseline: `{b['rev']}` = commit {b['commit'][:12]} ({b['subject']}); "
+                       f"`*{BASELINE}` systems run its release users-server ({built}, "
+                       f"`{b['target_dir']}`), configured like the others")
+        if meta.get("rounds", 1) > 1:
+            out.append(f"- rounds: {meta['rounds']} measured runs per cell, a system's rounds "
+                       f"alternating with its baseline's; each cell gives their median")
         out.append("")
 
         # argon2 ceilings
@@ -1237,8 +1247,75 @@ class Report:
         # main table
         if any(row["scenario"] in MAIN_SCENARIOS for row in r["runs"]):
             self.main_table(out)
+        comparisons = self.comparisons()
+        if comparisons:
+            r["comparisons"] = comparisons
+            self.baseline_table(out, comparisons)
         self.rest(out)
         return "\n".join(out)
+
+    def comparisons(self) -> list:
+        """Each cell measured on a system and on its baseline twin: current ÷ baseline of
+        the good responses/s (2xx; the expected status for failed logins), p50 and p99, and
+        of the good responses/s round by round (each round's pair ran back to back)."""
+        out = []
+        for row in self.r["runs"]:
+            twin = row["system"] + BASELINE
+            if twin not in SYSTEMS:
+                continue
+            base = self.run(twin, row["scenario"], row["connections"])
+            if not base:
+                continue
+
+            def side(x):
+                return {"rps": x["rps"], "ok_rps": x["ok_rps"], "p50_us": x["latency_us"]["p50"],
+                        "p99_us": x["latency_us"]["p99"], "non_2xx": x["non_2xx"],
+                        "socket_errors": x["socket_errors"],
+                        "rounds": len(x.get("rounds", [])) or 1}
+
+            def ratio(a, b):
+                return a / b if b else None
+
+            by_round = [ratio(c["ok_rps"], b["ok_rps"])
+                        for c, b in zip(row.get("rounds", []), base.get("rounds", []))]
+            out.append({
+                "system": row["system"], "baseline_system": twin, "backend": row["backend"],
+                "scenario": row["scenario"], "connections": row["connections"],
+                "current": side(row), "baseline": side(base),
+                "ratio": {"ok_rps": ratio(row["ok_rps"], base["ok_rps"]),
+                          "p50": ratio(row["latency_us"]["p50"], base["latency_us"]["p50"]),
+                          "p99": ratio(row["latency_us"]["p99"], base["latency_us"]["p99"])},
+                "ok_rps_ratio_by_round": by_round,
+            })
+        return out
+
+    def baseline_table(self, out: list, comparisons: list):
+        b = self.r["meta"].get("baseline") or {}
+        out.append(f"## Before and after: current ÷ baseline `{b.get('rev', '?')}`\n")
+        out.append("Each system against its `@base` twin (the same configuration, the baseline's "
+                   "binary), each number the median of the cell's rounds, the two measured in "
+                   "turn (current, baseline, current, …). `req/s ×`: current ÷ baseline of the "
+                   "good responses/s (2xx; the expected 400 for failed logins): above 1 is faster "
+                   "now. `p50 ×`, `p99 ×`: below 1 is faster now. `by round`: `req/s ×` of each "
+                   "round's back-to-back pair; their spread is the noise, and a difference "
+                   "within it is not one.\n")
+        out.append("| scenario | conns | system | req/s now | req/s before | req/s × | p50 × | "
+                   "p99 × | req/s × by round | non-2xx + socket err now / before |")
+        out.append("|---|---:|---|---:|---:|---:|---:|---:|---|---|")
+
+        def x(v):
+            return f"{v:.3f}" if v is not None else "–"
+
+        for c in comparisons:
+            now, before = c["current"], c["baseline"]
+            out.append(
+                f"| {SCENARIO_LABEL[c['scenario']]} | {c['connections']} | {c['system']} | "
+                f"{now['ok_rps']:,.1f} | {before['ok_rps']:,.1f} | {x(c['ratio']['ok_rps'])} | "
+                f"{x(c['ratio']['p50'])} | {x(c['ratio']['p99'])} | "
+                f"{', '.join(x(v) for v in c['ok_rps_ratio_by_round']) or '–'} | "
+                f"{now['non_2xx'] + now['socket_errors']} / "
+                f"{before['non_2xx'] + before['socket_errors']} |")
+        out.append("")
 
     def main_table(self, out: list):
         r, meta = self.r, self.r["meta"]
@@ -1246,9 +1323,15 @@ class Report:
         out.append("`req/s`: all completed responses; `vs fastapi-users`: this row's 2xx responses/s ÷ "
                    "fastapi-users' in the same scenario and connections. `% ceiling`: req/s ÷ argon2id hashes/s with the row's parameters "
                    "(a login verifies one hash, a registration computes one).\n")
+        twins = any(SYSTEMS.get(row["system"], {}).get("baseline_of") for row in r["runs"])
+        if twins:
+            out.append(f"`current ÷ baseline`: this row's 2xx responses/s ÷ its `{BASELINE}` "
+                       f"twin's (see the section after this table).\n")
         out.append("| scenario | conns | system | argon2 m/t/p | req/s | p50 ms | p99 ms | non-2xx | "
-                   "socket err | peak RSS MiB | vs fastapi-users | % ceiling |")
-        out.append("|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+                   "socket err | peak RSS MiB | vs fastapi-users | % ceiling |"
+                   + (" current ÷ baseline |" if twins else ""))
+        out.append("|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+                   + ("---:|" if twins else ""))
         for scenario in MAIN_SCENARIOS:
             for conns in meta["connections"]:
                 peer = self.run("fastapi-users", scenario, conns)
@@ -1265,11 +1348,16 @@ class Report:
                         if c and sysname != "fastapi-users":
                             pct = f"{100 * row['ok_rps'] / c:.0f}%"
                     lat = row["latency_us"]
-                    out.append(
+                    line = (
                         f"| {SCENARIO_LABEL[scenario]} | {conns} | {sysname} | "
                         f"{'/'.join(map(str, row['argon2']))} | {row['rps']:,.1f} | "
                         f"{fmt_ms(lat['p50'])} | {fmt_ms(lat['p99'])} | {row['non_2xx']} | "
                         f"{row['socket_errors']} | {fmt_mib(row['peak_rss_kib'])} | {ratio} | {pct} |")
+                    if twins:
+                        base = self.run(sysname + BASELINE, scenario, conns)
+                        line += (f" {row['ok_rps'] / base['ok_rps']:.3f} |"
+                                 if base and base["ok_rps"] > 0 else " – |")
+                    out.append(line)
         out.append("")
 
     def rest(self, out: list):
@@ -1437,7 +1525,8 @@ class Report:
                                     f"as long as with a registered one (interleaved p50 within "
                                     f"±5%; our own target)",
                           "measured": f"{x:.3f}×", "value": x, "met": 0.95 <= x <= 1.05})
-            rows = [row for row in self.r["runs"] if row["system"].startswith(system)]
+            rows = [row for row in self.r["runs"]
+                    if row["system"] in (system, f"{system}-fapi-argon2")]
             if rows:
                 errs = sum(row["non_2xx"] + row["socket_errors"] for row in rows)
                 t.append({"target": f"{system} (all rows, both argon2 settings): zero errors",
@@ -1496,6 +1585,16 @@ def main() -> int:
     ap.add_argument("--render", metavar="JSON",
                     help="only re-render the Markdown report of an earlier run's JSON file "
                          "(written next to it)")
+    ap.add_argument("--baseline", metavar="REV",
+                    help="also measure the users-server of git revision REV (e.g. HEAD~3, a "
+                         "commit hash): built in release mode in a temporary worktree into "
+                         f"<target>/bench-baseline/<commit> (reused by later runs), run as "
+                         f"users-sqlite{BASELINE} and users-postgres{BASELINE}, each measured in "
+                         "turn with its current system; the report adds current ÷ baseline")
+    ap.add_argument("--rounds", type=int,
+                    help="measured runs per cell of each system, alternating with its baseline "
+                         "twin's; the cell reports their median (default 2 with --baseline, "
+                         "else 1)")
     ap.add_argument("--no-build", action="store_true", help="use the binaries already built")
     ap.add_argument("--out", help="output folder (default bench/results)")
     ap.add_argument("--out-name", help="output file stem (default latest; quick: quick)")
@@ -1503,8 +1602,13 @@ def main() -> int:
     args = ap.parse_args()
     if args.only:
         for pat in args.only.split(","):
-            if not any(fnmatch.fnmatch(n, pat.strip()) for n in ALL_NAMES):
+            hits = [n for n in ALL_NAMES if fnmatch.fnmatch(n, pat.strip())]
+            if not hits:
                 ap.error(f"--only: {pat!r} matches none of {', '.join(ALL_NAMES)}")
+            if not args.baseline and all(n.endswith(BASELINE) for n in hits):
+                ap.error(f"--only: {pat!r} selects baseline systems only: give --baseline REV")
+    if args.rounds is not None and args.rounds < 1:
+        ap.error("--rounds must be at least 1")
     if args.render:
         src = Path(args.render)
         results = json.loads(src.read_text())

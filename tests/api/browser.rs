@@ -13,7 +13,7 @@ const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 const CHROMIUM: &str = "/usr/bin/chromium";
 
 /// chromedriver on a free loopback port; killed on drop.
-struct Driver {
+pub struct Driver {
     child: std::process::Child,
     url: String,
 }
@@ -25,7 +25,7 @@ impl Drop for Driver {
     }
 }
 
-async fn start_driver() -> Option<Driver> {
+pub async fn start_driver() -> Option<Driver> {
     if !std::path::Path::new(CHROMEDRIVER).exists() || !std::path::Path::new(CHROMIUM).exists() {
         // CI installs the browser (.ci/run); a developer machine may not have it.
         assert!(
@@ -60,6 +60,27 @@ async fn start_driver() -> Option<Driver> {
     Some(driver)
 }
 
+/// A headless Chromium session on the driver.
+pub async fn browser(driver: &Driver) -> fantoccini::Client {
+    // fantoccini's and reqwest's rustls features leave the provider ambiguous
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "goog:chromeOptions".into(),
+        json!({
+            "binary": CHROMIUM,
+            "args": ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
+                     "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+        }),
+    );
+    ClientBuilder::rustls()
+        .expect("tls")
+        .capabilities(caps)
+        .connect(&driver.url)
+        .await
+        .expect("webdriver session")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_reset_link_works_in_a_browser() {
     let Some(driver) = start_driver().await else {
@@ -91,23 +112,7 @@ async fn the_reset_link_works_in_a_browser() {
     let path = &link[link.find("/reset-password").unwrap()..];
     let url = format!("{}{}", app.address, path);
 
-    // fantoccini's and reqwest's rustls features leave the provider ambiguous
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let mut caps = serde_json::Map::new();
-    caps.insert(
-        "goog:chromeOptions".into(),
-        json!({
-            "binary": CHROMIUM,
-            "args": ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
-                     "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-        }),
-    );
-    let client = ClientBuilder::rustls()
-        .expect("tls")
-        .capabilities(caps)
-        .connect(&driver.url)
-        .await
-        .expect("webdriver session");
+    let client = browser(&driver).await;
     let result = async {
         client.goto(&url).await?;
         assert!(client.source().await?.contains("Choose a new password"));
@@ -186,4 +191,73 @@ async fn the_reset_link_works_in_a_browser() {
     let new_password = result.expect("browser steps");
     app.token(&email, new_password).await;
     assert_eq!(app.login(&email, PASSWORD).await.status(), 400);
+}
+
+/// The cookie transport in a real browser: sign in with the cookie, a page load carries
+/// it (and scripts cannot read it), sign out clears it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_session_cookie_works_in_a_browser() {
+    let Some(driver) = start_driver().await else {
+        return;
+    };
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let public = base.clone();
+    let app = spawn_app_with(Backend::Sqlite, |env| {
+        env.insert("BIND_ADDR".into(), format!("127.0.0.1:{port}"));
+        env.insert("PUBLIC_URL".into(), public);
+    })
+    .await;
+    let email = unique_email();
+    app.create_user(&email).await;
+    let client = browser(&driver).await;
+    let result = async {
+        // a page of the service's own origin, then the form posted as a page would
+        client.goto(&format!("{base}/healthz")).await?;
+        let status = client
+            .execute_async(
+                "const [email, password, done] = arguments;\
+                 fetch('/auth/cookie/login', {method: 'POST', body: new URLSearchParams({username: email, password})})\
+                   .then(r => done(r.status), e => done(String(e)));",
+                vec![json!(email), json!(PASSWORD)],
+            )
+            .await?;
+        assert_eq!(status, json!(204));
+        let cookies = client.get_all_cookies().await?;
+        let cookie = cookies
+            .iter()
+            .find(|c| c.name() == "fastapiusersauth")
+            .expect("the browser keeps the session cookie");
+        assert_eq!(cookie.http_only(), Some(true));
+        assert_eq!(cookie.path(), Some("/"));
+        let visible = client.execute("return document.cookie;", vec![]).await?;
+        assert!(
+            !visible.as_str().unwrap_or_default().contains("fastapiusersauth"),
+            "HttpOnly: scripts cannot read it"
+        );
+        // a page load carries the cookie
+        client.goto(&format!("{base}/users/me")).await?;
+        assert!(client.source().await?.contains(&email), "signed in");
+        // sign out from the page: the same-origin POST passes the CSRF check
+        client.goto(&format!("{base}/healthz")).await?;
+        let status = client
+            .execute_async(
+                "const [done] = arguments;\
+                 fetch('/auth/cookie/logout', {method: 'POST'}).then(r => done(r.status), e => done(String(e)));",
+                vec![],
+            )
+            .await?;
+        assert_eq!(status, json!(204));
+        let cookies = client.get_all_cookies().await?;
+        assert!(
+            cookies.iter().all(|c| c.name() != "fastapiusersauth"),
+            "sign-out cleared the cookie"
+        );
+        client.goto(&format!("{base}/users/me")).await?;
+        assert!(client.source().await?.contains("Unauthorized"));
+        Ok::<_, fantoccini::error::CmdError>(())
+    }
+    .await;
+    let _ = client.close().await;
+    result.expect("browser steps");
 }

@@ -605,7 +605,27 @@ async fn success_can_redirect_to_the_frontend(backend: Backend) {
     assert_eq!(app.me(token).await.status(), 200);
 }
 
+/// A Google sign-in starts a session like a password sign-in, with its method.
+async fn a_google_sign_in_starts_a_session(backend: Backend) {
+    let provider = OidcProvider::start().await;
+    let app = app_with_google(backend, &provider, |_| {}).await;
+    let token = token_of(sign_in(&app, &provider, &identity(&unique_email(), true)).await).await;
+    let sessions: Value = app
+        .get("/auth/sessions", Some(&token))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(sessions.as_array().unwrap().len(), 1, "{sessions}");
+    assert_eq!(sessions[0]["method"], "google");
+    assert_eq!(sessions[0]["aal"], 1);
+    assert_eq!(sessions[0]["current"], true);
+    assert_eq!(app.logout(&token).await.status(), 204);
+    assert_eq!(app.me(&token).await.status(), 401);
+}
+
 both_backends!(
+    a_google_sign_in_starts_a_session,
     sign_in_creates_a_user_then_reuses_it,
     the_authorization_url_is_full_oidc,
     an_existing_password_user_is_not_taken_over,

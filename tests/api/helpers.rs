@@ -117,6 +117,32 @@ pub fn free_port() -> u16 {
     l.local_addr().expect("addr").port()
 }
 
+/// The system clock plus an offset a test can move forward (session expiry, the
+/// refresh reuse interval), so nothing has to sleep.
+#[derive(Debug, Default)]
+pub struct TestClock {
+    offset_ms: std::sync::atomic::AtomicI64,
+}
+
+impl TestClock {
+    pub fn advance(&self, by: std::time::Duration) {
+        self.offset_ms
+            .fetch_add(by.as_millis() as i64, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl users_domain::Clock for TestClock {
+    fn now(&self) -> users_domain::Timestamp {
+        let system = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("after 1970")
+            .as_millis() as i64;
+        users_domain::Timestamp::from_millis(
+            system + self.offset_ms.load(std::sync::atomic::Ordering::SeqCst),
+        )
+    }
+}
+
 #[allow(dead_code)] // some fields exist to be dropped last, or for tests to come
 pub struct TestApp {
     pub address: String,
@@ -124,6 +150,8 @@ pub struct TestApp {
     pub backend: Backend,
     pub db: Database,
     pub handle: actix_web::dev::ServerHandle,
+    /// The app's clock: `app.clock.advance(…)` moves its time forward.
+    pub clock: std::sync::Arc<TestClock>,
     /// Kept last so the database outlives the server's use of it.
     pub database: std::sync::Arc<TestDatabase>,
 }
@@ -150,7 +178,10 @@ pub async fn spawn_app_on(
     let mut env = test_env(&database.url);
     configure(&mut env);
     let settings = Settings::from_lookup(|k| env.get(k).cloned()).expect("valid test settings");
-    let app = Application::build(settings).await.expect("app starts");
+    let clock = std::sync::Arc::new(TestClock::default());
+    let app = Application::build_with_clock(settings, clock.clone())
+        .await
+        .expect("app starts");
     let address = format!("http://127.0.0.1:{}", app.port());
     let handle = app.handle();
     let db = app.state().core.store.database().clone();
@@ -164,6 +195,7 @@ pub async fn spawn_app_on(
         backend,
         db,
         handle,
+        clock,
         database,
     }
 }
@@ -282,6 +314,32 @@ impl TestApp {
             .send()
             .await
             .expect("request")
+    }
+
+    /// A password login asking for a refresh token: the four-field answer.
+    pub async fn login_offline(&self, username: &str, password: &str) -> Value {
+        let r = self
+            .client
+            .post(self.url("/auth/jwt/login"))
+            .form(&[
+                ("username", username),
+                ("password", password),
+                ("scope", "openid offline_access"),
+            ])
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(r.status(), StatusCode::OK, "login of {username}");
+        r.json().await.expect("json")
+    }
+
+    pub async fn refresh(&self, refresh_token: &str) -> Response {
+        self.post_json(
+            "/auth/jwt/refresh",
+            &json!({ "refresh_token": refresh_token }),
+            None,
+        )
+        .await
     }
 
     pub async fn logout(&self, token: &str) -> Response {

@@ -19,5 +19,6 @@ mod mail;
 mod ops;
 mod processes;
 mod register;
+mod sessions;
 mod tokens;
 mod users_me;
