@@ -26,6 +26,8 @@ pub struct CoreConfig {
     /// A spent refresh token presented again this soon after its rotation gets the
     /// session's current one (two tabs refreshing at once); later, it is theft.
     pub refresh_reuse_interval_seconds: i64,
+    /// The issuer shown by authenticator apps (`otpauth://totp/<issuer>:<email>`).
+    pub mfa_issuer: String,
 }
 
 impl CoreConfig {

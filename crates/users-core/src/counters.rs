@@ -19,6 +19,12 @@ pub struct Counters {
     /// A spent token after the interval: the session was ended.
     pub refresh_reuse_detected: AtomicU64,
     pub refreshes_invalid: AtomicU64,
+    pub mfa_enabled: AtomicU64,
+    /// Second steps (and code checks) that succeeded / failed.
+    pub mfa_successes: AtomicU64,
+    pub mfa_failures: AtomicU64,
+    pub passkey_sign_ins: AtomicU64,
+    pub passkey_failures: AtomicU64,
 }
 
 impl Counters {

@@ -16,6 +16,7 @@ pub mod flows;
 pub mod hashing;
 pub mod outbox;
 pub mod providers;
+pub mod sealing;
 pub mod startup;
 pub mod store;
 pub mod throttle;
@@ -32,7 +33,7 @@ pub use fault::Fault;
 pub use hashing::{Argon2Params, PasswordHasher};
 pub use outbox::OutboxSignal;
 pub use providers::{ProviderSettings, Providers};
-pub use startup::{CoreSetup, StartupError};
+pub use startup::{CoreSetup, PasskeySettings, StartupError};
 pub use store::Store;
 pub use tokens::JwtKeys;
 
@@ -43,6 +44,9 @@ pub struct Core {
     pub hasher: PasswordHasher,
     pub tokens: JwtKeys,
     pub refresh_key: tokens::RefreshKey,
+    pub sealer: sealing::Sealer,
+    /// `None` when passkeys are not configured (their routes answer 503).
+    pub webauthn: Option<Arc<webauthn_rs::Webauthn>>,
     pub policy: PasswordPolicy,
     pub config: Arc<CoreConfig>,
     pub counters: Arc<Counters>,

@@ -29,6 +29,35 @@ pub struct CoreSetup {
     pub policy: PasswordPolicy,
     pub config: CoreConfig,
     pub providers: Vec<ProviderSettings>,
+    /// `None`: passkeys are off (see the settings' warning).
+    pub passkeys: Option<PasskeySettings>,
+}
+
+/// The relying party passkeys are bound to.
+#[derive(Debug, Clone)]
+pub struct PasskeySettings {
+    /// `WEBAUTHN_RP_ID`: a host name, the origin's or a parent of it.
+    pub rp_id: String,
+    /// `WEBAUTHN_ORIGIN`: where the browser runs the ceremonies.
+    pub origin: String,
+    /// Shown by the browser and the authenticator.
+    pub rp_name: String,
+}
+
+impl PasskeySettings {
+    /// The WebAuthn relying party; an error names what does not fit.
+    pub fn relying_party(&self) -> Result<webauthn_rs::Webauthn, String> {
+        let origin = url::Url::parse(&self.origin)
+            .map_err(|e| format!("WEBAUTHN_ORIGIN: `{}` is not a URL: {e}", self.origin))?;
+        webauthn_rs::WebauthnBuilder::new(&self.rp_id, &origin)
+            .and_then(|b| b.rp_name(&self.rp_name).build())
+            .map_err(|e| {
+                format!(
+                    "WEBAUTHN_RP_ID: `{}` does not fit WEBAUTHN_ORIGIN `{}` (the RP ID must be the origin's host or a parent domain of it): {e}",
+                    self.rp_id, self.origin
+                )
+            })
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +68,8 @@ pub enum StartupError {
     Hasher(#[from] HashError),
     #[error("start-up task failed: {0}")]
     Task(String),
+    #[error("{0}")]
+    Passkeys(String),
 }
 
 impl Core {
@@ -84,11 +115,17 @@ impl Core {
             .await
             .map_err(|e| StartupError::Task(e.to_string()))??;
 
+        let webauthn = match &setup.passkeys {
+            Some(p) => Some(Arc::new(p.relying_party().map_err(StartupError::Passkeys)?)),
+            None => None,
+        };
         Ok(Core {
             store: Store::new(db, setup.pool.max_connections, setup.pool.acquire_timeout),
             hasher,
             tokens: JwtKeys::new(&secret, setup.config.access_token_lifetime_seconds),
             refresh_key: crate::tokens::RefreshKey::new(&secret),
+            sealer: crate::sealing::Sealer::new(&secret),
+            webauthn,
             policy: setup.policy,
             config: Arc::new(setup.config),
             counters: Arc::new(Counters::default()),

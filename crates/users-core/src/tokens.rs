@@ -283,7 +283,8 @@ const REFRESH_LEN: usize = 1 + 16 + 8 + 32;
 
 type HmacSha256 = hmac::Hmac<Sha256>;
 
-fn hmac256(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
+/// HMAC-SHA256 of the concatenated `parts`.
+pub(crate) fn hmac256(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
     use hmac::Mac;
     // HMAC takes keys of any length
     let mut mac = <HmacSha256 as Mac>::new_from_slice(key)

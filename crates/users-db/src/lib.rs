@@ -9,8 +9,10 @@
 pub mod admin;
 mod effects;
 pub mod limits;
+pub mod mfa;
 pub mod oauth;
 pub mod outbox;
+pub mod passkeys;
 mod pool;
 pub mod revocations;
 pub mod schema;

@@ -162,6 +162,14 @@ pub fn rotate(
     .map(|n| n > 0)
 }
 
+/// Raises a session's assurance level (a completed second factor).
+pub fn set_aal(conn: &mut DbConnection, id: &str, aal: i64) -> QueryResult<bool> {
+    diesel::update(sessions::table.find(id))
+        .set(sessions::aal.eq(aal))
+        .execute(conn)
+        .map(|n| n > 0)
+}
+
 /// Ends one live session of `user_id`, with its effects. Returns whether there was one.
 pub fn end(
     conn: &mut DbConnection,

@@ -95,6 +95,32 @@ impl Email {
         }
         .render(to)
     }
+
+    /// "A recovery code was used; N left" notice.
+    pub fn recovery_code_used(product: &str, to: &str, left: i64) -> Email {
+        let left_text = match left {
+            0 => "You have no recovery codes left: create a new set in your account settings now.".to_owned(),
+            1 => "You have 1 recovery code left; consider creating a new set in your account settings.".to_owned(),
+            n => format!("You have {n} recovery codes left."),
+        };
+        Layout {
+            product,
+            subject: format!("A recovery code of your {product} account was used"),
+            heading: "A recovery code was used",
+            before: vec![
+                format!("Someone signed in to the {product} account for {to} with one of its recovery codes."),
+                left_text,
+            ],
+            action: None,
+            after: vec![
+                "If this was not you, someone has your password and a recovery code: reset \
+                 your password right away with \"Forgot password\" on the sign-in page, create \
+                 new recovery codes, and contact support."
+                    .to_owned(),
+            ],
+        }
+        .render(to)
+    }
 }
 
 /// "90 minutes", "1 hour", "2 days": what a reader takes in at a glance.

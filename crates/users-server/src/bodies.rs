@@ -117,13 +117,15 @@ impl Validated for LoginForm {
     }
 }
 
+/// Whether the client asked for a refresh token: the OAuth2 scope `offline_access`
+/// among the space-separated scopes.
+fn offline_access(scope: Option<&str>) -> bool {
+    scope.is_some_and(|s| s.split_whitespace().any(|scope| scope == "offline_access"))
+}
+
 impl LoginForm {
-    /// Whether the client asked for a refresh token (the OAuth2 scope `offline_access`
-    /// among the space-separated scopes).
     pub fn offline_access(&self) -> bool {
-        self.scope
-            .as_deref()
-            .is_some_and(|s| s.split_whitespace().any(|scope| scope == "offline_access"))
+        offline_access(self.scope.as_deref())
     }
 }
 
@@ -357,4 +359,235 @@ pub struct UsersPage {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct AuthorizationUrl {
     pub authorization_url: String,
+}
+
+/// `{password}` to enrol TOTP (none for a user without a password).
+#[derive(ToSchema)]
+pub struct TotpEnrolRequest {
+    #[schema(value_type = Option<String>)]
+    pub password: Option<SecretString>,
+}
+
+impl Validated for TotpEnrolRequest {
+    fn validate(f: &mut Fields<'_>) -> Option<Self> {
+        Some(TotpEnrolRequest {
+            password: f.optional_password("password")?,
+        })
+    }
+}
+
+/// What an authenticator app needs; shown once.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TotpEnrolment {
+    /// Base32.
+    pub secret: String,
+    /// `otpauth://totp/<issuer>:<email>?secret=…&issuer=…`
+    pub otpauth_uri: String,
+    /// The URI as a QR code.
+    pub qr_svg: String,
+}
+
+/// `{code}`: a TOTP code (confirming), or a TOTP or recovery code (disabling, new codes).
+#[derive(ToSchema)]
+pub struct CodeRequest {
+    pub code: String,
+}
+
+impl Validated for CodeRequest {
+    fn validate(f: &mut Fields<'_>) -> Option<Self> {
+        Some(CodeRequest {
+            code: f.required_str("code")?,
+        })
+    }
+}
+
+/// Ten recovery codes, shown once.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RecoveryCodes {
+    pub recovery_codes: Vec<String>,
+}
+
+/// The user's factors.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MfaStatus {
+    pub totp: bool,
+    pub passkeys: i64,
+    pub recovery_codes_left: i64,
+}
+
+/// `{mfa_token}` and one proof: `code` (TOTP), `recovery_code`, or `challenge_id` with
+/// `credential` (a passkey assertion).
+#[derive(ToSchema)]
+pub struct MfaVerify {
+    pub mfa_token: String,
+    pub code: Option<String>,
+    pub recovery_code: Option<String>,
+    pub challenge_id: Option<String>,
+    #[schema(value_type = Option<Object>)]
+    pub credential: Option<serde_json::Value>,
+}
+
+impl Validated for MfaVerify {
+    fn validate(f: &mut Fields<'_>) -> Option<Self> {
+        let mfa_token = f.required_str("mfa_token");
+        let code = f.optional_str("code");
+        let recovery_code = f.optional_str("recovery_code");
+        let challenge_id = f.optional_str("challenge_id");
+        let credential = if challenge_id.as_ref().is_some_and(Option::is_some) {
+            f.required_object("credential").map(Some)
+        } else {
+            Some(None)
+        };
+        let body = MfaVerify {
+            mfa_token: mfa_token?,
+            code: code?,
+            recovery_code: recovery_code?,
+            challenge_id: challenge_id?,
+            credential: credential?,
+        };
+        let proofs = [
+            body.code.is_some(),
+            body.recovery_code.is_some(),
+            body.challenge_id.is_some(),
+        ];
+        if proofs.iter().filter(|p| **p).count() != 1 {
+            f.refuse(
+                "code",
+                "give exactly one of code, recovery_code, or challenge_id with credential",
+            );
+            return None;
+        }
+        Some(body)
+    }
+}
+
+impl MfaVerify {
+    pub fn proof(self) -> users_core::flows::mfa::Proof {
+        use users_core::flows::mfa::Proof;
+        match (
+            self.code,
+            self.recovery_code,
+            self.challenge_id,
+            self.credential,
+        ) {
+            (Some(code), _, _, _) => Proof::Totp(code),
+            (_, Some(code), _, _) => Proof::RecoveryCode(code),
+            (_, _, Some(challenge_id), credential) => Proof::Passkey {
+                challenge_id,
+                credential: credential.unwrap_or_default(),
+            },
+            // validate() admits exactly one
+            (None, None, None, _) => Proof::Totp(String::new()),
+        }
+    }
+}
+
+/// A WebAuthn ceremony: its id, and the options for `navigator.credentials`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CeremonyOptions {
+    pub challenge_id: String,
+    /// PublicKeyCredentialCreationOptions or PublicKeyCredentialRequestOptions as JSON
+    /// (binary fields base64url).
+    #[serde(rename = "publicKey")]
+    #[schema(value_type = Object)]
+    pub public_key: serde_json::Value,
+}
+
+impl From<users_core::flows::passkeys::CeremonyOptions> for CeremonyOptions {
+    fn from(o: users_core::flows::passkeys::CeremonyOptions) -> Self {
+        CeremonyOptions {
+            challenge_id: o.challenge_id,
+            public_key: o.public_key,
+        }
+    }
+}
+
+/// `{challenge_id, name, credential}`: finishing a passkey registration.
+#[derive(ToSchema)]
+pub struct PasskeyRegister {
+    pub challenge_id: String,
+    pub name: Option<String>,
+    /// The browser's PublicKeyCredential (attestation) as JSON.
+    #[schema(value_type = Object)]
+    pub credential: serde_json::Value,
+}
+
+impl Validated for PasskeyRegister {
+    fn validate(f: &mut Fields<'_>) -> Option<Self> {
+        let challenge_id = f.required_str("challenge_id");
+        let name = f.optional_str("name");
+        let credential = f.required_object("credential");
+        Some(PasskeyRegister {
+            challenge_id: challenge_id?,
+            name: name?,
+            credential: credential?,
+        })
+    }
+}
+
+/// A passkey.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PasskeyRead {
+    #[schema(format = Uuid)]
+    pub id: String,
+    pub name: String,
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: users_domain::Timestamp,
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub last_used_at: Option<users_domain::Timestamp>,
+}
+
+impl From<users_core::flows::passkeys::PasskeyInfo> for PasskeyRead {
+    fn from(p: users_core::flows::passkeys::PasskeyInfo) -> Self {
+        PasskeyRead {
+            id: p.id,
+            name: p.name,
+            created_at: p.created_at,
+            last_used_at: p.last_used_at,
+        }
+    }
+}
+
+/// `{}` for a passwordless sign-in, or `{mfa_token}` for a second step.
+#[derive(ToSchema)]
+pub struct PasskeyLoginOptions {
+    pub mfa_token: Option<String>,
+}
+
+impl Validated for PasskeyLoginOptions {
+    fn validate(f: &mut Fields<'_>) -> Option<Self> {
+        Some(PasskeyLoginOptions {
+            mfa_token: f.optional_str("mfa_token")?,
+        })
+    }
+}
+
+/// `{challenge_id, credential, scope?}`: a passwordless sign-in.
+#[derive(ToSchema)]
+pub struct PasskeyLogin {
+    pub challenge_id: String,
+    /// The browser's PublicKeyCredential (assertion) as JSON.
+    #[schema(value_type = Object)]
+    pub credential: serde_json::Value,
+    /// `offline_access` for a refresh token.
+    pub scope: Option<String>,
+}
+
+impl Validated for PasskeyLogin {
+    fn validate(f: &mut Fields<'_>) -> Option<Self> {
+        let challenge_id = f.required_str("challenge_id");
+        let credential = f.required_object("credential");
+        let scope = f.optional_str("scope");
+        Some(PasskeyLogin {
+            challenge_id: challenge_id?,
+            credential: credential?,
+            scope: scope?,
+        })
+    }
+}
+
+impl PasskeyLogin {
+    pub fn offline_access(&self) -> bool {
+        offline_access(self.scope.as_deref())
+    }
 }

@@ -66,6 +66,13 @@ pub enum ApiError {
     /// 502: the identity provider failed.
     #[error("bad gateway: {0}")]
     BadGateway(&'static str),
+    /// 400 `{"detail": {"code": "LOGIN_MFA_REQUIRED", "mfa_token", "methods"}}`: the
+    /// first factor was right, the second step is next.
+    #[error("second factor required")]
+    MfaRequired {
+        mfa_token: String,
+        methods: Vec<&'static str>,
+    },
     /// 400 `{"detail": {"code": CODE, "reason": …}}` for a refused password.
     #[error("password refused: {code}")]
     InvalidPassword { code: &'static str, reason: String },
@@ -122,7 +129,8 @@ impl ResponseError for ApiError {
             ApiError::BadRequest(_)
             | ApiError::BadRequestGeneric
             | ApiError::Detail(_)
-            | ApiError::InvalidPassword { .. } => StatusCode::BAD_REQUEST,
+            | ApiError::InvalidPassword { .. }
+            | ApiError::MfaRequired { .. } => StatusCode::BAD_REQUEST,
             ApiError::BadGateway(_) => StatusCode::BAD_GATEWAY,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden | ApiError::ForbiddenCode(_) => StatusCode::FORBIDDEN,
@@ -160,6 +168,13 @@ impl ResponseError for ApiError {
             }),
             ApiError::Validation(errors) => resp.json(ValidationError {
                 detail: errors.clone(),
+            }),
+            ApiError::MfaRequired { mfa_token, methods } => resp.json(MfaRequiredError {
+                detail: MfaRequiredDetail {
+                    code: "LOGIN_MFA_REQUIRED".to_owned(),
+                    mfa_token: mfa_token.clone(),
+                    methods: methods.iter().map(|m| (*m).to_owned()).collect(),
+                },
             }),
             other => resp.json(ErrorDetail {
                 detail: other.detail(),
@@ -210,6 +225,7 @@ impl ApiError {
             }
             // answered with bodies of their own (see error_response)
             ApiError::InvalidPassword { code, .. } => (*code).to_owned(),
+            ApiError::MfaRequired { .. } => "LOGIN_MFA_REQUIRED".to_owned(),
             ApiError::Validation(_) => "Unprocessable Entity".to_owned(),
         }
     }
@@ -233,6 +249,23 @@ pub struct PasswordRejection {
 #[derive(Serialize, ToSchema)]
 pub struct PasswordErrorDetail {
     pub detail: PasswordRejection,
+}
+
+/// The second step of a sign-in is next.
+#[derive(Serialize, ToSchema)]
+pub struct MfaRequiredDetail {
+    /// `LOGIN_MFA_REQUIRED`
+    pub code: String,
+    /// Single use, five minutes: for `POST /auth/mfa/verify`.
+    pub mfa_token: String,
+    /// Of `totp`, `recovery_code`, `passkey`: those the user has.
+    pub methods: Vec<String>,
+}
+
+/// `{"detail": {"code": "LOGIN_MFA_REQUIRED", "mfa_token", "methods"}}`.
+#[derive(Serialize, ToSchema)]
+pub struct MfaRequiredError {
+    pub detail: MfaRequiredDetail,
 }
 
 /// Either kind of 400 body.

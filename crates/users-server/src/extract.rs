@@ -246,6 +246,27 @@ impl<'a> Fields<'a> {
         }
     }
 
+    /// A required JSON object (a WebAuthn credential, say), as it is.
+    pub fn required_object(&mut self, name: &str) -> Option<Value> {
+        match self.raw(name) {
+            None => {
+                self.missing(name);
+                None
+            }
+            Some(v @ Value::Object(_)) => Some(v),
+            Some(other) => {
+                let e = FieldError::new(
+                    "dict_type",
+                    self.loc(name),
+                    "Input should be a valid dictionary",
+                    other,
+                );
+                self.push(e);
+                None
+            }
+        }
+    }
+
     /// An optional boolean with pydantic's lax parsing (true/false, 0/1, "yes"/"no", …).
     pub fn optional_bool(&mut self, name: &str) -> Option<Option<bool>> {
         let v = match self.raw(name) {
@@ -349,6 +370,17 @@ impl<'a> Fields<'a> {
                 }
             }
         }
+    }
+
+    /// Records a problem found across fields (pydantic's model validators).
+    pub fn refuse(&mut self, name: &str, msg: &str) {
+        let e = FieldError::new(
+            "value_error",
+            self.loc(name),
+            format!("Value error, {msg}"),
+            Value::Null,
+        );
+        self.push(e);
     }
 
     /// `Ok` when every field was valid; otherwise one 422 listing every problem.

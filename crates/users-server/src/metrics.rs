@@ -111,7 +111,7 @@ impl Metrics {
                 );
             }
         }
-        let counters: [Family<'_>; 7] = [
+        let counters: [Family<'_>; 10] = [
             (
                 "users_logins_total",
                 "Password logins by outcome.",
@@ -153,6 +153,27 @@ impl Metrics {
                     ("result=\"converged\"", &c.refreshes_converged),
                     ("result=\"reused\"", &c.refresh_reuse_detected),
                     ("result=\"invalid\"", &c.refreshes_invalid),
+                ],
+            ),
+            (
+                "users_mfa_enabled_total",
+                "TOTP enrolments confirmed.",
+                vec![("", &c.mfa_enabled)],
+            ),
+            (
+                "users_mfa_checks_total",
+                "Second-factor checks (sign-in second steps, and codes to disable TOTP or renew recovery codes) by outcome.",
+                vec![
+                    ("result=\"success\"", &c.mfa_successes),
+                    ("result=\"failure\"", &c.mfa_failures),
+                ],
+            ),
+            (
+                "users_passkey_sign_ins_total",
+                "Passwordless sign-ins with a passkey by outcome.",
+                vec![
+                    ("result=\"success\"", &c.passkey_sign_ins),
+                    ("result=\"failure\"", &c.passkey_failures),
                 ],
             ),
         ];

@@ -8,13 +8,14 @@ use utoipa::{Modify, OpenApi};
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::bodies::{
-    AuthorizationUrl, BearerToken, EmailRequest, LoginForm, RefreshRequest, RefreshableToken,
-    ResetPassword, ResetPasswordForm, SessionRead, UserCreate, UserRead, UserUpdate, UsersPage,
-    VerifyToken,
+    AuthorizationUrl, BearerToken, CeremonyOptions, CodeRequest, EmailRequest, LoginForm,
+    MfaStatus, MfaVerify, PasskeyLogin, PasskeyLoginOptions, PasskeyRead, PasskeyRegister,
+    RecoveryCodes, RefreshRequest, RefreshableToken, ResetPassword, ResetPasswordForm, SessionRead,
+    TotpEnrolRequest, TotpEnrolment, UserCreate, UserRead, UserUpdate, UsersPage, VerifyToken,
 };
 use crate::error::{
-    BadRequestBody, ErrorDetail, FieldError, Null, PasswordErrorDetail, PasswordRejection,
-    ValidationError,
+    BadRequestBody, ErrorDetail, FieldError, MfaRequiredDetail, MfaRequiredError, Null,
+    PasswordErrorDetail, PasswordRejection, ValidationError,
 };
 
 struct BearerAuth;
@@ -82,6 +83,19 @@ impl Modify for GoogleRoutes {
         crate::routes::auth::refresh,
         crate::routes::auth::cookie_login,
         crate::routes::auth::cookie_logout,
+        crate::routes::mfa::totp_enrol,
+        crate::routes::mfa::totp_confirm,
+        crate::routes::mfa::totp_disable,
+        crate::routes::mfa::recovery_codes,
+        crate::routes::mfa::status,
+        crate::routes::mfa::verify,
+        crate::routes::mfa::reset,
+        crate::routes::passkeys::register_options,
+        crate::routes::passkeys::register,
+        crate::routes::passkeys::list,
+        crate::routes::passkeys::remove,
+        crate::routes::passkeys::login_options,
+        crate::routes::passkeys::login,
         crate::routes::sessions::list,
         crate::routes::sessions::end_others,
         crate::routes::sessions::end_one,
@@ -111,13 +125,18 @@ impl Modify for GoogleRoutes {
     components(schemas(
         UserRead, UserCreate, UserUpdate, LoginForm, BearerToken, EmailRequest, ResetPassword, ResetPasswordForm,
         VerifyToken, ErrorDetail, PasswordRejection, PasswordErrorDetail, BadRequestBody, FieldError, ValidationError,
-        UsersPage, AuthorizationUrl, Null, RefreshRequest, RefreshableToken, SessionRead
+        UsersPage, AuthorizationUrl, Null, RefreshRequest, RefreshableToken, SessionRead,
+        TotpEnrolRequest, TotpEnrolment, CodeRequest, RecoveryCodes, MfaStatus, MfaVerify,
+        MfaRequiredDetail, MfaRequiredError, CeremonyOptions, PasskeyRegister, PasskeyRead,
+        PasskeyLoginOptions, PasskeyLogin
     )),
     modifiers(&BearerAuth, &GoogleRoutes),
     tags(
         (name = "auth", description = "Registration, login and logout"),
         (name = "users", description = "The current user and the admin routes"),
         (name = "sessions", description = "Sessions (devices): list and end them"),
+        (name = "mfa", description = "A second factor: TOTP, recovery codes, the second step of sign-in"),
+        (name = "passkeys", description = "Passkeys (WebAuthn): register, list, remove, sign in"),
         (name = "mail", description = "Password reset and email verification"),
         (name = "providers", description = "Sign in with an identity provider (OpenID Connect), and linking accounts"),
         (name = "pages", description = "HTML pages the mailed links open"),

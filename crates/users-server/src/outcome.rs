@@ -3,7 +3,9 @@
 
 use users_core::flows::account::UpdateError;
 use users_core::flows::auth::{AuthError, LoginError};
+use users_core::flows::mfa::{MfaError, MfaRequired};
 use users_core::flows::oauth::OAuthFlowError;
+use users_core::flows::passkeys::PasskeyError;
 use users_core::flows::recovery::{ResetError, VerifyError};
 use users_core::flows::register::RegisterError;
 use users_core::flows::session::RefreshError;
@@ -128,6 +130,43 @@ impl From<RefreshError> for ApiError {
             RefreshError::Invalid => ApiError::BadRequest("REFRESH_TOKEN_INVALID"),
             RefreshError::Reused => ApiError::BadRequest("REFRESH_TOKEN_REUSED"),
             RefreshError::Fault(f) => f.into(),
+        }
+    }
+}
+
+impl From<MfaRequired> for ApiError {
+    fn from(m: MfaRequired) -> Self {
+        ApiError::MfaRequired {
+            mfa_token: m.mfa_token,
+            methods: m.methods,
+        }
+    }
+}
+
+impl From<MfaError> for ApiError {
+    fn from(e: MfaError) -> Self {
+        match e {
+            MfaError::AlreadyEnabled => ApiError::BadRequest("MFA_ALREADY_ENABLED"),
+            MfaError::BadPassword => ApiError::BadRequest("MFA_BAD_PASSWORD"),
+            MfaError::RecentSignInRequired => ApiError::BadRequest("MFA_RECENT_SIGN_IN_REQUIRED"),
+            MfaError::BadCode => ApiError::BadRequest("MFA_BAD_CODE"),
+            MfaError::NotPending => ApiError::BadRequest("MFA_NOT_PENDING"),
+            MfaError::TokenInvalid => ApiError::BadRequest("MFA_TOKEN_INVALID"),
+            MfaError::Locked(l) => l.into(),
+            MfaError::NotFound => ApiError::NotFound,
+            MfaError::Fault(f) => f.into(),
+        }
+    }
+}
+
+impl From<PasskeyError> for ApiError {
+    fn from(e: PasskeyError) -> Self {
+        match e {
+            PasskeyError::NotConfigured => ApiError::NotReady("PASSKEYS_NOT_CONFIGURED".to_owned()),
+            PasskeyError::Invalid => ApiError::BadRequest("PASSKEY_INVALID"),
+            PasskeyError::NotFound => ApiError::NotFound,
+            PasskeyError::MfaTokenInvalid => ApiError::BadRequest("MFA_TOKEN_INVALID"),
+            PasskeyError::Fault(f) => f.into(),
         }
     }
 }

@@ -33,7 +33,7 @@ pub enum LogFormat {
     Json,
 }
 
-use users_core::{Argon2Params, CoreConfig, CoreSetup, ProviderSettings};
+use users_core::{Argon2Params, CoreConfig, CoreSetup, PasskeySettings, ProviderSettings};
 
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -66,6 +66,10 @@ pub struct Settings {
     pub session_lifetime_seconds: i64,
     pub session_idle_seconds: i64,
     pub refresh_reuse_interval_seconds: i64,
+    pub mfa_issuer: String,
+    /// `None`: passkeys are off (the public URL's host is an IP address and
+    /// `WEBAUTHN_RP_ID` is unset).
+    pub passkeys: Option<PasskeySettings>,
     /// Origins allowed by CORS (with credentials); empty: no CORS headers at all.
     pub cors_allowed_origins: Vec<String>,
     /// Consecutive failed logins of one account before 429s.
@@ -110,6 +114,9 @@ pub const KNOWN_VARIABLES: &[&str] = &[
     "SESSION_LIFETIME_SECONDS",
     "SESSION_IDLE_SECONDS",
     "REFRESH_REUSE_INTERVAL_SECONDS",
+    "MFA_ISSUER",
+    "WEBAUTHN_RP_ID",
+    "WEBAUTHN_ORIGIN",
     "CORS_ALLOWED_ORIGINS",
     "LOGIN_MAX_FAILURES",
     "RATE_LIMIT_PER_IP_PER_MINUTE",
@@ -228,6 +235,17 @@ impl Settings {
         if app_name.is_empty() || app_name.len() > 100 {
             return Err(err("APP_NAME", "must be 1 to 100 characters"));
         }
+        let mfa_issuer = env
+            .get("MFA_ISSUER")?
+            .map(|s| s.trim().to_owned())
+            .unwrap_or_else(|| app_name.clone());
+        if mfa_issuer.is_empty() || mfa_issuer.len() > 100 || mfa_issuer.contains(':') {
+            return Err(err(
+                "MFA_ISSUER",
+                "must be 1 to 100 characters without a colon",
+            ));
+        }
+        let passkeys = passkey_settings(&env, &public_url, &app_name)?;
         let smtp_url = env
             .get("SMTP_URL")?
             .filter(|s| !s.trim().is_empty())
@@ -402,6 +420,8 @@ impl Settings {
             session_lifetime_seconds,
             session_idle_seconds,
             refresh_reuse_interval_seconds,
+            mfa_issuer,
+            passkeys,
             cors_allowed_origins,
             login_max_failures,
             rate_limit_per_ip_per_minute,
@@ -450,10 +470,86 @@ impl Settings {
                 session_lifetime_seconds: self.session_lifetime_seconds,
                 session_idle_seconds: self.session_idle_seconds,
                 refresh_reuse_interval_seconds: self.refresh_reuse_interval_seconds,
+                mfa_issuer: self.mfa_issuer.clone(),
             },
             providers: self.google.iter().cloned().collect(),
+            passkeys: self.passkeys.clone(),
         }
     }
+}
+
+/// The relying party of passkeys: `WEBAUTHN_RP_ID` (default: the public URL's host) and
+/// `WEBAUTHN_ORIGIN` (default: the public URL's origin). Browsers refuse an IP address as
+/// a relying party, so with an IP host and no `WEBAUTHN_RP_ID` passkeys are off.
+fn passkey_settings(
+    env: &Env<'_>,
+    public_url: &str,
+    app_name: &str,
+) -> Result<Option<PasskeySettings>, SettingsError> {
+    let configured_origin = env.get("WEBAUTHN_ORIGIN")?;
+    let explicit_origin = configured_origin.is_some();
+    let origin = match configured_origin {
+        Some(o) => {
+            let o = o.trim().trim_end_matches('/').to_owned();
+            if origin_of(&o) != Some(o.as_str())
+                || !(o.starts_with("http://") || o.starts_with("https://"))
+            {
+                return Err(err(
+                    "WEBAUTHN_ORIGIN",
+                    format!("`{o}` is not an origin like https://id.example.com (scheme, host, optional port; no path)"),
+                ));
+            }
+            o
+        }
+        None => origin_of(public_url).unwrap_or(public_url).to_owned(),
+    };
+    let host_of = |origin: &str| -> String {
+        let authority = origin.split_once("://").map_or(origin, |(_, a)| a);
+        match authority.strip_prefix('[') {
+            Some(v6) => v6.split(']').next().unwrap_or_default().to_owned(),
+            None => authority.split(':').next().unwrap_or_default().to_owned(),
+        }
+    };
+    let rp_id = match env.get("WEBAUTHN_RP_ID")? {
+        Some(id) => {
+            let id = id.trim().to_ascii_lowercase();
+            if id.is_empty() || id.parse::<std::net::IpAddr>().is_ok() || id.contains(['/', ':']) {
+                return Err(err(
+                    "WEBAUTHN_RP_ID",
+                    format!("`{id}` is not a host name (browsers refuse IP addresses)"),
+                ));
+            }
+            id
+        }
+        None => {
+            let host = host_of(&origin);
+            if host.parse::<std::net::IpAddr>().is_ok() {
+                return Ok(None);
+            }
+            host
+        }
+    };
+    // `WEBAUTHN_RP_ID=localhost` alone on a public URL with an IP host (the default
+    // http://127.0.0.1:8000): the browser is on http://localhost:8000
+    let origin = if !explicit_origin && host_of(&origin).parse::<std::net::IpAddr>().is_ok() {
+        let (scheme, authority) = origin.split_once("://").unwrap_or(("http", &origin));
+        let port = authority
+            .rsplit_once(':')
+            .map(|(_, p)| format!(":{p}"))
+            .unwrap_or_default();
+        format!("{scheme}://{rp_id}{port}")
+    } else {
+        origin
+    };
+    let settings = PasskeySettings {
+        rp_id,
+        origin,
+        rp_name: app_name.to_owned(),
+    };
+    settings
+        .relying_party()
+        .map_err(|message| err("WEBAUTHN_RP_ID", message))?;
+    Ok(Some(settings))
 }
 
 /// `scheme://authority` of an absolute URL (an `Origin` header, or a `Referer`).
@@ -575,6 +671,61 @@ mod tests {
             "https://id.example.com/reset-password"
         );
         assert!(!s.argon2_below_owasp());
+    }
+
+    #[test]
+    fn passkeys_need_a_host_name() {
+        let s = settings(&[]).unwrap();
+        assert!(s.passkeys.is_none(), "127.0.0.1 cannot be a relying party");
+        let s = settings(&[("PUBLIC_URL", "https://id.example.com/users")]).unwrap();
+        let p = s.passkeys.unwrap();
+        assert_eq!(
+            (p.rp_id.as_str(), p.origin.as_str()),
+            ("id.example.com", "https://id.example.com")
+        );
+        let s = settings(&[
+            ("WEBAUTHN_RP_ID", "localhost"),
+            ("WEBAUTHN_ORIGIN", "http://localhost:9000"),
+        ])
+        .unwrap();
+        let p = s.passkeys.unwrap();
+        assert_eq!(
+            (p.rp_id.as_str(), p.origin.as_str()),
+            ("localhost", "http://localhost:9000")
+        );
+        // the RP ID alone, with the default public URL: the same port on that host
+        let p = settings(&[("WEBAUTHN_RP_ID", "localhost")])
+            .unwrap()
+            .passkeys
+            .unwrap();
+        assert_eq!(p.origin, "http://localhost:8000");
+        let s = settings(&[
+            ("PUBLIC_URL", "https://id.example.com"),
+            ("WEBAUTHN_RP_ID", "example.com"),
+        ])
+        .unwrap();
+        assert_eq!(s.passkeys.unwrap().rp_id, "example.com", "a parent domain");
+        for (var, vars) in [
+            (
+                "WEBAUTHN_RP_ID",
+                vec![
+                    ("PUBLIC_URL", "https://id.example.com"),
+                    ("WEBAUTHN_RP_ID", "other.example"),
+                ],
+            ),
+            ("WEBAUTHN_RP_ID", vec![("WEBAUTHN_RP_ID", "127.0.0.1")]),
+            (
+                "WEBAUTHN_ORIGIN",
+                vec![("WEBAUTHN_ORIGIN", "https://id.example.com/path")],
+            ),
+            ("MFA_ISSUER", vec![("MFA_ISSUER", "a:b")]),
+        ] {
+            assert_eq!(settings(&vars).unwrap_err().var, var);
+        }
+        assert_eq!(
+            settings(&[("APP_NAME", "Acme")]).unwrap().mfa_issuer,
+            "Acme"
+        );
     }
 
     #[test]

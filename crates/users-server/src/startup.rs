@@ -13,7 +13,9 @@ use users_domain::Clock;
 
 use crate::auth::{authenticated, superuser};
 use crate::rate_limit::per_ip;
-use crate::routes::{self, auth, mail, oauth, ops, pages, register, sessions, users};
+use crate::routes::{
+    self, auth, mail, mfa, oauth, ops, pages, passkeys, register, sessions, users,
+};
 use crate::settings::Settings;
 use crate::state::{AppState, SystemClock};
 use crate::telemetry::RequestSpan;
@@ -78,6 +80,75 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                         .to(sessions::end_others)
                         .wrap(from_fn(authenticated)),
                 ),
+        )
+        .service(
+            resource("/auth/mfa").route(web::get().to(mfa::status).wrap(from_fn(authenticated))),
+        )
+        .service(
+            resource("/auth/mfa/totp")
+                .route(web::post().to(mfa::totp_enrol).wrap(from_fn(authenticated)))
+                .route(
+                    web::delete()
+                        .to(mfa::totp_disable)
+                        .wrap(from_fn(authenticated)),
+                ),
+        )
+        .service(
+            resource("/auth/mfa/totp/confirm").route(
+                web::post()
+                    .to(mfa::totp_confirm)
+                    .wrap(from_fn(authenticated)),
+            ),
+        )
+        .service(
+            resource("/auth/mfa/recovery-codes").route(
+                web::post()
+                    .to(mfa::recovery_codes)
+                    .wrap(from_fn(authenticated)),
+            ),
+        )
+        .service(
+            resource("/auth/mfa/verify")
+                .route(web::post().to(mfa::verify).wrap(per_ip("mfa-verify"))),
+        )
+        .service(
+            resource("/auth/passkeys")
+                .route(web::get().to(passkeys::list).wrap(from_fn(authenticated))),
+        )
+        .service(
+            resource("/auth/passkeys/register/options").route(
+                web::post()
+                    .to(passkeys::register_options)
+                    .wrap(from_fn(authenticated)),
+            ),
+        )
+        .service(
+            resource("/auth/passkeys/register").route(
+                web::post()
+                    .to(passkeys::register)
+                    .wrap(from_fn(authenticated)),
+            ),
+        )
+        .service(
+            resource("/auth/passkeys/login/options").route(
+                web::post()
+                    .to(passkeys::login_options)
+                    .wrap(per_ip("passkey-login")),
+            ),
+        )
+        .service(
+            resource("/auth/passkeys/login").route(
+                web::post()
+                    .to(passkeys::login)
+                    .wrap(per_ip("passkey-login")),
+            ),
+        )
+        .service(
+            resource("/auth/passkeys/{id}").route(
+                web::delete()
+                    .to(passkeys::remove)
+                    .wrap(from_fn(authenticated)),
+            ),
         )
         .service(
             resource("/auth/sessions/{id}").route(
@@ -185,7 +256,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         resource("/users/{id}/sessions")
             .route(admin(web::get().to(sessions::list_of_user)))
             .route(admin(web::delete().to(sessions::end_all_of_user))),
-    );
+    )
+    .service(resource("/users/{id}/mfa").route(admin(web::delete().to(mfa::reset))));
 }
 
 /// The state every handler sees: the flows' [`Core`] (database, migrations, secret,

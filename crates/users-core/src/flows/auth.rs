@@ -5,7 +5,8 @@ use users_db::users::{self, StoredUser};
 use users_domain::email::email_key;
 use users_domain::{EmailAddress, Timestamp, User};
 
-use crate::flows::session::{self, ClientInfo, SessionGrant, SignInMethod};
+use crate::flows::mfa::{self, FirstFactor, SignIn, Transport};
+use crate::flows::session::{self, ClientInfo, SignInMethod};
 use crate::hashing::Verification;
 use crate::throttle::{self, Limited, ThrottleError};
 use crate::tokens::{token_hash, AccessClaims};
@@ -113,6 +114,8 @@ pub struct Login {
     pub credentials: Credentials,
     pub client: ClientInfo,
     pub offline_access: bool,
+    /// What a completed sign-in hands out (also after a second step).
+    pub transport: Transport,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -146,11 +149,12 @@ impl From<users_db::DbError> for LoginError {
 /// hash and inactive users refused only after the password check, so every failure
 /// costs one argon2 verification; the lock is checked the same way for known and
 /// unknown addresses, so it reveals nothing either.
-pub async fn login(core: &Core, login: Login, now: Timestamp) -> Result<SessionGrant, LoginError> {
+pub async fn login(core: &Core, login: Login, now: Timestamp) -> Result<SignIn, LoginError> {
     let Login {
         credentials: Credentials { username, password },
         client,
         offline_access,
+        transport,
     } = login;
     let key = EmailAddress::parse(&username)
         .map(|e| e.key())
@@ -188,18 +192,19 @@ pub async fn login(core: &Core, login: Login, now: Timestamp) -> Result<SessionG
         upgrade_hash(core, &stored, password).await;
     }
     let user_id = stored.user.id;
-    let grant = session::start(
-        core,
-        stored.user,
-        SignInMethod::password(),
-        &client,
+    let first = FirstFactor {
+        user: stored.user,
+        method: SignInMethod::password(),
+        client,
         offline_access,
-        now,
-    )
-    .await?;
-    tracing::info!(user_id = %user_id, session_id = %grant.session_id, "login succeeded");
+        transport,
+    };
+    let outcome = mfa::complete_first_factor(core, first, now).await?;
+    if let SignIn::Done(grant) = &outcome {
+        tracing::info!(user_id = %user_id, session_id = %grant.session_id, "login succeeded");
+    }
     Counters::inc(&core.counters.logins_succeeded);
-    Ok(grant)
+    Ok(outcome)
 }
 
 /// Re-hashes a password stored with other parameters (or bcrypt) after it verified.

@@ -3,7 +3,9 @@
 
 pub mod account;
 pub mod auth;
+pub mod mfa;
 pub mod oauth;
+pub mod passkeys;
 pub mod recovery;
 pub mod register;
 pub mod session;

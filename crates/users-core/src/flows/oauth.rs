@@ -9,7 +9,8 @@ use users_db::{DbError, Effects};
 use users_domain::{EmailAddress, Timestamp, User, UserId};
 use users_oauth::{Identity, OAuthError};
 
-use crate::flows::session::{self, ClientInfo, SessionGrant, SignInMethod};
+use crate::flows::mfa::{self, FirstFactor, SignIn, Transport};
+use crate::flows::session::{ClientInfo, SignInMethod};
 use crate::flows::unusable_password;
 use crate::providers::Provider;
 use crate::tokens::{constant_time_eq, random_token, StateClaims, TokenError, STATE_AUDIENCE};
@@ -219,7 +220,7 @@ pub async fn sign_in(
     identity: Identity,
     client: &ClientInfo,
     now: Timestamp,
-) -> Result<SessionGrant, OAuthFlowError> {
+) -> Result<SignIn, OAuthFlowError> {
     let provider = provider(core, provider_name)?;
     let user = user_for(core, provider, identity, now).await?;
     if !user.is_active {
@@ -230,9 +231,16 @@ pub async fn sign_in(
         name: provider.settings.key.clone(),
         aal: 1,
     };
-    let grant = session::start(core, user, method, client, false, now).await?;
+    let first = FirstFactor {
+        user,
+        method,
+        client: client.clone(),
+        offline_access: false,
+        transport: Transport::Bearer,
+    };
+    let outcome = mfa::complete_first_factor(core, first, now).await?;
     tracing::info!(user_id = %id, provider = %name, "signed in with a provider");
-    Ok(grant)
+    Ok(outcome)
 }
 
 async fn user_for(

@@ -5,6 +5,7 @@ use actix_web::http::header;
 use actix_web::{web, HttpResponse};
 use secrecy::ExposeSecret;
 use users_core::flows::auth::{self, Credentials, Login};
+use users_core::flows::mfa::{SignIn, Transport};
 use users_core::flows::session::{self, SessionGrant};
 
 use crate::auth::{CurrentUser, AUTH_COOKIE};
@@ -14,8 +15,9 @@ use crate::error::ApiError;
 use crate::extract::{ValidatedBody, ValidatedForm};
 use crate::state::AppState;
 
-fn login_of(form: LoginForm, client: Client) -> Login {
-    let offline_access = form.offline_access();
+fn login_of(form: LoginForm, client: Client, transport: Transport) -> Login {
+    // the cookie carries an access token only
+    let offline_access = transport == Transport::Bearer && form.offline_access();
     Login {
         credentials: Credentials {
             username: form.username,
@@ -23,12 +25,43 @@ fn login_of(form: LoginForm, client: Client) -> Login {
         },
         client: client.0,
         offline_access,
+        transport,
+    }
+}
+
+/// What a completed sign-in answers, by transport: the Token, or 204 and the cookie.
+pub fn signed_in(state: &AppState, grant: SessionGrant, transport: Transport) -> HttpResponse {
+    match transport {
+        Transport::Bearer => token_response(grant),
+        Transport::Cookie => {
+            let lifetime = state.core.tokens.access_lifetime_seconds;
+            HttpResponse::NoContent()
+                .insert_header((header::CACHE_CONTROL, "no-store"))
+                .insert_header((
+                    header::SET_COOKIE,
+                    auth_cookie(state, &grant.access_token, lifetime),
+                ))
+                .finish()
+        }
+    }
+}
+
+/// The answer of a first factor: signed in, or 400 `LOGIN_MFA_REQUIRED` with the
+/// mfa_token for the second step.
+pub fn first_factor_response(
+    state: &AppState,
+    outcome: SignIn,
+    transport: Transport,
+) -> Result<HttpResponse, ApiError> {
+    match outcome {
+        SignIn::Done(grant) => Ok(signed_in(state, grant, transport)),
+        SignIn::SecondFactor(required) => Err(required.into()),
     }
 }
 
 /// The Token of a sign-in: exactly `{access_token, token_type}`, or with
 /// `expires_in` and `refresh_token` when a refresh token was asked for.
-fn token_response(grant: SessionGrant) -> HttpResponse {
+pub fn token_response(grant: SessionGrant) -> HttpResponse {
     let mut resp = HttpResponse::Ok();
     resp.insert_header((header::CACHE_CONTROL, "no-store"));
     match grant.refresh_token {
@@ -44,15 +77,16 @@ fn token_response(grant: SessionGrant) -> HttpResponse {
 
 /// `POST /auth/jwt/login`, an OAuth2 password form: 200 {access_token, token_type}
 /// (with `expires_in` and `refresh_token` when `scope` holds `offline_access`).
-#[utoipa::path(post, path = "/auth/jwt/login", tag = "auth", request_body(content = LoginForm, content_type = "application/x-www-form-urlencoded"), responses((status = 200, description = "Logged in: a BearerToken, or a RefreshableToken with scope=offline_access", body = BearerToken), (status = 400, description = "LOGIN_BAD_CREDENTIALS", body = crate::error::ErrorDetail), (status = 422, description = "Malformed input", body = crate::error::ValidationError), (status = 429, description = "Too many failed logins of this account", body = crate::error::ErrorDetail)))]
+#[utoipa::path(post, path = "/auth/jwt/login", tag = "auth", request_body(content = LoginForm, content_type = "application/x-www-form-urlencoded"), responses((status = 200, description = "Logged in: a BearerToken, or a RefreshableToken with scope=offline_access", body = BearerToken), (status = 400, description = "LOGIN_BAD_CREDENTIALS, or LOGIN_MFA_REQUIRED {code, mfa_token, methods} for a user with a second factor", body = crate::error::ErrorDetail), (status = 422, description = "Malformed input", body = crate::error::ValidationError), (status = 429, description = "Too many failed logins of this account", body = crate::error::ErrorDetail)))]
 #[tracing::instrument(name = "login", skip_all)]
 pub async fn login(
     state: web::Data<AppState>,
     client: Client,
     ValidatedForm(form): ValidatedForm<LoginForm>,
 ) -> Result<HttpResponse, ApiError> {
-    let grant = auth::login(&state.core, login_of(form, client), state.now()).await?;
-    Ok(token_response(grant))
+    let login = login_of(form, client, Transport::Bearer);
+    let outcome = auth::login(&state.core, login, state.now()).await?;
+    first_factor_response(&state, outcome, Transport::Bearer)
 }
 
 /// `POST /auth/jwt/logout`: ends the token's session. 204.
@@ -78,24 +112,16 @@ fn auth_cookie(state: &AppState, value: &str, max_age: i64) -> String {
 }
 
 /// `POST /auth/cookie/login`, the same form as `/auth/jwt/login`: 204 and the cookie.
-#[utoipa::path(post, path = "/auth/cookie/login", tag = "auth", request_body(content = LoginForm, content_type = "application/x-www-form-urlencoded"), responses((status = 204, description = "Logged in; sets the fastapiusersauth cookie"), (status = 400, description = "LOGIN_BAD_CREDENTIALS", body = crate::error::ErrorDetail), (status = 422, description = "Malformed input", body = crate::error::ValidationError), (status = 429, description = "Too many failed logins of this account", body = crate::error::ErrorDetail)))]
+#[utoipa::path(post, path = "/auth/cookie/login", tag = "auth", request_body(content = LoginForm, content_type = "application/x-www-form-urlencoded"), responses((status = 204, description = "Logged in; sets the fastapiusersauth cookie"), (status = 400, description = "LOGIN_BAD_CREDENTIALS, or LOGIN_MFA_REQUIRED {code, mfa_token, methods}", body = crate::error::ErrorDetail), (status = 422, description = "Malformed input", body = crate::error::ValidationError), (status = 429, description = "Too many failed logins of this account", body = crate::error::ErrorDetail)))]
 #[tracing::instrument(name = "cookie_login", skip_all)]
 pub async fn cookie_login(
     state: web::Data<AppState>,
     client: Client,
-    ValidatedForm(mut form): ValidatedForm<LoginForm>,
+    ValidatedForm(form): ValidatedForm<LoginForm>,
 ) -> Result<HttpResponse, ApiError> {
-    // the cookie carries an access token only
-    form.scope = None;
-    let grant = auth::login(&state.core, login_of(form, client), state.now()).await?;
-    let lifetime = state.core.tokens.access_lifetime_seconds;
-    Ok(HttpResponse::NoContent()
-        .insert_header((header::CACHE_CONTROL, "no-store"))
-        .insert_header((
-            header::SET_COOKIE,
-            auth_cookie(&state, &grant.access_token, lifetime),
-        ))
-        .finish())
+    let login = login_of(form, client, Transport::Cookie);
+    let outcome = auth::login(&state.core, login, state.now()).await?;
+    first_factor_response(&state, outcome, Transport::Cookie)
 }
 
 /// `POST /auth/cookie/logout` with the cookie: 204, the cookie cleared, the session ended.

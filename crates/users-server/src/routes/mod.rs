@@ -2,9 +2,11 @@
 
 pub mod auth;
 pub mod mail;
+pub mod mfa;
 pub mod oauth;
 pub mod ops;
 pub mod pages;
+pub mod passkeys;
 pub mod register;
 pub mod sessions;
 pub mod users;

@@ -7,6 +7,7 @@ use actix_web::cookie::{time, Cookie, SameSite};
 use actix_web::guard::GuardContext;
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse, HttpResponseBuilder};
+use users_core::flows::mfa::{MfaRequired, SignIn};
 use users_core::flows::oauth::{self, Authorization, Callback};
 
 use crate::auth::CurrentUser;
@@ -141,7 +142,10 @@ pub async fn callback(
     let uri = redirect_uri(&state, &provider, false);
     let identity =
         oauth::finish(&state.core, &provider, callback_of(&req), None, &uri, now).await?;
-    let signed_in = oauth::sign_in(&state.core, &provider, identity, &client.0, now).await?;
+    let signed_in = match oauth::sign_in(&state.core, &provider, identity, &client.0, now).await? {
+        SignIn::Done(grant) => grant,
+        SignIn::SecondFactor(required) => return mfa_required(&state, required),
+    };
     let token = signed_in.access_token;
     let mut resp = match &state.settings.oauth_success_redirect_url {
         Some(url) => {
@@ -160,6 +164,29 @@ pub async fn callback(
         Some(_) => resp.finish(),
         None => resp.json(BearerToken::new(token)),
     })
+}
+
+/// The user has a second factor: 400 `LOGIN_MFA_REQUIRED`; or, with
+/// `OAUTH_SUCCESS_REDIRECT_URL`, a redirect there with
+/// `#error=LOGIN_MFA_REQUIRED&mfa_token=…&methods=…` (a browser cannot read a 400).
+fn mfa_required(state: &AppState, required: MfaRequired) -> Result<HttpResponse, ApiError> {
+    match &state.settings.oauth_success_redirect_url {
+        None => Err(required.into()),
+        Some(url) => {
+            let mut resp = HttpResponse::Found();
+            resp.insert_header((
+                header::LOCATION,
+                format!(
+                    "{url}#error=LOGIN_MFA_REQUIRED&mfa_token={}&methods={}",
+                    required.mfa_token,
+                    required.methods.join(",")
+                ),
+            ));
+            resp.insert_header((header::CACHE_CONTROL, "no-store"));
+            clear_csrf_cookie(&mut resp);
+            Ok(resp.finish())
+        }
+    }
 }
 
 /// `GET /auth/associate/{provider}/callback?code&state` (Bearer): 200 the current user.

@@ -1,0 +1,683 @@
+//! A second factor (CONTRACT.md §9): TOTP (RFC 6238: SHA-1, 6 digits, 30 s steps, one
+//! step of drift either way, each code accepted once), recovery codes, and the second
+//! step of every sign-in for a user who has a factor.
+
+use secrecy::SecretString;
+use totp_rs::{Algorithm, Builder, Secret, Totp};
+use users_db::mfa::{self, Factors, MfaChallenge, TotpConfirmation};
+use users_db::sessions::EndSessions;
+use users_db::users::{self, StoredUser};
+use users_db::{DbError, Effects};
+use users_domain::{Timestamp, User, UserId};
+
+use crate::flows::auth::Authenticated;
+use crate::flows::session::{self, ClientInfo, SessionGrant, SignInMethod};
+use crate::hashing::Verification;
+use crate::outbox::OutboxItem;
+use crate::throttle::{self, Limited, ThrottleError};
+use crate::tokens::{random_token, token_hash};
+use crate::{Core, Counters, Fault};
+
+/// How long an mfa_token lives.
+pub const MFA_TOKEN_LIFETIME_SECS: i64 = 300;
+/// Bad codes an mfa_token survives.
+pub const MFA_TOKEN_MAX_FAILURES: i64 = 5;
+/// Without a password, enrolling TOTP needs a sign-in this recent.
+pub const RECENT_SIGN_IN_SECS: i64 = 600;
+const RECOVERY_CODES: usize = 10;
+const TOTP_STEP_SECS: i64 = 30;
+
+/// What a sign-in hands out: tokens or a cookie.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    Bearer,
+    Cookie,
+}
+
+impl Transport {
+    fn as_str(self) -> &'static str {
+        match self {
+            Transport::Bearer => "bearer",
+            Transport::Cookie => "cookie",
+        }
+    }
+
+    fn parse(s: &str) -> Transport {
+        if s == "cookie" {
+            Transport::Cookie
+        } else {
+            Transport::Bearer
+        }
+    }
+}
+
+/// A first factor that succeeded: who, how, from where, and what they asked for.
+#[derive(Debug)]
+pub struct FirstFactor {
+    pub user: User,
+    pub method: SignInMethod,
+    pub client: ClientInfo,
+    pub offline_access: bool,
+    pub transport: Transport,
+}
+
+/// The outcome of a first factor.
+#[derive(Debug)]
+pub enum SignIn {
+    /// No second factor: the session started.
+    Done(SessionGrant),
+    /// The user has a factor: finish with `POST /auth/mfa/verify`.
+    SecondFactor(MfaRequired),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MfaRequired {
+    /// Five minutes, single use.
+    pub mfa_token: String,
+    /// Of `totp`, `recovery_code`, `passkey`: those the user has.
+    pub methods: Vec<&'static str>,
+}
+
+fn methods(f: &Factors) -> Vec<&'static str> {
+    let mut m = Vec::new();
+    if f.totp {
+        m.push("totp");
+    }
+    if f.recovery_codes_left > 0 {
+        m.push("recovery_code");
+    }
+    if f.passkeys > 0 {
+        m.push("passkey");
+    }
+    m
+}
+
+/// After a first factor: the session, or the second step when the user has a factor.
+pub(crate) async fn complete_first_factor(
+    core: &Core,
+    first: FirstFactor,
+    now: Timestamp,
+) -> Result<SignIn, Fault> {
+    let id = first.user.id;
+    let factors = core.store.run(move |c| Ok(mfa::factors_of(c, id)?)).await?;
+    if !factors.any() {
+        let grant = session::start(
+            core,
+            first.user,
+            first.method,
+            &first.client,
+            first.offline_access,
+            now,
+        )
+        .await?;
+        return Ok(SignIn::Done(grant));
+    }
+    let mfa_token = random_token(32);
+    let row = MfaChallenge {
+        id: token_hash(&mfa_token),
+        user_id: id.to_string(),
+        method: first.method.name,
+        transport: first.transport.as_str().to_owned(),
+        offline_access: first.offline_access,
+        ip: first.client.ip,
+        user_agent: first.client.user_agent,
+        failures: 0,
+        expires_at: now.plus_secs(MFA_TOKEN_LIFETIME_SECS).millis(),
+    };
+    core.store
+        .run(move |c| Ok(mfa::create_challenge(c, &row, now.millis())?))
+        .await?;
+    tracing::info!(user_id = %id, "first factor accepted; second factor required");
+    Ok(SignIn::SecondFactor(MfaRequired {
+        mfa_token,
+        methods: methods(&factors),
+    }))
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MfaError {
+    #[error("a second factor is enabled already")]
+    AlreadyEnabled,
+    #[error("wrong or missing password")]
+    BadPassword,
+    /// No password to check, and the session is not recent enough.
+    #[error("sign in again first")]
+    RecentSignInRequired,
+    #[error("wrong, reused or expired code")]
+    BadCode,
+    /// No enrolment of this session is waiting for confirmation.
+    #[error("no enrolment is pending")]
+    NotPending,
+    /// Expired, spent or unknown mfa_token.
+    #[error("invalid mfa token")]
+    TokenInvalid,
+    #[error("locked")]
+    Locked(Limited),
+    #[error("no such user")]
+    NotFound,
+    #[error(transparent)]
+    Fault(#[from] Fault),
+}
+
+impl From<DbError> for MfaError {
+    fn from(e: DbError) -> Self {
+        MfaError::Fault(e.into())
+    }
+}
+
+impl From<ThrottleError> for MfaError {
+    fn from(e: ThrottleError) -> Self {
+        match e {
+            ThrottleError::Limited(l) => MfaError::Locked(l),
+            ThrottleError::Fault(f) => MfaError::Fault(f),
+        }
+    }
+}
+
+/// What an authenticator app needs to enrol: shown once.
+#[derive(Debug)]
+pub struct TotpEnrolment {
+    pub secret: String,
+    pub otpauth_uri: String,
+    pub qr_svg: String,
+}
+
+fn totp(core: &Core, secret: &[u8], email: &str) -> Result<Totp, Fault> {
+    Builder::new()
+        .with_algorithm(Algorithm::SHA1)
+        .with_digits(6)
+        .with_skew(1)
+        .with_step_duration(TOTP_STEP_SECS as u64)
+        .with_secret(Secret::new(secret.to_vec().into_boxed_slice()))
+        .with_issuer(Some(core.config.mfa_issuer.as_str()))
+        .with_account_name(email.replace(':', ""))
+        .build()
+        .map_err(|e| Fault::Internal(format!("cannot build the TOTP: {e}")))
+}
+
+/// The time step of `code` at `now` (this step, or one either side), if it matches.
+fn matching_step(totp: &Totp, code: &str, now: Timestamp) -> Option<i64> {
+    let code: String = code.chars().filter(|c| !c.is_whitespace()).collect();
+    if code.len() != 6 || !code.chars().all(|c| c.is_ascii_digit()) {
+        return None;
+    }
+    let current = now.secs().div_euclid(TOTP_STEP_SECS);
+    [current - 1, current, current + 1]
+        .into_iter()
+        .find(|step| {
+            let expected = totp.generate((step * TOTP_STEP_SECS) as u64).to_string();
+            crate::tokens::constant_time_eq(expected.as_bytes(), code.as_bytes())
+        })
+}
+
+fn qr_svg(uri: &str) -> Result<String, Fault> {
+    let code = qrcode::QrCode::new(uri.as_bytes()).map_err(Fault::internal)?;
+    Ok(code
+        .render::<qrcode::render::svg::Color<'_>>()
+        .min_dimensions(200, 200)
+        .quiet_zone(true)
+        .build())
+}
+
+async fn user_of(core: &Core, id: UserId) -> Result<Option<StoredUser>, Fault> {
+    Ok(core
+        .store
+        .run(move |c| Ok(users::find_by_id(c, id)?))
+        .await?)
+}
+
+/// `POST /auth/mfa/totp`: a new secret, pending until confirmed from the same session.
+/// A user with a password proves it again; one without (signed up through a provider)
+/// needs a sign-in of the last ten minutes.
+pub async fn totp_enrol(
+    core: &Core,
+    auth: &Authenticated,
+    password: Option<SecretString>,
+    now: Timestamp,
+) -> Result<TotpEnrolment, MfaError> {
+    let user = auth.user().clone();
+    let id = user.id;
+    let existing = core.store.run(move |c| Ok(mfa::totp_of(c, id)?)).await?;
+    if existing.is_some_and(|t| t.is_confirmed()) {
+        return Err(MfaError::AlreadyEnabled);
+    }
+    reauthenticate(core, auth, password, now).await?;
+    let mut secret = [0u8; 20];
+    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut secret);
+    let totp = totp(core, &secret, &user.email)?;
+    let sealed = core
+        .sealer
+        .seal(&secret)
+        .ok_or_else(|| Fault::internal("cannot seal the TOTP secret"))?;
+    let sid = auth.session_id().map(str::to_owned);
+    let started = core
+        .store
+        .run(move |c| {
+            Ok(mfa::start_totp(
+                c,
+                id,
+                &sealed,
+                sid.as_deref(),
+                now.millis(),
+            )?)
+        })
+        .await?;
+    if !started {
+        return Err(MfaError::AlreadyEnabled);
+    }
+    let otpauth_uri = totp.to_url().map_err(Fault::internal)?;
+    tracing::info!(user_id = %id, "TOTP enrolment started");
+    Ok(TotpEnrolment {
+        secret: Secret::new(secret.to_vec().into_boxed_slice()).to_base32(),
+        qr_svg: qr_svg(&otpauth_uri)?,
+        otpauth_uri,
+    })
+}
+
+/// The password again, or, without one, a recent sign-in.
+async fn reauthenticate(
+    core: &Core,
+    auth: &Authenticated,
+    password: Option<SecretString>,
+    now: Timestamp,
+) -> Result<(), MfaError> {
+    let stored = &auth.stored;
+    let has_password = stored.hashed_password.starts_with('$');
+    if has_password {
+        let Some(password) = password else {
+            return Err(MfaError::BadPassword);
+        };
+        let key = users_domain::email::email_key(&stored.user.email);
+        throttle::check_login_lock(core, &key, now).await?;
+        let verification = core
+            .hasher
+            .verify(password, Some(stored.hashed_password.clone()))
+            .await
+            .map_err(Fault::from)?;
+        if !matches!(verification, Verification::Valid { .. }) {
+            throttle::record_login_failure(core, &key, now).await?;
+            return Err(MfaError::BadPassword);
+        }
+        return Ok(());
+    }
+    let Some(sid) = auth.session_id().map(str::to_owned) else {
+        return Err(MfaError::RecentSignInRequired);
+    };
+    let session = core
+        .store
+        .run(move |c| Ok(users_db::sessions::find(c, &sid)?))
+        .await?;
+    match session {
+        Some(s) if now.millis() - s.created_at <= RECENT_SIGN_IN_SECS * 1000 => Ok(()),
+        _ => Err(MfaError::RecentSignInRequired),
+    }
+}
+
+fn new_recovery_codes(core: &Core) -> (Vec<String>, Vec<String>) {
+    // 12 characters of a 32-letter alphabet without look-alikes: 60 bits each
+    const ALPHABET: &[u8] = b"abcdefghjkmnpqrstuvwxyz23456789";
+    let mut codes = Vec::with_capacity(RECOVERY_CODES);
+    for _ in 0..RECOVERY_CODES {
+        let mut bytes = [0u8; 12];
+        rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut bytes);
+        let letters: String = bytes
+            .iter()
+            .map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char)
+            .collect();
+        codes.push(format!(
+            "{}-{}-{}",
+            &letters[0..4],
+            &letters[4..8],
+            &letters[8..12]
+        ));
+    }
+    let hashes = codes.iter().map(|c| core.sealer.code_hash(c)).collect();
+    (codes, hashes)
+}
+
+/// `POST /auth/mfa/totp/confirm`: the first code confirms the enrolment of this very
+/// session; ten recovery codes come back (shown once, stored hashed); this session
+/// becomes `aal` 2 and the user's other sessions end.
+pub async fn totp_confirm(
+    core: &Core,
+    auth: &Authenticated,
+    code: &str,
+    now: Timestamp,
+) -> Result<Vec<String>, MfaError> {
+    let user = auth.user().clone();
+    let id = user.id;
+    let pending = core
+        .store
+        .run(move |c| Ok(mfa::totp_of(c, id)?))
+        .await?
+        .filter(|t| !t.is_confirmed())
+        .filter(|t| {
+            t.pending_session_id.as_deref() == auth.session_id() && auth.session_id().is_some()
+        })
+        .ok_or(MfaError::NotPending)?;
+    let secret = core.sealer.open(&pending.secret_sealed).ok_or_else(|| {
+        Fault::internal("the TOTP secret does not open (was JWT_SECRET changed?)")
+    })?;
+    let step =
+        matching_step(&totp(core, &secret, &user.email)?, code, now).ok_or(MfaError::BadCode)?;
+    let (codes, hashes) = new_recovery_codes(core);
+    let confirmation = TotpConfirmation {
+        session_id: auth.session_id().map(str::to_owned),
+        step,
+        recovery_code_hashes: hashes,
+        end_others: EndSessions {
+            user_id: id,
+            except: auth.session_id().map(str::to_owned),
+            now_ms: now.millis(),
+            reason: "mfa_enabled",
+        },
+        now_ms: now.millis(),
+    };
+    let confirmed = core
+        .store
+        .run(move |c| Ok(mfa::confirm_totp(c, id, &confirmation, &Effects::none())?))
+        .await?;
+    if !confirmed {
+        return Err(MfaError::NotPending);
+    }
+    Counters::inc(&core.counters.mfa_enabled);
+    tracing::info!(user_id = %id, "TOTP enabled; other sessions ended");
+    Ok(codes)
+}
+
+/// A TOTP code or a recovery code of the user, used up if it is valid.
+async fn use_code(core: &Core, user: &User, code: &str, now: Timestamp) -> Result<bool, Fault> {
+    let id = user.id;
+    if let Some(totp_row) = core
+        .store
+        .run(move |c| Ok(mfa::totp_of(c, id)?))
+        .await?
+        .filter(|t| t.is_confirmed())
+    {
+        let secret = core.sealer.open(&totp_row.secret_sealed).ok_or_else(|| {
+            Fault::internal("the TOTP secret does not open (was JWT_SECRET changed?)")
+        })?;
+        if let Some(step) = matching_step(&totp(core, &secret, &user.email)?, code, now) {
+            return Ok(core
+                .store
+                .run(move |c| Ok(mfa::use_totp_step(c, id, step)?))
+                .await?);
+        }
+    }
+    use_recovery_code(core, user, code, now).await
+}
+
+async fn use_recovery_code(
+    core: &Core,
+    user: &User,
+    code: &str,
+    now: Timestamp,
+) -> Result<bool, Fault> {
+    let id = user.id;
+    let hash = core.sealer.code_hash(code);
+    let left = core
+        .store
+        .run(move |c| Ok(mfa::recovery_codes_left(c, id)?))
+        .await?;
+    let mail = users_mail::Email::recovery_code_used(&core.config.app_name, &user.email, left - 1);
+    let effects = OutboxItem::Email { email: mail }.effects(now)?;
+    let used = core
+        .store
+        .run(move |c| {
+            Ok(mfa::use_recovery_code(
+                c,
+                id,
+                &hash,
+                now.millis(),
+                &effects,
+            )?)
+        })
+        .await?;
+    if used {
+        Counters::inc(&core.counters.mails_queued);
+        core.outbox.wake();
+        tracing::info!(user_id = %id, "a recovery code was used");
+    }
+    Ok(used)
+}
+
+/// `DELETE /auth/mfa/totp`: with a valid code, TOTP and the recovery codes go.
+pub async fn totp_disable(
+    core: &Core,
+    auth: &Authenticated,
+    code: &str,
+    now: Timestamp,
+) -> Result<(), MfaError> {
+    let user = auth.user();
+    if !use_code(core, user, code, now).await? {
+        Counters::inc(&core.counters.mfa_failures);
+        return Err(MfaError::BadCode);
+    }
+    let id = user.id;
+    let disabled = core
+        .store
+        .run(move |c| Ok(mfa::disable_totp(c, id, &Effects::none())?))
+        .await?;
+    if !disabled {
+        return Err(MfaError::BadCode);
+    }
+    tracing::info!(user_id = %id, "TOTP disabled");
+    Ok(())
+}
+
+/// `POST /auth/mfa/recovery-codes`: with a valid code, a new set; the old set dies.
+pub async fn regenerate_recovery_codes(
+    core: &Core,
+    auth: &Authenticated,
+    code: &str,
+    now: Timestamp,
+) -> Result<Vec<String>, MfaError> {
+    let user = auth.user();
+    if !use_code(core, user, code, now).await? {
+        Counters::inc(&core.counters.mfa_failures);
+        return Err(MfaError::BadCode);
+    }
+    let (codes, hashes) = new_recovery_codes(core);
+    let id = user.id;
+    core.store
+        .run(move |c| {
+            Ok(mfa::replace_recovery_codes(
+                c,
+                id,
+                &hashes,
+                now.millis(),
+                &Effects::none(),
+            )?)
+        })
+        .await?;
+    tracing::info!(user_id = %id, "recovery codes replaced");
+    Ok(codes)
+}
+
+/// `GET /auth/mfa`.
+pub async fn factors(core: &Core, user: UserId) -> Result<Factors, Fault> {
+    Ok(core
+        .store
+        .run(move |c| Ok(mfa::factors_of(c, user)?))
+        .await?)
+}
+
+/// `DELETE /users/{id}/mfa` (superusers, for a user who lost every factor): removes
+/// TOTP, recovery codes and passkeys, and ends the user's sessions.
+pub async fn reset(core: &Core, user: UserId, by: UserId, now: Timestamp) -> Result<(), MfaError> {
+    let end = EndSessions {
+        user_id: user,
+        except: None,
+        now_ms: now.millis(),
+        reason: "mfa_reset",
+    };
+    let done = core
+        .store
+        .run(move |c| Ok(mfa::reset(c, &end, &Effects::none())?))
+        .await?;
+    if !done {
+        return Err(MfaError::NotFound);
+    }
+    tracing::warn!(user_id = %user, by = %by, "every second factor removed by a superuser");
+    Ok(())
+}
+
+/// What finishes a sign-in's second step.
+pub enum Proof {
+    Totp(String),
+    RecoveryCode(String),
+    /// A passkey assertion for the ceremony `challenge_id`.
+    Passkey {
+        challenge_id: String,
+        credential: serde_json::Value,
+    },
+}
+
+/// `POST /auth/mfa/verify`: finishes a sign-in with its second factor, and answers what
+/// the first step would have (the session, `aal` 2). A bad code counts toward the
+/// account's lockout, and five spend the mfa_token.
+pub async fn verify(
+    core: &Core,
+    mfa_token: &str,
+    proof: Proof,
+    now: Timestamp,
+) -> Result<(SessionGrant, Transport), MfaError> {
+    let id = token_hash(mfa_token);
+    let lookup = id.clone();
+    let challenge = core
+        .store
+        .run(move |c| Ok(mfa::find_challenge(c, &lookup, now.millis())?))
+        .await?
+        .ok_or(MfaError::TokenInvalid)?;
+    let user_id = UserId::parse_str(&challenge.user_id).map_err(|_| MfaError::TokenInvalid)?;
+    let stored = user_of(core, user_id)
+        .await?
+        .filter(|u| u.user.is_active)
+        .ok_or(MfaError::TokenInvalid)?;
+    let key = users_domain::email::email_key(&stored.user.email);
+    throttle::check_login_lock(core, &key, now).await?;
+    let ok = match proof {
+        Proof::Totp(code) => use_code_totp_only(core, &stored.user, &code, now).await?,
+        Proof::RecoveryCode(code) => use_recovery_code(core, &stored.user, &code, now).await?,
+        Proof::Passkey {
+            challenge_id,
+            credential,
+        } => {
+            crate::flows::passkeys::finish_second_step(
+                core,
+                &challenge_id,
+                &credential,
+                &id,
+                user_id,
+                now,
+            )
+            .await?
+        }
+    };
+    if !ok {
+        Counters::inc(&core.counters.mfa_failures);
+        throttle::record_login_failure(core, &key, now).await?;
+        let lookup = id.clone();
+        core.store
+            .run(move |c| Ok(mfa::fail_challenge(c, &lookup, MFA_TOKEN_MAX_FAILURES)?))
+            .await?;
+        return Err(MfaError::BadCode);
+    }
+    let spent = core
+        .store
+        .run(move |c| Ok(mfa::spend_challenge(c, &id)?))
+        .await?;
+    if !spent {
+        return Err(MfaError::TokenInvalid);
+    }
+    let method = SignInMethod {
+        name: challenge.method.clone(),
+        aal: 2,
+    };
+    let client = ClientInfo {
+        ip: challenge.ip.clone(),
+        user_agent: challenge.user_agent.clone(),
+    };
+    let grant = session::start(
+        core,
+        stored.user,
+        method,
+        &client,
+        challenge.offline_access,
+        now,
+    )
+    .await?;
+    Counters::inc(&core.counters.mfa_successes);
+    tracing::info!(user_id = %user_id, session_id = %grant.session_id, "second factor accepted");
+    Ok((grant, Transport::parse(&challenge.transport)))
+}
+
+/// A TOTP code only (the `code` of the second step).
+async fn use_code_totp_only(
+    core: &Core,
+    user: &User,
+    code: &str,
+    now: Timestamp,
+) -> Result<bool, Fault> {
+    let id = user.id;
+    let Some(totp_row) = core
+        .store
+        .run(move |c| Ok(mfa::totp_of(c, id)?))
+        .await?
+        .filter(|t| t.is_confirmed())
+    else {
+        return Ok(false);
+    };
+    let secret = core.sealer.open(&totp_row.secret_sealed).ok_or_else(|| {
+        Fault::internal("the TOTP secret does not open (was JWT_SECRET changed?)")
+    })?;
+    match matching_step(&totp(core, &secret, &user.email)?, code, now) {
+        Some(step) => Ok(core
+            .store
+            .run(move |c| Ok(mfa::use_totp_step(c, id, step)?))
+            .await?),
+        None => Ok(false),
+    }
+}
+
+/// The mfa_token's challenge, for a passkey second step (its ceremony options).
+pub(crate) async fn live_challenge(
+    core: &Core,
+    mfa_token: &str,
+    now: Timestamp,
+) -> Result<MfaChallenge, MfaError> {
+    let id = token_hash(mfa_token);
+    core.store
+        .run(move |c| Ok(mfa::find_challenge(c, &id, now.millis())?))
+        .await?
+        .ok_or(MfaError::TokenInvalid)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    /// RFC 6238 Appendix B, SHA-1 (the 8-digit codes' last six digits).
+    #[test]
+    fn totp_codes_are_rfc_6238() {
+        let totp = Builder::new()
+            .with_algorithm(Algorithm::SHA1)
+            .with_digits(8)
+            .with_secret(Secret::new(
+                b"12345678901234567890".to_vec().into_boxed_slice(),
+            ))
+            .with_step_duration(30)
+            .build()
+            .unwrap();
+        for (time, code) in [
+            (59u64, "94287082"),
+            (1_111_111_109, "07081804"),
+            (1_111_111_111, "14050471"),
+            (1_234_567_890, "89005924"),
+            (2_000_000_000, "69279037"),
+        ] {
+            assert_eq!(totp.generate(time).to_string(), code, "{time}");
+        }
+    }
+}

@@ -1,0 +1,114 @@
+//! A second factor (CONTRACT.md §9): TOTP with recovery codes, the second step of
+//! sign-in, and the superuser's reset.
+
+use actix_web::http::header;
+use actix_web::{web, HttpResponse};
+use users_core::flows::mfa;
+
+use crate::auth::CurrentUser;
+use crate::bodies::{
+    CodeRequest, MfaStatus, MfaVerify, RecoveryCodes, TotpEnrolRequest, TotpEnrolment,
+};
+use crate::error::ApiError;
+use crate::extract::ValidatedJson;
+use crate::routes::auth::signed_in;
+use crate::routes::users::TargetUser;
+use crate::state::AppState;
+
+fn no_store(mut resp: actix_web::HttpResponseBuilder) -> actix_web::HttpResponseBuilder {
+    resp.insert_header((header::CACHE_CONTROL, "no-store"));
+    resp
+}
+
+/// `POST /auth/mfa/totp` {password}: a new TOTP secret, pending until confirmed.
+#[utoipa::path(post, path = "/auth/mfa/totp", tag = "mfa", security(("bearer" = [])), request_body = TotpEnrolRequest, responses((status = 200, description = "The secret, its otpauth URI and QR code; pending until confirmed from this session", body = TotpEnrolment), (status = 400, description = "MFA_ALREADY_ENABLED, MFA_BAD_PASSWORD, or MFA_RECENT_SIGN_IN_REQUIRED (no password, and the session is older than 10 minutes)", body = crate::error::ErrorDetail), (status = 401, description = "Not signed in", body = crate::error::ErrorDetail), (status = 422, description = "Malformed input", body = crate::error::ValidationError), (status = 429, description = "Too many failed password checks", body = crate::error::ErrorDetail)))]
+#[tracing::instrument(name = "totp_enrol", skip_all)]
+pub async fn totp_enrol(
+    state: web::Data<AppState>,
+    user: CurrentUser,
+    ValidatedJson(body): ValidatedJson<TotpEnrolRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let e = mfa::totp_enrol(&state.core, &user, body.password, state.now()).await?;
+    Ok(no_store(HttpResponse::Ok()).json(TotpEnrolment {
+        secret: e.secret,
+        otpauth_uri: e.otpauth_uri,
+        qr_svg: e.qr_svg,
+    }))
+}
+
+/// `POST /auth/mfa/totp/confirm` {code}: ten recovery codes, shown once.
+#[utoipa::path(post, path = "/auth/mfa/totp/confirm", tag = "mfa", security(("bearer" = [])), request_body = CodeRequest, responses((status = 200, description = "TOTP is on; this session is aal 2 and the user's other sessions ended", body = RecoveryCodes), (status = 400, description = "MFA_BAD_CODE or MFA_NOT_PENDING", body = crate::error::ErrorDetail), (status = 401, description = "Not signed in", body = crate::error::ErrorDetail), (status = 422, description = "Malformed input", body = crate::error::ValidationError)))]
+#[tracing::instrument(name = "totp_confirm", skip_all)]
+pub async fn totp_confirm(
+    state: web::Data<AppState>,
+    user: CurrentUser,
+    ValidatedJson(body): ValidatedJson<CodeRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let recovery_codes = mfa::totp_confirm(&state.core, &user, &body.code, state.now()).await?;
+    Ok(no_store(HttpResponse::Ok()).json(RecoveryCodes { recovery_codes }))
+}
+
+/// `DELETE /auth/mfa/totp` {code}: TOTP and the recovery codes go.
+#[utoipa::path(delete, path = "/auth/mfa/totp", tag = "mfa", security(("bearer" = [])), request_body = CodeRequest, responses((status = 204, description = "TOTP and the recovery codes removed"), (status = 400, description = "MFA_BAD_CODE", body = crate::error::ErrorDetail), (status = 401, description = "Not signed in", body = crate::error::ErrorDetail), (status = 422, description = "Malformed input", body = crate::error::ValidationError)))]
+#[tracing::instrument(name = "totp_disable", skip_all)]
+pub async fn totp_disable(
+    state: web::Data<AppState>,
+    user: CurrentUser,
+    ValidatedJson(body): ValidatedJson<CodeRequest>,
+) -> Result<HttpResponse, ApiError> {
+    mfa::totp_disable(&state.core, &user, &body.code, state.now()).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// `POST /auth/mfa/recovery-codes` {code}: a new set; the old set dies.
+#[utoipa::path(post, path = "/auth/mfa/recovery-codes", tag = "mfa", security(("bearer" = [])), request_body = CodeRequest, responses((status = 200, description = "A new set of ten, shown once", body = RecoveryCodes), (status = 400, description = "MFA_BAD_CODE", body = crate::error::ErrorDetail), (status = 401, description = "Not signed in", body = crate::error::ErrorDetail), (status = 422, description = "Malformed input", body = crate::error::ValidationError)))]
+#[tracing::instrument(name = "recovery_codes", skip_all)]
+pub async fn recovery_codes(
+    state: web::Data<AppState>,
+    user: CurrentUser,
+    ValidatedJson(body): ValidatedJson<CodeRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let recovery_codes =
+        mfa::regenerate_recovery_codes(&state.core, &user, &body.code, state.now()).await?;
+    Ok(no_store(HttpResponse::Ok()).json(RecoveryCodes { recovery_codes }))
+}
+
+/// `GET /auth/mfa`.
+#[utoipa::path(get, path = "/auth/mfa", tag = "mfa", security(("bearer" = [])), responses((status = 200, description = "The user's factors", body = MfaStatus), (status = 401, description = "Not signed in", body = crate::error::ErrorDetail)))]
+pub async fn status(
+    state: web::Data<AppState>,
+    user: CurrentUser,
+) -> Result<HttpResponse, ApiError> {
+    let f = mfa::factors(&state.core, user.user().id).await?;
+    Ok(HttpResponse::Ok().json(MfaStatus {
+        totp: f.totp,
+        passkeys: f.passkeys,
+        recovery_codes_left: f.recovery_codes_left,
+    }))
+}
+
+/// `POST /auth/mfa/verify`: the second step of a sign-in; answers what the first step
+/// would have.
+#[utoipa::path(post, path = "/auth/mfa/verify", tag = "mfa", request_body = MfaVerify, responses((status = 200, description = "Signed in (aal 2): the Token, with a refresh token when offline_access was asked", body = crate::bodies::RefreshableToken), (status = 204, description = "Signed in through /auth/cookie/login: the cookie is set"), (status = 400, description = "MFA_BAD_CODE (counts toward the lockout; five spend the mfa_token) or MFA_TOKEN_INVALID", body = crate::error::ErrorDetail), (status = 422, description = "Malformed input", body = crate::error::ValidationError), (status = 429, description = "The account is locked for a while", body = crate::error::ErrorDetail)))]
+#[tracing::instrument(name = "mfa_verify", skip_all)]
+pub async fn verify(
+    state: web::Data<AppState>,
+    ValidatedJson(body): ValidatedJson<MfaVerify>,
+) -> Result<HttpResponse, ApiError> {
+    let mfa_token = body.mfa_token.clone();
+    let (grant, transport) =
+        mfa::verify(&state.core, &mfa_token, body.proof(), state.now()).await?;
+    Ok(signed_in(&state, grant, transport))
+}
+
+/// `DELETE /users/{id}/mfa` (superusers): for a user who lost every factor.
+#[utoipa::path(delete, path = "/users/{id}/mfa", tag = "mfa", security(("bearer" = [])), params(("id" = String, Path, description = "The user's id (a UUID)")), responses((status = 204, description = "TOTP, recovery codes and passkeys removed; the user's sessions ended"), (status = 401, description = "Not signed in", body = crate::error::ErrorDetail), (status = 403, description = "Not a superuser", body = crate::error::ErrorDetail), (status = 404, description = "Unknown or malformed id", body = crate::error::ErrorDetail)))]
+#[tracing::instrument(name = "mfa_reset", skip_all)]
+pub async fn reset(
+    state: web::Data<AppState>,
+    admin: CurrentUser,
+    target: TargetUser,
+) -> Result<HttpResponse, ApiError> {
+    mfa::reset(&state.core, target.0.user.id, admin.user().id, state.now()).await?;
+    Ok(HttpResponse::NoContent().finish())
+}

@@ -1,0 +1,97 @@
+//! Passkeys (CONTRACT.md §9): registering and removing them, and signing in with one.
+
+use actix_web::{web, HttpResponse};
+use users_core::flows::mfa::Transport;
+use users_core::flows::passkeys;
+
+use crate::auth::CurrentUser;
+use crate::bodies::{
+    CeremonyOptions, PasskeyLogin, PasskeyLoginOptions, PasskeyRead, PasskeyRegister,
+};
+use crate::client_ip::Client;
+use crate::error::ApiError;
+use crate::extract::ValidatedJson;
+use crate::routes::auth::signed_in;
+use crate::state::AppState;
+
+/// `POST /auth/passkeys/register/options`.
+#[utoipa::path(post, path = "/auth/passkeys/register/options", tag = "passkeys", security(("bearer" = [])), responses((status = 200, description = "A registration ceremony (discoverable credential, user verification); five minutes, single use", body = CeremonyOptions), (status = 401, description = "Not signed in", body = crate::error::ErrorDetail), (status = 503, description = "PASSKEYS_NOT_CONFIGURED", body = crate::error::ErrorDetail)))]
+pub async fn register_options(
+    state: web::Data<AppState>,
+    user: CurrentUser,
+) -> Result<HttpResponse, ApiError> {
+    let options = passkeys::register_options(&state.core, user.user(), state.now()).await?;
+    Ok(HttpResponse::Ok().json(CeremonyOptions::from(options)))
+}
+
+/// `POST /auth/passkeys/register` {challenge_id, name, credential}: 201.
+#[utoipa::path(post, path = "/auth/passkeys/register", tag = "passkeys", security(("bearer" = [])), request_body = PasskeyRegister, responses((status = 201, description = "Registered", body = PasskeyRead), (status = 400, description = "PASSKEY_INVALID (bad attestation, wrong origin or RP, spent, expired or foreign challenge)", body = crate::error::ErrorDetail), (status = 401, description = "Not signed in", body = crate::error::ErrorDetail), (status = 422, description = "Malformed input", body = crate::error::ValidationError), (status = 503, description = "PASSKEYS_NOT_CONFIGURED", body = crate::error::ErrorDetail)))]
+#[tracing::instrument(name = "passkey_register", skip_all)]
+pub async fn register(
+    state: web::Data<AppState>,
+    user: CurrentUser,
+    ValidatedJson(body): ValidatedJson<PasskeyRegister>,
+) -> Result<HttpResponse, ApiError> {
+    let passkey = passkeys::register(
+        &state.core,
+        user.user(),
+        &body.challenge_id,
+        body.name.as_deref(),
+        &body.credential,
+        state.now(),
+    )
+    .await?;
+    Ok(HttpResponse::Created().json(PasskeyRead::from(passkey)))
+}
+
+/// `GET /auth/passkeys`.
+#[utoipa::path(get, path = "/auth/passkeys", tag = "passkeys", security(("bearer" = [])), responses((status = 200, description = "The user's passkeys", body = [PasskeyRead]), (status = 401, description = "Not signed in", body = crate::error::ErrorDetail), (status = 503, description = "PASSKEYS_NOT_CONFIGURED", body = crate::error::ErrorDetail)))]
+pub async fn list(state: web::Data<AppState>, user: CurrentUser) -> Result<HttpResponse, ApiError> {
+    let list = passkeys::list(&state.core, user.user().id).await?;
+    Ok(HttpResponse::Ok().json(list.into_iter().map(PasskeyRead::from).collect::<Vec<_>>()))
+}
+
+/// `DELETE /auth/passkeys/{id}`: 204; 404.
+#[utoipa::path(delete, path = "/auth/passkeys/{id}", tag = "passkeys", security(("bearer" = [])), params(("id" = String, Path, description = "The passkey's id")), responses((status = 204, description = "Removed"), (status = 401, description = "Not signed in", body = crate::error::ErrorDetail), (status = 404, description = "No passkey of the user has this id", body = crate::error::ErrorDetail), (status = 503, description = "PASSKEYS_NOT_CONFIGURED", body = crate::error::ErrorDetail)))]
+#[tracing::instrument(name = "passkey_remove", skip_all)]
+pub async fn remove(
+    state: web::Data<AppState>,
+    user: CurrentUser,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    passkeys::remove(&state.core, user.user().id, &id).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// `POST /auth/passkeys/login/options` {} or {mfa_token}.
+#[utoipa::path(post, path = "/auth/passkeys/login/options", tag = "passkeys", request_body = PasskeyLoginOptions, responses((status = 200, description = "A sign-in ceremony: any discoverable passkey, or (with mfa_token) the user's passkeys as the second step", body = CeremonyOptions), (status = 400, description = "MFA_TOKEN_INVALID; PASSKEY_INVALID when the user has no passkey", body = crate::error::ErrorDetail), (status = 422, description = "Malformed input", body = crate::error::ValidationError), (status = 503, description = "PASSKEYS_NOT_CONFIGURED", body = crate::error::ErrorDetail)))]
+pub async fn login_options(
+    state: web::Data<AppState>,
+    ValidatedJson(body): ValidatedJson<PasskeyLoginOptions>,
+) -> Result<HttpResponse, ApiError> {
+    let options =
+        passkeys::login_options(&state.core, body.mfa_token.as_deref(), state.now()).await?;
+    Ok(HttpResponse::Ok().json(CeremonyOptions::from(options)))
+}
+
+/// `POST /auth/passkeys/login` {challenge_id, credential, scope?}: a passwordless
+/// sign-in (both factors: aal 2).
+#[utoipa::path(post, path = "/auth/passkeys/login", tag = "passkeys", request_body = PasskeyLogin, responses((status = 200, description = "Signed in: the Token (a refresh token too with scope=offline_access)", body = crate::bodies::BearerToken), (status = 400, description = "PASSKEY_INVALID", body = crate::error::ErrorDetail), (status = 422, description = "Malformed input", body = crate::error::ValidationError), (status = 503, description = "PASSKEYS_NOT_CONFIGURED", body = crate::error::ErrorDetail)))]
+#[tracing::instrument(name = "passkey_login", skip_all)]
+pub async fn login(
+    state: web::Data<AppState>,
+    client: Client,
+    ValidatedJson(body): ValidatedJson<PasskeyLogin>,
+) -> Result<HttpResponse, ApiError> {
+    let offline_access = body.offline_access();
+    let grant = passkeys::login(
+        &state.core,
+        &body.challenge_id,
+        &body.credential,
+        client.0,
+        offline_access,
+        state.now(),
+    )
+    .await?;
+    Ok(signed_in(&state, grant, Transport::Bearer))
+}
