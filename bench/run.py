@@ -264,22 +264,29 @@ def build(skip: bool) -> dict:
     return bins
 
 
-def build_baseline(rev: str, tmp: Path, skip: bool) -> dict:
-    """The release users-server of git revision `rev`, for the @base systems. Checked out in a
-    temporary git worktree (the repository's working tree and index are not touched; the
-    worktree is removed after the build) and built into its own target directory,
-    <target>/bench-baseline/<commit>, which is kept: a commit's tree never changes, so a
-    later run with the same commit reuses its binary without building."""
+def resolve_baseline(rev: str) -> dict:
+    """The commit of git revision `rev` (resolved once, at the start: HEAD may move while
+    the run builds) and where its users-server is built: <target>/bench-baseline/<commit>."""
     p = run_cmd(["git", "-C", str(ROOT), "rev-parse", "--verify", "--end-of-options",
                  f"{rev}^{{commit}}"], check=False)
     if p.returncode != 0:
         raise BenchError(f"--baseline {rev!r} is not a commit: {p.stderr.strip()}")
     commit = p.stdout.strip()
     target = cargo_target_dir() / "bench-baseline" / commit[:12]
-    binary = target / "release" / "users-server"
-    info = {"rev": rev, "commit": commit,
+    return {"rev": rev, "commit": commit,
             "subject": tool_version(["git", "-C", str(ROOT), "log", "-1", "--format=%s", commit]),
-            "target_dir": str(target), "binary": str(binary), "build_s": 0.0, "reused": True}
+            "target_dir": str(target), "binary": str(target / "release" / "users-server"),
+            "build_s": 0.0, "reused": True}
+
+
+def build_baseline(info: dict, tmp: Path, skip: bool) -> dict:
+    """The release users-server of the baseline commit (resolve_baseline), for the @base
+    systems. Checked out in a temporary git worktree (the repository's working tree and
+    index are not touched; the worktree is removed after the build) and built into its own
+    target directory, which is kept: a commit's tree never changes, so a later run with the
+    same commit reuses its binary without building."""
+    rev, commit = info["rev"], info["commit"]
+    target, binary = Path(info["target_dir"]), Path(info["binary"])
     if binary.exists():
         log(f"baseline {rev} = {commit[:12]}: reusing {binary}")
         return info
@@ -929,8 +936,9 @@ class Bench:
                 self.results["skipped"].append(f"{name}: PostgreSQL not reachable at {self.pg_admin}")
                 log(f"skipping {name}: PostgreSQL is not reachable")
             return
-        log(f"=== {' + '.join(names)}"
-            f"{f' ({self.rounds} rounds a cell, in turn)' if self.rounds > 1 else ''} ===")
+        rounds = (f" ({self.rounds} rounds a cell{', in turn' if len(names) > 1 else ''})"
+                  if self.rounds > 1 else "")
+        log(f"=== {' + '.join(names)}{rounds} ===")
         live = {}
         try:
             for name in names:
@@ -1068,6 +1076,9 @@ class Bench:
             "dirty": bool(tool_version(["git", "-C", str(ROOT), "status", "--porcelain",
                                         "--untracked-files=no"])),
         }
+        with_baseline = any(self.selected(n) for n, s in SYSTEMS.items() if s.get("baseline_of"))
+        if with_baseline:
+            meta["baseline"] = resolve_baseline(a.baseline)
         wrk = ensure_wrk()
         meta["tools"] = {"wrk": tool_version([wrk, "-v"]),
                          "rustc": tool_version(["rustc", "--version"]),
@@ -1079,8 +1090,8 @@ class Bench:
             self.peer_py = ensure_venv()
             meta["peer_versions"] = peer_versions(self.peer_py)
         self.bins = build(a.no_build)
-        if any(self.selected(n) for n, s in SYSTEMS.items() if s.get("baseline_of")):
-            meta["baseline"] = build_baseline(a.baseline, self.tmp, a.no_build)
+        if with_baseline:
+            build_baseline(meta["baseline"], self.tmp, a.no_build)
         needs_pg = any(self.selected(n) for n, s in SYSTEMS.items() if s["backend"] == "postgres") \
             or self.selected("scaling-postgres")
         self.pg_ok = needs_pg and self.pg_available()
@@ -1621,14 +1632,18 @@ def main() -> int:
         for s in args.scenarios.split(","):
             if s.strip() not in SCENARIOS and s.strip() != TIMING:
                 ap.error(f"--scenarios: unknown {s!r}")
+    bench = Bench(args)
     try:
-        Bench(args).run()
+        bench.run()
     except BenchError as e:
         log(f"error: {e}")
         return 1
     except KeyboardInterrupt:
         log("interrupted")
         return 130
+    finally:
+        if not args.keep_temp:  # also when it failed before measuring (build, --baseline)
+            shutil.rmtree(bench.tmp, ignore_errors=True)
     return 0
 
 

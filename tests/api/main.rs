@@ -3,9 +3,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod authenticator;
 mod helpers;
 mod oidc_provider;
 mod smtp_sink;
+mod totp;
 
 mod admin;
 mod browser;
@@ -16,7 +18,9 @@ mod google;
 mod limits;
 mod login;
 mod mail;
+mod mfa;
 mod ops;
+mod passkeys;
 mod processes;
 mod register;
 mod sessions;
