@@ -57,7 +57,7 @@ impl AuthenticatorBackendHashedClientData for Passkeys {
                 .filter(|r| r.0 == options.rp_id)
                 .map(|r| AllowCredentials {
                     type_: "public-key".to_owned(),
-                    id: r.1.clone().into(),
+                    id: r.1.clone(),
                     transports: None,
                 })
                 .collect();
@@ -70,7 +70,7 @@ impl AuthenticatorBackendHashedClientData for Passkeys {
             .iter()
             .find(|r| r.1 == asserted.raw_id.to_vec())
         {
-            asserted.response.user_handle = Some(r.2.clone().into());
+            asserted.response.user_handle = Some(r.2.clone());
         }
         Ok(asserted)
     }

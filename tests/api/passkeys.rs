@@ -272,7 +272,7 @@ async fn ceremonies_are_single_use_and_bound_to_their_user_and_origin(backend: B
 
     // a registration made on another origin (another RP ID too)
     let opts = options(
-        &app,
+        app,
         "/auth/passkeys/register/options",
         &json!({}),
         Some(&alice),
@@ -290,7 +290,7 @@ async fn ceremonies_are_single_use_and_bound_to_their_user_and_origin(backend: B
     .await;
     // the same RP ID, another port of localhost
     let opts = options(
-        &app,
+        app,
         "/auth/passkeys/register/options",
         &json!({}),
         Some(&alice),
@@ -309,7 +309,7 @@ async fn ceremonies_are_single_use_and_bound_to_their_user_and_origin(backend: B
     // never took), then a replayed sign-in challenge
     let mut device = Authenticator::new(&origin);
     register(app, &alice, &mut device, "Phone").await;
-    let opts = options(&app, "/auth/passkeys/login/options", &json!({}), None).await;
+    let opts = options(app, "/auth/passkeys/login/options", &json!({}), None).await;
     let credential = device.assert(&opts);
     let login = json!({"challenge_id": opts["challenge_id"], "credential": credential});
     assert_eq!(
@@ -337,7 +337,7 @@ async fn ceremonies_are_single_use_and_bound_to_their_user_and_origin(backend: B
             .await,
     )
     .await;
-    let opts = options(&app, "/auth/passkeys/login/options", &json!({}), None).await;
+    let opts = options(app, "/auth/passkeys/login/options", &json!({}), None).await;
     let credential = device.assert(&opts);
     app.clock.advance(Duration::from_secs(301));
     assert_json(
