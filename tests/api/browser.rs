@@ -261,3 +261,280 @@ async fn the_session_cookie_works_in_a_browser() {
     let _ = client.close().await;
     result.expect("browser steps");
 }
+
+/// A ChromeDriver WebAuthn command (fantoccini has none of its own).
+#[derive(Debug)]
+struct WebAuthnCommand {
+    method: http::Method,
+    path: String,
+    body: Option<serde_json::Value>,
+}
+
+impl fantoccini::wd::WebDriverCompatibleCommand for WebAuthnCommand {
+    fn endpoint(
+        &self,
+        base_url: &url::Url,
+        session_id: Option<&str>,
+    ) -> Result<url::Url, url::ParseError> {
+        base_url.join(&format!(
+            "session/{}/{}",
+            session_id.unwrap_or_default(),
+            self.path
+        ))
+    }
+
+    fn method_and_body(&self, _: &url::Url) -> (http::Method, Option<String>) {
+        (
+            self.method.clone(),
+            self.body.as_ref().map(|b| b.to_string()),
+        )
+    }
+}
+
+/// A virtual platform authenticator holding passkeys, with user verification.
+async fn add_virtual_authenticator(
+    client: &fantoccini::Client,
+) -> Result<String, fantoccini::error::CmdError> {
+    let id = client
+        .issue_cmd(WebAuthnCommand {
+            method: http::Method::POST,
+            path: "webauthn/authenticator".into(),
+            body: Some(json!({
+                "protocol": "ctap2",
+                "transport": "internal",
+                "hasResidentKey": true,
+                "hasUserVerification": true,
+                "isUserVerified": true,
+                "automaticPresenceSimulation": true
+            })),
+        })
+        .await?;
+    Ok(id.as_str().unwrap_or_default().to_owned())
+}
+
+async fn shown(
+    client: &fantoccini::Client,
+    id: &str,
+) -> Result<fantoccini::elements::Element, fantoccini::error::CmdError> {
+    client
+        .wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css(&format!("#{id}:not([hidden])")))
+        .await
+}
+
+/// Saves what the browser shows at `width` into target/account-screenshots (copied into
+/// docs/ for the README).
+async fn screenshot(
+    client: &fantoccini::Client,
+    width: u32,
+    name: &str,
+) -> Result<(), fantoccini::error::CmdError> {
+    client.set_window_size(width, 1400).await?;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let png = client.screenshot().await?;
+    let dir = std::path::PathBuf::from(
+        std::env::var("CARGO_TARGET_DIR")
+            .unwrap_or_else(|_| format!("{}/../../target", env!("CARGO_MANIFEST_DIR"))),
+    )
+    .join("account-screenshots");
+    std::fs::create_dir_all(&dir).expect("screenshot folder");
+    std::fs::write(dir.join(format!("{name}-{width}.png")), png).expect("screenshot");
+    Ok(())
+}
+
+/// The account page in Chromium with a virtual authenticator: sign in with a password,
+/// add a passkey, sign out, sign in with the passkey alone; turn on TOTP from the
+/// secret the page shows; sign out and in with password and TOTP.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_account_page_works_with_passkeys_and_totp() {
+    let Some(driver) = start_driver().await else {
+        return;
+    };
+    let port = free_port();
+    let base = format!("http://localhost:{port}");
+    let public = base.clone();
+    let app = spawn_app_with(Backend::Sqlite, |env| {
+        env.insert("BIND_ADDR".into(), format!("127.0.0.1:{port}"));
+        env.insert("PUBLIC_URL".into(), public);
+        env.insert("WEBAUTHN_RP_ID".into(), "localhost".into());
+        env.insert("APP_NAME".into(), "Acme".into());
+    })
+    .await;
+    let email = unique_email();
+    app.create_user(&email).await;
+    let client = browser(&driver).await;
+    let result = async {
+        add_virtual_authenticator(&client).await?;
+        client.set_window_size(1280, 1400).await?;
+        client.goto(&format!("{base}/account")).await?;
+        shown(&client, "signin").await?;
+        screenshot(&client, 360, "sign-in").await?;
+        screenshot(&client, 1280, "sign-in").await?;
+
+        // a password
+        client
+            .find(Locator::Css("#email"))
+            .await?
+            .send_keys(&email)
+            .await?;
+        client
+            .find(Locator::Css("#password"))
+            .await?
+            .send_keys(PASSWORD)
+            .await?;
+        client
+            .find(Locator::Css("#signin-form button[type=submit]"))
+            .await?
+            .click()
+            .await?;
+        shown(&client, "account").await?;
+        assert_eq!(
+            client.find(Locator::Css("#who")).await?.text().await?,
+            email
+        );
+
+        // a passkey, from the virtual authenticator
+        client
+            .find(Locator::Css("#passkey-name"))
+            .await?
+            .send_keys("Chromium")
+            .await?;
+        client
+            .find(Locator::Css("#passkey-add button[type=submit]"))
+            .await?
+            .click()
+            .await?;
+        let first = client
+            .wait()
+            .at_most(Duration::from_secs(10))
+            .for_element(Locator::Css("#passkey-list li"))
+            .await?;
+        assert!(first.text().await?.contains("Chromium"));
+        client
+            .wait()
+            .at_most(Duration::from_secs(10))
+            .for_element(Locator::Css("#session-list li"))
+            .await?;
+        screenshot(&client, 360, "account").await?;
+        screenshot(&client, 1280, "account").await?;
+
+        // sign out, and in with the passkey alone
+        client.find(Locator::Css("#signout")).await?.click().await?;
+        shown(&client, "signin").await?;
+        client
+            .find(Locator::Css("#signin-passkey"))
+            .await?
+            .click()
+            .await?;
+        shown(&client, "account").await?;
+        assert_eq!(
+            client.find(Locator::Css("#who")).await?.text().await?,
+            email
+        );
+
+        // TOTP from the secret the page shows
+        client
+            .find(Locator::Css("#totp-password"))
+            .await?
+            .send_keys(PASSWORD)
+            .await?;
+        client
+            .find(Locator::Css("#totp-start button[type=submit]"))
+            .await?
+            .click()
+            .await?;
+        let secret = client
+            .wait()
+            .at_most(Duration::from_secs(10))
+            .for_element(Locator::Css("#totp-setup:not([hidden]) #totp-secret"))
+            .await?
+            .text()
+            .await?;
+        assert_eq!(secret.len(), 32, "{secret}");
+        assert!(
+            client.find(Locator::Css("#totp-qr svg")).await.is_ok(),
+            "the QR code is drawn"
+        );
+        screenshot(&client, 360, "totp").await?;
+        let now = users_domain::Clock::now(&*app.clock).secs() as u64;
+        client
+            .find(Locator::Css("#totp-confirm-code"))
+            .await?
+            .send_keys(&crate::totp::code(&secret, now))
+            .await?;
+        client
+            .find(Locator::Css("#totp-confirm button[type=submit]"))
+            .await?
+            .click()
+            .await?;
+        shown(&client, "totp-codes").await?;
+        let codes = client.find_all(Locator::Css("#totp-code-list li")).await?;
+        assert_eq!(codes.len(), 10);
+        client
+            .find(Locator::Css("#totp-done"))
+            .await?
+            .click()
+            .await?;
+
+        // sign out; in again with the password and a code
+        client.find(Locator::Css("#signout")).await?.click().await?;
+        shown(&client, "signin").await?;
+        client.find(Locator::Css("#email")).await?.clear().await?;
+        client
+            .find(Locator::Css("#email"))
+            .await?
+            .send_keys(&email)
+            .await?;
+        client
+            .find(Locator::Css("#password"))
+            .await?
+            .send_keys(PASSWORD)
+            .await?;
+        client
+            .find(Locator::Css("#signin-form button[type=submit]"))
+            .await?
+            .click()
+            .await?;
+        shown(&client, "second-step").await?;
+        assert!(client
+            .find(Locator::Css("#mfa-passkey:not([hidden])"))
+            .await
+            .is_ok());
+        screenshot(&client, 360, "second-step").await?;
+        app.clock.advance(Duration::from_secs(30));
+        let now = users_domain::Clock::now(&*app.clock).secs() as u64;
+        client
+            .find(Locator::Css("#mfa-code"))
+            .await?
+            .send_keys(&crate::totp::code(&secret, now))
+            .await?;
+        client
+            .find(Locator::Css("#mfa-totp button[type=submit]"))
+            .await?
+            .click()
+            .await?;
+        shown(&client, "account").await?;
+        assert_eq!(
+            client.find(Locator::Css("#who")).await?.text().await?,
+            email
+        );
+        let state = client
+            .wait()
+            .at_most(Duration::from_secs(10))
+            .for_element(Locator::Css("#totp-on:not([hidden])"))
+            .await;
+        assert!(state.is_ok(), "TOTP shows as on");
+        Ok::<_, fantoccini::error::CmdError>(())
+    }
+    .await;
+    let _ = client.close().await;
+    result.expect("browser steps");
+    // what the browser did, seen from the API
+    let token = {
+        let r = app.login(&email, PASSWORD).await;
+        assert_eq!(r.status(), 400, "two steps now");
+        r
+    };
+    drop(token);
+}

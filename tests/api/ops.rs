@@ -223,10 +223,66 @@ async fn cors_only_for_allowed_origins(backend: Backend) {
     assert!(resp.headers().get("access-control-allow-origin").is_none());
 }
 
+/// The account page runs only its own script and style, allowed by their hashes, and
+/// loads nothing from anywhere else.
+async fn the_account_page_is_self_contained(backend: Backend) {
+    use base64::Engine;
+    use sha2::Digest;
+    let app = spawn_app(backend).await;
+    let r = app.get("/account", None).await;
+    assert_eq!(r.status(), 200);
+    let csp = r.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(r.headers()["cache-control"], "no-store");
+    assert_eq!(r.headers()["x-frame-options"], "DENY");
+    let html = r.text().await.unwrap();
+    let inline = |open: &str, close: &str| {
+        let start = html.find(open).unwrap() + open.len();
+        let end = start + html[start..].find(close).unwrap();
+        let digest = sha2::Sha256::digest(&html.as_bytes()[start..end]);
+        format!(
+            "'sha256-{}'",
+            base64::engine::general_purpose::STANDARD.encode(digest)
+        )
+    };
+    assert!(
+        csp.contains(&format!("script-src {}", inline("<script>", "</script>"))),
+        "{csp}"
+    );
+    assert!(
+        csp.contains(&format!("style-src {}", inline("<style>", "</style>"))),
+        "{csp}"
+    );
+    assert!(csp.starts_with("default-src 'none'"), "{csp}");
+    assert!(
+        !csp.contains("unsafe-inline") && !csp.contains("unsafe-eval"),
+        "{csp}"
+    );
+    assert_eq!(html.matches("<script").count(), 1, "one script");
+    for external in [
+        "src=\"http",
+        "href=\"http",
+        "src=\"//",
+        "@import",
+        "url(http",
+        "url(//",
+    ] {
+        assert!(!html.contains(external), "nothing external: {external}");
+    }
+    // accessible markup: every input has a label
+    let inputs = html.matches("<input id=\"").count();
+    let labels = html.matches("<label for=\"").count();
+    assert_eq!(inputs, labels, "one label per input");
+    assert!(html.contains("name=\"viewport\""));
+}
+
 both_backends!(
     openapi_lists_every_route_and_docs_load_offline,
     health_metrics_and_request_ids,
-    cors_only_for_allowed_origins
+    cors_only_for_allowed_origins,
+    the_account_page_is_self_contained,
 );
 
 /// The database goes away (a proxy in front of PostgreSQL is cut) and comes back.

@@ -562,7 +562,7 @@ impl Validated for PasskeyLoginOptions {
     }
 }
 
-/// `{challenge_id, credential, scope?}`: a passwordless sign-in.
+/// `{challenge_id, credential, scope?, transport?}`: a passwordless sign-in.
 #[derive(ToSchema)]
 pub struct PasskeyLogin {
     pub challenge_id: String,
@@ -571,6 +571,10 @@ pub struct PasskeyLogin {
     pub credential: serde_json::Value,
     /// `offline_access` for a refresh token.
     pub scope: Option<String>,
+    /// `cookie`: answer as `/auth/cookie/login` does (204 and the session cookie)
+    /// instead of the Token; for pages such as `/account`.
+    #[schema(pattern = "^(bearer|cookie)$")]
+    pub transport: Option<String>,
 }
 
 impl Validated for PasskeyLogin {
@@ -578,16 +582,34 @@ impl Validated for PasskeyLogin {
         let challenge_id = f.required_str("challenge_id");
         let credential = f.required_object("credential");
         let scope = f.optional_str("scope");
+        let transport = f.optional_str("transport");
+        let transport = transport?;
+        if transport
+            .as_deref()
+            .is_some_and(|t| t != "cookie" && t != "bearer")
+        {
+            f.refuse("transport", "transport is `bearer` or `cookie`");
+            return None;
+        }
         Some(PasskeyLogin {
             challenge_id: challenge_id?,
             credential: credential?,
             scope: scope?,
+            transport,
         })
     }
 }
 
 impl PasskeyLogin {
     pub fn offline_access(&self) -> bool {
-        offline_access(self.scope.as_deref())
+        self.transport() == users_core::flows::mfa::Transport::Bearer
+            && offline_access(self.scope.as_deref())
+    }
+
+    pub fn transport(&self) -> users_core::flows::mfa::Transport {
+        match self.transport.as_deref() {
+            Some("cookie") => users_core::flows::mfa::Transport::Cookie,
+            _ => users_core::flows::mfa::Transport::Bearer,
+        }
     }
 }

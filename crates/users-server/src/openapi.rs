@@ -118,6 +118,7 @@ impl Modify for GoogleRoutes {
         crate::routes::pages::reset_page,
         crate::routes::pages::reset_submit,
         crate::routes::pages::verify_page,
+        crate::routes::account::page,
         crate::routes::ops::healthz,
         crate::routes::ops::readyz,
         crate::routes::ops::metrics,

@@ -14,7 +14,7 @@ use users_domain::Clock;
 use crate::auth::{authenticated, superuser};
 use crate::rate_limit::per_ip;
 use crate::routes::{
-    self, auth, mail, mfa, oauth, ops, pages, passkeys, register, sessions, users,
+    self, account, auth, mail, mfa, oauth, ops, pages, passkeys, register, sessions, users,
 };
 use crate::settings::Settings;
 use crate::state::{AppState, SystemClock};
@@ -190,6 +190,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(
             resource("/verify").route(web::get().to(pages::verify_page).wrap(per_ip("verify"))),
         )
+        .service(resource("/account").route(web::get().to(account::page)))
         .service(
             resource("/auth/associate/{provider}/authorize")
                 .guard(provider())

@@ -1,5 +1,6 @@
 //! The HTTP routes (CONTRACT.md §4).
 
+pub mod account;
 pub mod auth;
 pub mod mail;
 pub mod mfa;

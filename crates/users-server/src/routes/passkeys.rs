@@ -1,7 +1,6 @@
 //! Passkeys (CONTRACT.md §9): registering and removing them, and signing in with one.
 
 use actix_web::{web, HttpResponse};
-use users_core::flows::mfa::Transport;
 use users_core::flows::passkeys;
 
 use crate::auth::CurrentUser;
@@ -76,14 +75,14 @@ pub async fn login_options(
 
 /// `POST /auth/passkeys/login` {challenge_id, credential, scope?}: a passwordless
 /// sign-in (both factors: aal 2).
-#[utoipa::path(post, path = "/auth/passkeys/login", tag = "passkeys", request_body = PasskeyLogin, responses((status = 200, description = "Signed in: the Token (a refresh token too with scope=offline_access)", body = crate::bodies::BearerToken), (status = 400, description = "PASSKEY_INVALID", body = crate::error::ErrorDetail), (status = 422, description = "Malformed input", body = crate::error::ValidationError), (status = 503, description = "PASSKEYS_NOT_CONFIGURED", body = crate::error::ErrorDetail)))]
+#[utoipa::path(post, path = "/auth/passkeys/login", tag = "passkeys", request_body = PasskeyLogin, responses((status = 200, description = "Signed in: the Token (a refresh token too with scope=offline_access)", body = crate::bodies::BearerToken), (status = 204, description = "Signed in with transport=cookie: the session cookie is set"), (status = 400, description = "PASSKEY_INVALID", body = crate::error::ErrorDetail), (status = 422, description = "Malformed input", body = crate::error::ValidationError), (status = 503, description = "PASSKEYS_NOT_CONFIGURED", body = crate::error::ErrorDetail)))]
 #[tracing::instrument(name = "passkey_login", skip_all)]
 pub async fn login(
     state: web::Data<AppState>,
     client: Client,
     ValidatedJson(body): ValidatedJson<PasskeyLogin>,
 ) -> Result<HttpResponse, ApiError> {
-    let offline_access = body.offline_access();
+    let (offline_access, transport) = (body.offline_access(), body.transport());
     let grant = passkeys::login(
         &state.core,
         &body.challenge_id,
@@ -93,5 +92,5 @@ pub async fn login(
         state.now(),
     )
     .await?;
-    Ok(signed_in(&state, grant, Transport::Bearer))
+    Ok(signed_in(&state, grant, transport))
 }

@@ -1,0 +1,393 @@
+'use strict';
+// The account page: sign in (password, passkey, provider, second step), passkeys,
+// TOTP with recovery codes, sessions, sign out. It talks to the JSON API of the same
+// origin with the session cookie (fastapiusersauth); after a provider sign-in it uses
+// the Bearer token the callback handed over instead.
+(function () {
+  const $ = (id) => document.getElementById(id);
+  const bearer = { token: sessionStorage.getItem('users.bearer') };
+  let mfaToken = null;
+
+  function say(text, kind) {
+    const box = $('status');
+    box.textContent = text || '';
+    box.className = text ? 'message ' + (kind || 'ok') : 'message';
+    box.hidden = !text;
+  }
+
+  function detailText(data) {
+    if (!data || data.detail === undefined) return 'Something went wrong.';
+    const d = data.detail;
+    if (typeof d === 'string') return MESSAGES[d] || d;
+    if (Array.isArray(d)) return d.map((e) => (e.loc || []).slice(1).join('.') + ': ' + e.msg).join('; ');
+    if (d.reason) return d.reason;
+    return MESSAGES[d.code] || d.code || 'Something went wrong.';
+  }
+
+  const MESSAGES = {
+    LOGIN_BAD_CREDENTIALS: 'Wrong email or password.',
+    MFA_BAD_CODE: 'That code is not right (or was used already).',
+    MFA_BAD_PASSWORD: 'Wrong password.',
+    MFA_TOKEN_INVALID: 'This sign-in took too long or failed too often: start again.',
+    MFA_NOT_PENDING: 'Start the set-up again.',
+    MFA_RECENT_SIGN_IN_REQUIRED: 'Sign out and in again first (within the last 10 minutes).',
+    PASSKEY_INVALID: 'The passkey could not be used.',
+    PASSKEYS_NOT_CONFIGURED: 'Passkeys are not set up on this service.',
+    CSRF_ORIGIN_MISMATCH: 'Request refused (wrong origin).',
+  };
+
+  async function api(method, path, body, form) {
+    const headers = {};
+    let payload;
+    if (form) {
+      payload = new URLSearchParams(form);
+    } else if (body !== undefined) {
+      headers['content-type'] = 'application/json';
+      payload = JSON.stringify(body);
+    }
+    if (bearer.token) headers.authorization = 'Bearer ' + bearer.token;
+    const r = await fetch(path, { method, headers, body: payload, credentials: 'same-origin' });
+    let data = null;
+    const text = await r.text();
+    if (text) {
+      try { data = JSON.parse(text); } catch (e) { data = null; }
+    }
+    return { status: r.status, data };
+  }
+
+  // ---- WebAuthn: JSON (base64url) to and from what navigator.credentials takes ----
+  function fromB64url(s) {
+    const b64 = s.replace(/-/g, '+').replace(/_/g, '/') + '==='.slice((s.length + 3) % 4);
+    const bin = atob(b64);
+    const out = new Uint8Array(bin.length);
+    for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
+    return out.buffer;
+  }
+  function toB64url(buf) {
+    const bytes = new Uint8Array(buf);
+    let bin = '';
+    for (let i = 0; i < bytes.length; i++) bin += String.fromCharCode(bytes[i]);
+    return btoa(bin).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
+  }
+  function creationOptions(pk) {
+    const o = Object.assign({}, pk);
+    o.challenge = fromB64url(pk.challenge);
+    o.user = Object.assign({}, pk.user, { id: fromB64url(pk.user.id) });
+    if (pk.excludeCredentials) {
+      o.excludeCredentials = pk.excludeCredentials.map((c) => Object.assign({}, c, { id: fromB64url(c.id) }));
+    }
+    return o;
+  }
+  function requestOptions(pk) {
+    const o = Object.assign({}, pk);
+    o.challenge = fromB64url(pk.challenge);
+    o.allowCredentials = (pk.allowCredentials || []).map((c) => Object.assign({}, c, { id: fromB64url(c.id) }));
+    return o;
+  }
+  function credentialJson(cred) {
+    const r = cred.response;
+    const response = { clientDataJSON: toB64url(r.clientDataJSON) };
+    if (r.attestationObject) {
+      response.attestationObject = toB64url(r.attestationObject);
+      if (r.getTransports) response.transports = r.getTransports();
+    } else {
+      response.authenticatorData = toB64url(r.authenticatorData);
+      response.signature = toB64url(r.signature);
+      response.userHandle = r.userHandle ? toB64url(r.userHandle) : null;
+    }
+    return {
+      id: cred.id,
+      rawId: toB64url(cred.rawId),
+      type: cred.type,
+      response,
+      extensions: cred.getClientExtensionResults ? cred.getClientExtensionResults() : {},
+    };
+  }
+  async function passkeyAssertion(options) {
+    const cred = await navigator.credentials.get({ publicKey: requestOptions(options.publicKey) });
+    return credentialJson(cred);
+  }
+
+  // ---- views ----
+  function show(view) {
+    for (const id of ['signin', 'second-step', 'account']) $(id).hidden = id !== view;
+    const heading = $(view).querySelector('h2');
+    if (heading) heading.focus();
+  }
+
+  async function signedIn() {
+    say('');
+    mfaToken = null;
+    await loadAccount();
+  }
+
+  async function loadAccount() {
+    const me = await api('GET', '/users/me');
+    if (me.status !== 200) {
+      bearer.token = null;
+      sessionStorage.removeItem('users.bearer');
+      show('signin');
+      return;
+    }
+    $('who').textContent = me.data.email;
+    show('account');
+    await Promise.all([loadPasskeys(), loadTotp(), loadSessions()]);
+  }
+
+  function item(text, buttonLabel, onClick, badge) {
+    const li = document.createElement('li');
+    const span = document.createElement('span');
+    span.className = 'item-text';
+    span.textContent = text;
+    if (badge) {
+      const b = document.createElement('span');
+      b.className = 'badge';
+      b.textContent = badge;
+      span.appendChild(b);
+    }
+    li.appendChild(span);
+    if (buttonLabel) {
+      const button = document.createElement('button');
+      button.type = 'button';
+      button.className = 'danger';
+      button.textContent = buttonLabel;
+      button.addEventListener('click', onClick);
+      li.appendChild(button);
+    }
+    return li;
+  }
+
+  function when(iso) {
+    return iso ? new Date(iso).toLocaleString() : 'never';
+  }
+
+  async function loadPasskeys() {
+    const list = $('passkey-list');
+    list.textContent = '';
+    const r = await api('GET', '/auth/passkeys');
+    if (r.status === 503) {
+      $('passkeys').hidden = true;
+      return;
+    }
+    for (const p of r.data || []) {
+      list.appendChild(item(p.name + ' (added ' + when(p.created_at) + ', last used ' + when(p.last_used_at) + ')',
+        'Remove', async () => {
+          const d = await api('DELETE', '/auth/passkeys/' + encodeURIComponent(p.id));
+          if (d.status === 204) { say('Passkey removed.'); await loadAccount(); } else say(detailText(d.data), 'error');
+        }));
+    }
+    $('passkey-none').hidden = (r.data || []).length > 0;
+  }
+
+  async function loadTotp() {
+    const r = await api('GET', '/auth/mfa');
+    if (r.status !== 200) return;
+    const on = r.data.totp;
+    $('totp-state').textContent = on
+      ? 'On. ' + r.data.recovery_codes_left + ' recovery codes left.'
+      : 'Off.';
+    $('totp-start').hidden = on;
+    $('totp-on').hidden = !on;
+    $('totp-setup').hidden = true;
+  }
+
+  async function loadSessions() {
+    const list = $('session-list');
+    list.textContent = '';
+    const r = await api('GET', '/auth/sessions');
+    for (const s of r.data || []) {
+      const text = (s.user_agent || 'Unknown device') + ', ' + (s.ip || 'unknown address') +
+        ', signed in ' + when(s.created_at) + ' (' + s.method + '), last used ' + when(s.last_used_at);
+      list.appendChild(item(text, s.current ? null : 'Sign out this device', async () => {
+        const d = await api('DELETE', '/auth/sessions/' + encodeURIComponent(s.id));
+        if (d.status === 204) { say('That device is signed out.'); await loadSessions(); } else say(detailText(d.data), 'error');
+      }, s.current ? 'this device' : null));
+    }
+  }
+
+  function secondStep(detail) {
+    mfaToken = detail.mfa_token;
+    const methods = detail.methods || [];
+    $('mfa-totp').hidden = !methods.includes('totp');
+    $('mfa-recovery').hidden = !methods.includes('recovery_code');
+    $('mfa-passkey').hidden = !methods.includes('passkey');
+    $('mfa-code').value = '';
+    $('mfa-recovery-code').value = '';
+    show('second-step');
+  }
+
+  async function afterFirstFactor(r) {
+    if (r.status === 204) return signedIn();
+    if (r.status === 200 && r.data && r.data.access_token) {
+      bearer.token = r.data.access_token;
+      sessionStorage.setItem('users.bearer', bearer.token);
+      return signedIn();
+    }
+    if (r.status === 400 && r.data && r.data.detail && r.data.detail.code === 'LOGIN_MFA_REQUIRED') {
+      say('');
+      return secondStep(r.data.detail);
+    }
+    say(detailText(r.data), 'error');
+  }
+
+  // ---- sign in ----
+  $('signin-form').addEventListener('submit', async (e) => {
+    e.preventDefault();
+    const r = await api('POST', '/auth/cookie/login', undefined,
+      { username: $('email').value, password: $('password').value });
+    $('password').value = '';
+    await afterFirstFactor(r);
+  });
+
+  $('signin-passkey').addEventListener('click', async () => {
+    try {
+      const o = await api('POST', '/auth/passkeys/login/options', {});
+      if (o.status !== 200) return say(detailText(o.data), 'error');
+      const credential = await passkeyAssertion(o.data);
+      const r = await api('POST', '/auth/passkeys/login',
+        { challenge_id: o.data.challenge_id, credential, transport: 'cookie' });
+      await afterFirstFactor(r);
+    } catch (err) {
+      say('The passkey sign-in was cancelled or failed.', 'error');
+    }
+  });
+
+  for (const button of document.querySelectorAll('button[data-provider]')) {
+    button.addEventListener('click', async () => {
+      const r = await api('GET', '/auth/' + encodeURIComponent(button.dataset.provider) + '/authorize');
+      if (r.status === 200) window.location.assign(r.data.authorization_url);
+      else say(detailText(r.data), 'error');
+    });
+  }
+
+  // ---- second step ----
+  async function verify(proof) {
+    const r = await api('POST', '/auth/mfa/verify', Object.assign({ mfa_token: mfaToken }, proof));
+    if (r.status === 400 && r.data && r.data.detail === 'MFA_TOKEN_INVALID') {
+      show('signin');
+    }
+    await afterFirstFactor(r);
+  }
+  $('mfa-totp').addEventListener('submit', (e) => { e.preventDefault(); verify({ code: $('mfa-code').value.trim() }); });
+  $('mfa-recovery').addEventListener('submit', (e) => {
+    e.preventDefault();
+    verify({ recovery_code: $('mfa-recovery-code').value.trim() });
+  });
+  $('mfa-passkey').addEventListener('click', async () => {
+    try {
+      const o = await api('POST', '/auth/passkeys/login/options', { mfa_token: mfaToken });
+      if (o.status !== 200) return say(detailText(o.data), 'error');
+      const credential = await passkeyAssertion(o.data);
+      await verify({ challenge_id: o.data.challenge_id, credential });
+    } catch (err) {
+      say('The passkey was cancelled or failed.', 'error');
+    }
+  });
+  $('mfa-cancel').addEventListener('click', () => { mfaToken = null; say(''); show('signin'); });
+
+  // ---- passkeys ----
+  $('passkey-add').addEventListener('submit', async (e) => {
+    e.preventDefault();
+    try {
+      const o = await api('POST', '/auth/passkeys/register/options', {});
+      if (o.status !== 200) return say(detailText(o.data), 'error');
+      const cred = await navigator.credentials.create({ publicKey: creationOptions(o.data.publicKey) });
+      const r = await api('POST', '/auth/passkeys/register',
+        { challenge_id: o.data.challenge_id, name: $('passkey-name').value, credential: credentialJson(cred) });
+      if (r.status === 201) {
+        $('passkey-name').value = '';
+        say('Passkey added.');
+        await loadAccount();
+      } else say(detailText(r.data), 'error');
+    } catch (err) {
+      say('Adding the passkey was cancelled or failed.', 'error');
+    }
+  });
+
+  // ---- TOTP ----
+  $('totp-start').addEventListener('submit', async (e) => {
+    e.preventDefault();
+    const password = $('totp-password').value;
+    const r = await api('POST', '/auth/mfa/totp', password ? { password } : {});
+    $('totp-password').value = '';
+    if (r.status !== 200) return say(detailText(r.data), 'error');
+    $('totp-qr').innerHTML = r.data.qr_svg; // an SVG made by this service
+    $('totp-secret').textContent = r.data.secret;
+    $('totp-start').hidden = true;
+    $('totp-setup').hidden = false;
+    $('totp-codes').hidden = true;
+    $('totp-confirm').hidden = false;
+    $('totp-confirm-code').focus();
+  });
+  $('totp-confirm').addEventListener('submit', async (e) => {
+    e.preventDefault();
+    const r = await api('POST', '/auth/mfa/totp/confirm', { code: $('totp-confirm-code').value.trim() });
+    $('totp-confirm-code').value = '';
+    if (r.status !== 200) return say(detailText(r.data), 'error');
+    showCodes(r.data.recovery_codes);
+    $('totp-confirm').hidden = true;
+    say('Two-step verification is on. Your other devices were signed out.');
+  });
+  function showCodes(codes) {
+    const list = $('totp-code-list');
+    list.textContent = '';
+    for (const c of codes) {
+      const li = document.createElement('li');
+      li.textContent = c;
+      list.appendChild(li);
+    }
+    $('totp-setup').hidden = false;
+    $('totp-qr').textContent = '';
+    $('totp-secret').textContent = '';
+    $('totp-codes').hidden = false;
+    $('totp-codes-heading').focus();
+  }
+  $('totp-done').addEventListener('click', async () => {
+    $('totp-code-list').textContent = '';
+    $('totp-codes').hidden = true;
+    await loadAccount();
+  });
+  $('totp-manage').addEventListener('submit', async (e) => {
+    e.preventDefault();
+    const code = $('totp-manage-code').value.trim();
+    $('totp-manage-code').value = '';
+    if (e.submitter && e.submitter.id === 'totp-new-codes') {
+      const r = await api('POST', '/auth/mfa/recovery-codes', { code });
+      if (r.status !== 200) return say(detailText(r.data), 'error');
+      say('New recovery codes; the old ones no longer work.');
+      showCodes(r.data.recovery_codes);
+    } else {
+      const r = await api('DELETE', '/auth/mfa/totp', { code });
+      if (r.status !== 204) return say(detailText(r.data), 'error');
+      say('Two-step verification is off.');
+      await loadAccount();
+    }
+  });
+
+  // ---- sessions, sign out ----
+  $('sessions-others').addEventListener('click', async () => {
+    const r = await api('DELETE', '/auth/sessions');
+    if (r.status === 204) { say('Every other device is signed out.'); await loadSessions(); } else say(detailText(r.data), 'error');
+  });
+  $('signout').addEventListener('click', async () => {
+    if (bearer.token) await api('POST', '/auth/jwt/logout');
+    else await api('POST', '/auth/cookie/logout');
+    bearer.token = null;
+    sessionStorage.removeItem('users.bearer');
+    say('Signed out.');
+    show('signin');
+  });
+
+  // ---- back from a provider: #access_token=… or #error=LOGIN_MFA_REQUIRED&mfa_token=… ----
+  const hash = new URLSearchParams(window.location.hash.slice(1));
+  if (hash.get('access_token')) {
+    bearer.token = hash.get('access_token');
+    sessionStorage.setItem('users.bearer', bearer.token);
+  }
+  if (window.location.hash) history.replaceState(null, '', window.location.pathname);
+  if (hash.get('error') === 'LOGIN_MFA_REQUIRED' && hash.get('mfa_token')) {
+    secondStep({ mfa_token: hash.get('mfa_token'), methods: (hash.get('methods') || '').split(',') });
+  } else {
+    loadAccount();
+  }
+})();
