@@ -624,8 +624,65 @@ async fn a_google_sign_in_starts_a_session(backend: Backend) {
     assert_eq!(app.me(&token).await.status(), 401);
 }
 
+/// A user with a second factor signs in through Google in two steps too.
+async fn a_google_sign_in_asks_for_the_second_factor(backend: Backend) {
+    let provider = OidcProvider::start().await;
+    let app = app_with_google(backend, &provider, |_| {}).await;
+    let id = identity(&unique_email(), true);
+    let token = token_of(sign_in(&app, &provider, &id).await).await;
+    // no password (signed up through Google): a fresh session is enough to enrol
+    let r = app
+        .post_json("/auth/mfa/totp", &json!({}), Some(&token))
+        .await;
+    assert_eq!(r.status(), 200);
+    let secret = r.json::<Value>().await.unwrap()["secret"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let now = || users_domain::Clock::now(&*app.clock).secs() as u64;
+    let r = app
+        .post_json(
+            "/auth/mfa/totp/confirm",
+            &json!({"code": crate::totp::code(&secret, now())}),
+            Some(&token),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let r = sign_in(&app, &provider, &id).await;
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["detail"]["code"], "LOGIN_MFA_REQUIRED", "{body}");
+    assert_eq!(body["detail"]["methods"], json!(["totp", "recovery_code"]));
+    app.clock.advance(std::time::Duration::from_secs(30));
+    let r = app
+        .post_json(
+            "/auth/mfa/verify",
+            &json!({"mfa_token": body["detail"]["mfa_token"], "code": crate::totp::code(&secret, now())}),
+            None,
+        )
+        .await;
+    let token = token_of(r).await;
+    let sessions: Value = app
+        .get("/auth/sessions", Some(&token))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let mine = sessions
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["current"] == true)
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (mine["method"].clone(), mine["aal"].clone()),
+        (json!("google"), json!(2))
+    );
+}
+
 both_backends!(
     a_google_sign_in_starts_a_session,
+    a_google_sign_in_asks_for_the_second_factor,
     sign_in_creates_a_user_then_reuses_it,
     the_authorization_url_is_full_oidc,
     an_existing_password_user_is_not_taken_over,
