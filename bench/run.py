@@ -1232,8 +1232,9 @@ class Report:
                        f"`*{BASELINE}` systems run its release users-server ({built}, "
                        f"`{b['target_dir']}`), configured like the others")
         if meta.get("rounds", 1) > 1:
-            out.append(f"- rounds: {meta['rounds']} measured runs per cell, a system's rounds "
-                       f"alternating with its baseline's; each cell gives their median")
+            turns = ", a system's rounds alternating with its baseline's" if b else ""
+            out.append(f"- rounds: {meta['rounds']} measured runs per cell{turns}; each cell "
+                       f"gives their median")
         out.append("")
 
         # argon2 ceilings

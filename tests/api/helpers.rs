@@ -152,6 +152,8 @@ pub struct TestApp {
     pub handle: actix_web::dev::ServerHandle,
     /// The app's clock: `app.clock.advance(…)` moves its time forward.
     pub clock: std::sync::Arc<TestClock>,
+    /// The app's flows, for what a test does as the operator (rotating keys, say).
+    pub core: users_core::Core,
     /// Kept last so the database outlives the server's use of it.
     pub database: std::sync::Arc<TestDatabase>,
 }
@@ -185,6 +187,7 @@ pub async fn spawn_app_on(
     let address = format!("http://127.0.0.1:{}", app.port());
     let handle = app.handle();
     let db = app.state().core.store.database().clone();
+    let core = app.state().core.clone();
     tokio::spawn(app.run_until_stopped());
     TestApp {
         address,
@@ -196,6 +199,7 @@ pub async fn spawn_app_on(
         db,
         handle,
         clock,
+        core,
         database,
     }
 }

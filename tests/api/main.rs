@@ -15,6 +15,7 @@ mod cli;
 mod deploy;
 mod faults;
 mod google;
+mod jwks;
 mod limits;
 mod login;
 mod mail;

@@ -31,6 +31,11 @@ pub struct CoreSetup {
     pub providers: Vec<ProviderSettings>,
     /// `None`: passkeys are off (see the settings' warning).
     pub passkeys: Option<PasskeySettings>,
+    /// What signs access tokens.
+    pub jwt_algorithm: crate::signing::SigningAlgorithm,
+    /// `JWT_PRIVATE_KEY`, read and checked for the algorithm.
+    pub jwt_private_key: Option<crate::signing::SigningKey>,
+    pub jwks_publish_ahead_seconds: i64,
 }
 
 /// The relying party passkeys are bound to.
@@ -75,7 +80,10 @@ pub enum StartupError {
 impl Core {
     /// Opens the database (running migrations), settles the JWT secret and builds the
     /// password hasher.
-    pub async fn build(setup: CoreSetup) -> Result<Core, StartupError> {
+    pub async fn build(
+        setup: CoreSetup,
+        now: users_domain::Timestamp,
+    ) -> Result<Core, StartupError> {
         let url = setup.database_url.clone();
         let pool_opts = setup.pool.clone();
         let configured_secret = setup.jwt_secret.clone();
@@ -119,12 +127,33 @@ impl Core {
             Some(p) => Some(Arc::new(p.relying_party().map_err(StartupError::Passkeys)?)),
             None => None,
         };
+        let store = Store::new(db, setup.pool.max_connections, setup.pool.acquire_timeout);
+        let sealer = crate::sealing::Sealer::new(&secret);
+        let mut tokens = JwtKeys::new(&secret, setup.config.access_token_lifetime_seconds);
+        if setup.jwt_algorithm != crate::signing::SigningAlgorithm::Hs256 {
+            let source = match setup.jwt_private_key.clone() {
+                Some(key) => crate::keyring::KeySource::Configured(Box::new(key)),
+                None => crate::keyring::KeySource::Stored,
+            };
+            let ring = Arc::new(crate::keyring::KeyRing::new(
+                setup.jwt_algorithm,
+                source,
+                store.clone(),
+                sealer.clone(),
+                setup.config.access_token_lifetime_seconds,
+                setup.jwks_publish_ahead_seconds,
+            ));
+            ring.start(now).await.map_err(|e| {
+                StartupError::Task(format!("JWT_ALGORITHM: cannot load the signing keys: {e}"))
+            })?;
+            tokens = tokens.with_ring(ring, &setup.config.public_url);
+        }
         Ok(Core {
-            store: Store::new(db, setup.pool.max_connections, setup.pool.acquire_timeout),
+            store,
             hasher,
-            tokens: JwtKeys::new(&secret, setup.config.access_token_lifetime_seconds),
+            tokens,
             refresh_key: crate::tokens::RefreshKey::new(&secret),
-            sealer: crate::sealing::Sealer::new(&secret),
+            sealer,
             webauthn,
             policy: setup.policy,
             config: Arc::new(setup.config),
@@ -143,6 +172,12 @@ impl Core {
         stop: watch::Receiver<bool>,
     ) -> tokio::task::JoinHandle<()> {
         self.providers.start_discovery(stop.clone()).await;
+        if let Some(ring) = &self.tokens.ring {
+            tokio::spawn(crate::keyring::reload_periodically(
+                ring.clone(),
+                stop.clone(),
+            ));
+        }
         let worker = OutboxWorker::new(WorkerDeps {
             store: self.store.clone(),
             mailer,

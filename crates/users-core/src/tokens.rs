@@ -76,6 +76,9 @@ pub enum TokenError {
     Invalid,
     #[error("the token has expired")]
     Expired,
+    /// Signed with a key this replica does not know (yet): reload the keys, then retry.
+    #[error("the token names an unknown key")]
+    UnknownKey,
 }
 
 /// Signing and verification keys, and the access-token lifetime.
@@ -84,12 +87,18 @@ pub struct JwtKeys {
     encoding: EncodingKey,
     decoding: DecodingKey,
     pub access_lifetime_seconds: i64,
+    /// An asymmetric `JWT_ALGORITHM`: access tokens are signed and checked with these
+    /// keys (with `kid` and `iss`); every other token stays HS256.
+    pub ring: Option<std::sync::Arc<crate::keyring::KeyRing>>,
+    /// `iss` of asymmetric access tokens: `PUBLIC_URL`.
+    issuer: String,
 }
 
 impl std::fmt::Debug for JwtKeys {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("JwtKeys")
             .field("access_lifetime_seconds", &self.access_lifetime_seconds)
+            .field("ring", &self.ring)
             .finish_non_exhaustive()
     }
 }
@@ -134,6 +143,8 @@ struct AccessClaimsOut<'a> {
     jti: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     sid: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    iss: Option<&'a str>,
 }
 
 impl JwtKeys {
@@ -143,7 +154,20 @@ impl JwtKeys {
             encoding: EncodingKey::from_secret(bytes),
             decoding: DecodingKey::from_secret(bytes),
             access_lifetime_seconds,
+            ring: None,
+            issuer: String::new(),
         }
+    }
+
+    /// Access tokens signed by `ring`'s keys, with `iss` = `issuer`.
+    pub fn with_ring(
+        mut self,
+        ring: std::sync::Arc<crate::keyring::KeyRing>,
+        issuer: &str,
+    ) -> Self {
+        self.ring = Some(ring);
+        self.issuer = issuer.to_owned();
+        self
     }
 
     /// A new access token for `user` in session `sid`, issued at `now`.
@@ -153,7 +177,7 @@ impl JwtKeys {
         sid: Option<&str>,
         now: Timestamp,
     ) -> Result<String, jsonwebtoken::errors::Error> {
-        self.encode(&AccessClaimsOut {
+        let claims = AccessClaimsOut {
             sub: user.to_string(),
             aud: [AUTH_AUDIENCE],
             exp: now.secs() + self.access_lifetime_seconds,
@@ -161,11 +185,50 @@ impl JwtKeys {
             iat_ms: now.millis(),
             jti: random_token(16),
             sid,
-        })
+            iss: None,
+        };
+        let Some(ring) = &self.ring else {
+            return self.encode(&claims);
+        };
+        let (kid, key) = ring
+            .signer(now)
+            .ok_or(jsonwebtoken::errors::ErrorKind::InvalidKeyFormat)?;
+        let mut header = Header::new(ring.algorithm.jwt());
+        header.kid = Some(kid);
+        jsonwebtoken::encode(
+            &header,
+            &AccessClaimsOut {
+                iss: Some(&self.issuer),
+                ..claims
+            },
+            &key,
+        )
     }
 
+    /// Checks an access token: HS256 with `JWT_SECRET`, or, with an asymmetric
+    /// `JWT_ALGORITHM`, the algorithm and a published key its `kid` names, and `iss`.
     pub fn decode_access(&self, token: &str, now: Timestamp) -> Result<AccessClaims, TokenError> {
-        self.decode::<AccessClaims>(token, AUTH_AUDIENCE, now)
+        let Some(ring) = &self.ring else {
+            return self.decode::<AccessClaims>(token, AUTH_AUDIENCE, now);
+        };
+        let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Invalid)?;
+        if header.alg != ring.algorithm.jwt() {
+            return Err(TokenError::Invalid);
+        }
+        let kid = header.kid.ok_or(TokenError::Invalid)?;
+        let key = ring.verifier(&kid, now).ok_or(TokenError::UnknownKey)?;
+        let mut validation = Validation::new(ring.algorithm.jwt());
+        validation.set_audience(&[AUTH_AUDIENCE]);
+        validation.set_issuer(&[&self.issuer]);
+        validation.set_required_spec_claims(&["exp", "aud", "iss"]);
+        validation.validate_exp = false; // checked below against `now`
+        validation.leeway = 0;
+        let data = jsonwebtoken::decode::<AccessClaims>(token, &key, &validation)
+            .map_err(|_| TokenError::Invalid)?;
+        if now.secs() >= data.claims.exp {
+            return Err(TokenError::Expired);
+        }
+        Ok(data.claims)
     }
 
     /// A password-reset token bound to the user's current password hash through

@@ -18,6 +18,7 @@ pub mod revocations;
 pub mod schema;
 pub mod sessions;
 pub mod shared;
+pub mod signing_keys;
 pub mod users;
 
 pub use effects::Effects;

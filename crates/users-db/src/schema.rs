@@ -107,6 +107,17 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    signing_keys (kid) {
+        kid -> Text,
+        algorithm -> Text,
+        private_key_sealed -> Text,
+        public_jwk -> Text,
+        created_at -> BigInt,
+        active_from -> BigInt,
+    }
+}
+
 diesel::joinable!(revoked_tokens -> users (user_id));
 diesel::joinable!(sessions -> users (user_id));
 diesel::allow_tables_to_appear_in_same_query!(
@@ -117,6 +128,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     passkeys,
     webauthn_challenges,
     mfa_challenges,
+    signing_keys,
     revoked_tokens,
     service_settings,
     outbox,

@@ -13,6 +13,9 @@ pub const USAGE: &str = "usage:
   users-server                      serve the API (configured by the environment)
   users-server create-user --email E --password P [--superuser] [--verified]
                                     create a user; prints it as JSON
+  users-server rotate-signing-key   make a new access-token signing key (JWT_ALGORITHM
+                                    EdDSA, ES256 or RS256): published at once, signing
+                                    from JWKS_PUBLISH_AHEAD_SECONDS later
   users-server openapi              print the OpenAPI document (JSON)
 The password may also be given in the environment as USERS_CREATE_PASSWORD, so it
 stays out of the shell history and the process list.";
@@ -75,7 +78,7 @@ pub async fn create_user_command(settings: Settings, args: CreateUserArgs) -> u8
             return 2;
         }
     };
-    let core = match Core::build(settings.core_setup()).await {
+    let core = match Core::build(settings.core_setup(), SystemClock.now()).await {
         Ok(c) => c,
         Err(e) => {
             eprintln!("error: {e}");
@@ -108,6 +111,43 @@ pub async fn create_user_command(settings: Settings, args: CreateUserArgs) -> u8
             1
         }
         Err(RegisterError::Fault(e)) => {
+            eprintln!("error: {e}");
+            1
+        }
+    }
+}
+
+/// `users-server rotate-signing-key`; returns the process exit code.
+pub async fn rotate_signing_key_command(settings: Settings) -> u8 {
+    if settings.jwt_algorithm == users_core::signing::SigningAlgorithm::Hs256 {
+        eprintln!("error: JWT_ALGORITHM is HS256: access tokens are signed with JWT_SECRET; set JWT_ALGORITHM to EdDSA, ES256 or RS256 to use signing keys");
+        return 2;
+    }
+    if settings.jwt_private_key.is_some() {
+        eprintln!("error: JWT_PRIVATE_KEY is set: that key signs; rotate by giving it a new key");
+        return 2;
+    }
+    let now = SystemClock.now();
+    let core = match Core::build(settings.core_setup(), now).await {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 1;
+        }
+    };
+    let Some(ring) = &core.tokens.ring else {
+        eprintln!("error: no signing keys are configured");
+        return 1;
+    };
+    match ring.rotate(now).await {
+        Ok((kid, active_from)) => {
+            println!(
+                "{}",
+                serde_json::json!({"kid": kid, "signs_from": active_from, "published_from": now})
+            );
+            0
+        }
+        Err(e) => {
             eprintln!("error: {e}");
             1
         }

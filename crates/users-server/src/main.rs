@@ -56,6 +56,10 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Some("rotate-signing-key") => {
+            telemetry::init(&settings.rust_log, settings.log_format, true);
+            ExitCode::from(runtime.block_on(cli::rotate_signing_key_command(settings)))
+        }
         Some(other) => {
             eprintln!("error: unknown command `{other}`\n{USAGE}");
             ExitCode::from(2)

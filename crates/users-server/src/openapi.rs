@@ -121,6 +121,7 @@ impl Modify for GoogleRoutes {
         crate::routes::account::page,
         crate::routes::ops::healthz,
         crate::routes::ops::readyz,
+        crate::routes::ops::jwks,
         crate::routes::ops::metrics,
     ),
     components(schemas(

@@ -33,6 +33,7 @@ pub enum LogFormat {
     Json,
 }
 
+use users_core::signing::SigningAlgorithm;
 use users_core::{Argon2Params, CoreConfig, CoreSetup, PasskeySettings, ProviderSettings};
 
 #[derive(Debug, Clone)]
@@ -45,6 +46,10 @@ pub struct Settings {
     /// `None`: generated once and kept in the database.
     pub jwt_secret: Option<SecretString>,
     pub jwt_lifetime_seconds: i64,
+    pub jwt_algorithm: SigningAlgorithm,
+    /// `JWT_PRIVATE_KEY`, already read and checked (its `Debug` shows the kid only).
+    pub jwt_private_key: Option<users_core::signing::SigningKey>,
+    pub jwks_publish_ahead_seconds: i64,
     pub password_policy: PasswordPolicy,
     pub argon2: Argon2Params,
     pub workers: Option<usize>,
@@ -91,6 +96,9 @@ pub const KNOWN_VARIABLES: &[&str] = &[
     "PUBLIC_URL",
     "JWT_SECRET",
     "JWT_LIFETIME_SECONDS",
+    "JWT_ALGORITHM",
+    "JWT_PRIVATE_KEY",
+    "JWKS_PUBLISH_AHEAD_SECONDS",
     "PASSWORD_MIN_LENGTH",
     "ARGON2_MEMORY_KIB",
     "ARGON2_ITERATIONS",
@@ -203,6 +211,31 @@ impl Settings {
         };
         let jwt_lifetime_seconds =
             env.parse_in("JWT_LIFETIME_SECONDS", 3600i64, 60..=30 * 86_400)?;
+        let jwt_algorithm = match env.get("JWT_ALGORITHM")?.map(|s| s.trim().to_owned()) {
+            None => SigningAlgorithm::Hs256,
+            Some(a) if a.is_empty() => SigningAlgorithm::Hs256,
+            Some(a) => SigningAlgorithm::parse(&a).ok_or_else(|| {
+                err(
+                    "JWT_ALGORITHM",
+                    format!("`{a}` is not one of: HS256, EdDSA, ES256, RS256"),
+                )
+            })?,
+        };
+        let jwt_private_key = match env.get("JWT_PRIVATE_KEY")?.filter(|k| !k.trim().is_empty()) {
+            None => None,
+            Some(_) if jwt_algorithm == SigningAlgorithm::Hs256 => {
+                return Err(err(
+                    "JWT_PRIVATE_KEY",
+                    "is set, but JWT_ALGORITHM is HS256 (which signs with JWT_SECRET): set JWT_ALGORITHM to EdDSA, ES256 or RS256",
+                ))
+            }
+            Some(pem) => Some(
+                users_core::signing::load_private_key(&pem, jwt_algorithm)
+                    .map_err(|e| err("JWT_PRIVATE_KEY", e.to_string()))?,
+            ),
+        };
+        let jwks_publish_ahead_seconds =
+            env.parse_in("JWKS_PUBLISH_AHEAD_SECONDS", 600i64, 0..=7 * 86_400)?;
 
         let min_length = env.parse_in("PASSWORD_MIN_LENGTH", 12usize, MIN_PASSWORD_LENGTH_RANGE)?;
 
@@ -403,6 +436,9 @@ impl Settings {
             public_url,
             jwt_secret,
             jwt_lifetime_seconds,
+            jwt_algorithm,
+            jwt_private_key,
+            jwks_publish_ahead_seconds,
             password_policy: PasswordPolicy { min_length },
             argon2,
             workers,
@@ -474,6 +510,9 @@ impl Settings {
             },
             providers: self.google.iter().cloned().collect(),
             passkeys: self.passkeys.clone(),
+            jwt_algorithm: self.jwt_algorithm,
+            jwt_private_key: self.jwt_private_key.clone(),
+            jwks_publish_ahead_seconds: self.jwks_publish_ahead_seconds,
         }
     }
 }
@@ -780,6 +819,10 @@ mod tests {
             ("TRUSTED_PROXIES", "10.0.0.0/33"),
             ("TRUSTED_PROXIES", "proxy.internal"),
             ("SESSION_LIFETIME_SECONDS", "10"),
+            ("JWT_ALGORITHM", "none"),
+            ("JWT_ALGORITHM", "HS512"),
+            ("JWT_PRIVATE_KEY", "-----BEGIN PRIVATE KEY-----"),
+            ("JWKS_PUBLISH_AHEAD_SECONDS", "-5"),
             ("SESSION_IDLE_SECONDS", "forever"),
             ("REFRESH_REUSE_INTERVAL_SECONDS", "-1"),
         ] {

@@ -44,6 +44,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     let provider = || guard::fn_guard(oauth::configured_provider);
     cfg.service(resource("/healthz").route(web::get().to(ops::healthz)))
         .service(resource("/readyz").route(web::get().to(ops::readyz)))
+        .service(resource("/.well-known/jwks.json").route(web::get().to(ops::jwks)))
         .service(resource("/metrics").route(web::get().to(ops::metrics)))
         .configure(crate::openapi::configure_docs)
         .service(
@@ -267,7 +268,7 @@ pub async fn build_state(
     settings: Settings,
     clock: Arc<dyn Clock>,
 ) -> Result<AppState, StartupError> {
-    let core = Core::build(settings.core_setup()).await?;
+    let core = Core::build(settings.core_setup(), clock.now()).await?;
     Ok(AppState {
         core,
         settings: Arc::new(settings),

@@ -9,7 +9,7 @@ use crate::flows::mfa::{self, FirstFactor, SignIn, Transport};
 use crate::flows::session::{self, ClientInfo, SignInMethod};
 use crate::hashing::Verification;
 use crate::throttle::{self, Limited, ThrottleError};
-use crate::tokens::{token_hash, AccessClaims};
+use crate::tokens::{token_hash, AccessClaims, TokenError};
 use crate::{Core, Counters, Fault};
 
 /// An authenticated, active user and the access token that proved it.
@@ -59,10 +59,18 @@ pub async fn authenticate(
     token: String,
     now: Timestamp,
 ) -> Result<Authenticated, AuthError> {
-    let claims = core
-        .tokens
-        .decode_access(&token, now)
-        .map_err(|_| AuthError::Unauthorized)?;
+    let claims = match core.tokens.decode_access(&token, now) {
+        Ok(claims) => claims,
+        // a key made by another replica (a rotation) that this one has not loaded yet
+        Err(TokenError::UnknownKey) => match &core.tokens.ring {
+            Some(ring) if ring.reload_for_unknown_kid().await? => core
+                .tokens
+                .decode_access(&token, now)
+                .map_err(|_| AuthError::Unauthorized)?,
+            _ => return Err(AuthError::Unauthorized),
+        },
+        Err(_) => return Err(AuthError::Unauthorized),
+    };
     let id = users_domain::UserId::parse_str(&claims.sub).map_err(|_| AuthError::Unauthorized)?;
     let hash = token_hash(&token);
     let sid = claims.sid.clone();

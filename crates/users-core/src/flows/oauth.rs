@@ -177,7 +177,7 @@ pub async fn finish(
         .decode_state(&raw_state, now)
         .map_err(|e| match e {
             TokenError::Expired => OAuthFlowError::StateExpired,
-            TokenError::Invalid => OAuthFlowError::StateUnreadable,
+            TokenError::Invalid | TokenError::UnknownKey => OAuthFlowError::StateUnreadable,
         })?;
     let cookie = callback.csrf_cookie.unwrap_or_default();
     if cookie.is_empty() || !constant_time_eq(cookie.as_bytes(), claims.csrftoken.as_bytes()) {

@@ -55,6 +55,23 @@ fn readiness_reason(e: &users_db::DbError) -> &'static str {
     }
 }
 
+/// `GET /.well-known/jwks.json`: the public keys of access tokens, for services that
+/// verify them on their own. Empty with HS256 (the secret is never published).
+#[utoipa::path(get, path = "/.well-known/jwks.json", tag = "operations", responses((status = 200, description = "`{\"keys\": [...]}`: every public key a live access token may carry, and the next one (EdDSA, ES256 or RS256; empty with HS256)", body = Object)))]
+pub async fn jwks(state: web::Data<AppState>) -> HttpResponse {
+    let (keys, max_age) = match &state.core.tokens.ring {
+        Some(ring) => (
+            ring.jwks(state.now()),
+            // shorter than the publish-ahead time, so caches learn a new key before it signs
+            (ring.publish_ahead_secs() / 2).clamp(0, 300),
+        ),
+        None => (Vec::new(), 300),
+    };
+    HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, format!("public, max-age={max_age}")))
+        .json(json!({ "keys": keys }))
+}
+
 /// `GET /metrics`: Prometheus text format.
 #[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "Prometheus text exposition format", content_type = "text/plain")))]
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
