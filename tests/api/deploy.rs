@@ -688,10 +688,12 @@ fn env_example_lists_every_known_variable_once_and_nothing_else() {
 #[test]
 fn env_example_shows_the_real_defaults_and_valid_examples() {
     let (_, lines) = env_example();
-    // Google's settings are read only when a client is configured.
+    // Google's settings are read only when a client is configured; webhook URLs need
+    // a secret.
     let base: BTreeMap<String, String> = [
         ("GOOGLE_CLIENT_ID", "client-id"),
         ("GOOGLE_CLIENT_SECRET", "client-secret"),
+        ("WEBHOOK_SECRET", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v.to_owned()))

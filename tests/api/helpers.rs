@@ -346,6 +346,39 @@ impl TestApp {
         .await
     }
 
+    /// Every event `path` lists (`/audit?…` or `/users/me/events?…`), oldest first,
+    /// following `next_before` to the last page.
+    pub async fn events(&self, path: &str, token: &str) -> Vec<Value> {
+        let sep = if path.contains('?') { '&' } else { '?' };
+        let mut all = Vec::new();
+        let mut before: Option<String> = None;
+        loop {
+            let page_path = match &before {
+                Some(b) => format!("{path}{sep}limit=200&before={b}"),
+                None => format!("{path}{sep}limit=200"),
+            };
+            let r = self.get(&page_path, Some(token)).await;
+            assert_eq!(r.status(), StatusCode::OK, "{page_path}");
+            let page: Value = r.json().await.expect("json");
+            all.extend(page["items"].as_array().expect("items").iter().cloned());
+            match page["next_before"].as_str() {
+                Some(b) => before = Some(b.to_owned()),
+                None => break,
+            }
+        }
+        all.reverse();
+        all
+    }
+
+    /// The types of the events about `user_id`, oldest first, as a superuser reads them.
+    pub async fn event_types(&self, admin_token: &str, user_id: &str) -> Vec<String> {
+        self.events(&format!("/audit?user_id={user_id}"), admin_token)
+            .await
+            .iter()
+            .map(|e| e["type"].as_str().expect("type").to_owned())
+            .collect()
+    }
+
     pub async fn logout(&self, token: &str) -> Response {
         self.client
             .post(self.url("/auth/jwt/logout"))

@@ -311,7 +311,11 @@ async fn unknown_and_inactive_addresses_get_no_mail(backend: Backend) {
     );
     assert_eq!(mails[0].rcpt_to, vec![known]);
     let mut conn = app.db.get().unwrap();
-    assert_eq!(users_db::outbox::pending_count(&mut conn).unwrap(), 0);
+    assert_eq!(
+        users_db::outbox::pending_count(&mut conn, users_core::outbox::Channel::Mail.kinds())
+            .unwrap(),
+        0
+    );
 }
 
 async fn email_verification(backend: Backend) {

@@ -8,11 +8,13 @@ mod helpers;
 mod oidc_provider;
 mod smtp_sink;
 mod totp;
+mod webhook_receiver;
 
 mod admin;
 mod browser;
 mod cli;
 mod deploy;
+mod events;
 mod faults;
 mod google;
 mod jwks;

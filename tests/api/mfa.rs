@@ -533,6 +533,24 @@ async fn recovery_codes_are_renewed_and_totp_disabled_with_a_code(backend: Backe
     .await;
     // signing in is one step again
     assert_eq!(app.login(&email, PASSWORD).await.status(), 200);
+
+    let events = app.events("/users/me/events", &token).await;
+    let seen: Vec<(&str, &Value)> = events
+        .iter()
+        .map(|e| (e["type"].as_str().unwrap(), &e["data"]))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("user.registered", &json!({"method": "password"})),
+            ("user.login_succeeded", &events[1]["data"]),
+            ("mfa.enabled", &json!({"method": "totp"})),
+            ("user.login_failed", &json!({"reason": "mfa_failed"})),
+            ("mfa.recovery_code_used", &json!({"left": 9})),
+            ("mfa.disabled", &json!({"method": "totp"})),
+            ("user.login_succeeded", &events[6]["data"]),
+        ]
+    );
 }
 
 async fn a_superuser_removes_every_factor_of_a_user(backend: Backend) {
@@ -576,6 +594,12 @@ async fn a_superuser_removes_every_factor_of_a_user(backend: Backend) {
         json!({"totp": false, "passkeys": 0, "recovery_codes_left": 0}),
     )
     .await;
+    let events = app.events("/users/me/events", &token).await;
+    let reset = &events[events.len() - 2];
+    assert_eq!(reset["type"], "mfa.disabled");
+    assert_eq!(reset["data"], json!({"method": "all"}));
+    let admin_id = app.me(&admin).await.json::<Value>().await.unwrap()["id"].clone();
+    assert_eq!(reset["actor_id"], admin_id, "the superuser who did it");
 }
 
 /// An account made through a provider has no password: enrolling needs a recent

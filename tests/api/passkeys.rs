@@ -229,6 +229,40 @@ async fn passkeys_register_and_sign_in_alone(backend: Backend) {
         200,
         "one step again"
     );
+
+    // the log has it all: the passkey's coming and going, and how each sign-in went
+    let events = app.events("/users/me/events", &token).await;
+    let seen: Vec<(&str, &Value)> = events
+        .iter()
+        .map(|e| (e["type"].as_str().unwrap(), &e["data"]))
+        .collect();
+    let login = |method: &str, aal: i64| (method.to_owned(), aal);
+    let logins: Vec<(String, i64)> = seen
+        .iter()
+        .filter(|(t, _)| *t == "user.login_succeeded")
+        .map(|(_, d)| login(d["method"].as_str().unwrap(), d["aal"].as_i64().unwrap()))
+        .collect();
+    assert_eq!(
+        logins,
+        [
+            login("password", 1),
+            login("passkey", 2),
+            login("passkey", 2),
+            login("password", 2),
+            login("password", 1)
+        ]
+    );
+    let kinds: Vec<&str> = seen
+        .iter()
+        .map(|(t, _)| *t)
+        .filter(|t| *t != "user.login_succeeded")
+        .collect();
+    assert_eq!(
+        kinds,
+        ["user.registered", "passkey.added", "passkey.removed"]
+    );
+    let added = seen.iter().find(|(t, _)| *t == "passkey.added").unwrap().1;
+    assert_eq!(added, &json!({"passkey_id": id, "name": "Laptop"}));
 }
 
 async fn ceremonies_are_single_use_and_bound_to_their_user_and_origin(backend: Backend) {

@@ -28,6 +28,8 @@ pub struct CoreConfig {
     pub refresh_reuse_interval_seconds: i64,
     /// The issuer shown by authenticator apps (`otpauth://totp/<issuer>:<email>`).
     pub mfa_issuer: String,
+    /// Audit events older than this many days are forgotten; 0 keeps them forever.
+    pub audit_retention_days: i64,
 }
 
 impl CoreConfig {

@@ -1,7 +1,11 @@
 //! Counts of what the flows and the worker did, for `/metrics`. Plain atomics: the web
 //! layer renders them.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use crate::events::EventType;
 
 #[derive(Debug, Default)]
 pub struct Counters {
@@ -25,6 +29,11 @@ pub struct Counters {
     pub mfa_failures: AtomicU64,
     pub passkey_sign_ins: AtomicU64,
     pub passkey_failures: AtomicU64,
+    /// Audit events written, by type.
+    events: Mutex<BTreeMap<&'static str, u64>>,
+    pub webhooks_delivered: AtomicU64,
+    /// Webhook deliveries given up after 24 hours of failures.
+    pub webhooks_failed: AtomicU64,
 }
 
 impl Counters {
@@ -34,5 +43,22 @@ impl Counters {
 
     pub fn get(counter: &AtomicU64) -> u64 {
         counter.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn count_events(&self, kinds: impl Iterator<Item = EventType>) {
+        if let Ok(mut m) = self.events.lock() {
+            for k in kinds {
+                *m.entry(k.as_str()).or_default() += 1;
+            }
+        }
+    }
+
+    /// Events written by this process, by type (every type, zeros included).
+    pub fn events_by_type(&self) -> Vec<(&'static str, u64)> {
+        let counted = self.events.lock().map(|m| m.clone()).unwrap_or_default();
+        EventType::ALL
+            .iter()
+            .map(|t| (t.as_str(), counted.get(t.as_str()).copied().unwrap_or(0)))
+            .collect()
     }
 }

@@ -1,6 +1,7 @@
 //! The flows of the `users` service: registration, sign-in and the per-request check,
 //! account changes, password reset and email verification, sign-in with an identity
-//! provider, and the worker that turns outbox rows into mails.
+//! provider, sessions, the second factor, the audit events every flow raises, and the
+//! workers that turn outbox rows into mails and webhook deliveries.
 //!
 //! Each flow takes its inputs and `now` as parameters and returns a domain outcome (a
 //! `thiserror` enum per flow); it owns the rules and the order of the checks. It never
@@ -11,6 +12,7 @@
 
 pub mod config;
 pub mod counters;
+pub mod events;
 pub mod fault;
 pub mod flows;
 pub mod hashing;
@@ -23,6 +25,7 @@ pub mod startup;
 pub mod store;
 pub mod throttle;
 pub mod tokens;
+pub mod webhooks;
 pub mod worker;
 
 use std::sync::Arc;
@@ -31,6 +34,7 @@ use users_domain::PasswordPolicy;
 
 pub use config::CoreConfig;
 pub use counters::Counters;
+pub use events::{Event, EventType, WebhookSettings};
 pub use fault::Fault;
 pub use hashing::{Argon2Params, PasswordHasher};
 pub use outbox::OutboxSignal;
@@ -55,4 +59,6 @@ pub struct Core {
     /// Wakes the outbox worker when a flow queued a mail.
     pub outbox: OutboxSignal,
     pub providers: Providers,
+    /// Where events are POSTed.
+    pub webhooks: Arc<events::WebhookSettings>,
 }

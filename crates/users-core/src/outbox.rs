@@ -1,5 +1,6 @@
-//! What the outbox holds: mails to send, and requests for mails (forgot-password and
-//! verification) that the worker resolves at send time. Rows are written in the
+//! What the outbox holds: mails to send, requests for mails (forgot-password and
+//! verification) that the worker resolves at send time, and webhook deliveries
+//! (`events.rs`). Rows are written in the
 //! transaction of the change that causes them (see `users_db::Effects`).
 
 use std::sync::Arc;
@@ -11,6 +12,7 @@ use users_db::Effects;
 use users_domain::Timestamp;
 use users_mail::Email;
 
+use crate::flows::session::ClientInfo;
 use crate::Fault;
 
 /// What an outbox row holds.
@@ -20,9 +22,23 @@ pub enum OutboxItem {
     /// A composed mail.
     Email { email: Email },
     /// Send a reset link if the address belongs to an active user.
-    ForgotPassword { email: String },
+    ForgotPassword {
+        email: String,
+        /// Who asked: the `password.reset_requested` event records it.
+        #[serde(default)]
+        client: ClientInfo,
+        /// Whether that event is written already (a retried mail writes it once).
+        #[serde(default)]
+        announced: bool,
+    },
     /// Send a verification link if the address belongs to an active, unverified user.
-    RequestVerify { email: String },
+    RequestVerify {
+        email: String,
+        #[serde(default)]
+        client: ClientInfo,
+        #[serde(default)]
+        announced: bool,
+    },
 }
 
 impl OutboxItem {
@@ -52,17 +68,47 @@ impl OutboxItem {
     }
 }
 
-/// Wakes the worker when a flow queued something.
+/// The outbox's two channels, each with its own worker, so that a slow webhook
+/// receiver never delays a mail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Channel {
+    Mail,
+    Webhooks,
+}
+
+impl Channel {
+    /// The kinds of outbox rows of this channel.
+    pub fn kinds(self) -> &'static [&'static str] {
+        match self {
+            Channel::Mail => &["email", "forgot_password", "request_verify"],
+            Channel::Webhooks => &[crate::events::WEBHOOK_KIND],
+        }
+    }
+}
+
+/// Wakes a worker when a flow queued something for it.
 #[derive(Debug, Clone, Default)]
-pub struct OutboxSignal(Arc<Notify>);
+pub struct OutboxSignal {
+    mail: Arc<Notify>,
+    webhooks: Arc<Notify>,
+}
 
 impl OutboxSignal {
+    /// A mail was queued.
     pub fn wake(&self) {
-        self.0.notify_one();
+        self.mail.notify_one();
     }
 
-    pub async fn woken(&self) {
-        self.0.notified().await
+    /// A webhook delivery was queued.
+    pub fn wake_webhooks(&self) {
+        self.webhooks.notify_one();
+    }
+
+    pub async fn woken(&self, channel: Channel) {
+        match channel {
+            Channel::Mail => self.mail.notified().await,
+            Channel::Webhooks => self.webhooks.notified().await,
+        }
     }
 }
 

@@ -11,6 +11,7 @@ use users_domain::{Clock, PasswordPolicy};
 use users_mail::Mailer;
 
 use crate::hashing::HashError;
+use crate::outbox::Channel;
 use crate::tokens::random_token;
 use crate::worker::{OutboxWorker, WorkerDeps};
 use crate::{
@@ -36,6 +37,7 @@ pub struct CoreSetup {
     /// `JWT_PRIVATE_KEY`, read and checked for the algorithm.
     pub jwt_private_key: Option<crate::signing::SigningKey>,
     pub jwks_publish_ahead_seconds: i64,
+    pub webhooks: crate::events::WebhookSettings,
 }
 
 /// The relying party passkeys are bound to.
@@ -160,11 +162,13 @@ impl Core {
             counters: Arc::new(Counters::default()),
             outbox: OutboxSignal::default(),
             providers: Providers::new(setup.providers),
+            webhooks: Arc::new(setup.webhooks),
         })
     }
 
-    /// Starts what runs beside the requests until `stop` turns true: provider discovery
-    /// and the outbox worker. Returns the worker's task.
+    /// Starts what runs beside the requests until `stop` turns true: provider discovery,
+    /// the signing keys' reload and the outbox workers (mail, and webhooks when
+    /// configured). Returns the workers' task.
     pub async fn start_background(
         &self,
         mailer: Mailer,
@@ -178,7 +182,7 @@ impl Core {
                 stop.clone(),
             ));
         }
-        let worker = OutboxWorker::new(WorkerDeps {
+        let deps = Arc::new(WorkerDeps {
             store: self.store.clone(),
             mailer,
             hasher: self.hasher.clone(),
@@ -187,8 +191,26 @@ impl Core {
             counters: self.counters.clone(),
             signal: self.outbox.clone(),
             clock,
+            webhooks: self.webhooks.clone(),
         });
-        tokio::spawn(worker.run(stop))
+        let mut channels = vec![Channel::Mail];
+        // without receivers nothing is queued for them; rows left from an earlier
+        // configuration wait until webhooks are configured again
+        if self.webhooks.enabled() {
+            channels.push(Channel::Webhooks);
+        }
+        let mut tasks = Vec::new();
+        for channel in channels {
+            match OutboxWorker::new(deps.clone(), channel) {
+                Ok(worker) => tasks.push(tokio::spawn(worker.run(stop.clone()))),
+                Err(e) => tracing::error!(error = %e, "cannot start an outbox worker"),
+            }
+        }
+        tokio::spawn(async move {
+            for task in tasks {
+                let _ = task.await;
+            }
+        })
     }
 }
 

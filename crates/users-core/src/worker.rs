@@ -1,12 +1,14 @@
-//! The outbox worker, running inside every server process: it claims due rows with a
-//! lease, turns them into mails, delivers them, and records the outcome. Temporary
-//! failures are retried with exponential backoff for 24 hours; a sent row loses its
-//! body. Once an hour it also forgets what has outlived its use (finished outbox rows,
-//! old rate-limit windows).
+//! The outbox workers, running inside every server process, one per channel (mail,
+//! webhooks): each claims due rows of its channel with a lease, delivers them, and
+//! records the outcome. Temporary failures are retried with exponential backoff for 24
+//! hours; a delivered row loses its body. Once an hour the mail worker also forgets
+//! what has outlived its use (finished outbox rows, old rate-limit windows, old
+//! sessions, audit events past `AUDIT_RETENTION_DAYS`).
 //!
 //! Forgot-password and verification requests are stored as *intents* holding only the
 //! address, for every address, known or not: the request does the same work and takes
-//! the same time either way, and the worker decides whether a mail goes out.
+//! the same time either way, and the worker decides whether a mail goes out (and
+//! records the request's event, once, when it does).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,7 +21,9 @@ use users_domain::email::email_key;
 use users_domain::{Clock, Timestamp};
 use users_mail::{Email, MailError, Mailer};
 
-use crate::outbox::{with_token, OutboxItem, OutboxSignal};
+use crate::events::{Event, EventType, Queued, WebhookDelivery, WebhookSettings};
+use crate::flows::session::ClientInfo;
+use crate::outbox::{with_token, Channel, OutboxItem, OutboxSignal};
 use crate::{CoreConfig, Counters, JwtKeys, PasswordHasher, Store};
 
 /// How long a claimed row stays reserved for its worker.
@@ -47,11 +51,14 @@ pub struct WorkerDeps {
     pub counters: Arc<Counters>,
     pub signal: OutboxSignal,
     pub clock: Arc<dyn Clock>,
+    pub webhooks: Arc<WebhookSettings>,
 }
 
 pub struct OutboxWorker {
-    deps: WorkerDeps,
+    deps: Arc<WorkerDeps>,
     id: String,
+    channel: Channel,
+    http: reqwest::Client,
 }
 
 enum Outcome {
@@ -60,16 +67,35 @@ enum Outcome {
 }
 
 impl OutboxWorker {
-    pub fn new(deps: WorkerDeps) -> Self {
-        OutboxWorker {
+    pub fn new(deps: Arc<WorkerDeps>, channel: Channel) -> Result<Self, String> {
+        Ok(OutboxWorker {
             deps,
             id: format!("worker-{}", uuid::Uuid::new_v4().simple()),
+            channel,
+            http: crate::webhooks::client()?,
+        })
+    }
+
+    fn name(&self) -> &'static str {
+        match self.channel {
+            Channel::Mail => "mail",
+            Channel::Webhooks => "webhook",
         }
     }
 
     /// Runs until `shutdown` turns true.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
-        tracing::info!(mailer = %self.deps.mailer.describe(), "mail outbox worker started");
+        match self.channel {
+            Channel::Mail => {
+                tracing::info!(mailer = %self.deps.mailer.describe(), "mail outbox worker started")
+            }
+            Channel::Webhooks => {
+                tracing::info!(
+                    receivers = self.deps.webhooks.urls.len(),
+                    "webhook outbox worker started"
+                )
+            }
+        }
         let signal = self.deps.signal.clone();
         let mut last_purge = 0i64;
         loop {
@@ -78,17 +104,17 @@ impl OutboxWorker {
             }
             self.run_once().await;
             let now = self.now().millis();
-            if now - last_purge > 3600 * 1000 {
+            if self.channel == Channel::Mail && now - last_purge > 3600 * 1000 {
                 last_purge = now;
                 self.purge(now).await;
             }
             tokio::select! {
-                _ = signal.woken() => {}
+                _ = signal.woken(self.channel) => {}
                 _ = tokio::time::sleep(POLL) => {}
                 _ = shutdown.changed() => {}
             }
         }
-        tracing::info!("mail outbox worker stopped");
+        tracing::info!(channel = self.name(), "outbox worker stopped");
     }
 
     fn now(&self) -> Timestamp {
@@ -115,15 +141,32 @@ impl OutboxWorker {
             .store
             .run(move |c| Ok(users_db::sessions::purge(c, week_ago)?))
             .await;
+        let days = self.deps.config.audit_retention_days;
+        if days > 0 {
+            let before = now - days.saturating_mul(24 * 3600 * 1000);
+            match self
+                .deps
+                .store
+                .run(move |c| Ok(users_db::audit::purge(c, before)?))
+                .await
+            {
+                Ok(n) if n > 0 => {
+                    tracing::info!(events = n, "audit events past retention forgotten")
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "cannot forget old audit events"),
+            }
+        }
     }
 
     /// Delivers every row that is due now; returns how many rows it handled.
     pub async fn run_once(&self) -> usize {
         let now = self.now().millis();
+        let kinds = self.channel.kinds();
         let due = match self
             .deps
             .store
-            .run(move |c| Ok(outbox::due(c, now, BATCH)?))
+            .run(move |c| Ok(outbox::due(c, kinds, now, BATCH)?))
             .await
         {
             Ok(ids) => ids,
@@ -159,6 +202,58 @@ impl OutboxWorker {
     async fn deliver(&self, row: outbox::OutboxRow) {
         let span = tracing::info_span!("outbox", id = %row.id, kind = %row.kind, attempt = row.attempts + 1);
         let _enter = span.enter();
+        match self.channel {
+            Channel::Mail => self.deliver_mail(row).await,
+            Channel::Webhooks => self.deliver_webhook(row).await,
+        }
+    }
+
+    async fn deliver_webhook(&self, row: outbox::OutboxRow) {
+        let delivery: Option<WebhookDelivery> = row
+            .payload
+            .as_deref()
+            .and_then(|p| serde_json::from_str(p).ok());
+        let Some(delivery) = delivery else {
+            self.finish_failed(&row, "unreadable outbox payload").await;
+            return;
+        };
+        let attempt = crate::webhooks::attempt(
+            &self.http,
+            &self.deps.webhooks.secret,
+            &delivery,
+            self.now().secs(),
+        )
+        .await;
+        match attempt {
+            Ok(()) => {
+                if self.mark_sent(&row).await {
+                    Counters::inc(&self.deps.counters.webhooks_delivered);
+                    tracing::info!(event_id = %delivery.event_id, "webhook delivered");
+                }
+            }
+            Err(e) => self.finish_retry(&row, &e.to_string()).await,
+        }
+    }
+
+    /// Records a delivery; `false` (logged) when that failed.
+    async fn mark_sent(&self, row: &outbox::OutboxRow) -> bool {
+        let (id, worker) = (row.id.clone(), self.id.clone());
+        let now = self.now().millis();
+        match self
+            .deps
+            .store
+            .run(move |c| Ok(outbox::mark_sent(c, &id, &worker, now)?))
+            .await
+        {
+            Ok(_) => true,
+            Err(e) => {
+                tracing::error!(error = %e, "delivered but not recorded; it may be delivered again");
+                false
+            }
+        }
+    }
+
+    async fn deliver_mail(&self, row: outbox::OutboxRow) {
         let item: Option<OutboxItem> = row
             .payload
             .as_deref()
@@ -167,7 +262,7 @@ impl OutboxWorker {
             self.finish_failed(&row, "unreadable outbox payload").await;
             return;
         };
-        let outcome = match self.resolve(item).await {
+        let outcome = match self.resolve(item, &row).await {
             Ok(o) => o,
             Err(e) => {
                 self.finish_retry(&row, &e).await;
@@ -190,21 +285,9 @@ impl OutboxWorker {
         let sent = tokio::time::timeout(SEND_TIMEOUT, self.deps.mailer.send(&email)).await;
         match sent {
             Ok(Ok(())) => {
-                let (id, worker) = (row.id.clone(), self.id.clone());
-                let now = self.now().millis();
-                match self
-                    .deps
-                    .store
-                    .run(move |c| Ok(outbox::mark_sent(c, &id, &worker, now)?))
-                    .await
-                {
-                    Ok(_) => {
-                        Counters::inc(&self.deps.counters.mails_sent);
-                        tracing::info!("mail sent")
-                    }
-                    Err(e) => {
-                        tracing::error!(error = %e, "mail sent but not recorded; it may be sent again")
-                    }
+                if self.mark_sent(&row).await {
+                    Counters::inc(&self.deps.counters.mails_sent);
+                    tracing::info!("mail sent")
                 }
             }
             Ok(Err(MailError::Transient(e))) => self.finish_retry(&row, &e).await,
@@ -227,7 +310,7 @@ impl OutboxWorker {
             .store
             .run(move |c| Ok(outbox::mark_retry(c, &id, &worker, next, &err)?))
             .await;
-        tracing::warn!(error = %error, retry_in_ms = next - now, "mail delivery failed; will retry");
+        tracing::warn!(error = %error, retry_in_ms = next - now, channel = self.name(), "delivery failed; will retry");
     }
 
     async fn finish_failed(&self, row: &outbox::OutboxRow, error: &str) {
@@ -238,22 +321,38 @@ impl OutboxWorker {
             .store
             .run(move |c| Ok(outbox::mark_failed(c, &id, &worker, now, &err)?))
             .await;
-        Counters::inc(&self.deps.counters.mails_failed);
-        tracing::error!(error = %error, "mail given up");
+        match self.channel {
+            Channel::Mail => Counters::inc(&self.deps.counters.mails_failed),
+            Channel::Webhooks => Counters::inc(&self.deps.counters.webhooks_failed),
+        }
+        tracing::error!(error = %error, channel = self.name(), "delivery given up");
     }
 
     /// Turns an item into the mail to send now (tokens are minted at send time).
-    async fn resolve(&self, item: OutboxItem) -> Result<Outcome, String> {
+    async fn resolve(&self, item: OutboxItem, row: &outbox::OutboxRow) -> Result<Outcome, String> {
         let c = &self.deps.config;
         let now = self.now();
         match item {
             OutboxItem::Email { email } => Ok(Outcome::Send(email)),
-            OutboxItem::ForgotPassword { email } => {
+            OutboxItem::ForgotPassword {
+                email,
+                client,
+                announced,
+            } => {
                 let Some(user) = self.lookup(&email).await? else {
                     return Ok(Outcome::Drop);
                 };
                 if !user.user.is_active {
                     return Ok(Outcome::Drop);
+                }
+                if !announced {
+                    let event = Event::new(EventType::PasswordResetRequested, Some(user.user.id));
+                    let done = OutboxItem::ForgotPassword {
+                        email,
+                        client: client.clone(),
+                        announced: true,
+                    };
+                    self.announce(row, done, event, &client).await?;
                 }
                 // fastapi-users' fingerprint: a hash of the stored hash, so that any
                 // password change kills the token
@@ -276,12 +375,26 @@ impl OutboxWorker {
                     minutes(c.reset_token_lifetime_seconds),
                 )))
             }
-            OutboxItem::RequestVerify { email } => {
+            OutboxItem::RequestVerify {
+                email,
+                client,
+                announced,
+            } => {
                 let Some(user) = self.lookup(&email).await? else {
                     return Ok(Outcome::Drop);
                 };
                 if !user.user.is_active || user.user.is_verified {
                     return Ok(Outcome::Drop);
+                }
+                if !announced {
+                    let event =
+                        Event::new(EventType::EmailVerificationRequested, Some(user.user.id));
+                    let done = OutboxItem::RequestVerify {
+                        email,
+                        client: client.clone(),
+                        announced: true,
+                    };
+                    self.announce(row, done, event, &client).await?;
                 }
                 let expires = now.plus_secs(c.verify_token_lifetime_seconds);
                 let token = self
@@ -297,6 +410,33 @@ impl OutboxWorker {
                 )))
             }
         }
+    }
+
+    /// Records the event of a request that resolved to a user, and marks the row so
+    /// that a retry does not record it again.
+    async fn announce(
+        &self,
+        row: &outbox::OutboxRow,
+        done: OutboxItem,
+        event: Event,
+        client: &ClientInfo,
+    ) -> Result<(), String> {
+        let effects = crate::events::effects(vec![event], client, &self.deps.webhooks, self.now())
+            .map_err(|e| e.to_string())?;
+        let queued = Queued::of(&effects);
+        let payload = serde_json::to_string(&done).map_err(|e| e.to_string())?;
+        let (id, worker) = (row.id.clone(), self.id.clone());
+        let mine = self
+            .deps
+            .store
+            .run(move |c| Ok(outbox::announce(c, &id, &worker, &payload, &effects)?))
+            .await
+            .map_err(|e| e.to_string())?;
+        if !mine {
+            return Err("the row's lease was lost".to_owned());
+        }
+        queued.committed(&self.deps.counters, &self.deps.signal);
+        Ok(())
     }
 
     async fn lookup(&self, email: &str) -> Result<Option<StoredUser>, String> {

@@ -1,9 +1,11 @@
-//! What a change writes besides itself, in its own transaction: the mails it causes
-//! (outbox rows) and the sessions it ends. A rolled-back change leaves none of them
-//! behind, and a committed one never lacks them.
+//! What a change writes besides itself, in its own transaction: the audit events that
+//! describe it, the mails and webhook deliveries it causes (outbox rows) and the
+//! sessions it ends. A rolled-back change leaves none of them behind, and a committed
+//! one never lacks them.
 
 use diesel::prelude::*;
 
+use crate::audit::AuditRow;
 use crate::outbox::NewOutboxRow;
 use crate::sessions::EndSessions;
 use crate::DbConnection;
@@ -12,6 +14,7 @@ use crate::DbConnection;
 /// transaction functions of this crate only when the change itself happened.
 #[derive(Debug, Clone, Default)]
 pub struct Effects {
+    pub events: Vec<AuditRow>,
     pub outbox: Vec<NewOutboxRow>,
     /// A password change, a deactivation: the user's sessions end with it.
     pub end_sessions: Option<EndSessions>,
@@ -32,11 +35,24 @@ impl Effects {
         self
     }
 
+    /// These effects, and those of `other`.
+    pub fn and(mut self, other: Effects) -> Effects {
+        self.events.extend(other.events);
+        self.outbox.extend(other.outbox);
+        if other.end_sessions.is_some() {
+            self.end_sessions = other.end_sessions;
+        }
+        self
+    }
+
     pub fn is_empty(&self) -> bool {
-        self.outbox.is_empty() && self.end_sessions.is_none()
+        self.events.is_empty() && self.outbox.is_empty() && self.end_sessions.is_none()
     }
 
     pub(crate) fn write(&self, conn: &mut DbConnection) -> QueryResult<()> {
+        for event in &self.events {
+            crate::audit::insert(conn, event)?;
+        }
         for row in &self.outbox {
             crate::outbox::insert(conn, row)?;
         }

@@ -7,6 +7,7 @@
 //! return `QueryResult`. Blocking by nature: callers run these off the async executor.
 
 pub mod admin;
+pub mod audit;
 mod effects;
 pub mod limits;
 pub mod mfa;

@@ -52,9 +52,16 @@ pub fn enqueue(conn: &mut DbConnection, effects: &Effects) -> QueryResult<()> {
     crate::effects::transaction(conn, effects, |_| Ok(()))
 }
 
-/// Ids of pending rows that are due and not leased by anyone, oldest first.
-pub fn due(conn: &mut DbConnection, now_ms: i64, limit: i64) -> QueryResult<Vec<String>> {
+/// Ids of pending rows of these kinds that are due and not leased by anyone, oldest
+/// first.
+pub fn due(
+    conn: &mut DbConnection,
+    kinds: &[&str],
+    now_ms: i64,
+    limit: i64,
+) -> QueryResult<Vec<String>> {
     outbox::table
+        .filter(outbox::kind.eq_any(kinds))
         .filter(outbox::status.eq(PENDING))
         .filter(outbox::next_attempt_at.le(now_ms))
         .filter(outbox::locked_until.le(now_ms))
@@ -131,6 +138,24 @@ pub fn mark_dropped(conn: &mut DbConnection, id: &str, worker: &str) -> QueryRes
         .map(|n| n > 0)
 }
 
+/// Replaces the payload of a row this worker holds, and writes `effects` with it: a
+/// request resolved to a user records its event once, however often its mail is
+/// retried. Returns whether the row was still this worker's.
+pub fn announce(
+    conn: &mut DbConnection,
+    id: &str,
+    worker: &str,
+    payload: &str,
+    effects: &Effects,
+) -> QueryResult<bool> {
+    crate::effects::transaction(conn, effects, |c| {
+        diesel::update(mine(id, worker))
+            .set(outbox::payload.eq(Some(payload)))
+            .execute(c)
+            .map(|n| n > 0)
+    })
+}
+
 /// A temporary failure: try again at `next_attempt_at`.
 pub fn mark_retry(
     conn: &mut DbConnection,
@@ -181,9 +206,10 @@ pub fn purge_finished(conn: &mut DbConnection, before_ms: i64) -> QueryResult<us
     .execute(conn)
 }
 
-/// Rows still waiting to be delivered.
-pub fn pending_count(conn: &mut DbConnection) -> QueryResult<i64> {
+/// Rows of these kinds still waiting to be delivered.
+pub fn pending_count(conn: &mut DbConnection, kinds: &[&str]) -> QueryResult<i64> {
     outbox::table
+        .filter(outbox::kind.eq_any(kinds))
         .filter(outbox::status.eq(PENDING))
         .count()
         .get_result(conn)

@@ -118,6 +118,21 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    audit_events (id) {
+        id -> Text,
+        at -> BigInt,
+        #[sql_name = "type"]
+        event_type -> Text,
+        user_id -> Nullable<Text>,
+        actor_id -> Nullable<Text>,
+        ip -> Nullable<Text>,
+        user_agent -> Nullable<Text>,
+        request_id -> Nullable<Text>,
+        data -> Text,
+    }
+}
+
 diesel::joinable!(revoked_tokens -> users (user_id));
 diesel::joinable!(sessions -> users (user_id));
 diesel::allow_tables_to_appear_in_same_query!(
@@ -129,6 +144,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     webauthn_challenges,
     mfa_challenges,
     signing_keys,
+    audit_events,
     revoked_tokens,
     service_settings,
     outbox,

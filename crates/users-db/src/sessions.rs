@@ -197,7 +197,8 @@ pub fn end(
     })
 }
 
-/// Ends every session of a user but `except`, with the effects. Returns how many.
+/// Ends every session of a user but `except`, with the effects when there was one to
+/// end. Returns how many.
 pub fn end_all(
     conn: &mut DbConnection,
     end: &EndSessions,
@@ -205,7 +206,9 @@ pub fn end_all(
 ) -> QueryResult<usize> {
     conn.transaction(|c| {
         let n = end_all_in(c, end)?;
-        effects.write(c)?;
+        if n > 0 {
+            effects.write(c)?;
+        }
         Ok(n)
     })
 }

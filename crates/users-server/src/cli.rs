@@ -91,7 +91,7 @@ pub async fn create_user_command(settings: Settings, args: CreateUserArgs) -> u8
         is_superuser: args.superuser,
         is_verified: args.verified,
     };
-    match register::register(&core, account, SystemClock.now()).await {
+    match register::register(&core, account, &Default::default(), SystemClock.now()).await {
         Ok(user) => match serde_json::to_string(&crate::bodies::UserRead::from(user)) {
             Ok(json) => {
                 println!("{json}");

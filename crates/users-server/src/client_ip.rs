@@ -96,7 +96,7 @@ pub fn request_ip(
     )
 }
 
-/// Where a request comes from: its client IP and `User-Agent`.
+/// Where a request comes from: its client IP, `User-Agent` and request id.
 pub struct Client(pub ClientInfo);
 
 impl FromRequest for Client {
@@ -112,9 +112,16 @@ impl FromRequest for Client {
             .get(USER_AGENT)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
+        // set by `telemetry::observe` on every request
+        let request_id = req
+            .headers()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
         std::future::ready(Ok(Client(ClientInfo {
             ip: ip.map(|ip| ip.to_string()),
             user_agent,
+            request_id,
         })))
     }
 }

@@ -43,6 +43,7 @@ impl std::fmt::Debug for Metrics {
 /// Gauges read at scrape time.
 pub struct Gauges {
     pub outbox_pending: Option<i64>,
+    pub webhooks_pending: Option<i64>,
     pub pool_connections: u32,
     pub pool_idle: u32,
 }
@@ -111,7 +112,7 @@ impl Metrics {
                 );
             }
         }
-        let counters: [Family<'_>; 10] = [
+        let counters: [Family<'_>; 12] = [
             (
                 "users_logins_total",
                 "Password logins by outcome.",
@@ -176,6 +177,16 @@ impl Metrics {
                     ("result=\"failure\"", &c.passkey_failures),
                 ],
             ),
+            (
+                "users_webhooks_delivered_total",
+                "Webhook deliveries a receiver answered with 2xx.",
+                vec![("", &c.webhooks_delivered)],
+            ),
+            (
+                "users_webhooks_failed_total",
+                "Webhook deliveries given up after 24 hours of failures.",
+                vec![("", &c.webhooks_failed)],
+            ),
         ];
         for (name, help, series) in counters {
             let _ = writeln!(out, "# HELP {name} {help}");
@@ -191,11 +202,27 @@ impl Metrics {
         }
         let _ = writeln!(
             out,
+            "# HELP users_events_total Audit events written by this process, by type."
+        );
+        let _ = writeln!(out, "# TYPE users_events_total counter");
+        for (kind, n) in c.events_by_type() {
+            let _ = writeln!(out, "users_events_total{{type=\"{kind}\"}} {n}");
+        }
+        let _ = writeln!(
+            out,
             "# HELP users_outbox_pending Mails waiting in the outbox (all replicas)."
         );
         let _ = writeln!(out, "# TYPE users_outbox_pending gauge");
         if let Some(n) = gauges.outbox_pending {
             let _ = writeln!(out, "users_outbox_pending {n}");
+        }
+        let _ = writeln!(
+            out,
+            "# HELP users_webhooks_pending Webhook deliveries waiting in the outbox (all replicas)."
+        );
+        let _ = writeln!(out, "# TYPE users_webhooks_pending gauge");
+        if let Some(n) = gauges.webhooks_pending {
+            let _ = writeln!(out, "users_webhooks_pending {n}");
         }
         let _ = writeln!(
             out,
@@ -238,6 +265,7 @@ mod tests {
             &c,
             &Gauges {
                 outbox_pending: Some(2),
+                webhooks_pending: Some(0),
                 pool_connections: 3,
                 pool_idle: 1,
             },
@@ -254,6 +282,8 @@ mod tests {
         assert!(text.contains("users_http_request_duration_seconds_count{route=\"/users/{id}\"} 2"));
         assert!(text.contains("users_logins_total{result=\"failure\"} 1"));
         assert!(text.contains("users_outbox_pending 2"));
+        assert!(text.contains("users_webhooks_pending 0"));
+        assert!(text.contains("users_events_total{type=\"user.login_failed\"} 0"));
         assert!(text.contains("users_db_pool_connections{state=\"in_use\"} 2"));
     }
 }

@@ -8,10 +8,11 @@ use utoipa::{Modify, OpenApi};
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::bodies::{
-    AuthorizationUrl, BearerToken, CeremonyOptions, CodeRequest, EmailRequest, LoginForm,
-    MfaStatus, MfaVerify, PasskeyLogin, PasskeyLoginOptions, PasskeyRead, PasskeyRegister,
-    RecoveryCodes, RefreshRequest, RefreshableToken, ResetPassword, ResetPasswordForm, SessionRead,
-    TotpEnrolRequest, TotpEnrolment, UserCreate, UserRead, UserUpdate, UsersPage, VerifyToken,
+    AuthorizationUrl, BearerToken, CeremonyOptions, CodeRequest, EmailRequest, EventRead,
+    EventsPage, LoginForm, MfaStatus, MfaVerify, PasskeyLogin, PasskeyLoginOptions, PasskeyRead,
+    PasskeyRegister, RecoveryCodes, RefreshRequest, RefreshableToken, ResetPassword,
+    ResetPasswordForm, SessionRead, TotpEnrolRequest, TotpEnrolment, UserCreate, UserRead,
+    UserUpdate, UsersPage, VerifyToken,
 };
 use crate::error::{
     BadRequestBody, ErrorDetail, FieldError, MfaRequiredDetail, MfaRequiredError, Null,
@@ -111,6 +112,8 @@ impl Modify for GoogleRoutes {
         crate::routes::users::patch_user,
         crate::routes::users::delete_user,
         crate::routes::users::list_users,
+        crate::routes::audit::list,
+        crate::routes::audit::mine,
         crate::routes::oauth::authorize,
         crate::routes::oauth::callback,
         crate::routes::oauth::associate_authorize,
@@ -130,7 +133,7 @@ impl Modify for GoogleRoutes {
         UsersPage, AuthorizationUrl, Null, RefreshRequest, RefreshableToken, SessionRead,
         TotpEnrolRequest, TotpEnrolment, CodeRequest, RecoveryCodes, MfaStatus, MfaVerify,
         MfaRequiredDetail, MfaRequiredError, CeremonyOptions, PasskeyRegister, PasskeyRead,
-        PasskeyLoginOptions, PasskeyLogin
+        PasskeyLoginOptions, PasskeyLogin, EventRead, EventsPage
     )),
     modifiers(&BearerAuth, &GoogleRoutes),
     tags(
@@ -141,6 +144,7 @@ impl Modify for GoogleRoutes {
         (name = "passkeys", description = "Passkeys (WebAuthn): register, list, remove, sign in"),
         (name = "mail", description = "Password reset and email verification"),
         (name = "providers", description = "Sign in with an identity provider (OpenID Connect), and linking accounts"),
+        (name = "audit", description = "Security events: the audit log (webhooks carry the same events)"),
         (name = "pages", description = "HTML pages the mailed links open"),
         (name = "operations", description = "Health, readiness, metrics")
     )

@@ -34,7 +34,10 @@ pub enum LogFormat {
 }
 
 use users_core::signing::SigningAlgorithm;
-use users_core::{Argon2Params, CoreConfig, CoreSetup, PasskeySettings, ProviderSettings};
+use users_core::{
+    Argon2Params, CoreConfig, CoreSetup, EventType, PasskeySettings, ProviderSettings,
+    WebhookSettings,
+};
 
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -85,6 +88,10 @@ pub struct Settings {
     pub trusted_proxies: Vec<crate::client_ip::Cidr>,
     pub rust_log: String,
     pub log_format: LogFormat,
+    /// `WEBHOOK_URLS`, `WEBHOOK_SECRET`, `WEBHOOK_EVENTS` (the secret never shows in
+    /// `Debug`).
+    pub webhooks: WebhookSettings,
+    pub audit_retention_days: i64,
 }
 
 /// Every variable the service reads (each may also be given as `NAME_FILE`).
@@ -129,6 +136,10 @@ pub const KNOWN_VARIABLES: &[&str] = &[
     "LOGIN_MAX_FAILURES",
     "RATE_LIMIT_PER_IP_PER_MINUTE",
     "TRUSTED_PROXIES",
+    "WEBHOOK_URLS",
+    "WEBHOOK_SECRET",
+    "WEBHOOK_EVENTS",
+    "AUDIT_RETENTION_DAYS",
     "LOG_FORMAT",
     "RUST_LOG",
 ];
@@ -428,6 +439,8 @@ impl Settings {
             }
         };
         let rust_log = env.get("RUST_LOG")?.unwrap_or_else(|| "info".to_owned());
+        let webhooks = webhook_settings(&env)?;
+        let audit_retention_days = env.parse_in("AUDIT_RETENTION_DAYS", 90i64, 0..=36_500)?;
 
         Ok(Settings {
             database_url,
@@ -464,6 +477,8 @@ impl Settings {
             trusted_proxies,
             rust_log,
             log_format,
+            webhooks,
+            audit_retention_days,
         })
     }
 
@@ -507,14 +522,79 @@ impl Settings {
                 session_idle_seconds: self.session_idle_seconds,
                 refresh_reuse_interval_seconds: self.refresh_reuse_interval_seconds,
                 mfa_issuer: self.mfa_issuer.clone(),
+                audit_retention_days: self.audit_retention_days,
             },
             providers: self.google.iter().cloned().collect(),
             passkeys: self.passkeys.clone(),
             jwt_algorithm: self.jwt_algorithm,
             jwt_private_key: self.jwt_private_key.clone(),
             jwks_publish_ahead_seconds: self.jwks_publish_ahead_seconds,
+            webhooks: self.webhooks.clone(),
         }
     }
+}
+
+/// `WEBHOOK_URLS` (comma-separated http(s) URLs), `WEBHOOK_SECRET` (`whsec_<base64>`,
+/// required with URLs) and `WEBHOOK_EVENTS` (comma-separated types, or `*`).
+fn webhook_settings(env: &Env<'_>) -> Result<WebhookSettings, SettingsError> {
+    let mut urls = Vec::new();
+    for u in env
+        .get("WEBHOOK_URLS")?
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+    {
+        let parsed = url::Url::parse(u).ok().filter(|p| {
+            matches!(p.scheme(), "http" | "https") && p.host_str().is_some_and(|h| !h.is_empty())
+        });
+        if parsed.is_none() {
+            return Err(err(
+                "WEBHOOK_URLS",
+                format!("`{u}` is not an absolute http:// or https:// URL"),
+            ));
+        }
+        urls.push(u.to_owned());
+    }
+    let secret = match env.get("WEBHOOK_SECRET")?.filter(|s| !s.trim().is_empty()) {
+        Some(value) => users_core::webhooks::parse_secret(&value)
+            .map_err(|e| err("WEBHOOK_SECRET", e))?,
+        None if !urls.is_empty() => {
+            return Err(err(
+                "WEBHOOK_SECRET",
+                "is required with WEBHOOK_URLS: a random key as `whsec_` and its base64 (e.g. `whsec_$(openssl rand -base64 32)`)",
+            ))
+        }
+        None => Vec::new(),
+    };
+    if !secret.is_empty() && secret.len() < 24 {
+        tracing::warn!("WEBHOOK_SECRET is shorter than 24 bytes; use a longer random key");
+    }
+    let events = match env.get("WEBHOOK_EVENTS")?.as_deref().map(str::trim) {
+        None | Some("") | Some("*") => None,
+        Some(list) => {
+            let mut types = Vec::new();
+            for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+                let t = EventType::parse(name).ok_or_else(|| {
+                    let known: Vec<&str> = EventType::ALL.iter().map(|t| t.as_str()).collect();
+                    err(
+                        "WEBHOOK_EVENTS",
+                        format!(
+                            "`{name}` is not an event type; the types are: {}",
+                            known.join(", ")
+                        ),
+                    )
+                })?;
+                types.push(t);
+            }
+            Some(types)
+        }
+    };
+    Ok(WebhookSettings {
+        urls,
+        events,
+        secret,
+    })
 }
 
 /// The relying party of passkeys: `WEBAUTHN_RP_ID` (default: the public URL's host) and
@@ -792,6 +872,71 @@ mod tests {
         assert_eq!(s.session_lifetime_seconds, 30 * 86_400);
         assert_eq!(s.session_idle_seconds, 7 * 86_400);
         assert_eq!(s.refresh_reuse_interval_seconds, 10);
+    }
+
+    #[test]
+    fn webhooks_need_urls_a_secret_and_known_types() {
+        let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+        let s = settings(&[
+            (
+                "WEBHOOK_URLS",
+                "https://a.example.com/hook, http://10.0.0.2:9000/x",
+            ),
+            ("WEBHOOK_SECRET", secret),
+            ("WEBHOOK_EVENTS", "user.registered,user.login_failed"),
+        ])
+        .unwrap();
+        assert_eq!(s.webhooks.urls.len(), 2);
+        assert_eq!(s.webhooks.secret.len(), 24);
+        assert_eq!(
+            s.webhooks.events,
+            Some(vec![EventType::UserRegistered, EventType::LoginFailed])
+        );
+        assert!(!format!("{s:?}").contains("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"));
+        let s = settings(&[
+            ("WEBHOOK_URLS", "https://a.example.com/hook"),
+            ("WEBHOOK_SECRET", secret),
+            ("WEBHOOK_EVENTS", "*"),
+        ])
+        .unwrap();
+        assert_eq!(s.webhooks.events, None, "every type");
+        let s = settings(&[]).unwrap();
+        assert!(!s.webhooks.enabled());
+        assert_eq!(s.audit_retention_days, 90);
+        for (var, vars) in [
+            (
+                "WEBHOOK_SECRET",
+                vec![("WEBHOOK_URLS", "https://a.example.com/hook")],
+            ),
+            (
+                "WEBHOOK_SECRET",
+                vec![
+                    ("WEBHOOK_URLS", "https://a.example.com/hook"),
+                    ("WEBHOOK_SECRET", "whsec_not base64"),
+                ],
+            ),
+            (
+                "WEBHOOK_URLS",
+                vec![
+                    ("WEBHOOK_URLS", "a.example.com/hook"),
+                    ("WEBHOOK_SECRET", secret),
+                ],
+            ),
+            (
+                "WEBHOOK_URLS",
+                vec![
+                    ("WEBHOOK_URLS", "ftp://a.example.com/"),
+                    ("WEBHOOK_SECRET", secret),
+                ],
+            ),
+            (
+                "WEBHOOK_EVENTS",
+                vec![("WEBHOOK_EVENTS", "user.registered,user.nonsense")],
+            ),
+            ("AUDIT_RETENTION_DAYS", vec![("AUDIT_RETENTION_DAYS", "-1")]),
+        ] {
+            assert_eq!(settings(&vars).unwrap_err().var, var, "{vars:?}");
+        }
     }
 
     #[test]

@@ -14,7 +14,7 @@ use users_domain::Clock;
 use crate::auth::{authenticated, superuser};
 use crate::rate_limit::per_ip;
 use crate::routes::{
-    self, account, auth, mail, mfa, oauth, ops, pages, passkeys, register, sessions, users,
+    self, account, audit, auth, mail, mfa, oauth, ops, pages, passkeys, register, sessions, users,
 };
 use crate::settings::Settings;
 use crate::state::{AppState, SystemClock};
@@ -224,6 +224,18 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                         .to(oauth::callback)
                         .wrap(per_ip("oauth-callback")),
                 ),
+        )
+        .service(
+            resource("/users/me/events")
+                .route(web::get().to(audit::mine).wrap(from_fn(authenticated))),
+        )
+        .service(
+            resource("/audit").route(
+                web::get()
+                    .to(audit::list)
+                    .wrap(from_fn(superuser))
+                    .wrap(from_fn(authenticated)),
+            ),
         )
         .service(
             resource("/users/me")

@@ -6,8 +6,10 @@ use users_db::DbError;
 use users_domain::email::email_key;
 use users_domain::{EmailAddress, Timestamp, User, UserId};
 
+use crate::events::{Event, EventType, Queued};
+use crate::flows::session::ClientInfo;
 use crate::outbox::OutboxItem;
-use crate::{Core, Counters, Fault};
+use crate::{Core, Fault};
 
 /// A change to a user (fastapi-users' `UserUpdate`). The flags are applied only when a
 /// superuser makes the change.
@@ -67,6 +69,7 @@ pub async fn update(
     target: &StoredUser,
     changes: Changes,
     actor: Actor,
+    client: &ClientInfo,
     now: Timestamp,
 ) -> Result<User, UpdateError> {
     let id = target.user.id;
@@ -106,14 +109,39 @@ pub async fn update(
         row.is_active = changes.is_active;
         row.is_superuser = changes.is_superuser;
     }
-    let mut effects = users_db::Effects::none();
+    let by = match actor {
+        Actor::Owner => None,
+        Actor::Superuser(admin) => Some(admin),
+    };
+    let mut events = Vec::new();
+    let fields = changed_fields(&target.user, &row, changes.password.is_some());
+    if !fields.is_empty() {
+        events.push(
+            Event::new(EventType::UserUpdated, Some(id))
+                .by(by)
+                .with("fields", fields),
+        );
+    }
+    if changes.password.is_some() {
+        let via = if by.is_some_and(|b| b != id) {
+            "admin"
+        } else {
+            "self"
+        };
+        events.push(
+            Event::new(EventType::PasswordChanged, Some(id))
+                .by(by)
+                .with("via", via),
+        );
+    }
+    let mut effects = core.raise(events, client, now)?;
     if let Some(password) = changes.password {
         row.hashed_password = Some(core.hasher.hash(password).await.map_err(Fault::from)?);
         row.tokens_valid_after = Some(now.millis());
         let email = row.email.as_deref().unwrap_or(&target.user.email);
         let mail = users_mail::Email::password_changed(&core.config.app_name, email);
-        effects = OutboxItem::Email { email: mail }
-            .effects(now)?
+        effects = effects
+            .and(OutboxItem::Email { email: mail }.effects(now)?)
             .ending_sessions(end_every_session(id, now, "password_changed"));
     }
     if row.is_active == Some(false) && target.user.is_active {
@@ -121,18 +149,37 @@ pub async fn update(
         row.tokens_valid_after = Some(now.millis());
         effects = effects.ending_sessions(end_every_session(id, now, "deactivated"));
     }
-    let mails = effects.outbox.len();
+    let queued = Queued::of(&effects);
     let updated = core
         .store
         .run(move |c| Ok(users::apply_update(c, id, &row, now.millis(), &effects)?))
         .await?
         .ok_or(UpdateError::NotFound)?;
-    if mails > 0 {
-        Counters::inc(&core.counters.mails_queued);
-        core.outbox.wake();
-    }
+    core.committed(queued);
     tracing::info!(user_id = %id, "user updated");
     Ok(updated.user)
+}
+
+/// The names of the fields a change sets to something new (never their values).
+fn changed_fields(user: &User, row: &UserChanges, password: bool) -> Vec<&'static str> {
+    let mut fields = Vec::new();
+    if row.email.as_deref().is_some_and(|e| e != user.email) {
+        fields.push("email");
+    }
+    if password {
+        fields.push("password");
+    }
+    let flags = [
+        ("is_active", row.is_active, user.is_active),
+        ("is_superuser", row.is_superuser, user.is_superuser),
+        ("is_verified", row.is_verified, user.is_verified),
+    ];
+    for (name, new, old) in flags {
+        if new.is_some_and(|n| n != old) {
+            fields.push(name);
+        }
+    }
+    fields
 }
 
 /// Every session of the user ends with the change.
@@ -151,12 +198,22 @@ pub(crate) fn end_every_session(
 
 /// Deletes a user (their sessions, links and revocations go with them); `false` when
 /// there was none.
-pub async fn delete(core: &Core, id: UserId, by: UserId, _now: Timestamp) -> Result<bool, Fault> {
+pub async fn delete(
+    core: &Core,
+    id: UserId,
+    by: UserId,
+    client: &ClientInfo,
+    now: Timestamp,
+) -> Result<bool, Fault> {
+    let event = Event::new(EventType::UserDeleted, Some(id)).by(Some(by));
+    let effects = core.raise(vec![event], client, now)?;
+    let queued = Queued::of(&effects);
     let deleted = core
         .store
-        .run(move |c| Ok(users::delete(c, id, &users_db::Effects::none())?))
+        .run(move |c| Ok(users::delete(c, id, &effects)?))
         .await?;
     if deleted {
+        core.committed(queued);
         tracing::info!(user_id = %id, by = %by, "user deleted");
     }
     Ok(deleted)

@@ -5,6 +5,7 @@ use users_db::users::{self, StoredUser};
 use users_domain::email::email_key;
 use users_domain::{EmailAddress, Timestamp, User};
 
+use crate::events::{Event, EventType, Queued};
 use crate::flows::mfa::{self, FirstFactor, SignIn, Transport};
 use crate::flows::session::{self, ClientInfo, SignInMethod};
 use crate::hashing::Verification;
@@ -167,12 +168,16 @@ pub async fn login(core: &Core, login: Login, now: Timestamp) -> Result<SignIn, 
     let key = EmailAddress::parse(&username)
         .map(|e| e.key())
         .unwrap_or_else(|_| email_key(&username));
-    let had_failures = throttle::check_login_lock(core, &key, now).await?;
-    let lookup = key.clone();
-    let stored = core
-        .store
-        .run(move |c| Ok(users::find_by_email_key(c, &lookup)?))
-        .await?;
+    let had_failures = match throttle::check_login_lock(core, &key, now).await {
+        Ok(had) => had,
+        Err(ThrottleError::Limited(limited)) => {
+            let user = find(core, &key).await?.map(|s| s.user.id);
+            failed(core, user, "locked", &client, now).await?;
+            return Err(LoginError::Locked(limited));
+        }
+        Err(ThrottleError::Fault(f)) => return Err(f.into()),
+    };
+    let stored = find(core, &key).await?;
     let verification = core
         .hasher
         .verify(
@@ -181,18 +186,24 @@ pub async fn login(core: &Core, login: Login, now: Timestamp) -> Result<SignIn, 
         )
         .await
         .map_err(Fault::from)?;
-    let (Some(stored), Verification::Valid { needs_rehash }) = (stored, verification) else {
-        tracing::info!("login failed");
-        Counters::inc(&core.counters.logins_failed);
-        throttle::record_login_failure(core, &key, now).await?;
+    let needs_rehash = match (&stored, verification) {
+        (Some(s), Verification::Valid { needs_rehash }) if s.user.is_active => needs_rehash,
+        (known, verification) => {
+            let user = known.as_ref().map(|s| s.user.id);
+            if matches!(verification, Verification::Valid { .. }) {
+                tracing::info!(user_id = ?user, "login refused: inactive user");
+            } else {
+                tracing::info!("login failed");
+            }
+            Counters::inc(&core.counters.logins_failed);
+            throttle::record_login_failure(core, &key, now).await?;
+            failed(core, user, "bad_credentials", &client, now).await?;
+            return Err(LoginError::BadCredentials);
+        }
+    };
+    let Some(stored) = stored else {
         return Err(LoginError::BadCredentials);
     };
-    if !stored.user.is_active {
-        tracing::info!(user_id = %stored.user.id, "login refused: inactive user");
-        Counters::inc(&core.counters.logins_failed);
-        throttle::record_login_failure(core, &key, now).await?;
-        return Err(LoginError::BadCredentials);
-    }
     if had_failures {
         throttle::clear_login_failures(core, &key).await?;
     }
@@ -213,6 +224,28 @@ pub async fn login(core: &Core, login: Login, now: Timestamp) -> Result<SignIn, 
     }
     Counters::inc(&core.counters.logins_succeeded);
     Ok(outcome)
+}
+
+/// The user with this email key, if any.
+async fn find(core: &Core, key: &str) -> Result<Option<StoredUser>, Fault> {
+    let key = key.to_owned();
+    Ok(core
+        .store
+        .run(move |c| Ok(users::find_by_email_key(c, &key)?))
+        .await?)
+}
+
+/// Records a failed sign-in: of a known user, or (`None`) of an address no user has,
+/// which is not stored.
+pub(crate) async fn failed(
+    core: &Core,
+    user: Option<users_domain::UserId>,
+    reason: &'static str,
+    client: &ClientInfo,
+    now: Timestamp,
+) -> Result<(), Fault> {
+    let event = Event::new(EventType::LoginFailed, user).with("reason", reason);
+    core.record(vec![event], client, now).await
 }
 
 /// Re-hashes a password stored with other parameters (or bcrypt) after it verified.
@@ -245,15 +278,28 @@ async fn upgrade_hash(core: &Core, stored: &StoredUser, password: SecretString) 
 /// Ends the token's session, so every token of it fails at once on every replica; a
 /// token without a session (minted by fastapi-users) is revoked alone (kept, as a
 /// SHA-256, until it would have expired).
-pub async fn logout(core: &Core, auth: &Authenticated, now: Timestamp) -> Result<(), Fault> {
+pub async fn logout(
+    core: &Core,
+    auth: &Authenticated,
+    client: &ClientInfo,
+    now: Timestamp,
+) -> Result<(), Fault> {
     let id = auth.stored.user.id;
     if let Some(sid) = auth.session_id() {
-        session::end(core, id, sid, "logout", now).await?;
+        let ending = session::Ending {
+            reason: "logout",
+            by: None,
+            client,
+        };
+        session::end(core, id, sid, ending, now).await?;
         tracing::info!(user_id = %id, "logged out; session ended");
         return Ok(());
     }
     let hash = token_hash(&auth.token);
     let exp = auth.claims.exp;
+    let event = Event::new(EventType::LoggedOut, Some(id));
+    let effects = core.raise(vec![event], client, now)?;
+    let queued = Queued::of(&effects);
     core.store
         .run(move |c| {
             Ok(users_db::revocations::revoke(
@@ -262,9 +308,11 @@ pub async fn logout(core: &Core, auth: &Authenticated, now: Timestamp) -> Result
                 id,
                 exp,
                 now.secs(),
+                &effects,
             )?)
         })
         .await?;
+    core.committed(queued);
     tracing::info!(user_id = %id, "logged out; token revoked");
     Ok(())
 }

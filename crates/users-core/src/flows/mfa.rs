@@ -10,7 +10,8 @@ use users_db::users::{self, StoredUser};
 use users_db::{DbError, Effects};
 use users_domain::{Timestamp, User, UserId};
 
-use crate::flows::auth::Authenticated;
+use crate::events::{Event, EventType, Queued};
+use crate::flows::auth::{self, Authenticated};
 use crate::flows::session::{self, ClientInfo, SessionGrant, SignInMethod};
 use crate::hashing::Verification;
 use crate::outbox::OutboxItem;
@@ -342,6 +343,7 @@ pub async fn totp_confirm(
     core: &Core,
     auth: &Authenticated,
     code: &str,
+    client: &ClientInfo,
     now: Timestamp,
 ) -> Result<Vec<String>, MfaError> {
     let user = auth.user().clone();
@@ -373,20 +375,30 @@ pub async fn totp_confirm(
         },
         now_ms: now.millis(),
     };
+    let event = Event::new(EventType::MfaEnabled, Some(id)).with("method", "totp");
+    let effects = core.raise(vec![event], client, now)?;
+    let queued = Queued::of(&effects);
     let confirmed = core
         .store
-        .run(move |c| Ok(mfa::confirm_totp(c, id, &confirmation, &Effects::none())?))
+        .run(move |c| Ok(mfa::confirm_totp(c, id, &confirmation, &effects)?))
         .await?;
     if !confirmed {
         return Err(MfaError::NotPending);
     }
+    core.committed(queued);
     Counters::inc(&core.counters.mfa_enabled);
     tracing::info!(user_id = %id, "TOTP enabled; other sessions ended");
     Ok(codes)
 }
 
 /// A TOTP code or a recovery code of the user, used up if it is valid.
-async fn use_code(core: &Core, user: &User, code: &str, now: Timestamp) -> Result<bool, Fault> {
+async fn use_code(
+    core: &Core,
+    user: &User,
+    code: &str,
+    client: &ClientInfo,
+    now: Timestamp,
+) -> Result<bool, Fault> {
     let id = user.id;
     if let Some(totp_row) = core
         .store
@@ -404,13 +416,14 @@ async fn use_code(core: &Core, user: &User, code: &str, now: Timestamp) -> Resul
                 .await?);
         }
     }
-    use_recovery_code(core, user, code, now).await
+    use_recovery_code(core, user, code, client, now).await
 }
 
 async fn use_recovery_code(
     core: &Core,
     user: &User,
     code: &str,
+    client: &ClientInfo,
     now: Timestamp,
 ) -> Result<bool, Fault> {
     let id = user.id;
@@ -420,7 +433,12 @@ async fn use_recovery_code(
         .run(move |c| Ok(mfa::recovery_codes_left(c, id)?))
         .await?;
     let mail = users_mail::Email::recovery_code_used(&core.config.app_name, &user.email, left - 1);
-    let effects = OutboxItem::Email { email: mail }.effects(now)?;
+    let event =
+        Event::new(EventType::MfaRecoveryCodeUsed, Some(id)).with("left", (left - 1).max(0));
+    let effects = OutboxItem::Email { email: mail }
+        .effects(now)?
+        .and(core.raise(vec![event], client, now)?);
+    let queued = Queued::of(&effects);
     let used = core
         .store
         .run(move |c| {
@@ -434,8 +452,7 @@ async fn use_recovery_code(
         })
         .await?;
     if used {
-        Counters::inc(&core.counters.mails_queued);
-        core.outbox.wake();
+        core.committed(queued);
         tracing::info!(user_id = %id, "a recovery code was used");
     }
     Ok(used)
@@ -446,21 +463,26 @@ pub async fn totp_disable(
     core: &Core,
     auth: &Authenticated,
     code: &str,
+    client: &ClientInfo,
     now: Timestamp,
 ) -> Result<(), MfaError> {
     let user = auth.user();
-    if !use_code(core, user, code, now).await? {
+    if !use_code(core, user, code, client, now).await? {
         Counters::inc(&core.counters.mfa_failures);
         return Err(MfaError::BadCode);
     }
     let id = user.id;
+    let event = Event::new(EventType::MfaDisabled, Some(id)).with("method", "totp");
+    let effects = core.raise(vec![event], client, now)?;
+    let queued = Queued::of(&effects);
     let disabled = core
         .store
-        .run(move |c| Ok(mfa::disable_totp(c, id, &Effects::none())?))
+        .run(move |c| Ok(mfa::disable_totp(c, id, &effects)?))
         .await?;
     if !disabled {
         return Err(MfaError::BadCode);
     }
+    core.committed(queued);
     tracing::info!(user_id = %id, "TOTP disabled");
     Ok(())
 }
@@ -470,10 +492,11 @@ pub async fn regenerate_recovery_codes(
     core: &Core,
     auth: &Authenticated,
     code: &str,
+    client: &ClientInfo,
     now: Timestamp,
 ) -> Result<Vec<String>, MfaError> {
     let user = auth.user();
-    if !use_code(core, user, code, now).await? {
+    if !use_code(core, user, code, client, now).await? {
         Counters::inc(&core.counters.mfa_failures);
         return Err(MfaError::BadCode);
     }
@@ -504,20 +527,32 @@ pub async fn factors(core: &Core, user: UserId) -> Result<Factors, Fault> {
 
 /// `DELETE /users/{id}/mfa` (superusers, for a user who lost every factor): removes
 /// TOTP, recovery codes and passkeys, and ends the user's sessions.
-pub async fn reset(core: &Core, user: UserId, by: UserId, now: Timestamp) -> Result<(), MfaError> {
+pub async fn reset(
+    core: &Core,
+    user: UserId,
+    by: UserId,
+    client: &ClientInfo,
+    now: Timestamp,
+) -> Result<(), MfaError> {
     let end = EndSessions {
         user_id: user,
         except: None,
         now_ms: now.millis(),
         reason: "mfa_reset",
     };
+    let event = Event::new(EventType::MfaDisabled, Some(user))
+        .by(Some(by))
+        .with("method", "all");
+    let effects = core.raise(vec![event], client, now)?;
+    let queued = Queued::of(&effects);
     let done = core
         .store
-        .run(move |c| Ok(mfa::reset(c, &end, &Effects::none())?))
+        .run(move |c| Ok(mfa::reset(c, &end, &effects)?))
         .await?;
     if !done {
         return Err(MfaError::NotFound);
     }
+    core.committed(queued);
     tracing::warn!(user_id = %user, by = %by, "every second factor removed by a superuser");
     Ok(())
 }
@@ -540,6 +575,7 @@ pub async fn verify(
     core: &Core,
     mfa_token: &str,
     proof: Proof,
+    client: &ClientInfo,
     now: Timestamp,
 ) -> Result<(SessionGrant, Transport), MfaError> {
     let id = token_hash(mfa_token);
@@ -555,10 +591,17 @@ pub async fn verify(
         .filter(|u| u.user.is_active)
         .ok_or(MfaError::TokenInvalid)?;
     let key = users_domain::email::email_key(&stored.user.email);
-    throttle::check_login_lock(core, &key, now).await?;
+    if let Err(e) = throttle::check_login_lock(core, &key, now).await {
+        if matches!(e, ThrottleError::Limited(_)) {
+            auth::failed(core, Some(user_id), "locked", client, now).await?;
+        }
+        return Err(e.into());
+    }
     let ok = match proof {
         Proof::Totp(code) => use_code_totp_only(core, &stored.user, &code, now).await?,
-        Proof::RecoveryCode(code) => use_recovery_code(core, &stored.user, &code, now).await?,
+        Proof::RecoveryCode(code) => {
+            use_recovery_code(core, &stored.user, &code, client, now).await?
+        }
         Proof::Passkey {
             challenge_id,
             credential,
@@ -577,6 +620,7 @@ pub async fn verify(
     if !ok {
         Counters::inc(&core.counters.mfa_failures);
         throttle::record_login_failure(core, &key, now).await?;
+        auth::failed(core, Some(user_id), "mfa_failed", client, now).await?;
         let lookup = id.clone();
         core.store
             .run(move |c| Ok(mfa::fail_challenge(c, &lookup, MFA_TOKEN_MAX_FAILURES)?))
@@ -594,15 +638,17 @@ pub async fn verify(
         name: challenge.method.clone(),
         aal: 2,
     };
-    let client = ClientInfo {
+    // the session is the first step's; the event, this request's
+    let session_client = ClientInfo {
         ip: challenge.ip.clone(),
         user_agent: challenge.user_agent.clone(),
+        request_id: client.request_id.clone(),
     };
     let grant = session::start(
         core,
         stored.user,
         method,
-        &client,
+        &session_client,
         challenge.offline_access,
         now,
     )

@@ -2,6 +2,7 @@
 //! and returns the flow's own outcome enum; the order of the checks is the flow's.
 
 pub mod account;
+pub mod audit;
 pub mod auth;
 pub mod mfa;
 pub mod oauth;

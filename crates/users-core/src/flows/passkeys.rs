@@ -6,7 +6,7 @@
 use base64::Engine;
 use serde_json::Value;
 use users_db::passkeys::{self, Ceremony, PasskeyRow};
-use users_db::{DbError, Effects};
+use users_db::DbError;
 use users_domain::{Timestamp, User, UserId};
 use webauthn_rs::prelude::{
     CredentialID, DiscoverableAuthentication, Passkey, PasskeyAuthentication, PasskeyRegistration,
@@ -14,6 +14,7 @@ use webauthn_rs::prelude::{
 };
 use webauthn_rs::Webauthn;
 
+use crate::events::{Event, EventType, Queued};
 use crate::flows::mfa::{self, MfaError};
 use crate::flows::session::{ClientInfo, SessionGrant, SignInMethod};
 use crate::tokens::random_token;
@@ -174,6 +175,7 @@ pub async fn register(
     challenge_id: &str,
     name: Option<&str>,
     credential: &Value,
+    client: &ClientInfo,
     now: Timestamp,
 ) -> Result<PasskeyInfo, PasskeyError> {
     let webauthn = webauthn(core)?;
@@ -207,12 +209,17 @@ pub async fn register(
         last_used_at: None,
     };
     let info = PasskeyInfo::from(row.clone());
+    let event = Event::new(EventType::PasskeyAdded, Some(user.id))
+        .with("passkey_id", info.id.clone())
+        .with("name", info.name.clone());
+    let effects = core.raise(vec![event], client, now)?;
+    let queued = Queued::of(&effects);
     match core
         .store
-        .run(move |c| Ok(passkeys::add(c, &row, &Effects::none())?))
+        .run(move |c| Ok(passkeys::add(c, &row, &effects)?))
         .await
     {
-        Ok(()) => {}
+        Ok(()) => core.committed(queued),
         // this authenticator's credential is registered already
         Err(e) if e.is_unique_violation() => return Err(PasskeyError::Invalid),
         Err(e) => return Err(e.into()),
@@ -232,16 +239,26 @@ pub async fn list(core: &Core, user: UserId) -> Result<Vec<PasskeyInfo>, Passkey
 }
 
 /// `DELETE /auth/passkeys/{id}`.
-pub async fn remove(core: &Core, user: UserId, id: &str) -> Result<(), PasskeyError> {
+pub async fn remove(
+    core: &Core,
+    user: UserId,
+    id: &str,
+    client: &ClientInfo,
+    now: Timestamp,
+) -> Result<(), PasskeyError> {
     webauthn(core)?;
+    let event = Event::new(EventType::PasskeyRemoved, Some(user)).with("passkey_id", id);
+    let effects = core.raise(vec![event], client, now)?;
+    let queued = Queued::of(&effects);
     let id = id.to_owned();
     let removed = core
         .store
-        .run(move |c| Ok(passkeys::remove(c, user, &id, &Effects::none())?))
+        .run(move |c| Ok(passkeys::remove(c, user, &id, &effects)?))
         .await?;
     if !removed {
         return Err(PasskeyError::NotFound);
     }
+    core.committed(queued);
     tracing::info!(user_id = %user, "passkey removed");
     Ok(())
 }
@@ -365,13 +382,15 @@ async fn login_inner(
         .filter(|p| p.user_id == user_id.to_string())
         .ok_or(PasskeyError::Invalid)?;
     let passkey: Passkey = serde_json::from_str(&row.credential).map_err(Fault::internal)?;
-    let result = webauthn
-        .finish_discoverable_authentication_v2(&response, state, &passkey)
-        .map_err(|e| {
+    let used = match webauthn.finish_discoverable_authentication_v2(&response, state, &passkey) {
+        Ok(result) => record_use(core, &row, passkey, &result, now).await?,
+        Err(e) => {
             tracing::info!(user_id = %user_id, error = %e, "passkey sign-in refused");
-            PasskeyError::Invalid
-        })?;
-    if !record_use(core, &row, passkey, &result, now).await? {
+            false
+        }
+    };
+    if !used {
+        crate::flows::auth::failed(core, Some(user_id), "bad_credentials", &client, now).await?;
         return Err(PasskeyError::Invalid);
     }
     let user = core

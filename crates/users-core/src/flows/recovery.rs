@@ -7,9 +7,11 @@ use users_db::users;
 use users_domain::email::email_key;
 use users_domain::{EmailAddress, Timestamp, User, UserId};
 
+use crate::events::{Event, EventType, Queued};
+use crate::flows::session::ClientInfo;
 use crate::hashing::Verification;
 use crate::outbox::OutboxItem;
-use crate::{Core, Counters, Fault};
+use crate::{Core, Fault};
 
 /// Queues a reset mail for `email` and returns at once, whatever the address: the same
 /// work for every address, so neither the answer nor its timing tells whether it is
@@ -17,12 +19,15 @@ use crate::{Core, Counters, Fault};
 pub async fn forgot_password(
     core: &Core,
     email: EmailAddress,
+    client: &ClientInfo,
     now: Timestamp,
 ) -> Result<(), Fault> {
     queue(
         core,
         OutboxItem::ForgotPassword {
             email: email.into_string(),
+            client: client.clone(),
+            announced: false,
         },
         now,
     )
@@ -33,12 +38,15 @@ pub async fn forgot_password(
 pub async fn request_verification(
     core: &Core,
     email: EmailAddress,
+    client: &ClientInfo,
     now: Timestamp,
 ) -> Result<(), Fault> {
     queue(
         core,
         OutboxItem::RequestVerify {
             email: email.into_string(),
+            client: client.clone(),
+            announced: false,
         },
         now,
     )
@@ -57,13 +65,7 @@ async fn user_named(core: &Core, sub: &str) -> Result<Option<users::StoredUser>,
 }
 
 async fn queue(core: &Core, item: OutboxItem, now: Timestamp) -> Result<(), Fault> {
-    let effects = item.effects(now)?;
-    core.store
-        .run(move |c| Ok(users_db::outbox::enqueue(c, &effects)?))
-        .await?;
-    Counters::inc(&core.counters.mails_queued);
-    core.outbox.wake();
-    Ok(())
+    core.write_effects(item.effects(now)?).await
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -92,6 +94,7 @@ pub async fn reset_password(
     core: &Core,
     token: &str,
     password: SecretString,
+    client: &ClientInfo,
     now: Timestamp,
 ) -> Result<(), ResetError> {
     let claims = core
@@ -120,9 +123,12 @@ pub async fn reset_password(
     let new_hash = core.hasher.hash(password).await.map_err(Fault::from)?;
     let old_hash = stored.hashed_password;
     let mail = users_mail::Email::password_changed(&core.config.app_name, &stored.user.email);
+    let event = Event::new(EventType::PasswordChanged, Some(id)).with("via", "reset");
     let effects = OutboxItem::Email { email: mail }
         .effects(now)?
+        .and(core.raise(vec![event], client, now)?)
         .ending_sessions(super::account::end_every_session(id, now, "password_reset"));
+    let queued = Queued::of(&effects);
     let changed = core
         .store
         .run(move |c| {
@@ -139,8 +145,7 @@ pub async fn reset_password(
     if !changed {
         return Err(ResetError::BadToken); // the token was used meanwhile
     }
-    Counters::inc(&core.counters.mails_queued);
-    core.outbox.wake();
+    core.committed(queued);
     tracing::info!(user_id = %id, "password reset; earlier tokens revoked");
     Ok(())
 }
@@ -165,7 +170,12 @@ impl From<users_db::DbError> for VerifyError {
 
 /// Verifies the email of the user a verification token names, if the token was made
 /// for the user's current email.
-pub async fn verify_email(core: &Core, token: &str, now: Timestamp) -> Result<User, VerifyError> {
+pub async fn verify_email(
+    core: &Core,
+    token: &str,
+    client: &ClientInfo,
+    now: Timestamp,
+) -> Result<User, VerifyError> {
     let claims = core
         .tokens
         .decode_verify(token, now)
@@ -180,20 +190,17 @@ pub async fn verify_email(core: &Core, token: &str, now: Timestamp) -> Result<Us
     if stored.user.is_verified {
         return Err(VerifyError::AlreadyVerified);
     }
+    let event = Event::new(EventType::EmailVerified, Some(id));
+    let effects = core.raise(vec![event], client, now)?;
+    let queued = Queued::of(&effects);
     let changed = core
         .store
-        .run(move |c| {
-            Ok(users::mark_verified(
-                c,
-                id,
-                now.millis(),
-                &users_db::Effects::none(),
-            )?)
-        })
+        .run(move |c| Ok(users::mark_verified(c, id, now.millis(), &effects)?))
         .await?;
     if !changed {
         return Err(VerifyError::AlreadyVerified);
     }
+    core.committed(queued);
     tracing::info!(user_id = %id, "email verified");
     Ok(User {
         is_verified: true,

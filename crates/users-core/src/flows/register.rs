@@ -2,9 +2,11 @@
 
 use secrecy::{ExposeSecret, SecretString};
 use users_db::users::{self, NewUser};
-use users_db::{DbError, Effects};
+use users_db::DbError;
 use users_domain::{EmailAddress, Timestamp, User, UserId};
 
+use crate::events::{Event, EventType, Queued};
+use crate::flows::session::ClientInfo;
 use crate::{Core, Counters, Fault};
 
 /// A new account. Through the API it is always active, not superuser and not
@@ -42,6 +44,7 @@ impl From<DbError> for RegisterError {
 pub async fn register(
     core: &Core,
     account: NewAccount,
+    client: &ClientInfo,
     now: Timestamp,
 ) -> Result<User, RegisterError> {
     let NewAccount {
@@ -82,9 +85,13 @@ pub async fn register(
         created_at: now.millis(),
         updated_at: now.millis(),
     };
+    let event = Event::new(EventType::UserRegistered, Some(user.id)).with("method", "password");
+    let effects = core.raise(vec![event], client, now)?;
+    let queued = Queued::of(&effects);
     core.store
-        .run(move |c| Ok(users::create(c, &row, &Effects::none())?))
+        .run(move |c| Ok(users::create(c, &row, &effects)?))
         .await?;
+    core.committed(queued);
     tracing::info!(user_id = %user.id, "user registered");
     Counters::inc(&core.counters.registrations);
     Ok(user)

@@ -3,18 +3,22 @@
 //! and ends them.
 
 use users_db::sessions::{self, EndSessions, NewSession, SessionRow};
-use users_db::{DbError, Effects};
+use users_db::DbError;
 use users_domain::{Timestamp, User, UserId};
 
+use crate::events::{Event, EventType, Queued};
 use crate::tokens::RefreshKey;
 use crate::{Core, Counters, Fault};
 
-/// Where a sign-in comes from, as the session records it.
-#[derive(Debug, Clone, Default)]
+/// Where a request comes from: what a session and an audit event record of it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ClientInfo {
     pub ip: Option<String>,
     /// Kept to its first 256 characters.
     pub user_agent: Option<String>,
+    /// The request's `X-Request-Id`.
+    #[serde(default)]
+    pub request_id: Option<String>,
 }
 
 /// How the user proved who they are.
@@ -103,9 +107,16 @@ pub async fn start(
         aal: method.aal,
         refresh_key_salt: salt.clone(),
     };
+    let event = Event::new(EventType::LoginSucceeded, Some(user.id))
+        .with("method", new.method.clone())
+        .with("aal", new.aal)
+        .with("session_id", new.id.clone());
+    let effects = core.raise(vec![event], client, now)?;
+    let queued = Queued::of(&effects);
     core.store
-        .run(move |c| Ok(sessions::create(c, &new, &Effects::none())?))
+        .run(move |c| Ok(sessions::create(c, &new, &effects)?))
         .await?;
+    core.committed(queued);
     Counters::inc(&core.counters.sessions_started);
     grant(core, user, &id.to_string(), salt.as_deref(), 0, now)
 }
@@ -162,9 +173,10 @@ impl From<DbError> for RefreshError {
 pub async fn refresh(
     core: &Core,
     token: &str,
+    client: &ClientInfo,
     now: Timestamp,
 ) -> Result<SessionGrant, RefreshError> {
-    let outcome = refresh_inner(core, token, now).await;
+    let outcome = refresh_inner(core, token, client, now).await;
     let counter = match &outcome {
         Ok((_, Rotation::Rotated)) => &core.counters.refreshes_rotated,
         Ok((_, Rotation::Converged)) => &core.counters.refreshes_converged,
@@ -184,6 +196,7 @@ enum Rotation {
 async fn refresh_inner(
     core: &Core,
     token: &str,
+    client: &ClientInfo,
     now: Timestamp,
 ) -> Result<(SessionGrant, Rotation), RefreshError> {
     let claim = RefreshKey::parse(token).ok_or(RefreshError::Invalid)?;
@@ -245,7 +258,12 @@ async fn refresh_inner(
     // an older token, or the last one too late: someone else has this session's tokens
     let user_id = stored.user.id;
     let (id, at) = (sid.clone(), core.config.liveness(now));
-    core.store
+    let event =
+        Event::new(EventType::RefreshTokenReused, Some(user_id)).with("session_id", sid.clone());
+    let effects = core.raise(vec![event], client, now)?;
+    let queued = Queued::of(&effects);
+    let ended = core
+        .store
         .run(move |c| {
             Ok(sessions::end(
                 c,
@@ -253,10 +271,13 @@ async fn refresh_inner(
                 user_id,
                 at,
                 "refresh_token_reused",
-                &Effects::none(),
+                &effects,
             )?)
         })
         .await?;
+    if ended {
+        core.committed(queued);
+    }
     tracing::warn!(user_id = %user_id, session_id = %sid, "a spent refresh token was presented again; the session is ended");
     Err(RefreshError::Reused)
 }
@@ -276,29 +297,46 @@ pub async fn list(
     Ok(rows.into_iter().map(|r| info(r, current)).collect())
 }
 
+/// Who ends sessions, and why.
+#[derive(Debug, Clone, Copy)]
+pub struct Ending<'a> {
+    /// `logout` (recorded as `user.logged_out`), `signed_out_by_user`, …
+    pub reason: &'static str,
+    /// The superuser who does it, when not the user.
+    pub by: Option<UserId>,
+    pub client: &'a ClientInfo,
+}
+
+fn ending_event(user_id: UserId, ending: &Ending<'_>) -> Event {
+    let kind = if ending.reason == "logout" {
+        EventType::LoggedOut
+    } else {
+        EventType::SessionEnded
+    };
+    Event::new(kind, Some(user_id))
+        .by(ending.by)
+        .with("reason", ending.reason)
+}
+
 /// Ends one live session of the user; `false` when they have none with that id.
 pub async fn end(
     core: &Core,
     user_id: UserId,
     session_id: &str,
-    reason: &'static str,
+    ending: Ending<'_>,
     now: Timestamp,
 ) -> Result<bool, Fault> {
+    let reason = ending.reason;
     let (id, at) = (session_id.to_owned(), core.config.liveness(now));
+    let event = ending_event(user_id, &ending).with("session_id", session_id);
+    let effects = core.raise(vec![event], ending.client, now)?;
+    let queued = Queued::of(&effects);
     let ended = core
         .store
-        .run(move |c| {
-            Ok(sessions::end(
-                c,
-                &id,
-                user_id,
-                at,
-                reason,
-                &Effects::none(),
-            )?)
-        })
+        .run(move |c| Ok(sessions::end(c, &id, user_id, at, reason, &effects)?))
         .await?;
     if ended {
+        core.committed(queued);
         tracing::info!(user_id = %user_id, session_id = %session_id, reason, "session ended");
     }
     Ok(ended)
@@ -310,19 +348,27 @@ pub async fn end_all(
     core: &Core,
     user_id: UserId,
     except: Option<&str>,
-    reason: &'static str,
+    ending: Ending<'_>,
     now: Timestamp,
 ) -> Result<usize, Fault> {
+    let reason = ending.reason;
     let end = EndSessions {
         user_id,
         except: except.map(str::to_owned),
         now_ms: now.millis(),
         reason,
     };
+    let scope = if except.is_some() { "others" } else { "all" };
+    let event = ending_event(user_id, &ending).with("sessions", scope);
+    let effects = core.raise(vec![event], ending.client, now)?;
+    let queued = Queued::of(&effects);
     let n = core
         .store
-        .run(move |c| Ok(sessions::end_all(c, &end, &Effects::none())?))
+        .run(move |c| Ok(sessions::end_all(c, &end, &effects)?))
         .await?;
+    if n > 0 {
+        core.committed(queued);
+    }
     tracing::info!(user_id = %user_id, ended = n, reason, "sessions ended");
     Ok(n)
 }

@@ -95,8 +95,9 @@ pub async fn login(
 pub async fn logout(
     state: web::Data<AppState>,
     user: CurrentUser,
+    Client(client): Client,
 ) -> Result<HttpResponse, ApiError> {
-    auth::logout(&state.core, &user, state.now()).await?;
+    auth::logout(&state.core, &user, &client, state.now()).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -130,11 +131,12 @@ pub async fn cookie_login(
 pub async fn cookie_logout(
     state: web::Data<AppState>,
     user: CurrentUser,
+    Client(client): Client,
 ) -> Result<HttpResponse, ApiError> {
     if !user.via_cookie {
         return Err(ApiError::Unauthorized);
     }
-    auth::logout(&state.core, &user, state.now()).await?;
+    auth::logout(&state.core, &user, &client, state.now()).await?;
     Ok(HttpResponse::NoContent()
         .insert_header((header::SET_COOKIE, auth_cookie(&state, "\"\"", 0)))
         .finish())
@@ -146,9 +148,10 @@ pub async fn cookie_logout(
 #[tracing::instrument(name = "refresh", skip_all)]
 pub async fn refresh(
     state: web::Data<AppState>,
+    Client(client): Client,
     ValidatedBody(body): ValidatedBody<RefreshRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let grant =
-        session::refresh(&state.core, body.refresh_token.expose_secret(), state.now()).await?;
+    let token = body.refresh_token.expose_secret();
+    let grant = session::refresh(&state.core, token, &client, state.now()).await?;
     Ok(token_response(grant))
 }

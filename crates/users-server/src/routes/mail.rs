@@ -6,6 +6,7 @@ use serde_json::Value;
 use users_core::flows::recovery;
 
 use crate::bodies::{EmailRequest, ResetPassword, UserRead, VerifyToken};
+use crate::client_ip::Client;
 use crate::error::ApiError;
 use crate::extract::ValidatedJson;
 use crate::state::AppState;
@@ -21,9 +22,10 @@ fn json_null(status: StatusCode) -> HttpResponse {
 #[tracing::instrument(name = "forgot_password", skip_all)]
 pub async fn forgot_password(
     state: web::Data<AppState>,
+    Client(client): Client,
     ValidatedJson(body): ValidatedJson<EmailRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    recovery::forgot_password(&state.core, body.email, state.now()).await?;
+    recovery::forgot_password(&state.core, body.email, &client, state.now()).await?;
     Ok(json_null(StatusCode::ACCEPTED))
 }
 
@@ -32,9 +34,10 @@ pub async fn forgot_password(
 #[tracing::instrument(name = "request_verify_token", skip_all)]
 pub async fn request_verify_token(
     state: web::Data<AppState>,
+    Client(client): Client,
     ValidatedJson(body): ValidatedJson<EmailRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    recovery::request_verification(&state.core, body.email, state.now()).await?;
+    recovery::request_verification(&state.core, body.email, &client, state.now()).await?;
     Ok(json_null(StatusCode::ACCEPTED))
 }
 
@@ -43,9 +46,17 @@ pub async fn request_verify_token(
 #[tracing::instrument(name = "reset_password", skip_all)]
 pub async fn reset(
     state: web::Data<AppState>,
+    Client(client): Client,
     ValidatedJson(body): ValidatedJson<ResetPassword>,
 ) -> Result<HttpResponse, ApiError> {
-    recovery::reset_password(&state.core, &body.token, body.password, state.now()).await?;
+    recovery::reset_password(
+        &state.core,
+        &body.token,
+        body.password,
+        &client,
+        state.now(),
+    )
+    .await?;
     Ok(json_null(StatusCode::OK))
 }
 
@@ -54,8 +65,9 @@ pub async fn reset(
 #[tracing::instrument(name = "verify", skip_all)]
 pub async fn verify(
     state: web::Data<AppState>,
+    Client(client): Client,
     ValidatedJson(body): ValidatedJson<VerifyToken>,
 ) -> Result<HttpResponse, ApiError> {
-    let user = recovery::verify_email(&state.core, &body.token, state.now()).await?;
+    let user = recovery::verify_email(&state.core, &body.token, &client, state.now()).await?;
     Ok(HttpResponse::Ok().json(UserRead::from(user)))
 }

@@ -9,6 +9,7 @@ use crate::auth::CurrentUser;
 use crate::bodies::{
     CodeRequest, MfaStatus, MfaVerify, RecoveryCodes, TotpEnrolRequest, TotpEnrolment,
 };
+use crate::client_ip::Client;
 use crate::error::ApiError;
 use crate::extract::ValidatedJson;
 use crate::routes::auth::signed_in;
@@ -42,9 +43,11 @@ pub async fn totp_enrol(
 pub async fn totp_confirm(
     state: web::Data<AppState>,
     user: CurrentUser,
+    Client(client): Client,
     ValidatedJson(body): ValidatedJson<CodeRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let recovery_codes = mfa::totp_confirm(&state.core, &user, &body.code, state.now()).await?;
+    let recovery_codes =
+        mfa::totp_confirm(&state.core, &user, &body.code, &client, state.now()).await?;
     Ok(no_store(HttpResponse::Ok()).json(RecoveryCodes { recovery_codes }))
 }
 
@@ -54,9 +57,10 @@ pub async fn totp_confirm(
 pub async fn totp_disable(
     state: web::Data<AppState>,
     user: CurrentUser,
+    Client(client): Client,
     ValidatedJson(body): ValidatedJson<CodeRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    mfa::totp_disable(&state.core, &user, &body.code, state.now()).await?;
+    mfa::totp_disable(&state.core, &user, &body.code, &client, state.now()).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -66,10 +70,12 @@ pub async fn totp_disable(
 pub async fn recovery_codes(
     state: web::Data<AppState>,
     user: CurrentUser,
+    Client(client): Client,
     ValidatedJson(body): ValidatedJson<CodeRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let recovery_codes =
-        mfa::regenerate_recovery_codes(&state.core, &user, &body.code, state.now()).await?;
+        mfa::regenerate_recovery_codes(&state.core, &user, &body.code, &client, state.now())
+            .await?;
     Ok(no_store(HttpResponse::Ok()).json(RecoveryCodes { recovery_codes }))
 }
 
@@ -93,11 +99,12 @@ pub async fn status(
 #[tracing::instrument(name = "mfa_verify", skip_all)]
 pub async fn verify(
     state: web::Data<AppState>,
+    Client(client): Client,
     ValidatedJson(body): ValidatedJson<MfaVerify>,
 ) -> Result<HttpResponse, ApiError> {
     let mfa_token = body.mfa_token.clone();
     let (grant, transport) =
-        mfa::verify(&state.core, &mfa_token, body.proof(), state.now()).await?;
+        mfa::verify(&state.core, &mfa_token, body.proof(), &client, state.now()).await?;
     Ok(signed_in(&state, grant, transport))
 }
 
@@ -108,7 +115,9 @@ pub async fn reset(
     state: web::Data<AppState>,
     admin: CurrentUser,
     target: TargetUser,
+    Client(client): Client,
 ) -> Result<HttpResponse, ApiError> {
-    mfa::reset(&state.core, target.0.user.id, admin.user().id, state.now()).await?;
+    let (user, by) = (target.0.user.id, admin.user().id);
+    mfa::reset(&state.core, user, by, &client, state.now()).await?;
     Ok(HttpResponse::NoContent().finish())
 }

@@ -1,6 +1,7 @@
 //! The HTTP routes (CONTRACT.md §4).
 
 pub mod account;
+pub mod audit;
 pub mod auth;
 pub mod mail;
 pub mod mfa;

@@ -5,6 +5,7 @@ use std::time::Duration;
 use actix_web::http::header;
 use actix_web::{web, HttpResponse};
 use serde_json::json;
+use users_core::outbox::Channel;
 
 use crate::metrics::Gauges;
 use crate::state::AppState;
@@ -76,9 +77,11 @@ pub async fn jwks(state: web::Data<AppState>) -> HttpResponse {
 #[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "Prometheus text exposition format", content_type = "text/plain")))]
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     let db = state.core.store.database().clone();
-    let outbox_pending = web::block(move || -> Option<i64> {
+    let pending = web::block(move || -> Option<(i64, i64)> {
         let mut conn = db.get_within(Duration::from_secs(1)).ok()?;
-        users_db::outbox::pending_count(&mut conn).ok()
+        let mails = users_db::outbox::pending_count(&mut conn, Channel::Mail.kinds()).ok()?;
+        let hooks = users_db::outbox::pending_count(&mut conn, Channel::Webhooks.kinds()).ok()?;
+        Some((mails, hooks))
     })
     .await
     .ok()
@@ -87,7 +90,8 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     let body = state.metrics.render(
         &state.core.counters,
         &Gauges {
-            outbox_pending,
+            outbox_pending: pending.map(|p| p.0),
+            webhooks_pending: pending.map(|p| p.1),
             pool_connections: connections,
             pool_idle: idle,
         },

@@ -9,6 +9,7 @@ use users_core::flows::recovery::{self, ResetError, VerifyError};
 use users_mail::escape_html as escape;
 
 use crate::bodies::ResetPasswordForm;
+use crate::client_ip::Client;
 use crate::error::ApiError;
 use crate::extract::{urlencoded, ValidatedForm};
 use crate::state::AppState;
@@ -108,6 +109,7 @@ pub async fn reset_page(state: web::Data<AppState>, req: HttpRequest) -> HttpRes
 #[tracing::instrument(name = "reset_password_page", skip_all)]
 pub async fn reset_submit(
     state: web::Data<AppState>,
+    Client(client): Client,
     ValidatedForm(form): ValidatedForm<ResetPasswordForm>,
 ) -> Result<HttpResponse, ApiError> {
     let Some(token) = form.token else {
@@ -130,7 +132,7 @@ pub async fn reset_submit(
         ));
     }
     Ok(
-        match recovery::reset_password(&state.core, &token, password, state.now()).await {
+        match recovery::reset_password(&state.core, &token, password, &client, state.now()).await {
             Ok(()) => page(
                 actix_web::http::StatusCode::OK,
                 &state.core.config.app_name,
@@ -151,6 +153,7 @@ pub async fn reset_submit(
 pub async fn verify_page(
     state: web::Data<AppState>,
     req: HttpRequest,
+    Client(client): Client,
 ) -> Result<HttpResponse, ApiError> {
     let Some(token) = query_token(&req) else {
         return Ok(bad_link(
@@ -158,7 +161,7 @@ pub async fn verify_page(
             "Request a new verification email and open the link it holds.",
         ));
     };
-    Ok(match recovery::verify_email(&state.core, &token, state.now()).await {
+    Ok(match recovery::verify_email(&state.core, &token, &client, state.now()).await {
         Ok(_) => page(
             actix_web::http::StatusCode::OK,
             &state.core.config.app_name,

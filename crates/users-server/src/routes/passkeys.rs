@@ -29,6 +29,7 @@ pub async fn register_options(
 pub async fn register(
     state: web::Data<AppState>,
     user: CurrentUser,
+    Client(client): Client,
     ValidatedJson(body): ValidatedJson<PasskeyRegister>,
 ) -> Result<HttpResponse, ApiError> {
     let passkey = passkeys::register(
@@ -37,6 +38,7 @@ pub async fn register(
         &body.challenge_id,
         body.name.as_deref(),
         &body.credential,
+        &client,
         state.now(),
     )
     .await?;
@@ -57,8 +59,9 @@ pub async fn remove(
     state: web::Data<AppState>,
     user: CurrentUser,
     id: web::Path<String>,
+    Client(client): Client,
 ) -> Result<HttpResponse, ApiError> {
-    passkeys::remove(&state.core, user.user().id, &id).await?;
+    passkeys::remove(&state.core, user.user().id, &id, &client, state.now()).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 

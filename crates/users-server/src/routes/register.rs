@@ -2,6 +2,7 @@ use actix_web::{web, HttpResponse};
 use users_core::flows::register::{self, NewAccount};
 
 use crate::bodies::{UserCreate, UserRead};
+use crate::client_ip::Client;
 use crate::error::ApiError;
 use crate::extract::ValidatedJson;
 use crate::state::AppState;
@@ -11,6 +12,7 @@ use crate::state::AppState;
 #[tracing::instrument(name = "register", skip_all)]
 pub async fn register(
     state: web::Data<AppState>,
+    Client(client): Client,
     ValidatedJson(body): ValidatedJson<UserCreate>,
 ) -> Result<HttpResponse, ApiError> {
     let account = NewAccount {
@@ -19,6 +21,6 @@ pub async fn register(
         is_superuser: false,
         is_verified: false,
     };
-    let user = register::register(&state.core, account, state.now()).await?;
+    let user = register::register(&state.core, account, &client, state.now()).await?;
     Ok(HttpResponse::Created().json(UserRead::from(user)))
 }

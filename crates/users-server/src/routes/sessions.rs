@@ -1,10 +1,11 @@
 //! Devices: the user's live sessions, and ending them (CONTRACT.md §8).
 
 use actix_web::{web, HttpResponse};
-use users_core::flows::session;
+use users_core::flows::session::{self, Ending};
 
 use crate::auth::CurrentUser;
 use crate::bodies::SessionRead;
+use crate::client_ip::Client;
 use crate::error::ApiError;
 use crate::routes::users::TargetUser;
 use crate::state::AppState;
@@ -28,15 +29,15 @@ pub async fn list(state: web::Data<AppState>, user: CurrentUser) -> Result<HttpR
 pub async fn end_others(
     state: web::Data<AppState>,
     user: CurrentUser,
+    Client(client): Client,
 ) -> Result<HttpResponse, ApiError> {
-    session::end_all(
-        &state.core,
-        user.user().id,
-        user.session_id(),
-        "signed_out_elsewhere",
-        state.now(),
-    )
-    .await?;
+    let ending = Ending {
+        reason: "signed_out_elsewhere",
+        by: None,
+        client: &client,
+    };
+    let (id, current) = (user.user().id, user.session_id());
+    session::end_all(&state.core, id, current, ending, state.now()).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -47,16 +48,15 @@ pub async fn end_one(
     state: web::Data<AppState>,
     user: CurrentUser,
     id: web::Path<String>,
+    Client(client): Client,
 ) -> Result<HttpResponse, ApiError> {
+    let ending = Ending {
+        reason: "signed_out_by_user",
+        by: None,
+        client: &client,
+    };
     let ended = uuid::Uuid::parse_str(&id).is_ok()
-        && session::end(
-            &state.core,
-            user.user().id,
-            &id,
-            "signed_out_by_user",
-            state.now(),
-        )
-        .await?;
+        && session::end(&state.core, user.user().id, &id, ending, state.now()).await?;
     if ended {
         Ok(HttpResponse::NoContent().finish())
     } else {
@@ -84,15 +84,15 @@ pub async fn list_of_user(
 #[tracing::instrument(name = "end_user_sessions", skip_all)]
 pub async fn end_all_of_user(
     state: web::Data<AppState>,
+    admin: CurrentUser,
     target: TargetUser,
+    Client(client): Client,
 ) -> Result<HttpResponse, ApiError> {
-    session::end_all(
-        &state.core,
-        target.0.user.id,
-        None,
-        "ended_by_admin",
-        state.now(),
-    )
-    .await?;
+    let ending = Ending {
+        reason: "ended_by_admin",
+        by: Some(admin.user().id),
+        client: &client,
+    };
+    session::end_all(&state.core, target.0.user.id, None, ending, state.now()).await?;
     Ok(HttpResponse::NoContent().finish())
 }

@@ -8,6 +8,7 @@ use users_domain::UserId;
 
 use crate::auth::{app_state, refuse, CurrentUser};
 use crate::bodies::{UserRead, UserUpdate, UsersPage, UsersQuery, DEFAULT_PER_PAGE};
+use crate::client_ip::Client;
 use crate::error::ApiError;
 use crate::extract::{ValidatedJson, ValidatedQuery};
 use crate::state::AppState;
@@ -70,6 +71,7 @@ pub async fn me(user: CurrentUser) -> HttpResponse {
 pub async fn update_me(
     state: web::Data<AppState>,
     user: CurrentUser,
+    Client(client): Client,
     ValidatedJson(body): ValidatedJson<UserUpdate>,
 ) -> Result<HttpResponse, ApiError> {
     let updated = account::update(
@@ -77,6 +79,7 @@ pub async fn update_me(
         &user.stored,
         body.into(),
         Actor::Owner,
+        &client,
         state.now(),
     )
     .await?;
@@ -96,10 +99,19 @@ pub async fn patch_user(
     state: web::Data<AppState>,
     admin: CurrentUser,
     target: TargetUser,
+    Client(client): Client,
     ValidatedJson(body): ValidatedJson<UserUpdate>,
 ) -> Result<HttpResponse, ApiError> {
     let actor = Actor::Superuser(admin.user().id);
-    let updated = account::update(&state.core, &target.0, body.into(), actor, state.now()).await?;
+    let updated = account::update(
+        &state.core,
+        &target.0,
+        body.into(),
+        actor,
+        &client,
+        state.now(),
+    )
+    .await?;
     Ok(HttpResponse::Ok().json(UserRead::from(updated)))
 }
 
@@ -110,9 +122,10 @@ pub async fn delete_user(
     state: web::Data<AppState>,
     admin: CurrentUser,
     target: TargetUser,
+    Client(client): Client,
 ) -> Result<HttpResponse, ApiError> {
     let id = target.0.user.id;
-    if account::delete(&state.core, id, admin.user().id, state.now()).await? {
+    if account::delete(&state.core, id, admin.user().id, &client, state.now()).await? {
         Ok(HttpResponse::NoContent().finish())
     } else {
         Err(ApiError::NotFound)
