@@ -31,7 +31,7 @@ pub use counters::Counters;
 pub use fault::Fault;
 pub use hashing::{Argon2Params, PasswordHasher};
 pub use outbox::OutboxSignal;
-pub use providers::{ProviderSettings, Providers};
+pub use providers::{ProviderKind, ProviderSettings, Providers};
 pub use startup::{CoreSetup, StartupError};
 pub use store::Store;
 pub use tokens::JwtKeys;

@@ -39,6 +39,9 @@ pub enum StartupError {
     Hasher(#[from] HashError),
     #[error("start-up task failed: {0}")]
     Task(String),
+    /// The provider's discovery document names another issuer than the configured one.
+    #[error("provider {provider}: {message}")]
+    ProviderIssuer { provider: String, message: String },
 }
 
 impl Core {
@@ -97,15 +100,21 @@ impl Core {
         })
     }
 
-    /// Starts what runs beside the requests until `stop` turns true: provider discovery
-    /// and the outbox worker. Returns the worker's task.
+    /// Discovers every identity provider (each in parallel); one that cannot be reached
+    /// is retried in the background until `stop` turns true. An error for a provider
+    /// whose discovery document names another issuer: the start should stop.
+    pub async fn start_providers(&self, stop: watch::Receiver<bool>) -> Result<(), StartupError> {
+        self.providers.start_discovery(stop).await
+    }
+
+    /// Starts what runs beside the requests until `stop` turns true: the outbox worker.
+    /// Returns its task.
     pub async fn start_background(
         &self,
         mailer: Mailer,
         clock: Arc<dyn Clock>,
         stop: watch::Receiver<bool>,
     ) -> tokio::task::JoinHandle<()> {
-        self.providers.start_discovery(stop.clone()).await;
         let worker = OutboxWorker::new(WorkerDeps {
             store: self.store.clone(),
             mailer,

@@ -192,6 +192,8 @@ pub struct PendingState {
     pub nonce: String,
     pub user_id: Option<String>,
     pub expires_at: i64,
+    /// The name of the provider the authorization was started for.
+    pub provider: String,
 }
 
 pub fn save_state(conn: &mut DbConnection, state: &PendingState, now_ms: i64) -> QueryResult<()> {
@@ -204,6 +206,7 @@ pub fn save_state(conn: &mut DbConnection, state: &PendingState, now_ms: i64) ->
             oauth_states::nonce.eq(&state.nonce),
             oauth_states::user_id.eq(&state.user_id),
             oauth_states::expires_at.eq(state.expires_at),
+            oauth_states::provider.eq(&state.provider),
         ))
         .execute(conn)
         .map(|_| ())

@@ -98,6 +98,7 @@ diesel::table! {
         nonce -> Text,
         user_id -> Nullable<Text>,
         expires_at -> BigInt,
+        provider -> Text,
     }
 }
 

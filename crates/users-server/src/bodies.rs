@@ -358,3 +358,14 @@ pub struct UsersPage {
 pub struct AuthorizationUrl {
     pub authorization_url: String,
 }
+
+/// A provider a user can sign in with (`GET /auth/providers`).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ProviderRead {
+    /// The name in its routes: `google`, `github`, or a name of `OIDC_PROVIDERS`.
+    pub name: String,
+    /// Button text.
+    pub label: String,
+    /// `PUBLIC_URL/auth/<name>/authorize`: GET it for the authorization URL.
+    pub authorize_url: String,
+}

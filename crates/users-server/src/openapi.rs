@@ -8,9 +8,9 @@ use utoipa::{Modify, OpenApi};
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::bodies::{
-    AuthorizationUrl, BearerToken, EmailRequest, LoginForm, RefreshRequest, RefreshableToken,
-    ResetPassword, ResetPasswordForm, SessionRead, UserCreate, UserRead, UserUpdate, UsersPage,
-    VerifyToken,
+    AuthorizationUrl, BearerToken, EmailRequest, LoginForm, ProviderRead, RefreshRequest,
+    RefreshableToken, ResetPassword, ResetPasswordForm, SessionRead, UserCreate, UserRead,
+    UserUpdate, UsersPage, VerifyToken,
 };
 use crate::error::{
     BadRequestBody, ErrorDetail, FieldError, Null, PasswordErrorDetail, PasswordRejection,
@@ -97,6 +97,7 @@ impl Modify for GoogleRoutes {
         crate::routes::users::patch_user,
         crate::routes::users::delete_user,
         crate::routes::users::list_users,
+        crate::routes::oauth::providers,
         crate::routes::oauth::authorize,
         crate::routes::oauth::callback,
         crate::routes::oauth::associate_authorize,
@@ -111,7 +112,8 @@ impl Modify for GoogleRoutes {
     components(schemas(
         UserRead, UserCreate, UserUpdate, LoginForm, BearerToken, EmailRequest, ResetPassword, ResetPasswordForm,
         VerifyToken, ErrorDetail, PasswordRejection, PasswordErrorDetail, BadRequestBody, FieldError, ValidationError,
-        UsersPage, AuthorizationUrl, Null, RefreshRequest, RefreshableToken, SessionRead
+        UsersPage, AuthorizationUrl, Null, RefreshRequest, RefreshableToken, SessionRead,
+        ProviderRead
     )),
     modifiers(&BearerAuth, &GoogleRoutes),
     tags(
@@ -119,7 +121,7 @@ impl Modify for GoogleRoutes {
         (name = "users", description = "The current user and the admin routes"),
         (name = "sessions", description = "Sessions (devices): list and end them"),
         (name = "mail", description = "Password reset and email verification"),
-        (name = "providers", description = "Sign in with an identity provider (OpenID Connect), and linking accounts"),
+        (name = "providers", description = "Sign in with an identity provider (Google, any OpenID Connect provider, GitHub), and linking and unlinking accounts"),
         (name = "pages", description = "HTML pages the mailed links open"),
         (name = "operations", description = "Health, readiness, metrics")
     )

@@ -29,6 +29,24 @@ pub enum StartupError {
     },
     #[error("SMTP_URL / MAIL_FROM / MAIL_DIR: {0}")]
     Mail(#[from] users_mail::MailError),
+    /// A provider's discovery document names another issuer.
+    #[error("{var}: {message}")]
+    ProviderIssuer { var: String, message: String },
+}
+
+impl StartupError {
+    /// Core's error, with the variable at fault named where core knows only the provider.
+    fn from_core(e: users_core::StartupError) -> StartupError {
+        match e {
+            users_core::StartupError::ProviderIssuer { provider, message } => {
+                StartupError::ProviderIssuer {
+                    var: crate::settings::issuer_variable(&provider),
+                    message,
+                }
+            }
+            other => StartupError::Core(other),
+        }
+    }
 }
 
 /// Registers every route with what it needs before its handler runs, outermost first:
@@ -119,6 +137,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(
             resource("/verify").route(web::get().to(pages::verify_page).wrap(per_ip("verify"))),
         )
+        .service(resource("/auth/providers").route(web::get().to(oauth::providers)))
         .service(
             resource("/auth/associate/{provider}/authorize")
                 .guard(provider())
@@ -230,6 +249,14 @@ impl Application {
             timeout: std::time::Duration::from_secs(30),
         })?;
         let state = build_state(settings, clock.clone()).await?;
+        // Providers are discovered before the port opens: one whose document names
+        // another issuer stops the start; one that cannot be reached does not.
+        let (stop_worker, stopped) = tokio::sync::watch::channel(false);
+        state
+            .core
+            .start_providers(stopped.clone())
+            .await
+            .map_err(StartupError::from_core)?;
         let listener = TcpListener::bind(&addr).map_err(|source| StartupError::Bind {
             addr: addr.clone(),
             source,
@@ -276,7 +303,6 @@ impl Application {
                 source,
             })?
             .run();
-        let (stop_worker, stopped) = tokio::sync::watch::channel(false);
         let mail = mailer.describe();
         let worker = state.core.start_background(mailer, clock, stopped).await;
         tracing::info!(

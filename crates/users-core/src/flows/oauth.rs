@@ -1,7 +1,8 @@
 //! Sign-in with an identity provider, and linking a provider account to the current
-//! user (CONTRACT.md §4, §6, §7): OpenID Connect with PKCE S256, a nonce, the id_token
-//! verified against the provider's keys, a state that is signed, bound to the browser
-//! by a cookie, and usable once. The checks of a callback come in the contract's order.
+//! user (CONTRACT.md §4, §6, §7, §10), the same for every provider: PKCE S256, a state
+//! that is signed, bound to the browser by a cookie and to the provider it was made
+//! for, and usable once; for OpenID providers also a nonce and the id_token verified
+//! against the provider's keys. The checks of a callback come in the contract's order.
 
 use users_db::oauth::{self, Association, PendingState, ProviderAccount};
 use users_db::users::{self, NewUser, StoredUser};
@@ -84,7 +85,7 @@ fn provider<'a>(core: &'a Core, name: &str) -> Result<&'a Provider, OAuthFlowErr
         .ok_or(OAuthFlowError::NotConfigured)
 }
 
-fn client(provider: &Provider) -> Result<users_oauth::OidcClient, OAuthFlowError> {
+fn client(provider: &Provider) -> Result<users_oauth::ProviderClient, OAuthFlowError> {
     provider
         .client()
         .ok_or_else(|| OAuthFlowError::NotReady(provider.settings.label.clone()))
@@ -121,11 +122,13 @@ pub async fn begin(
         nonce: users_oauth::random_nonce(),
         user_id: for_user.map(|u| u.to_string()),
         expires_at: now.plus_secs(lifetime).millis(),
+        provider: provider.settings.name.clone(),
     };
     let claims = StateClaims {
         csrftoken: csrf.clone(),
         jti: Some(pending.id.clone()),
         sub: for_user.map(|u| u.to_string()),
+        provider: Some(provider.settings.name.clone()),
         aud: STATE_AUDIENCE.to_owned(),
         exp: now.secs() + lifetime,
     };
@@ -182,6 +185,10 @@ pub async fn finish(
     if cookie.is_empty() || !constant_time_eq(cookie.as_bytes(), claims.csrftoken.as_bytes()) {
         return Err(OAuthFlowError::InvalidState);
     }
+    // A state made for another provider: its verifier and nonce are that provider's.
+    if claims.provider.as_deref() != Some(provider.settings.name.as_str()) {
+        return Err(OAuthFlowError::InvalidState);
+    }
     // A sign-in state on the associate callback, or one made for another user, and
     // an association state on the sign-in callback, are all refused.
     if claims.sub != for_user.map(|u| u.to_string()) {
@@ -193,7 +200,9 @@ pub async fn finish(
         .store
         .run(move |c| Ok(oauth::take_state(c, &jti)?))
         .await?
-        .filter(|p| p.user_id == for_user.map(|u| u.to_string()))
+        .filter(|p| {
+            p.user_id == for_user.map(|u| u.to_string()) && p.provider == provider.settings.name
+        })
         .ok_or(OAuthFlowError::InvalidState)?;
     let (identity, _tokens) = client
         .sign_in(
