@@ -8,9 +8,9 @@ use utoipa::{Modify, OpenApi};
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::bodies::{
-    AuthorizationUrl, BearerToken, EmailRequest, LoginForm, ProviderRead, RefreshRequest,
-    RefreshableToken, ResetPassword, ResetPasswordForm, SessionRead, UserCreate, UserRead,
-    UserUpdate, UsersPage, VerifyToken,
+    AuthorizationUrl, BearerToken, EmailRequest, IdentityRead, LoginForm, ProviderRead,
+    RefreshRequest, RefreshableToken, ResetPassword, ResetPasswordForm, SessionRead, UserCreate,
+    UserRead, UserUpdate, UsersPage, VerifyToken,
 };
 use crate::error::{
     BadRequestBody, ErrorDetail, FieldError, Null, PasswordErrorDetail, PasswordRejection,
@@ -102,6 +102,8 @@ impl Modify for GoogleRoutes {
         crate::routes::oauth::callback,
         crate::routes::oauth::associate_authorize,
         crate::routes::oauth::associate_callback,
+        crate::routes::identities::list,
+        crate::routes::identities::unlink,
         crate::routes::pages::reset_page,
         crate::routes::pages::reset_submit,
         crate::routes::pages::verify_page,
@@ -113,7 +115,7 @@ impl Modify for GoogleRoutes {
         UserRead, UserCreate, UserUpdate, LoginForm, BearerToken, EmailRequest, ResetPassword, ResetPasswordForm,
         VerifyToken, ErrorDetail, PasswordRejection, PasswordErrorDetail, BadRequestBody, FieldError, ValidationError,
         UsersPage, AuthorizationUrl, Null, RefreshRequest, RefreshableToken, SessionRead,
-        ProviderRead
+        ProviderRead, IdentityRead
     )),
     modifiers(&BearerAuth, &GoogleRoutes),
     tags(

@@ -3,6 +3,7 @@
 
 use users_core::flows::account::UpdateError;
 use users_core::flows::auth::{AuthError, LoginError};
+use users_core::flows::identities::IdentityError;
 use users_core::flows::oauth::OAuthFlowError;
 use users_core::flows::recovery::{ResetError, VerifyError};
 use users_core::flows::register::RegisterError;
@@ -128,6 +129,16 @@ impl From<RefreshError> for ApiError {
             RefreshError::Invalid => ApiError::BadRequest("REFRESH_TOKEN_INVALID"),
             RefreshError::Reused => ApiError::BadRequest("REFRESH_TOKEN_REUSED"),
             RefreshError::Fault(f) => f.into(),
+        }
+    }
+}
+
+impl From<IdentityError> for ApiError {
+    fn from(e: IdentityError) -> Self {
+        match e {
+            IdentityError::NotLinked => ApiError::NotFound,
+            IdentityError::LastSignInMethod => ApiError::BadRequest("IDENTITY_LAST_SIGN_IN_METHOD"),
+            IdentityError::Fault(f) => f.into(),
         }
     }
 }

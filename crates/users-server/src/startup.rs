@@ -13,7 +13,7 @@ use users_domain::Clock;
 
 use crate::auth::{authenticated, superuser};
 use crate::rate_limit::per_ip;
-use crate::routes::{self, auth, mail, oauth, ops, pages, register, sessions, users};
+use crate::routes::{self, auth, identities, mail, oauth, ops, pages, register, sessions, users};
 use crate::settings::Settings;
 use crate::state::{AppState, SystemClock};
 use crate::telemetry::RequestSpan;
@@ -179,6 +179,17 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                         .to(users::update_me)
                         .wrap(from_fn(authenticated)),
                 ),
+        )
+        .service(
+            resource("/users/me/identities")
+                .route(web::get().to(identities::list).wrap(from_fn(authenticated))),
+        )
+        .service(
+            resource("/users/me/identities/{provider}").route(
+                web::delete()
+                    .to(identities::unlink)
+                    .wrap(from_fn(authenticated)),
+            ),
         )
         .service(
             resource("/users").route(

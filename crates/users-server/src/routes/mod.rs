@@ -1,6 +1,7 @@
 //! The HTTP routes (CONTRACT.md §4).
 
 pub mod auth;
+pub mod identities;
 pub mod mail;
 pub mod oauth;
 pub mod ops;
