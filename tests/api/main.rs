@@ -3,8 +3,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod github_provider;
 mod helpers;
 mod oidc_provider;
+mod provider_flow;
 mod smtp_sink;
 
 mod admin;
@@ -12,12 +14,15 @@ mod browser;
 mod cli;
 mod deploy;
 mod faults;
+mod github;
 mod google;
+mod identities;
 mod limits;
 mod login;
 mod mail;
 mod ops;
 mod processes;
+mod providers;
 mod register;
 mod sessions;
 mod tokens;
