@@ -456,3 +456,115 @@ async fn a_provider_naming_another_issuer_stops_the_start() {
         assert!(!error.contains(OidcProvider::CLIENT_SECRET), "{error}");
     }
 }
+
+/// Provider sign-ins that succeed and fail, on the real binary with our crates logging
+/// at debug: no client secret (right or wrong), code, provider token or id_token in
+/// any line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn provider_secrets_codes_and_tokens_stay_out_of_the_logs() {
+    use crate::github_provider::{GithubProvider, GithubUser};
+
+    let database = TestDatabase::new(Backend::Sqlite);
+    let (alpha, beta) = two_providers().await;
+    let github = GithubProvider::start().await;
+    let wrong_secret = "wrong-beta-secret-8d1f0c";
+    let mut env = process_env(&database.url);
+    env.insert(
+        "RUST_LOG".into(),
+        "info,users_oauth=debug,users_core=debug,users_server=debug".into(),
+    );
+    configure_oidc(&mut env, "alpha", &alpha);
+    configure_oidc(&mut env, "beta-2", &beta);
+    env.insert("OIDC_BETA_2_CLIENT_SECRET".into(), wrong_secret.into());
+    configure_github(&mut env, &github);
+    let server = ServerProcess::start(&env);
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+
+    alpha.set_identity(identity("log-a", &unique_email(), true));
+    github.set_user(GithubUser::new(31337, &unique_email()));
+    let a = token_of(process_sign_in(&client, &server, "alpha", &alpha, None).await).await;
+    let g = token_of(process_sign_in(&client, &server, "github", &github, None).await).await;
+    // beta refuses our (wrong) secret; a made-up code is refused
+    for resp in [
+        process_sign_in(&client, &server, "beta-2", &beta, None).await,
+        process_sign_in(
+            &client,
+            &server,
+            "github",
+            &github,
+            Some("0000made-up-code"),
+        )
+        .await,
+    ] {
+        assert_json(resp, 400, json!({"detail": "OAUTH_CODE_REJECTED"})).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let output = server.output.clone();
+    assert!(server.terminate().success());
+
+    let lines = output.lock().unwrap().clone();
+    assert!(
+        lines.iter().any(|l| l.contains("token endpoint answered")),
+        "the refusals are logged: {lines:?}"
+    );
+    let mut needles: Vec<String> = vec![
+        OidcProvider::CLIENT_SECRET.into(),
+        wrong_secret.into(),
+        GithubProvider::CLIENT_SECRET.into(),
+        "0000made-up-code".into(),
+        "gho_".into(),
+        "access-".into(),
+        "refresh-".into(),
+        "code-".into(),
+        a,
+        g,
+    ];
+    for r in alpha
+        .token_requests()
+        .into_iter()
+        .chain(github.token_requests())
+    {
+        needles.extend(r.get("code").cloned());
+        needles.extend(r.get("code_verifier").cloned());
+    }
+    for needle in &needles {
+        assert!(
+            !lines.iter().any(|l| l.contains(needle.as_str())),
+            "`{needle}` must not be logged"
+        );
+    }
+}
+
+/// The sign-in dance against a server process; `code` replaces the provider's.
+async fn process_sign_in(
+    client: &reqwest::Client,
+    server: &ServerProcess,
+    name: &str,
+    provider: &impl Consent,
+    code: Option<&str>,
+) -> reqwest::Response {
+    let resp = client
+        .get(server.url(&format!("/auth/{name}/authorize")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let cookie = resp.headers()["set-cookie"].to_str().unwrap().to_owned();
+    let cookie = cookie.split(';').next().unwrap().to_owned();
+    let body: Value = resp.json().await.unwrap();
+    let (real_code, state) = provider
+        .consent(body["authorization_url"].as_str().unwrap())
+        .await;
+    client
+        .get(server.url(&format!(
+            "/auth/{name}/callback?{}",
+            query(code.unwrap_or(&real_code), &state)
+        )))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .unwrap()
+}
