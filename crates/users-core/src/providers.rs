@@ -125,8 +125,15 @@ impl Provider {
                     _ = tokio::time::sleep(delay) => {}
                     _ = stop.changed() => return,
                 }
-                if matches!(this.attempt().await, Attempt::Ready) {
-                    return;
+                match this.attempt().await {
+                    Attempt::Ready => return,
+                    // Reached only now, and answering for another issuer: the routes
+                    // stay 503; the configuration (or the DNS) must be fixed.
+                    Attempt::Refused(message) => tracing::error!(
+                        provider = %this.settings.name, error = %message,
+                        "discovery refused; this provider's routes answer 503"
+                    ),
+                    Attempt::Retry => {}
                 }
                 delay = (delay * 2).min(Duration::from_secs(60));
             }

@@ -173,8 +173,6 @@ impl GithubClient {
         let (url, _state) = request
             .add_extra_param("code_challenge", pkce_challenge)
             .add_extra_param("code_challenge_method", "S256")
-            // Offer the account choice instead of silently reusing the signed-in one.
-            .add_extra_param("prompt", "select_account")
             .url();
         url.to_string()
     }
