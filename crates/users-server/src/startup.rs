@@ -137,7 +137,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(
             resource("/verify").route(web::get().to(pages::verify_page).wrap(per_ip("verify"))),
         )
-        .service(resource("/auth/providers").route(web::get().to(oauth::providers)))
+        .service(resource("/auth/providers").route(web::get().to(oauth::list_providers)))
         .service(
             resource("/auth/associate/{provider}/authorize")
                 .guard(provider())
@@ -181,13 +181,16 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 ),
         )
         .service(
-            resource("/users/me/identities")
-                .route(web::get().to(identities::list).wrap(from_fn(authenticated))),
+            resource("/users/me/identities").route(
+                web::get()
+                    .to(identities::list_identities)
+                    .wrap(from_fn(authenticated)),
+            ),
         )
         .service(
             resource("/users/me/identities/{provider}").route(
                 web::delete()
-                    .to(identities::unlink)
+                    .to(identities::unlink_identity)
                     .wrap(from_fn(authenticated)),
             ),
         )

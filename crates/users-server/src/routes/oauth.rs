@@ -88,7 +88,7 @@ fn clear_csrf_cookie(resp: &mut HttpResponseBuilder) {
 
 /// `GET /auth/providers`: the configured providers, for sign-in buttons.
 #[utoipa::path(get, path = "/auth/providers", tag = "providers", responses((status = 200, description = "The configured providers, in the order of the configuration (Google, OIDC_PROVIDERS, GitHub)", body = [ProviderRead])))]
-pub async fn providers(state: web::Data<AppState>) -> HttpResponse {
+pub async fn list_providers(state: web::Data<AppState>) -> HttpResponse {
     let base = &state.settings.public_url;
     let list: Vec<ProviderRead> = state
         .core
