@@ -533,3 +533,20 @@ async fn a_busy_pool_answers_503_within_the_timeout() {
     assert_eq!(resp.status(), 200, "the stuck request completes");
     assert_eq!(app.me(&token).await.status(), 200);
 }
+
+/// Operation ids are unique (OpenAPI requires it; generated clients name methods so).
+#[test]
+fn openapi_operation_ids_are_unique() {
+    let doc = serde_json::to_value(users_server::openapi::document()).unwrap();
+    let mut seen = std::collections::BTreeMap::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            if let Some(id) = op["operationId"].as_str() {
+                if let Some(other) = seen.insert(id.to_owned(), format!("{method} {path}")) {
+                    panic!("operation id {id} of {method} {path} is also {other}'s");
+                }
+            }
+        }
+    }
+    assert!(seen.len() > 30);
+}
