@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use reqwest::Url;
 use serde_norway::Value;
-use users_server::settings::{Settings, KNOWN_VARIABLES};
+use users_server::settings::{is_known_variable, Settings, KNOWN_VARIABLES};
 
 /// The port the container listens on (README: `BIND_ADDR` is `0.0.0.0:8000` in a container).
 const CONTAINER_PORT: u16 = 8000;
@@ -21,11 +21,10 @@ fn repo_file(name: &str) -> (PathBuf, String) {
     (path, text)
 }
 
+/// A variable the service reads: a fixed one, its `_FILE` variant, or a setting of an
+/// OpenID provider (`OIDC_<NAME>_ISSUER_URL`, …: the names depend on `OIDC_PROVIDERS`).
 fn is_known(name: &str) -> bool {
-    KNOWN_VARIABLES.contains(&name)
-        || name
-            .strip_suffix("_FILE")
-            .is_some_and(|base| KNOWN_VARIABLES.contains(&base))
+    is_known_variable(name)
 }
 
 /// What `Settings::from_env` would make of exactly these variables.
@@ -653,7 +652,7 @@ fn env_example_lists_every_known_variable_once_and_nothing_else() {
     let mut seen = BTreeSet::new();
     for line in &lines {
         assert!(
-            KNOWN_VARIABLES.contains(&line.name.as_str()),
+            is_known(&line.name) && !line.name.ends_with("_FILE"),
             ".env.example names {}, which the service does not read",
             line.name
         );
@@ -676,7 +675,8 @@ fn env_example_lists_every_known_variable_once_and_nothing_else() {
             && word
                 .chars()
                 .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
-        if looks_like_a_variable && word != "NAME_FILE" {
+        // NAME_FILE and OIDC_<NAME>_… stand for patterns.
+        if looks_like_a_variable && word != "NAME_FILE" && word != "OIDC_" {
             assert!(
                 is_known(word),
                 ".env.example mentions {word}, which the service does not read"
@@ -688,16 +688,23 @@ fn env_example_lists_every_known_variable_once_and_nothing_else() {
 #[test]
 fn env_example_shows_the_real_defaults_and_valid_examples() {
     let (_, lines) = env_example();
-    // Google's settings are read only when a client is configured; webhook URLs need
+    // Google's and GitHub's settings are read only when a client is configured, an
+    // OpenID provider's only when OIDC_PROVIDERS names it: the example provider of the
+    // file (every OIDC_ line of it) is configured for all the checks. Webhook URLs need
     // a secret.
-    let base: BTreeMap<String, String> = [
+    let mut base: BTreeMap<String, String> = [
         ("GOOGLE_CLIENT_ID", "client-id"),
         ("GOOGLE_CLIENT_SECRET", "client-secret"),
+        ("GITHUB_CLIENT_ID", "client-id"),
+        ("GITHUB_CLIENT_SECRET", "client-secret"),
         ("WEBHOOK_SECRET", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v.to_owned()))
     .collect();
+    for line in lines.iter().filter(|l| l.name.starts_with("OIDC_")) {
+        base.insert(line.name.clone(), line.value.clone());
+    }
     let defaults = format!("{:?}", settings_from(&base).expect("defaults"));
     for line in &lines {
         if line.example && line.value.is_empty() {

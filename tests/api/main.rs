@@ -4,8 +4,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod authenticator;
+mod github_provider;
 mod helpers;
 mod oidc_provider;
+mod provider_flow;
 mod smtp_sink;
 mod totp;
 mod webhook_receiver;
@@ -16,7 +18,9 @@ mod cli;
 mod deploy;
 mod events;
 mod faults;
+mod github;
 mod google;
+mod identities;
 mod jwks;
 mod limits;
 mod login;
@@ -25,6 +29,7 @@ mod mfa;
 mod ops;
 mod passkeys;
 mod processes;
+mod providers;
 mod register;
 mod sessions;
 mod tokens;

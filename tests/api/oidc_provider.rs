@@ -1,6 +1,7 @@
-//! An OpenID provider on loopback, standing in for Google in tests: discovery, JWKS,
-//! authorize, token and userinfo, with knobs to spoil id_tokens, rotate the signing
-//! key, slow down or go away.
+//! An OpenID provider on loopback, standing in for Google (or any OpenID provider) in
+//! tests: discovery, JWKS, authorize, token and userinfo, with knobs to choose its
+//! signing key and client authentication, spoil id_tokens, rotate the signing key,
+//! slow down or go away.
 //!
 //! Shared by the users-oauth tests and the api tests (each includes this file as a
 //! module), so it only uses crates both have: actix-web, base64, jsonwebtoken,
@@ -25,6 +26,64 @@ const KEY_PEM: &str = include_str!("../fixtures/oidc-test-key.pem");
 const KEY_JWK: &str = include_str!("../fixtures/oidc-test-key.jwk.json");
 const OTHER_KEY_PEM: &str = include_str!("../fixtures/oidc-other-test-key.pem");
 const OTHER_KEY_JWK: &str = include_str!("../fixtures/oidc-other-test-key.jwk.json");
+const EC_KEY_PEM: &str = include_str!("../fixtures/oidc-ec-test-key.pem");
+const EC_KEY_JWK: &str = include_str!("../fixtures/oidc-ec-test-key.jwk.json");
+
+/// The keys a provider can sign id_tokens with (tests/fixtures).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TestKey {
+    /// `oidc-test-key.pem`, RS256 (the default).
+    Rsa,
+    /// `oidc-other-test-key.pem`, RS256: the key after a rotation.
+    OtherRsa,
+    /// `oidc-ec-test-key.pem`, ES256 on P-256.
+    Ec,
+}
+
+impl TestKey {
+    pub fn kid(self) -> &'static str {
+        match self {
+            TestKey::Rsa => OidcProvider::KID,
+            TestKey::OtherRsa => OidcProvider::ROTATED_KID,
+            TestKey::Ec => OidcProvider::EC_KID,
+        }
+    }
+
+    fn alg(self) -> Algorithm {
+        match self {
+            TestKey::Rsa | TestKey::OtherRsa => Algorithm::RS256,
+            TestKey::Ec => Algorithm::ES256,
+        }
+    }
+
+    fn alg_name(self) -> &'static str {
+        match self {
+            TestKey::Rsa | TestKey::OtherRsa => "RS256",
+            TestKey::Ec => "ES256",
+        }
+    }
+
+    fn public_jwk(self) -> Value {
+        let text = match self {
+            TestKey::Rsa => KEY_JWK,
+            TestKey::OtherRsa => OTHER_KEY_JWK,
+            TestKey::Ec => EC_KEY_JWK,
+        };
+        let mut jwk: Value = serde_json::from_str(text).unwrap();
+        jwk["kid"] = json!(self.kid());
+        jwk["alg"] = json!(self.alg_name());
+        jwk["use"] = json!("sig");
+        jwk
+    }
+
+    fn encoding_key(self) -> EncodingKey {
+        match self {
+            TestKey::Rsa => encoding_key(KEY_PEM),
+            TestKey::OtherRsa => encoding_key(OTHER_KEY_PEM),
+            TestKey::Ec => EncodingKey::from_ec_der(&der(EC_KEY_PEM)),
+        }
+    }
+}
 
 /// Who the provider says the user is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,6 +126,9 @@ pub enum Tamper {
     Hs256WithPublicKey,
     /// The token response carries no id_token at all.
     NoIdToken,
+    /// Signed with another key, under that key's own kid and alg (another provider's
+    /// key, say): a valid signature by a key this provider does not publish.
+    SignedWith(TestKey),
 }
 
 /// One authorization, from `/authorize` until its code is redeemed.
@@ -82,6 +144,7 @@ struct Grant {
 struct State {
     base_url: String,
     auth_method: String,
+    key: TestKey,
     identity: Identity,
     tamper: Tamper,
     email_in_id_token: bool,
@@ -114,6 +177,8 @@ impl OidcProvider {
     pub const KID: &'static str = "oidc-test-key-1";
     /// The kid of the key published, and signed with, after [`Self::rotate_key`].
     pub const ROTATED_KID: &'static str = "oidc-test-key-2";
+    /// The kid of the P-256 key ([`TestKey::Ec`]).
+    pub const EC_KID: &'static str = "oidc-ec-test-key-1";
 
     /// A provider that authenticates clients with `client_secret_post`.
     pub async fn start() -> OidcProvider {
@@ -122,16 +187,31 @@ impl OidcProvider {
 
     /// `auth_method`: `client_secret_post` or `client_secret_basic`.
     pub async fn start_with(auth_method: &str) -> OidcProvider {
+        Self::start_with_key(auth_method, TestKey::Rsa).await
+    }
+
+    /// A provider signing id_tokens with `key`.
+    pub async fn start_with_key(auth_method: &str, key: TestKey) -> OidcProvider {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind the provider");
+        Self::start_on(listener, auth_method, key)
+    }
+
+    /// A provider on a listener the test chose (a port configured before it listens).
+    pub fn start_on(
+        listener: std::net::TcpListener,
+        auth_method: &str,
+        key: TestKey,
+    ) -> OidcProvider {
         assert!(
             matches!(auth_method, "client_secret_post" | "client_secret_basic"),
             "unsupported auth method {auth_method}"
         );
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind the provider");
         let port = listener.local_addr().expect("provider address").port();
         let base_url = format!("http://127.0.0.1:{port}");
         let state: Shared = web::Data::new(Mutex::new(State {
             base_url: base_url.clone(),
             auth_method: auth_method.to_owned(),
+            key,
             identity: Identity::new("google-user-1", "alice@example.com"),
             tamper: Tamper::None,
             email_in_id_token: true,
@@ -309,7 +389,7 @@ async fn discovery(state: Shared) -> HttpResponse {
         "userinfo_endpoint": format!("{base}/userinfo"),
         "response_types_supported": ["code"],
         "subject_types_supported": ["public"],
-        "id_token_signing_alg_values_supported": ["RS256"],
+        "id_token_signing_alg_values_supported": [s.key.alg_name()],
         "scopes_supported": ["openid", "email", "profile"],
         "token_endpoint_auth_methods_supported": [s.auth_method],
         "code_challenge_methods_supported": ["S256"],
@@ -326,21 +406,13 @@ async fn discovery(state: Shared) -> HttpResponse {
     HttpResponse::Ok().json(doc)
 }
 
-fn public_jwk(jwk_json: &str, kid: &str) -> Value {
-    let mut jwk: Value = serde_json::from_str(jwk_json).unwrap();
-    jwk["kid"] = json!(kid);
-    jwk["alg"] = json!("RS256");
-    jwk["use"] = json!("sig");
-    jwk
-}
-
 async fn jwks(state: Shared) -> HttpResponse {
     delay(&state).await;
     let mut s = state.lock().unwrap();
     s.jwks_requests += 1;
-    let mut keys = vec![public_jwk(KEY_JWK, OidcProvider::KID)];
+    let mut keys = vec![s.key.public_jwk()];
     if s.rotated {
-        keys.push(public_jwk(OTHER_KEY_JWK, OidcProvider::ROTATED_KID));
+        keys.push(TestKey::OtherRsa.public_jwk());
     }
     HttpResponse::Ok().json(json!({ "keys": keys }))
 }
@@ -476,12 +548,16 @@ async fn token(
 
 /// The DER inside a PEM: jsonwebtoken's PEM parsing is a feature this workspace
 /// leaves off.
-fn encoding_key(pem: &str) -> EncodingKey {
+fn der(pem: &str) -> Vec<u8> {
     let body: String = pem
         .lines()
         .filter(|line| !line.starts_with("-----"))
         .collect();
-    EncodingKey::from_rsa_der(&STANDARD.decode(body).unwrap())
+    STANDARD.decode(body).unwrap()
+}
+
+fn encoding_key(pem: &str) -> EncodingKey {
+    EncodingKey::from_rsa_der(&der(pem))
 }
 
 fn id_token(s: &State, grant: &Grant) -> Option<String> {
@@ -504,14 +580,18 @@ fn id_token(s: &State, grant: &Grant) -> Option<String> {
         }
         claims["email_verified"] = json!(identity.email_verified);
     }
-    let (mut pem, mut kid) = if s.rotated {
-        (OTHER_KEY_PEM, OidcProvider::ROTATED_KID)
-    } else {
-        (KEY_PEM, OidcProvider::KID)
-    };
+    let signing = if s.rotated { TestKey::OtherRsa } else { s.key };
+    let mut key = signing.encoding_key();
+    let mut kid = signing.kid();
+    let mut alg = signing.alg();
 
     match s.tamper {
         Tamper::None | Tamper::BadSignature => {}
+        Tamper::SignedWith(other) => {
+            key = other.encoding_key();
+            kid = other.kid();
+            alg = other.alg();
+        }
         Tamper::NoIdToken => return None,
         Tamper::WrongAudience => claims["aud"] = json!("someone-else.apps.example"),
         Tamper::WrongIssuer => claims["iss"] = json!("https://issuer.invalid"),
@@ -527,7 +607,14 @@ fn id_token(s: &State, grant: &Grant) -> Option<String> {
         Tamper::MissingNonce => {
             claims.as_object_mut().unwrap().remove("nonce");
         }
-        Tamper::OtherKey => pem = if s.rotated { KEY_PEM } else { OTHER_KEY_PEM },
+        Tamper::OtherKey => {
+            let other = match signing {
+                TestKey::Rsa => TestKey::OtherRsa,
+                TestKey::OtherRsa | TestKey::Ec => TestKey::Rsa,
+            };
+            key = other.encoding_key();
+            alg = other.alg();
+        }
         Tamper::UnknownKid => kid = "no-such-kid",
         Tamper::Unsigned => {
             let header = json!({ "alg": "none", "typ": "JWT", "kid": kid });
@@ -547,9 +634,9 @@ fn id_token(s: &State, grant: &Grant) -> Option<String> {
         }
     }
 
-    let mut header = Header::new(Algorithm::RS256);
+    let mut header = Header::new(alg);
     header.kid = Some(kid.to_owned());
-    let token = jsonwebtoken::encode(&header, &claims, &encoding_key(pem)).unwrap();
+    let token = jsonwebtoken::encode(&header, &claims, &key).unwrap();
     if s.tamper == Tamper::BadSignature {
         let (signed, signature) = token.rsplit_once('.').unwrap();
         let mut signature = URL_SAFE_NO_PAD.decode(signature).unwrap();

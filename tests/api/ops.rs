@@ -27,6 +27,11 @@ const CONTRACT_ROUTES: &[(&str, &str)] = &[
     ("get", "/auth/google/callback"),
     ("get", "/auth/associate/google/authorize"),
     ("get", "/auth/associate/google/callback"),
+    ("get", "/auth/providers"),
+    ("get", "/auth/{provider}/authorize"),
+    ("get", "/auth/{provider}/callback"),
+    ("get", "/users/me/identities"),
+    ("delete", "/users/me/identities/{provider}"),
     ("get", "/reset-password"),
     ("get", "/verify"),
     ("get", "/healthz"),
@@ -583,4 +588,21 @@ async fn a_busy_pool_answers_503_within_the_timeout() {
     let resp = stuck.await.unwrap().unwrap();
     assert_eq!(resp.status(), 200, "the stuck request completes");
     assert_eq!(app.me(&token).await.status(), 200);
+}
+
+/// Operation ids are unique (OpenAPI requires it; generated clients name methods so).
+#[test]
+fn openapi_operation_ids_are_unique() {
+    let doc = serde_json::to_value(users_server::openapi::document()).unwrap();
+    let mut seen = std::collections::BTreeMap::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            if let Some(id) = op["operationId"].as_str() {
+                if let Some(other) = seen.insert(id.to_owned(), format!("{method} {path}")) {
+                    panic!("operation id {id} of {method} {path} is also {other}'s");
+                }
+            }
+        }
+    }
+    assert!(seen.len() > 30);
 }

@@ -38,7 +38,7 @@ pub use events::{Event, EventType, WebhookSettings};
 pub use fault::Fault;
 pub use hashing::{Argon2Params, PasswordHasher};
 pub use outbox::OutboxSignal;
-pub use providers::{ProviderSettings, Providers};
+pub use providers::{ProviderKind, ProviderSettings, Providers};
 pub use startup::{CoreSetup, PasskeySettings, StartupError};
 pub use store::Store;
 pub use tokens::JwtKeys;

@@ -1,23 +1,43 @@
-//! The identity providers a deployment signs users in with, by name. Each provider's
-//! OpenID configuration is discovered in the background, so a provider that is
-//! unreachable at start delays only its own routes (which answer 503 meanwhile).
+//! The identity providers a deployment signs users in with, by name: Google, any
+//! number of OpenID Connect providers, GitHub. An OpenID provider's configuration is
+//! discovered at start; one that cannot be reached then is retried in the background,
+//! so it delays only its own routes (which answer 503 meanwhile). One whose discovery
+//! document names another issuer stops the start: that is a configuration mistake, or
+//! someone else answering for the provider.
 
-use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use secrecy::SecretString;
-use users_oauth::{OidcClient, OidcConfig};
+use users_oauth::{GithubClient, GithubConfig, OidcClient, OidcConfig, ProviderClient};
+pub use users_oauth::{GITHUB_API_URL, GITHUB_URL};
 
-/// How to reach one OpenID provider and how to treat its users.
+use crate::startup::StartupError;
+
+/// What kind of provider, with what only that kind has.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProviderKind {
+    /// OpenID Connect: endpoints and keys discovered from the issuer.
+    OpenId {
+        /// What every authorization asks for; empty: `openid email profile`.
+        scopes: Vec<String>,
+    },
+    /// GitHub (or GitHub Enterprise Server): OAuth 2.0 and the REST API.
+    Github { api_url: String },
+}
+
+/// How to reach one provider and how to treat its users.
 #[derive(Debug, Clone)]
 pub struct ProviderSettings {
     /// The name in routes: `/auth/<name>/authorize`.
     pub name: String,
-    /// What identities are keyed on with the subject: `google`, `oidc:<name>`.
+    /// What identities are keyed on with the subject: `google`, `oidc:<name>`, `github`.
     pub key: String,
-    /// Shown in the 503 while discovery has not succeeded yet ("Google").
+    /// Button text, and named in the 503 while discovery has not succeeded yet.
     pub label: String,
+    pub kind: ProviderKind,
+    /// The OpenID issuer, where discovery starts; for GitHub its web URL (`GITHUB_URL`),
+    /// which is also what GitHub names as its OAuth issuer.
     pub issuer_url: String,
     pub client_id: String,
     pub client_secret: SecretString,
@@ -26,11 +46,26 @@ pub struct ProviderSettings {
     pub timeout: Duration,
 }
 
-/// One configured provider and its client, once discovered. Cheap to clone.
+/// The identity key of the provider named `name` in routes: `google` and `github` are
+/// themselves, every other name is an OpenID provider of `OIDC_PROVIDERS`. Route names
+/// and keys map one to one, whether or not the provider is configured now.
+pub fn key_of(name: &str) -> String {
+    match name {
+        "google" | "github" => name.to_owned(),
+        other => format!("oidc:{other}"),
+    }
+}
+
+/// The route name of an identity key (see [`key_of`]).
+pub fn name_of(key: &str) -> &str {
+    key.strip_prefix("oidc:").unwrap_or(key)
+}
+
+/// One configured provider and its client, once ready. Cheap to clone.
 #[derive(Clone)]
 pub struct Provider {
     pub settings: Arc<ProviderSettings>,
-    client: Arc<RwLock<Option<OidcClient>>>,
+    client: Arc<RwLock<Option<ProviderClient>>>,
 }
 
 impl std::fmt::Debug for Provider {
@@ -43,6 +78,15 @@ impl std::fmt::Debug for Provider {
     }
 }
 
+/// How a first attempt to get a provider ready ended.
+enum Attempt {
+    Ready,
+    /// Unreachable, or a document we cannot use yet: retried in the background.
+    Retry,
+    /// The document names another issuer: the start stops.
+    Refused(String),
+}
+
 impl Provider {
     pub fn new(settings: ProviderSettings) -> Provider {
         Provider {
@@ -52,24 +96,26 @@ impl Provider {
     }
 
     /// The client, once discovery succeeded.
-    pub fn client(&self) -> Option<OidcClient> {
+    pub fn client(&self) -> Option<ProviderClient> {
         self.client.read().ok().and_then(|c| c.clone())
     }
 
-    fn config(&self) -> OidcConfig {
-        OidcConfig {
-            issuer_url: self.settings.issuer_url.clone(),
-            client_id: self.settings.client_id.clone(),
-            client_secret: self.settings.client_secret.clone(),
-            timeout: self.settings.timeout,
-        }
-    }
-
     /// Tries discovery now; on failure keeps retrying in the background (2 s, 4 s, …
-    /// up to a minute) until it succeeds or `stop` turns true.
-    pub async fn start_discovery(&self, mut stop: tokio::sync::watch::Receiver<bool>) {
-        if self.discover_once().await {
-            return;
+    /// up to a minute) until it succeeds or `stop` turns true. A provider whose
+    /// document names another issuer is an error.
+    pub async fn start_discovery(
+        &self,
+        mut stop: tokio::sync::watch::Receiver<bool>,
+    ) -> Result<(), StartupError> {
+        match self.attempt().await {
+            Attempt::Ready => return Ok(()),
+            Attempt::Refused(message) => {
+                return Err(StartupError::ProviderIssuer {
+                    provider: self.settings.name.clone(),
+                    message,
+                })
+            }
+            Attempt::Retry => {}
         }
         let this = self.clone();
         tokio::spawn(async move {
@@ -79,61 +125,122 @@ impl Provider {
                     _ = tokio::time::sleep(delay) => {}
                     _ = stop.changed() => return,
                 }
-                if this.discover_once().await {
-                    return;
+                match this.attempt().await {
+                    Attempt::Ready => return,
+                    // Reached only now, and answering for another issuer: the routes
+                    // stay 503; the configuration (or the DNS) must be fixed.
+                    Attempt::Refused(message) => tracing::error!(
+                        provider = %this.settings.name, error = %message,
+                        "discovery refused; this provider's routes answer 503"
+                    ),
+                    Attempt::Retry => {}
                 }
                 delay = (delay * 2).min(Duration::from_secs(60));
             }
         });
+        Ok(())
     }
 
-    async fn discover_once(&self) -> bool {
+    async fn attempt(&self) -> Attempt {
         let s = &self.settings;
-        match OidcClient::discover(self.config()).await {
+        let made = match &s.kind {
+            ProviderKind::OpenId { scopes } => OidcClient::discover(OidcConfig {
+                issuer_url: s.issuer_url.clone(),
+                client_id: s.client_id.clone(),
+                client_secret: s.client_secret.clone(),
+                timeout: s.timeout,
+                scopes: scopes.clone(),
+            })
+            .await
+            .map(ProviderClient::OpenId),
+            ProviderKind::Github { api_url } => GithubClient::new(GithubConfig {
+                web_url: s.issuer_url.clone(),
+                api_url: api_url.clone(),
+                client_id: s.client_id.clone(),
+                client_secret: s.client_secret.clone(),
+                timeout: s.timeout,
+            })
+            .map(ProviderClient::Github),
+        };
+        match made {
             Ok(client) => {
                 if let Ok(mut slot) = self.client.write() {
                     *slot = Some(client);
                 }
                 tracing::info!(provider = %s.name, issuer = %s.issuer_url, "sign-in with {} ready", s.label);
-                true
+                Attempt::Ready
             }
+            Err(e) if e.is_wrong_issuer() => Attempt::Refused(e.to_string()),
             Err(e) => {
                 tracing::warn!(provider = %s.name, issuer = %s.issuer_url, error = %e,
                     "discovery failed; this provider's routes answer 503 until it succeeds");
-                false
+                Attempt::Retry
             }
         }
     }
 }
 
-/// Every configured provider, by route name.
+/// Every configured provider, in the order of the configuration.
 #[derive(Debug, Clone, Default)]
 pub struct Providers {
-    by_name: BTreeMap<String, Provider>,
+    all: Vec<Provider>,
 }
 
 impl Providers {
     pub fn new(settings: Vec<ProviderSettings>) -> Providers {
         Providers {
-            by_name: settings
-                .into_iter()
-                .map(|s| (s.name.clone(), Provider::new(s)))
-                .collect(),
+            all: settings.into_iter().map(Provider::new).collect(),
         }
     }
 
     pub fn get(&self, name: &str) -> Option<&Provider> {
-        self.by_name.get(name)
+        self.all.iter().find(|p| p.settings.name == name)
     }
 
     pub fn names(&self) -> impl Iterator<Item = &str> {
-        self.by_name.keys().map(String::as_str)
+        self.all.iter().map(|p| p.settings.name.as_str())
     }
 
-    /// Starts discovery of every provider.
-    pub async fn start_discovery(&self, stop: tokio::sync::watch::Receiver<bool>) {
-        for provider in self.by_name.values() {
-            provider.start_discovery(stop.clone()).await;
+    pub fn iter(&self) -> impl Iterator<Item = &Provider> {
+        self.all.iter()
+    }
+
+    /// Starts discovery of every provider, all at once; the first attempts are awaited
+    /// so that a provider naming another issuer stops the start.
+    pub async fn start_discovery(
+        &self,
+        stop: tokio::sync::watch::Receiver<bool>,
+    ) -> Result<(), StartupError> {
+        let mut attempts = tokio::task::JoinSet::new();
+        for provider in &self.all {
+            let (provider, stop) = (provider.clone(), stop.clone());
+            attempts.spawn(async move { provider.start_discovery(stop).await });
+        }
+        let mut first_error = None;
+        while let Some(done) = attempts.join_next().await {
+            let result = done.map_err(|e| StartupError::Task(e.to_string()))?;
+            if let Err(e) = result {
+                first_error.get_or_insert(e);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_and_names_map_one_to_one() {
+        for (name, key) in [
+            ("google", "google"),
+            ("github", "github"),
+            ("corp", "oidc:corp"),
+            ("keycloak-1", "oidc:keycloak-1"),
+        ] {
+            assert_eq!(key_of(name), key);
+            assert_eq!(name_of(key), name);
         }
     }
 }

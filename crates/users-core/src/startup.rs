@@ -77,6 +77,9 @@ pub enum StartupError {
     Task(String),
     #[error("{0}")]
     Passkeys(String),
+    /// The provider's discovery document names another issuer than the configured one.
+    #[error("provider {provider}: {message}")]
+    ProviderIssuer { provider: String, message: String },
 }
 
 impl Core {
@@ -166,16 +169,22 @@ impl Core {
         })
     }
 
-    /// Starts what runs beside the requests until `stop` turns true: provider discovery,
-    /// the signing keys' reload and the outbox workers (mail, and webhooks when
-    /// configured). Returns the workers' task.
+    /// Discovers every identity provider (each in parallel); one that cannot be reached
+    /// is retried in the background until `stop` turns true. An error for a provider
+    /// whose discovery document names another issuer: the start should stop.
+    pub async fn start_providers(&self, stop: watch::Receiver<bool>) -> Result<(), StartupError> {
+        self.providers.start_discovery(stop).await
+    }
+
+    /// Starts what runs beside the requests until `stop` turns true: the signing keys'
+    /// reload and the outbox workers (mail, and webhooks when configured). Returns the
+    /// workers' task.
     pub async fn start_background(
         &self,
         mailer: Mailer,
         clock: Arc<dyn Clock>,
         stop: watch::Receiver<bool>,
     ) -> tokio::task::JoinHandle<()> {
-        self.providers.start_discovery(stop.clone()).await;
         if let Some(ring) = &self.tokens.ring {
             tokio::spawn(crate::keyring::reload_periodically(
                 ring.clone(),

@@ -52,7 +52,8 @@ fn verify_aud() -> String {
 
 /// The OAuth state: `csrftoken` equals the browser's cookie; `jti` names the
 /// server-side row with the PKCE verifier and the nonce; `sub` is the user an
-/// association was started for.
+/// association was started for; `provider` the provider it was started with (a state
+/// of one provider is refused by another's callback).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StateClaims {
     pub csrftoken: String,
@@ -60,6 +61,8 @@ pub struct StateClaims {
     pub jti: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sub: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider: Option<String>,
     #[serde(default = "state_aud", skip_deserializing)]
     pub aud: String,
     pub exp: i64,

@@ -4,7 +4,7 @@ use diesel::prelude::*;
 use users_domain::UserId;
 
 use crate::effects::transaction;
-use crate::schema::{oauth_accounts, oauth_states};
+use crate::schema::{oauth_accounts, oauth_states, users as users_table};
 use crate::users::{self, NewUser, StoredUser};
 use crate::{DbConnection, Effects};
 
@@ -192,6 +192,8 @@ pub struct PendingState {
     pub nonce: String,
     pub user_id: Option<String>,
     pub expires_at: i64,
+    /// The name of the provider the authorization was started for.
+    pub provider: String,
 }
 
 pub fn save_state(conn: &mut DbConnection, state: &PendingState, now_ms: i64) -> QueryResult<()> {
@@ -204,6 +206,7 @@ pub fn save_state(conn: &mut DbConnection, state: &PendingState, now_ms: i64) ->
             oauth_states::nonce.eq(&state.nonce),
             oauth_states::user_id.eq(&state.user_id),
             oauth_states::expires_at.eq(state.expires_at),
+            oauth_states::provider.eq(&state.provider),
         ))
         .execute(conn)
         .map(|_| ())
@@ -221,4 +224,110 @@ pub fn take_state(conn: &mut DbConnection, id: &str) -> QueryResult<Option<Pendi
     };
     let deleted = diesel::delete(oauth_states::table.find(id)).execute(conn)?;
     Ok((deleted == 1).then_some(state))
+}
+
+/// An account at a provider as its user sees it.
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = oauth_accounts)]
+pub struct LinkedIdentity {
+    /// The provider's key: `google`, `oidc:<name>`, `github`.
+    pub oauth_name: String,
+    pub account_id: String,
+    pub account_email: String,
+    /// Milliseconds since the epoch.
+    pub created_at: i64,
+}
+
+/// The user's linked accounts, newest first.
+pub fn identities_of(conn: &mut DbConnection, user_id: UserId) -> QueryResult<Vec<LinkedIdentity>> {
+    oauth_accounts::table
+        .filter(oauth_accounts::user_id.eq(user_id.to_string()))
+        .order((
+            oauth_accounts::created_at.desc(),
+            oauth_accounts::oauth_name.asc(),
+            oauth_accounts::account_id.asc(),
+        ))
+        .select(LinkedIdentity::as_select())
+        .load(conn)
+}
+
+/// How many ways the user has to sign in: a usable password (a hash the service can
+/// verify; the unusable ones given to accounts made through a provider start with `!`)
+/// and each linked account. Passkeys are counted here too once they exist, so that
+/// every rule about "the last way to sign in" sees them.
+pub fn sign_in_methods(conn: &mut DbConnection, user_id: UserId) -> QueryResult<i64> {
+    let id = user_id.to_string();
+    let passwords: i64 = users_table::table
+        .filter(users_table::id.eq(&id))
+        .filter(users_table::hashed_password.not_like("!%"))
+        .count()
+        .get_result(conn)?;
+    let identities: i64 = oauth_accounts::table
+        .filter(oauth_accounts::user_id.eq(&id))
+        .count()
+        .get_result(conn)?;
+    Ok(passwords + identities)
+}
+
+/// What [`unlink`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unlink {
+    /// Every account of the provider linked to the user is gone.
+    Removed,
+    /// The user has no account of this provider.
+    NotLinked,
+    /// Removing them would leave the user no way to sign in: nothing changed.
+    LastSignInMethod,
+}
+
+/// Removes the accounts of `provider` (a key) linked to the user, unless that would
+/// leave them no way to sign in; with its effects, in one transaction. The user's row
+/// is touched first, so two removals for one user run one after the other (each sees
+/// what the other left) on PostgreSQL as on SQLite; a refusal rolls the touch back.
+pub fn unlink(
+    conn: &mut DbConnection,
+    user_id: UserId,
+    provider: &str,
+    now_ms: i64,
+    effects: &Effects,
+) -> QueryResult<Unlink> {
+    /// Why the transaction did not commit.
+    enum Abort {
+        Refused(Unlink),
+        Db(diesel::result::Error),
+    }
+    impl From<diesel::result::Error> for Abort {
+        fn from(e: diesel::result::Error) -> Self {
+            Abort::Db(e)
+        }
+    }
+    let id = user_id.to_string();
+    let outcome = conn.transaction::<_, Abort, _>(|c| {
+        let touched = diesel::update(users_table::table.find(&id))
+            .set(users_table::updated_at.eq(now_ms))
+            .execute(c)?;
+        let linked: i64 = oauth_accounts::table
+            .filter(oauth_accounts::user_id.eq(&id))
+            .filter(oauth_accounts::oauth_name.eq(provider))
+            .count()
+            .get_result(c)?;
+        if touched == 0 || linked == 0 {
+            return Err(Abort::Refused(Unlink::NotLinked));
+        }
+        if sign_in_methods(c, user_id)? - linked < 1 {
+            return Err(Abort::Refused(Unlink::LastSignInMethod));
+        }
+        diesel::delete(
+            oauth_accounts::table
+                .filter(oauth_accounts::user_id.eq(&id))
+                .filter(oauth_accounts::oauth_name.eq(provider)),
+        )
+        .execute(c)?;
+        effects.write(c)?;
+        Ok(Unlink::Removed)
+    });
+    match outcome {
+        Ok(done) | Err(Abort::Refused(done)) => Ok(done),
+        Err(Abort::Db(e)) => Err(e),
+    }
 }

@@ -189,6 +189,7 @@ diesel::table! {
         nonce -> Text,
         user_id -> Nullable<Text>,
         expires_at -> BigInt,
+        provider -> Text,
     }
 }
 

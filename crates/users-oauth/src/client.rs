@@ -27,7 +27,7 @@ use serde_json::Value;
 use url::Url;
 
 use crate::discovery::{discover_endpoints, ClientAuth, Endpoints};
-use crate::error::{describe, invalid, token_error, OAuthError};
+use crate::error::{describe, discovery, invalid, token_error, OAuthError};
 use crate::id_token::email_verified;
 use crate::keys::JwksCache;
 
@@ -45,6 +45,9 @@ pub struct OidcConfig {
     pub client_secret: SecretString,
     /// Bounds every HTTP call to the provider (connecting included).
     pub timeout: Duration,
+    /// The scopes every authorization asks for; empty: `openid email profile`.
+    /// `openid` is always asked for.
+    pub scopes: Vec<String>,
 }
 
 /// What a verified id_token (or userinfo) says.
@@ -113,6 +116,7 @@ type OAuthClient = oauth2::Client<
 
 pub(crate) struct Inner {
     pub(crate) client_id: String,
+    scopes: Vec<String>,
     pub(crate) endpoints: Endpoints,
     oauth: OAuthClient,
     http: reqwest::Client,
@@ -143,16 +147,7 @@ impl fmt::Debug for OidcClient {
 impl OidcClient {
     /// Reads `{issuer_url}/.well-known/openid-configuration`.
     pub async fn discover(config: OidcConfig) -> Result<OidcClient, OAuthError> {
-        let http = reqwest::Client::builder()
-            // Following redirects would let the provider steer our requests elsewhere.
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(config.timeout)
-            .connect_timeout(config.timeout)
-            .user_agent(concat!("users-oauth/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| {
-                OAuthError::Unavailable(format!("cannot build the HTTP client: {}", describe(&e)))
-            })?;
+        let http = http_client(config.timeout)?;
 
         let endpoints = discover_endpoints(&http, &config.issuer_url).await?;
 
@@ -167,8 +162,14 @@ impl OidcClient {
                 ClientAuth::Post => AuthType::RequestBody,
             });
 
+        let base: Vec<&str> = if config.scopes.is_empty() {
+            DEFAULT_SCOPES.to_vec()
+        } else {
+            config.scopes.iter().map(String::as_str).collect()
+        };
         Ok(OidcClient {
             inner: Arc::new(Inner {
+                scopes: merge_scopes(&["openid"], &base),
                 client_id: config.client_id,
                 endpoints,
                 oauth,
@@ -183,7 +184,7 @@ impl OidcClient {
         &self.inner.endpoints.issuer
     }
 
-    /// The URL to send the browser to. `scopes` adds to `openid email profile`.
+    /// The URL to send the browser to. `scopes` adds to the configured ones.
     pub fn authorization_url(
         &self,
         redirect_uri: &str,
@@ -196,7 +197,8 @@ impl OidcClient {
             .inner
             .oauth
             .authorize_url(|| CsrfToken::new(state.to_owned()));
-        for scope in scope_list(scopes) {
+        let configured: Vec<&str> = self.inner.scopes.iter().map(String::as_str).collect();
+        for scope in merge_scopes(&configured, scopes) {
             request = request.add_scope(Scope::new(scope));
         }
         request = match RedirectUrl::new(redirect_uri.to_owned()) {
@@ -253,9 +255,12 @@ impl OidcClient {
 
     /// Asks the userinfo endpoint who the access token belongs to.
     pub async fn userinfo(&self, access_token: &SecretString) -> Result<Identity, OAuthError> {
-        let url = self.inner.endpoints.userinfo.as_ref().ok_or_else(|| {
-            OAuthError::Discovery("the provider publishes no userinfo_endpoint".into())
-        })?;
+        let url = self
+            .inner
+            .endpoints
+            .userinfo
+            .as_ref()
+            .ok_or_else(|| discovery("the provider publishes no userinfo_endpoint"))?;
         let (status, body) = self.get("userinfo", url, Some(access_token)).await?;
         if status.is_client_error() {
             return Err(OAuthError::Rejected(format!(
@@ -336,14 +341,28 @@ impl OidcClient {
     }
 }
 
+/// The HTTP client of every call to a provider.
+pub(crate) fn http_client(timeout: Duration) -> Result<reqwest::Client, OAuthError> {
+    reqwest::Client::builder()
+        // Following redirects would let the provider steer our requests elsewhere.
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(timeout)
+        .connect_timeout(timeout)
+        .user_agent(concat!("users-oauth/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| {
+            OAuthError::Unavailable(format!("cannot build the HTTP client: {}", describe(&e)))
+        })
+}
+
 /// oauth2 folds every non-200 answer into one error type; the status is what tells
 /// "the provider refused" (4xx) from "the provider is broken" (5xx), so it is kept.
 ///
 /// A named type rather than a closure: a closure here makes rustc lose track of the
 /// futures being `Send` ("implementation of `Send` is not general enough").
-struct StatusRecorder<'a> {
-    http: &'a reqwest::Client,
-    status: AtomicU16,
+pub(crate) struct StatusRecorder<'a> {
+    pub(crate) http: &'a reqwest::Client,
+    pub(crate) status: AtomicU16,
 }
 
 impl<'c> AsyncHttpClient<'c> for StatusRecorder<'_> {
@@ -362,11 +381,18 @@ impl<'c> AsyncHttpClient<'c> for StatusRecorder<'_> {
 }
 
 /// The scopes to ask for: the defaults first, then the extra ones, each once.
+#[cfg(test)]
 fn scope_list(extra: &[String]) -> Vec<String> {
+    merge_scopes(&DEFAULT_SCOPES, extra)
+}
+
+/// `first`, then `extra` (each may hold several, space-separated), each scope once.
+pub(crate) fn merge_scopes(first: &[&str], extra: &[impl AsRef<str>]) -> Vec<String> {
     let mut scopes: Vec<String> = Vec::new();
-    let all = DEFAULT_SCOPES
-        .into_iter()
-        .chain(extra.iter().flat_map(|s| s.split_whitespace()));
+    let all = first
+        .iter()
+        .flat_map(|s| s.split_whitespace())
+        .chain(extra.iter().flat_map(|s| s.as_ref().split_whitespace()));
     for scope in all {
         if !scopes.iter().any(|s| s == scope) {
             scopes.push(scope.to_owned());
@@ -375,7 +401,7 @@ fn scope_list(extra: &[String]) -> Vec<String> {
     scopes
 }
 
-fn unix_now() -> i64 {
+pub(crate) fn unix_now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
@@ -405,6 +431,15 @@ mod tests {
             scope_list(&extra),
             ["openid", "email", "profile", "https://x/y", "a"]
         );
+    }
+
+    #[test]
+    fn configured_scopes_replace_the_defaults_but_keep_openid() {
+        assert_eq!(
+            merge_scopes(&["openid"], &["email", "offline_access groups"]),
+            ["openid", "email", "offline_access", "groups"]
+        );
+        assert_eq!(merge_scopes(&["openid"], &["openid"]), ["openid"]);
     }
 
     #[test]

@@ -1,8 +1,8 @@
-//! id_token verification: the header (alg RS256, a `kid` the JWKS knows) and the
-//! signature, then the claims: `iss` (with Google's bare issuer), `aud`/`azp`, `exp`
+//! id_token verification: the header (an alg the provider and we both accept, a `kid`
+//! the JWKS knows, a key of that alg) and the signature, then the claims: `iss` (with Google's bare issuer), `aud`/`azp`, `exp`
 //! and `iat` with leeway, `nonce`, `sub`, and `email_verified` however it is spelled.
 
-use jsonwebtoken::{Algorithm, Validation};
+use jsonwebtoken::{Algorithm, AlgorithmFamily, Validation};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -48,21 +48,32 @@ impl OidcClient {
     ) -> Result<Identity, OAuthError> {
         let header = jsonwebtoken::decode_header(id_token)
             .map_err(|_| invalid("malformed header, or an unknown alg"))?;
-        // Only RS256 keys are published; accepting the header's word for anything else
-        // opens the alg-confusion attacks (HS256 keyed with the public key, "none").
-        if header.alg != Algorithm::RS256 {
-            return Err(invalid(format!("alg {:?} is not RS256", header.alg)));
+        // Only asymmetric algorithms the provider announced are taken from the header;
+        // anything else opens the alg-confusion attacks (HS256 keyed with the public
+        // key, "none").
+        let alg = header.alg;
+        if !self.inner.endpoints.id_token_algs.contains(&alg) {
+            return Err(invalid(format!("alg {alg:?} is not accepted")));
         }
         let kid = header.kid.ok_or_else(|| invalid("no kid in the header"))?;
-        let key = self.decoding_key(&kid, now_secs).await?;
+        let published = self.decoding_key(&kid, now_secs).await?;
+        // A key published for one algorithm verifies no other (an RSA key announced
+        // for RS256 does not verify PS256), and an RSA key never an ECDSA signature.
+        let family_fits = match alg {
+            Algorithm::ES256 => published.key.family() == AlgorithmFamily::Ec,
+            _ => published.key.family() == AlgorithmFamily::Rsa,
+        };
+        if !family_fits || published.alg.is_some_and(|a| a != alg) {
+            return Err(invalid(format!("the key {kid:?} is not for alg {alg:?}")));
+        }
 
         // Time and audience checks use the caller's clock and rules, below.
-        let mut validation = Validation::new(Algorithm::RS256);
+        let mut validation = Validation::new(alg);
         validation.validate_exp = false;
         validation.validate_nbf = false;
         validation.validate_aud = false;
         validation.required_spec_claims.clear();
-        let data = jsonwebtoken::decode::<IdTokenClaims>(id_token, &key, &validation)
+        let data = jsonwebtoken::decode::<IdTokenClaims>(id_token, &published.key, &validation)
             .map_err(|e| invalid(jwt_error(e.kind())))?;
 
         check_claims(

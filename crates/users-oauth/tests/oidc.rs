@@ -34,6 +34,7 @@ fn config(provider: &OidcProvider) -> OidcConfig {
         client_id: OidcProvider::CLIENT_ID.to_owned(),
         client_secret: SecretString::from(OidcProvider::CLIENT_SECRET),
         timeout: Duration::from_secs(5),
+        scopes: Vec::new(),
     }
 }
 

@@ -9,10 +9,10 @@ use utoipa_swagger_ui::SwaggerUi;
 
 use crate::bodies::{
     AuthorizationUrl, BearerToken, CeremonyOptions, CodeRequest, EmailRequest, EventRead,
-    EventsPage, LoginForm, MfaStatus, MfaVerify, PasskeyLogin, PasskeyLoginOptions, PasskeyRead,
-    PasskeyRegister, RecoveryCodes, RefreshRequest, RefreshableToken, ResetPassword,
-    ResetPasswordForm, SessionRead, TotpEnrolRequest, TotpEnrolment, UserCreate, UserRead,
-    UserUpdate, UsersPage, VerifyToken,
+    EventsPage, IdentityRead, LoginForm, MfaStatus, MfaVerify, PasskeyLogin, PasskeyLoginOptions,
+    PasskeyRead, PasskeyRegister, ProviderRead, RecoveryCodes, RefreshRequest, RefreshableToken,
+    ResetPassword, ResetPasswordForm, SessionRead, TotpEnrolRequest, TotpEnrolment, UserCreate,
+    UserRead, UserUpdate, UsersPage, VerifyToken,
 };
 use crate::error::{
     BadRequestBody, ErrorDetail, FieldError, MfaRequiredDetail, MfaRequiredError, Null,
@@ -114,10 +114,13 @@ impl Modify for GoogleRoutes {
         crate::routes::users::list_users,
         crate::routes::audit::list,
         crate::routes::audit::mine,
+        crate::routes::oauth::list_providers,
         crate::routes::oauth::authorize,
         crate::routes::oauth::callback,
         crate::routes::oauth::associate_authorize,
         crate::routes::oauth::associate_callback,
+        crate::routes::identities::list_identities,
+        crate::routes::identities::unlink_identity,
         crate::routes::pages::reset_page,
         crate::routes::pages::reset_submit,
         crate::routes::pages::verify_page,
@@ -133,7 +136,7 @@ impl Modify for GoogleRoutes {
         UsersPage, AuthorizationUrl, Null, RefreshRequest, RefreshableToken, SessionRead,
         TotpEnrolRequest, TotpEnrolment, CodeRequest, RecoveryCodes, MfaStatus, MfaVerify,
         MfaRequiredDetail, MfaRequiredError, CeremonyOptions, PasskeyRegister, PasskeyRead,
-        PasskeyLoginOptions, PasskeyLogin, EventRead, EventsPage
+        PasskeyLoginOptions, PasskeyLogin, EventRead, EventsPage, ProviderRead, IdentityRead
     )),
     modifiers(&BearerAuth, &GoogleRoutes),
     tags(
@@ -143,7 +146,7 @@ impl Modify for GoogleRoutes {
         (name = "mfa", description = "A second factor: TOTP, recovery codes, the second step of sign-in"),
         (name = "passkeys", description = "Passkeys (WebAuthn): register, list, remove, sign in"),
         (name = "mail", description = "Password reset and email verification"),
-        (name = "providers", description = "Sign in with an identity provider (OpenID Connect), and linking accounts"),
+        (name = "providers", description = "Sign in with an identity provider (Google, any OpenID Connect provider, GitHub), and linking and unlinking accounts"),
         (name = "audit", description = "Security events: the audit log (webhooks carry the same events)"),
         (name = "pages", description = "HTML pages the mailed links open"),
         (name = "operations", description = "Health, readiness, metrics")

@@ -3,6 +3,7 @@
 
 use users_core::flows::account::UpdateError;
 use users_core::flows::auth::{AuthError, LoginError};
+use users_core::flows::identities::IdentityError;
 use users_core::flows::mfa::{MfaError, MfaRequired};
 use users_core::flows::oauth::OAuthFlowError;
 use users_core::flows::passkeys::PasskeyError;
@@ -167,6 +168,16 @@ impl From<PasskeyError> for ApiError {
             PasskeyError::NotFound => ApiError::NotFound,
             PasskeyError::MfaTokenInvalid => ApiError::BadRequest("MFA_TOKEN_INVALID"),
             PasskeyError::Fault(f) => f.into(),
+        }
+    }
+}
+
+impl From<IdentityError> for ApiError {
+    fn from(e: IdentityError) -> Self {
+        match e {
+            IdentityError::NotLinked => ApiError::NotFound,
+            IdentityError::LastSignInMethod => ApiError::BadRequest("IDENTITY_LAST_SIGN_IN_METHOD"),
+            IdentityError::Fault(f) => f.into(),
         }
     }
 }

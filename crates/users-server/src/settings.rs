@@ -35,8 +35,8 @@ pub enum LogFormat {
 
 use users_core::signing::SigningAlgorithm;
 use users_core::{
-    Argon2Params, CoreConfig, CoreSetup, EventType, PasskeySettings, ProviderSettings,
-    WebhookSettings,
+    Argon2Params, CoreConfig, CoreSetup, EventType, PasskeySettings, ProviderKind,
+    ProviderSettings, WebhookSettings,
 };
 
 #[derive(Debug, Clone)]
@@ -68,6 +68,10 @@ pub struct Settings {
     pub verify_token_lifetime_seconds: i64,
     /// "Sign in with Google": set when `GOOGLE_CLIENT_ID` is.
     pub google: Option<ProviderSettings>,
+    /// The OpenID providers of `OIDC_PROVIDERS`, in its order.
+    pub oidc_providers: Vec<ProviderSettings>,
+    /// "Sign in with GitHub": set when `GITHUB_CLIENT_ID` is.
+    pub github: Option<ProviderSettings>,
     /// The OAuth callback redirects here with `#access_token=…` instead of answering JSON.
     pub oauth_success_redirect_url: Option<String>,
     pub oauth_state_lifetime_seconds: i64,
@@ -124,6 +128,13 @@ pub const KNOWN_VARIABLES: &[&str] = &[
     "GOOGLE_ISSUER_URL",
     "GOOGLE_ASSOCIATE_BY_EMAIL",
     "GOOGLE_TIMEOUT_SECONDS",
+    "OIDC_PROVIDERS",
+    "GITHUB_CLIENT_ID",
+    "GITHUB_CLIENT_SECRET",
+    "GITHUB_URL",
+    "GITHUB_API_URL",
+    "GITHUB_ASSOCIATE_BY_EMAIL",
+    "GITHUB_TIMEOUT_SECONDS",
     "OAUTH_SUCCESS_REDIRECT_URL",
     "OAUTH_STATE_LIFETIME_SECONDS",
     "SESSION_LIFETIME_SECONDS",
@@ -143,6 +154,107 @@ pub const KNOWN_VARIABLES: &[&str] = &[
     "LOG_FORMAT",
     "RUST_LOG",
 ];
+
+/// The settings of each OpenID provider `<name>` of `OIDC_PROVIDERS` are the variables
+/// `OIDC_<NAME>_<SUFFIX>` (see [`oidc_variable`]), with these suffixes.
+pub const OIDC_PROVIDER_SUFFIXES: &[&str] = &[
+    "ISSUER_URL",
+    "CLIENT_ID",
+    "CLIENT_SECRET",
+    "SCOPES",
+    "ASSOCIATE_BY_EMAIL",
+    "LABEL",
+    "TIMEOUT_SECONDS",
+];
+
+/// Names an OpenID provider may not take: other routes under `/auth/`, and the
+/// providers configured by their own variables.
+pub const RESERVED_PROVIDER_NAMES: &[&str] = &[
+    "jwt",
+    "cookie",
+    "google",
+    "github",
+    "associate",
+    "mfa",
+    "passkeys",
+    "sessions",
+];
+
+/// `OIDC_<NAME>_<SUFFIX>` of the provider `name`: upper-cased, `-` as `_`.
+pub fn oidc_variable(name: &str, suffix: &str) -> String {
+    format!(
+        "OIDC_{}_{suffix}",
+        name.to_ascii_uppercase().replace('-', "_")
+    )
+}
+
+/// The variable naming the issuer of the provider `name` (in start-up errors).
+pub fn issuer_variable(name: &str) -> String {
+    match name {
+        "google" => "GOOGLE_ISSUER_URL".to_owned(),
+        "github" => "GITHUB_URL".to_owned(),
+        other => oidc_variable(other, "ISSUER_URL"),
+    }
+}
+
+/// Whether the service reads `var` (or `var` is the `_FILE` variant of one it reads):
+/// one of [`KNOWN_VARIABLES`], or a setting of some OpenID provider.
+pub fn is_known_variable(var: &str) -> bool {
+    let known = |v: &str| KNOWN_VARIABLES.contains(&v) || is_oidc_provider_variable(v);
+    known(var) || var.strip_suffix("_FILE").is_some_and(known)
+}
+
+/// `OIDC_<NAME>_<SUFFIX>` for a `<NAME>` some provider name could have.
+fn is_oidc_provider_variable(var: &str) -> bool {
+    let Some(rest) = var.strip_prefix("OIDC_") else {
+        return false;
+    };
+    OIDC_PROVIDER_SUFFIXES.iter().any(|suffix| {
+        rest.strip_suffix(suffix)
+            .and_then(|r| r.strip_suffix('_'))
+            .is_some_and(|name| {
+                (1..=32).contains(&name.len())
+                    && name
+                        .bytes()
+                        .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+            })
+    })
+}
+
+/// Whether `name` may name an OpenID provider: `[a-z0-9-]{1,32}`, not reserved.
+fn provider_name_problem(name: &str) -> Option<String> {
+    let shaped = (1..=32).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if !shaped {
+        return Some(format!(
+            "`{name}` is not a provider name: 1 to 32 of a-z, 0-9 and -"
+        ));
+    }
+    if RESERVED_PROVIDER_NAMES.contains(&name) {
+        return Some(format!(
+            "`{name}` is reserved; choose another name (reserved: {})",
+            RESERVED_PROVIDER_NAMES.join(", ")
+        ));
+    }
+    None
+}
+
+/// An absolute http(s) URL without a trailing slash, or an error naming `var`.
+fn base_url(var: &str, value: &str) -> Result<String, SettingsError> {
+    let url = value.trim().trim_end_matches('/').to_owned();
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"));
+    if rest.is_none_or(|r| r.is_empty() || r.contains(['?', '#', ' '])) {
+        return Err(err(
+            var,
+            format!("`{url}` is not an absolute https:// URL without a query"),
+        ));
+    }
+    Ok(url)
+}
 
 /// The default `DATABASE_URL`: a SQLite file in the working directory.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://users.db";
@@ -348,6 +460,7 @@ impl Settings {
                     name: "google".to_owned(),
                     key: "google".to_owned(),
                     label: "Google".to_owned(),
+                    kind: ProviderKind::OpenId { scopes: Vec::new() },
                     client_id,
                     client_secret: SecretString::from(client_secret),
                     issuer_url,
@@ -360,6 +473,8 @@ impl Settings {
                 })
             }
         };
+        let oidc_providers = oidc_providers(&env)?;
+        let github = github(&env)?;
         let oauth_success_redirect_url = match env.get("OAUTH_SUCCESS_REDIRECT_URL")? {
             Some(url) if !url.trim().is_empty() => {
                 let url = url.trim().to_owned();
@@ -464,6 +579,8 @@ impl Settings {
             reset_token_lifetime_seconds,
             verify_token_lifetime_seconds,
             google,
+            oidc_providers,
+            github,
             oauth_success_redirect_url,
             oauth_state_lifetime_seconds,
             session_lifetime_seconds,
@@ -480,6 +597,14 @@ impl Settings {
             webhooks,
             audit_retention_days,
         })
+    }
+
+    /// Every configured provider: Google, the OpenID providers, GitHub.
+    pub fn providers(&self) -> impl Iterator<Item = &ProviderSettings> {
+        self.google
+            .iter()
+            .chain(&self.oidc_providers)
+            .chain(&self.github)
     }
 
     /// Whether the argon2 parameters are below OWASP's minimum (worth a warning).
@@ -524,7 +649,7 @@ impl Settings {
                 mfa_issuer: self.mfa_issuer.clone(),
                 audit_retention_days: self.audit_retention_days,
             },
-            providers: self.google.iter().cloned().collect(),
+            providers: self.providers().cloned().collect(),
             passkeys: self.passkeys.clone(),
             jwt_algorithm: self.jwt_algorithm,
             jwt_private_key: self.jwt_private_key.clone(),
@@ -669,6 +794,110 @@ fn passkey_settings(
         .relying_party()
         .map_err(|message| err("WEBAUTHN_RP_ID", message))?;
     Ok(Some(settings))
+}
+
+/// The OpenID providers of `OIDC_PROVIDERS` (comma-separated names), each from its
+/// `OIDC_<NAME>_*` variables.
+fn oidc_providers(env: &Env<'_>) -> Result<Vec<ProviderSettings>, SettingsError> {
+    let listed = env.get("OIDC_PROVIDERS")?.unwrap_or_default();
+    let mut providers: Vec<ProviderSettings> = Vec::new();
+    for name in listed.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+        if let Some(problem) = provider_name_problem(name) {
+            return Err(err("OIDC_PROVIDERS", problem));
+        }
+        if providers.iter().any(|p| p.name == name) {
+            return Err(err("OIDC_PROVIDERS", format!("`{name}` is listed twice")));
+        }
+        let var = |suffix: &str| oidc_variable(name, suffix);
+        let required = |suffix: &str| -> Result<String, SettingsError> {
+            let v = var(suffix);
+            env.get(&v)?
+                .map(|s| s.trim().to_owned())
+                .filter(|s| !s.is_empty())
+                .ok_or_else(|| {
+                    err(
+                        &v,
+                        format!("is required for the provider `{name}` of OIDC_PROVIDERS"),
+                    )
+                })
+        };
+        let issuer_url = base_url(&var("ISSUER_URL"), &required("ISSUER_URL")?)?;
+        let client_id = required("CLIENT_ID")?;
+        let client_secret = SecretString::from(required("CLIENT_SECRET")?);
+        let scopes: Vec<String> = env
+            .get(&var("SCOPES"))?
+            .unwrap_or_else(|| "openid email profile".to_owned())
+            .split([' ', ','])
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect();
+        if scopes.is_empty() {
+            return Err(err(
+                &var("SCOPES"),
+                "is empty; unset it for `openid email profile`",
+            ));
+        }
+        let label = match env.get(&var("LABEL"))?.map(|l| l.trim().to_owned()) {
+            None => name.to_owned(),
+            Some(l) if l.is_empty() || l.chars().count() > 64 => {
+                return Err(err(&var("LABEL"), "must be 1 to 64 characters"))
+            }
+            Some(l) => l,
+        };
+        providers.push(ProviderSettings {
+            name: name.to_owned(),
+            key: users_core::providers::key_of(name),
+            label,
+            kind: ProviderKind::OpenId { scopes },
+            issuer_url,
+            client_id,
+            client_secret,
+            associate_by_email: env.parse_bool(&var("ASSOCIATE_BY_EMAIL"), false)?,
+            timeout: Duration::from_secs(env.parse_in(&var("TIMEOUT_SECONDS"), 10, 1..=120)?),
+        });
+    }
+    Ok(providers)
+}
+
+/// "Sign in with GitHub", when `GITHUB_CLIENT_ID` is set.
+fn github(env: &Env<'_>) -> Result<Option<ProviderSettings>, SettingsError> {
+    let Some(client_id) = env
+        .get("GITHUB_CLIENT_ID")?
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+    else {
+        return Ok(None);
+    };
+    let client_secret = env
+        .get("GITHUB_CLIENT_SECRET")?
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| {
+            err(
+                "GITHUB_CLIENT_SECRET",
+                "is required when GITHUB_CLIENT_ID is set",
+            )
+        })?;
+    let web_url = base_url(
+        "GITHUB_URL",
+        &env.get("GITHUB_URL")?
+            .unwrap_or_else(|| users_core::providers::GITHUB_URL.to_owned()),
+    )?;
+    let api_url = base_url(
+        "GITHUB_API_URL",
+        &env.get("GITHUB_API_URL")?
+            .unwrap_or_else(|| users_core::providers::GITHUB_API_URL.to_owned()),
+    )?;
+    Ok(Some(ProviderSettings {
+        name: "github".to_owned(),
+        key: "github".to_owned(),
+        label: "GitHub".to_owned(),
+        kind: ProviderKind::Github { api_url },
+        issuer_url: web_url,
+        client_id,
+        client_secret: SecretString::from(client_secret),
+        associate_by_email: env.parse_bool("GITHUB_ASSOCIATE_BY_EMAIL", false)?,
+        timeout: Duration::from_secs(env.parse_in("GITHUB_TIMEOUT_SECONDS", 10, 1..=120)?),
+    }))
 }
 
 /// `scheme://authority` of an absolute URL (an `Origin` header, or a `Referer`).
@@ -988,8 +1217,16 @@ mod tests {
         Settings::from_lookup(|k| {
             asked.borrow_mut().insert(k.to_owned());
             match k {
-                "GOOGLE_CLIENT_ID" => Some("id".to_owned()),
-                "GOOGLE_CLIENT_SECRET" => Some("secret".to_owned()),
+                "GOOGLE_CLIENT_ID" | "GITHUB_CLIENT_ID" => Some("id".to_owned()),
+                "GOOGLE_CLIENT_SECRET" | "GITHUB_CLIENT_SECRET" => Some("secret".to_owned()),
+                "OIDC_PROVIDERS" => Some("corp,key-cloak".to_owned()),
+                "OIDC_CORP_ISSUER_URL" | "OIDC_KEY_CLOAK_ISSUER_URL" => {
+                    Some("https://id.example.com".to_owned())
+                }
+                k if k.starts_with("OIDC_") && k.ends_with("_CLIENT_ID") => Some("id".to_owned()),
+                k if k.starts_with("OIDC_") && k.ends_with("_CLIENT_SECRET") => {
+                    Some("secret".to_owned())
+                }
                 _ => None,
             }
         })
@@ -999,9 +1236,226 @@ mod tests {
             .into_iter()
             .filter(|k| !k.ends_with("_FILE"))
             .collect();
-        let known: std::collections::BTreeSet<String> =
+        // The fixed variables, and every setting of each provider of OIDC_PROVIDERS.
+        let mut known: std::collections::BTreeSet<String> =
             KNOWN_VARIABLES.iter().map(|s| s.to_string()).collect();
+        for name in ["corp", "key-cloak"] {
+            for suffix in OIDC_PROVIDER_SUFFIXES {
+                known.insert(oidc_variable(name, suffix));
+            }
+        }
         assert_eq!(asked, known);
+        assert!(asked.iter().all(|v| is_known_variable(v)));
+    }
+
+    #[test]
+    fn the_oidc_family_is_known_by_its_pattern() {
+        for var in [
+            "OIDC_PROVIDERS",
+            "OIDC_CORP_ISSUER_URL",
+            "OIDC_KEY_CLOAK_CLIENT_SECRET",
+            "OIDC_KEY_CLOAK_CLIENT_SECRET_FILE",
+            "OIDC_A1_LABEL",
+            "GITHUB_API_URL",
+            "GITHUB_CLIENT_SECRET_FILE",
+        ] {
+            assert!(is_known_variable(var), "{var}");
+        }
+        for var in [
+            "OIDC_ISSUER_URL",
+            "OIDC_CORP_ISSUER",
+            "OIDC_corp_LABEL",
+            "OIDC_CORP_LABEL_X",
+            "GITHUB_SCOPES",
+            "OIDC_PROVIDERS_FILE_FILE",
+        ] {
+            assert!(!is_known_variable(var), "{var}");
+        }
+        assert_eq!(oidc_variable("key-cloak", "LABEL"), "OIDC_KEY_CLOAK_LABEL");
+    }
+
+    fn with_corp(extra: &[(&str, &str)]) -> Result<Settings, SettingsError> {
+        let mut vars = vec![
+            ("OIDC_PROVIDERS", "corp"),
+            (
+                "OIDC_CORP_ISSUER_URL",
+                "https://login.example.com/realms/corp/",
+            ),
+            ("OIDC_CORP_CLIENT_ID", "users"),
+            ("OIDC_CORP_CLIENT_SECRET", "corp-secret-31"),
+        ];
+        for (k, v) in extra {
+            vars.retain(|(name, _)| name != k);
+            vars.push((k, v));
+        }
+        vars.retain(|(_, v)| *v != "<unset>");
+        settings(&vars)
+    }
+
+    #[test]
+    fn openid_providers_are_read_with_their_defaults() {
+        let s = with_corp(&[]).unwrap();
+        let corp = &s.oidc_providers[0];
+        assert_eq!(corp.name, "corp");
+        assert_eq!(corp.key, "oidc:corp");
+        assert_eq!(corp.label, "corp");
+        assert_eq!(corp.issuer_url, "https://login.example.com/realms/corp");
+        assert_eq!(
+            corp.kind,
+            ProviderKind::OpenId {
+                scopes: vec!["openid".into(), "email".into(), "profile".into()]
+            }
+        );
+        assert!(!corp.associate_by_email);
+        assert!(!format!("{s:?}").contains("corp-secret-31"));
+        let s = with_corp(&[
+            ("OIDC_CORP_LABEL", "Corporate login"),
+            ("OIDC_CORP_SCOPES", "openid email groups"),
+            ("OIDC_CORP_ASSOCIATE_BY_EMAIL", "true"),
+        ])
+        .unwrap();
+        let corp = &s.oidc_providers[0];
+        assert_eq!(corp.label, "Corporate login");
+        assert!(corp.associate_by_email);
+        assert_eq!(
+            corp.kind,
+            ProviderKind::OpenId {
+                scopes: vec!["openid".into(), "email".into(), "groups".into()]
+            }
+        );
+        let names: Vec<_> = settings(&[
+            ("OIDC_PROVIDERS", " b-2 , a1 "),
+            ("OIDC_B_2_ISSUER_URL", "https://b.example.com"),
+            ("OIDC_B_2_CLIENT_ID", "b"),
+            ("OIDC_B_2_CLIENT_SECRET", "b"),
+            ("OIDC_A1_ISSUER_URL", "https://a.example.com"),
+            ("OIDC_A1_CLIENT_ID", "a"),
+            ("OIDC_A1_CLIENT_SECRET", "a"),
+            ("GOOGLE_CLIENT_ID", "g"),
+            ("GOOGLE_CLIENT_SECRET", "g"),
+            ("GITHUB_CLIENT_ID", "h"),
+            ("GITHUB_CLIENT_SECRET", "h"),
+        ])
+        .unwrap()
+        .providers()
+        .map(|p| p.name.clone())
+        .collect();
+        assert_eq!(names, ["google", "b-2", "a1", "github"]);
+    }
+
+    #[test]
+    fn provider_errors_name_the_variable() {
+        for (extra, var) in [
+            (
+                vec![("OIDC_CORP_CLIENT_ID", "<unset>")],
+                "OIDC_CORP_CLIENT_ID",
+            ),
+            (
+                vec![("OIDC_CORP_CLIENT_SECRET", "")],
+                "OIDC_CORP_CLIENT_SECRET",
+            ),
+            (
+                vec![("OIDC_CORP_ISSUER_URL", "<unset>")],
+                "OIDC_CORP_ISSUER_URL",
+            ),
+            (
+                vec![("OIDC_CORP_ISSUER_URL", "login.example.com")],
+                "OIDC_CORP_ISSUER_URL",
+            ),
+            (
+                vec![("OIDC_CORP_ASSOCIATE_BY_EMAIL", "maybe")],
+                "OIDC_CORP_ASSOCIATE_BY_EMAIL",
+            ),
+            (vec![("OIDC_CORP_SCOPES", " ")], "OIDC_CORP_SCOPES"),
+            (vec![("OIDC_CORP_LABEL", "")], "OIDC_CORP_LABEL"),
+            (
+                vec![("OIDC_CORP_TIMEOUT_SECONDS", "0")],
+                "OIDC_CORP_TIMEOUT_SECONDS",
+            ),
+            (vec![("OIDC_PROVIDERS", "corp,corp")], "OIDC_PROVIDERS"),
+            (vec![("GITHUB_CLIENT_ID", "h")], "GITHUB_CLIENT_SECRET"),
+            (
+                vec![
+                    ("GITHUB_CLIENT_ID", "h"),
+                    ("GITHUB_CLIENT_SECRET", "s"),
+                    ("GITHUB_API_URL", "api.github.com"),
+                ],
+                "GITHUB_API_URL",
+            ),
+            (
+                vec![
+                    ("GITHUB_CLIENT_ID", "h"),
+                    ("GITHUB_CLIENT_SECRET", "s"),
+                    ("GITHUB_URL", "ftp://github.com"),
+                ],
+                "GITHUB_URL",
+            ),
+        ] {
+            let e = with_corp(&extra).unwrap_err();
+            assert_eq!(e.var, var, "{extra:?}: {e}");
+            assert!(e.to_string().starts_with(var), "{e}");
+        }
+        for name in [
+            "Corp",
+            "corp_1",
+            "",
+            "jwt",
+            "cookie",
+            "google",
+            "github",
+            "associate",
+            "mfa",
+            "passkeys",
+            "sessions",
+            &"x".repeat(33),
+            "a b",
+        ] {
+            if name.is_empty() {
+                continue; // an empty entry is skipped, not an error
+            }
+            let e = with_corp(&[("OIDC_PROVIDERS", name)]).unwrap_err();
+            assert_eq!(e.var, "OIDC_PROVIDERS", "{name}: {e}");
+        }
+        assert!(with_corp(&[("OIDC_PROVIDERS", "corp,")]).is_ok());
+        assert!(with_corp(&[("OIDC_PROVIDERS", "")])
+            .unwrap()
+            .oidc_providers
+            .is_empty());
+        let e = with_corp(&[("OIDC_CORP_CLIENT_ID", "<unset>")]).unwrap_err();
+        assert!(!e.to_string().contains("corp-secret-31"), "{e}");
+    }
+
+    #[test]
+    fn github_defaults_and_enterprise_urls() {
+        let s = settings(&[
+            ("GITHUB_CLIENT_ID", "Iv1.x"),
+            ("GITHUB_CLIENT_SECRET", "gh-secret-9"),
+        ])
+        .unwrap();
+        let g = s.github.as_ref().unwrap();
+        assert_eq!((g.name.as_str(), g.key.as_str()), ("github", "github"));
+        assert_eq!(g.issuer_url, "https://github.com");
+        assert_eq!(
+            g.kind,
+            ProviderKind::Github {
+                api_url: "https://api.github.com".into()
+            }
+        );
+        assert!(!format!("{s:?}").contains("gh-secret-9"));
+        let s = settings(&[
+            ("GITHUB_CLIENT_ID", "Iv1.x"),
+            ("GITHUB_CLIENT_SECRET", "s"),
+            ("GITHUB_URL", "https://ghe.example.com/"),
+            ("GITHUB_API_URL", "https://ghe.example.com/api/v3"),
+            ("GITHUB_ASSOCIATE_BY_EMAIL", "true"),
+        ])
+        .unwrap();
+        let g = s.github.unwrap();
+        assert_eq!(g.issuer_url, "https://ghe.example.com");
+        assert!(g.associate_by_email);
+        assert_eq!(issuer_variable("github"), "GITHUB_URL");
+        assert_eq!(issuer_variable("google"), "GOOGLE_ISSUER_URL");
+        assert_eq!(issuer_variable("my-idp"), "OIDC_MY_IDP_ISSUER_URL");
     }
 
     #[test]

@@ -14,7 +14,8 @@ use users_domain::Clock;
 use crate::auth::{authenticated, superuser};
 use crate::rate_limit::per_ip;
 use crate::routes::{
-    self, account, audit, auth, mail, mfa, oauth, ops, pages, passkeys, register, sessions, users,
+    self, account, audit, auth, identities, mail, mfa, oauth, ops, pages, passkeys, register,
+    sessions, users,
 };
 use crate::settings::Settings;
 use crate::state::{AppState, SystemClock};
@@ -31,6 +32,24 @@ pub enum StartupError {
     },
     #[error("SMTP_URL / MAIL_FROM / MAIL_DIR: {0}")]
     Mail(#[from] users_mail::MailError),
+    /// A provider's discovery document names another issuer.
+    #[error("{var}: {message}")]
+    ProviderIssuer { var: String, message: String },
+}
+
+impl StartupError {
+    /// Core's error, with the variable at fault named where core knows only the provider.
+    fn from_core(e: users_core::StartupError) -> StartupError {
+        match e {
+            users_core::StartupError::ProviderIssuer { provider, message } => {
+                StartupError::ProviderIssuer {
+                    var: crate::settings::issuer_variable(&provider),
+                    message,
+                }
+            }
+            other => StartupError::Core(other),
+        }
+    }
 }
 
 /// Registers every route with what it needs before its handler runs, outermost first:
@@ -192,6 +211,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             resource("/verify").route(web::get().to(pages::verify_page).wrap(per_ip("verify"))),
         )
         .service(resource("/account").route(web::get().to(account::page)))
+        .service(resource("/auth/providers").route(web::get().to(oauth::list_providers)))
         .service(
             resource("/auth/associate/{provider}/authorize")
                 .guard(provider())
@@ -245,6 +265,20 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                         .to(users::update_me)
                         .wrap(from_fn(authenticated)),
                 ),
+        )
+        .service(
+            resource("/users/me/identities").route(
+                web::get()
+                    .to(identities::list_identities)
+                    .wrap(from_fn(authenticated)),
+            ),
+        )
+        .service(
+            resource("/users/me/identities/{provider}").route(
+                web::delete()
+                    .to(identities::unlink_identity)
+                    .wrap(from_fn(authenticated)),
+            ),
         )
         .service(
             resource("/users").route(
@@ -316,6 +350,14 @@ impl Application {
             timeout: std::time::Duration::from_secs(30),
         })?;
         let state = build_state(settings, clock.clone()).await?;
+        // Providers are discovered before the port opens: one whose document names
+        // another issuer stops the start; one that cannot be reached does not.
+        let (stop_worker, stopped) = tokio::sync::watch::channel(false);
+        state
+            .core
+            .start_providers(stopped.clone())
+            .await
+            .map_err(StartupError::from_core)?;
         let listener = TcpListener::bind(&addr).map_err(|source| StartupError::Bind {
             addr: addr.clone(),
             source,
@@ -362,7 +404,6 @@ impl Application {
                 source,
             })?
             .run();
-        let (stop_worker, stopped) = tokio::sync::watch::channel(false);
         let mail = mailer.describe();
         let worker = state.core.start_background(mailer, clock, stopped).await;
         tracing::info!(

@@ -4,6 +4,7 @@
 pub mod account;
 pub mod audit;
 pub mod auth;
+pub mod identities;
 pub mod mfa;
 pub mod oauth;
 pub mod passkeys;

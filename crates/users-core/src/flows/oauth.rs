@@ -1,14 +1,16 @@
 //! Sign-in with an identity provider, and linking a provider account to the current
-//! user (CONTRACT.md §4, §6, §7): OpenID Connect with PKCE S256, a nonce, the id_token
-//! verified against the provider's keys, a state that is signed, bound to the browser
-//! by a cookie, and usable once. The checks of a callback come in the contract's order.
+//! user (CONTRACT.md §4, §6, §7, §10), the same for every provider: PKCE S256, a state
+//! that is signed, bound to the browser by a cookie and to the provider it was made
+//! for, and usable once; for OpenID providers also a nonce and the id_token verified
+//! against the provider's keys. The checks of a callback come in the contract's order.
 
 use users_db::oauth::{self, Association, PendingState, ProviderAccount};
 use users_db::users::{self, NewUser, StoredUser};
-use users_db::{DbError, Effects};
+use users_db::DbError;
 use users_domain::{EmailAddress, Timestamp, User, UserId};
 use users_oauth::{Identity, OAuthError};
 
+use crate::events::{Event, EventType, Queued};
 use crate::flows::mfa::{self, FirstFactor, SignIn, Transport};
 use crate::flows::session::{ClientInfo, SignInMethod};
 use crate::flows::unusable_password;
@@ -85,7 +87,7 @@ fn provider<'a>(core: &'a Core, name: &str) -> Result<&'a Provider, OAuthFlowErr
         .ok_or(OAuthFlowError::NotConfigured)
 }
 
-fn client(provider: &Provider) -> Result<users_oauth::OidcClient, OAuthFlowError> {
+fn client(provider: &Provider) -> Result<users_oauth::ProviderClient, OAuthFlowError> {
     provider
         .client()
         .ok_or_else(|| OAuthFlowError::NotReady(provider.settings.label.clone()))
@@ -122,11 +124,13 @@ pub async fn begin(
         nonce: users_oauth::random_nonce(),
         user_id: for_user.map(|u| u.to_string()),
         expires_at: now.plus_secs(lifetime).millis(),
+        provider: provider.settings.name.clone(),
     };
     let claims = StateClaims {
         csrftoken: csrf.clone(),
         jti: Some(pending.id.clone()),
         sub: for_user.map(|u| u.to_string()),
+        provider: Some(provider.settings.name.clone()),
         aud: STATE_AUDIENCE.to_owned(),
         exp: now.secs() + lifetime,
     };
@@ -183,6 +187,10 @@ pub async fn finish(
     if cookie.is_empty() || !constant_time_eq(cookie.as_bytes(), claims.csrftoken.as_bytes()) {
         return Err(OAuthFlowError::InvalidState);
     }
+    // A state made for another provider: its verifier and nonce are that provider's.
+    if claims.provider.as_deref() != Some(provider.settings.name.as_str()) {
+        return Err(OAuthFlowError::InvalidState);
+    }
     // A sign-in state on the associate callback, or one made for another user, and
     // an association state on the sign-in callback, are all refused.
     if claims.sub != for_user.map(|u| u.to_string()) {
@@ -194,7 +202,9 @@ pub async fn finish(
         .store
         .run(move |c| Ok(oauth::take_state(c, &jti)?))
         .await?
-        .filter(|p| p.user_id == for_user.map(|u| u.to_string()))
+        .filter(|p| {
+            p.user_id == for_user.map(|u| u.to_string()) && p.provider == provider.settings.name
+        })
         .ok_or(OAuthFlowError::InvalidState)?;
     let (identity, _tokens) = client
         .sign_in(
@@ -222,7 +232,7 @@ pub async fn sign_in(
     now: Timestamp,
 ) -> Result<SignIn, OAuthFlowError> {
     let provider = provider(core, provider_name)?;
-    let user = user_for(core, provider, identity, now).await?;
+    let user = user_for(core, provider, identity, client, now).await?;
     if !user.is_active {
         return Err(OAuthFlowError::Inactive);
     }
@@ -247,8 +257,10 @@ async fn user_for(
     core: &Core,
     provider: &Provider,
     identity: Identity,
+    client: &ClientInfo,
     now: Timestamp,
 ) -> Result<User, OAuthFlowError> {
+    let name = provider.settings.name.clone();
     let key = provider.settings.key.clone();
     let email = EmailAddress::parse(identity.email.as_deref().unwrap_or_default())
         .map_err(|_| OAuthFlowError::NoEmail)?;
@@ -283,15 +295,19 @@ async fn user_for(
         // takeover): the owner, proven by the provider, takes the account; the
         // unproven password and its sessions go.
         let takeover = (!existing.user.is_verified).then(unusable_password);
-        let effects = if takeover.is_some() {
-            Effects::none().ending_sessions(super::account::end_every_session(
+        let event = Event::new(EventType::IdentityLinked, Some(id))
+            .with("provider", name.clone())
+            .with("via", "email")
+            .with("password_removed", takeover.is_some());
+        let mut effects = core.raise(vec![event], client, now)?;
+        if takeover.is_some() {
+            effects = effects.ending_sessions(super::account::end_every_session(
                 id,
                 now,
                 "account_taken_over",
-            ))
-        } else {
-            Effects::none()
-        };
+            ));
+        }
+        let queued = Queued::of(&effects);
         let account = ProviderAccount {
             provider: key.clone(),
             subject: subject.clone(),
@@ -312,6 +328,7 @@ async fn user_for(
             .await;
         return match linked {
             Ok(Some(u)) => {
+                core.committed(queued);
                 tracing::info!(user_id = %id, cleared_password = !existing.user.is_verified,
                     "provider account linked by verified email");
                 Ok(u.user)
@@ -335,21 +352,23 @@ async fn user_for(
         created_at: now.millis(),
         updated_at: now.millis(),
     };
+    let new_id = UserId::parse_str(&new.id).map_err(Fault::internal)?;
+    let events = vec![
+        Event::new(EventType::UserRegistered, Some(new_id)).with("method", name.clone()),
+        Event::new(EventType::IdentityLinked, Some(new_id))
+            .with("provider", name.clone())
+            .with("via", "sign_up"),
+    ];
+    let effects = core.raise(events, client, now)?;
+    let queued = Queued::of(&effects);
     let (k, s) = (key.clone(), subject.clone());
     match core
         .store
-        .run(move |c| {
-            Ok(oauth::create_linked_user(
-                c,
-                &new,
-                &k,
-                &s,
-                &Effects::none(),
-            )?)
-        })
+        .run(move |c| Ok(oauth::create_linked_user(c, &new, &k, &s, &effects)?))
         .await
     {
         Ok(user) => {
+            core.committed(queued);
             tracing::info!(user_id = %user.user.id, "user created through a provider");
             Ok(user.user)
         }
@@ -374,10 +393,16 @@ pub async fn associate(
     provider_name: &str,
     user: &User,
     identity: Identity,
+    client: &ClientInfo,
     now: Timestamp,
 ) -> Result<User, OAuthFlowError> {
     let provider = provider(core, provider_name)?;
     let id = user.id;
+    let event = Event::new(EventType::IdentityLinked, Some(id))
+        .with("provider", provider.settings.name.clone())
+        .with("via", "associate");
+    let effects = core.raise(vec![event], client, now)?;
+    let queued = Queued::of(&effects);
     let account = ProviderAccount {
         provider: provider.settings.key.clone(),
         subject: identity.subject,
@@ -385,18 +410,15 @@ pub async fn associate(
     };
     let result = core
         .store
-        .run(move |c| {
-            Ok(oauth::associate(
-                c,
-                id,
-                &account,
-                now.millis(),
-                &Effects::none(),
-            )?)
-        })
+        .run(move |c| Ok(oauth::associate(c, id, &account, now.millis(), &effects)?))
         .await;
     match result {
-        Ok(Association::Linked | Association::Refreshed) => {
+        Ok(Association::Linked) => {
+            core.committed(queued);
+            tracing::info!(user_id = %id, provider = %provider.settings.name, "provider account linked");
+            Ok(user.clone())
+        }
+        Ok(Association::Refreshed) => {
             tracing::info!(user_id = %id, provider = %provider.settings.name, "provider account linked");
             Ok(user.clone())
         }

@@ -95,7 +95,7 @@ pub async fn status(
 
 /// `POST /auth/mfa/verify`: the second step of a sign-in; answers what the first step
 /// would have.
-#[utoipa::path(post, path = "/auth/mfa/verify", tag = "mfa", request_body = MfaVerify, responses((status = 200, description = "Signed in (aal 2): the Token, with a refresh token when offline_access was asked", body = crate::bodies::RefreshableToken), (status = 204, description = "Signed in through /auth/cookie/login: the cookie is set"), (status = 400, description = "MFA_BAD_CODE (counts toward the lockout; five spend the mfa_token) or MFA_TOKEN_INVALID", body = crate::error::ErrorDetail), (status = 422, description = "Malformed input", body = crate::error::ValidationError), (status = 429, description = "The account is locked for a while", body = crate::error::ErrorDetail)))]
+#[utoipa::path(post, path = "/auth/mfa/verify", operation_id = "mfa_verify", tag = "mfa", request_body = MfaVerify, responses((status = 200, description = "Signed in (aal 2): the Token, with a refresh token when offline_access was asked", body = crate::bodies::RefreshableToken), (status = 204, description = "Signed in through /auth/cookie/login: the cookie is set"), (status = 400, description = "MFA_BAD_CODE (counts toward the lockout; five spend the mfa_token) or MFA_TOKEN_INVALID", body = crate::error::ErrorDetail), (status = 422, description = "Malformed input", body = crate::error::ValidationError), (status = 429, description = "The account is locked for a while", body = crate::error::ErrorDetail)))]
 #[tracing::instrument(name = "mfa_verify", skip_all)]
 pub async fn verify(
     state: web::Data<AppState>,
@@ -109,7 +109,7 @@ pub async fn verify(
 }
 
 /// `DELETE /users/{id}/mfa` (superusers): for a user who lost every factor.
-#[utoipa::path(delete, path = "/users/{id}/mfa", tag = "mfa", security(("bearer" = [])), params(("id" = String, Path, description = "The user's id (a UUID)")), responses((status = 204, description = "TOTP, recovery codes and passkeys removed; the user's sessions ended"), (status = 401, description = "Not signed in", body = crate::error::ErrorDetail), (status = 403, description = "Not a superuser", body = crate::error::ErrorDetail), (status = 404, description = "Unknown or malformed id", body = crate::error::ErrorDetail)))]
+#[utoipa::path(delete, path = "/users/{id}/mfa", operation_id = "reset_user_mfa", tag = "mfa", security(("bearer" = [])), params(("id" = String, Path, description = "The user's id (a UUID)")), responses((status = 204, description = "TOTP, recovery codes and passkeys removed; the user's sessions ended"), (status = 401, description = "Not signed in", body = crate::error::ErrorDetail), (status = 403, description = "Not a superuser", body = crate::error::ErrorDetail), (status = 404, description = "Unknown or malformed id", body = crate::error::ErrorDetail)))]
 #[tracing::instrument(name = "mfa_reset", skip_all)]
 pub async fn reset(
     state: web::Data<AppState>,

@@ -3,6 +3,7 @@
 pub mod account;
 pub mod audit;
 pub mod auth;
+pub mod identities;
 pub mod mail;
 pub mod mfa;
 pub mod oauth;

@@ -11,7 +11,7 @@ use users_core::flows::mfa::{MfaRequired, SignIn};
 use users_core::flows::oauth::{self, Authorization, Callback};
 
 use crate::auth::CurrentUser;
-use crate::bodies::{AuthorizationUrl, BearerToken, UserRead};
+use crate::bodies::{AuthorizationUrl, BearerToken, ProviderRead, UserRead};
 use crate::client_ip::Client;
 use crate::error::ApiError;
 use crate::extract::urlencoded;
@@ -87,8 +87,25 @@ fn clear_csrf_cookie(resp: &mut HttpResponseBuilder) {
     resp.cookie(gone);
 }
 
+/// `GET /auth/providers`: the configured providers, for sign-in buttons.
+#[utoipa::path(get, path = "/auth/providers", tag = "providers", responses((status = 200, description = "The configured providers, in the order of the configuration (Google, OIDC_PROVIDERS, GitHub)", body = [ProviderRead])))]
+pub async fn list_providers(state: web::Data<AppState>) -> HttpResponse {
+    let base = &state.settings.public_url;
+    let list: Vec<ProviderRead> = state
+        .core
+        .providers
+        .iter()
+        .map(|p| ProviderRead {
+            name: p.settings.name.clone(),
+            label: p.settings.label.clone(),
+            authorize_url: format!("{base}/auth/{}/authorize", p.settings.name),
+        })
+        .collect();
+    HttpResponse::Ok().json(list)
+}
+
 /// `GET /auth/{provider}/authorize[?scopes=…]`.
-#[utoipa::path(get, path = "/auth/{provider}/authorize", tag = "providers", params(("provider" = String, Path, description = "A configured provider, e.g. google"), ("scopes" = Option<Vec<String>>, Query, description = "Extra scopes")), responses((status = 200, description = "The URL to send the browser to; sets the fastapiusersoauthcsrf cookie", body = AuthorizationUrl), (status = 404, description = "No such provider is configured", body = crate::error::ErrorDetail), (status = 503, description = "The provider's configuration could not be loaded yet", body = crate::error::ErrorDetail)))]
+#[utoipa::path(get, path = "/auth/{provider}/authorize", tag = "providers", params(("provider" = String, Path, description = "A configured provider: google, github, or a name of OIDC_PROVIDERS"), ("scopes" = Option<Vec<String>>, Query, description = "Extra scopes")), responses((status = 200, description = "The URL to send the browser to; sets the fastapiusersoauthcsrf cookie", body = AuthorizationUrl), (status = 404, description = "No such provider is configured", body = crate::error::ErrorDetail), (status = 503, description = "The provider's configuration could not be loaded yet", body = crate::error::ErrorDetail)))]
 pub async fn authorize(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -108,7 +125,7 @@ pub async fn authorize(
 }
 
 /// `GET /auth/associate/{provider}/authorize` (Bearer).
-#[utoipa::path(get, path = "/auth/associate/{provider}/authorize", tag = "providers", security(("bearer" = [])), params(("provider" = String, Path, description = "A configured provider, e.g. google"), ("scopes" = Option<Vec<String>>, Query, description = "Extra scopes")), responses((status = 200, description = "The URL to send the browser to; sets the fastapiusersoauthcsrf cookie", body = AuthorizationUrl), (status = 401, description = "Missing, invalid, expired or revoked token; unknown or inactive user", body = crate::error::ErrorDetail), (status = 404, description = "No such provider is configured", body = crate::error::ErrorDetail), (status = 503, description = "Not ready", body = crate::error::ErrorDetail)))]
+#[utoipa::path(get, path = "/auth/associate/{provider}/authorize", tag = "providers", security(("bearer" = [])), params(("provider" = String, Path, description = "A configured provider: google, github, or a name of OIDC_PROVIDERS"), ("scopes" = Option<Vec<String>>, Query, description = "Extra scopes")), responses((status = 200, description = "The URL to send the browser to; sets the fastapiusersoauthcsrf cookie", body = AuthorizationUrl), (status = 401, description = "Missing, invalid, expired or revoked token; unknown or inactive user", body = crate::error::ErrorDetail), (status = 404, description = "No such provider is configured", body = crate::error::ErrorDetail), (status = 503, description = "Not ready", body = crate::error::ErrorDetail)))]
 pub async fn associate_authorize(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -130,7 +147,7 @@ pub async fn associate_authorize(
 
 /// `GET /auth/{provider}/callback?code&state`: 200 Token (or a redirect, see
 /// `OAUTH_SUCCESS_REDIRECT_URL`).
-#[utoipa::path(get, path = "/auth/{provider}/callback", tag = "providers", params(("provider" = String, Path, description = "A configured provider, e.g. google"), ("code" = Option<String>, Query), ("state" = Option<String>, Query), ("error" = Option<String>, Query)), responses((status = 200, description = "Signed in", body = BearerToken), (status = 302, description = "Signed in; redirect to OAUTH_SUCCESS_REDIRECT_URL#access_token=…"), (status = 400, description = "See the README for the codes, in order", body = crate::error::ErrorDetail), (status = 404, description = "No such provider is configured", body = crate::error::ErrorDetail), (status = 502, description = "OAUTH_PROVIDER_UNAVAILABLE", body = crate::error::ErrorDetail), (status = 503, description = "Not ready", body = crate::error::ErrorDetail)))]
+#[utoipa::path(get, path = "/auth/{provider}/callback", tag = "providers", params(("provider" = String, Path, description = "A configured provider: google, github, or a name of OIDC_PROVIDERS"), ("code" = Option<String>, Query), ("state" = Option<String>, Query), ("error" = Option<String>, Query)), responses((status = 200, description = "Signed in", body = BearerToken), (status = 302, description = "Signed in; redirect to OAUTH_SUCCESS_REDIRECT_URL#access_token=…"), (status = 400, description = "See the README for the codes, in order", body = crate::error::ErrorDetail), (status = 404, description = "No such provider is configured", body = crate::error::ErrorDetail), (status = 502, description = "OAUTH_PROVIDER_UNAVAILABLE", body = crate::error::ErrorDetail), (status = 503, description = "Not ready", body = crate::error::ErrorDetail)))]
 #[tracing::instrument(name = "oauth_callback", skip_all)]
 pub async fn callback(
     state: web::Data<AppState>,
@@ -190,13 +207,14 @@ fn mfa_required(state: &AppState, required: MfaRequired) -> Result<HttpResponse,
 }
 
 /// `GET /auth/associate/{provider}/callback?code&state` (Bearer): 200 the current user.
-#[utoipa::path(get, path = "/auth/associate/{provider}/callback", tag = "providers", security(("bearer" = [])), params(("provider" = String, Path, description = "A configured provider, e.g. google"), ("code" = Option<String>, Query), ("state" = Option<String>, Query), ("error" = Option<String>, Query)), responses((status = 200, description = "Linked; the current user", body = UserRead), (status = 400, description = "See the README for the codes, in order", body = crate::error::ErrorDetail), (status = 401, description = "Missing, invalid, expired or revoked token; unknown or inactive user", body = crate::error::ErrorDetail), (status = 404, description = "No such provider is configured", body = crate::error::ErrorDetail), (status = 502, description = "OAUTH_PROVIDER_UNAVAILABLE", body = crate::error::ErrorDetail), (status = 503, description = "Not ready", body = crate::error::ErrorDetail)))]
+#[utoipa::path(get, path = "/auth/associate/{provider}/callback", tag = "providers", security(("bearer" = [])), params(("provider" = String, Path, description = "A configured provider: google, github, or a name of OIDC_PROVIDERS"), ("code" = Option<String>, Query), ("state" = Option<String>, Query), ("error" = Option<String>, Query)), responses((status = 200, description = "Linked; the current user", body = UserRead), (status = 400, description = "See the README for the codes, in order", body = crate::error::ErrorDetail), (status = 401, description = "Missing, invalid, expired or revoked token; unknown or inactive user", body = crate::error::ErrorDetail), (status = 404, description = "No such provider is configured", body = crate::error::ErrorDetail), (status = 502, description = "OAUTH_PROVIDER_UNAVAILABLE", body = crate::error::ErrorDetail), (status = 503, description = "Not ready", body = crate::error::ErrorDetail)))]
 #[tracing::instrument(name = "oauth_associate_callback", skip_all)]
 pub async fn associate_callback(
     state: web::Data<AppState>,
     req: HttpRequest,
     provider: web::Path<String>,
     user: CurrentUser,
+    Client(client): Client,
 ) -> Result<HttpResponse, ApiError> {
     let now = state.now();
     let id = user.user().id;
@@ -210,7 +228,8 @@ pub async fn associate_callback(
         now,
     )
     .await?;
-    let linked = oauth::associate(&state.core, &provider, user.user(), identity, now).await?;
+    let linked =
+        oauth::associate(&state.core, &provider, user.user(), identity, &client, now).await?;
     let mut resp = HttpResponse::Ok();
     clear_csrf_cookie(&mut resp);
     Ok(resp.json(UserRead::from(linked)))

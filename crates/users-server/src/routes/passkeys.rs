@@ -24,7 +24,7 @@ pub async fn register_options(
 }
 
 /// `POST /auth/passkeys/register` {challenge_id, name, credential}: 201.
-#[utoipa::path(post, path = "/auth/passkeys/register", tag = "passkeys", security(("bearer" = [])), request_body = PasskeyRegister, responses((status = 201, description = "Registered", body = PasskeyRead), (status = 400, description = "PASSKEY_INVALID (bad attestation, wrong origin or RP, spent, expired or foreign challenge)", body = crate::error::ErrorDetail), (status = 401, description = "Not signed in", body = crate::error::ErrorDetail), (status = 422, description = "Malformed input", body = crate::error::ValidationError), (status = 503, description = "PASSKEYS_NOT_CONFIGURED", body = crate::error::ErrorDetail)))]
+#[utoipa::path(post, path = "/auth/passkeys/register", operation_id = "passkey_register", tag = "passkeys", security(("bearer" = [])), request_body = PasskeyRegister, responses((status = 201, description = "Registered", body = PasskeyRead), (status = 400, description = "PASSKEY_INVALID (bad attestation, wrong origin or RP, spent, expired or foreign challenge)", body = crate::error::ErrorDetail), (status = 401, description = "Not signed in", body = crate::error::ErrorDetail), (status = 422, description = "Malformed input", body = crate::error::ValidationError), (status = 503, description = "PASSKEYS_NOT_CONFIGURED", body = crate::error::ErrorDetail)))]
 #[tracing::instrument(name = "passkey_register", skip_all)]
 pub async fn register(
     state: web::Data<AppState>,
@@ -46,7 +46,7 @@ pub async fn register(
 }
 
 /// `GET /auth/passkeys`.
-#[utoipa::path(get, path = "/auth/passkeys", tag = "passkeys", security(("bearer" = [])), responses((status = 200, description = "The user's passkeys", body = [PasskeyRead]), (status = 401, description = "Not signed in", body = crate::error::ErrorDetail), (status = 503, description = "PASSKEYS_NOT_CONFIGURED", body = crate::error::ErrorDetail)))]
+#[utoipa::path(get, path = "/auth/passkeys", operation_id = "list_passkeys", tag = "passkeys", security(("bearer" = [])), responses((status = 200, description = "The user's passkeys", body = [PasskeyRead]), (status = 401, description = "Not signed in", body = crate::error::ErrorDetail), (status = 503, description = "PASSKEYS_NOT_CONFIGURED", body = crate::error::ErrorDetail)))]
 pub async fn list(state: web::Data<AppState>, user: CurrentUser) -> Result<HttpResponse, ApiError> {
     let list = passkeys::list(&state.core, user.user().id).await?;
     Ok(HttpResponse::Ok().json(list.into_iter().map(PasskeyRead::from).collect::<Vec<_>>()))
@@ -78,7 +78,7 @@ pub async fn login_options(
 
 /// `POST /auth/passkeys/login` {challenge_id, credential, scope?}: a passwordless
 /// sign-in (both factors: aal 2).
-#[utoipa::path(post, path = "/auth/passkeys/login", tag = "passkeys", request_body = PasskeyLogin, responses((status = 200, description = "Signed in: the Token (a refresh token too with scope=offline_access)", body = crate::bodies::BearerToken), (status = 204, description = "Signed in with transport=cookie: the session cookie is set"), (status = 400, description = "PASSKEY_INVALID", body = crate::error::ErrorDetail), (status = 422, description = "Malformed input", body = crate::error::ValidationError), (status = 503, description = "PASSKEYS_NOT_CONFIGURED", body = crate::error::ErrorDetail)))]
+#[utoipa::path(post, path = "/auth/passkeys/login", operation_id = "passkey_login", tag = "passkeys", request_body = PasskeyLogin, responses((status = 200, description = "Signed in: the Token (a refresh token too with scope=offline_access)", body = crate::bodies::BearerToken), (status = 204, description = "Signed in with transport=cookie: the session cookie is set"), (status = 400, description = "PASSKEY_INVALID", body = crate::error::ErrorDetail), (status = 422, description = "Malformed input", body = crate::error::ValidationError), (status = 503, description = "PASSKEYS_NOT_CONFIGURED", body = crate::error::ErrorDetail)))]
 #[tracing::instrument(name = "passkey_login", skip_all)]
 pub async fn login(
     state: web::Data<AppState>,

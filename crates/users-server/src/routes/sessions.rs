@@ -11,7 +11,7 @@ use crate::routes::users::TargetUser;
 use crate::state::AppState;
 
 /// `GET /auth/sessions`: the caller's live sessions, newest first.
-#[utoipa::path(get, path = "/auth/sessions", tag = "sessions", security(("bearer" = [])), responses((status = 200, description = "Live sessions; `current` marks the caller's", body = [SessionRead]), (status = 401, description = "Missing, invalid, expired or revoked token; unknown or inactive user", body = crate::error::ErrorDetail)))]
+#[utoipa::path(get, path = "/auth/sessions", operation_id = "list_sessions", tag = "sessions", security(("bearer" = [])), responses((status = 200, description = "Live sessions; `current` marks the caller's", body = [SessionRead]), (status = 401, description = "Missing, invalid, expired or revoked token; unknown or inactive user", body = crate::error::ErrorDetail)))]
 pub async fn list(state: web::Data<AppState>, user: CurrentUser) -> Result<HttpResponse, ApiError> {
     let sessions =
         session::list(&state.core, user.user().id, user.session_id(), state.now()).await?;

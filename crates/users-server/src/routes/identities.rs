@@ -1,0 +1,39 @@
+//! The provider accounts linked to the current user (CONTRACT.md §10): list them,
+//! unlink one provider's.
+
+use actix_web::{web, HttpResponse};
+use users_core::flows::identities;
+
+use crate::auth::CurrentUser;
+use crate::bodies::IdentityRead;
+use crate::client_ip::Client;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// `GET /users/me/identities`: the linked accounts, newest first.
+#[utoipa::path(get, path = "/users/me/identities", tag = "providers", security(("bearer" = [])), responses((status = 200, description = "The provider accounts linked to the current user, newest first", body = [IdentityRead]), (status = 401, description = "Missing, invalid, expired or revoked token; unknown or inactive user", body = crate::error::ErrorDetail)))]
+pub async fn list_identities(
+    state: web::Data<AppState>,
+    user: CurrentUser,
+) -> Result<HttpResponse, ApiError> {
+    let linked = identities::list(&state.core, user.user().id).await?;
+    Ok(HttpResponse::Ok().json(
+        linked
+            .into_iter()
+            .map(IdentityRead::from)
+            .collect::<Vec<_>>(),
+    ))
+}
+
+/// `DELETE /users/me/identities/{provider}`: unlinks the provider's accounts. 204.
+#[utoipa::path(delete, path = "/users/me/identities/{provider}", tag = "providers", security(("bearer" = [])), params(("provider" = String, Path, description = "The provider's name, as listed")), responses((status = 204, description = "Unlinked"), (status = 400, description = "IDENTITY_LAST_SIGN_IN_METHOD: the user would have no password, identity or passkey left", body = crate::error::ErrorDetail), (status = 401, description = "Missing, invalid, expired or revoked token; unknown or inactive user", body = crate::error::ErrorDetail), (status = 403, description = "CSRF_ORIGIN_MISMATCH", body = crate::error::ErrorDetail), (status = 404, description = "No account of this provider is linked to the user", body = crate::error::ErrorDetail)))]
+#[tracing::instrument(name = "unlink_identity", skip_all)]
+pub async fn unlink_identity(
+    state: web::Data<AppState>,
+    user: CurrentUser,
+    provider: web::Path<String>,
+    Client(client): Client,
+) -> Result<HttpResponse, ApiError> {
+    identities::unlink(&state.core, user.user().id, &provider, &client, state.now()).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
