@@ -8,6 +8,8 @@
 
 pub mod admin;
 mod effects;
+pub mod fastapi_users;
+pub mod import;
 pub mod limits;
 pub mod oauth;
 pub mod outbox;
