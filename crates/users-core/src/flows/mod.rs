@@ -3,6 +3,7 @@
 
 pub mod account;
 pub mod auth;
+pub mod import;
 pub mod oauth;
 pub mod recovery;
 pub mod register;
