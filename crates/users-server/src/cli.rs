@@ -1,5 +1,9 @@
-//! `users-server create-user --email E --password P [--superuser] [--verified]`.
-//! Works while the server runs (same database); prints the user's JSON on stdout.
+//! The commands of the `users-server` binary besides serving.
+//! `users-server create-user --email E --password P [--superuser] [--verified]` works
+//! while the server runs (same database) and prints the user's JSON on stdout;
+//! `import-fastapi-users` is in [`import`].
+
+pub mod import;
 
 use secrecy::SecretString;
 use users_core::flows::register::{self, NewAccount, RegisterError};
@@ -13,6 +17,11 @@ pub const USAGE: &str = "usage:
   users-server                      serve the API (configured by the environment)
   users-server create-user --email E --password P [--superuser] [--verified]
                                     create a user; prints it as JSON
+  users-server import-fastapi-users --from URL [--dry-run] [--batch-size N]
+                                    import the users and OAuth accounts of a
+                                    fastapi-users database; URL is the app's SQLAlchemy
+                                    URL (sqlite+aiosqlite:///./app.db,
+                                    postgresql+asyncpg://user:pass@host/db)
   users-server openapi              print the OpenAPI document (JSON)
 The password may also be given in the environment as USERS_CREATE_PASSWORD, so it
 stays out of the shell history and the process list.";
