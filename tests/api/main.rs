@@ -13,6 +13,7 @@ mod cli;
 mod deploy;
 mod faults;
 mod google;
+mod import;
 mod limits;
 mod login;
 mod mail;
