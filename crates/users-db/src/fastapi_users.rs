@@ -256,9 +256,7 @@ impl Source {
             }
         };
         let accounts = match users.last() {
-            Some(last) if self.has_oauth_accounts => {
-                self.accounts_between(after, &last.id.clone(), pg)?
-            }
+            Some(last) if self.has_oauth_accounts => self.accounts_between(after, &last.id, pg)?,
             _ => Vec::new(),
         };
         Ok(Page { users, accounts })

@@ -176,6 +176,9 @@ pub fn import_batch(
     write: bool,
     now_ms: i64,
 ) -> QueryResult<Vec<RowOutcome>> {
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
     let mut attempt = 0;
     loop {
         attempt += 1;

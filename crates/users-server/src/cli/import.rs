@@ -201,9 +201,9 @@ impl Progress {
     fn new(abort_after: Option<u64>) -> Progress {
         let bar = if std::io::stderr().is_terminal() {
             let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
-            if let Ok(style) =
-                ProgressStyle::with_template("{bar:40} {pos}/{len} users ({per_sec}, {eta} left)")
-            {
+            if let Ok(style) = ProgressStyle::with_template(
+                "{bar:40} {human_pos}/{human_len} users ({elapsed}, {eta} left)",
+            ) {
                 bar.set_style(style);
             }
             bar
