@@ -722,6 +722,41 @@ async fn unreadable_sources_write_nothing(backend: Backend) {
 
 both_backends!(unreadable_sources_write_nothing);
 
+/// An app without the OAuth extension has no `oauth_account` table: its users are
+/// imported all the same. Ids are stored in their canonical (lower-case) form.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_source_without_oauth_accounts() {
+    let target = TestDatabase::new(Backend::Sqlite);
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("app.db");
+    let id = uuid::Uuid::new_v4();
+    let hash = "$argon2id$v=19$m=65536,t=3,p=4$c2FsdHNhbHRzYWx0$qxPC4ArIfkEMgrHIsM8xRL+GKFSNB84hMi9p3YUf0y0";
+    users_db::admin::SqlSession::open(&format!("sqlite://{}", path.display()))
+        .expect("sqlite")
+        .execute(&format!(
+            "CREATE TABLE \"user\" (id CHAR(36) NOT NULL PRIMARY KEY, email VARCHAR(320) NOT NULL, \
+             hashed_password VARCHAR(1024) NOT NULL, is_active BOOLEAN NOT NULL, \
+             is_superuser BOOLEAN NOT NULL, is_verified BOOLEAN NOT NULL); \
+             INSERT INTO \"user\" VALUES ('{}', 'Solo@Example.com', '{hash}', 1, 0, 1);",
+            id.to_string().to_uppercase()
+        ))
+        .expect("source");
+    let (code, stdout, stderr) = import(&target, &format!("sqlite:///{}", path.display()), &[]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains("imported 1, skipped 0, conflicts 0"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("oauth accounts: none (the source has no oauth_account table)"),
+        "{stdout}"
+    );
+    let user = stored(&target, &json!({ "id": id.to_string() })).expect("imported");
+    assert_eq!(user.user.email, "Solo@example.com");
+    assert!(user.user.is_active && !user.user.is_superuser && user.user.is_verified);
+    assert_eq!(user.hashed_password, hash);
+}
+
 /// The import rate: 100,000 users made by fastapi-users' bulk insert, into each of our
 /// backends (the figure in the README). Run it with
 /// `cargo test --release --test api import::rate_of_100k -- --ignored --nocapture`.
