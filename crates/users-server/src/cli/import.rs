@@ -13,6 +13,7 @@ use users_db::fastapi_users::{translate_url, Source};
 use users_db::{Database, DatabaseUrl, DbError, PoolOptions, PooledConnection};
 use users_domain::Clock;
 
+use super::Flags;
 use crate::settings::Settings;
 use crate::state::SystemClock;
 
@@ -36,28 +37,19 @@ pub fn parse_import(args: &[String]) -> Result<ImportArgs, String> {
     let mut from = None;
     let mut dry_run = false;
     let mut batch_size = DEFAULT_BATCH_SIZE;
-    let mut it = args.iter();
-    while let Some(arg) = it.next() {
-        let (flag, inline) = match arg.split_once('=') {
-            Some((f, v)) if f.starts_with("--") => (f, Some(v.to_owned())),
-            _ => (arg.as_str(), None),
-        };
+    let mut flags = Flags::new(args);
+    while let Some(flag) = flags.next_flag() {
         match flag {
-            "--from" | "--batch-size" => {
-                let value = inline
-                    .or_else(|| it.next().cloned())
-                    .ok_or_else(|| format!("{flag} needs a value"))?;
-                if flag == "--from" {
-                    from = Some(value);
-                } else {
-                    batch_size = value
-                        .parse()
-                        .ok()
-                        .filter(|n| (1..=MAX_BATCH_SIZE).contains(n))
-                        .ok_or_else(|| {
-                            format!("--batch-size must be a number from 1 to {MAX_BATCH_SIZE}")
-                        })?;
-                }
+            "--from" => from = Some(flags.value(flag)?),
+            "--batch-size" => {
+                batch_size = flags
+                    .value(flag)?
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=MAX_BATCH_SIZE).contains(n))
+                    .ok_or_else(|| {
+                        format!("--batch-size must be a number from 1 to {MAX_BATCH_SIZE}")
+                    })?;
             }
             "--dry-run" => dry_run = true,
             other => return Err(format!("unknown argument `{other}`")),
