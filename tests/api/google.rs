@@ -78,7 +78,11 @@ fn query(code: &str, state: &str) -> String {
 }
 
 /// The whole browser dance for sign-in: the callback's response.
-async fn sign_in(app: &TestApp, provider: &OidcProvider, id: &Identity) -> reqwest::Response {
+pub(crate) async fn sign_in(
+    app: &TestApp,
+    provider: &OidcProvider,
+    id: &Identity,
+) -> reqwest::Response {
     provider.set_identity(id.clone());
     let (url, cookie) = authorize(app, "/auth/google/authorize", None).await;
     let (code, state) = provider.authorize(&url).await;
@@ -92,7 +96,7 @@ async fn sign_in(app: &TestApp, provider: &OidcProvider, id: &Identity) -> reqwe
     .await
 }
 
-async fn token_of(resp: reqwest::Response) -> String {
+pub(crate) async fn token_of(resp: reqwest::Response) -> String {
     let status = resp.status();
     let body: Value = resp.json().await.unwrap();
     assert_eq!(status, 200, "{body}");

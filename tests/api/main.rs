@@ -21,6 +21,7 @@ mod faults;
 mod github;
 mod google;
 mod identities;
+mod import;
 mod jwks;
 mod limits;
 mod login;

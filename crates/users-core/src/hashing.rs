@@ -233,6 +233,22 @@ impl PasswordHasher {
     }
 }
 
+/// Whether a stored hash is in a format [`PasswordHasher`] verifies: an argon2 PHC
+/// string (any variant, version and parameters) or a bcrypt `$2a$`/`$2b$`/`$2x$`/`$2y$`
+/// hash. An import refuses any other (it could never verify).
+pub fn is_supported_hash(stored: &str) -> bool {
+    if stored.starts_with("$argon2") {
+        PasswordHash::new(stored).is_ok_and(|p| {
+            Algorithm::try_from(p.algorithm).is_ok()
+                && Params::try_from(&p).is_ok()
+                && p.salt.is_some()
+                && p.hash.is_some()
+        })
+    } else {
+        stored.starts_with("$2") && stored.parse::<bcrypt::HashParts>().is_ok()
+    }
+}
+
 /// Borrows the first `needed` blocks of `memory`, or allocates when it is too small
 /// (hashes made with other parameters, e.g. imported from fastapi-users).
 fn with_blocks<T>(memory: &mut [Block], needed: usize, f: impl FnOnce(&mut [Block]) -> T) -> T {
@@ -313,6 +329,28 @@ mod tests {
             parallelism: 1,
         })
         .unwrap()
+    }
+
+    #[test]
+    fn supported_hash_formats_are_argon2_and_bcrypt_only() {
+        let h = small();
+        assert!(is_supported_hash(&h.hash_now("some passphrase").unwrap()));
+        assert!(is_supported_hash(&bcrypt::hash("legacy", 4).unwrap()));
+        // fastapi-users' (pwdlib) argon2id
+        assert!(is_supported_hash(
+            "$argon2id$v=19$m=65536,t=3,p=4$c2FsdHNhbHRzYWx0$qxPC4ArIfkEMgrHIsM8xRL+GKFSNB84hMi9p3YUf0y0"
+        ));
+        for bad in [
+            "md5$abc$def",
+            "hunter2",
+            "",
+            "$argon2id$garbage",
+            "$2b$12$short",
+            "!unusable-abc",
+            "$argon2xx$v=19$m=65536,t=3,p=4$c2FsdHNhbHRzYWx0$qxPC4ArIfkEMgrHIsM8xRL+GKFSNB84hMi9p3YUf0y0",
+        ] {
+            assert!(!is_supported_hash(bad), "{bad}");
+        }
     }
 
     #[test]

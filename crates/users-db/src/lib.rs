@@ -9,6 +9,8 @@
 pub mod admin;
 pub mod audit;
 mod effects;
+pub mod fastapi_users;
+pub mod import;
 pub mod limits;
 pub mod mfa;
 pub mod oauth;

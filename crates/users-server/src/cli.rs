@@ -1,5 +1,9 @@
-//! `users-server create-user --email E --password P [--superuser] [--verified]`.
-//! Works while the server runs (same database); prints the user's JSON on stdout.
+//! The commands of the `users-server` binary besides serving.
+//! `users-server create-user --email E --password P [--superuser] [--verified]` works
+//! while the server runs (same database) and prints the user's JSON on stdout;
+//! `import-fastapi-users` is in [`import`].
+
+pub mod import;
 
 use secrecy::SecretString;
 use users_core::flows::register::{self, NewAccount, RegisterError};
@@ -16,9 +20,50 @@ pub const USAGE: &str = "usage:
   users-server rotate-signing-key   make a new access-token signing key (JWT_ALGORITHM
                                     EdDSA, ES256 or RS256): published at once, signing
                                     from JWKS_PUBLISH_AHEAD_SECONDS later
+  users-server import-fastapi-users --from URL [--dry-run] [--batch-size N]
+                                    import the users and OAuth accounts of a
+                                    fastapi-users database; URL is the app's SQLAlchemy
+                                    URL (sqlite+aiosqlite:///./app.db,
+                                    postgresql+asyncpg://user:pass@host/db)
   users-server openapi              print the OpenAPI document (JSON)
 The password may also be given in the environment as USERS_CREATE_PASSWORD, so it
 stays out of the shell history and the process list.";
+
+/// A command's arguments as flags: `--name value`, `--name=value`, or a bare `--switch`.
+pub(crate) struct Flags<'a> {
+    args: std::slice::Iter<'a, String>,
+    /// The value given after `=` to the flag just read.
+    inline: Option<&'a str>,
+}
+
+impl<'a> Flags<'a> {
+    pub(crate) fn new(args: &'a [String]) -> Flags<'a> {
+        Flags {
+            args: args.iter(),
+            inline: None,
+        }
+    }
+
+    /// The next flag (or stray argument), without its `=value`.
+    pub(crate) fn next_flag(&mut self) -> Option<&'a str> {
+        let arg = self.args.next()?;
+        let (flag, inline) = match arg.split_once('=') {
+            Some((f, v)) if f.starts_with("--") => (f, Some(v)),
+            _ => (arg.as_str(), None),
+        };
+        self.inline = inline;
+        Some(flag)
+    }
+
+    /// The value of the flag just read: after its `=`, or the next argument.
+    pub(crate) fn value(&mut self, flag: &str) -> Result<String, String> {
+        self.inline
+            .take()
+            .or_else(|| self.args.next().map(String::as_str))
+            .map(str::to_owned)
+            .ok_or_else(|| format!("{flag} needs a value"))
+    }
+}
 
 #[derive(Debug, PartialEq, Eq)]
 pub struct CreateUserArgs {
@@ -36,23 +81,11 @@ pub fn parse_create_user(
     let mut password = None;
     let mut superuser = false;
     let mut verified = false;
-    let mut it = args.iter();
-    while let Some(arg) = it.next() {
-        let (flag, inline) = match arg.split_once('=') {
-            Some((f, v)) if f.starts_with("--") => (f, Some(v.to_owned())),
-            _ => (arg.as_str(), None),
-        };
+    let mut flags = Flags::new(args);
+    while let Some(flag) = flags.next_flag() {
         match flag {
-            "--email" | "--password" => {
-                let value = inline
-                    .or_else(|| it.next().cloned())
-                    .ok_or_else(|| format!("{flag} needs a value"))?;
-                if flag == "--email" {
-                    email = Some(value);
-                } else {
-                    password = Some(value);
-                }
-            }
+            "--email" => email = Some(flags.value(flag)?),
+            "--password" => password = Some(flags.value(flag)?),
             "--superuser" => superuser = true,
             "--verified" => verified = true,
             other => return Err(format!("unknown argument `{other}`")),

@@ -60,6 +60,21 @@ fn main() -> ExitCode {
             telemetry::init(&settings.rust_log, settings.log_format, true);
             ExitCode::from(runtime.block_on(cli::rotate_signing_key_command(settings)))
         }
+        Some("import-fastapi-users") => {
+            telemetry::init(&settings.rust_log, settings.log_format, true);
+            match cli::import::parse_import(&args[1..]) {
+                Ok(a) => {
+                    let abort_after = std::env::var(cli::import::ABORT_AFTER_BATCHES_VARIABLE)
+                        .ok()
+                        .and_then(|v| v.parse().ok());
+                    ExitCode::from(cli::import::import_command(&settings, &a, abort_after))
+                }
+                Err(e) => {
+                    eprintln!("error: {e}\n{USAGE}");
+                    ExitCode::from(2)
+                }
+            }
+        }
         Some(other) => {
             eprintln!("error: unknown command `{other}`\n{USAGE}");
             ExitCode::from(2)

@@ -5,6 +5,7 @@ pub mod account;
 pub mod audit;
 pub mod auth;
 pub mod identities;
+pub mod import;
 pub mod mfa;
 pub mod oauth;
 pub mod passkeys;
