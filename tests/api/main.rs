@@ -15,6 +15,7 @@ mod webhook_receiver;
 mod admin;
 mod browser;
 mod cli;
+mod consistency;
 mod deploy;
 mod events;
 mod faults;

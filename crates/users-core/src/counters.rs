@@ -29,6 +29,9 @@ pub struct Counters {
     pub mfa_failures: AtomicU64,
     pub passkey_sign_ins: AtomicU64,
     pub passkey_failures: AtomicU64,
+    /// Access-token checks, and the statements that answered them (coalesced).
+    pub token_checks: AtomicU64,
+    pub token_check_batches: AtomicU64,
     /// Audit events written, by type.
     events: Mutex<BTreeMap<&'static str, u64>>,
     pub webhooks_delivered: AtomicU64,

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use users_db::DbError;
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum Fault {
     /// The database cannot be reached (or the identity provider's configuration could
     /// not be loaded yet): worth retrying shortly.

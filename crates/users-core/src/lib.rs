@@ -17,6 +17,7 @@ pub mod fault;
 pub mod flows;
 pub mod hashing;
 pub mod keyring;
+pub mod lookup;
 pub mod outbox;
 pub mod providers;
 pub mod sealing;
@@ -61,4 +62,6 @@ pub struct Core {
     pub providers: Providers,
     /// Where events are POSTed.
     pub webhooks: Arc<events::WebhookSettings>,
+    /// The per-request token check, coalesced across concurrent requests.
+    pub lookups: lookup::TokenLookups,
 }

@@ -153,6 +153,13 @@ impl Core {
             })?;
             tokens = tokens.with_ring(ring, &setup.config.public_url);
         }
+        let counters = Arc::new(Counters::default());
+        let lookups = crate::lookup::TokenLookups::new(
+            store.clone(),
+            LOOKUP_SLOTS,
+            setup.config.session_idle_seconds.saturating_mul(1000),
+            counters.clone(),
+        );
         Ok(Core {
             store,
             hasher,
@@ -162,10 +169,11 @@ impl Core {
             webauthn,
             policy: setup.policy,
             config: Arc::new(setup.config),
-            counters: Arc::new(Counters::default()),
+            counters,
             outbox: OutboxSignal::default(),
             providers: Providers::new(setup.providers),
             webhooks: Arc::new(setup.webhooks),
+            lookups,
         })
     }
 
@@ -222,6 +230,10 @@ impl Core {
         })
     }
 }
+
+/// Token checks that may run at once, each one statement for every request queued
+/// behind it.
+const LOOKUP_SLOTS: usize = 4;
 
 /// How long the shutdown waits for the worker to finish a delivery in progress.
 pub const WORKER_STOP_TIMEOUT: Duration = Duration::from_secs(10);

@@ -138,6 +138,23 @@ pub fn touch(
     .map(|n| n > 0)
 }
 
+/// Records the use of these sessions at `now_ms`, those not recorded since
+/// `stale_before_ms`. Returns how many were.
+pub fn touch_many(
+    conn: &mut DbConnection,
+    ids: &[String],
+    now_ms: i64,
+    stale_before_ms: i64,
+) -> QueryResult<usize> {
+    diesel::update(
+        sessions::table
+            .filter(sessions::id.eq_any(ids))
+            .filter(sessions::last_used_at.lt(stale_before_ms)),
+    )
+    .set(sessions::last_used_at.eq(now_ms))
+    .execute(conn)
+}
+
 /// Rotates the refresh token: the counter moves from `from_counter` to the next one,
 /// only if it still is `from_counter` and the session was not ended. Returns whether
 /// this call won.

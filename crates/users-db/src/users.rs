@@ -170,6 +170,84 @@ pub fn find_for_token(
         .transpose()
 }
 
+/// What one access-token check asks: the user the token names, the token's hash, and
+/// the session it names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenKey {
+    pub user_id: UserId,
+    pub token_hash: String,
+    pub session_id: Option<String>,
+}
+
+/// [`find_for_token`] for many tokens at once, in the order of `keys`. On PostgreSQL
+/// one statement answers every key (users and sessions by `= ANY($1)`, prepared once per
+/// connection), and a second one the revocations, only when a token without a session
+/// is among them (a token with a session is ended with its session, never revoked
+/// alone). On SQLite, in-process, each key is its own cached statement.
+pub fn find_for_tokens(
+    conn: &mut DbConnection,
+    keys: &[TokenKey],
+) -> QueryResult<Vec<Option<TokenCheck>>> {
+    use crate::schema::sessions;
+    use crate::sessions::SessionRow;
+    if matches!(conn, DbConnection::Sqlite(_)) || keys.len() == 1 {
+        return keys
+            .iter()
+            .map(|k| find_for_token(conn, k.user_id, &k.token_hash, k.session_id.as_deref()))
+            .collect();
+    }
+    let mut user_ids: Vec<String> = keys.iter().map(|k| k.user_id.to_string()).collect();
+    user_ids.sort_unstable();
+    user_ids.dedup();
+    let mut session_ids: Vec<String> = keys.iter().filter_map(|k| k.session_id.clone()).collect();
+    session_ids.sort_unstable();
+    session_ids.dedup();
+    let rows: Vec<(UserRow, Option<SessionRow>)> = users::table
+        .left_join(
+            sessions::table.on(sessions::user_id
+                .eq(users::id)
+                .and(sessions::id.eq_any(session_ids))),
+        )
+        .filter(users::id.eq_any(user_ids))
+        .select((UserRow::as_select(), Option::<SessionRow>::as_select()))
+        .load(conn)?;
+    let unscoped: Vec<String> = keys
+        .iter()
+        .filter(|k| k.session_id.is_none())
+        .map(|k| k.token_hash.clone())
+        .collect();
+    let revoked: Vec<String> = if unscoped.is_empty() {
+        Vec::new()
+    } else {
+        revoked_tokens::table
+            .select(revoked_tokens::token_hash)
+            .filter(revoked_tokens::token_hash.eq_any(unscoped))
+            .load(conn)?
+    };
+    keys.iter()
+        .map(|k| {
+            let id = k.user_id.to_string();
+            let mine = rows.iter().filter(|(u, _)| u.id == id);
+            let mut user = None;
+            let mut session = None;
+            for (u, s) in mine {
+                user.get_or_insert(u);
+                if let Some(s) = s.as_ref().filter(|s| Some(&s.id) == k.session_id.as_ref()) {
+                    session = Some(s.clone());
+                }
+            }
+            user.map(|u| {
+                StoredUser::try_from(u.clone()).map(|user| TokenCheck {
+                    user,
+                    revoked: revoked.contains(&k.token_hash),
+                    session,
+                })
+            })
+            .transpose()
+        })
+        .collect()
+}
+
 /// Applies `changes`; returns whether the user exists. A new email that another user
 /// already has surfaces as a unique violation and changes nothing.
 pub fn update(

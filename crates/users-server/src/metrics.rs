@@ -112,7 +112,7 @@ impl Metrics {
                 );
             }
         }
-        let counters: [Family<'_>; 12] = [
+        let counters: [Family<'_>; 14] = [
             (
                 "users_logins_total",
                 "Password logins by outcome.",
@@ -176,6 +176,16 @@ impl Metrics {
                     ("result=\"success\"", &c.passkey_sign_ins),
                     ("result=\"failure\"", &c.passkey_failures),
                 ],
+            ),
+            (
+                "users_token_checks_total",
+                "Access-token checks (user, session, revocation) made against the database.",
+                vec![("", &c.token_checks)],
+            ),
+            (
+                "users_token_check_batches_total",
+                "Statements that answered those checks: concurrent checks share one.",
+                vec![("", &c.token_check_batches)],
             ),
             (
                 "users_webhooks_delivered_total",

@@ -1,7 +1,7 @@
 //! Password sign-in, sign-out, and the check every authenticated request goes through.
 
 use secrecy::SecretString;
-use users_db::users::{self, StoredUser};
+use users_db::users::{self, StoredUser, TokenKey};
 use users_domain::email::email_key;
 use users_domain::{EmailAddress, Timestamp, User};
 
@@ -32,10 +32,6 @@ impl Authenticated {
     }
 }
 
-/// A session's last use is written at most this often (a busy session is not written
-/// on every request).
-const TOUCH_EVERY_MS: i64 = 60_000;
-
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
     /// Missing, malformed, expired or revoked token; unknown or inactive user.
@@ -53,8 +49,9 @@ impl From<users_db::DbError> for AuthError {
 
 /// The user an access token names, loaded now with the token's session, so that
 /// deactivation, deletion, promotion, revocation and ended sessions apply to existing
-/// tokens at once, on every replica. One round trip (and, about once a minute per
-/// session, a second to record its use).
+/// tokens at once, on every replica. One round trip, shared with the requests checked
+/// at the same moment (`lookup.rs`); about once a minute per session, a second records
+/// its use.
 pub async fn authenticate(
     core: &Core,
     token: String,
@@ -73,26 +70,15 @@ pub async fn authenticate(
         Err(_) => return Err(AuthError::Unauthorized),
     };
     let id = users_domain::UserId::parse_str(&claims.sub).map_err(|_| AuthError::Unauthorized)?;
-    let hash = token_hash(&token);
-    let sid = claims.sid.clone();
+    let key = TokenKey {
+        user_id: id,
+        token_hash: token_hash(&token),
+        session_id: claims.sid.clone(),
+    };
     let liveness = core.config.liveness(now);
     let check = core
-        .store
-        .run(move |c| {
-            let check = users::find_for_token(c, id, &hash, sid.as_deref())?;
-            if let Some(session) = check.as_ref().and_then(|k| k.session.as_ref()) {
-                if session.is_live(liveness) && session.last_used_at < now.millis() - TOUCH_EVERY_MS
-                {
-                    users_db::sessions::touch(
-                        c,
-                        &session.id,
-                        now.millis(),
-                        now.millis() - TOUCH_EVERY_MS,
-                    )?;
-                }
-            }
-            Ok(check)
-        })
+        .lookups
+        .check(key, now.millis())
         .await?
         .ok_or(AuthError::Unauthorized)?;
     if check.revoked || !check.user.user.is_active {

@@ -1,0 +1,128 @@
+//! The per-request token check on PostgreSQL: one prepared statement answers any number
+//! of tokens, and it is prepared once per connection whatever the batch size.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use diesel::prelude::*;
+use diesel::sql_types::BigInt;
+use users_db::sessions::NewSession;
+use users_db::users::{NewUser, TokenKey};
+use users_db::{Database, DatabaseUrl, DbConnection, Effects, PoolOptions};
+use users_domain::UserId;
+
+fn postgres_base() -> String {
+    std::env::var("TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".to_owned())
+}
+
+#[derive(QueryableByName)]
+struct Count {
+    #[diesel(sql_type = BigInt)]
+    n: i64,
+}
+
+fn prepared(conn: &mut DbConnection) -> i64 {
+    let DbConnection::Postgresql(pg) = conn else {
+        panic!("postgres expected")
+    };
+    diesel::sql_query("SELECT count(*) AS n FROM pg_prepared_statements")
+        .get_result::<Count>(pg)
+        .unwrap()
+        .n
+}
+
+fn user(conn: &mut DbConnection, n: usize) -> (UserId, String) {
+    let id = UserId::new_v4();
+    let email = format!("check-{n}-{}@example.com", id.simple());
+    users_db::users::create(
+        conn,
+        &NewUser {
+            id: id.to_string(),
+            email: email.clone(),
+            email_key: email,
+            hashed_password: "!".into(),
+            is_active: true,
+            is_superuser: false,
+            is_verified: false,
+            tokens_valid_after: 0,
+            created_at: 0,
+            updated_at: 0,
+        },
+        &Effects::none(),
+    )
+    .unwrap();
+    let sid = uuid::Uuid::new_v4().to_string();
+    users_db::sessions::create(
+        conn,
+        &NewSession {
+            id: sid.clone(),
+            user_id: id.to_string(),
+            created_at: 0,
+            last_used_at: 0,
+            expires_at: i64::MAX,
+            ip: None,
+            user_agent: None,
+            method: "password".into(),
+            aal: 1,
+            refresh_key_salt: None,
+        },
+        &Effects::none(),
+    )
+    .unwrap();
+    (id, sid)
+}
+
+#[test]
+fn one_statement_prepared_once_answers_every_token() {
+    let name = format!("users_check_{}", uuid::Uuid::new_v4().simple());
+    users_db::admin::create_postgres_database(&postgres_base(), &name).unwrap();
+    let url = DatabaseUrl::parse(&format!("{}/{name}", postgres_base())).unwrap();
+    let db = Database::connect_and_migrate(url, &PoolOptions::default()).unwrap();
+    let mut conn = db.get().unwrap();
+    let users: Vec<(UserId, String)> = (0..6).map(|n| user(&mut conn, n)).collect();
+    let key = |(id, sid): &(UserId, String), own: bool| TokenKey {
+        user_id: *id,
+        token_hash: format!("hash-{id}"),
+        // a session of another user never matches
+        session_id: Some(if own { sid.clone() } else { users[0].1.clone() }),
+    };
+
+    let before = prepared(&mut conn);
+    let three: Vec<TokenKey> = users[..3].iter().map(|u| key(u, true)).collect();
+    let found = users_db::users::find_for_tokens(&mut conn, &three).unwrap();
+    assert_eq!(prepared(&mut conn), before + 1, "one statement");
+    for (k, check) in three.iter().zip(&found) {
+        let check = check.as_ref().unwrap();
+        assert_eq!(check.user.user.id, k.user_id);
+        assert_eq!(
+            check.session.as_ref().unwrap().id,
+            *k.session_id.as_ref().unwrap()
+        );
+        assert!(!check.revoked);
+    }
+
+    // more tokens, a repeated one, a foreign session and an unknown user: same statement
+    let mut six: Vec<TokenKey> = users[1..].iter().map(|u| key(u, true)).collect();
+    six.push(key(&users[2], true));
+    six.push(key(&users[3], false));
+    six.push(TokenKey {
+        user_id: UserId::new_v4(),
+        token_hash: "nobody".into(),
+        session_id: Some(users[4].1.clone()),
+    });
+    let found = users_db::users::find_for_tokens(&mut conn, &six).unwrap();
+    assert_eq!(prepared(&mut conn), before + 1, "prepared once, reused");
+    assert_eq!(found.len(), six.len());
+    assert_eq!(found[5].as_ref().unwrap().user.user.id, users[2].0);
+    let foreign = found[6].as_ref().unwrap();
+    assert_eq!(foreign.user.user.id, users[3].0);
+    assert!(
+        foreign.session.is_none(),
+        "another user's session never matches"
+    );
+    assert!(found[7].is_none(), "unknown user");
+
+    drop(conn);
+    drop(db);
+    users_db::admin::drop_postgres_database(&postgres_base(), &name).unwrap();
+}
