@@ -48,14 +48,18 @@ pub fn record_login_failure(
             ))
             .execute(c)?;
         if updated == 0 {
-            let inserted = diesel::insert_into(login_failures::table)
-                .values((
-                    login_failures::email_key.eq(email_key),
-                    login_failures::failures.eq(1i64),
-                    login_failures::locked_until.eq(0i64),
-                    login_failures::updated_at.eq(now_ms),
-                ))
-                .execute(c);
+            // a savepoint: losing the race fails the insert, not the transaction
+            // (PostgreSQL aborts a transaction on any error)
+            let inserted = c.transaction(|c| {
+                diesel::insert_into(login_failures::table)
+                    .values((
+                        login_failures::email_key.eq(email_key),
+                        login_failures::failures.eq(1i64),
+                        login_failures::locked_until.eq(0i64),
+                        login_failures::updated_at.eq(now_ms),
+                    ))
+                    .execute(c)
+            });
             match inserted {
                 Ok(_) => {}
                 // another request inserted it first: count on its row
@@ -115,13 +119,16 @@ pub fn hit(
                 .execute(c)?;
         }
         if counted == 0 {
-            let inserted = diesel::insert_into(rate_limits::table)
-                .values((
-                    rate_limits::bucket.eq(bucket),
-                    rate_limits::window_start.eq(window),
-                    rate_limits::hits.eq(1i64),
-                ))
-                .execute(c);
+            // a savepoint, as above
+            let inserted = c.transaction(|c| {
+                diesel::insert_into(rate_limits::table)
+                    .values((
+                        rate_limits::bucket.eq(bucket),
+                        rate_limits::window_start.eq(window),
+                        rate_limits::hits.eq(1i64),
+                    ))
+                    .execute(c)
+            });
             match inserted {
                 Ok(_) => {}
                 Err(e) if is_unique_violation(&e) => {

@@ -1,5 +1,6 @@
-//! The per-request token check on PostgreSQL: one prepared statement answers any number
-//! of tokens, and it is prepared once per connection whatever the batch size.
+//! Repository functions on a real PostgreSQL server: the per-request token check (one
+//! prepared statement answers any number of tokens, prepared once per connection
+//! whatever the batch size), and counters that race to create their row.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -123,6 +124,47 @@ fn one_statement_prepared_once_answers_every_token() {
     assert!(found[7].is_none(), "unknown user");
 
     drop(conn);
+    drop(db);
+    users_db::admin::drop_postgres_database(&postgres_base(), &name).unwrap();
+}
+
+/// The first failures of an address counted at the same instant from many connections:
+/// the race to create the row is lost without failing the transaction (PostgreSQL
+/// aborts a transaction on any error unless a savepoint holds it).
+#[test]
+fn simultaneous_first_login_failures_all_count() {
+    const THREADS: usize = 8;
+    let name = format!("users_limits_{}", uuid::Uuid::new_v4().simple());
+    users_db::admin::create_postgres_database(&postgres_base(), &name).unwrap();
+    let url = DatabaseUrl::parse(&format!("{}/{name}", postgres_base())).unwrap();
+    let opts = PoolOptions {
+        max_connections: THREADS as u32,
+        ..PoolOptions::default()
+    };
+    let db = Database::connect_and_migrate(url, &opts).unwrap();
+    for round in 0..20 {
+        let key = format!("race-{round}@example.com");
+        let start = std::sync::Arc::new(std::sync::Barrier::new(THREADS));
+        let threads: Vec<_> = (0..THREADS)
+            .map(|_| {
+                let (db, key, start) = (db.clone(), key.clone(), start.clone());
+                std::thread::spawn(move || {
+                    let mut conn = db.get().unwrap();
+                    start.wait();
+                    users_db::limits::record_login_failure(&mut conn, &key, 0, 100, |_| 0)
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join()
+                .unwrap()
+                .expect("each failure is counted without an error");
+        }
+        let mut conn = db.get().unwrap();
+        let failures =
+            users_db::limits::record_login_failure(&mut conn, &key, 0, 100, |_| 0).unwrap();
+        assert_eq!(failures, THREADS as i64 + 1, "round {round}");
+    }
     drop(db);
     users_db::admin::drop_postgres_database(&postgres_base(), &name).unwrap();
 }
