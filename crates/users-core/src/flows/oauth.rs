@@ -354,7 +354,8 @@ async fn user_for(
     };
     let new_id = UserId::parse_str(&new.id).map_err(Fault::internal)?;
     let events = vec![
-        Event::new(EventType::UserRegistered, Some(new_id)).with("method", name.clone()),
+        // the method as sessions name it (`oidc:<name>`); the provider as routes do
+        Event::new(EventType::UserRegistered, Some(new_id)).with("method", key.clone()),
         Event::new(EventType::IdentityLinked, Some(new_id))
             .with("provider", name.clone())
             .with("via", "sign_up"),
