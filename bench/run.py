@@ -3,15 +3,17 @@
 
 One command (see bench/README.md):
 
-    python3 bench/run.py            # the full run (~45 minutes on 2 cores)
-    python3 bench/run.py --quick    # a smoke run of the harness (~6 minutes)
+    python3 bench/run.py            # the full run (~55 minutes on 2 cores)
+    python3 bench/run.py --quick    # a smoke run of the harness (~10 minutes)
 
 It builds the release server and the two examples (the argon2 ceiling and the seeder),
 measures the argon2id ceiling of the machine, starts each system under test on a free
 loopback port, seeds users over HTTP, drives every scenario with wrk (warm-up, then a
 fixed-duration measured run, at each connection count) while sampling the peak RSS of
-the server's process tree, repeats /users/me and login on 1k and 1M seeded users, and
-writes a Markdown report and the raw numbers as JSON.
+the server's process tree, measures what PostgreSQL alone answers (pgbench -S) next to
+/users/me on PostgreSQL, repeats /users/me and login on 1k and 1M seeded users, and
+writes a Markdown report and the raw numbers as JSON. Instructions per request:
+bench/instructions.py.
 
 Only the standard library is used here; the peer runs from a venv under bench/.venv,
 created on demand from bench/requirements.txt. Temporary databases, mail and logs live
@@ -21,9 +23,13 @@ in a temporary directory that is removed at the end (--keep-temp keeps it).
 from __future__ import annotations
 
 import argparse
+import base64
 import concurrent.futures
 import datetime
 import fnmatch
+import glob
+import hashlib
+import hmac
 import json
 import os
 import platform
@@ -62,7 +68,16 @@ REGISTER_PASSWORD = "bench register passphrase 7f3a"
 SCENARIOS = {
     # name: (method, path, wrk mode)
     "healthz": ("GET", "/healthz", "static"),
+    # GET /users/me without a token: 401 before any database work, the HTTP floor of the
+    # route (with `pgbench`, the ceiling of /users/me on PostgreSQL: see Report.db_ceiling)
+    "me_401": ("GET", "/users/me", "static"),
+    # session tokens from POST /auth/jwt/login (their `sid` is checked on every request)
     "me": ("GET", "/users/me", "tokens"),
+    # tokens minted as fastapi-users mints them (no `sid`): the same route without the
+    # session check
+    "me_nosession": ("GET", "/users/me", "tokens"),
+    # refresh-token rotations, one chain per wrk connection (users only)
+    "refresh": ("POST", "/auth/jwt/refresh", "refresh"),
     "login": ("POST", "/auth/jwt/login", "login"),
     "register": ("POST", "/auth/register", "register"),
     # failed logins, answered 400 LOGIN_BAD_CREDENTIALS: throughput under a flood of them
@@ -72,15 +87,23 @@ SCENARIOS = {
 }
 SCENARIO_LABEL = {
     "healthz": "GET /healthz",
+    "me_401": "GET /users/me, no token (401)",
     "me": "GET /users/me",
+    "me_nosession": "GET /users/me, token without a session",
+    "refresh": "POST /auth/jwt/refresh (rotation)",
     "login": "POST /auth/jwt/login",
     "register": "POST /auth/register",
     "login_wrong": "POST /auth/jwt/login, registered email, wrong password",
     "login_unknown": "POST /auth/jwt/login, unregistered email",
 }
 MAIN_SCENARIOS = ["healthz", "me", "login", "register"]
+# users only: the floor of /users/me, /users/me without the session check, rotations
+USERS_SCENARIOS = ["healthz", "me_401", "me", "me_nosession", "refresh", "login", "register"]
+# the main table's rows, in this order
+TABLE_SCENARIOS = USERS_SCENARIOS
 # scenarios whose every answer should be this status (anything else counts as an error)
-EXPECTED_STATUS = {"login_wrong": "400", "login_unknown": "400"}
+EXPECTED_STATUS = {"login_wrong": "400", "login_unknown": "400", "me_401": "401",
+                   "refresh": "200"}
 PROBE_SCENARIOS = ["login_wrong", "login_unknown"]
 # Not wrk: failed logins with registered and unregistered emails interleaved in random
 # order, one request at a time per client thread, each timed (see Bench.timing_probe).
@@ -91,9 +114,9 @@ WRONG_PASSWORD = "not the bench passphrase 91d4"
 # Systems under test. kind: users | peer; backend: sqlite | postgres.
 SYSTEMS = {
     "users-sqlite": dict(kind="users", backend="sqlite", argon2=ARGON2_USERS,
-                         scenarios=MAIN_SCENARIOS + PROBE_SCENARIOS + [TIMING]),
+                         scenarios=USERS_SCENARIOS + PROBE_SCENARIOS + [TIMING]),
     "users-postgres": dict(kind="users", backend="postgres", argon2=ARGON2_USERS,
-                           scenarios=MAIN_SCENARIOS + PROBE_SCENARIOS + [TIMING]),
+                           scenarios=USERS_SCENARIOS + PROBE_SCENARIOS + [TIMING]),
     "fastapi-users": dict(kind="peer", backend="sqlite", argon2=ARGON2_FASTAPI_USERS,
                           scenarios=MAIN_SCENARIOS + PROBE_SCENARIOS + [TIMING]),
     "users-sqlite-fapi-argon2": dict(kind="users", backend="sqlite", argon2=ARGON2_FASTAPI_USERS,
@@ -119,7 +142,18 @@ def with_baseline_twins(systems: dict, twinned) -> dict:
 
 SYSTEMS = with_baseline_twins(SYSTEMS, ("users-sqlite", "users-postgres"))
 SCALING = {"scaling-sqlite": "sqlite", "scaling-postgres": "postgres"}
-ALL_NAMES = ["ceiling", *SYSTEMS, *SCALING]
+# pgbench -S on a scratch database of the same PostgreSQL: measured with the first
+# PostgreSQL users system that runs `me`, or alone with --only pgbench
+PGBENCH = "pgbench"
+ALL_NAMES = ["ceiling", PGBENCH, *SYSTEMS, *SCALING]
+
+# DATABASE_MAX_CONNECTIONS the harness gives the service (its default, set explicitly so
+# that pgbench runs with as many clients as the service has connections); --db-pool
+DB_POOL = 10
+# access tokens minted by the harness (me_nosession) live as long as fastapi-users' and
+# the service's default JWT_LIFETIME_SECONDS; they are minted afresh for every wrk run
+MINTED_TOKEN_LIFETIME = 3600
+AUTH_AUDIENCE = "fastapi-users:auth"
 
 # Variables the service reads: dropped from the inherited environment so that nothing
 # from the caller's shell leaks into a run (WORKERS stays unset: one worker per core).
@@ -140,6 +174,11 @@ def log(msg: str) -> None:
 
 class BenchError(Exception):
     pass
+
+
+class CellError(BenchError):
+    """A cell that cannot run (its data could not be made: say, a --baseline revision
+    without refresh tokens): skipped and reported, the system's other cells go on."""
 
 
 # ----------------------------------------------------------------------------------------
@@ -512,24 +551,101 @@ def register(base, email, password):
                 headers={"content-type": "application/json"})
 
 
-def login(base, email, password):
-    body = urllib.parse.urlencode({"username": email, "password": password}).encode()
+def login_grant(base, email, password, scope=None) -> dict:
+    """POST /auth/jwt/login; with scope "offline_access" the answer has a refresh_token."""
+    form = {"username": email, "password": password}
+    if scope:
+        form["scope"] = scope
+    body = urllib.parse.urlencode(form).encode()
     status, raw = http("POST", base + "/auth/jwt/login", data=body,
                        headers={"content-type": "application/x-www-form-urlencoded"})
     if status != 200:
         raise BenchError(f"login of {email} answered {status}: {raw[:300]!r}")
-    return json.loads(raw)["access_token"]
+    return json.loads(raw)
+
+
+def login(base, email, password):
+    return login_grant(base, email, password)["access_token"]
+
+
+def b64url(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def mint_access_token(secret: str, user_id: str, lifetime: int = MINTED_TOKEN_LIFETIME) -> str:
+    """An access token as fastapi-users' JWTStrategy mints it: HS256 over
+    {"sub", "aud": ["fastapi-users:auth"], "exp"}, no `sid` (so no session behind it)."""
+    header = b64url(json.dumps({"alg": "HS256", "typ": "JWT"}, separators=(",", ":")).encode())
+    claims = {"sub": user_id, "aud": [AUTH_AUDIENCE], "exp": int(time.time()) + lifetime}
+    payload = b64url(json.dumps(claims, separators=(",", ":")).encode())
+    signing_input = f"{header}.{payload}".encode()
+    sig = hmac.new(secret.encode(), signing_input, hashlib.sha256).digest()
+    return f"{header}.{payload}.{b64url(sig)}"
+
+
+def jwt_claim_names(token: str) -> list[str]:
+    """The claim names of a JWT's payload (not verified): shows whether it has a `sid`."""
+    try:
+        part = token.split(".")[1]
+        return sorted(json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))))
+    except (IndexError, ValueError):
+        return []
+
+
+def service_env(database_url: str, port: int, jwt_secret: str, mail_dir: Path, argon2,
+                pool: int = DB_POOL) -> dict:
+    """The environment a users-server under test runs with: the caller's environment minus
+    every variable the service reads, plus these (bench/README.md explains each)."""
+    env = {k: v for k, v in os.environ.items() if k not in SERVICE_VARS}
+    env.update({
+        "DATABASE_URL": database_url,
+        "DATABASE_MAX_CONNECTIONS": str(pool),
+        "BIND_ADDR": f"127.0.0.1:{port}",
+        "JWT_SECRET": jwt_secret,
+        "RUST_LOG": "warn",
+        "MAIL_DIR": str(mail_dir),
+        "ARGON2_MEMORY_KIB": str(argon2[0]),
+        "ARGON2_ITERATIONS": str(argon2[1]),
+        "ARGON2_PARALLELISM": str(argon2[2]),
+        # The per-IP limit (60/min by default) would answer 429 to a load generator on
+        # one address; fastapi-users has none. Off, so both do the same work.
+        "RATE_LIMIT_PER_IP_PER_MINUTE": "0",
+        # The per-account lockout stays on, at its highest setting: the wrong-password
+        # scenario fails each seeded account about 30 times, under the 100 that lock.
+        "LOGIN_MAX_FAILURES": "100",
+    })
+    return env
+
+
+def find_pgbench() -> str | None:
+    """pgbench: on PATH, else in `pg_config --bindir`, else in a Debian-style
+    /usr/lib/postgresql/<version>/bin (the newest), where the server packages put it."""
+    found = shutil.which("pgbench")
+    if found:
+        return found
+    pg_config = shutil.which("pg_config")
+    if pg_config:
+        bindir = tool_version([pg_config, "--bindir"])
+        if bindir and Path(bindir, "pgbench").exists():
+            return str(Path(bindir, "pgbench"))
+
+    def version(path):
+        m = re.search(r"/postgresql/(\d+)", path)
+        return int(m.group(1)) if m else 0
+
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/pgbench"), key=version)
+    return found[-1] if found else None
 
 
 def seed_over_http(base, n, run_id, password=SEED_PASSWORD, workers=8):
-    """Registers n users and logs each in: returns [(email, password, token)]."""
+    """Registers n users and logs each in: returns [(email, password, token, user id)]."""
     emails = [f"bench-seed-{run_id}-{i}@example.com" for i in range(n)]
 
     def one(email):
         status, raw = register(base, email, password)
         if status != 201:
             raise BenchError(f"register of {email} answered {status}: {raw[:300]!r}")
-        return email, password, login(base, email, password)
+        return email, password, login(base, email, password), json.loads(raw).get("id")
 
     with concurrent.futures.ThreadPoolExecutor(workers) as ex:
         return list(ex.map(one, emails))
@@ -557,6 +673,28 @@ def scrape_status_counts(base) -> dict:
     return out
 
 
+def scrape_refresh_counts(base) -> dict:
+    """users only: users_refreshes_total by result (rotated, converged, reused, invalid).
+    `converged` is a spent token presented again within REFRESH_REUSE_INTERVAL_SECONDS:
+    answered 200, but a sign that two requests shared a chain."""
+    try:
+        status, raw = http("GET", base + "/metrics", timeout=10)
+    except (OSError, urllib.error.URLError):
+        return {}
+    if status != 200:
+        return {}
+    out = {}
+    for line in raw.decode(errors="replace").splitlines():
+        if line.startswith("users_refreshes_total{"):
+            labels, _, value = line.rpartition(" ")
+            result = dict(re.findall(r'(\w+)="([^"]*)"', labels)).get("result", "?")
+            try:
+                out[result] = out.get(result, 0) + float(value)
+            except ValueError:
+                pass
+    return out
+
+
 # ----------------------------------------------------------------------------------------
 # wrk
 # ----------------------------------------------------------------------------------------
@@ -569,6 +707,7 @@ class Wrk:
     def run(self, base, scenario, conns, seconds, data_file=None, track=False) -> dict:
         method, path, mode = SCENARIOS[scenario]
         self.count += 1
+        threads = min(self.threads, conns)
         env = {
             **os.environ,
             "BENCH_MODE": mode,
@@ -576,8 +715,9 @@ class Wrk:
             "BENCH_PREFIX": f"{secrets.token_hex(4)}{self.count}",
             "BENCH_PASSWORD": REGISTER_PASSWORD,
             "BENCH_TRACK": "1" if track else "0",
+            "BENCH_THREADS": str(threads),
         }
-        cmd = [self.binary, "-t", str(min(self.threads, conns)), "-c", str(conns),
+        cmd = [self.binary, "-t", str(threads), "-c", str(conns),
                "-d", f"{seconds}s", "--timeout", "60s", "--latency", "-s", str(LUA),
                base + path]
         p = subprocess.run(cmd, env=env, text=True, stdout=subprocess.PIPE,
@@ -624,8 +764,9 @@ def merge_rounds(rows: list[dict]) -> dict:
         for q in rows[0]["latency_us"]}
     for k in ("requests", "bytes", "duration_us", "non_2xx", "socket_errors"):
         cell[k] = sum(r[k] for r in rows)
-    for k in ("errors", "statuses", "server_status_counts"):
-        cell[k] = add_counts(r.get(k) for r in rows)
+    for k in ("errors", "statuses", "server_status_counts", "chains", "server_refreshes"):
+        if any(k in r for r in rows):
+            cell[k] = add_counts(r.get(k) for r in rows)
     cell["samples"] = {k: v for r in reversed(rows) for k, v in r.get("samples", {}).items()}
     cell["peak_rss_kib"] = max(r["peak_rss_kib"] for r in rows)
     cell["server_threads_after"] = rows[-1]["server_threads_after"]
@@ -650,6 +791,7 @@ class Bench:
         self.scale = args.scale_users or (10_000 if args.quick else 1_000_000)
         self.base_users = 1_000
         self.n_tokens = 16 if args.quick else 64
+        self.db_pool = args.db_pool
         self.ceiling_seconds = 3 if args.quick else 10
         self.conns = [int(c) for c in args.connections.split(",") if c.strip()]
         self.nproc = os.cpu_count() or 1
@@ -667,6 +809,7 @@ class Bench:
             "meta": {}, "ceilings": {}, "runs": [], "scaling": [], "timing": [], "systems": {},
             "skipped": [], "targets": [],
         }
+        self.want_pgbench = False  # decided in run()
 
     # -- selection ---------------------------------------------------------------------
 
@@ -679,7 +822,14 @@ class Bench:
 
     def scenarios_of(self, system: str) -> list[str]:
         sc = SYSTEMS[system]["scenarios"]
-        return [s for s in sc if self.scen_filter is None or s in self.scen_filter]
+        if self.scen_filter is None:
+            return list(sc)
+        want = set(self.scen_filter)
+        if "me" in want:
+            # /users/me's HTTP floor comes with it, as the argon2 ceilings come with every
+            # run: the report sets /users/me against it (Report.db_ceiling)
+            want.add("me_401")
+        return [s for s in sc if s in want]
 
     # -- postgres ------------------------------------------------------------------------
 
@@ -696,6 +846,12 @@ class Bench:
                  f'CREATE DATABASE "{name}"'], timeout=60)
         self.pg_dbs.append(name)
         return f"{self.pg_admin}/{name}?sslmode={self.args.pg_sslmode}"
+
+    def pg_drop(self, name: str):
+        run_cmd(["psql", self.pg_admin + "/postgres", "-qc",
+                 f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'], check=False, timeout=60)
+        if name in self.pg_dbs:
+            self.pg_dbs.remove(name)
 
     def pg_drop_all(self):
         for name in self.pg_dbs:
@@ -720,25 +876,9 @@ class Bench:
         return self.bins["server"]
 
     def start_users(self, name: str, database_url: str, argon2) -> Server:
-        env = {k: v for k, v in os.environ.items() if k not in SERVICE_VARS}
         port = free_port()
         mail = self.tmp / f"mail-{name}-{port}"
-        env.update({
-            "DATABASE_URL": database_url,
-            "BIND_ADDR": f"127.0.0.1:{port}",
-            "JWT_SECRET": self.jwt_secret,
-            "RUST_LOG": "warn",
-            "MAIL_DIR": str(mail),
-            "ARGON2_MEMORY_KIB": str(argon2[0]),
-            "ARGON2_ITERATIONS": str(argon2[1]),
-            "ARGON2_PARALLELISM": str(argon2[2]),
-            # The per-IP limit (60/min by default) would answer 429 to a load generator on
-            # one address; fastapi-users has none. Off, so both do the same work.
-            "RATE_LIMIT_PER_IP_PER_MINUTE": "0",
-            # The per-account lockout stays on, at its highest setting: the wrong-password
-            # scenario fails each seeded account about 30 times, under the 100 that lock.
-            "LOGIN_MAX_FAILURES": "100",
-        })
+        env = service_env(database_url, port, self.jwt_secret, mail, argon2, self.db_pool)
         srv = Server(name, [str(self.server_binary(name))], env, port, self.tmp, self.tmp)
         try:
             srv.wait_ready()
@@ -783,17 +923,24 @@ class Bench:
         label = f"{system} {scenario} c={conns}"
         if round_no:
             label += f" round {round_no}/{self.rounds}"
+        # `data_file` may be a callable making fresh data for each wrk run (see
+        # Bench.seed_system): refresh chains are spent by the run that uses them
+        data = data_file(conns) if callable(data_file) else data_file
         drain = [srv.wait_idle()]
         log(f"{label}: warm-up {self.warmup} s")
         if self.warmup > 0:
-            self.wrk.run(srv.base, scenario, conns, self.warmup, data_file)
+            self.wrk.run(srv.base, scenario, conns, self.warmup, data)
+            if callable(data_file):
+                data = data_file(conns)
             drain.append(srv.wait_idle())
         before = scrape_status_counts(srv.base) if kind == "users" else {}
+        chain = kind == "users" and SCENARIOS[scenario][2] == "refresh"
+        refreshes_before = scrape_refresh_counts(srv.base) if chain else {}
         expected = EXPECTED_STATUS.get(scenario)
         self.seq += 1
         started_at = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
         t0 = time.monotonic()
-        res = self.wrk.run(srv.base, scenario, conns, self.duration, data_file,
+        res = self.wrk.run(srv.base, scenario, conns, self.duration, data,
                            track=expected is not None)
         t1 = time.monotonic()
         if expected is not None:
@@ -804,6 +951,11 @@ class Bench:
             res["non_2xx"] = res["requests"] - got
             res["ok_rps"] = got / dur if dur > 0 else 0.0
         after = scrape_status_counts(srv.base) if kind == "users" else {}
+        if chain:
+            # what the server made of them: every one should be `rotated`
+            refreshes_after = scrape_refresh_counts(srv.base)
+            res["server_refreshes"] = {
+                k: int(v - refreshes_before.get(k, 0)) for k, v in refreshes_after.items()}
         res["peak_rss_kib"] = srv.sampler.peak(t0, t1)
         res["server_threads_after"] = srv.threads()
         drain.append(srv.wait_idle())
@@ -817,7 +969,9 @@ class Bench:
         if (res["non_2xx"] or res["socket_errors"]) and expected is None:
             log(f"{label}: {res['non_2xx']} non-2xx, {res['socket_errors']} socket errors: "
                 f"a 3 s diagnostic re-run records statuses and sample bodies")
-            diag = self.wrk.run(srv.base, scenario, conns, 3, data_file, track=True)
+            if callable(data_file):
+                data = data_file(conns)
+            diag = self.wrk.run(srv.base, scenario, conns, 3, data, track=True)
             srv.wait_idle()
             res["diagnostic"] = {k: diag[k] for k in ("requests", "statuses", "samples",
                                                        "errors")}
@@ -825,9 +979,17 @@ class Bench:
                "warmup_s": self.warmup, "duration_s": self.duration, **(extra or {}), **res}
         if round_no:
             row.update(round=round_no, seq=self.seq, started_at=started_at)
+        chains = ""
+        if SCENARIOS[scenario][2] == "refresh":
+            c = res.get("chains") or {}
+            chains = (f", {res['ok_rps']:.1f} rotations/s; chains: {c.get('tokens', 0)} tokens, "
+                      f"{c.get('starved', 0)} requests without one, {c.get('unparsed', 0)} "
+                      f"200s without a refresh_token; server: {res.get('server_refreshes')}")
+        bad = "non-200" if expected == "200" else (f"not {expected}" if expected else "non-2xx")
         log(f"{label}: {res['rps']:.1f} req/s, p50 {res['latency_us']['p50'] / 1000:.2f} ms, "
-            f"p99 {res['latency_us']['p99'] / 1000:.2f} ms, non-2xx {res['non_2xx']}, "
-            f"socket errors {res['socket_errors']}, peak RSS {res['peak_rss_kib'] / 1024:.1f} MiB")
+            f"p99 {res['latency_us']['p99'] / 1000:.2f} ms, {bad} {res['non_2xx']}, "
+            f"socket errors {res['socket_errors']}, peak RSS {res['peak_rss_kib'] / 1024:.1f} MiB"
+            f"{chains}")
         return row
 
     def timing_probe(self, srv: Server, system: str, registered: list, run_id: str) -> dict:
@@ -917,6 +1079,72 @@ class Bench:
             log(f"  {res['hashes_per_sec']:.1f} hashes/s "
                 f"({res['ms_per_hash_per_thread']:.1f} ms a hash a thread)")
 
+    def pgbench_ceiling(self):
+        self.want_pgbench = False  # once a run
+        try:
+            self._pgbench_ceiling()
+        except (BenchError, subprocess.TimeoutExpired) as e:
+            log(f"pgbench FAILED: {e}")
+            self.results["skipped"].append(f"{PGBENCH}: failed: {str(e)[:500]}")
+
+    def _pgbench_ceiling(self):
+        """What PostgreSQL alone answers: `pgbench -S -M prepared` (one primary-key SELECT
+        a transaction, prepared statements) with as many clients as the service's pool
+        (DATABASE_MAX_CONNECTIONS) on a scratch database of the same server, initialised
+        by `pgbench -i` and dropped afterwards; a short warm-up, then the cells'
+        duration."""
+        if not self.pg_ok:
+            self.results["skipped"].append(f"{PGBENCH}: PostgreSQL not reachable at "
+                                           f"{self.pg_admin}")
+            return
+        pgb = find_pgbench()
+        if not pgb:
+            self.results["skipped"].append(f"{PGBENCH}: no pgbench (looked on PATH, in "
+                                           f"`pg_config --bindir` and /usr/lib/postgresql/*/bin)")
+            log("skipping pgbench: not found")
+            return
+        clients, jobs, scale = self.db_pool, min(self.nproc, self.db_pool), 1
+        warm = min(self.warmup, 5)
+        url = self.pg_create("pgbench")
+        db = self.pg_dbs[-1]
+        log(f"pgbench -S -M prepared: {clients} clients (the service's pool), {jobs} threads, "
+            f"scale {scale}, {warm} s warm-up + {self.duration} s, database {db}")
+        try:
+            t0 = time.time()
+            run_cmd([pgb, "-i", "-q", "-s", str(scale), url], timeout=600)
+            init_s = time.time() - t0
+            base = [pgb, "-S", "-M", "prepared", "-n", "-c", str(clients), "-j", str(jobs)]
+            if warm > 0:
+                run_cmd(base + ["-T", str(warm), url], timeout=warm + 120)
+            started_at = datetime.datetime.now(datetime.timezone.utc).isoformat(
+                timespec="seconds")
+            out = run_cmd(base + ["-T", str(self.duration), url],
+                          timeout=self.duration + 120).stdout
+        finally:
+            self.pg_drop(db)
+
+        def num(pattern, cast=float):
+            m = re.search(pattern, out)
+            return cast(m.group(1)) if m else None
+
+        tps = (num(r"tps = ([\d.]+) \((?:without initial connection time|excluding)")
+               or num(r"tps = ([\d.]+)"))
+        if tps is None:
+            raise BenchError(f"pgbench printed no tps:\n{out[-2000:]}")
+        res = {
+            "tps": tps, "clients": clients, "threads": jobs, "scale": scale,
+            "warmup_s": warm, "duration_s": self.duration, "started_at": started_at,
+            "transactions": num(r"number of transactions actually processed: (\d+)", int),
+            # pgbench 15 on; None when it does not say
+            "failed": num(r"number of failed transactions: (\d+)", int),
+            "latency_avg_ms": num(r"latency average = ([\d.]+) ms"),
+            "init_s": round(init_s, 1), "version": tool_version([pgb, "--version"]),
+            "command": " ".join(["pgbench"] + base[1:] + ["-T", str(self.duration)]),
+        }
+        self.results["pgbench"] = res
+        log(f"pgbench: {tps:,.0f} tps, latency average {res['latency_avg_ms']} ms, "
+            f"{res['failed'] if res['failed'] is not None else '?'} failed")
+
     def ceiling_for(self, argon2) -> float | None:
         c = self.results["ceilings"].get("argon2_{}_{}_{}".format(*argon2))
         return c["hashes_per_sec"] if c else None
@@ -936,6 +1164,10 @@ class Bench:
                 self.results["skipped"].append(f"{name}: PostgreSQL not reachable at {self.pg_admin}")
                 log(f"skipping {name}: PostgreSQL is not reachable")
             return
+        if (self.want_pgbench and spec["kind"] == "users" and spec["backend"] == "postgres"
+                and "me" in scenarios):
+            # just before the /users/me it is compared with, no server running
+            self.pgbench_ceiling()
         rounds = (f" ({self.rounds} rounds a cell{', in turn' if len(names) > 1 else ''})"
                   if self.rounds > 1 else "")
         log(f"=== {' + '.join(names)}{rounds} ===")
@@ -954,15 +1186,25 @@ class Bench:
                 conn_counts = [min(self.conns)] if scenario in PROBE_SCENARIOS else self.conns
                 for conns in conn_counts:
                     rounds = {name: [] for name in names}
+                    failed = set()
                     for i in range(1, self.rounds + 1):
                         for name, sut in live.items():
-                            rounds[name].append(self.measure(
-                                sut["srv"], name, scenario, conns, sut["data"].get(scenario),
-                                spec["kind"], {"backend": spec["backend"],
-                                               "argon2": list(spec["argon2"])},
-                                round_no=i if self.rounds > 1 else None))
+                            if name in failed:
+                                continue
+                            try:
+                                rounds[name].append(self.measure(
+                                    sut["srv"], name, scenario, conns, sut["data"].get(scenario),
+                                    spec["kind"], {"backend": spec["backend"],
+                                                   "argon2": list(spec["argon2"])},
+                                    round_no=i if self.rounds > 1 else None))
+                            except CellError as e:
+                                failed.add(name)
+                                log(f"{name} {scenario} c={conns} skipped: {e}")
+                                self.results["skipped"].append(
+                                    f"{name} {scenario} c={conns}: {str(e)[:300]}")
                     for name in names:
-                        self.results["runs"].append(merge_rounds(rounds[name]))
+                        if rounds[name]:
+                            self.results["runs"].append(merge_rounds(rounds[name]))
         finally:
             for name, sut in live.items():
                 info = sut["info"]
@@ -996,8 +1238,25 @@ class Bench:
         info["seed_seconds"] = round(time.time() - t0, 2)
         log(f"{name}: seeded {len(seeded)} users over HTTP in {info['seed_seconds']} s")
         sut["emails"] = [s[0] for s in seeded]
+        ids = [s[3] for s in seeded]
+        # which claims the tokens of `me` and `me_nosession` carry (`sid`: a session)
+        info["token_claims"] = {
+            "me": jwt_claim_names(seeded[0][2]),
+            "me_nosession": jwt_claim_names(mint_access_token(self.jwt_secret, ids[0])),
+        }
+
+        def minted(conns, name=name):
+            # minted afresh for each wrk run: they live MINTED_TOKEN_LIFETIME seconds
+            return self.write_lines(f"minted-{name}",
+                                    [mint_access_token(self.jwt_secret, i) for i in ids])
+
+        def chains(conns, sut=sut):
+            return self.refresh_chains(sut, conns)
+
         sut["data"] = {
             "me": self.write_lines(f"tokens-{name}", [s[2] for s in seeded]),
+            "me_nosession": minted,
+            "refresh": chains,
             "login": self.write_lines(f"creds-{name}", [f"{s[0]}\t{s[1]}" for s in seeded]),
             "login_wrong": self.write_lines(f"wrong-{name}", [f"{s[0]}\t{WRONG_PASSWORD}"
                                                               for s in seeded]),
@@ -1006,6 +1265,37 @@ class Bench:
                 for i in range(UNKNOWN_EMAILS)]),
         }
         info["idle_rss_kib"] = srv.sampler.peak(time.monotonic() - 0.5)
+
+    def refresh_chains(self, sut: dict, conns: int) -> Path:
+        """One fresh session per wrk connection (POST /auth/jwt/login with
+        scope=offline_access, round-robin over the seeded users): a file of `conns`
+        refresh tokens, one a line. Fresh for every wrk run: a run leaves its chains spent
+        (the requests in flight when wrk stops rotate tokens nobody reads), and a spent token
+        presented again ends its session."""
+        srv, emails = sut["srv"], sut["emails"]
+        t0 = time.time()
+
+        def one(i):
+            grant = login_grant(srv.base, emails[i % len(emails)], SEED_PASSWORD,
+                                scope="offline_access")
+            tok = grant.get("refresh_token")
+            if not tok:
+                raise CellError(f"login with scope=offline_access answered no refresh_token "
+                                f"(keys {sorted(grant)})")
+            return tok
+
+        try:
+            with concurrent.futures.ThreadPoolExecutor(8) as ex:
+                tokens = list(ex.map(one, range(conns)))
+        except CellError:
+            raise
+        except BenchError as e:
+            raise CellError(str(e)) from e
+        sut["info"].setdefault("refresh_sessions", 0)
+        sut["info"]["refresh_sessions"] += conns
+        log(f"{sut['name']}: {conns} sessions with refresh tokens, one per connection "
+            f"({time.time() - t0:.1f} s)")
+        return self.write_lines(f"refresh-{sut['name']}-{secrets.token_hex(3)}", tokens)
 
     def scaling(self, name: str, backend: str):
         if backend == "postgres" and not self.pg_ok:
@@ -1069,7 +1359,7 @@ class Bench:
             "connections": self.conns, "scale_users": self.scale,
             "base_users": self.base_users, "http_seeded_users": self.n_tokens,
             "only": self.only, "scenarios": self.scen_filter, "pg_sslmode": a.pg_sslmode,
-            "rounds": self.rounds,
+            "rounds": self.rounds, "db_pool": self.db_pool,
         })
         meta["git"] = {
             "commit": tool_version(["git", "-C", str(ROOT), "rev-parse", "HEAD"]),
@@ -1092,8 +1382,14 @@ class Bench:
         self.bins = build(a.no_build)
         if with_baseline:
             build_baseline(meta["baseline"], self.tmp, a.no_build)
+        # pgbench: with a PostgreSQL users system measuring /users/me (the report compares
+        # them), or asked for by name (--only pgbench)
+        self.want_pgbench = (
+            any(fnmatch.fnmatch(PGBENCH, pat) for pat in self.only or [])
+            or any(self.selected(n) and s["kind"] == "users" and s["backend"] == "postgres"
+                   and "me" in self.scenarios_of(n) for n, s in SYSTEMS.items()))
         needs_pg = any(self.selected(n) for n, s in SYSTEMS.items() if s["backend"] == "postgres") \
-            or self.selected("scaling-postgres")
+            or self.selected("scaling-postgres") or self.want_pgbench
         self.pg_ok = needs_pg and self.pg_available()
         if self.pg_ok:
             meta["tools"]["postgres"] = run_cmd(
@@ -1115,6 +1411,8 @@ class Bench:
                         log(f"{' + '.join(group)} FAILED: {e}")
                         for n in group:
                             self.results["skipped"].append(f"{n}: failed: {str(e)[:500]}")
+            if self.want_pgbench:  # --only pgbench, without a PostgreSQL system
+                self.pgbench_ceiling()
             for name, backend in SCALING.items():
                 if self.selected(name):
                     try:
@@ -1153,6 +1451,8 @@ class Bench:
         scal = sum(1 for n in SCALING if self.selected(n)) * 2 * 2 * len(self.conns)
         per = self.warmup + self.duration + 5  # + idle checks and drains
         secs = (cells * self.rounds + scal) * per + 2 * self.ceiling_seconds
+        if self.want_pgbench:
+            secs += min(self.warmup, 5) + self.duration + 10
         rounds = f" ({self.rounds} rounds each)" if self.rounds > 1 else ""
         log(f"{cells + scal} measured cells{rounds} of {self.warmup} s warm-up + "
             f"{self.duration} s: about {secs / 60:.0f} minutes plus build, seeding and start-ups")
@@ -1248,17 +1548,30 @@ class Report:
             out.append(f"| argon2id m={c['memory_kib']} t={c['iterations']} p={c['parallelism']}, "
                        f"{c['threads']} threads | {c['hashes_per_sec']:.1f} hashes/s "
                        f"({c['ms_per_hash_per_thread']:.1f} ms a hash a thread){again} |")
-        for sysname in SYSTEMS:
-            for conns in meta["connections"]:
-                row = self.run(sysname, "healthz", conns)
-                if row:
-                    out.append(f"| HTTP floor: GET /healthz, {sysname}, c={conns} | "
-                               f"{row['rps']:,.0f} req/s, p99 {fmt_ms(row['latency_us']['p99'])} ms |")
+        for scenario, what in (("healthz", "GET /healthz"),
+                               ("me_401", "GET /users/me without a token (401)")):
+            for sysname in SYSTEMS:
+                for conns in meta["connections"]:
+                    row = self.run(sysname, scenario, conns)
+                    if row:
+                        out.append(f"| HTTP floor: {what}, {sysname}, c={conns} | "
+                                   f"{row['rps']:,.0f} req/s, p99 "
+                                   f"{fmt_ms(row['latency_us']['p99'])} ms |")
+        pg = r.get("pgbench")
+        if pg:
+            out.append(f"| PostgreSQL: `{pg['command']}` on a scratch database (scale "
+                       f"{pg['scale']}), {pg['warmup_s']} s warm-up | {pg['tps']:,.0f} tps, "
+                       f"latency average {pg['latency_avg_ms']} ms, "
+                       f"{pg['failed'] if pg['failed'] is not None else '?'} failed "
+                       f"({pg['version']}) |")
         out.append("")
 
         # main table
-        if any(row["scenario"] in MAIN_SCENARIOS for row in r["runs"]):
+        if any(row["scenario"] in TABLE_SCENARIOS for row in r["runs"]):
             self.main_table(out)
+        self.db_ceiling_table(out)
+        self.session_table(out)
+        self.refresh_table(out)
         comparisons = self.comparisons()
         if comparisons:
             r["comparisons"] = comparisons
@@ -1307,8 +1620,9 @@ class Report:
         out.append("Each system against its `@base` twin (the same configuration, the baseline's "
                    "binary), each number the median of the cell's rounds, the two measured in "
                    "turn (current, baseline, current, …). `req/s ×`: current ÷ baseline of the "
-                   "good responses/s (2xx; the expected 400 for failed logins): above 1 is faster "
-                   "now. `p50 ×`, `p99 ×`: below 1 is faster now. `by round`: `req/s ×` of each "
+                   "good responses/s (2xx; the expected status where a scenario has one: 400 for "
+                   "failed logins, 401 for /users/me without a token, 200 for refresh): above 1 "
+                   "is faster now. `p50 ×`, `p99 ×`: below 1 is faster now. `by round`: `req/s ×` of each "
                    "round's back-to-back pair; their spread is the noise, and a difference "
                    "within it is not one.\n")
         out.append("| scenario | conns | system | req/s now | req/s before | req/s × | p50 × | "
@@ -1334,7 +1648,9 @@ class Report:
         out.append("## Throughput and latency\n")
         out.append("`req/s`: all completed responses; `vs fastapi-users`: this row's 2xx responses/s ÷ "
                    "fastapi-users' in the same scenario and connections. `% ceiling`: req/s ÷ argon2id hashes/s with the row's parameters "
-                   "(a login verifies one hash, a registration computes one).\n")
+                   "(a login verifies one hash, a registration computes one). `non-2xx`: for "
+                   "`/users/me` without a token, answers other than 401; for refresh, other "
+                   "than 200.\n")
         twins = any(SYSTEMS.get(row["system"], {}).get("baseline_of") for row in r["runs"])
         if twins:
             out.append(f"`current ÷ baseline`: this row's 2xx responses/s ÷ its `{BASELINE}` "
@@ -1344,7 +1660,7 @@ class Report:
                    + (" current ÷ baseline |" if twins else ""))
         out.append("|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"
                    + ("---:|" if twins else ""))
-        for scenario in MAIN_SCENARIOS:
+        for scenario in TABLE_SCENARIOS:
             for conns in meta["connections"]:
                 peer = self.run("fastapi-users", scenario, conns)
                 for sysname in SYSTEMS:
@@ -1370,6 +1686,125 @@ class Report:
                         line += (f" {row['ok_rps'] / base['ok_rps']:.3f} |"
                                  if base and base["ok_rps"] > 0 else " – |")
                     out.append(line)
+        out.append("")
+
+    def target_conns(self) -> int:
+        conns = self.r["meta"]["connections"]
+        return 64 if 64 in conns else max(conns)
+
+    def db_ceiling(self, system: str, conns: int) -> dict | None:
+        """/users/me on PostgreSQL against what its two halves allow: `floor`, the route's
+        HTTP floor (GET /users/me without a token, 401: everything but the database; the
+        /healthz floor when that was not measured) and `pgbench`, what PostgreSQL answers
+        to primary-key SELECTs through a pool-sized set of connections. Done one after the
+        other, a request costs 1/floor + 1/pgbench, so `bound` = 1 / (1/floor + 1/pgbench)
+        requests/s; `pct` = /users/me's 2xx/s ÷ bound."""
+        pg = self.r.get("pgbench")
+        me = self.run(system, "me", conns)
+        if not (pg and me and pg["tps"] > 0):
+            return None
+        floor_row, floor_of = self.run(system, "me_401", conns), "me_401"
+        if not floor_row:
+            floor_row, floor_of = self.run(system, "healthz", conns), "healthz"
+        if not floor_row or floor_row["ok_rps"] <= 0:
+            return None
+        floor = floor_row["ok_rps"]
+        bound = 1 / (1 / floor + 1 / pg["tps"])
+        errors = me["non_2xx"] + me["socket_errors"]
+        p99_ms = me["latency_us"]["p99"] / 1000
+        pct = 100 * me["ok_rps"] / bound
+        return {"system": system, "connections": conns, "floor_scenario": floor_of,
+                "floor_rps": floor, "pgbench_tps": pg["tps"], "bound_rps": bound,
+                "me_ok_rps": me["ok_rps"], "pct": pct, "p99_ms": p99_ms, "errors": errors,
+                "met": pct >= 60 and p99_ms < 10 and errors == 0}
+
+    def db_ceiling_table(self, out: list):
+        conns = self.target_conns()
+        rows = [c for c in (self.db_ceiling(name, conns) for name, spec in SYSTEMS.items()
+                            if spec["kind"] == "users" and spec["backend"] == "postgres")
+                if c]
+        if not rows:
+            return
+        self.r["db_ceiling"] = rows
+        pg = self.r["pgbench"]
+        out.append("## GET /users/me against the database ceiling (PostgreSQL)\n")
+        out.append(f"`floor`: the route's HTTP floor, `GET /users/me` without a token (401: "
+                   f"everything but the database) at c={conns}; `pgbench`: `{pg['command']}` "
+                   f"({pg['clients']} clients, as many as the service's pool) on a scratch "
+                   f"database of the same server, in the same run. Done one after the other, "
+                   f"they allow `1 / (1/floor + 1/pgbench)` requests/s: `% of it` is "
+                   f"/users/me's 2xx/s ÷ that. Target: ≥ 60%, p99 < 10 ms, zero errors.\n")
+        out.append("| system | conns | floor req/s | pgbench tps | 1/(1/floor + 1/pgbench) | "
+                   "/users/me 2xx/s | % of it | p99 ms | errors | met |")
+        out.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+        for c in rows:
+            floor = f"{c['floor_rps']:,.0f}" + (" (/healthz)" if c["floor_scenario"] == "healthz"
+                                                 else "")
+            out.append(f"| {c['system']} | {c['connections']} | {floor} | "
+                       f"{c['pgbench_tps']:,.0f} | {c['bound_rps']:,.0f} | {c['me_ok_rps']:,.0f} | "
+                       f"{c['pct']:.0f}% | {c['p99_ms']:.2f} | {c['errors']} | {mark(c['met'])} |")
+        out.append("")
+
+    def session_table(self, out: list):
+        meta = self.r["meta"]
+        pairs = [(name, conns) for name in SYSTEMS for conns in meta["connections"]
+                 if self.run(name, "me", conns) and self.run(name, "me_nosession", conns)]
+        if not pairs:
+            return
+        out.append("## The cost of the session check: GET /users/me\n")
+        claims = {name: (self.r["systems"].get(name) or {}).get("token_claims")
+                  for name, _ in pairs}
+        shown = next((c for c in claims.values() if c), None)
+        what = ""
+        if shown:
+            what = (f" (claims: session tokens {', '.join(shown.get('me', []))}; minted "
+                    f"{', '.join(shown.get('me_nosession', []))})")
+        out.append("`session`: tokens from `POST /auth/jwt/login`, whose `sid` the service "
+                   "checks on every request (a revoked session fails at once); `no session`: "
+                   "tokens minted by the harness as fastapi-users mints them, HS256 "
+                   "`{sub, aud, exp}` with the same `JWT_SECRET`, no `sid`" + what + ". "
+                   "`× `: session ÷ no session 2xx/s (below 1: the check costs that much).\n")
+        out.append("| system | conns | session 2xx/s | p50 ms | p99 ms | no session 2xx/s | "
+                   "p50 ms | p99 ms | × | errors (session / no session) |")
+        out.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+        for name, conns in pairs:
+            a, b = self.run(name, "me", conns), self.run(name, "me_nosession", conns)
+            la, lb = a["latency_us"], b["latency_us"]
+            x = f"{a['ok_rps'] / b['ok_rps']:.3f}" if b["ok_rps"] > 0 else "–"
+            out.append(f"| {name} | {conns} | {a['ok_rps']:,.1f} | {fmt_ms(la['p50'])} | "
+                       f"{fmt_ms(la['p99'])} | {b['ok_rps']:,.1f} | {fmt_ms(lb['p50'])} | "
+                       f"{fmt_ms(lb['p99'])} | {x} | {a['non_2xx'] + a['socket_errors']} / "
+                       f"{b['non_2xx'] + b['socket_errors']} |")
+        out.append("")
+
+    def refresh_table(self, out: list):
+        rows = [row for row in self.r["runs"] if row["scenario"] == "refresh"]
+        if not rows:
+            return
+        out.append("## Refresh-token rotation: POST /auth/jwt/refresh\n")
+        out.append("Each wrk connection keeps its own chain: one session per connection "
+                   "(`POST /auth/jwt/login` with `scope=offline_access`, fresh for every wrk "
+                   "run), each request presents the chain's current refresh token and the "
+                   "answer's new one is presented next. `rotations/s`: 200s a second; any "
+                   "other answer is an error (a spent token presented again would end its "
+                   "session). `chains`: refresh tokens dealt to wrk (summed over a cell's rounds, like "
+                   "the counts after it); `without a token`: "
+                   "requests a broken chain had to send with an invalid token. `server`: the "
+                   "service's `users_refreshes_total` by result during the run: all should be "
+                   "`rotated` (`converged`, a spent token presented again within "
+                   "`REFRESH_REUSE_INTERVAL_SECONDS`, would mean two requests shared a chain). "
+                   "Target: ≥ 3,000 rotations/s on PostgreSQL with zero errors.\n")
+        out.append("| system | conns | rotations/s | p50 ms | p99 ms | non-200 | socket err | "
+                   "chains | without a token | server | statuses |")
+        out.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|")
+        for row in rows:
+            c, lat = row.get("chains") or {}, row["latency_us"]
+            server = ", ".join(f"{k} {v}" for k, v in sorted(
+                (row.get("server_refreshes") or {}).items()) if v) or "–"
+            out.append(f"| {row['system']} | {row['connections']} | {row['ok_rps']:,.1f} | "
+                       f"{fmt_ms(lat['p50'])} | {fmt_ms(lat['p99'])} | {row['non_2xx']} | "
+                       f"{row['socket_errors']} | {c.get('tokens', '–')} | "
+                       f"{c.get('starved', '–')} | {server} | {row.get('statuses') or ''} |")
         out.append("")
 
     def rest(self, out: list):
@@ -1511,6 +1946,30 @@ class Report:
                 p99 = row["latency_us"]["p99"] / 1000
                 t.append({"target": f"{system}: GET /users/me p99 < 10 ms (c={conns})",
                           "measured": f"{p99:.2f} ms", "value": p99, "met": p99 < 10})
+            dc = self.db_ceiling(system, conns) if system.endswith("postgres") else None
+            if dc:
+                t.append({"target": f"{system}: GET /users/me ≥ 60% of 1/(1/floor + 1/pgbench), "
+                                    f"p99 < 10 ms, zero errors (c={conns})",
+                          "measured": f"{dc['pct']:.0f}% ({dc['me_ok_rps']:,.0f} of "
+                                      f"{dc['bound_rps']:,.0f}/s), p99 {dc['p99_ms']:.2f} ms, "
+                                      f"{dc['errors']} errors",
+                          "value": dc["pct"], "met": dc["met"]})
+            row = self.run(system, "refresh", conns)
+            if row:
+                # a `converged` answer is a 200, but not a rotation: counted with the errors
+                errs = (row["non_2xx"] + row["socket_errors"]
+                        + (row.get("server_refreshes") or {}).get("converged", 0))
+                if system.endswith("postgres"):
+                    t.append({"target": f"{system}: ≥ 3,000 refresh-token rotations/s, zero "
+                                        f"errors (c={conns})",
+                              "measured": f"{row['ok_rps']:,.0f}/s, {errs} errors",
+                              "value": row["ok_rps"],
+                              "met": row["ok_rps"] >= 3000 and errs == 0})
+                else:
+                    t.append({"target": f"{system}: refresh-token rotations with zero errors "
+                                        f"(c={conns})",
+                              "measured": f"{row['ok_rps']:,.0f}/s, {errs} errors",
+                              "value": errs, "met": errs == 0})
             for scenario in ("login", "register"):
                 row = self.run(system, scenario, conns)
                 c = self.ceiling(ARGON2_USERS)
@@ -1607,6 +2066,9 @@ def main() -> int:
                     help="measured runs per cell of each system, alternating with its baseline "
                          "twin's; the cell reports their median (default 2 with --baseline, "
                          "else 1)")
+    ap.add_argument("--db-pool", type=int, default=DB_POOL,
+                    help=f"DATABASE_MAX_CONNECTIONS of the users servers, and the pgbench "
+                         f"ceiling's client count (default {DB_POOL}, the service's default)")
     ap.add_argument("--no-build", action="store_true", help="use the binaries already built")
     ap.add_argument("--out", help="output folder (default bench/results)")
     ap.add_argument("--out-name", help="output file stem (default latest; quick: quick)")
@@ -1621,6 +2083,8 @@ def main() -> int:
                 ap.error(f"--only: {pat!r} selects baseline systems only: give --baseline REV")
     if args.rounds is not None and args.rounds < 1:
         ap.error("--rounds must be at least 1")
+    if args.db_pool < 1:
+        ap.error("--db-pool must be at least 1")
     if args.render:
         src = Path(args.render)
         results = json.loads(src.read_text())

@@ -6,11 +6,25 @@
 --                              from BENCH_DATA
 --                  register -- POST JSON {email, password} with a unique email per request:
 --                              bench-<BENCH_PREFIX>-t<thread>-<counter>@example.com
+--                  refresh  -- POST JSON {refresh_token}, one rotation chain per connection:
+--                              the refresh tokens of BENCH_DATA (one per connection, one a
+--                              line) are dealt to the threads (line i to thread
+--                              (i - 1) % BENCH_THREADS); each thread keeps its own in a
+--                              queue. request() takes one off the queue, response() puts
+--                              the rotated one from a 200's body back. wrk keeps one request
+--                              in flight per connection and calls response() before that
+--                              connection's next request(), so with as many tokens as
+--                              connections no token is ever in two requests: every chain
+--                              stays alive. A chain broken (a non-200, a lost response)
+--                              leaves a connection without a token: it then sends an
+--                              invalid one (answered 400), counted as "starved".
 --   BENCH_DATA     file of tokens or credentials (one per line)
+--   BENCH_THREADS  wrk's thread count (refresh: to deal the tokens)
 --   BENCH_PREFIX   random, per wrk invocation (register)
 --   BENCH_PASSWORD password of registered users (register)
 --   BENCH_TRACK    1: also count responses by status and keep one body per non-2xx status
---                  (costs a Lua call per response: used only by the diagnostic re-runs)
+--                  (costs a Lua call per response: used by the diagnostic re-runs and by
+--                  the scenarios whose every answer must have one status)
 -- done() prints one line "BENCH_JSON {...}" with the counts and latency percentiles (us).
 
 local mode = os.getenv("BENCH_MODE") or "static"
@@ -18,6 +32,7 @@ local data_path = os.getenv("BENCH_DATA")
 local prefix = os.getenv("BENCH_PREFIX") or "run"
 local password = os.getenv("BENCH_PASSWORD") or "a benchmark passphrase 7f3a"
 local track = os.getenv("BENCH_TRACK") == "1"
+local nthreads = tonumber(os.getenv("BENCH_THREADS") or "1") or 1
 
 local threads = {}
 
@@ -47,7 +62,22 @@ function init(args)
   samples = {}
   counter = 0
   reqs = {}
-  if mode == "tokens" then
+  -- refresh: this thread's queue of current refresh tokens, and what went wrong
+  queue, qhead, qtail = {}, 1, 0
+  tokens, starved, unparsed = 0, 0, 0
+  -- wrk calls request() once on the first thread's Lua state right after init(), before
+  -- any connection, to check what it returns (script_verify_request): that call must
+  -- not take a token, or one connection of that thread would have none
+  verifying = (tid or 0) == 0
+  if mode == "refresh" then
+    for i, tok in ipairs(read_lines(data_path)) do
+      if (i - 1) % nthreads == (tid or 0) then
+        qtail = qtail + 1
+        queue[qtail] = tok
+      end
+    end
+    tokens = qtail
+  elseif mode == "tokens" then
     for _, tok in ipairs(read_lines(data_path)) do
       reqs[#reqs + 1] = wrk.format("GET", wrk.path, { ["Authorization"] = "Bearer " .. tok })
     end
@@ -76,14 +106,49 @@ elseif mode == "register" then
       prefix, tid or 0, counter, password)
     return wrk.format("POST", wrk.path, headers, body)
   end
+elseif mode == "refresh" then
+  local headers = { ["Content-Type"] = "application/json" }
+  function request()
+    local tok
+    if verifying then
+      verifying = false
+      tok = "wrk-verifies-the-request"
+    elseif qhead <= qtail then
+      tok = queue[qhead]
+      queue[qhead] = nil
+      qhead = qhead + 1
+    else
+      -- this connection's chain is broken: an invalid token, answered 400 (an error)
+      starved = starved + 1
+      tok = "no-token-left"
+    end
+    return wrk.format("POST", wrk.path, headers, '{"refresh_token":"' .. tok .. '"}')
+  end
 end
 
-if track then
+local function record(status, body)
+  statuses[status] = (statuses[status] or 0) + 1
+  if (status < 200 or status > 299) and samples[status] == nil then
+    samples[status] = string.sub(body or "", 1, 300)
+  end
+end
+
+if mode == "refresh" then
   function response(status, headers, body)
-    statuses[status] = (statuses[status] or 0) + 1
-    if (status < 200 or status > 299) and samples[status] == nil then
-      samples[status] = string.sub(body or "", 1, 300)
+    if status == 200 then
+      local tok = string.match(body or "", '"refresh_token"%s*:%s*"([^"]+)"')
+      if tok then
+        qtail = qtail + 1
+        queue[qtail] = tok
+      else
+        unparsed = unparsed + 1
+      end
     end
+    if track then record(status, body) end
+  end
+elseif track then
+  function response(status, headers, body)
+    record(status, body)
   end
 end
 
@@ -99,7 +164,11 @@ end
 
 function done(summary, latency, requests)
   local counts, bodies = {}, {}
+  local ntokens, nstarved, nunparsed = 0, 0, 0
   for _, t in ipairs(threads) do
+    ntokens = ntokens + (t:get("tokens") or 0)
+    nstarved = nstarved + (t:get("starved") or 0)
+    nunparsed = nunparsed + (t:get("unparsed") or 0)
     local st = t:get("statuses") or {}
     for k, v in pairs(st) do
       counts[k] = (counts[k] or 0) + v
@@ -121,12 +190,14 @@ function done(summary, latency, requests)
     'BENCH_JSON {"requests":%d,"duration_us":%d,"bytes":%d,' ..
     '"errors":{"connect":%d,"read":%d,"write":%d,"status":%d,"timeout":%d},' ..
     '"latency_us":{"min":%d,"mean":%.1f,"stdev":%.1f,"max":%d,"p50":%d,"p75":%d,"p90":%d,"p99":%d,"p999":%d},' ..
-    '"tracked":%s,"statuses":{%s},"samples":{%s}}\n',
+    '"tracked":%s,"statuses":{%s},"samples":{%s},' ..
+    '"chains":{"tokens":%d,"starved":%d,"unparsed":%d}}\n',
     summary.requests, summary.duration, summary.bytes,
     e.connect, e.read, e.write, e.status, e.timeout,
     summary.requests > 0 and latency.min or 0,
     summary.requests > 0 and latency.mean or 0, summary.requests > 0 and latency.stdev or 0,
     summary.requests > 0 and latency.max or 0,
     p(50), p(75), p(90), p(99), p(99.9),
-    track and "true" or "false", table.concat(cs, ","), table.concat(bs, ",")))
+    track and "true" or "false", table.concat(cs, ","), table.concat(bs, ","),
+    ntokens, nstarved, nunparsed))
 end
