@@ -95,6 +95,9 @@ pub struct JwtKeys {
     pub ring: Option<std::sync::Arc<crate::keyring::KeyRing>>,
     /// `iss` of asymmetric access tokens: `PUBLIC_URL`.
     issuer: String,
+    /// HMAC-SHA256 keyed with `JWT_SECRET`, its key schedule computed once: the check of
+    /// an HS256 access token clones it (see [`JwtKeys::decode_access_hs256`]).
+    hs256: HmacSha256,
 }
 
 impl std::fmt::Debug for JwtKeys {
@@ -153,12 +156,15 @@ struct AccessClaimsOut<'a> {
 impl JwtKeys {
     pub fn new(secret: &SecretString, access_lifetime_seconds: i64) -> Self {
         let bytes = secret.expose_secret().as_bytes();
+        use hmac::Mac;
         JwtKeys {
             encoding: EncodingKey::from_secret(bytes),
             decoding: DecodingKey::from_secret(bytes),
             access_lifetime_seconds,
             ring: None,
             issuer: String::new(),
+            hs256: <HmacSha256 as Mac>::new_from_slice(bytes)
+                .unwrap_or_else(|_| unreachable!("HMAC accepts every key length")),
         }
     }
 
@@ -212,7 +218,7 @@ impl JwtKeys {
     /// `JWT_ALGORITHM`, the algorithm and a published key its `kid` names, and `iss`.
     pub fn decode_access(&self, token: &str, now: Timestamp) -> Result<AccessClaims, TokenError> {
         let Some(ring) = &self.ring else {
-            return self.decode::<AccessClaims>(token, AUTH_AUDIENCE, now);
+            return self.decode_access_hs256(token, now);
         };
         let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Invalid)?;
         if header.alg != ring.algorithm.jwt() {
@@ -232,6 +238,79 @@ impl JwtKeys {
             return Err(TokenError::Expired);
         }
         Ok(data.claims)
+    }
+
+    /// An HS256 access token checked the way [`JwtKeys::decode`] checks it (signature
+    /// first, then `alg` HS256, `aud` holding `fastapi-users:auth`, `exp` and `nbf`
+    /// against `now`), in one pass: the HMAC key schedule is reused, and the claims are
+    /// read once into their struct. This runs on every authenticated request; a test
+    /// holds it to `decode`'s answers.
+    fn decode_access_hs256(&self, token: &str, now: Timestamp) -> Result<AccessClaims, TokenError> {
+        use hmac::Mac;
+        #[derive(Deserialize)]
+        struct Header {
+            alg: String,
+        }
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Audience {
+            One(String),
+            Many(Vec<String>),
+        }
+        #[derive(Deserialize)]
+        struct Claims {
+            aud: Audience,
+            nbf: Option<serde_json::Number>,
+            sub: String,
+            exp: i64,
+            #[serde(default)]
+            sid: Option<String>,
+            #[serde(default)]
+            iat: Option<f64>,
+            #[serde(default)]
+            iat_ms: Option<i64>,
+        }
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let (message, signature) = token.rsplit_once('.').ok_or(TokenError::Invalid)?;
+        let (header, payload) = message.split_once('.').ok_or(TokenError::Invalid)?;
+        if payload.contains('.') {
+            return Err(TokenError::Invalid);
+        }
+        let signature = b64.decode(signature).map_err(|_| TokenError::Invalid)?;
+        let mut mac = self.hs256.clone();
+        mac.update(message.as_bytes());
+        mac.verify_slice(&signature)
+            .map_err(|_| TokenError::Invalid)?;
+        let header = b64.decode(header).map_err(|_| TokenError::Invalid)?;
+        let header: Header = serde_json::from_slice(&header).map_err(|_| TokenError::Invalid)?;
+        if header.alg != "HS256" {
+            return Err(TokenError::Invalid);
+        }
+        let payload = b64.decode(payload).map_err(|_| TokenError::Invalid)?;
+        let claims: Claims = serde_json::from_slice(&payload).map_err(|_| TokenError::Invalid)?;
+        let audience_ok = match &claims.aud {
+            Audience::One(a) => a == AUTH_AUDIENCE,
+            Audience::Many(all) => all.iter().any(|a| a == AUTH_AUDIENCE),
+        };
+        if !audience_ok || claims.exp < 0 {
+            return Err(TokenError::Invalid);
+        }
+        if let Some(nbf) = claims.nbf {
+            match nbf.as_u64() {
+                Some(nbf) if (nbf as i128) <= now.secs() as i128 => {}
+                _ => return Err(TokenError::Invalid),
+            }
+        }
+        if now.secs() >= claims.exp {
+            return Err(TokenError::Expired);
+        }
+        Ok(AccessClaims {
+            sub: claims.sub,
+            exp: claims.exp,
+            sid: claims.sid,
+            iat: claims.iat,
+            iat_ms: claims.iat_ms,
+        })
     }
 
     /// A password-reset token bound to the user's current password hash through
@@ -444,6 +523,142 @@ mod tests {
 
     const NOW_MS: i64 = 1_800_000_000_000;
     const NOW: Timestamp = Timestamp::from_millis(NOW_MS);
+
+    /// A JWT of this header and payload, HS256-signed with `secret` (whatever `alg` says).
+    fn signed(secret: &str, header: &serde_json::Value, payload: &str) -> String {
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let message = format!("{}.{}", b64.encode(header.to_string()), b64.encode(payload));
+        let mac = hmac256(secret.as_bytes(), &[message.as_bytes()]);
+        format!("{message}.{}", b64.encode(mac))
+    }
+
+    /// The fast path of access tokens answers as the generic decoder does: the same
+    /// claims, or an error (the same kind for a token that is valid at some time).
+    fn same_answer(k: &JwtKeys, token: &str) {
+        let well_formed = k
+            .decode::<AccessClaims>(token, AUTH_AUDIENCE, Timestamp::from_millis(0))
+            .is_ok();
+        // after every `nbf` in the past of the system clock, before every one in its future
+        for now in [NOW, NOW.plus_secs(7200), Timestamp::from_millis(1_500_000_000_000)] {
+            let fast = k.decode_access_hs256(token, now);
+            let slow = k.decode::<AccessClaims>(token, AUTH_AUDIENCE, now);
+            match (&fast, &slow) {
+                (Ok(f), Ok(s)) => assert_eq!(
+                    (&f.sub, f.exp, &f.sid, f.iat, f.iat_ms),
+                    (&s.sub, s.exp, &s.sid, s.iat, s.iat_ms),
+                    "{token}"
+                ),
+                (Err(f), Err(s)) if well_formed => assert_eq!(f, s, "{token}"),
+                (Err(_), Err(_)) => {}
+                _ => panic!("{token} at {now:?}: fast {fast:?}, generic {slow:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn the_access_fast_path_answers_as_the_generic_decoder() {
+        let secret = "test-secret-0123456789-0123456789";
+        let k = keys();
+        let hs = json!({"alg": "HS256", "typ": "JWT"});
+        let exp = NOW_MS / 1000 + 60;
+        let mut tokens = vec![
+            k.issue_access(UserId::new_v4(), Some("s-1"), NOW).unwrap(),
+            k.issue_access(UserId::new_v4(), None, NOW).unwrap(),
+            // signed with another secret
+            JwtKeys::new(&SecretString::from("another secret"), 3600)
+                .issue_access(UserId::new_v4(), None, NOW)
+                .unwrap(),
+            // other algorithms, and none
+            jsonwebtoken::encode(
+                &Header::new(Algorithm::HS512),
+                &json!({"sub": "u", "exp": exp, "aud": AUTH_AUDIENCE}),
+                &EncodingKey::from_secret(secret.as_bytes()),
+            )
+            .unwrap(),
+            signed(
+                secret,
+                &json!({"alg": "none"}),
+                &json!({"sub": "u", "exp": exp, "aud": AUTH_AUDIENCE}).to_string(),
+            ),
+            signed(
+                secret,
+                &json!({"typ": "JWT"}),
+                &json!({"sub": "u", "exp": exp, "aud": AUTH_AUDIENCE}).to_string(),
+            ),
+            signed(
+                secret,
+                &json!({"alg": "HS256", "kid": "x"}),
+                &json!({"sub": "u", "exp": exp, "aud": AUTH_AUDIENCE}).to_string(),
+            ),
+            // not JSON, not a JWT
+            signed(secret, &hs, "not json"),
+            "a.b".to_owned(),
+            "a.b.c.d".to_owned(),
+            String::new(),
+            "...".to_owned(),
+        ];
+        let audiences = [
+            json!(AUTH_AUDIENCE),
+            json!([AUTH_AUDIENCE]),
+            json!(["other", AUTH_AUDIENCE]),
+            json!(["other"]),
+            json!("fastapi-users:reset"),
+            json!(42),
+            json!(null),
+        ];
+        let exps = [
+            json!(exp),
+            json!(NOW_MS / 1000 - 1),
+            json!(-5),
+            json!(1.5e9),
+            json!("9999999999"),
+            json!(null),
+        ];
+        let subs = [json!("u-1"), json!(7), json!(null)];
+        let extras = [
+            json!({}),
+            json!({"sid": "s"}),
+            json!({"sid": 3}),
+            json!({"iat": 1.7e9, "iat_ms": 1_700_000_000_123_i64}),
+            json!({"iat": "x"}),
+            // (the generic decoder reads the system clock for `nbf`: values far from
+            // both clocks)
+            json!({"nbf": 1_000_000_000}),
+            json!({"nbf": 4_000_000_000_u64}),
+            json!({"jti": "j", "extra": [1, 2]}),
+        ];
+        for aud in &audiences {
+            for e in &exps {
+                for sub in &subs {
+                    for extra in &extras {
+                        let mut claims = extra.as_object().unwrap().clone();
+                        for (name, value) in [("aud", aud), ("exp", e), ("sub", sub)] {
+                            if !value.is_null() {
+                                claims.insert(name.into(), value.clone());
+                            }
+                        }
+                        tokens.push(signed(
+                            secret,
+                            &hs,
+                            &serde_json::Value::Object(claims).to_string(),
+                        ));
+                    }
+                }
+            }
+        }
+        // tampered: a payload under another token's signature, padding, a cut signature
+        let good = tokens[0].clone();
+        let (head, _) = good.rsplit_once('.').unwrap();
+        let (_, other_sig) = tokens[1].rsplit_once('.').unwrap();
+        tokens.push(format!("{head}.{other_sig}"));
+        tokens.push(format!("{good}="));
+        tokens.push(good[..good.len() - 2].to_owned());
+        tokens.push(format!("{good}.x"));
+        for t in &tokens {
+            same_answer(&k, t);
+        }
+        assert!(k.decode_access_hs256(&tokens[0], NOW).is_ok());
+    }
 
     #[test]
     fn access_tokens_round_trip() {

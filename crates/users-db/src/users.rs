@@ -135,31 +135,78 @@ pub struct TokenCheck {
     pub session: Option<crate::sessions::SessionRow>,
 }
 
-/// The user an access token names, whether that very token was revoked, and the
-/// session it names (if any): one query for the check made on every authenticated
-/// request.
-pub fn find_for_token(
-    conn: &mut DbConnection,
-    id: UserId,
-    token_hash: &str,
-    session_id: Option<&str>,
-) -> QueryResult<Option<TokenCheck>> {
-    use crate::schema::sessions;
-    let revoked = diesel::dsl::exists(
-        revoked_tokens::table.filter(revoked_tokens::token_hash.eq(token_hash.to_owned())),
-    );
-    // no session has the empty id: a token without `sid` joins nothing
-    let sid = session_id.unwrap_or_default().to_owned();
-    users::table
-        .left_join(sessions::table.on(sessions::id.eq(sid).and(sessions::user_id.eq(users::id))))
-        .filter(users::id.eq(id.to_string()))
-        .select((
-            UserRow::as_select(),
-            revoked,
-            Option::<crate::sessions::SessionRow>::as_select(),
-        ))
-        .first::<(UserRow, bool, Option<crate::sessions::SessionRow>)>(conn)
-        .optional()?
+/// What one access-token check asks: the user the token names, and either the session
+/// it names or, for a token without a session (minted by fastapi-users), the token's
+/// hash to look for among the revoked ones. A token with a session ends with its
+/// session and is never revoked alone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenKey {
+    pub user_id: UserId,
+    pub scope: TokenScope,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenScope {
+    /// The session id (`sid`).
+    Session(String),
+    /// The token's SHA-256 (hex).
+    Unscoped { token_hash: String },
+}
+
+impl TokenKey {
+    fn session_id(&self) -> Option<&str> {
+        match &self.scope {
+            TokenScope::Session(sid) => Some(sid),
+            TokenScope::Unscoped { .. } => None,
+        }
+    }
+}
+
+/// The query of one key, on a connection of a concrete backend: its type, and so its
+/// prepared statement, is the same for every call, and Diesel finds the statement by
+/// that type without building the SQL again (through the `MultiConnection` it would
+/// be built on every call).
+macro_rules! token_query {
+    ($conn:expr, $user:expr, $scope:expr) => {{
+        use crate::schema::sessions;
+        use crate::sessions::SessionRow;
+        let user = $user.to_string();
+        match $scope {
+            TokenScope::Session(sid) => users::table
+                .left_join(
+                    sessions::table.on(sessions::id
+                        .eq(sid.clone())
+                        .and(sessions::user_id.eq(users::id))),
+                )
+                .filter(users::id.eq(user))
+                .select((UserRow::as_select(), Option::<SessionRow>::as_select()))
+                .first::<(UserRow, Option<SessionRow>)>($conn)
+                .optional()?
+                .map(|(row, session)| (row, false, session)),
+            TokenScope::Unscoped { token_hash } => users::table
+                .filter(users::id.eq(user))
+                .select((
+                    UserRow::as_select(),
+                    diesel::dsl::exists(
+                        revoked_tokens::table
+                            .filter(revoked_tokens::token_hash.eq(token_hash.clone())),
+                    ),
+                ))
+                .first::<(UserRow, bool)>($conn)
+                .optional()?
+                .map(|(row, revoked)| (row, revoked, None)),
+        }
+    }};
+}
+
+/// The user an access token names, with the session it names or whether it was
+/// revoked: one statement for the check made on every authenticated request.
+pub fn find_for_token(conn: &mut DbConnection, key: &TokenKey) -> QueryResult<Option<TokenCheck>> {
+    let found = match conn {
+        DbConnection::Postgresql(c) => token_query!(c, key.user_id, &key.scope),
+        DbConnection::Sqlite(c) => token_query!(c, key.user_id, &key.scope),
+    };
+    found
         .map(|(row, revoked, session)| {
             StoredUser::try_from(row).map(|user| TokenCheck {
                 user,
@@ -170,76 +217,76 @@ pub fn find_for_token(
         .transpose()
 }
 
-/// What one access-token check asks: the user the token names, the token's hash, and
-/// the session it names.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TokenKey {
-    pub user_id: UserId,
-    pub token_hash: String,
-    pub session_id: Option<String>,
-}
-
 /// [`find_for_token`] for many tokens at once, in the order of `keys`. On PostgreSQL
 /// one statement answers every key (users and sessions by `= ANY($1)`, prepared once per
 /// connection), and a second one the revocations, only when a token without a session
-/// is among them (a token with a session is ended with its session, never revoked
-/// alone). On SQLite, in-process, each key is its own cached statement.
+/// is among them. On SQLite, in-process, each key is its own cached statement.
 pub fn find_for_tokens(
     conn: &mut DbConnection,
     keys: &[TokenKey],
 ) -> QueryResult<Vec<Option<TokenCheck>>> {
     use crate::schema::sessions;
     use crate::sessions::SessionRow;
-    if matches!(conn, DbConnection::Sqlite(_)) || keys.len() == 1 {
-        return keys
-            .iter()
-            .map(|k| find_for_token(conn, k.user_id, &k.token_hash, k.session_id.as_deref()))
-            .collect();
-    }
+    let pg = match conn {
+        DbConnection::Postgresql(pg) if keys.len() > 1 => pg,
+        _ => return keys.iter().map(|k| find_for_token(conn, k)).collect(),
+    };
     let mut user_ids: Vec<String> = keys.iter().map(|k| k.user_id.to_string()).collect();
     user_ids.sort_unstable();
     user_ids.dedup();
-    let mut session_ids: Vec<String> = keys.iter().filter_map(|k| k.session_id.clone()).collect();
+    let mut session_ids: Vec<String> = keys
+        .iter()
+        .filter_map(|k| k.session_id().map(str::to_owned))
+        .collect();
     session_ids.sort_unstable();
     session_ids.dedup();
+    // `any` rather than `eq_any`: its query type is static, so the statement is found
+    // by type, never rebuilt (`eq_any` builds the SQL to find it)
+    #[allow(deprecated)]
     let rows: Vec<(UserRow, Option<SessionRow>)> = users::table
         .left_join(
             sessions::table.on(sessions::user_id
                 .eq(users::id)
-                .and(sessions::id.eq_any(session_ids))),
+                .and(sessions::id.eq(diesel::dsl::any(session_ids)))),
         )
-        .filter(users::id.eq_any(user_ids))
+        .filter(users::id.eq(diesel::dsl::any(user_ids)))
         .select((UserRow::as_select(), Option::<SessionRow>::as_select()))
-        .load(conn)?;
-    let unscoped: Vec<String> = keys
+        .load(pg)?;
+    let hashes: Vec<String> = keys
         .iter()
-        .filter(|k| k.session_id.is_none())
-        .map(|k| k.token_hash.clone())
+        .filter_map(|k| match &k.scope {
+            TokenScope::Unscoped { token_hash } => Some(token_hash.clone()),
+            TokenScope::Session(_) => None,
+        })
         .collect();
-    let revoked: Vec<String> = if unscoped.is_empty() {
+    let revoked: Vec<String> = if hashes.is_empty() {
         Vec::new()
     } else {
+        #[allow(deprecated)]
         revoked_tokens::table
             .select(revoked_tokens::token_hash)
-            .filter(revoked_tokens::token_hash.eq_any(unscoped))
-            .load(conn)?
+            .filter(revoked_tokens::token_hash.eq(diesel::dsl::any(hashes)))
+            .load(pg)?
     };
     keys.iter()
         .map(|k| {
             let id = k.user_id.to_string();
-            let mine = rows.iter().filter(|(u, _)| u.id == id);
             let mut user = None;
             let mut session = None;
-            for (u, s) in mine {
+            for (u, s) in rows.iter().filter(|(u, _)| u.id == id) {
                 user.get_or_insert(u);
-                if let Some(s) = s.as_ref().filter(|s| Some(&s.id) == k.session_id.as_ref()) {
+                if let Some(s) = s.as_ref().filter(|s| Some(s.id.as_str()) == k.session_id()) {
                     session = Some(s.clone());
                 }
             }
+            let revoked = match &k.scope {
+                TokenScope::Unscoped { token_hash } => revoked.contains(token_hash),
+                TokenScope::Session(_) => false,
+            };
             user.map(|u| {
                 StoredUser::try_from(u.clone()).map(|user| TokenCheck {
                     user,
-                    revoked: revoked.contains(&k.token_hash),
+                    revoked,
                     session,
                 })
             })

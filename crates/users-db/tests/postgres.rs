@@ -7,7 +7,7 @@
 use diesel::prelude::*;
 use diesel::sql_types::BigInt;
 use users_db::sessions::NewSession;
-use users_db::users::{NewUser, TokenKey};
+use users_db::users::{NewUser, TokenKey, TokenScope};
 use users_db::{Database, DatabaseUrl, DbConnection, Effects, PoolOptions};
 use users_domain::UserId;
 
@@ -83,9 +83,12 @@ fn one_statement_prepared_once_answers_every_token() {
     let users: Vec<(UserId, String)> = (0..6).map(|n| user(&mut conn, n)).collect();
     let key = |(id, sid): &(UserId, String), own: bool| TokenKey {
         user_id: *id,
-        token_hash: format!("hash-{id}"),
         // a session of another user never matches
-        session_id: Some(if own { sid.clone() } else { users[0].1.clone() }),
+        scope: TokenScope::Session(if own { sid.clone() } else { users[0].1.clone() }),
+    };
+    let sid_of = |k: &TokenKey| match &k.scope {
+        TokenScope::Session(s) => s.clone(),
+        TokenScope::Unscoped { .. } => unreachable!(),
     };
 
     let before = prepared(&mut conn);
@@ -95,10 +98,7 @@ fn one_statement_prepared_once_answers_every_token() {
     for (k, check) in three.iter().zip(&found) {
         let check = check.as_ref().unwrap();
         assert_eq!(check.user.user.id, k.user_id);
-        assert_eq!(
-            check.session.as_ref().unwrap().id,
-            *k.session_id.as_ref().unwrap()
-        );
+        assert_eq!(check.session.as_ref().unwrap().id, sid_of(k));
         assert!(!check.revoked);
     }
 
@@ -108,8 +108,7 @@ fn one_statement_prepared_once_answers_every_token() {
     six.push(key(&users[3], false));
     six.push(TokenKey {
         user_id: UserId::new_v4(),
-        token_hash: "nobody".into(),
-        session_id: Some(users[4].1.clone()),
+        scope: TokenScope::Session(users[4].1.clone()),
     });
     let found = users_db::users::find_for_tokens(&mut conn, &six).unwrap();
     assert_eq!(prepared(&mut conn), before + 1, "prepared once, reused");
@@ -122,6 +121,45 @@ fn one_statement_prepared_once_answers_every_token() {
         "another user's session never matches"
     );
     assert!(found[7].is_none(), "unknown user");
+
+    // tokens without a session: the revoked one is told apart, by a second statement
+    users_db::revocations::revoke(
+        &mut conn,
+        "revoked",
+        users[1].0,
+        i64::MAX,
+        0,
+        &Effects::none(),
+    )
+    .unwrap();
+    let unscoped = |n: usize, hash: &str| TokenKey {
+        user_id: users[n].0,
+        scope: TokenScope::Unscoped {
+            token_hash: hash.to_owned(),
+        },
+    };
+    let mixed = vec![
+        unscoped(1, "revoked"),
+        unscoped(2, "fine"),
+        key(&users[3], true),
+    ];
+    let found = users_db::users::find_for_tokens(&mut conn, &mixed).unwrap();
+    let revoked: Vec<bool> = found.iter().map(|c| c.as_ref().unwrap().revoked).collect();
+    assert_eq!(revoked, [true, false, false]);
+    assert!(found[1].as_ref().unwrap().session.is_none());
+    let after_mixed = prepared(&mut conn);
+    users_db::users::find_for_tokens(&mut conn, &mixed[1..]).unwrap();
+    assert_eq!(prepared(&mut conn), after_mixed, "both statements reused");
+
+    // one key alone: its own statement, prepared once too
+    for k in [&six[0], &six[1], &mixed[0]] {
+        users_db::users::find_for_tokens(&mut conn, std::slice::from_ref(k)).unwrap();
+    }
+    let single = prepared(&mut conn);
+    for k in [&six[2], &six[3], &mixed[1]] {
+        users_db::users::find_for_tokens(&mut conn, std::slice::from_ref(k)).unwrap();
+    }
+    assert_eq!(prepared(&mut conn), single, "single-key statements reused");
 
     drop(conn);
     drop(db);

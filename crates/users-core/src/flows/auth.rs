@@ -1,7 +1,7 @@
 //! Password sign-in, sign-out, and the check every authenticated request goes through.
 
 use secrecy::SecretString;
-use users_db::users::{self, StoredUser, TokenKey};
+use users_db::users::{self, StoredUser, TokenKey, TokenScope};
 use users_domain::email::email_key;
 use users_domain::{EmailAddress, Timestamp, User};
 
@@ -70,11 +70,13 @@ pub async fn authenticate(
         Err(_) => return Err(AuthError::Unauthorized),
     };
     let id = users_domain::UserId::parse_str(&claims.sub).map_err(|_| AuthError::Unauthorized)?;
-    let key = TokenKey {
-        user_id: id,
-        token_hash: token_hash(&token),
-        session_id: claims.sid.clone(),
+    let scope = match &claims.sid {
+        Some(sid) => TokenScope::Session(sid.clone()),
+        None => TokenScope::Unscoped {
+            token_hash: token_hash(&token),
+        },
     };
+    let key = TokenKey { user_id: id, scope };
     let liveness = core.config.liveness(now);
     let check = core
         .lookups
