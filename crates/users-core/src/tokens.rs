@@ -539,7 +539,11 @@ mod tests {
             .decode::<AccessClaims>(token, AUTH_AUDIENCE, Timestamp::from_millis(0))
             .is_ok();
         // after every `nbf` in the past of the system clock, before every one in its future
-        for now in [NOW, NOW.plus_secs(7200), Timestamp::from_millis(1_500_000_000_000)] {
+        for now in [
+            NOW,
+            NOW.plus_secs(7200),
+            Timestamp::from_millis(1_500_000_000_000),
+        ] {
             let fast = k.decode_access_hs256(token, now);
             let slow = k.decode::<AccessClaims>(token, AUTH_AUDIENCE, now);
             match (&fast, &slow) {
