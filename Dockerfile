@@ -75,8 +75,9 @@ EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
   CMD curl -fsS --max-time 4 -o /dev/null http://127.0.0.1:8000/healthz || exit 1
 
-# SIGTERM drains in-flight requests (up to 10 s) and stops the mail worker, then the
-# process exits 0; give `docker stop` a little more than that (-t 30).
+# SIGTERM: /readyz answers 503 for SHUTDOWN_DRAIN_SECONDS (default 5) while requests are
+# still served, then requests in flight get up to 10 s and the outbox workers stop, then
+# the process exits 0; give `docker stop` more than that (-t 30).
 STOPSIGNAL SIGTERM
 
 # No arguments: serve. Arguments are a command, e.g. `create-user --email … --superuser`.

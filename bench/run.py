@@ -165,6 +165,7 @@ SERVICE_VARS = [
     "CORS_ALLOWED_ORIGINS", "RUST_LOG", "LOG_FORMAT", "GOOGLE_CLIENT_ID",
     "GOOGLE_CLIENT_SECRET", "GOOGLE_ISSUER_URL", "LOGIN_MAX_FAILURES",
     "RATE_LIMIT_PER_IP_PER_MINUTE", "TRUSTED_PROXIES", "OAUTH_SUCCESS_REDIRECT_URL",
+    "SHUTDOWN_DRAIN_SECONDS",
 ]
 
 
@@ -613,6 +614,8 @@ def service_env(database_url: str, port: int, jwt_secret: str, mail_dir: Path, a
         # The per-account lockout stays on, at its highest setting: the wrong-password
         # scenario fails each seeded account about 30 times, under the 100 that lock.
         "LOGIN_MAX_FAILURES": "100",
+        # One process and no load balancer: nothing to drain, stop at SIGTERM.
+        "SHUTDOWN_DRAIN_SECONDS": "0",
     })
     return env
 

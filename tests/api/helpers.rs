@@ -450,11 +450,13 @@ pub struct ServerProcess {
 pub const BINARY: &str = env!("CARGO_BIN_EXE_users-server");
 
 /// The environment of a child process: the test settings minus `JWT_SECRET`, so the
-/// secret generated and kept in the database is what the processes share.
+/// secret generated and kept in the database is what the processes share. SIGTERM
+/// stops it without draining (the tests of draining set `SHUTDOWN_DRAIN_SECONDS`).
 pub fn process_env(db_url: &str) -> HashMap<String, String> {
     let mut env = test_env(db_url);
     env.remove("JWT_SECRET");
     env.insert("RUST_LOG".into(), "info".into());
+    env.insert("SHUTDOWN_DRAIN_SECONDS".into(), "0".into());
     env
 }
 
@@ -529,6 +531,29 @@ impl ServerProcess {
         let status = self.child.wait().expect("wait");
         std::mem::forget(self);
         status
+    }
+
+    /// Sends a signal (`"TERM"`, `"INT"`) and returns at once; [`ServerProcess::wait`]
+    /// collects the exit.
+    pub fn signal(&self, name: &str) {
+        let _ = std::process::Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.child.id().to_string())
+            .status();
+    }
+
+    /// Waits for the exit status (after [`ServerProcess::signal`]).
+    pub fn wait(mut self) -> std::process::ExitStatus {
+        let status = self.child.wait().expect("wait");
+        std::mem::forget(self);
+        status
+    }
+
+    /// SIGKILL: the process dies at once, whatever it was doing.
+    pub fn kill(mut self) {
+        self.child.kill().expect("SIGKILL");
+        let _ = self.child.wait();
+        std::mem::forget(self);
     }
 }
 

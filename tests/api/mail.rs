@@ -483,6 +483,46 @@ async fn two_servers_deliver_each_mail_once(backend: Backend) {
     assert_eq!(got, emails, "each mail exactly once");
 }
 
+/// A delivery slower than the outbox lease (15 s): its worker renews the lease while
+/// it waits, so the other server never takes the row and sends the mail again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_delivery_keeps_its_lease() {
+    let sink = SmtpSink::start().await;
+    sink.delay_replies_to_data(Duration::from_secs(20));
+    let database = std::sync::Arc::new(TestDatabase::new(Backend::Sqlite));
+    let url = sink.url();
+    let a = spawn_app_on(Backend::Sqlite, database.clone(), |env| {
+        env.insert("SMTP_URL".into(), url.clone());
+    })
+    .await;
+    let _b = spawn_app_on(Backend::Sqlite, database.clone(), |env| {
+        env.insert("SMTP_URL".into(), url.clone());
+    })
+    .await;
+    let email = unique_email();
+    a.create_user(&email).await;
+    forgot(&a, &email).await;
+    sink.wait_for(1, WAIT).await;
+    let mut conn = a.db.get().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(40);
+    while users_db::outbox::pending_count(&mut conn, &["forgot_password"]).unwrap() > 0 {
+        assert_eq!(
+            sink.messages().len(),
+            1,
+            "sent again while the first delivery still waited for its answer"
+        );
+        assert!(std::time::Instant::now() < deadline, "never recorded");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        users_db::outbox::by_status(&mut conn, users_db::outbox::SENT)
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(sink.messages().len(), 1, "sent once, though it took 20 s");
+}
+
 async fn mail_goes_to_eml_files_by_default(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
     let mail_dir = dir.path().join("outgoing");

@@ -33,6 +33,7 @@ mod passkeys;
 mod processes;
 mod providers;
 mod register;
+mod replicas;
 mod sessions;
 mod tokens;
 mod users_me;

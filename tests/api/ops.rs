@@ -385,6 +385,102 @@ async fn sigterm_lets_in_flight_requests_finish() {
     assert!(status.success(), "{status:?}");
 }
 
+/// SIGTERM with a drain (`SHUTDOWN_DRAIN_SECONDS`): `/readyz` answers 503 at once while
+/// every other request is still served, each closing its connection; after the drain
+/// the process stops accepting connections and exits 0. A second signal ends a drain
+/// early; SIGINT (Ctrl-C) skips it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_before_stopping() {
+    let database = TestDatabase::new(Backend::Sqlite);
+    let mut env = process_env(&database.url);
+    env.insert("SHUTDOWN_DRAIN_SECONDS".into(), "3".into());
+    let server = ServerProcess::start(&env);
+    let client = reqwest::Client::new();
+    assert_eq!(
+        client
+            .get(server.url("/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let email = unique_email();
+    let r = client
+        .post(server.url("/auth/register"))
+        .json(&json!({"email": email, "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+
+    let signalled = std::time::Instant::now();
+    server.signal("TERM");
+    let not_ready = loop {
+        let r = client.get(server.url("/readyz")).send().await.unwrap();
+        if r.status() == 503 {
+            break r;
+        }
+        assert!(
+            signalled.elapsed() < Duration::from_secs(2),
+            "/readyz still answers {} after SIGTERM",
+            r.status()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_json(
+        not_ready,
+        503,
+        json!({"detail": "Not ready: shutting down"}),
+    )
+    .await;
+    // still serving, and telling keep-alive clients to go elsewhere
+    let r = client
+        .post(server.url("/auth/jwt/login"))
+        .form(&[("username", email.as_str()), ("password", PASSWORD)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["connection"], "close");
+    let r = client.get(server.url("/healthz")).send().await.unwrap();
+    assert_eq!(r.status(), 200, "alive while draining");
+    let healthz = server.url("/healthz");
+    let status = tokio::task::spawn_blocking(move || server.wait())
+        .await
+        .unwrap();
+    let took = signalled.elapsed();
+    assert!(status.success(), "{status:?}");
+    assert!(
+        took >= Duration::from_millis(2900) && took < Duration::from_secs(13),
+        "the drain took {took:?}"
+    );
+    assert!(
+        client.get(&healthz).send().await.is_err(),
+        "nothing listens any more"
+    );
+
+    // a second SIGTERM ends a long drain; SIGINT skips it
+    env.insert("SHUTDOWN_DRAIN_SECONDS".into(), "300".into());
+    for signals in [&["TERM", "TERM"][..], &["INT"][..]] {
+        let server = ServerProcess::start(&env);
+        let started = std::time::Instant::now();
+        for signal in signals {
+            server.signal(signal);
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        let status = tokio::task::spawn_blocking(move || server.wait())
+            .await
+            .unwrap();
+        assert!(status.success(), "{signals:?}: {status:?}");
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{signals:?} took {:?}",
+            started.elapsed()
+        );
+    }
+}
+
 /// A whole flow with `LOG_FORMAT=json`: every line is one JSON object, and no line
 /// holds a password, a token, the secret or a full email address.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -41,6 +41,8 @@ struct Shared {
     messages: Mutex<Vec<ReceivedMail>>,
     refused: Mutex<Vec<String>>,
     logins: Mutex<Vec<(String, String)>>,
+    /// How long the reply to a message's final dot waits after the message is kept.
+    reply_delay: Mutex<Duration>,
 }
 
 pub struct SmtpSink {
@@ -140,6 +142,12 @@ impl SmtpSink {
             .lock()
             .unwrap()
             .push(needle.to_lowercase());
+    }
+
+    /// From now on, keeps each message as it arrives but answers its final dot only
+    /// `delay` later: a slow server, from the sender's side.
+    pub fn delay_replies_to_data(&self, delay: Duration) {
+        *self.shared.reply_delay.lock().unwrap() = delay;
     }
 
     /// Stops accepting, closes the listener (the port is free once this returns) and
@@ -342,6 +350,10 @@ impl Session {
             messages.push(mail);
             messages.len()
         };
+        let delay = *self.shared.reply_delay.lock().unwrap();
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
         self.reply(&format!("250 2.0.0 OK queued as {count}")).await
     }
 

@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use secrecy::SecretString;
 use tokio::sync::watch;
+use tracing::Instrument;
 use users_db::outbox;
 use users_db::users::{self, StoredUser};
 use users_domain::email::email_key;
@@ -26,8 +27,15 @@ use crate::flows::session::ClientInfo;
 use crate::outbox::{with_token, Channel, OutboxItem, OutboxSignal};
 use crate::{CoreConfig, Counters, JwtKeys, PasswordHasher, Store};
 
-/// How long a claimed row stays reserved for its worker.
-const LEASE_MS: i64 = 120_000;
+/// How long a claimed row stays reserved for its worker. The worker renews the lease
+/// every [`RENEW_EVERY`] while the delivery runs (an SMTP send may take up to
+/// [`SEND_TIMEOUT`]), so the lease only needs to outlast a few renewals; it is what a
+/// row held by a process that died (SIGKILL, a lost machine) waits before another
+/// worker takes it.
+const LEASE_MS: i64 = 15_000;
+/// How often a worker renews the lease of the row it is delivering: three renewals fit
+/// in a lease, so one that waits for a busy pool, or fails, does not lose the row.
+const RENEW_EVERY: Duration = Duration::from_secs(5);
 /// How long a mail is retried before it is given up.
 const GIVE_UP_AFTER_MS: i64 = 24 * 3600 * 1000;
 const MAX_BACKOFF_MS: i64 = 10 * 60 * 1000;
@@ -102,7 +110,7 @@ impl OutboxWorker {
             if *shutdown.borrow() {
                 break;
             }
-            self.run_once().await;
+            self.run_once(&shutdown).await;
             let now = self.now().millis();
             if self.channel == Channel::Mail && now - last_purge > 3600 * 1000 {
                 last_purge = now;
@@ -159,8 +167,9 @@ impl OutboxWorker {
         }
     }
 
-    /// Delivers every row that is due now; returns how many rows it handled.
-    pub async fn run_once(&self) -> usize {
+    /// Delivers every row that is due now, one at a time, until `shutdown` turns true
+    /// (the rest stays for another worker); returns how many rows it handled.
+    pub async fn run_once(&self, shutdown: &watch::Receiver<bool>) -> usize {
         let now = self.now().millis();
         let kinds = self.channel.kinds();
         let due = match self
@@ -177,6 +186,9 @@ impl OutboxWorker {
         };
         let mut handled = 0;
         for id in due {
+            if *shutdown.borrow() {
+                break;
+            }
             let worker = self.id.clone();
             let claim_id = id.clone();
             let now = self.now().millis();
@@ -199,12 +211,46 @@ impl OutboxWorker {
         handled
     }
 
+    /// Delivers a claimed row, renewing its lease until the outcome is recorded.
     async fn deliver(&self, row: outbox::OutboxRow) {
         let span = tracing::info_span!("outbox", id = %row.id, kind = %row.kind, attempt = row.attempts + 1);
-        let _enter = span.enter();
-        match self.channel {
-            Channel::Mail => self.deliver_mail(row).await,
-            Channel::Webhooks => self.deliver_webhook(row).await,
+        let renewing = self.keep_lease(row.id.clone()).instrument(span.clone());
+        let delivering = async {
+            match self.channel {
+                Channel::Mail => self.deliver_mail(row).await,
+                Channel::Webhooks => self.deliver_webhook(row).await,
+            }
+        }
+        .instrument(span);
+        tokio::select! {
+            biased;
+            () = delivering => {}
+            () = renewing => {}
+        }
+    }
+
+    /// Renews the lease on row `id` every [`RENEW_EVERY`]; never returns (the delivery
+    /// ends it). A failed renewal is tried again at the next tick. A lost lease means
+    /// the row is no longer this worker's: the delivery runs on, but cannot record its
+    /// outcome.
+    async fn keep_lease(&self, id: String) {
+        loop {
+            tokio::time::sleep(RENEW_EVERY).await;
+            let (row, worker) = (id.clone(), self.id.clone());
+            let now = self.now().millis();
+            match self
+                .deps
+                .store
+                .run(move |c| Ok(outbox::renew(c, &row, &worker, now, LEASE_MS)?))
+                .await
+            {
+                Ok(true) => {}
+                Ok(false) => {
+                    tracing::warn!("the lease of a row being delivered was lost");
+                    return std::future::pending().await;
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot renew the lease of an outbox row"),
+            }
         }
     }
 
@@ -282,7 +328,10 @@ impl OutboxWorker {
             }
             Outcome::Send(email) => email,
         };
-        let sent = tokio::time::timeout(SEND_TIMEOUT, self.deps.mailer.send(&email)).await;
+        // the row's id names the mail: sent twice (a crash before `mark_sent`), it is
+        // recognisably the same mail
+        let sent =
+            tokio::time::timeout(SEND_TIMEOUT, self.deps.mailer.send_as(&email, &row.id)).await;
         match sent {
             Ok(Ok(())) => {
                 if self.mark_sent(&row).await {

@@ -100,6 +100,27 @@ pub fn claim(
         .optional()
 }
 
+/// Extends the lease of a row this worker holds while its delivery runs; `false` when
+/// the row is no longer this worker's to deliver (finished, released, or taken by
+/// another worker after the lease ran out). A released row (`locked_until` 0) is not
+/// leased again, so a renewal that loses the race with the release changes nothing.
+pub fn renew(
+    conn: &mut DbConnection,
+    id: &str,
+    worker: &str,
+    now_ms: i64,
+    lease_ms: i64,
+) -> QueryResult<bool> {
+    diesel::update(
+        mine(id, worker)
+            .filter(outbox::status.eq(PENDING))
+            .filter(outbox::locked_until.ne(0i64)),
+    )
+    .set(outbox::locked_until.eq(now_ms + lease_ms))
+    .execute(conn)
+    .map(|n| n > 0)
+}
+
 fn mine<'a>(
     id: &'a str,
     worker: &'a str,

@@ -107,8 +107,34 @@ impl Mailer {
         })
     }
 
+    /// Sends `email` under a new Message-ID.
     pub async fn send(&self, email: &Email) -> Result<(), MailError> {
-        let message = self.message(email)?;
+        self.deliver(email, &uuid::Uuid::new_v4().to_string()).await
+    }
+
+    /// Sends `email` under the Message-ID `<id@domain of the sender>`, `id` being the
+    /// caller's lasting name for this mail (its outbox row): sent again after a crash
+    /// between the SMTP server's acceptance and its recording, it carries the same
+    /// Message-ID, so the receiving side can tell the repeat. `id`: 1 to 128 of
+    /// `A-Z a-z 0-9 - _ .`, not starting or ending with a dot.
+    pub async fn send_as(&self, email: &Email, id: &str) -> Result<(), MailError> {
+        let shaped = (1..=128).contains(&id.len())
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+            && !id.starts_with('.')
+            && !id.ends_with('.')
+            && !id.contains("..");
+        if !shaped {
+            return Err(MailError::Permanent(
+                "the message id is not a dot-atom of letters, digits, - _ and .".into(),
+            ));
+        }
+        self.deliver(email, id).await
+    }
+
+    async fn deliver(&self, email: &Email, id: &str) -> Result<(), MailError> {
+        let message = self.message(email, id)?;
         match &*self.delivery {
             Delivery::Smtp {
                 builder, transport, ..
@@ -135,13 +161,13 @@ impl Mailer {
         }
     }
 
-    fn message(&self, email: &Email) -> Result<Message, MailError> {
+    fn message(&self, email: &Email, id: &str) -> Result<Message, MailError> {
         let to: Mailbox = email
             .to
             .parse()
             .map_err(|e| MailError::Permanent(format!("recipient address is not valid: {e}")))?;
         // The sender's domain, not this machine's host name, identifies the message.
-        let message_id = format!("<{}@{}>", uuid::Uuid::new_v4(), self.from.email.domain());
+        let message_id = format!("<{id}@{}>", self.from.email.domain());
         Message::builder()
             .from(self.from.clone())
             .to(to)
@@ -558,6 +584,9 @@ mod tests {
         let m = Mailer::new(&config(None, "a@example.com")).unwrap();
         let mut email = Email::password_changed("P", "x@example.com");
         email.to = "no address here".into();
-        assert!(matches!(m.message(&email), Err(MailError::Permanent(_))));
+        assert!(matches!(
+            m.message(&email, "some-id"),
+            Err(MailError::Permanent(_))
+        ));
     }
 }

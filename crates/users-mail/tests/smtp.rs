@@ -118,6 +118,50 @@ async fn the_three_mails_arrive_over_smtp() {
     assert!(changed.link_token("/reset-password").is_none());
 }
 
+/// A mail sent under a lasting name keeps its Message-ID when it is sent again (the
+/// outbox's one at-least-once point); plain sends get a new one each time.
+#[tokio::test]
+async fn a_named_mail_keeps_its_message_id() {
+    let sink = SmtpSink::start().await;
+    let mailer = smtp_mailer(sink.url());
+    let email = Email::password_changed("P", "ann@example.com");
+    let id = "0193a4f2-7c1e-7d2b-9a11-5be2c8f0e6d4";
+    mailer.send_as(&email, id).await.unwrap();
+    mailer.send_as(&email, id).await.unwrap();
+    mailer.send(&email).await.unwrap();
+    mailer.send(&email).await.unwrap();
+    let ids: Vec<String> = sink
+        .wait_for(4, WAIT)
+        .await
+        .iter()
+        .map(|m| m.header("Message-ID").unwrap())
+        .collect();
+    let named = format!("<{id}@localhost>");
+    assert_eq!(ids[0], named);
+    assert_eq!(ids[1], named);
+    assert_ne!(ids[2], named);
+    assert_ne!(ids[2], ids[3]);
+    for bad in [
+        "",
+        "a b",
+        "<x>",
+        "x@y",
+        ".x",
+        "x.",
+        "a..b",
+        &"x".repeat(129),
+    ] {
+        assert!(
+            matches!(
+                mailer.send_as(&email, bad).await,
+                Err(MailError::Permanent(_))
+            ),
+            "{bad:?}"
+        );
+    }
+    assert_eq!(sink.messages().len(), 4, "nothing sent under a bad id");
+}
+
 #[tokio::test]
 async fn credentials_are_percent_decoded_and_sent() {
     let sink = SmtpSink::start().await;

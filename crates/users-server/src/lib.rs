@@ -18,6 +18,7 @@ pub mod outcome;
 pub mod rate_limit;
 pub mod routes;
 pub mod settings;
+pub mod shutdown;
 pub mod startup;
 pub mod state;
 pub mod telemetry;

@@ -83,6 +83,13 @@ fn main() -> ExitCode {
 }
 
 async fn serve(settings: Settings) -> ExitCode {
+    let signals = match users_server::shutdown::Signals::listen() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: cannot listen for signals: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let app = match Application::build(settings).await {
         Ok(app) => app,
         Err(e) => {
@@ -91,7 +98,7 @@ async fn serve(settings: Settings) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match app.run_until_stopped().await {
+    match app.run_until_terminated(signals).await {
         Ok(()) => {
             tracing::info!("stopped");
             ExitCode::SUCCESS

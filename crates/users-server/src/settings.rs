@@ -96,6 +96,9 @@ pub struct Settings {
     /// `Debug`).
     pub webhooks: WebhookSettings,
     pub audit_retention_days: i64,
+    /// After SIGTERM: how long `/readyz` answers 503 while requests are still served,
+    /// before the process stops accepting connections.
+    pub shutdown_drain: Duration,
 }
 
 /// Every variable the service reads (each may also be given as `NAME_FILE`).
@@ -151,6 +154,7 @@ pub const KNOWN_VARIABLES: &[&str] = &[
     "WEBHOOK_SECRET",
     "WEBHOOK_EVENTS",
     "AUDIT_RETENTION_DAYS",
+    "SHUTDOWN_DRAIN_SECONDS",
     "LOG_FORMAT",
     "RUST_LOG",
 ];
@@ -556,6 +560,8 @@ impl Settings {
         let rust_log = env.get("RUST_LOG")?.unwrap_or_else(|| "info".to_owned());
         let webhooks = webhook_settings(&env)?;
         let audit_retention_days = env.parse_in("AUDIT_RETENTION_DAYS", 90i64, 0..=36_500)?;
+        let shutdown_drain =
+            Duration::from_secs(env.parse_in("SHUTDOWN_DRAIN_SECONDS", 5u64, 0..=300)?);
 
         Ok(Settings {
             database_url,
@@ -596,6 +602,7 @@ impl Settings {
             log_format,
             webhooks,
             audit_retention_days,
+            shutdown_drain,
         })
     }
 
@@ -1132,6 +1139,9 @@ mod tests {
         let s = settings(&[]).unwrap();
         assert!(!s.webhooks.enabled());
         assert_eq!(s.audit_retention_days, 90);
+        assert_eq!(s.shutdown_drain, Duration::from_secs(5));
+        let s = settings(&[("SHUTDOWN_DRAIN_SECONDS", "0")]).unwrap();
+        assert_eq!(s.shutdown_drain, Duration::ZERO);
         for (var, vars) in [
             (
                 "WEBHOOK_SECRET",
@@ -1163,6 +1173,10 @@ mod tests {
                 vec![("WEBHOOK_EVENTS", "user.registered,user.nonsense")],
             ),
             ("AUDIT_RETENTION_DAYS", vec![("AUDIT_RETENTION_DAYS", "-1")]),
+            (
+                "SHUTDOWN_DRAIN_SECONDS",
+                vec![("SHUTDOWN_DRAIN_SECONDS", "301")],
+            ),
         ] {
             assert_eq!(settings(&vars).unwrap_err().var, var, "{vars:?}");
         }

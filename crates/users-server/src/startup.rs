@@ -311,6 +311,7 @@ pub async fn build_state(
         settings: Arc::new(settings),
         clock,
         metrics: Arc::new(crate::metrics::Metrics::default()),
+        draining: crate::shutdown::Draining::default(),
     })
 }
 
@@ -375,12 +376,15 @@ impl Application {
                     !origins.is_empty(),
                     cors,
                 ))
+                .wrap(from_fn(crate::shutdown::close_while_draining))
                 .wrap(TracingLogger::<RequestSpan>::new())
-                .wrap(actix_web::middleware::from_fn(crate::telemetry::observe))
+                .wrap(from_fn(crate::telemetry::observe))
                 .app_data(data.clone())
                 .configure(configure)
                 .default_service(web::to(routes::not_found))
         })
+        // signals are the application's: see `run_until_terminated`
+        .disable_signals()
         .shutdown_timeout(10)
         // slow clients: the request head must arrive within 10 s (bodies: see body.rs)
         .client_request_timeout(std::time::Duration::from_secs(10))
@@ -424,8 +428,30 @@ impl Application {
         self.server.handle()
     }
 
-    /// Serves until stopped (SIGTERM/SIGINT or the handle), then stops the outbox
-    /// worker, letting a delivery in progress finish for a few seconds.
+    /// Serves until SIGTERM or SIGINT (see [`crate::shutdown`]): drains after SIGTERM,
+    /// stops accepting connections, lets requests in flight finish (up to 10 s), then
+    /// stops the outbox workers. The binary's way of running; `signals` is listened to
+    /// from before [`Application::build`], so a signal that comes as soon as the port
+    /// opens is not the default action's abrupt exit.
+    pub async fn run_until_terminated(
+        self,
+        signals: crate::shutdown::Signals,
+    ) -> std::io::Result<()> {
+        let handle = self.server.handle();
+        let draining = self.state.draining.clone();
+        let drain = self.state.settings.shutdown_drain;
+        let stopper = tokio::spawn(async move {
+            signals.wait_then_drain(draining, drain).await;
+            handle.stop(true).await;
+        });
+        let result = self.run_until_stopped().await;
+        stopper.abort();
+        result
+    }
+
+    /// Serves until stopped through [`Application::handle`] (signals are not listened
+    /// to: see [`Application::run_until_terminated`]), then stops the outbox workers,
+    /// letting a delivery in progress finish for a few seconds.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let result = self.server.await;
         let _ = self.stop_worker.send(true);

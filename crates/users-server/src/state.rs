@@ -15,6 +15,8 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     pub clock: Arc<dyn Clock>,
     pub metrics: Arc<Metrics>,
+    /// Set on SIGTERM: `/readyz` answers 503 while requests are still served.
+    pub draining: crate::shutdown::Draining,
 }
 
 impl std::fmt::Debug for AppState {

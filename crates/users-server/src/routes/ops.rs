@@ -16,17 +16,22 @@ pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(json!({ "status": "ok" }))
 }
 
-/// `GET /readyz`: the database answers (within 2 s) and is fully migrated.
+/// `GET /readyz`: the database answers (within 2 s) and is fully migrated, and the
+/// process is not shutting down (after SIGTERM it answers 503 while it drains).
 #[utoipa::path(
     get,
     path = "/readyz",
     tag = "operations",
     responses(
         (status = 200, description = "Ready"),
-        (status = 503, description = "Database unreachable or not migrated", body = crate::error::ErrorDetail)
+        (status = 503, description = "Database unreachable or not migrated, or shutting down (draining after SIGTERM)", body = crate::error::ErrorDetail)
     )
 )]
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
+    if state.draining.is_draining() {
+        return HttpResponse::ServiceUnavailable()
+            .json(json!({ "detail": "Not ready: shutting down" }));
+    }
     let db = state.core.store.database().clone();
     let result = web::block(move || {
         let mut conn = db.get_within(Duration::from_secs(2))?;
