@@ -523,6 +523,50 @@ async fn a_slow_delivery_keeps_its_lease() {
     assert_eq!(sink.messages().len(), 1, "sent once, though it took 20 s");
 }
 
+/// A worker whose row was taken by another (here: by hand, as a replica would once the
+/// lease lapsed) stops that delivery at its next renewal instead of waiting for the
+/// SMTP server: the row is the new holder's, and the worker is free for the next mail.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_that_lost_its_row_stops_delivering_it() {
+    let sink = SmtpSink::start().await;
+    sink.delay_replies_to_data(Duration::from_secs(40));
+    let url = sink.url();
+    let app = spawn_app_with(Backend::Sqlite, |env| {
+        env.insert("SMTP_URL".into(), url.clone());
+    })
+    .await;
+    let (first, second) = (unique_email(), unique_email());
+    app.create_user(&first).await;
+    app.create_user(&second).await;
+    forgot(&app, &first).await;
+    sink.wait_for(1, WAIT).await;
+    let mut db = users_db::admin::SqlSession::open(&app.database.url).unwrap();
+    db.execute("UPDATE outbox SET locked_by = 'another-replica' WHERE status = 'pending'")
+        .unwrap();
+    let taken = std::time::Instant::now();
+    forgot(&app, &second).await;
+    // the worker delivers one row at a time: the second mail leaves only once the first
+    // delivery has ended, which without the stop would be when the SMTP server answers
+    let mails = sink.wait_for(2, Duration::from_secs(20)).await;
+    assert_eq!(
+        mails.len(),
+        2,
+        "the second mail waited for the first delivery"
+    );
+    assert!(
+        taken.elapsed() < Duration::from_secs(20),
+        "the worker kept delivering a row it no longer held"
+    );
+    assert_eq!(
+        db.count(
+            "SELECT count(*) AS n FROM outbox WHERE locked_by = 'another-replica' AND status = 'pending'"
+        )
+        .unwrap(),
+        1,
+        "the row stays its new holder's"
+    );
+}
+
 async fn mail_goes_to_eml_files_by_default(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
     let mail_dir = dir.path().join("outgoing");

@@ -33,8 +33,9 @@ use crate::{CoreConfig, Counters, JwtKeys, PasswordHasher, Store};
 /// row held by a process that died (SIGKILL, a lost machine) waits before another
 /// worker takes it.
 const LEASE_MS: i64 = 15_000;
-/// How often a worker renews the lease of the row it is delivering: three renewals fit
-/// in a lease, so one that waits for a busy pool, or fails, does not lose the row.
+/// How often a worker renews the lease of the row it is delivering, and how long one
+/// renewal may take: three fit in a lease, so one that fails or times out does not
+/// lose the row.
 const RENEW_EVERY: Duration = Duration::from_secs(5);
 /// How long a mail is retried before it is given up.
 const GIVE_UP_AFTER_MS: i64 = 24 * 3600 * 1000;
@@ -229,27 +230,38 @@ impl OutboxWorker {
         }
     }
 
-    /// Renews the lease on row `id` every [`RENEW_EVERY`]; never returns (the delivery
-    /// ends it). A failed renewal is tried again at the next tick. A lost lease means
-    /// the row is no longer this worker's: the delivery runs on, but cannot record its
-    /// outcome.
+    /// Renews the lease on row `id` every [`RENEW_EVERY`], each attempt bounded by
+    /// [`RENEW_EVERY`] itself (a busy pool or a slow database does not delay the next
+    /// one). Returns, which ends the delivery, once the row is no longer this worker's:
+    /// another worker took it, or renewals failed until the lease lapsed, so another
+    /// worker may take it. The row's new holder delivers it; stopping here keeps the
+    /// mail from being sent twice, unless this worker's send had already gone out.
     async fn keep_lease(&self, id: String) {
+        let mut ticks = tokio::time::interval(RENEW_EVERY);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ticks.tick().await; // the first tick is immediate; the claim just set the lease
+        let mut held_until = self.now().millis() + LEASE_MS;
         loop {
-            tokio::time::sleep(RENEW_EVERY).await;
+            ticks.tick().await;
             let (row, worker) = (id.clone(), self.id.clone());
             let now = self.now().millis();
-            match self
+            let renewal = self
                 .deps
                 .store
-                .run(move |c| Ok(outbox::renew(c, &row, &worker, now, LEASE_MS)?))
-                .await
-            {
-                Ok(true) => {}
-                Ok(false) => {
-                    tracing::warn!("the lease of a row being delivered was lost");
-                    return std::future::pending().await;
+                .run(move |c| Ok(outbox::renew(c, &row, &worker, now, LEASE_MS)?));
+            match tokio::time::timeout(RENEW_EVERY, renewal).await {
+                Ok(Ok(true)) => held_until = now + LEASE_MS,
+                Ok(Ok(false)) => {
+                    tracing::warn!("another worker took the row being delivered; stopping");
+                    return;
                 }
-                Err(e) => tracing::warn!(error = %e, "cannot renew the lease of an outbox row"),
+                Ok(Err(e)) => tracing::warn!(error = %e, "cannot renew the lease of an outbox row"),
+                Err(_) => tracing::warn!("renewing the lease of an outbox row timed out"),
+            }
+            // the next attempt would come too late: the row may already be someone else's
+            if self.now().millis() + RENEW_EVERY.as_millis() as i64 >= held_until {
+                tracing::warn!("the lease of the row being delivered lapsed; stopping");
+                return;
             }
         }
     }
@@ -291,7 +303,13 @@ impl OutboxWorker {
             .run(move |c| Ok(outbox::mark_sent(c, &id, &worker, now)?))
             .await
         {
-            Ok(_) => true,
+            Ok(true) => true,
+            Ok(false) => {
+                tracing::warn!(
+                    "delivered, but another worker had taken the row; it may be delivered again"
+                );
+                false
+            }
             Err(e) => {
                 tracing::error!(error = %e, "delivered but not recorded; it may be delivered again");
                 false
@@ -329,9 +347,21 @@ impl OutboxWorker {
             Outcome::Send(email) => email,
         };
         // the row's id names the mail: sent twice (a crash before `mark_sent`), it is
-        // recognisably the same mail
-        let sent =
-            tokio::time::timeout(SEND_TIMEOUT, self.deps.mailer.send_as(&email, &row.id)).await;
+        // recognisably the same mail. The send is a task of its own, which this waits
+        // for: a send given up (the timeout, or a lost lease ending this delivery) runs
+        // on to lettre's own end, since a send cut off midway would return its
+        // connection to the pool in the middle of a transaction.
+        let send = {
+            let (mailer, id) = (self.deps.mailer.clone(), row.id.clone());
+            tokio::spawn(async move { mailer.send_as(&email, &id).await })
+        };
+        let sent = match tokio::time::timeout(SEND_TIMEOUT, send).await {
+            Ok(Ok(sent)) => Ok(sent),
+            Ok(Err(joined)) => Ok(Err(MailError::Transient(format!(
+                "the send failed: {joined}"
+            )))),
+            Err(elapsed) => Err(elapsed),
+        };
         match sent {
             Ok(Ok(())) => {
                 if self.mark_sent(&row).await {
