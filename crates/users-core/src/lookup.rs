@@ -11,6 +11,10 @@
 //! Consistency: a runner takes a request only before starting the statement that
 //! answers it, so a change committed before the request was queued (a deactivation, a
 //! revocation, an ended session) is always seen.
+//!
+//! A request waits in the queue as long as it would wait for a connection of its own
+//! (the pool's timeout), then is told the service is busy; a runner skips requests
+//! whose caller has stopped waiting.
 
 use std::sync::{Arc, Mutex};
 
@@ -28,6 +32,7 @@ const MAX_BATCH: usize = 512;
 type Reply = oneshot::Sender<Result<Option<TokenCheck>, Fault>>;
 
 struct Waiting {
+    ticket: u64,
     key: TokenKey,
     now_ms: i64,
     reply: Reply,
@@ -37,6 +42,7 @@ struct Waiting {
 struct Queue {
     waiting: Vec<Waiting>,
     running: usize,
+    tickets: u64,
 }
 
 /// Cheap to clone.
@@ -73,52 +79,114 @@ impl TokenLookups {
     /// The user, revocation and session of `key`, as committed when this was called;
     /// the session's use is recorded (about once a minute) on the way.
     pub async fn check(&self, key: TokenKey, now_ms: i64) -> Result<Option<TokenCheck>, Fault> {
-        let (reply, answer) = oneshot::channel();
-        let start = {
-            let mut q = self
-                .queue
-                .lock()
-                .map_err(|_| Fault::internal("the lookup queue is poisoned"))?;
-            q.waiting.push(Waiting { key, now_ms, reply });
+        match self.queue_and_wait(key.clone(), now_ms).await {
+            // the runner went away unanswered: it ran on the runtime of another HTTP
+            // worker, which stops when it has no connections left (at shutdown, while
+            // this one still serves). Queued again, this request starts a runner here.
+            Err(Dropped) => self
+                .queue_and_wait(key, now_ms)
+                .await
+                .map_err(|Dropped| Fault::internal("the lookup was dropped"))?,
+            Ok(answer) => answer,
+        }
+    }
+
+    async fn queue_and_wait(
+        &self,
+        key: TokenKey,
+        now_ms: i64,
+    ) -> Result<Result<Option<TokenCheck>, Fault>, Dropped> {
+        let (reply, mut answer) = oneshot::channel();
+        let (start, ticket) = {
+            let Ok(mut q) = self.queue.lock() else {
+                return Ok(Err(Fault::internal("the lookup queue is poisoned")));
+            };
+            q.tickets = q.tickets.wrapping_add(1);
+            let ticket = q.tickets;
+            q.waiting.push(Waiting {
+                ticket,
+                key,
+                now_ms,
+                reply,
+            });
             let start = q.running < self.slots;
             if start {
                 q.running += 1;
             }
-            start
+            (start, ticket)
         };
         if start {
             tokio::spawn(self.clone().run());
         }
-        answer
-            .await
-            .map_err(|_| Fault::internal("the lookup was dropped"))?
+        // Behind batches that do not end (a lock, a stalled database), a request waits
+        // in the queue no longer than it would wait for a connection of its own
+        // (DATABASE_TIMEOUT_SECONDS); once its batch has started, it waits for it.
+        let wait = self.store.wait();
+        if let Ok(answered) = tokio::time::timeout(wait, &mut answer).await {
+            return answered.map_err(|_| Dropped);
+        }
+        let still_queued = match self.queue.lock() {
+            Ok(mut q) => match q.waiting.iter().position(|w| w.ticket == ticket) {
+                Some(at) => {
+                    q.waiting.remove(at);
+                    true
+                }
+                None => false,
+            },
+            Err(_) => false,
+        };
+        if still_queued {
+            return Ok(Err(Fault::from(users_db::DbError::Busy(wait))));
+        }
+        answer.await.map_err(|_| Dropped)
     }
 
     /// Runs batches until nothing is queued.
     async fn run(self) {
+        // gives the slot back if this ends early: the runtime it runs on may drop it
+        let mut slot = Slot {
+            queue: &self.queue,
+            returned: false,
+        };
         loop {
             let batch = {
                 let Ok(mut q) = self.queue.lock() else {
                     return;
                 };
+                // a request whose client left is not looked up
+                q.waiting.retain(|w| !w.reply.is_closed());
                 if q.waiting.is_empty() {
+                    // under the lock, so a request queued after this starts a runner
                     q.running -= 1;
+                    slot.returned = true;
                     return;
                 }
                 let n = q.waiting.len().min(MAX_BATCH);
                 q.waiting.drain(..n).collect::<Vec<_>>()
             };
-            self.answer(batch).await;
+            if let Err(fault) = self.answer(batch).await {
+                // the database is failing: what waits behind this batch would wait as
+                // long again for the same answer
+                let queued = match self.queue.lock() {
+                    Ok(mut q) => std::mem::take(&mut q.waiting),
+                    Err(_) => return,
+                };
+                for waiting in queued {
+                    let _ = waiting.reply.send(Err(fault.clone()));
+                }
+            }
         }
     }
 
-    async fn answer(&self, batch: Vec<Waiting>) {
+    /// Answers every request of `batch`; the fault when the lookup failed.
+    async fn answer(&self, batch: Vec<Waiting>) -> Result<(), Fault> {
         Counters::inc(&self.counters.token_check_batches);
         self.counters
             .token_checks
             .fetch_add(batch.len() as u64, std::sync::atomic::Ordering::Relaxed);
-        let keys: Vec<TokenKey> = batch.iter().map(|w| w.key.clone()).collect();
         let now_ms = batch.iter().map(|w| w.now_ms).max().unwrap_or_default();
+        let (keys, replies): (Vec<TokenKey>, Vec<Reply>) =
+            batch.into_iter().map(|w| (w.key, w.reply)).unzip();
         let idle_ms = self.idle_ms;
         let found = self
             .store
@@ -143,16 +211,43 @@ impl TokenLookups {
             .await;
         match found {
             Ok(found) => {
-                for (waiting, check) in batch.into_iter().zip(found) {
-                    let _ = waiting.reply.send(Ok(check));
+                for (reply, check) in replies.into_iter().zip(found) {
+                    let _ = reply.send(Ok(check));
                 }
+                Ok(())
             }
             Err(e) => {
                 let fault = Fault::from(e);
-                for waiting in batch {
-                    let _ = waiting.reply.send(Err(fault.clone()));
+                for reply in replies {
+                    let _ = reply.send(Err(fault.clone()));
                 }
+                Err(fault)
             }
         }
+    }
+}
+
+/// A runner went away without answering.
+struct Dropped;
+
+/// A runner's slot, given back by the runner when the queue is empty, or here when the
+/// runner was dropped: then what is queued is let go too, and each request queues
+/// itself again on its own runtime (no runner may be left to take it).
+struct Slot<'a> {
+    queue: &'a Mutex<Queue>,
+    returned: bool,
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        if self.returned {
+            return;
+        }
+        let mut q = match self.queue.lock() {
+            Ok(q) => q,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        q.running = q.running.saturating_sub(1);
+        q.waiting.clear();
     }
 }

@@ -156,8 +156,8 @@ impl Core {
         let counters = Arc::new(Counters::default());
         let lookups = crate::lookup::TokenLookups::new(
             store.clone(),
-            LOOKUP_SLOTS,
-            setup.config.session_idle_seconds.saturating_mul(1000),
+            (store.connections() / 2).clamp(1, MAX_LOOKUP_SLOTS),
+            setup.config.liveness(now).idle_ms,
             counters.clone(),
         );
         Ok(Core {
@@ -232,8 +232,8 @@ impl Core {
 }
 
 /// Token checks that may run at once, each one statement for every request queued
-/// behind it.
-const LOOKUP_SLOTS: usize = 4;
+/// behind it (and at most half the pool's connections, so other queries find one).
+const MAX_LOOKUP_SLOTS: usize = 4;
 
 /// How long the shutdown waits for the worker to finish a delivery in progress.
 pub const WORKER_STOP_TIMEOUT: Duration = Duration::from_secs(10);

@@ -15,16 +15,29 @@ pub struct Store {
     db: Database,
     /// One permit per pooled connection.
     permits: Arc<Semaphore>,
+    connections: usize,
     wait: Duration,
 }
 
 impl Store {
     pub fn new(db: Database, max_connections: u32, wait: Duration) -> Store {
+        let connections = max_connections.max(1) as usize;
         Store {
             db,
-            permits: Arc::new(Semaphore::new(max_connections.max(1) as usize)),
+            permits: Arc::new(Semaphore::new(connections)),
+            connections,
             wait,
         }
+    }
+
+    /// The pool's size.
+    pub fn connections(&self) -> usize {
+        self.connections
+    }
+
+    /// How long a query may wait for a connection.
+    pub fn wait(&self) -> Duration {
+        self.wait
     }
 
     pub fn database(&self) -> &Database {

@@ -120,24 +120,6 @@ pub fn live_of_user(
         .load(conn)
 }
 
-/// Records a use, if the last one recorded is older than `stale_before_ms` (so a busy
-/// session is written about once a minute, not on every request).
-pub fn touch(
-    conn: &mut DbConnection,
-    id: &str,
-    now_ms: i64,
-    stale_before_ms: i64,
-) -> QueryResult<bool> {
-    diesel::update(
-        sessions::table
-            .find(id)
-            .filter(sessions::last_used_at.lt(stale_before_ms)),
-    )
-    .set(sessions::last_used_at.eq(now_ms))
-    .execute(conn)
-    .map(|n| n > 0)
-}
-
 /// Records the use of these sessions at `now_ms`, those not recorded since
 /// `stale_before_ms`. Returns how many were.
 pub fn touch_many(

@@ -259,38 +259,44 @@ pub fn find_for_tokens(
             TokenScope::Session(_) => None,
         })
         .collect();
-    let revoked: Vec<String> = if hashes.is_empty() {
-        Vec::new()
+    let revoked: std::collections::HashSet<String> = if hashes.is_empty() {
+        Default::default()
     } else {
         #[allow(deprecated)]
         revoked_tokens::table
             .select(revoked_tokens::token_hash)
             .filter(revoked_tokens::token_hash.eq(diesel::dsl::any(hashes)))
-            .load(pg)?
+            .load::<String>(pg)?
+            .into_iter()
+            .collect()
     };
+    // each user's row, with the sessions the batch named for them
+    let mut by_user: std::collections::HashMap<&str, (&UserRow, Vec<&SessionRow>)> =
+        std::collections::HashMap::with_capacity(rows.len());
+    for (u, s) in &rows {
+        let entry = by_user.entry(u.id.as_str()).or_insert((u, Vec::new()));
+        entry.1.extend(s.as_ref());
+    }
     keys.iter()
         .map(|k| {
-            let id = k.user_id.to_string();
-            let mut user = None;
-            let mut session = None;
-            for (u, s) in rows.iter().filter(|(u, _)| u.id == id) {
-                user.get_or_insert(u);
-                if let Some(s) = s.as_ref().filter(|s| Some(s.id.as_str()) == k.session_id()) {
-                    session = Some(s.clone());
-                }
-            }
+            let Some((user, sessions)) = by_user.get(k.user_id.to_string().as_str()) else {
+                return Ok(None);
+            };
+            let session = k
+                .session_id()
+                .and_then(|sid| sessions.iter().find(|s| s.id == sid))
+                .map(|s| (*s).clone());
             let revoked = match &k.scope {
                 TokenScope::Unscoped { token_hash } => revoked.contains(token_hash),
                 TokenScope::Session(_) => false,
             };
-            user.map(|u| {
-                StoredUser::try_from(u.clone()).map(|user| TokenCheck {
+            StoredUser::try_from((*user).clone()).map(|user| {
+                Some(TokenCheck {
                     user,
                     revoked,
                     session,
                 })
             })
-            .transpose()
         })
         .collect()
 }
