@@ -67,10 +67,7 @@ impl Sealer {
             .filter(|c| c.is_ascii_alphanumeric())
             .map(|c| c.to_ascii_lowercase())
             .collect();
-        hmac256(&self.pepper, &[normalised.as_bytes()])
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect()
+        crate::tokens::hex(&hmac256(&self.pepper, &[normalised.as_bytes()]))
     }
 }
 

@@ -244,12 +244,31 @@ impl JwtKeys {
     /// first, then `alg` HS256, `aud` holding `fastapi-users:auth`, `exp` and `nbf`
     /// against `now`), in one pass: the HMAC key schedule is reused, and the claims are
     /// read once into their struct. This runs on every authenticated request; a test
-    /// holds it to `decode`'s answers.
+    /// holds it to `decode`'s answers. Two differences, both on tokens that carry our
+    /// own valid MAC: `nbf` is compared with `now` (the injected clock) where `decode`
+    /// asks the system clock, and a payload naming one of our claims twice is refused
+    /// where `decode` keeps the last.
     fn decode_access_hs256(&self, token: &str, now: Timestamp) -> Result<AccessClaims, TokenError> {
         use hmac::Mac;
-        #[derive(Deserialize)]
-        struct Header {
-            alg: String,
+        /// A present `nbf` as `decode` reads it: an unsigned integer, or a finite
+        /// non-negative float rounded; anything else (`null` included) is refused.
+        fn present<'de, D: serde::Deserializer<'de>>(
+            d: D,
+        ) -> Result<Option<serde_json::Value>, D::Error> {
+            serde_json::Value::deserialize(d).map(Some)
+        }
+        fn numeric(value: &serde_json::Value) -> Option<u64> {
+            let number = value.as_number()?;
+            if let Some(n) = number.as_u64() {
+                return Some(n);
+            }
+            if number.is_f64() {
+                let f = number.as_f64()?;
+                if f.is_finite() && f >= 0.0 && f < u64::MAX as f64 {
+                    return Some(f.round() as u64);
+                }
+            }
+            None
         }
         #[derive(Deserialize)]
         #[serde(untagged)]
@@ -260,7 +279,8 @@ impl JwtKeys {
         #[derive(Deserialize)]
         struct Claims {
             aud: Audience,
-            nbf: Option<serde_json::Number>,
+            #[serde(default, deserialize_with = "present")]
+            nbf: Option<serde_json::Value>,
             sub: String,
             exp: i64,
             #[serde(default)]
@@ -282,8 +302,9 @@ impl JwtKeys {
         mac.verify_slice(&signature)
             .map_err(|_| TokenError::Invalid)?;
         let header = b64.decode(header).map_err(|_| TokenError::Invalid)?;
-        let header: Header = serde_json::from_slice(&header).map_err(|_| TokenError::Invalid)?;
-        if header.alg != "HS256" {
+        let header: jsonwebtoken::Header =
+            serde_json::from_slice(&header).map_err(|_| TokenError::Invalid)?;
+        if header.alg != Algorithm::HS256 {
             return Err(TokenError::Invalid);
         }
         let payload = b64.decode(payload).map_err(|_| TokenError::Invalid)?;
@@ -295,8 +316,8 @@ impl JwtKeys {
         if !audience_ok || claims.exp < 0 {
             return Err(TokenError::Invalid);
         }
-        if let Some(nbf) = claims.nbf {
-            match nbf.as_u64() {
+        if let Some(nbf) = &claims.nbf {
+            match numeric(nbf) {
                 Some(nbf) if (nbf as i128) <= now.secs() as i128 => {}
                 _ => return Err(TokenError::Invalid),
             }
@@ -500,10 +521,16 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 
 /// What is stored to revoke a token: its SHA-256, never the token itself.
 pub fn token_hash(token: &str) -> String {
-    let digest = Sha256::digest(token.as_bytes());
-    let mut out = String::with_capacity(64);
-    for b in digest {
-        out.push_str(&format!("{b:02x}"));
+    hex(&Sha256::digest(token.as_bytes()))
+}
+
+/// Lower-case hexadecimal.
+pub fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(DIGITS[usize::from(b >> 4)] as char);
+        out.push(DIGITS[usize::from(b & 0x0f)] as char);
     }
     out
 }
@@ -594,6 +621,23 @@ mod tests {
                 &json!({"alg": "HS256", "kid": "x"}),
                 &json!({"sub": "u", "exp": exp, "aud": AUTH_AUDIENCE}).to_string(),
             ),
+            // headers jsonwebtoken's `Header` refuses: a typed member of the wrong type,
+            // an unknown member that is not a string
+            signed(
+                secret,
+                &json!({"alg": "HS256", "typ": 1}),
+                &json!({"sub": "u", "exp": exp, "aud": AUTH_AUDIENCE}).to_string(),
+            ),
+            signed(
+                secret,
+                &json!({"alg": "HS256", "x": 1}),
+                &json!({"sub": "u", "exp": exp, "aud": AUTH_AUDIENCE}).to_string(),
+            ),
+            signed(
+                secret,
+                &json!({"alg": "HS256", "x": "y", "cty": "c"}),
+                &json!({"sub": "u", "exp": exp, "aud": AUTH_AUDIENCE}).to_string(),
+            ),
             // not JSON, not a JWT
             signed(secret, &hs, "not json"),
             "a.b".to_owned(),
@@ -629,6 +673,11 @@ mod tests {
             // both clocks)
             json!({"nbf": 1_000_000_000}),
             json!({"nbf": 4_000_000_000_u64}),
+            json!({"nbf": 1.0e9}),
+            json!({"nbf": 4.0e9}),
+            json!({"nbf": null}),
+            json!({"nbf": -1}),
+            json!({"nbf": "1000000000"}),
             json!({"jti": "j", "extra": [1, 2]}),
         ];
         for aud in &audiences {

@@ -83,14 +83,21 @@ fn main() -> ExitCode {
 }
 
 async fn serve(settings: Settings) -> ExitCode {
-    let signals = match users_server::shutdown::Signals::listen() {
+    let mut signals = match users_server::shutdown::Signals::listen() {
         Ok(s) => s,
         Err(e) => {
             eprintln!("error: cannot listen for signals: {e}");
             return ExitCode::FAILURE;
         }
     };
-    let app = match Application::build(settings).await {
+    let built = tokio::select! {
+        built = Application::build(settings) => built,
+        _ = signals.next() => {
+            eprintln!("stopped while starting");
+            return ExitCode::FAILURE;
+        }
+    };
+    let app = match built {
         Ok(app) => app,
         Err(e) => {
             tracing::error!("cannot start: {e}");

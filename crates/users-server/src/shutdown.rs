@@ -6,7 +6,9 @@
 //! connections, lets the requests in flight finish, and stops the outbox workers.
 //!
 //! SIGINT (Ctrl-C at a terminal) skips the drain; a second signal during the drain
-//! ends it early.
+//! ends it early, and one after it stops at once, without waiting for the requests in
+//! flight. A signal while the service is still starting (waiting for the database, say)
+//! ends the start.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -74,7 +76,7 @@ impl Signals {
     }
 
     /// The next signal: `true` for SIGTERM, `false` for SIGINT.
-    async fn next(&mut self) -> bool {
+    pub async fn next(&mut self) -> bool {
         #[cfg(unix)]
         {
             tokio::select! {
@@ -91,7 +93,7 @@ impl Signals {
 
     /// Waits for a signal, then drains for `drain` (SIGTERM) or not at all (SIGINT),
     /// ended early by another signal. Returns when the server should stop accepting.
-    pub async fn wait_then_drain(mut self, draining: Draining, drain: Duration) {
+    pub async fn wait_then_drain(&mut self, draining: Draining, drain: Duration) {
         let term = self.next().await;
         if !term || drain.is_zero() {
             tracing::info!(

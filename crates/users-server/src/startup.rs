@@ -441,8 +441,15 @@ impl Application {
         let draining = self.state.draining.clone();
         let drain = self.state.settings.shutdown_drain;
         let stopper = tokio::spawn(async move {
+            let mut signals = signals;
             signals.wait_then_drain(draining, drain).await;
-            handle.stop(true).await;
+            tokio::select! {
+                () = handle.stop(true) => {}
+                _ = signals.next() => {
+                    tracing::warn!("another signal: stopping without waiting for requests in flight");
+                    handle.stop(false).await;
+                }
+            }
         });
         let result = self.run_until_stopped().await;
         stopper.abort();
