@@ -68,6 +68,27 @@ pub struct ProviderTokens {
     pub id_token: Option<String>,
 }
 
+impl ProviderTokens {
+    /// What a token endpoint answered, with the id_token when the answer had one.
+    pub(crate) fn from_response(
+        response: &impl TokenResponse,
+        id_token: Option<String>,
+    ) -> ProviderTokens {
+        let expires_at = response
+            .expires_in()
+            .and_then(|d| i64::try_from(d.as_secs()).ok())
+            .and_then(|secs| unix_now().checked_add(secs));
+        ProviderTokens {
+            access_token: SecretString::from(response.access_token().secret().clone()),
+            refresh_token: response
+                .refresh_token()
+                .map(|t| SecretString::from(t.secret().clone())),
+            expires_at,
+            id_token,
+        }
+    }
+}
+
 impl fmt::Debug for ProviderTokens {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ProviderTokens")
@@ -238,19 +259,8 @@ impl OidcClient {
             .request_async(&send)
             .await
             .map_err(|e| token_error(e, send.status.load(Ordering::Relaxed)))?;
-
-        let expires_at = response
-            .expires_in()
-            .and_then(|d| i64::try_from(d.as_secs()).ok())
-            .and_then(|secs| unix_now().checked_add(secs));
-        Ok(ProviderTokens {
-            access_token: SecretString::from(response.access_token().secret().clone()),
-            refresh_token: response
-                .refresh_token()
-                .map(|t| SecretString::from(t.secret().clone())),
-            expires_at,
-            id_token: response.extra_fields().id_token.clone(),
-        })
+        let id_token = response.extra_fields().id_token.clone();
+        Ok(ProviderTokens::from_response(&response, id_token))
     }
 
     /// Asks the userinfo endpoint who the access token belongs to.

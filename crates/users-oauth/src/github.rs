@@ -20,15 +20,14 @@ use oauth2::basic::{
 };
 use oauth2::{
     AuthType, AuthUrl, AuthorizationCode, ClientId, ClientSecret, CsrfToken, EndpointNotSet,
-    EndpointSet, PkceCodeVerifier, RedirectUrl, Scope, StandardRevocableToken, TokenResponse,
-    TokenUrl,
+    EndpointSet, PkceCodeVerifier, RedirectUrl, Scope, StandardRevocableToken, TokenUrl,
 };
 use reqwest::StatusCode;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use url::Url;
 
-use crate::client::{http_client, merge_scopes, unix_now, StatusRecorder};
+use crate::client::{http_client, merge_scopes, StatusRecorder};
 use crate::error::{describe, discovery, token_error, OAuthError};
 use crate::{Identity, ProviderTokens};
 
@@ -232,18 +231,7 @@ impl GithubClient {
             .request_async(&send)
             .await
             .map_err(|e| token_error(e, send.status.load(Ordering::Relaxed)))?;
-        let expires_at = response
-            .expires_in()
-            .and_then(|d| i64::try_from(d.as_secs()).ok())
-            .and_then(|secs| unix_now().checked_add(secs));
-        Ok(ProviderTokens {
-            access_token: SecretString::from(response.access_token().secret().clone()),
-            refresh_token: response
-                .refresh_token()
-                .map(|t| SecretString::from(t.secret().clone())),
-            expires_at,
-            id_token: None,
-        })
+        Ok(ProviderTokens::from_response(&response, None))
     }
 
     /// A GET of the REST API as the user. `None` when GitHub answers 403 or 404: the
