@@ -145,6 +145,13 @@ SCALING = {"scaling-sqlite": "sqlite", "scaling-postgres": "postgres"}
 # pgbench -S on a scratch database of the same PostgreSQL: measured with the first
 # PostgreSQL users system that runs `me`, or alone with --only pgbench
 PGBENCH = "pgbench"
+# What a refresh-token rotation asks of PostgreSQL, as a pgbench script: read one row
+# by primary key, then update it in its own transaction (a commit, so a WAL flush with
+# the server's synchronous_commit), both prepared. The service's ceiling for rotations.
+PGBENCH_ROTATION = """\\set aid random(1, 100000 * :scale)
+SELECT aid, bid, abalance, filler FROM pgbench_accounts WHERE aid = :aid;
+UPDATE pgbench_accounts SET abalance = abalance + 1 WHERE aid = :aid;
+"""
 ALL_NAMES = ["ceiling", PGBENCH, *SYSTEMS, *SCALING]
 
 # DATABASE_MAX_CONNECTIONS the harness gives the service (its default, set explicitly so
@@ -772,6 +779,9 @@ def merge_rounds(rows: list[dict]) -> dict:
             cell[k] = add_counts(r.get(k) for r in rows)
     cell["samples"] = {k: v for r in reversed(rows) for k, v in r.get("samples", {}).items()}
     cell["peak_rss_kib"] = max(r["peak_rss_kib"] for r in rows)
+    cell["server_cpu_s"] = sum(r.get("server_cpu_s") or 0 for r in rows)
+    cell["server_cpu_us_per_request"] = (round(1e6 * cell["server_cpu_s"] / cell["requests"], 1)
+                                         if cell["requests"] else None)
     cell["server_threads_after"] = rows[-1]["server_threads_after"]
     cell["drain_s"] = [d for r in rows for d in r["drain_s"]]
     diag = next((r["diagnostic"] for r in rows if r.get("diagnostic")), None)
@@ -781,7 +791,8 @@ def merge_rounds(rows: list[dict]) -> dict:
         "round": r.get("round"), "seq": r.get("seq"), "started_at": r.get("started_at"),
         "rps": r["rps"], "ok_rps": r["ok_rps"], "p50_us": r["latency_us"]["p50"],
         "p99_us": r["latency_us"]["p99"], "non_2xx": r["non_2xx"],
-        "socket_errors": r["socket_errors"], "peak_rss_kib": r["peak_rss_kib"]} for r in rows]
+        "socket_errors": r["socket_errors"], "peak_rss_kib": r["peak_rss_kib"],
+        "server_cpu_us_per_request": r.get("server_cpu_us_per_request")} for r in rows]
     return cell
 
 
@@ -828,9 +839,10 @@ class Bench:
         if self.scen_filter is None:
             return list(sc)
         want = set(self.scen_filter)
-        if "me" in want:
-            # /users/me's HTTP floor comes with it, as the argon2 ceilings come with every
-            # run: the report sets /users/me against it (Report.db_ceiling)
+        if "me" in want or "refresh" in want:
+            # /users/me's HTTP floor comes with them, as the argon2 ceilings come with every
+            # run: the report sets /users/me and refresh against it (Report.db_ceiling,
+            # Report.refresh_table)
             want.add("me_401")
         return [s for s in sc if s in want]
 
@@ -876,6 +888,9 @@ class Bench:
         """The users-server a system runs: the baseline's for a @base twin."""
         if SYSTEMS.get(name, {}).get("baseline_of"):
             return Path(self.results["meta"]["baseline"]["binary"])
+        current = self.results["meta"].get("current")
+        if current:
+            return Path(current["binary"])
         return self.bins["server"]
 
     def start_users(self, name: str, database_url: str, argon2) -> Server:
@@ -942,10 +957,15 @@ class Bench:
         expected = EXPECTED_STATUS.get(scenario)
         self.seq += 1
         started_at = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-        t0 = time.monotonic()
+        t0, cpu0 = time.monotonic(), tree_cpu_seconds(srv.proc.pid)
         res = self.wrk.run(srv.base, scenario, conns, self.duration, data,
                            track=expected is not None)
-        t1 = time.monotonic()
+        t1, cpu1 = time.monotonic(), tree_cpu_seconds(srv.proc.pid)
+        # the server's own CPU time (user + system) per request: what a request costs it,
+        # steadier than req/s when the machine's speed drifts
+        res["server_cpu_s"] = round(cpu1 - cpu0, 2)
+        res["server_cpu_us_per_request"] = (
+            round(1e6 * (cpu1 - cpu0) / res["requests"], 1) if res["requests"] else None)
         if expected is not None:
             # every answer should be `expected`: count the others as the errors
             got = int(res["statuses"].get(expected, 0))
@@ -991,8 +1011,8 @@ class Bench:
         bad = "non-200" if expected == "200" else (f"not {expected}" if expected else "non-2xx")
         log(f"{label}: {res['rps']:.1f} req/s, p50 {res['latency_us']['p50'] / 1000:.2f} ms, "
             f"p99 {res['latency_us']['p99'] / 1000:.2f} ms, {bad} {res['non_2xx']}, "
-            f"socket errors {res['socket_errors']}, peak RSS {res['peak_rss_kib'] / 1024:.1f} MiB"
-            f"{chains}")
+            f"socket errors {res['socket_errors']}, peak RSS {res['peak_rss_kib'] / 1024:.1f} MiB, "
+            f"server CPU {res['server_cpu_us_per_request']} µs/request{chains}")
         return row
 
     def timing_probe(self, srv: Server, system: str, registered: list, run_id: str) -> dict:
@@ -1108,45 +1128,61 @@ class Bench:
             return
         clients, jobs, scale = self.db_pool, min(self.nproc, self.db_pool), 1
         warm = min(self.warmup, 5)
+        # the refresh shape too, when a PostgreSQL system measures refresh
+        rotation = any(self.selected(n) and spec["kind"] == "users"
+                       and spec["backend"] == "postgres" and "refresh" in self.scenarios_of(n)
+                       for n, spec in SYSTEMS.items())
         url = self.pg_create("pgbench")
         db = self.pg_dbs[-1]
         log(f"pgbench -S -M prepared: {clients} clients (the service's pool), {jobs} threads, "
             f"scale {scale}, {warm} s warm-up + {self.duration} s, database {db}")
+        script = self.tmp / "pgbench-rotation.sql"
+        script.write_text(PGBENCH_ROTATION)
         try:
             t0 = time.time()
             run_cmd([pgb, "-i", "-q", "-s", str(scale), url], timeout=600)
             init_s = time.time() - t0
-            base = [pgb, "-S", "-M", "prepared", "-n", "-c", str(clients), "-j", str(jobs)]
-            if warm > 0:
-                run_cmd(base + ["-T", str(warm), url], timeout=warm + 120)
-            started_at = datetime.datetime.now(datetime.timezone.utc).isoformat(
-                timespec="seconds")
-            out = run_cmd(base + ["-T", str(self.duration), url],
-                          timeout=self.duration + 120).stdout
+            common = ["-M", "prepared", "-n", "-c", str(clients), "-j", str(jobs)]
+            runs = {"pgbench": [pgb, "-S", *common]}
+            if rotation:
+                runs["pgbench_rotation"] = [pgb, "-f", str(script), *common]
+            outs = {}
+            for key, base in runs.items():
+                if warm > 0:
+                    run_cmd(base + ["-T", str(warm), url], timeout=warm + 120)
+                started_at = datetime.datetime.now(datetime.timezone.utc).isoformat(
+                    timespec="seconds")
+                out = run_cmd(base + ["-T", str(self.duration), url],
+                              timeout=self.duration + 120).stdout
+                outs[key] = (base, started_at, out)
         finally:
             self.pg_drop(db)
 
-        def num(pattern, cast=float):
-            m = re.search(pattern, out)
-            return cast(m.group(1)) if m else None
+        for key, (base, started_at, out) in outs.items():
+            def num(pattern, cast=float):
+                m = re.search(pattern, out)
+                return cast(m.group(1)) if m else None
 
-        tps = (num(r"tps = ([\d.]+) \((?:without initial connection time|excluding)")
-               or num(r"tps = ([\d.]+)"))
-        if tps is None:
-            raise BenchError(f"pgbench printed no tps:\n{out[-2000:]}")
-        res = {
-            "tps": tps, "clients": clients, "threads": jobs, "scale": scale,
-            "warmup_s": warm, "duration_s": self.duration, "started_at": started_at,
-            "transactions": num(r"number of transactions actually processed: (\d+)", int),
-            # pgbench 15 on; None when it does not say
-            "failed": num(r"number of failed transactions: (\d+)", int),
-            "latency_avg_ms": num(r"latency average = ([\d.]+) ms"),
-            "init_s": round(init_s, 1), "version": tool_version([pgb, "--version"]),
-            "command": " ".join(["pgbench"] + base[1:] + ["-T", str(self.duration)]),
-        }
-        self.results["pgbench"] = res
-        log(f"pgbench: {tps:,.0f} tps, latency average {res['latency_avg_ms']} ms, "
-            f"{res['failed'] if res['failed'] is not None else '?'} failed")
+            tps = (num(r"tps = ([\d.]+) \((?:without initial connection time|excluding)")
+                   or num(r"tps = ([\d.]+)"))
+            if tps is None:
+                raise BenchError(f"pgbench printed no tps:\n{out[-2000:]}")
+            command = " ".join(["pgbench"] + base[1:] + ["-T", str(self.duration)])
+            res = {
+                "tps": tps, "clients": clients, "threads": jobs, "scale": scale,
+                "warmup_s": warm, "duration_s": self.duration, "started_at": started_at,
+                "transactions": num(r"number of transactions actually processed: (\d+)", int),
+                # pgbench 15 on; None when it does not say
+                "failed": num(r"number of failed transactions: (\d+)", int),
+                "latency_avg_ms": num(r"latency average = ([\d.]+) ms"),
+                "init_s": round(init_s, 1), "version": tool_version([pgb, "--version"]),
+                "command": command.replace(str(script), script.name),
+            }
+            if key == "pgbench_rotation":
+                res["script"] = PGBENCH_ROTATION
+            self.results[key] = res
+            log(f"{key}: {tps:,.0f} tps, latency average {res['latency_avg_ms']} ms, "
+                f"{res['failed'] if res['failed'] is not None else '?'} failed")
 
     def ceiling_for(self, argon2) -> float | None:
         c = self.results["ceilings"].get("argon2_{}_{}_{}".format(*argon2))
@@ -1155,8 +1191,9 @@ class Bench:
     def system(self, names: list[str]):
         """Measures one system, or a system and its baseline twin side by side (same spec,
         another users-server): both are started and seeded, then for each scenario and
-        connection count the rounds alternate between them (current, baseline, current,
-        baseline, ...), so that a drift of the machine's speed hits both alike. A cell is
+        connection count the rounds alternate between them, the order swapped every round
+        (current, baseline; baseline, current; ...), so that a drift of the machine's speed
+        hits both alike. A cell is
         reported as the median of its rounds (merge_rounds)."""
         spec = SYSTEMS[names[0]]
         scenarios = self.scenarios_of(names[0])
@@ -1168,7 +1205,7 @@ class Bench:
                 log(f"skipping {name}: PostgreSQL is not reachable")
             return
         if (self.want_pgbench and spec["kind"] == "users" and spec["backend"] == "postgres"
-                and "me" in scenarios):
+                and {"me", "refresh"} & set(scenarios)):
             # just before the /users/me it is compared with, no server running
             self.pgbench_ceiling()
         rounds = (f" ({self.rounds} rounds a cell{', in turn' if len(names) > 1 else ''})"
@@ -1191,7 +1228,12 @@ class Bench:
                     rounds = {name: [] for name in names}
                     failed = set()
                     for i in range(1, self.rounds + 1):
-                        for name, sut in live.items():
+                        # the pair's order swaps every round (A B, B A, A B, ...): a machine
+                        # speeding up or slowing down through a cell favours neither side
+                        turn = list(live.items())
+                        if i % 2 == 0:
+                            turn.reverse()
+                        for name, sut in turn:
                             if name in failed:
                                 continue
                             try:
@@ -1372,6 +1414,8 @@ class Bench:
         with_baseline = any(self.selected(n) for n, s in SYSTEMS.items() if s.get("baseline_of"))
         if with_baseline:
             meta["baseline"] = resolve_baseline(a.baseline)
+        if a.current:
+            meta["current"] = resolve_baseline(a.current)
         wrk = ensure_wrk()
         meta["tools"] = {"wrk": tool_version([wrk, "-v"]),
                          "rustc": tool_version(["rustc", "--version"]),
@@ -1385,12 +1429,15 @@ class Bench:
         self.bins = build(a.no_build)
         if with_baseline:
             build_baseline(meta["baseline"], self.tmp, a.no_build)
+        if a.current:
+            build_baseline(meta["current"], self.tmp, a.no_build)
         # pgbench: with a PostgreSQL users system measuring /users/me (the report compares
         # them), or asked for by name (--only pgbench)
         self.want_pgbench = (
             any(fnmatch.fnmatch(PGBENCH, pat) for pat in self.only or [])
             or any(self.selected(n) and s["kind"] == "users" and s["backend"] == "postgres"
-                   and "me" in self.scenarios_of(n) for n, s in SYSTEMS.items()))
+                   and {"me", "refresh"} & set(self.scenarios_of(n))
+                   for n, s in SYSTEMS.items()))
         needs_pg = any(self.selected(n) for n, s in SYSTEMS.items() if s["backend"] == "postgres") \
             or self.selected("scaling-postgres") or self.want_pgbench
         self.pg_ok = needs_pg and self.pg_available()
@@ -1527,6 +1574,13 @@ class Report:
                    f"RATE_LIMIT_PER_IP_PER_MINUTE=0, LOGIN_MAX_FAILURES=100; PostgreSQL "
                    f"{meta['tools'].get('postgres') or 'n/a'} on loopback, "
                    f"sslmode={meta.get('pg_sslmode', 'prefer')}")
+        c = meta.get("current")
+        if c:
+            built = ("reused from an earlier run" if c["reused"]
+                     else f"built in {c['build_s'] / 60:.1f} min")
+            out.append(f"- current: `{c['rev']}` = commit {c['commit'][:12]} ({c['subject']}); "
+                       f"the users systems without `{BASELINE}` run its release users-server "
+                       f"({built}, `{c['target_dir']}`), not the working tree's")
         b = meta.get("baseline")
         if b:
             built = ("reused from an earlier run" if b["reused"]
@@ -1560,13 +1614,14 @@ class Report:
                         out.append(f"| HTTP floor: {what}, {sysname}, c={conns} | "
                                    f"{row['rps']:,.0f} req/s, p99 "
                                    f"{fmt_ms(row['latency_us']['p99'])} ms |")
-        pg = r.get("pgbench")
-        if pg:
-            out.append(f"| PostgreSQL: `{pg['command']}` on a scratch database (scale "
-                       f"{pg['scale']}), {pg['warmup_s']} s warm-up | {pg['tps']:,.0f} tps, "
-                       f"latency average {pg['latency_avg_ms']} ms, "
-                       f"{pg['failed'] if pg['failed'] is not None else '?'} failed "
-                       f"({pg['version']}) |")
+        for key in ("pgbench", "pgbench_rotation"):
+            pg = r.get(key)
+            if pg:
+                out.append(f"| PostgreSQL: `{pg['command']}` on a scratch database (scale "
+                           f"{pg['scale']}), {pg['warmup_s']} s warm-up | {pg['tps']:,.0f} tps, "
+                           f"latency average {pg['latency_avg_ms']} ms, "
+                           f"{pg['failed'] if pg['failed'] is not None else '?'} failed "
+                           f"({pg['version']}) |")
         out.append("")
 
         # main table
@@ -1599,6 +1654,7 @@ class Report:
                 return {"rps": x["rps"], "ok_rps": x["ok_rps"], "p50_us": x["latency_us"]["p50"],
                         "p99_us": x["latency_us"]["p99"], "non_2xx": x["non_2xx"],
                         "socket_errors": x["socket_errors"],
+                        "server_cpu_us_per_request": x.get("server_cpu_us_per_request"),
                         "rounds": len(x.get("rounds", [])) or 1}
 
             def ratio(a, b):
@@ -1612,7 +1668,10 @@ class Report:
                 "current": side(row), "baseline": side(base),
                 "ratio": {"ok_rps": ratio(row["ok_rps"], base["ok_rps"]),
                           "p50": ratio(row["latency_us"]["p50"], base["latency_us"]["p50"]),
-                          "p99": ratio(row["latency_us"]["p99"], base["latency_us"]["p99"])},
+                          "p99": ratio(row["latency_us"]["p99"], base["latency_us"]["p99"]),
+                          "cpu_per_request": ratio(row.get("server_cpu_us_per_request") or 0,
+                                                   base.get("server_cpu_us_per_request") or 0)
+                          or None},
                 "ok_rps_ratio_by_round": by_round,
             })
         return out
@@ -1622,18 +1681,26 @@ class Report:
         out.append(f"## Before and after: current ÷ baseline `{b.get('rev', '?')}`\n")
         out.append("Each system against its `@base` twin (the same configuration, the baseline's "
                    "binary), each number the median of the cell's rounds, the two measured in "
-                   "turn (current, baseline, current, …). `req/s ×`: current ÷ baseline of the "
+                   "turn, the order swapped every round (current then baseline, baseline then current, …). `req/s ×`: current ÷ baseline of the "
                    "good responses/s (2xx; the expected status where a scenario has one: 400 for "
                    "failed logins, 401 for /users/me without a token, 200 for refresh): above 1 "
                    "is faster now. `p50 ×`, `p99 ×`: below 1 is faster now. `by round`: `req/s ×` of each "
                    "round's back-to-back pair; their spread is the noise, and a difference "
-                   "within it is not one.\n")
+                   "within it is not one. `CPU/req`: the server process's CPU time (user + "
+                   "system) over the cell's measured runs ÷ their requests, now and before "
+                   "(µs), and `×` their ratio (below 1: cheaper now); steadier than req/s "
+                   "when the machine's speed drifts.\n")
         out.append("| scenario | conns | system | req/s now | req/s before | req/s × | p50 × | "
-                   "p99 × | req/s × by round | non-2xx + socket err now / before |")
-        out.append("|---|---:|---|---:|---:|---:|---:|---:|---|---|")
+                   "p99 × | req/s × by round | CPU/req µs now / before | CPU/req × | "
+                   "non-2xx + socket err now / before |")
+        out.append("|---|---:|---|---:|---:|---:|---:|---:|---|---:|---:|---|")
 
         def x(v):
             return f"{v:.3f}" if v is not None else "–"
+
+        def cpu(side):
+            v = side.get("server_cpu_us_per_request")
+            return f"{v:,.1f}" if v is not None else "–"
 
         for c in comparisons:
             now, before = c["current"], c["baseline"]
@@ -1642,6 +1709,7 @@ class Report:
                 f"{now['ok_rps']:,.1f} | {before['ok_rps']:,.1f} | {x(c['ratio']['ok_rps'])} | "
                 f"{x(c['ratio']['p50'])} | {x(c['ratio']['p99'])} | "
                 f"{', '.join(x(v) for v in c['ok_rps_ratio_by_round']) or '–'} | "
+                f"{cpu(now)} / {cpu(before)} | {x(c['ratio'].get('cpu_per_request'))} | "
                 f"{now['non_2xx'] + now['socket_errors']} / "
                 f"{before['non_2xx'] + before['socket_errors']} |")
         out.append("")
@@ -1808,6 +1876,31 @@ class Report:
                        f"{fmt_ms(lat['p50'])} | {fmt_ms(lat['p99'])} | {row['non_2xx']} | "
                        f"{row['socket_errors']} | {c.get('tokens', '–')} | "
                        f"{c.get('starved', '–')} | {server} | {row.get('statuses') or ''} |")
+        out.append("")
+        pgr = self.r.get("pgbench_rotation")
+        pg_rows = [row for row in rows if SYSTEMS.get(row["system"], {}).get("backend")
+                   == "postgres"]
+        if not (pgr and pgr["tps"] > 0 and pg_rows):
+            return
+        out.append(f"On PostgreSQL against what the database does alone: `rotation ceiling`, "
+                   f"`{pgr['command']}` ({pgr['clients']} clients, as many as the service's "
+                   f"pool) on a scratch database in the same run, where the script reads one "
+                   f"row by primary key and updates it in a transaction of its own, as a "
+                   f"rotation does; `floor`: the system's `GET /users/me` without a token "
+                   f"(401). `bound` = 1 / (1/floor + 1/ceiling).\n")
+        out.append("| system | conns | rotation ceiling tps | floor req/s | bound | rotations/s "
+                   "| % of bound |")
+        out.append("|---|---:|---:|---:|---:|---:|---:|")
+        for row in pg_rows:
+            floor = self.run(row["system"], "me_401", row["connections"])
+            if floor and floor["ok_rps"] > 0:
+                bound = 1 / (1 / floor["ok_rps"] + 1 / pgr["tps"])
+                floor_s, bound_s = f"{floor['ok_rps']:,.0f}", f"{bound:,.0f}"
+                pct = f"{100 * row['ok_rps'] / bound:.0f}%"
+            else:
+                floor_s = bound_s = pct = "–"
+            out.append(f"| {row['system']} | {row['connections']} | {pgr['tps']:,.0f} | "
+                       f"{floor_s} | {bound_s} | {row['ok_rps']:,.1f} | {pct} |")
         out.append("")
 
     def rest(self, out: list):
@@ -2065,6 +2158,11 @@ def main() -> int:
                          f"<target>/bench-baseline/<commit> (reused by later runs), run as "
                          f"users-sqlite{BASELINE} and users-postgres{BASELINE}, each measured in "
                          "turn with its current system; the report adds current ÷ baseline")
+    ap.add_argument("--current", metavar="REV",
+                    help="run the users systems on the users-server of git revision REV instead "
+                         "of the working tree's (built like --baseline's, into <target>/bench-"
+                         "baseline/<commit>); with --baseline it measures one change between two "
+                         "commits, e.g. --current END --baseline START")
     ap.add_argument("--rounds", type=int,
                     help="measured runs per cell of each system, alternating with its baseline "
                          "twin's; the cell reports their median (default 2 with --baseline, "

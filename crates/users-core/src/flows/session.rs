@@ -193,6 +193,24 @@ enum Rotation {
     Converged,
 }
 
+/// What one blocking call found of a refresh token's session, and whether it rotated it.
+enum Step {
+    Invalid,
+    /// The token was the current one and this call moved the counter on.
+    Rotated {
+        user: User,
+        salt: String,
+        counter: i64,
+    },
+    /// The token checks out but is not (or no longer) the current one.
+    Behind {
+        user: User,
+        salt: String,
+        current: i64,
+        refreshed_at: Option<i64>,
+    },
+}
+
 async fn refresh_inner(
     core: &Core,
     token: &str,
@@ -201,62 +219,81 @@ async fn refresh_inner(
 ) -> Result<(SessionGrant, Rotation), RefreshError> {
     let claim = RefreshKey::parse(token).ok_or(RefreshError::Invalid)?;
     let sid = claim.session_id.to_string();
-    let lookup = sid.clone();
-    let (session, stored) = core
+    let presented = claim.counter;
+    // read, check and rotate in one call on one connection: one hop off the executor
+    // for the common case (the token is the current one and nobody races it)
+    let (key, at, id) = (
+        core.refresh_key.clone(),
+        core.config.liveness(now),
+        sid.clone(),
+    );
+    let step = core
         .store
-        .run(move |c| Ok(sessions::find_with_user(c, &lookup)?))
-        .await?
-        .ok_or(RefreshError::Invalid)?;
-    let salt = session
-        .refresh_key_salt
-        .clone()
-        .ok_or(RefreshError::Invalid)?;
-    if !core.refresh_key.verify(&claim, &salt) {
-        return Err(RefreshError::Invalid);
-    }
-    if !session.is_live(core.config.liveness(now)) || !stored.user.is_active {
-        return Err(RefreshError::Invalid);
-    }
-    let interval_ms = core.config.refresh_reuse_interval_seconds * 1000;
-    let mut current = session.refresh_counter;
-    let mut refreshed_at = session.refreshed_at;
-    if claim.counter == current {
-        let (id, from) = (sid.clone(), current);
-        let won = core
-            .store
-            .run(move |c| Ok(sessions::rotate(c, &id, from, now.millis())?))
-            .await?;
-        if won {
-            tracing::info!(user_id = %stored.user.id, session_id = %sid, "refresh token rotated");
-            let grant = grant(core, stored.user, &sid, Some(&salt), current + 1, now)?;
+        .run(move |c| {
+            let Some((session, stored)) = sessions::find_with_user(c, &id)? else {
+                return Ok(Step::Invalid);
+            };
+            let Some(salt) = session.refresh_key_salt.clone() else {
+                return Ok(Step::Invalid);
+            };
+            if !key.verify(&claim, &salt) || !session.is_live(at) || !stored.user.is_active {
+                return Ok(Step::Invalid);
+            }
+            let user = stored.user;
+            let mut row = session;
+            if claim.counter == row.refresh_counter {
+                if sessions::rotate(c, &id, row.refresh_counter, at.now_ms)? {
+                    let counter = row.refresh_counter + 1;
+                    return Ok(Step::Rotated {
+                        user,
+                        salt,
+                        counter,
+                    });
+                }
+                // another request rotated it at the same instant: see where it is now
+                match sessions::find(c, &id)? {
+                    Some(r) if r.ended_at.is_none() => row = r,
+                    _ => return Ok(Step::Invalid),
+                }
+            }
+            if claim.counter > row.refresh_counter {
+                return Ok(Step::Invalid);
+            }
+            Ok(Step::Behind {
+                user,
+                salt,
+                current: row.refresh_counter,
+                refreshed_at: row.refreshed_at,
+            })
+        })
+        .await?;
+    let (user, salt, current, refreshed_at) = match step {
+        Step::Invalid => return Err(RefreshError::Invalid),
+        Step::Rotated {
+            user,
+            salt,
+            counter,
+        } => {
+            tracing::info!(user_id = %user.id, session_id = %sid, "refresh token rotated");
+            let grant = grant(core, user, &sid, Some(&salt), counter, now)?;
             return Ok((grant, Rotation::Rotated));
         }
-        // another request rotated it at the same instant: see where it is now
-        let lookup = sid.clone();
-        let Some(now_row) = core
-            .store
-            .run(move |c| Ok(sessions::find(c, &lookup)?))
-            .await?
-        else {
-            return Err(RefreshError::Invalid);
-        };
-        if now_row.ended_at.is_some() {
-            return Err(RefreshError::Invalid);
-        }
-        current = now_row.refresh_counter;
-        refreshed_at = now_row.refreshed_at;
-    }
-    if claim.counter > current {
-        return Err(RefreshError::Invalid);
-    }
-    let just_spent = claim.counter == current - 1
-        && refreshed_at.is_some_and(|at| now.millis() - at <= interval_ms);
+        Step::Behind {
+            user,
+            salt,
+            current,
+            refreshed_at,
+        } => (user, salt, current, refreshed_at),
+    };
+    let interval_ms = core.config.refresh_reuse_interval_seconds * 1000;
+    let just_spent =
+        presented == current - 1 && refreshed_at.is_some_and(|at| now.millis() - at <= interval_ms);
     if just_spent {
-        let grant = grant(core, stored.user, &sid, Some(&salt), current, now)?;
+        let grant = grant(core, user, &sid, Some(&salt), current, now)?;
         return Ok((grant, Rotation::Converged));
     }
     // an older token, or the last one too late: someone else has this session's tokens
-    let user_id = stored.user.id;
+    let user_id = user.id;
     let (id, at) = (sid.clone(), core.config.liveness(now));
     let event =
         Event::new(EventType::RefreshTokenReused, Some(user_id)).with("session_id", sid.clone());
