@@ -46,7 +46,7 @@ from run import BenchError, log  # noqa: E402
 
 # name: (headers of the request, the status every answer must have)
 SCENARIOS = {
-    "me": "GET /users/me with a session token (from POST /auth/jwt/login: has `sid`)",
+    "me": "GET /users/me with a token from POST /auth/jwt/login (a session token, with `sid`, from servers that have sessions)",
     "me_nosession": "GET /users/me with a token minted as fastapi-users mints it (no `sid`)",
     "me_401": "GET /users/me without a token (401: the route's HTTP floor)",
 }
@@ -266,6 +266,10 @@ def markdown(res: dict) -> str:
                f"measured, one at a time on one keep-alive connection; an idle window of "
                f"{meta['idle_seconds']} s counted the same way, its rate × the measured "
                f"window's duration subtracted")
+    c = meta.get("current")
+    if c:
+        out.append(f"- current: `{c['rev']}` = commit {c['commit'][:12]} ({c['subject']}), "
+                   f"not the working tree")
     b = meta.get("baseline")
     if b:
         out.append(f"- baseline: `{b['rev']}` = commit {b['commit'][:12]} ({b['subject']})")
@@ -308,6 +312,9 @@ def main() -> int:
     ap.add_argument("--baseline", metavar="REV",
                     help="also measure git revision REV's users-server (built like run.py "
                          "--baseline: a temporary worktree, target/bench-baseline/<commit>)")
+    ap.add_argument("--current", metavar="REV",
+                    help="measure git revision REV's users-server as the current one instead "
+                         "of the working tree's (built like --baseline)")
     ap.add_argument("--no-build", action="store_true", help="use the binaries already built")
     ap.add_argument("--postgres-url", default=os.environ.get(
         "BENCH_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432"),
@@ -352,14 +359,18 @@ def main() -> int:
         if args.baseline:
             meta["baseline"] = harness.resolve_baseline(args.baseline)
         server = harness.cargo_target_dir() / "release" / "users-server"
-        if not args.no_build:
+        if not args.no_build and not args.current:
             cmd = ["cargo", "build", "--release", "-p", "users-server", "--bin", "users-server"]
             log(" ".join(cmd))
             if subprocess.run(cmd, cwd=harness.ROOT).returncode != 0:
                 raise BenchError(f"{' '.join(cmd)} failed")
-        if not server.exists():
+        if not args.current and not server.exists():
             raise BenchError(f"{server} is missing (run without --no-build)")
         binaries["current"] = server
+        if args.current:
+            meta["current"] = harness.resolve_baseline(args.current)
+            harness.build_baseline(meta["current"], tmp, args.no_build)
+            binaries["current"] = Path(meta["current"]["binary"])
         if args.baseline:
             harness.build_baseline(meta["baseline"], tmp, args.no_build)
             binaries["baseline"] = Path(meta["baseline"]["binary"])
