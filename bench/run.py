@@ -1574,20 +1574,21 @@ class Report:
                    f"RATE_LIMIT_PER_IP_PER_MINUTE=0, LOGIN_MAX_FAILURES=100; PostgreSQL "
                    f"{meta['tools'].get('postgres') or 'n/a'} on loopback, "
                    f"sslmode={meta.get('pg_sslmode', 'prefer')}")
+        def commit_line(role: str, info: dict, who: str, tail: str) -> str:
+            built = ("reused from an earlier run" if info["reused"]
+                     else f"built in {info['build_s'] / 60:.1f} min")
+            return (f"- {role}: `{info['rev']}` = commit {info['commit'][:12]} "
+                    f"({info['subject']}); {who} run its release users-server ({built}, "
+                    f"`{info['target_dir']}`), {tail}")
+
         c = meta.get("current")
         if c:
-            built = ("reused from an earlier run" if c["reused"]
-                     else f"built in {c['build_s'] / 60:.1f} min")
-            out.append(f"- current: `{c['rev']}` = commit {c['commit'][:12]} ({c['subject']}); "
-                       f"the users systems without `{BASELINE}` run its release users-server "
-                       f"({built}, `{c['target_dir']}`), not the working tree's")
+            out.append(commit_line("current", c, f"the users systems without `{BASELINE}`",
+                                   "not the working tree's"))
         b = meta.get("baseline")
         if b:
-            built = ("reused from an earlier run" if b["reused"]
-                     else f"built in {b['build_s'] / 60:.1f} min")
-            out.append(f"- baseline: `{b['rev']}` = commit {b['commit'][:12]} ({b['subject']}); "
-                       f"`*{BASELINE}` systems run its release users-server ({built}, "
-                       f"`{b['target_dir']}`), configured like the others")
+            out.append(commit_line("baseline", b, f"`*{BASELINE}` systems",
+                                   "configured like the others"))
         if meta.get("rounds", 1) > 1:
             turns = ", a system's rounds alternating with its baseline's" if b else ""
             out.append(f"- rounds: {meta['rounds']} measured runs per cell{turns}; each cell "
