@@ -410,6 +410,7 @@ def main() -> int:
             log(f"temporary files kept in {tmp}")
         else:
             shutil.rmtree(tmp, ignore_errors=True)
+    harness.publishable(res["meta"])
     md = markdown(res)
     out = Path(args.out) if args.out else harness.BENCH / "results"
     out.mkdir(parents=True, exist_ok=True)

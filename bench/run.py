@@ -326,6 +326,23 @@ def resolve_baseline(rev: str) -> dict:
             "build_s": 0.0, "reused": True}
 
 
+def publishable(meta: dict) -> None:
+    """Makes the built commits' paths in `meta` (baseline, current) relative to the
+    repository, or to the cargo target directory when that is elsewhere, so that a
+    committed report names no path of the machine it ran on."""
+    target = cargo_target_dir()
+    for key in ("baseline", "current"):
+        info = meta.get(key)
+        if not info:
+            continue
+        for field in ("target_dir", "binary"):
+            p = Path(info[field])
+            if p.is_relative_to(ROOT):
+                info[field] = str(p.relative_to(ROOT))
+            elif p.is_relative_to(target):
+                info[field] = str(Path("$CARGO_TARGET_DIR") / p.relative_to(target))
+
+
 def build_baseline(info: dict, tmp: Path, skip: bool) -> dict:
     """The release users-server of the baseline commit (resolve_baseline), for the @base
     systems. Checked out in a temporary git worktree (the repository's working tree and
@@ -1480,6 +1497,7 @@ class Bench:
                 shutil.rmtree(self.tmp, ignore_errors=True)
             else:
                 log(f"temporary files kept in {self.tmp}")
+        publishable(self.results["meta"])
         report = Report(self.results)
         md = report.markdown()
         out = Path(a.out) if a.out else BENCH / "results"
