@@ -324,7 +324,7 @@ async fn shown(
 }
 
 /// Saves what the browser shows at `width` into target/account-screenshots (copied into
-/// docs/ for the README).
+/// docs/ for docs/second-factor.md).
 async fn screenshot(
     client: &fantoccini::Client,
     width: u32,

@@ -9,7 +9,8 @@ use reqwest::Url;
 use serde_norway::Value;
 use users_server::settings::{is_known_variable, Settings, KNOWN_VARIABLES};
 
-/// The port the container listens on (README: `BIND_ADDR` is `0.0.0.0:8000` in a container).
+/// The port the container listens on (docs/configuration.md: `BIND_ADDR` is `0.0.0.0:8000`
+/// in a container).
 const CONTAINER_PORT: u16 = 8000;
 
 fn repo_file(name: &str) -> (PathBuf, String) {

@@ -1,5 +1,5 @@
-//! Audit events and webhooks (CONTRACT.md §12): each security event is stored with the
-//! change it describes, read through `/audit` and `/users/me/events`, and POSTed,
+//! Audit events and webhooks (docs/audit-and-webhooks.md): each security event is stored
+//! with the change it describes, read through `/audit` and `/users/me/events`, and POSTed,
 //! signed, to every webhook receiver, at least once, across failures and replicas.
 
 use std::time::Duration;

@@ -1,7 +1,8 @@
-//! `users-server import-fastapi-users` (CONTRACT.md §13) from databases made by the
-//! real fastapi-users 15 (tests/fixtures/fastapi_users/make_fixture.py), on SQLite and
-//! PostgreSQL, into both of our backends: every row, password, token and OAuth account
-//! of the manifest checked against what the old app did.
+//! `users-server import-fastapi-users` (docs/migrating-from-fastapi-users.md) from
+//! databases made by the real fastapi-users 15
+//! (tests/fixtures/fastapi_users/make_fixture.py), on SQLite and PostgreSQL, into both of
+//! our backends: every row, password, token and OAuth account of the manifest checked
+//! against what the old app did.
 //!
 //! The generator needs a Python venv with its requirements (from PyPI): made once under
 //! the target folder (`.ci/run` makes it before the tests). Where it cannot be made,
@@ -758,7 +759,7 @@ async fn a_source_without_oauth_accounts() {
 }
 
 /// The import rate: 100,000 users made by fastapi-users' bulk insert, into each of our
-/// backends (the figure in the README). Run it with
+/// backends (the figure in docs/migrating-from-fastapi-users.md). Run it with
 /// `cargo test --release --test api import::rate_of_100k -- --ignored --nocapture`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "slow: a measurement, not a check"]

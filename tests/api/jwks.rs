@@ -1,7 +1,7 @@
-//! Access tokens other services verify alone (CONTRACT.md §11): signed with EdDSA,
-//! ES256 or RS256, checked here by a verifier that knows nothing but the published JWKS
-//! (jsonwebtoken used directly, not the service's decoder); rotation with publish-ahead;
-//! the alg-confusion attack.
+//! Access tokens other services verify alone (docs/sessions-and-tokens.md): signed with
+//! EdDSA, ES256 or RS256, checked here by a verifier that knows nothing but the published
+//! JWKS (jsonwebtoken used directly, not the service's decoder); rotation with
+//! publish-ahead; the alg-confusion attack.
 
 use std::time::Duration;
 

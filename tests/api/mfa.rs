@@ -1,5 +1,5 @@
-//! A second factor (CONTRACT.md §9): TOTP with recovery codes, and the second step of
-//! sign-in. Codes are computed here from the secret and the app's clock (totp.rs).
+//! A second factor (docs/second-factor.md): TOTP with recovery codes, and the second step
+//! of sign-in. Codes are computed here from the secret and the app's clock (totp.rs).
 
 use std::collections::BTreeSet;
 use std::time::Duration;

@@ -8,7 +8,8 @@ use serde_json::{json, Value};
 use crate::both_backends;
 use crate::helpers::*;
 
-/// Every route of CONTRACT.md §4 and §7, as (method, path).
+/// The account, mail, provider and operations routes of docs/api.md's index, as
+/// (method, path).
 const CONTRACT_ROUTES: &[(&str, &str)] = &[
     ("post", "/auth/register"),
     ("post", "/auth/jwt/login"),

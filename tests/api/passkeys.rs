@@ -1,4 +1,4 @@
-//! Passkeys (CONTRACT.md §9) driven by a software authenticator (authenticator.rs)
+//! Passkeys (docs/second-factor.md) driven by a software authenticator (authenticator.rs)
 //! against the real server: registration, passwordless sign-in, a passkey as the second
 //! step, and what must be refused.
 

@@ -1,6 +1,6 @@
 //! The browser's side of a provider sign-in, for any provider: the authorize step, the
 //! consent at the (loopback) provider, the callback; and the checks every provider's
-//! callback makes, in the contract's order.
+//! callback makes, in the order docs/providers.md gives.
 
 use serde_json::{json, Value};
 
@@ -187,7 +187,7 @@ pub fn sign_state(claims: &Value, secret: &str) -> String {
     .unwrap()
 }
 
-/// CONTRACT.md §6: the callback's 400s, in order, at provider `name`; the provider
+/// docs/providers.md: the callback's 400s, in order, at provider `name`; the provider
 /// must sign the next consents in as a user with a verified email.
 pub async fn callback_checks_come_in_order(app: &TestApp, name: &str, provider: &impl Consent) {
     let cb = format!("/auth/{name}/callback");

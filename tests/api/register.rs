@@ -236,7 +236,7 @@ async fn oversized_bodies_unknown_routes_and_methods_get_json(backend: Backend) 
 }
 
 /// As in pydantic, an empty JSON string is a value: the flow refuses it with its own
-/// code (CONTRACT.md §3). An empty form field is missing: 422.
+/// code (docs/api.md). An empty form field is missing: 422.
 async fn empty_json_strings_are_values(backend: Backend) {
     let app = spawn_app(backend).await;
     let resp = app.register(&unique_email(), "").await;

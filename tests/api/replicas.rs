@@ -1,4 +1,4 @@
-//! Several replicas behind a load balancer (CONTRACT.md §13): three `users-server`
+//! Several replicas behind a load balancer (docs/operations.md): three `users-server`
 //! processes on one PostgreSQL database, behind a real HAProxy running
 //! `deploy/haproxy.cfg` as it is, with mail going over SMTP to the sink and webhooks to
 //! the loopback receiver, under a load of concurrent clients (sign-ins, `/users/me`,

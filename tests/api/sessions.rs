@@ -1,4 +1,4 @@
-//! Sessions (CONTRACT.md §8): devices, refresh tokens with rotation and reuse
+//! Sessions (docs/sessions-and-tokens.md): devices, refresh tokens with rotation and reuse
 //! detection, expiry, and what ends sessions.
 
 use std::collections::BTreeSet;

@@ -207,8 +207,9 @@ async fn deactivated_and_deleted_users_lose_access_at_once(backend: Backend) {
             .status(),
         200
     );
-    // CONTRACT.md Part two: deactivation ended the user's sessions, so a reactivated
-    // user signs in again (fastapi-users would take the old token back)
+    // docs/sessions-and-tokens.md, what ends sessions: deactivation ended the user's
+    // sessions, so a reactivated user signs in again (fastapi-users would take the old
+    // token back)
     assert_401(&app, &token, "token of a session ended by the deactivation").await;
     let token = app.token(user["email"].as_str().unwrap(), PASSWORD).await;
     assert_eq!(app.me(&token).await.status(), 200);

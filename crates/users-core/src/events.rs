@@ -1,6 +1,6 @@
-//! Security events (CONTRACT.md §12): raised by the flows, stored in the transaction of
-//! the change they describe (through `users_db::Effects`), and delivered as signed
-//! webhooks through the outbox. No event holds a password, a token, a hash or a
+//! Security events (docs/audit-and-webhooks.md): raised by the flows, stored in the
+//! transaction of the change they describe (through `users_db::Effects`), and delivered as
+//! signed webhooks through the outbox. No event holds a password, a token, a hash or a
 //! secret: `data` carries names and reasons only.
 
 use serde::Serialize;

@@ -1,5 +1,5 @@
-//! The access-token keys of an asymmetric `JWT_ALGORITHM` (CONTRACT.md §11), as every
-//! replica sees them: the key that signs now, and the keys published in the JWKS (the
+//! The access-token keys of an asymmetric `JWT_ALGORITHM` (docs/sessions-and-tokens.md), as
+//! every replica sees them: the key that signs now, and the keys published in the JWKS (the
 //! next key ahead of time, so caches know it before it signs; each old key until the
 //! last token it signed has expired). Keys live in the database; every replica reloads
 //! them every 30 seconds, and at once when a token names a key it does not know.

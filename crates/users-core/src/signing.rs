@@ -1,5 +1,5 @@
-//! Asymmetric signing keys of access tokens (CONTRACT.md §11): `JWT_ALGORITHM` EdDSA
-//! (Ed25519), ES256 (P-256) or RS256 (RSA ≥ 2048). A key is read from a PKCS#8 PEM
+//! Asymmetric signing keys of access tokens (docs/sessions-and-tokens.md): `JWT_ALGORITHM`
+//! EdDSA (Ed25519), ES256 (P-256) or RS256 (RSA ≥ 2048). A key is read from a PKCS#8 PEM
 //! (`JWT_PRIVATE_KEY`) or generated; its public half is published as a JWK whose `kid`
 //! is its RFC 7638 thumbprint.
 

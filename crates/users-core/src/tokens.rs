@@ -1,6 +1,7 @@
 //! Every token the service makes and checks, in one place: access tokens, password
 //! reset and email verification tokens, and the OAuth state. JSON Web Tokens, HS256
-//! with `JWT_SECRET`, in fastapi-users' formats (CONTRACT.md §6); opaque random tokens
+//! with `JWT_SECRET`, in fastapi-users' formats (docs/sessions-and-tokens.md,
+//! docs/password-reset-and-verification.md, docs/providers.md); opaque random tokens
 //! and the hashes they are stored as; one constant-time comparison.
 //!
 //! Every purpose has its own audience, so a token minted for one purpose is refused for

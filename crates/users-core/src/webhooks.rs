@@ -1,5 +1,5 @@
-//! Webhooks (CONTRACT.md §12) the Standard Webhooks way: each attempt is a POST of the
-//! event's JSON with `webhook-id` (the event id, the same on every attempt, so a
+//! Webhooks (docs/audit-and-webhooks.md) the Standard Webhooks way: each attempt is a POST
+//! of the event's JSON with `webhook-id` (the event id, the same on every attempt, so a
 //! receiver drops repeats), `webhook-timestamp` (the attempt's Unix seconds) and
 //! `webhook-signature: v1,<base64 HMAC-SHA256 of "id.timestamp.body">` under the key
 //! `WEBHOOK_SECRET` (`whsec_<base64>`). A 2xx answer is delivery; anything else, or no

@@ -1,6 +1,6 @@
-//! The second factor (CONTRACT.md §9): TOTP, recovery codes, and the sign-ins waiting
-//! for their second step. Every change that touches more than one row (confirming TOTP
-//! with its recovery codes and the sessions it ends, resetting every factor) is one
+//! The second factor (docs/second-factor.md): TOTP, recovery codes, and the sign-ins
+//! waiting for their second step. Every change that touches more than one row (confirming
+//! TOTP with its recovery codes and the sessions it ends, resetting every factor) is one
 //! function and one transaction here.
 
 use diesel::prelude::*;

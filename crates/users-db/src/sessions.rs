@@ -1,7 +1,7 @@
-//! Sessions: one row per sign-in (CONTRACT.md §8). Ending a session sets `ended_at`;
-//! the row stays until purged, so a refresh token of an ended session is recognised as
-//! such. Refresh-token rotation is one conditional UPDATE on the counter, so two
-//! replicas refreshing the same token at once cannot both win.
+//! Sessions: one row per sign-in (docs/sessions-and-tokens.md). Ending a session sets
+//! `ended_at`; the row stays until purged, so a refresh token of an ended session is
+//! recognised as such. Refresh-token rotation is one conditional UPDATE on the counter, so
+//! two replicas refreshing the same token at once cannot both win.
 
 use diesel::prelude::*;
 use users_domain::UserId;

@@ -396,7 +396,8 @@ impl Validated for AuditQuery {
     }
 }
 
-/// An audit event (CONTRACT.md §12). `data` holds names and reasons, never a secret.
+/// An audit event (docs/audit-and-webhooks.md). `data` holds names and reasons, never a
+/// secret.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct EventRead {
     /// A UUIDv7: later events have greater ids.
@@ -404,7 +405,8 @@ pub struct EventRead {
     pub id: String,
     #[schema(value_type = String, format = DateTime)]
     pub at: users_domain::Timestamp,
-    /// `user.registered`, `user.login_failed`, … (see the README's catalogue).
+    /// `user.registered`, `user.login_failed`, … (see the catalogue in
+    /// docs/audit-and-webhooks.md).
     #[serde(rename = "type")]
     pub kind: String,
     /// The user the event is about; null for a sign-in with an unknown email.

@@ -1,4 +1,4 @@
-//! Configuration from the environment (CONTRACT.md §1), validated once at start.
+//! Configuration from the environment (docs/configuration.md), validated once at start.
 //!
 //! Every variable may also be given as `NAME_FILE`, the path of a file holding the
 //! value (container secrets). A bad value stops the service with a message that names

@@ -1,6 +1,6 @@
--- Sessions: one per sign-in (CONTRACT.md §8). Access tokens carry the id as `sid`; a
--- session ends when `ended_at` is set, when `expires_at` passes, or when it has not
--- been used for the idle limit. Refresh tokens are never stored: a token is derived
+-- Sessions: one per sign-in (docs/sessions-and-tokens.md). Access tokens carry the id as
+-- `sid`; a session ends when `ended_at` is set, when `expires_at` passes, or when it has
+-- not been used for the idle limit. Refresh tokens are never stored: a token is derived
 -- from the server's key, `refresh_key_salt` and `refresh_counter`, so the database
 -- alone cannot make one. Rotation is one conditional UPDATE on `refresh_counter`.
 CREATE TABLE sessions (

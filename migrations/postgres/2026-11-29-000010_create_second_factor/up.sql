@@ -1,5 +1,5 @@
--- A second factor (CONTRACT.md §9). TOTP: one per user, pending until confirmed from the
--- session that started it; the secret is encrypted with a key only the servers hold;
+-- A second factor (docs/second-factor.md). TOTP: one per user, pending until confirmed from
+-- the session that started it; the secret is encrypted with a key only the servers hold;
 -- `last_step` is the last time step accepted, so a code works once.
 CREATE TABLE totp_factors (
     user_id TEXT PRIMARY KEY NOT NULL REFERENCES users (id) ON DELETE CASCADE,

@@ -1,5 +1,5 @@
--- Security events (CONTRACT.md §12), written in the transaction of the change they
--- describe. `id` is a UUIDv7, so its text order is time order (keyset pagination).
+-- Security events (docs/audit-and-webhooks.md), written in the transaction of the change
+-- they describe. `id` is a UUIDv7, so its text order is time order (keyset pagination).
 -- No event holds a password, a token, a hash or a secret.
 CREATE TABLE audit_events (
     id TEXT PRIMARY KEY NOT NULL,

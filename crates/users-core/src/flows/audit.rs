@@ -1,5 +1,5 @@
-//! Reading the audit log (CONTRACT.md §12): superusers read every event, a user their
-//! own; newest first, a page at a time, each page naming where the next begins.
+//! Reading the audit log (docs/audit-and-webhooks.md): superusers read every event, a user
+//! their own; newest first, a page at a time, each page naming where the next begins.
 
 use users_db::audit::AuditQuery;
 use users_domain::UserId;

@@ -1,4 +1,4 @@
-//! The provider accounts linked to a user (CONTRACT.md §10): listing them, and
+//! The provider accounts linked to a user (docs/providers.md): listing them, and
 //! unlinking a provider unless that would leave the user no way to sign in.
 
 use users_db::oauth::{self, Unlink};

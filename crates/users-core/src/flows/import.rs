@@ -1,6 +1,7 @@
-//! Importing a fastapi-users database (CONTRACT.md §13): same ids, emails, flags and
-//! password hashes; OAuth accounts become linked identities (`google` stays `google`,
-//! any other `oauth_name` becomes `oidc:<oauth_name>`, keyed on `account_id`).
+//! Importing a fastapi-users database (docs/migrating-from-fastapi-users.md): same ids,
+//! emails, flags and password hashes; OAuth accounts become linked identities (`google`
+//! stays `google`, any other `oauth_name` becomes `oidc:<oauth_name>`, keyed on
+//! `account_id`).
 //!
 //! Two passes over the source. The first reads every id and email, to find the emails
 //! that differ only in case (fastapi-users compares them case-insensitively, so such
@@ -154,7 +155,8 @@ pub enum ImportError {
     Target(#[from] DbError),
 }
 
-/// The identity key an `oauth_name` of fastapi-users becomes (CONTRACT.md §13).
+/// The identity key an `oauth_name` of fastapi-users becomes
+/// (docs/migrating-from-fastapi-users.md).
 pub fn identity_key(oauth_name: &str) -> String {
     if oauth_name == "google" {
         "google".to_owned()

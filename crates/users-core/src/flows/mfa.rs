@@ -1,5 +1,5 @@
-//! A second factor (CONTRACT.md §9): TOTP (RFC 6238: SHA-1, 6 digits, 30 s steps, one
-//! step of drift either way, each code accepted once), recovery codes, and the second
+//! A second factor (docs/second-factor.md): TOTP (RFC 6238: SHA-1, 6 digits, 30 s steps,
+//! one step of drift either way, each code accepted once), recovery codes, and the second
 //! step of every sign-in for a user who has a factor.
 
 use secrecy::SecretString;

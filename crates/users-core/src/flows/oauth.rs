@@ -1,8 +1,8 @@
 //! Sign-in with an identity provider, and linking a provider account to the current
-//! user (CONTRACT.md §4, §6, §7, §10), the same for every provider: PKCE S256, a state
-//! that is signed, bound to the browser by a cookie and to the provider it was made
-//! for, and usable once; for OpenID providers also a nonce and the id_token verified
-//! against the provider's keys. The checks of a callback come in the contract's order.
+//! user (docs/providers.md), the same for every provider: PKCE S256, a state that is
+//! signed, bound to the browser by a cookie and to the provider it was made for, and
+//! usable once; for OpenID providers also a nonce and the id_token verified against the
+//! provider's keys. The checks of a callback come in the order docs/providers.md gives.
 
 use users_db::oauth::{self, Association, PendingState, ProviderAccount};
 use users_db::users::{self, NewUser, StoredUser};
@@ -157,8 +157,9 @@ pub struct Callback {
     pub csrf_cookie: Option<String>,
 }
 
-/// The checks of CONTRACT.md §6, in order, then the exchange with the provider: the
-/// verified identity. `for_user`: the current user on the associate callback.
+/// The checks of docs/providers.md (the callback's 400s), in order, then the exchange with
+/// the provider: the verified identity. `for_user`: the current user on the associate
+/// callback.
 pub async fn finish(
     core: &Core,
     provider_name: &str,

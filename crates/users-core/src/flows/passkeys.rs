@@ -1,7 +1,8 @@
-//! Passkeys (WebAuthn, CONTRACT.md §9) with webauthn-rs: registration of discoverable
-//! credentials, passwordless sign-in (a passkey is both factors: `aal` 2), and a passkey
-//! as the second step. Every ceremony's state lives in the database for five minutes and
-//! is taken once; a signature counter that goes back (a cloned authenticator) is refused.
+//! Passkeys (WebAuthn, docs/second-factor.md) with webauthn-rs: registration of
+//! discoverable credentials, passwordless sign-in (a passkey is both factors: `aal` 2), and
+//! a passkey as the second step. Every ceremony's state lives in the database for five
+//! minutes and is taken once; a signature counter that goes back (a cloned authenticator)
+//! is refused.
 
 use base64::Engine;
 use serde_json::Value;

@@ -1,6 +1,6 @@
-//! Password reset and email verification (CONTRACT.md §4, §5): the requests for mail,
-//! and the checks of the tokens those mails carry. The tokens themselves are made by
-//! the worker at send time (see `worker.rs`) with `tokens.rs`.
+//! Password reset and email verification (docs/password-reset-and-verification.md): the
+//! requests for mail, and the checks of the tokens those mails carry. The tokens themselves
+//! are made by the worker at send time (see `worker.rs`) with `tokens.rs`.
 
 use secrecy::{ExposeSecret, SecretString};
 use users_db::users;

@@ -1,6 +1,6 @@
-//! Sessions (CONTRACT.md §8): one starts at every sign-in; access tokens carry its id as
-//! `sid`; refresh tokens rotate with reuse detection; a user sees their live sessions
-//! and ends them.
+//! Sessions (docs/sessions-and-tokens.md): one starts at every sign-in; access tokens carry
+//! its id as `sid`; refresh tokens rotate with reuse detection; a user sees their live
+//! sessions and ends them.
 
 use users_db::sessions::{self, EndSessions, NewSession, SessionRow};
 use users_db::DbError;

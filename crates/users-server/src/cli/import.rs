@@ -1,6 +1,6 @@
 //! `users-server import-fastapi-users --from URL [--dry-run] [--batch-size N]`
-//! (CONTRACT.md §13): the arguments, the target database, the progress bar and what is
-//! printed. The import itself is `users_core::flows::import`.
+//! (docs/migrating-from-fastapi-users.md): the arguments, the target database, the progress
+//! bar and what is printed. The import itself is `users_core::flows::import`.
 
 use std::io::{IsTerminal, Write};
 use std::time::Instant;

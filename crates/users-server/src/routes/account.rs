@@ -1,5 +1,5 @@
-//! `GET /account`: the page where a person uses their account (CONTRACT.md §9): sign in
-//! with a password, a passkey or a provider (with the second step when needed), add and
+//! `GET /account`: the page where a person uses their account (docs/second-factor.md): sign
+//! in with a password, a passkey or a provider (with the second step when needed), add and
 //! remove passkeys, turn on TOTP from a QR code and see the recovery codes once, see the
 //! sessions and end them, sign out. Server-rendered HTML with one script and one style
 //! sheet of its own, inline and allowed by their hashes in the CSP: no CDN, nothing

@@ -1,4 +1,5 @@
-//! The audit log (CONTRACT.md §12): every event for superusers, a user's own for them.
+//! The audit log (docs/audit-and-webhooks.md): every event for superusers, a user's own for
+//! them.
 
 use actix_web::{web, HttpResponse};
 use users_core::flows::audit::{self, Filter, DEFAULT_LIMIT};

@@ -1,4 +1,4 @@
-//! The provider accounts linked to the current user (CONTRACT.md §10): list them,
+//! The provider accounts linked to the current user (docs/providers.md): list them,
 //! unlink one provider's.
 
 use actix_web::{web, HttpResponse};

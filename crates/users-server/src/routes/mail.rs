@@ -1,4 +1,4 @@
-//! Password reset and email verification (CONTRACT.md §4, §5).
+//! Password reset and email verification (docs/password-reset-and-verification.md).
 
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpResponse};

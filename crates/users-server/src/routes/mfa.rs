@@ -1,4 +1,4 @@
-//! A second factor (CONTRACT.md §9): TOTP with recovery codes, the second step of
+//! A second factor (docs/second-factor.md): TOTP with recovery codes, the second step of
 //! sign-in, and the superuser's reset.
 
 use actix_web::http::header;

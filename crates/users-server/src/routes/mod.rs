@@ -1,4 +1,4 @@
-//! The HTTP routes (CONTRACT.md §4).
+//! The HTTP routes (docs/api.md).
 
 pub mod account;
 pub mod audit;

@@ -1,6 +1,6 @@
-//! Sign-in with an identity provider and linking a provider account (CONTRACT.md §4,
-//! §6, §7): `/auth/{provider}/…` and `/auth/associate/{provider}/…` for every configured
-//! provider. The rules and the order of the checks are the flow's (users-core
+//! Sign-in with an identity provider and linking a provider account
+//! (docs/providers.md): `/auth/{provider}/…` and `/auth/associate/{provider}/…` for every
+//! configured provider. The rules and the order of the checks are the flow's (users-core
 //! `flows::oauth`); here the query, the cookie and the answer's shape.
 
 use actix_web::cookie::{time, Cookie, SameSite};

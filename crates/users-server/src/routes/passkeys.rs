@@ -1,4 +1,5 @@
-//! Passkeys (CONTRACT.md §9): registering and removing them, and signing in with one.
+//! Passkeys (docs/second-factor.md): registering and removing them, and signing in with
+//! one.
 
 use actix_web::{web, HttpResponse};
 use users_core::flows::passkeys;

@@ -1,4 +1,4 @@
-//! Devices: the user's live sessions, and ending them (CONTRACT.md §8).
+//! Devices: the user's live sessions, and ending them (docs/sessions-and-tokens.md).
 
 use actix_web::{web, HttpResponse};
 use users_core::flows::session::{self, Ending};
