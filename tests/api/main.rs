@@ -17,6 +17,7 @@ mod browser;
 mod cli;
 mod consistency;
 mod deploy;
+mod docs;
 mod events;
 mod faults;
 mod github;

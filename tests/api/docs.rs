@@ -1,0 +1,185 @@
+//! The repository explains itself: README.md stays a short entry point that links every
+//! page of docs/, docs/configuration.md lists every setting the service reads, relative
+//! links between the pages lead to files that exist, and no source file cites the old
+//! specification (CONTRACT, a file that was never in the repository). No server needed.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use users_server::settings::{is_known_variable, KNOWN_VARIABLES, OIDC_PROVIDER_SUFFIXES};
+
+/// README.md must stay under this many bytes: an entry point, not the manual.
+const README_LIMIT_BYTES: usize = 16_000;
+
+fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
+}
+
+/// The pages of docs/ (`*.md`), as their file names, sorted.
+fn docs_pages() -> Vec<String> {
+    let dir = repo_root().join("docs");
+    let mut pages: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("cannot list {}: {e}", dir.display()))
+        .map(|entry| {
+            entry
+                .expect("docs/ entry")
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .filter(|name| name.ends_with(".md"))
+        .collect();
+    pages.sort();
+    pages
+}
+
+/// The targets of the Markdown links `[text](target)` in `text`.
+fn link_targets(text: &str) -> Vec<String> {
+    let mut targets = Vec::new();
+    let mut rest = text;
+    while let Some(at) = rest.find("](") {
+        rest = &rest[at + 2..];
+        if let Some(end) = rest.find(')') {
+            targets.push(rest[..end].to_owned());
+        }
+    }
+    targets
+}
+
+#[test]
+fn readme_is_short_and_links_every_docs_page() {
+    let readme = read(&repo_root().join("README.md"));
+    assert!(
+        readme.len() < README_LIMIT_BYTES,
+        "README.md is {} bytes; keep it under {README_LIMIT_BYTES} and move details into docs/",
+        readme.len()
+    );
+    let pages = docs_pages();
+    assert!(!pages.is_empty(), "docs/ has no pages");
+    let links: BTreeSet<String> = link_targets(&readme).into_iter().collect();
+    let unlinked: Vec<&String> = pages
+        .iter()
+        .filter(|page| {
+            !links
+                .iter()
+                .any(|l| l.split('#').next() == Some(format!("docs/{page}").as_str()))
+        })
+        .collect();
+    assert!(
+        unlinked.is_empty(),
+        "README.md does not link these pages of docs/: {unlinked:?}"
+    );
+}
+
+#[test]
+fn relative_links_of_the_readme_and_docs_lead_to_files() {
+    let root = repo_root();
+    let mut files = vec![root.join("README.md"), root.join("bench/README.md")];
+    files.extend(docs_pages().iter().map(|p| root.join("docs").join(p)));
+    for file in files {
+        let dir = file.parent().expect("a folder");
+        for target in link_targets(&read(&file)) {
+            let path = target.split('#').next().unwrap_or_default();
+            if path.is_empty() || target.contains("://") || target.starts_with("mailto:") {
+                continue;
+            }
+            assert!(
+                dir.join(path).exists(),
+                "{} links {target}, which does not exist",
+                file.display()
+            );
+        }
+    }
+}
+
+/// The variable names of the first column of docs/configuration.md's table.
+fn configuration_table_names() -> Vec<String> {
+    let text = read(&repo_root().join("docs/configuration.md"));
+    let mut names = Vec::new();
+    for line in text.lines() {
+        let Some(first_cell) = line.strip_prefix('|').and_then(|l| l.split('|').next()) else {
+            continue;
+        };
+        for part in first_cell.split('`').skip(1).step_by(2) {
+            names.push(part.to_owned());
+        }
+    }
+    names
+}
+
+#[test]
+fn configuration_page_lists_every_setting_and_nothing_else() {
+    let names = configuration_table_names();
+    for name in &names {
+        assert!(
+            is_known_variable(name) || name.starts_with("OIDC_<NAME>_"),
+            "docs/configuration.md lists {name}, which the service does not read"
+        );
+    }
+    let listed: BTreeSet<&str> = names.iter().map(String::as_str).collect();
+    let missing: Vec<&&str> = KNOWN_VARIABLES
+        .iter()
+        .filter(|k| !listed.contains(**k))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "docs/configuration.md's table lacks {missing:?}"
+    );
+    let missing_oidc: Vec<String> = OIDC_PROVIDER_SUFFIXES
+        .iter()
+        .map(|s| format!("OIDC_<NAME>_{s}"))
+        .filter(|k| !listed.contains(k.as_str()))
+        .collect();
+    assert!(
+        missing_oidc.is_empty(),
+        "docs/configuration.md's table lacks {missing_oidc:?}"
+    );
+}
+
+/// Every file under `dir`, recursively.
+fn files_under(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            files_under(&path, out);
+        } else {
+            out.push(path);
+        }
+    }
+}
+
+#[test]
+fn no_source_file_cites_a_specification_outside_the_repository() {
+    // Spelled in two halves so that this file does not match itself.
+    let needle = concat!("CONTRACT", ".md");
+    let root = repo_root();
+    let mut files = Vec::new();
+    for dir in ["crates", "tests", "migrations"] {
+        files_under(&root.join(dir), &mut files);
+    }
+    assert!(
+        !files.is_empty(),
+        "no source files found under {}",
+        root.display()
+    );
+    let citing: Vec<String> = files
+        .iter()
+        .filter(|f| {
+            // Binary files (screenshots, fixtures) cannot hold a comment.
+            std::fs::read_to_string(f).is_ok_and(|text| text.contains(needle))
+        })
+        .map(|f| f.strip_prefix(&root).unwrap_or(f).display().to_string())
+        .collect();
+    assert!(
+        citing.is_empty(),
+        "these files cite {needle}, which is not in the repository; cite the page of docs/ \
+         that describes the thing instead: {citing:?}"
+    );
+}
