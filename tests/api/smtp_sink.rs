@@ -112,6 +112,26 @@ impl SmtpSink {
         self.shared.logins.lock().unwrap().clone()
     }
 
+    /// Waits for the first message whose subject contains `text` (other mails, such as
+    /// security notices, may arrive around it), or panics after `timeout`.
+    pub async fn wait_for_subject(&self, text: &str, timeout: Duration) -> ReceivedMail {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let found = self
+                .messages()
+                .into_iter()
+                .find(|m| m.subject().is_some_and(|s| s.contains(text)));
+            if let Some(mail) = found {
+                return mail;
+            }
+            if Instant::now() >= deadline {
+                let subjects: Vec<_> = self.messages().iter().map(|m| m.subject()).collect();
+                panic!("smtp sink: no mail about {text:?} within {timeout:?}; got {subjects:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Waits until at least `n` messages arrived, or panics after `timeout` with what it has.
     pub async fn wait_for(&self, n: usize, timeout: Duration) -> Vec<ReceivedMail> {
         let deadline = Instant::now() + timeout;

@@ -15,6 +15,8 @@ pub struct Counters {
     pub mails_queued: AtomicU64,
     pub mails_sent: AtomicU64,
     pub mails_failed: AtomicU64,
+    /// Reset and verification mails not sent: the address had its quota.
+    pub mails_over_quota: AtomicU64,
     pub sessions_started: AtomicU64,
     /// Refreshes that rotated the token.
     pub refreshes_rotated: AtomicU64,

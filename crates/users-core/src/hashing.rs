@@ -154,7 +154,7 @@ impl PasswordHasher {
         self.run(move |memory| match stored {
             Some(hash) => this.verify_with(password.expose_secret(), &hash, memory),
             None => {
-                let _ = this.verify_with(password.expose_secret(), &this.inner.dummy_hash, memory);
+                this.spend_like_a_verification(password.expose_secret(), memory);
                 Verification::Invalid
             }
         })
@@ -191,6 +191,7 @@ impl PasswordHasher {
     fn verify_with(&self, password: &str, stored: &str, memory: &mut [Block]) -> Verification {
         if stored.starts_with("$argon2") {
             let Ok(parsed) = PasswordHash::new(stored) else {
+                self.spend_like_a_verification(password, memory);
                 return Verification::Invalid;
             };
             if !verify_argon2(password, &parsed, memory) {
@@ -205,8 +206,19 @@ impl PasswordHasher {
                 _ => Verification::Invalid,
             }
         } else {
-            // e.g. the unusable password of an account created through Google
+            // No password matches this (the unusable password of an account made through
+            // a provider): the dummy hash is verified anyway, so that such an account
+            // answers in the time an ordinary one does (docs/security.md).
+            self.spend_like_a_verification(password, memory);
             Verification::Invalid
+        }
+    }
+
+    /// Verifies against the dummy hash (made with the current parameters) and forgets
+    /// the answer: the cost of a verification, for a login that has nothing to verify.
+    fn spend_like_a_verification(&self, password: &str, memory: &mut [Block]) {
+        if let Ok(parsed) = PasswordHash::new(&self.inner.dummy_hash) {
+            let _ = verify_argon2(password, &parsed, memory);
         }
     }
 

@@ -15,6 +15,7 @@ pub mod counters;
 pub mod events;
 pub mod fault;
 pub mod flows;
+mod guards;
 pub mod hashing;
 pub mod keyring;
 pub mod lookup;

@@ -2,6 +2,7 @@
 //! per-account login throttling (OWASP ASVS 2.2.1, NIST 800-63B: at most 100
 //! consecutive failures) and per-IP request budgets.
 
+use users_db::limits::{Attempt, Reserved};
 use users_domain::Timestamp;
 
 use crate::{Core, Fault};
@@ -75,38 +76,28 @@ pub async fn hit(
     }
 }
 
-/// Refused while the account key is locked; otherwise whether it has failures to
-/// clear after a success (most logins have none, and then need no write).
-pub(crate) async fn check_login_lock(
-    core: &Core,
-    email_key: &str,
-    now: Timestamp,
-) -> Result<bool, ThrottleError> {
-    let key = email_key.to_owned();
-    let record = core
-        .store
-        .run(move |c| Ok(users_db::limits::login_failures(c, &key, now.millis())?))
-        .await?;
-    match record {
-        Some(r) => match r.locked_for_ms {
-            Some(ms) => Err(ThrottleError::Limited(Limited::from_ms(ms))),
-            None => Ok(r.failures > 0),
-        },
-        None => Ok(false),
-    }
+/// What refuses an attempt at an account key that is locked.
+pub(crate) fn locked(for_ms: i64) -> ThrottleError {
+    ThrottleError::Limited(Limited::from_ms(for_ms))
 }
 
-pub(crate) async fn record_login_failure(
+/// Counts an attempt at an account's password or second factor *before* it is
+/// evaluated (`users_db::limits::begin_attempt`): refused while the key is locked, and
+/// however many attempts arrive at once, at most `LOGIN_MAX_FAILURES` in a row are
+/// evaluated. A completed sign-in forgets the count (in its own write, see
+/// `flows::session`); a correct first factor with a second step pending gives its
+/// attempt back ([`undo_attempt`]); a failure is counted already.
+pub(crate) async fn begin_attempt(
     core: &Core,
     email_key: &str,
     now: Timestamp,
-) -> Result<(), Fault> {
+) -> Result<Reserved, ThrottleError> {
     let key = email_key.to_owned();
     let max = core.config.login_max_failures;
-    let failures = core
+    let attempt = core
         .store
         .run(move |c| {
-            Ok(users_db::limits::record_login_failure(
+            Ok(users_db::limits::begin_attempt(
                 c,
                 &key,
                 now.millis(),
@@ -115,16 +106,29 @@ pub(crate) async fn record_login_failure(
             )?)
         })
         .await?;
-    if failures >= max {
-        tracing::warn!(failures, "login throttled after consecutive failures");
+    match attempt {
+        Attempt::Go(reserved) => {
+            if reserved.failures >= max {
+                tracing::warn!(
+                    failures = reserved.failures,
+                    "login throttled after consecutive failures"
+                );
+            }
+            Ok(reserved)
+        }
+        Attempt::Locked { for_ms } => Err(locked(for_ms)),
     }
-    Ok(())
 }
 
-pub(crate) async fn clear_login_failures(core: &Core, email_key: &str) -> Result<(), Fault> {
+/// Gives back an attempt whose credential was right but did not complete a sign-in.
+pub(crate) async fn undo_attempt(
+    core: &Core,
+    email_key: &str,
+    reserved: Reserved,
+) -> Result<(), Fault> {
     let key = email_key.to_owned();
     core.store
-        .run(move |c| Ok(users_db::limits::clear_login_failures(c, &key)?))
+        .run(move |c| Ok(users_db::limits::undo_attempt(c, &key, &reserved)?))
         .await?;
     Ok(())
 }

@@ -43,6 +43,11 @@ const MAX_BACKOFF_MS: i64 = 10 * 60 * 1000;
 const BATCH: i64 = 20;
 const POLL: Duration = Duration::from_secs(1);
 const SEND_TIMEOUT: Duration = Duration::from_secs(60);
+/// At most this many reset mails, and as many verification mails, go to one address in
+/// any [`MAIL_QUOTA_WINDOW_MS`]: a stream of requests cannot flood an inbox, and two
+/// requests in a row still mail twice (docs/security.md).
+pub const MAIL_QUOTA: i64 = 3;
+pub const MAIL_QUOTA_WINDOW_MS: i64 = 15 * 60 * 1000;
 
 /// Delay before attempt `attempts + 1`: 1 s, 2 s, 4 s, … up to 10 minutes.
 pub fn backoff_ms(attempts: i64) -> i64 {
@@ -142,6 +147,11 @@ impl OutboxWorker {
             .deps
             .store
             .run(move |c| Ok(users_db::limits::purge(c, day_ago)?))
+            .await;
+        let _ = self
+            .deps
+            .store
+            .run(move |c| Ok(outbox::purge_mail_sends(c, day_ago)?))
             .await;
         // ended or expired sessions are kept a week, so a late refresh of one is told
         // apart from garbage in the logs
@@ -431,7 +441,9 @@ impl OutboxWorker {
                         client: client.clone(),
                         announced: true,
                     };
-                    self.announce(row, done, event, &client).await?;
+                    if !self.announce(row, done, &user, event, &client).await? {
+                        return Ok(Outcome::Drop);
+                    }
                 }
                 // fastapi-users' fingerprint: a hash of the stored hash, so that any
                 // password change kills the token
@@ -473,7 +485,9 @@ impl OutboxWorker {
                         client: client.clone(),
                         announced: true,
                     };
-                    self.announce(row, done, event, &client).await?;
+                    if !self.announce(row, done, &user, event, &client).await? {
+                        return Ok(Outcome::Drop);
+                    }
                 }
                 let expires = now.plus_secs(c.verify_token_lifetime_seconds);
                 let token = self
@@ -491,31 +505,53 @@ impl OutboxWorker {
         }
     }
 
-    /// Records the event of a request that resolved to a user, and marks the row so
-    /// that a retry does not record it again.
+    /// Admits the mail of a request that resolved to a user, if the address is within its
+    /// quota ([`MAIL_QUOTA`] of the kind in [`MAIL_QUOTA_WINDOW_MS`]); then records the
+    /// request's event and marks the row, so that a retry neither counts nor records it
+    /// again. `false`: over the quota, nothing to send.
     async fn announce(
         &self,
         row: &outbox::OutboxRow,
         done: OutboxItem,
+        user: &StoredUser,
         event: Event,
         client: &ClientInfo,
-    ) -> Result<(), String> {
+    ) -> Result<bool, String> {
         let effects = crate::events::effects(vec![event], client, &self.deps.webhooks, self.now())
             .map_err(|e| e.to_string())?;
         let queued = Queued::of(&effects);
+        let quota = outbox::MailQuota {
+            user_id: user.user.id,
+            email_key: email_key(&user.user.email),
+            kind: done.kind().to_owned(),
+            now_ms: self.now().millis(),
+            window_ms: MAIL_QUOTA_WINDOW_MS,
+            max: MAIL_QUOTA,
+        };
         let payload = serde_json::to_string(&done).map_err(|e| e.to_string())?;
         let (id, worker) = (row.id.clone(), self.id.clone());
-        let mine = self
+        let announced = self
             .deps
             .store
-            .run(move |c| Ok(outbox::announce(c, &id, &worker, &payload, &effects)?))
+            .run(move |c| {
+                Ok(outbox::announce_within_quota(
+                    c, &id, &worker, &payload, &quota, &effects,
+                )?)
+            })
             .await
             .map_err(|e| e.to_string())?;
-        if !mine {
-            return Err("the row's lease was lost".to_owned());
+        match announced {
+            outbox::Announced::Yes => {
+                queued.committed(&self.deps.counters, &self.deps.signal);
+                Ok(true)
+            }
+            outbox::Announced::OverQuota => {
+                Counters::inc(&self.deps.counters.mails_over_quota);
+                tracing::warn!(kind = %done.kind(), "mail not sent: the address had its quota of this kind");
+                Ok(false)
+            }
+            outbox::Announced::LeaseLost => Err("the row's lease was lost".to_owned()),
         }
-        queued.committed(&self.deps.counters, &self.deps.signal);
-        Ok(())
     }
 
     async fn lookup(&self, email: &str) -> Result<Option<StoredUser>, String> {

@@ -10,6 +10,7 @@ pub mod admin;
 pub mod audit;
 mod effects;
 pub mod fastapi_users;
+pub mod guards;
 pub mod import;
 pub mod limits;
 pub mod mfa;
@@ -21,6 +22,7 @@ pub mod revocations;
 pub mod schema;
 pub mod sessions;
 pub mod shared;
+pub mod sign_in;
 pub mod signing_keys;
 pub mod users;
 

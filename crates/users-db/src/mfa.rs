@@ -7,7 +7,7 @@ use diesel::prelude::*;
 use users_domain::UserId;
 
 use crate::effects::transaction;
-use crate::schema::{mfa_challenges, passkeys, recovery_codes, sessions, totp_factors};
+use crate::schema::{mfa_challenges, passkeys, recovery_codes, sessions, totp_factors, users};
 use crate::sessions::EndSessions;
 use crate::{DbConnection, Effects};
 
@@ -46,6 +46,7 @@ pub fn start_totp(
     now_ms: i64,
 ) -> QueryResult<bool> {
     conn.transaction(|c| {
+        crate::users::lock(c, user_id)?;
         if totp_of(c, user_id)?.is_some_and(|t| t.is_confirmed()) {
             return Ok(false);
         }
@@ -104,6 +105,16 @@ pub fn confirm_totp(
         if n == 0 {
             return Ok(false);
         }
+        // set up now: marked when the address is unproven (see `crate::guards`); and
+        // tokens without a session issued before it stop working, as the user's other
+        // sessions do
+        let unverified = crate::guards::unverified(c, user_id)?;
+        diesel::update(totp_factors::table.find(user_id.to_string()))
+            .set(totp_factors::unverified_at_setup.eq(unverified))
+            .execute(c)?;
+        diesel::update(users::table.find(user_id.to_string()))
+            .set(users::tokens_valid_after.eq(confirmation.now_ms))
+            .execute(c)?;
         replace_codes_in(
             c,
             user_id,
@@ -255,7 +266,7 @@ pub fn factors_of(conn: &mut DbConnection, user_id: UserId) -> QueryResult<Facto
 pub fn reset(conn: &mut DbConnection, end: &EndSessions, effects: &Effects) -> QueryResult<bool> {
     transaction(conn, effects, |c| {
         let id = end.user_id;
-        if crate::users::find_by_id(c, id)?.is_none() {
+        if !crate::users::lock(c, id)? {
             return Ok(false);
         }
         diesel::delete(totp_factors::table.find(id.to_string())).execute(c)?;
@@ -284,17 +295,26 @@ pub struct MfaChallenge {
     pub expires_at: i64,
 }
 
+/// Stores a first factor waiting for its second; `give_back`: the attempt the first
+/// factor reserved against the account's lock, given back in the same write (a correct
+/// password neither clears nor adds to the count while the second step is pending).
 pub fn create_challenge(
     conn: &mut DbConnection,
     row: &MfaChallenge,
     now_ms: i64,
+    give_back: Option<(&str, &crate::limits::Reserved)>,
 ) -> QueryResult<()> {
-    diesel::delete(mfa_challenges::table.filter(mfa_challenges::expires_at.lt(now_ms)))
-        .execute(conn)?;
-    diesel::insert_into(mfa_challenges::table)
-        .values(row)
-        .execute(conn)
-        .map(|_| ())
+    conn.transaction(|c| {
+        diesel::delete(mfa_challenges::table.filter(mfa_challenges::expires_at.lt(now_ms)))
+            .execute(c)?;
+        diesel::insert_into(mfa_challenges::table)
+            .values(row)
+            .execute(c)?;
+        if let Some((key, reserved)) = give_back {
+            crate::limits::undo_attempt(c, key, reserved)?;
+        }
+        Ok(())
+    })
 }
 
 /// The live challenge of this id.
@@ -311,21 +331,45 @@ pub fn find_challenge(
         .optional()
 }
 
-/// Counts a bad code; at `max` failures the challenge is spent. Returns whether it
-/// is still usable.
-pub fn fail_challenge(conn: &mut DbConnection, id: &str, max: i64) -> QueryResult<bool> {
+/// Reserves one attempt at the live challenge `id`, atomically: the attempt counter moves
+/// on only while it is below `max`, so however many codes arrive at once, at most `max`
+/// are ever evaluated against one mfa_token. The challenge as it stands after, or
+/// `None` (expired, spent, or out of attempts).
+pub fn reserve_attempt(
+    conn: &mut DbConnection,
+    id: &str,
+    now_ms: i64,
+    max: i64,
+) -> QueryResult<Option<MfaChallenge>> {
     conn.transaction(|c| {
-        diesel::update(mfa_challenges::table.find(id))
-            .set(mfa_challenges::failures.eq(mfa_challenges::failures + 1i64))
-            .execute(c)?;
-        let spent = diesel::delete(
+        let n = diesel::update(
             mfa_challenges::table
                 .find(id)
-                .filter(mfa_challenges::failures.ge(max)),
+                .filter(mfa_challenges::expires_at.gt(now_ms))
+                .filter(mfa_challenges::failures.lt(max)),
         )
+        .set(mfa_challenges::failures.eq(mfa_challenges::failures + 1i64))
         .execute(c)?;
-        Ok(spent == 0)
+        if n == 0 {
+            return Ok(None);
+        }
+        mfa_challenges::table
+            .find(id)
+            .select(MfaChallenge::as_select())
+            .first(c)
+            .optional()
     })
+}
+
+/// After a wrong code: the challenge goes once its attempts are used up.
+pub fn drop_if_exhausted(conn: &mut DbConnection, id: &str, max: i64) -> QueryResult<()> {
+    diesel::delete(
+        mfa_challenges::table
+            .find(id)
+            .filter(mfa_challenges::failures.ge(max)),
+    )
+    .execute(conn)
+    .map(|_| ())
 }
 
 /// Spends the challenge: only the first caller gets `true` (single use).

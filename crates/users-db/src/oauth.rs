@@ -4,7 +4,9 @@ use diesel::prelude::*;
 use users_domain::UserId;
 
 use crate::effects::transaction;
-use crate::schema::{oauth_accounts, oauth_states, users as users_table};
+use crate::guards::{self, Cleared, Scope};
+use crate::schema::{oauth_accounts, oauth_states, passkeys, users as users_table};
+use crate::sessions::EndSessions;
 use crate::users::{self, NewUser, StoredUser};
 use crate::{DbConnection, Effects};
 
@@ -33,23 +35,27 @@ pub fn find_account(
 }
 
 /// Links an account to a user. A subject linked already (to anyone) is a unique violation.
+/// The link records whether the provider said the email is verified, and whether the
+/// user's address was unproven when it was made (a later proof by mail removes it
+/// then, see [`crate::guards`]).
 pub fn link(
     conn: &mut DbConnection,
     user_id: UserId,
-    provider: &str,
-    subject: &str,
-    email: &str,
+    account: &ProviderAccount,
     now_ms: i64,
 ) -> QueryResult<()> {
+    let unverified = guards::unverified(conn, user_id)?;
     diesel::insert_into(oauth_accounts::table)
         .values((
             oauth_accounts::id.eq(uuid::Uuid::new_v4().to_string()),
             oauth_accounts::user_id.eq(user_id.to_string()),
-            oauth_accounts::oauth_name.eq(provider),
-            oauth_accounts::account_id.eq(subject),
-            oauth_accounts::account_email.eq(email),
+            oauth_accounts::oauth_name.eq(&account.provider),
+            oauth_accounts::account_id.eq(&account.subject),
+            oauth_accounts::account_email.eq(&account.email),
             oauth_accounts::created_at.eq(now_ms),
             oauth_accounts::updated_at.eq(now_ms),
+            oauth_accounts::unverified_at_setup.eq(unverified),
+            oauth_accounts::email_verified.eq(account.email_verified),
         ))
         .execute(conn)
         .map(|_| ())
@@ -91,15 +97,14 @@ pub fn linked_user(
 pub fn create_linked_user(
     conn: &mut DbConnection,
     new: &NewUser,
-    provider: &str,
-    subject: &str,
+    account: &ProviderAccount,
     effects: &Effects,
 ) -> QueryResult<StoredUser> {
     transaction(conn, effects, |c| {
         users::insert(c, new)?;
         let id = UserId::parse_str(&new.id)
             .map_err(|e| diesel::result::Error::DeserializationError(Box::new(e)))?;
-        link(c, id, provider, subject, &new.email, new.created_at)?;
+        link(c, id, account, new.created_at)?;
         users::find_by_id(c, id)?.ok_or(diesel::result::Error::NotFound)
     })
 }
@@ -112,38 +117,51 @@ pub struct ProviderAccount {
     pub subject: String,
     /// The email the provider gave.
     pub email: String,
+    /// Whether the provider said that email is verified.
+    pub email_verified: bool,
 }
 
-/// Links the account to an existing user found by a verified email. `takeover`: the
-/// user's address was never verified, so the account proven by the provider takes it
-/// over: the password is replaced by the unusable `takeover` value, earlier tokens are
-/// revoked and the user becomes verified. One transaction; the user as stored after.
+/// A takeover by the owner of an address: the account was registered by someone who
+/// never proved it, and a provider now proves it.
+#[derive(Debug, Clone)]
+pub struct Takeover {
+    /// The unusable hash that replaces the earlier registrant's password.
+    pub unusable_password: String,
+    /// Every session of the user ends.
+    pub end_sessions: EndSessions,
+}
+
+/// Links the account to an existing user found by a verified email. With `takeover`
+/// (the user's address was never verified), the account proven by the provider takes it
+/// over: everything the earlier registrant set up goes ([`guards::clear`] with
+/// [`Scope::Everything`]: the password, identities, passkeys, TOTP, pending enrolments
+/// and ceremonies), every session ends, earlier tokens are revoked and the user becomes
+/// verified. `effects` gets what was cleared, so that each removal is recorded. One
+/// transaction; the user as stored after.
 pub fn link_by_email(
     conn: &mut DbConnection,
     user_id: UserId,
     account: &ProviderAccount,
-    takeover: Option<&str>,
+    takeover: Option<&Takeover>,
     now_ms: i64,
-    effects: &Effects,
+    effects: impl FnOnce(&Cleared) -> Result<Effects, String>,
 ) -> QueryResult<Option<StoredUser>> {
-    transaction(conn, effects, |c| {
-        link(
-            c,
-            user_id,
-            &account.provider,
-            &account.subject,
-            &account.email,
-            now_ms,
-        )?;
-        if let Some(unusable) = takeover {
+    conn.transaction(|c| {
+        users::lock(c, user_id)?;
+        let mut cleared = Cleared::default();
+        if let Some(takeover) = takeover {
+            cleared = guards::clear(c, user_id, &Scope::Everything)?;
             let changes = users::UserChanges {
-                hashed_password: Some(unusable.to_owned()),
+                hashed_password: Some(takeover.unusable_password.clone()),
                 is_verified: Some(true),
                 tokens_valid_after: Some(now_ms),
                 ..Default::default()
             };
             users::update(c, user_id, &changes, now_ms)?;
+            crate::sessions::end_all_in(c, &takeover.end_sessions)?;
         }
+        link(c, user_id, account, now_ms)?;
+        guards::effects_of(effects, &cleared)?.write(c)?;
         users::find_by_id(c, user_id)
     })
 }
@@ -169,16 +187,18 @@ pub fn associate(
     effects: &Effects,
 ) -> QueryResult<Association> {
     let (provider, subject, email) = (&account.provider, &account.subject, &account.email);
-    conn.transaction(|c| match find_account(c, provider, subject)? {
-        Some(account) if account.user_id == user_id.to_string() => {
-            touch(c, &account.id, email, now_ms)?;
-            Ok(Association::Refreshed)
-        }
-        Some(_) => Ok(Association::LinkedToAnother),
-        None => {
-            link(c, user_id, provider, subject, email, now_ms)?;
-            effects.write(c)?;
-            Ok(Association::Linked)
+    conn.transaction(|c| {
+        match users::lock(c, user_id).and_then(|_| find_account(c, provider, subject))? {
+            Some(found) if found.user_id == user_id.to_string() => {
+                touch(c, &found.id, email, now_ms)?;
+                Ok(Association::Refreshed)
+            }
+            Some(_) => Ok(Association::LinkedToAnother),
+            None => {
+                link(c, user_id, account, now_ms)?;
+                effects.write(c)?;
+                Ok(Association::Linked)
+            }
         }
     })
 }
@@ -194,6 +214,9 @@ pub struct PendingState {
     pub expires_at: i64,
     /// The name of the provider the authorization was started for.
     pub provider: String,
+    /// The page of the service that started it (a path), where the callback returns
+    /// with the cookie set; `None`: the callback answers as fastapi-users does.
+    pub return_to: Option<String>,
 }
 
 pub fn save_state(conn: &mut DbConnection, state: &PendingState, now_ms: i64) -> QueryResult<()> {
@@ -207,6 +230,7 @@ pub fn save_state(conn: &mut DbConnection, state: &PendingState, now_ms: i64) ->
             oauth_states::user_id.eq(&state.user_id),
             oauth_states::expires_at.eq(state.expires_at),
             oauth_states::provider.eq(&state.provider),
+            oauth_states::return_to.eq(&state.return_to),
         ))
         .execute(conn)
         .map(|_| ())
@@ -252,9 +276,8 @@ pub fn identities_of(conn: &mut DbConnection, user_id: UserId) -> QueryResult<Ve
 }
 
 /// How many ways the user has to sign in: a usable password (a hash the service can
-/// verify; the unusable ones given to accounts made through a provider start with `!`)
-/// and each linked account. Passkeys are counted here too once they exist, so that
-/// every rule about "the last way to sign in" sees them.
+/// verify; the unusable ones given to accounts made through a provider start with `!`),
+/// each linked account and each passkey.
 pub fn sign_in_methods(conn: &mut DbConnection, user_id: UserId) -> QueryResult<i64> {
     let id = user_id.to_string();
     let passwords: i64 = users_table::table
@@ -266,7 +289,11 @@ pub fn sign_in_methods(conn: &mut DbConnection, user_id: UserId) -> QueryResult<
         .filter(oauth_accounts::user_id.eq(&id))
         .count()
         .get_result(conn)?;
-    Ok(passwords + identities)
+    let passkeys: i64 = passkeys::table
+        .filter(passkeys::user_id.eq(&id))
+        .count()
+        .get_result(conn)?;
+    Ok(passwords + identities + passkeys)
 }
 
 /// What [`unlink`] did.
@@ -280,14 +307,16 @@ pub enum Unlink {
     LastSignInMethod,
 }
 
-/// Removes the accounts of `provider` (a key) linked to the user, unless that would
-/// leave them no way to sign in; with its effects, in one transaction. The user's row
-/// is touched first, so two removals for one user run one after the other (each sees
-/// what the other left) on PostgreSQL as on SQLite; a refusal rolls the touch back.
+/// Removes the accounts of `provider` (a key) linked to the user (only the one of
+/// `subject` when given), unless that would leave them no way to sign in; with its
+/// effects, in one transaction. The user's row is touched first, so two removals for
+/// one user run one after the other (each sees what the other left) on PostgreSQL as
+/// on SQLite; a refusal rolls the touch back.
 pub fn unlink(
     conn: &mut DbConnection,
     user_id: UserId,
     provider: &str,
+    subject: Option<&str>,
     now_ms: i64,
     effects: &Effects,
 ) -> QueryResult<Unlink> {
@@ -306,23 +335,23 @@ pub fn unlink(
         let touched = diesel::update(users_table::table.find(&id))
             .set(users_table::updated_at.eq(now_ms))
             .execute(c)?;
-        let linked: i64 = oauth_accounts::table
+        let linked: Vec<(String, String)> = oauth_accounts::table
             .filter(oauth_accounts::user_id.eq(&id))
             .filter(oauth_accounts::oauth_name.eq(provider))
-            .count()
-            .get_result(c)?;
-        if touched == 0 || linked == 0 {
+            .select((oauth_accounts::id, oauth_accounts::account_id))
+            .load(c)?;
+        let ids: Vec<String> = linked
+            .into_iter()
+            .filter(|(_, s)| subject.is_none_or(|wanted| wanted == s))
+            .map(|(row, _)| row)
+            .collect();
+        if touched == 0 || ids.is_empty() {
             return Err(Abort::Refused(Unlink::NotLinked));
         }
-        if sign_in_methods(c, user_id)? - linked < 1 {
+        if sign_in_methods(c, user_id)? - (ids.len() as i64) < 1 {
             return Err(Abort::Refused(Unlink::LastSignInMethod));
         }
-        diesel::delete(
-            oauth_accounts::table
-                .filter(oauth_accounts::user_id.eq(&id))
-                .filter(oauth_accounts::oauth_name.eq(provider)),
-        )
-        .execute(c)?;
+        diesel::delete(oauth_accounts::table.filter(oauth_accounts::id.eq_any(&ids))).execute(c)?;
         effects.write(c)?;
         Ok(Unlink::Removed)
     });

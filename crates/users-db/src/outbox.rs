@@ -177,6 +177,81 @@ pub fn announce(
     })
 }
 
+/// At most `max` mails of one kind to one address in any `window_ms`: a cap on what a
+/// stream of requests can send to someone's inbox (docs/security.md).
+#[derive(Debug, Clone)]
+pub struct MailQuota {
+    /// The user the mail goes to: their row is locked while the quota is counted, so two
+    /// workers deciding at once decide one after the other.
+    pub user_id: users_domain::UserId,
+    pub email_key: String,
+    /// `forgot_password` or `request_verify`.
+    pub kind: String,
+    pub now_ms: i64,
+    pub window_ms: i64,
+    pub max: i64,
+}
+
+/// What [`announce_within_quota`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Announced {
+    /// Within the quota: counted, the row's payload replaced and the effects written.
+    Yes,
+    /// Over the quota: nothing written; the mail is not to be sent.
+    OverQuota,
+    /// The row is no longer this worker's: nothing written.
+    LeaseLost,
+}
+
+/// [`announce`], for a request mail: only when the address is within its quota, which
+/// then counts this mail; one transaction.
+pub fn announce_within_quota(
+    conn: &mut DbConnection,
+    id: &str,
+    worker: &str,
+    payload: &str,
+    quota: &MailQuota,
+    effects: &Effects,
+) -> QueryResult<Announced> {
+    use crate::schema::{mail_sends, users};
+    conn.transaction(|c| {
+        let locked = diesel::update(users::table.find(quota.user_id.to_string()))
+            .set(users::updated_at.eq(users::updated_at))
+            .execute(c)?;
+        let sent: i64 = mail_sends::table
+            .filter(mail_sends::email_key.eq(&quota.email_key))
+            .filter(mail_sends::kind.eq(&quota.kind))
+            .filter(mail_sends::sent_at.gt(quota.now_ms - quota.window_ms))
+            .count()
+            .get_result(c)?;
+        if locked == 0 || sent >= quota.max {
+            return Ok(Announced::OverQuota);
+        }
+        let mine = diesel::update(mine(id, worker))
+            .set(outbox::payload.eq(Some(payload)))
+            .execute(c)?;
+        if mine == 0 {
+            return Ok(Announced::LeaseLost);
+        }
+        diesel::insert_into(mail_sends::table)
+            .values((
+                mail_sends::id.eq(uuid::Uuid::new_v4().to_string()),
+                mail_sends::email_key.eq(&quota.email_key),
+                mail_sends::kind.eq(&quota.kind),
+                mail_sends::sent_at.eq(quota.now_ms),
+            ))
+            .execute(c)?;
+        effects.write(c)?;
+        Ok(Announced::Yes)
+    })
+}
+
+/// Forgets the mail counts older than `before_ms`.
+pub fn purge_mail_sends(conn: &mut DbConnection, before_ms: i64) -> QueryResult<usize> {
+    use crate::schema::mail_sends;
+    diesel::delete(mail_sends::table.filter(mail_sends::sent_at.lt(before_ms))).execute(conn)
+}
+
 /// A temporary failure: try again at `next_attempt_at`.
 pub fn mark_retry(
     conn: &mut DbConnection,

@@ -6,7 +6,8 @@ use diesel::prelude::*;
 use users_domain::UserId;
 
 use crate::effects::transaction;
-use crate::schema::{passkeys, webauthn_challenges};
+use crate::schema::{passkeys, users, webauthn_challenges};
+use crate::sessions::EndSessions;
 use crate::{DbConnection, Effects};
 
 #[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable, Insertable)]
@@ -24,14 +25,37 @@ pub struct PasskeyRow {
     pub last_used_at: Option<i64>,
 }
 
-/// Adds a passkey, with its effects. A credential registered already is a unique
-/// violation and writes nothing.
-pub fn add(conn: &mut DbConnection, row: &PasskeyRow, effects: &Effects) -> QueryResult<()> {
-    transaction(conn, effects, |c| {
+/// Adds a passkey, with its effects, marked when the user's address is unproven (see
+/// [`crate::guards`]). The user's first passkey also ends `first_ends` (the user's
+/// other sessions, as enabling TOTP does) and revokes tokens without a session issued
+/// before it. Returns whether it was the first. A credential registered already is a
+/// unique violation and writes nothing.
+pub fn add(
+    conn: &mut DbConnection,
+    row: &PasskeyRow,
+    first_ends: &EndSessions,
+    effects: &Effects,
+) -> QueryResult<bool> {
+    conn.transaction(|c| {
+        let user_id = first_ends.user_id;
+        crate::users::lock(c, user_id)?;
+        let had: i64 = passkeys::table
+            .filter(passkeys::user_id.eq(&row.user_id))
+            .count()
+            .get_result(c)?;
+        let unverified = crate::guards::unverified(c, user_id)?;
         diesel::insert_into(passkeys::table)
-            .values(row)
-            .execute(c)
-            .map(|_| ())
+            .values((row, passkeys::unverified_at_setup.eq(unverified)))
+            .execute(c)?;
+        let first = had == 0;
+        if first {
+            crate::sessions::end_all_in(c, first_ends)?;
+            diesel::update(users::table.find(user_id.to_string()))
+                .set(users::tokens_valid_after.eq(first_ends.now_ms))
+                .execute(c)?;
+        }
+        effects.write(c)?;
+        Ok(first)
     })
 }
 

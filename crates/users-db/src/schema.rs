@@ -57,6 +57,7 @@ diesel::table! {
         confirmed_at -> Nullable<BigInt>,
         last_step -> BigInt,
         created_at -> BigInt,
+        unverified_at_setup -> Bool,
     }
 }
 
@@ -79,6 +80,7 @@ diesel::table! {
         sign_count -> BigInt,
         created_at -> BigInt,
         last_used_at -> Nullable<BigInt>,
+        unverified_at_setup -> Bool,
     }
 }
 
@@ -151,7 +153,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     oauth_accounts,
     oauth_states,
     login_failures,
-    rate_limits
+    rate_limits,
+    mail_sends
 );
 
 diesel::table! {
@@ -179,6 +182,8 @@ diesel::table! {
         account_email -> Text,
         created_at -> BigInt,
         updated_at -> BigInt,
+        unverified_at_setup -> Bool,
+        email_verified -> Bool,
     }
 }
 
@@ -190,6 +195,16 @@ diesel::table! {
         user_id -> Nullable<Text>,
         expires_at -> BigInt,
         provider -> Text,
+        return_to -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    mail_sends (id) {
+        id -> Text,
+        email_key -> Text,
+        kind -> Text,
+        sent_at -> BigInt,
     }
 }
 

@@ -81,6 +81,37 @@ pub fn create(conn: &mut DbConnection, new: &NewSession, effects: &Effects) -> Q
     })
 }
 
+/// A completed sign-in: the session to start, and what the sign-in used up.
+#[derive(Debug, Clone)]
+pub struct SignedIn {
+    pub session: NewSession,
+    /// The account key whose failed attempts the sign-in forgets.
+    pub clear_failures: Option<String>,
+    /// The second step's challenge (the mfa_token's row) that the sign-in spends: if
+    /// another request spent it first, nothing is written.
+    pub spend_challenge: Option<String>,
+}
+
+/// Starts the session of a completed sign-in with its effects, forgetting the account's
+/// failures and spending its challenge, in one transaction (one write per sign-in).
+/// `false` when the challenge was spent already (then nothing is written).
+pub fn sign_in(conn: &mut DbConnection, done: &SignedIn, effects: &Effects) -> QueryResult<bool> {
+    transaction(conn, effects, |c| {
+        if let Some(id) = &done.spend_challenge {
+            if !crate::mfa::spend_challenge(c, id)? {
+                return Ok(false);
+            }
+        }
+        diesel::insert_into(sessions::table)
+            .values(&done.session)
+            .execute(c)?;
+        if let Some(key) = &done.clear_failures {
+            crate::limits::clear_login_failures(c, key)?;
+        }
+        Ok(true)
+    })
+}
+
 pub fn find(conn: &mut DbConnection, id: &str) -> QueryResult<Option<SessionRow>> {
     sessions::table
         .find(id)

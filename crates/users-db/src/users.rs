@@ -5,6 +5,7 @@ use diesel::result::Error as DieselError;
 use users_domain::{User, UserId};
 
 use crate::effects::transaction;
+use crate::guards::{self, Cleared};
 use crate::schema::{revoked_tokens, users};
 use crate::{DbConnection, Effects};
 
@@ -88,6 +89,18 @@ impl UserChanges {
             && self.is_verified.is_none()
             && self.tokens_valid_after.is_none()
     }
+}
+
+/// The first statement of a transaction that reads before it writes, about one user: on
+/// SQLite it takes the write lock (waiting for it, as `busy_timeout` allows) before
+/// anything is read, so the transaction never fails for a write another connection
+/// committed after its first read; on PostgreSQL it serialises the changes of one
+/// user. Returns whether the user exists.
+pub(crate) fn lock(conn: &mut DbConnection, id: UserId) -> QueryResult<bool> {
+    diesel::update(users::table.find(id.to_string()))
+        .set(users::updated_at.eq(users::updated_at))
+        .execute(conn)
+        .map(|n| n > 0)
 }
 
 /// Inserts a user. A duplicate email surfaces as a unique violation
@@ -360,49 +373,48 @@ pub fn replace_hash_if_unchanged(
 
 /// Sets a new password if the current hash is still `old` (a reset token is bound to
 /// it), revoking every access token issued before `now_ms`, with its effects, in one
-/// transaction. Returns whether it changed (a token used meanwhile changes nothing).
-pub fn set_password_if_unchanged(
+/// transaction. The reset proves the address: what was set up while it was unproven
+/// goes with it ([`guards::clear_unproven`]), and `effects` gets what was cleared.
+/// Returns whether it changed (a token used meanwhile changes nothing).
+pub fn reset_password_if_unchanged(
     conn: &mut DbConnection,
     id: UserId,
     old: &str,
     new: &str,
     now_ms: i64,
-    effects: &Effects,
+    effects: impl FnOnce(&Cleared) -> Result<Effects, String>,
 ) -> QueryResult<bool> {
-    transaction(conn, effects, |c| {
-        set_password_if_unchanged_in(c, id, old, new, now_ms)
+    conn.transaction(|c| {
+        let n = diesel::update(
+            users::table
+                .find(id.to_string())
+                .filter(users::hashed_password.eq(old)),
+        )
+        .set((
+            users::hashed_password.eq(new),
+            users::tokens_valid_after.eq(now_ms),
+            users::updated_at.eq(now_ms),
+        ))
+        .execute(c)?;
+        if n == 0 {
+            return Ok(false);
+        }
+        let cleared = guards::clear_unproven(c, id)?;
+        guards::effects_of(effects, &cleared)?.write(c)?;
+        Ok(true)
     })
 }
 
-fn set_password_if_unchanged_in(
-    conn: &mut DbConnection,
-    id: UserId,
-    old: &str,
-    new: &str,
-    now_ms: i64,
-) -> QueryResult<bool> {
-    let n = diesel::update(
-        users::table
-            .find(id.to_string())
-            .filter(users::hashed_password.eq(old)),
-    )
-    .set((
-        users::hashed_password.eq(new),
-        users::tokens_valid_after.eq(now_ms),
-        users::updated_at.eq(now_ms),
-    ))
-    .execute(conn)?;
-    Ok(n > 0)
-}
-
-/// Marks a user verified, with its effects; returns whether it changed anything.
+/// Marks a user verified, with its effects; returns whether it changed anything. The
+/// verification proves the address: what was set up while it was unproven goes with it
+/// ([`guards::clear_unproven`]), and `effects` gets what was cleared.
 pub fn mark_verified(
     conn: &mut DbConnection,
     id: UserId,
     now_ms: i64,
-    effects: &Effects,
+    effects: impl FnOnce(&Cleared) -> Result<Effects, String>,
 ) -> QueryResult<bool> {
-    transaction(conn, effects, |c| {
+    conn.transaction(|c| {
         let n = diesel::update(
             users::table
                 .find(id.to_string())
@@ -410,7 +422,12 @@ pub fn mark_verified(
         )
         .set((users::is_verified.eq(true), users::updated_at.eq(now_ms)))
         .execute(c)?;
-        Ok(n > 0)
+        if n == 0 {
+            return Ok(false);
+        }
+        let cleared = guards::clear_unproven(c, id)?;
+        guards::effects_of(effects, &cleared)?.write(c)?;
+        Ok(true)
     })
 }
 

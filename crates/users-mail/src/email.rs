@@ -123,6 +123,108 @@ impl Email {
     }
 }
 
+/// A change to how an account is signed in to, of which its owner is told by mail
+/// (docs/security.md): so that a change made by someone else does not go unnoticed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecurityChange {
+    PasskeyAdded {
+        name: String,
+    },
+    PasskeyRemoved,
+    TotpEnabled,
+    TotpDisabled,
+    /// A provider account was linked (its label, e.g. "GitHub").
+    ProviderLinked {
+        provider: String,
+    },
+    ApiKeyCreated {
+        name: String,
+    },
+    /// To the old address: the account's email is now `new` (shown masked).
+    EmailChangedFrom {
+        new: String,
+    },
+    /// To the new address.
+    EmailChangedTo,
+}
+
+impl Email {
+    /// "Something changed on your account" notice, with what to do if it was not you.
+    pub fn security_notice(product: &str, to: &str, change: &SecurityChange) -> Email {
+        let (subject, heading, what) = match change {
+            SecurityChange::PasskeyAdded { name } => (
+                format!("A passkey was added to your {product} account"),
+                "A passkey was added",
+                format!("A passkey named \"{name}\" was added to the {product} account for {to}; it can now sign in to the account."),
+            ),
+            SecurityChange::PasskeyRemoved => (
+                format!("A passkey was removed from your {product} account"),
+                "A passkey was removed",
+                format!("A passkey was removed from the {product} account for {to}."),
+            ),
+            SecurityChange::TotpEnabled => (
+                format!("Two-step sign-in was turned on for your {product} account"),
+                "Two-step sign-in is on",
+                format!("An authenticator app was set up for the {product} account for {to}: signing in now asks for its code."),
+            ),
+            SecurityChange::TotpDisabled => (
+                format!("Two-step sign-in was turned off for your {product} account"),
+                "Two-step sign-in is off",
+                format!("The authenticator app and the recovery codes of the {product} account for {to} were removed."),
+            ),
+            SecurityChange::ProviderLinked { provider } => (
+                format!("A {provider} account was linked to your {product} account"),
+                "A sign-in method was linked",
+                format!("A {provider} account was linked to the {product} account for {to}; it can now sign in to the account."),
+            ),
+            SecurityChange::ApiKeyCreated { name } => (
+                format!("An API key was created for your {product} account"),
+                "An API key was created",
+                format!("An API key named \"{name}\" was created for the {product} account for {to}; it acts as the account until it is revoked."),
+            ),
+            SecurityChange::EmailChangedFrom { new } => (
+                format!("The email address of your {product} account was changed"),
+                "Your email address was changed",
+                format!("The {product} account that used {to} now uses {}. Mail about the account goes there from now on.", mask_address(new)),
+            ),
+            SecurityChange::EmailChangedTo => (
+                format!("This is now the email address of your {product} account"),
+                "Your email address was changed",
+                format!("The {product} account now uses {to} as its email address."),
+            ),
+        };
+        Layout {
+            product,
+            subject,
+            heading,
+            before: vec![
+                what,
+                "If you made this change, there is nothing else to do.".to_owned(),
+            ],
+            action: None,
+            after: vec![
+                "If you did not make this change, someone else may have access to your \
+                 account: reset your password right away with \"Forgot password\" on the \
+                 sign-in page, review the account's sign-in methods and devices, and contact \
+                 support."
+                    .to_owned(),
+            ],
+        }
+        .render(to)
+    }
+}
+
+/// `n***@example.com`: enough for the owner to recognise an address, not to learn one.
+fn mask_address(address: &str) -> String {
+    match address.rsplit_once('@') {
+        Some((local, domain)) => {
+            let first: String = local.chars().take(1).collect();
+            format!("{first}***@{domain}")
+        }
+        None => "***".to_owned(),
+    }
+}
+
 /// "90 minutes", "1 hour", "2 days": what a reader takes in at a glance.
 fn human_minutes(minutes: u64) -> String {
     let (n, unit) = if minutes >= 1440 && minutes % 1440 == 0 {
@@ -265,6 +367,35 @@ mod tests {
             "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;"
         );
         assert_eq!(escape_html("plain text é"), "plain text é");
+    }
+
+    #[test]
+    fn notices_say_what_changed_and_what_to_do() {
+        let mail = Email::security_notice(
+            "Acme",
+            "ann@example.com",
+            &SecurityChange::PasskeyAdded {
+                name: "Laptop <b>".into(),
+            },
+        );
+        assert_eq!(mail.to, "ann@example.com");
+        assert!(
+            mail.subject.contains("passkey was added"),
+            "{}",
+            mail.subject
+        );
+        assert!(mail.text.contains("\"Laptop <b>\""), "{}", mail.text);
+        assert!(mail.html.contains("Laptop &lt;b&gt;"), "{}", mail.html);
+        assert!(mail.text.contains("Forgot password"));
+        let moved = Email::security_notice(
+            "Acme",
+            "ann@example.com",
+            &SecurityChange::EmailChangedFrom {
+                new: "mallory@evil.example".into(),
+            },
+        );
+        assert!(moved.text.contains("m***@evil.example"), "{}", moved.text);
+        assert!(!moved.text.contains("mallory@"), "{}", moved.text);
     }
 
     #[test]

@@ -6,7 +6,7 @@
 mod email;
 mod mailer;
 
-pub use email::{escape_html, Email};
+pub use email::{escape_html, Email, SecurityChange};
 pub use mailer::{MailConfig, Mailer};
 
 #[derive(Debug, thiserror::Error)]

@@ -1,11 +1,13 @@
 'use strict';
 // The account page: sign in (password, passkey, provider, second step), passkeys,
 // TOTP with recovery codes, sessions, sign out. It talks to the JSON API of the same
-// origin with the session cookie (fastapiusersauth); after a provider sign-in it uses
-// the Bearer token the callback handed over instead.
+// origin with the session cookie (fastapiusersauth) only. It never takes a token from
+// its URL: a provider sign-in ends with the callback setting the cookie, and a second
+// step it needs keeps its mfa_token in an HttpOnly cookie (docs/security.md).
 (function () {
   const $ = (id) => document.getElementById(id);
-  const bearer = { token: sessionStorage.getItem('users.bearer') };
+  // the mfa_token of a password or passkey sign-in's second step (from the JSON answer);
+  // null for a provider sign-in's, whose token is in the users_mfa cookie
   let mfaToken = null;
 
   function say(text, kind) {
@@ -30,7 +32,10 @@
     MFA_BAD_PASSWORD: 'Wrong password.',
     MFA_TOKEN_INVALID: 'This sign-in took too long or failed too often: start again.',
     MFA_NOT_PENDING: 'Start the set-up again.',
-    MFA_RECENT_SIGN_IN_REQUIRED: 'Sign out and in again first (within the last 10 minutes).',
+    REAUTHENTICATION_REQUIRED: 'Enter your password first (or sign out and in again: a sign-in of the last 10 minutes is enough).',
+    OAUTH_USER_ALREADY_EXISTS: 'An account with this email exists already: sign in to it first, then link the provider.',
+    OAUTH_ACCOUNT_ALREADY_LINKED: 'That provider account is linked to another account.',
+    OAUTH_NOT_AVAILABLE_EMAIL: 'The provider did not give a verified email address.',
     PASSKEY_INVALID: 'The passkey could not be used.',
     PASSKEYS_NOT_CONFIGURED: 'Passkeys are not set up on this service.',
     CSRF_ORIGIN_MISMATCH: 'Request refused (wrong origin).',
@@ -45,7 +50,6 @@
       headers['content-type'] = 'application/json';
       payload = JSON.stringify(body);
     }
-    if (bearer.token) headers.authorization = 'Bearer ' + bearer.token;
     const r = await fetch(path, { method, headers, body: payload, credentials: 'same-origin' });
     let data = null;
     const text = await r.text();
@@ -124,8 +128,6 @@
   async function loadAccount() {
     const me = await api('GET', '/users/me');
     if (me.status !== 200) {
-      bearer.token = null;
-      sessionStorage.removeItem('users.bearer');
       show('signin');
       return;
     }
@@ -172,7 +174,8 @@
     for (const p of r.data || []) {
       list.appendChild(item(p.name + ' (added ' + when(p.created_at) + ', last used ' + when(p.last_used_at) + ')',
         'Remove', async () => {
-          const d = await api('DELETE', '/auth/passkeys/' + encodeURIComponent(p.id));
+          const d = await api('DELETE', '/auth/passkeys/' + encodeURIComponent(p.id), reauth());
+          $('passkey-password').value = '';
           if (d.status === 204) { say('Passkey removed.'); await loadAccount(); } else say(detailText(d.data), 'error');
         }));
     }
@@ -205,8 +208,15 @@
     }
   }
 
+  // a sensitive change proves it is still you: the password when typed, else the
+  // service accepts a sign-in of the last ten minutes
+  function reauth() {
+    const password = $('passkey-password').value;
+    return password ? { password } : {};
+  }
+
   function secondStep(detail) {
-    mfaToken = detail.mfa_token;
+    mfaToken = detail.mfa_token || null;
     const methods = detail.methods || [];
     $('mfa-totp').hidden = !methods.includes('totp');
     $('mfa-recovery').hidden = !methods.includes('recovery_code');
@@ -218,11 +228,6 @@
 
   async function afterFirstFactor(r) {
     if (r.status === 204) return signedIn();
-    if (r.status === 200 && r.data && r.data.access_token) {
-      bearer.token = r.data.access_token;
-      sessionStorage.setItem('users.bearer', bearer.token);
-      return signedIn();
-    }
     if (r.status === 400 && r.data && r.data.detail && r.data.detail.code === 'LOGIN_MFA_REQUIRED') {
       say('');
       return secondStep(r.data.detail);
@@ -254,7 +259,8 @@
 
   for (const button of document.querySelectorAll('button[data-provider]')) {
     button.addEventListener('click', async () => {
-      const r = await api('GET', '/auth/' + encodeURIComponent(button.dataset.provider) + '/authorize');
+      const r = await api('GET', '/auth/' + encodeURIComponent(button.dataset.provider) +
+        '/authorize?return_to=' + encodeURIComponent('/account'));
       if (r.status === 200) window.location.assign(r.data.authorization_url);
       else say(detailText(r.data), 'error');
     });
@@ -262,7 +268,8 @@
 
   // ---- second step ----
   async function verify(proof) {
-    const r = await api('POST', '/auth/mfa/verify', Object.assign({ mfa_token: mfaToken }, proof));
+    const token = mfaToken ? { mfa_token: mfaToken } : {};
+    const r = await api('POST', '/auth/mfa/verify', Object.assign(token, proof));
     if (r.status === 400 && r.data && r.data.detail === 'MFA_TOKEN_INVALID') {
       show('signin');
     }
@@ -275,7 +282,8 @@
   });
   $('mfa-passkey').addEventListener('click', async () => {
     try {
-      const o = await api('POST', '/auth/passkeys/login/options', { mfa_token: mfaToken });
+      const o = await api('POST', '/auth/passkeys/login/options',
+        mfaToken ? { mfa_token: mfaToken } : { second_step: true });
       if (o.status !== 200) return say(detailText(o.data), 'error');
       const credential = await passkeyAssertion(o.data);
       await verify({ challenge_id: o.data.challenge_id, credential });
@@ -289,11 +297,13 @@
   $('passkey-add').addEventListener('submit', async (e) => {
     e.preventDefault();
     try {
-      const o = await api('POST', '/auth/passkeys/register/options', {});
+      const proof = reauth();
+      const o = await api('POST', '/auth/passkeys/register/options', proof);
       if (o.status !== 200) return say(detailText(o.data), 'error');
       const cred = await navigator.credentials.create({ publicKey: creationOptions(o.data.publicKey) });
-      const r = await api('POST', '/auth/passkeys/register',
-        { challenge_id: o.data.challenge_id, name: $('passkey-name').value, credential: credentialJson(cred) });
+      const r = await api('POST', '/auth/passkeys/register', Object.assign(
+        { challenge_id: o.data.challenge_id, name: $('passkey-name').value, credential: credentialJson(cred) }, proof));
+      $('passkey-password').value = '';
       if (r.status === 201) {
         $('passkey-name').value = '';
         say('Passkey added.');
@@ -370,23 +380,18 @@
     if (r.status === 204) { say('Every other device is signed out.'); await loadSessions(); } else say(detailText(r.data), 'error');
   });
   $('signout').addEventListener('click', async () => {
-    if (bearer.token) await api('POST', '/auth/jwt/logout');
-    else await api('POST', '/auth/cookie/logout');
-    bearer.token = null;
-    sessionStorage.removeItem('users.bearer');
+    await api('POST', '/auth/cookie/logout');
     say('Signed out.');
     show('signin');
   });
 
-  // ---- back from a provider: #access_token=… or #error=LOGIN_MFA_REQUIRED&mfa_token=… ----
-  const hash = new URLSearchParams(window.location.hash.slice(1));
-  if (hash.get('access_token')) {
-    bearer.token = hash.get('access_token');
-    sessionStorage.setItem('users.bearer', bearer.token);
-  }
-  if (window.location.hash) history.replaceState(null, '', window.location.pathname);
-  if (hash.get('error') === 'LOGIN_MFA_REQUIRED' && hash.get('mfa_token')) {
-    secondStep({ mfa_token: hash.get('mfa_token'), methods: (hash.get('methods') || '').split(',') });
+  // ---- back from a provider: the cookie is set already; or ?mfa=<methods> (the
+  // mfa_token waits in an HttpOnly cookie), or ?error=CODE ----
+  const back = new URLSearchParams(window.location.search);
+  if (window.location.search || window.location.hash) history.replaceState(null, '', window.location.pathname);
+  if (back.get('error')) say(detailText({ detail: back.get('error') }), 'error');
+  if (back.get('mfa')) {
+    secondStep({ mfa_token: null, methods: back.get('mfa').split(',') });
   } else {
     loadAccount();
   }

@@ -24,6 +24,23 @@ use crate::state::AppState;
 /// fastapi-users' `CookieTransport` cookie.
 pub const AUTH_COOKIE: &str = "fastapiusersauth";
 
+/// The mfa_token of a provider sign-in started from one of the service's pages, which
+/// needs a second step: HttpOnly, so no script and no URL ever holds it.
+pub const MFA_COOKIE: &str = "users_mfa";
+
+/// The [`MFA_COOKIE`] holding `value` (the mfa_token's five minutes).
+pub fn mfa_cookie<'a>(state: &AppState, value: &'a str) -> actix_web::cookie::Cookie<'a> {
+    actix_web::cookie::Cookie::build(MFA_COOKIE, value)
+        .http_only(true)
+        .path("/auth/")
+        .same_site(actix_web::cookie::SameSite::Lax)
+        .secure(state.core.config.https())
+        .max_age(actix_web::cookie::time::Duration::seconds(
+            users_core::flows::mfa::MFA_TOKEN_LIFETIME_SECS,
+        ))
+        .finish()
+}
+
 /// The authenticated, active user of the request.
 #[derive(Debug, Clone)]
 pub struct CurrentUser {
@@ -87,7 +104,7 @@ async fn authenticate(req: &ServiceRequest) -> Result<CurrentUser, ApiError> {
     let auth = auth::authenticate(&state.core, token, state.now()).await?;
     if via_cookie && !same_origin(req, &state) {
         tracing::warn!(user_id = %auth.user().id, "cookie-authenticated request from a foreign origin refused");
-        return Err(ApiError::ForbiddenCode("CSRF_ORIGIN_MISMATCH"));
+        return Err(crate::outcome::cross_site());
     }
     Ok(CurrentUser { auth, via_cookie })
 }
@@ -101,8 +118,16 @@ fn same_origin(req: &ServiceRequest, state: &AppState) -> bool {
     ) {
         return true;
     }
+    trusted_origin(req.headers(), state)
+}
+
+/// Whether a browser's request comes from `PUBLIC_URL`'s origin or one allowed by CORS:
+/// its `Origin`, or without one its `Referer`; `Origin: null` (a sandboxed or privacy
+/// redirected page) is foreign. A request with neither header is not a browser's and
+/// passes: what it could forge, it could send from anywhere.
+pub fn trusted_origin(headers: &header::HeaderMap, state: &AppState) -> bool {
     let header = |name| {
-        req.headers()
+        headers
             .get(name)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned)

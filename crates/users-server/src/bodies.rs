@@ -519,7 +519,9 @@ pub struct MfaStatus {
 /// `credential` (a passkey assertion).
 #[derive(ToSchema)]
 pub struct MfaVerify {
-    pub mfa_token: String,
+    /// The first step's mfa_token; a sign-in started from one of the service's pages
+    /// carries it in an HttpOnly cookie instead.
+    pub mfa_token: Option<String>,
     pub code: Option<String>,
     pub recovery_code: Option<String>,
     pub challenge_id: Option<String>,
@@ -529,7 +531,7 @@ pub struct MfaVerify {
 
 impl Validated for MfaVerify {
     fn validate(f: &mut Fields<'_>) -> Option<Self> {
-        let mfa_token = f.required_str("mfa_token");
+        let mfa_token = f.optional_str("mfa_token");
         let code = f.optional_str("code");
         let recovery_code = f.optional_str("recovery_code");
         let challenge_id = f.optional_str("challenge_id");
@@ -602,7 +604,7 @@ impl From<users_core::flows::passkeys::CeremonyOptions> for CeremonyOptions {
     }
 }
 
-/// `{challenge_id, name, credential}`: finishing a passkey registration.
+/// `{challenge_id, name, credential, password?}`: finishing a passkey registration.
 #[derive(ToSchema)]
 pub struct PasskeyRegister {
     pub challenge_id: String,
@@ -610,6 +612,10 @@ pub struct PasskeyRegister {
     /// The browser's PublicKeyCredential (attestation) as JSON.
     #[schema(value_type = Object)]
     pub credential: serde_json::Value,
+    /// Re-authentication: the password; without it, the session must have signed in
+    /// less than 10 minutes ago.
+    #[schema(value_type = Option<String>)]
+    pub password: Option<SecretString>,
 }
 
 impl Validated for PasskeyRegister {
@@ -617,10 +623,28 @@ impl Validated for PasskeyRegister {
         let challenge_id = f.required_str("challenge_id");
         let name = f.optional_str("name");
         let credential = f.required_object("credential");
+        let password = f.optional_password("password");
         Some(PasskeyRegister {
             challenge_id: challenge_id?,
             name: name?,
             credential: credential?,
+            password: password?,
+        })
+    }
+}
+
+/// `{password?}`: re-authentication for a sensitive change. Without the password, the
+/// session must have signed in less than 10 minutes ago. An empty body is `{}`.
+#[derive(ToSchema, Default)]
+pub struct Reauthentication {
+    #[schema(value_type = Option<String>)]
+    pub password: Option<SecretString>,
+}
+
+impl Validated for Reauthentication {
+    fn validate(f: &mut Fields<'_>) -> Option<Self> {
+        Some(Reauthentication {
+            password: f.optional_password("password")?,
         })
     }
 }
@@ -648,16 +672,24 @@ impl From<users_core::flows::passkeys::PasskeyInfo> for PasskeyRead {
     }
 }
 
-/// `{}` for a passwordless sign-in, or `{mfa_token}` for a second step.
+/// `{}` for a passwordless sign-in, or `{mfa_token}` for a second step (or
+/// `{"second_step": true}` when a page's sign-in holds the mfa_token in its cookie).
 #[derive(ToSchema)]
 pub struct PasskeyLoginOptions {
     pub mfa_token: Option<String>,
+    /// The second step of a sign-in started from one of the service's pages: the
+    /// mfa_token is the `users_mfa` cookie's.
+    #[schema(default = false)]
+    pub second_step: bool,
 }
 
 impl Validated for PasskeyLoginOptions {
     fn validate(f: &mut Fields<'_>) -> Option<Self> {
+        let mfa_token = f.optional_str("mfa_token");
+        let second_step = f.optional_bool("second_step");
         Some(PasskeyLoginOptions {
-            mfa_token: f.optional_str("mfa_token")?,
+            mfa_token: mfa_token?,
+            second_step: second_step?.unwrap_or(false),
         })
     }
 }

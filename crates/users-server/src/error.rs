@@ -184,6 +184,16 @@ impl ResponseError for ApiError {
 }
 
 impl ApiError {
+    /// The code of a `{"detail": "CODE"}` answer, for a page that shows what failed.
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            ApiError::BadRequest(code)
+            | ApiError::BadGateway(code)
+            | ApiError::ForbiddenCode(code) => Some(code),
+            _ => None,
+        }
+    }
+
     /// The text of a `{"detail": "…"}` answer (every kind but the password refusal
     /// and the 422). Causes of 5xx answers are logged here, never sent.
     fn detail(&self) -> String {

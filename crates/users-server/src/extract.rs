@@ -487,6 +487,32 @@ impl<T: Validated + 'static> actix_web::FromRequest for ValidatedJson<T> {
     }
 }
 
+/// Like [`ValidatedJson`], for routes whose body is optional (a DELETE that may carry a
+/// password): an empty body is read as `{}`.
+pub struct OptionalJson<T>(pub T);
+
+impl<T: Validated + 'static> actix_web::FromRequest for OptionalJson<T> {
+    type Error = ApiError;
+    type Future = futures_util::future::LocalBoxFuture<'static, Result<Self, ApiError>>;
+
+    fn from_request(
+        _: &actix_web::HttpRequest,
+        payload: &mut actix_web::dev::Payload,
+    ) -> Self::Future {
+        let payload = payload.take();
+        Box::pin(async move {
+            let body = read_body(payload, BODY_LIMIT).await?;
+            let body = if body.iter().all(u8::is_ascii_whitespace) {
+                Bytes::from_static(b"{}")
+            } else {
+                body
+            };
+            let object = json_object(&body)?;
+            finish(Fields::json(&object)).map(OptionalJson)
+        })
+    }
+}
+
 /// A form body (urlencoded or multipart), validated into `T`; any other content type
 /// has no fields, so the required ones are reported missing.
 pub struct ValidatedForm<T>(pub T);

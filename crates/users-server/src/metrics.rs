@@ -112,7 +112,7 @@ impl Metrics {
                 );
             }
         }
-        let counters: [Family<'_>; 14] = [
+        let counters: [Family<'_>; 15] = [
             (
                 "users_logins_total",
                 "Password logins by outcome.",
@@ -140,6 +140,11 @@ impl Metrics {
                 "users_mails_failed_total",
                 "Mails given up.",
                 vec![("", &c.mails_failed)],
+            ),
+            (
+                "users_mails_over_quota_total",
+                "Reset and verification mails not sent: the address had its quota in the last 15 minutes.",
+                vec![("", &c.mails_over_quota)],
             ),
             (
                 "users_sessions_started_total",

@@ -10,9 +10,9 @@ use utoipa_swagger_ui::SwaggerUi;
 use crate::bodies::{
     AuthorizationUrl, BearerToken, CeremonyOptions, CodeRequest, EmailRequest, EventRead,
     EventsPage, IdentityRead, LoginForm, MfaStatus, MfaVerify, PasskeyLogin, PasskeyLoginOptions,
-    PasskeyRead, PasskeyRegister, ProviderRead, RecoveryCodes, RefreshRequest, RefreshableToken,
-    ResetPassword, ResetPasswordForm, SessionRead, TotpEnrolRequest, TotpEnrolment, UserCreate,
-    UserRead, UserUpdate, UsersPage, VerifyToken,
+    PasskeyRead, PasskeyRegister, ProviderRead, Reauthentication, RecoveryCodes, RefreshRequest,
+    RefreshableToken, ResetPassword, ResetPasswordForm, SessionRead, TotpEnrolRequest,
+    TotpEnrolment, UserCreate, UserRead, UserUpdate, UsersPage, VerifyToken,
 };
 use crate::error::{
     BadRequestBody, ErrorDetail, FieldError, MfaRequiredDetail, MfaRequiredError, Null,
@@ -121,6 +121,7 @@ impl Modify for GoogleRoutes {
         crate::routes::oauth::associate_callback,
         crate::routes::identities::list_identities,
         crate::routes::identities::unlink_identity,
+        crate::routes::identities::unlink_identity_subject,
         crate::routes::pages::reset_page,
         crate::routes::pages::reset_submit,
         crate::routes::pages::verify_page,
@@ -134,7 +135,7 @@ impl Modify for GoogleRoutes {
         UserRead, UserCreate, UserUpdate, LoginForm, BearerToken, EmailRequest, ResetPassword, ResetPasswordForm,
         VerifyToken, ErrorDetail, PasswordRejection, PasswordErrorDetail, BadRequestBody, FieldError, ValidationError,
         UsersPage, AuthorizationUrl, Null, RefreshRequest, RefreshableToken, SessionRead,
-        TotpEnrolRequest, TotpEnrolment, CodeRequest, RecoveryCodes, MfaStatus, MfaVerify,
+        TotpEnrolRequest, TotpEnrolment, CodeRequest, RecoveryCodes, MfaStatus, MfaVerify, Reauthentication,
         MfaRequiredDetail, MfaRequiredError, CeremonyOptions, PasskeyRegister, PasskeyRead,
         PasskeyLoginOptions, PasskeyLogin, EventRead, EventsPage, ProviderRead, IdentityRead
     )),

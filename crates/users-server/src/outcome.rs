@@ -14,6 +14,12 @@ use users_core::throttle::{Limited, ThrottleError};
 
 use crate::error::ApiError;
 
+/// 403 `CSRF_ORIGIN_MISMATCH`: a browser's request from another site, where a cookie
+/// would act (docs/security.md).
+pub fn cross_site() -> ApiError {
+    ApiError::ForbiddenCode("CSRF_ORIGIN_MISMATCH")
+}
+
 impl From<Limited> for ApiError {
     fn from(l: Limited) -> Self {
         ApiError::TooManyRequests {
@@ -149,7 +155,8 @@ impl From<MfaError> for ApiError {
         match e {
             MfaError::AlreadyEnabled => ApiError::BadRequest("MFA_ALREADY_ENABLED"),
             MfaError::BadPassword => ApiError::BadRequest("MFA_BAD_PASSWORD"),
-            MfaError::RecentSignInRequired => ApiError::BadRequest("MFA_RECENT_SIGN_IN_REQUIRED"),
+            MfaError::ReauthenticationRequired => ApiError::BadRequest("REAUTHENTICATION_REQUIRED"),
+            MfaError::CsrfOriginMismatch => cross_site(),
             MfaError::BadCode => ApiError::BadRequest("MFA_BAD_CODE"),
             MfaError::NotPending => ApiError::BadRequest("MFA_NOT_PENDING"),
             MfaError::TokenInvalid => ApiError::BadRequest("MFA_TOKEN_INVALID"),
@@ -167,6 +174,11 @@ impl From<PasskeyError> for ApiError {
             PasskeyError::Invalid => ApiError::BadRequest("PASSKEY_INVALID"),
             PasskeyError::NotFound => ApiError::NotFound,
             PasskeyError::MfaTokenInvalid => ApiError::BadRequest("MFA_TOKEN_INVALID"),
+            PasskeyError::BadPassword => ApiError::BadRequest("MFA_BAD_PASSWORD"),
+            PasskeyError::ReauthenticationRequired => {
+                ApiError::BadRequest("REAUTHENTICATION_REQUIRED")
+            }
+            PasskeyError::Locked(l) => l.into(),
             PasskeyError::Fault(f) => f.into(),
         }
     }

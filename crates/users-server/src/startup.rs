@@ -272,6 +272,13 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         ),
     )
     .service(
+        resource("/users/me/identities/{provider}/{subject}").route(
+            web::delete()
+                .to(identities::unlink_identity_subject)
+                .wrap(from_fn(authenticated)),
+        ),
+    )
+    .service(
         resource("/users").route(
             web::get()
                 .to(users::list_users)

@@ -6,7 +6,10 @@ use users_db::DbError;
 use users_domain::email::email_key;
 use users_domain::{EmailAddress, Timestamp, User, UserId};
 
+use users_mail::SecurityChange;
+
 use crate::events::{Event, EventType, Queued};
+use crate::flows::mfa;
 use crate::flows::session::ClientInfo;
 use crate::outbox::OutboxItem;
 use crate::{Core, Fault};
@@ -135,6 +138,16 @@ pub async fn update(
         );
     }
     let mut effects = core.raise(events, client, now)?;
+    if let Some(new) = row.email.as_deref().filter(|e| *e != target.user.email) {
+        // both addresses hear of it: the old one, in case it was not the owner's doing
+        let old = &target.user.email;
+        let from = SecurityChange::EmailChangedFrom {
+            new: new.to_owned(),
+        };
+        effects = effects
+            .and(mfa::notice(core, old, from, now)?)
+            .and(mfa::notice(core, new, SecurityChange::EmailChangedTo, now)?);
+    }
     if let Some(password) = changes.password {
         row.hashed_password = Some(core.hasher.hash(password).await.map_err(Fault::from)?);
         row.tokens_valid_after = Some(now.millis());

@@ -1,6 +1,7 @@
 //! Password sign-in, sign-out, and the check every authenticated request goes through.
 
 use secrecy::SecretString;
+use users_db::limits::Attempt;
 use users_db::users::{self, StoredUser, TokenKey, TokenScope};
 use users_domain::email::email_key;
 use users_domain::{EmailAddress, Timestamp, User};
@@ -89,7 +90,11 @@ pub async fn authenticate(
     if claims.sid.is_some() && !check.session.is_some_and(|s| s.is_live(liveness)) {
         return Err(AuthError::Unauthorized);
     }
-    if claims.issued_at_ms(core.tokens.access_lifetime_seconds) < check.user.tokens_valid_after {
+    // A token with a session lives and dies with it; `tokens_valid_after` is for the
+    // tokens without one (minted by fastapi-users), which nothing else can end.
+    if claims.sid.is_none()
+        && claims.issued_at_ms(core.tokens.access_lifetime_seconds) < check.user.tokens_valid_after
+    {
         return Err(AuthError::Unauthorized);
     }
     Ok(Authenticated {
@@ -142,10 +147,13 @@ impl From<users_db::DbError> for LoginError {
     }
 }
 
-/// Signs in with an email and a password. Unknown emails are verified against a dummy
-/// hash and inactive users refused only after the password check, so every failure
-/// costs one argon2 verification; the lock is checked the same way for known and
-/// unknown addresses, so it reveals nothing either.
+/// Signs in with an email and a password. One read reserves the attempt against the
+/// account's lock and finds the user and their factors; unknown emails (and accounts
+/// without a usable password) are verified against a dummy hash and inactive users
+/// refused only after the password check, so every failure costs one argon2
+/// verification; the lock works the same for known and unknown addresses, so it
+/// reveals nothing either. The session, its event and forgetting the failures are one
+/// write.
 pub async fn login(core: &Core, login: Login, now: Timestamp) -> Result<SignIn, LoginError> {
     let Login {
         credentials: Credentials { username, password },
@@ -156,45 +164,59 @@ pub async fn login(core: &Core, login: Login, now: Timestamp) -> Result<SignIn, 
     let key = EmailAddress::parse(&username)
         .map(|e| e.key())
         .unwrap_or_else(|_| email_key(&username));
-    let had_failures = match throttle::check_login_lock(core, &key, now).await {
-        Ok(had) => had,
-        Err(ThrottleError::Limited(limited)) => {
+    let max = core.config.login_max_failures;
+    let read_key = key.clone();
+    let (attempt, found) = core
+        .store
+        .run(move |c| {
+            Ok(users_db::sign_in::first_factor(
+                c,
+                &read_key,
+                now.millis(),
+                max,
+                |f| throttle::lock_ms(f, max),
+            )?)
+        })
+        .await?;
+    let reserved = match attempt {
+        Attempt::Go(reserved) => reserved,
+        Attempt::Locked { for_ms } => {
             let user = find(core, &key).await?.map(|s| s.user.id);
             failed(core, user, "locked", &client, now).await?;
-            return Err(LoginError::Locked(limited));
+            return Err(throttle::locked(for_ms).into());
         }
-        Err(ThrottleError::Fault(f)) => return Err(f.into()),
     };
-    let stored = find(core, &key).await?;
+    if reserved.failures >= max {
+        tracing::warn!(
+            failures = reserved.failures,
+            "login throttled after consecutive failures"
+        );
+    }
     let verification = core
         .hasher
         .verify(
             password.clone(),
-            stored.as_ref().map(|s| s.hashed_password.clone()),
+            found.as_ref().map(|(s, _)| s.hashed_password.clone()),
         )
         .await
         .map_err(Fault::from)?;
-    let needs_rehash = match (&stored, verification) {
-        (Some(s), Verification::Valid { needs_rehash }) if s.user.is_active => needs_rehash,
+    let needs_rehash = match (&found, verification) {
+        (Some((s, _)), Verification::Valid { needs_rehash }) if s.user.is_active => needs_rehash,
         (known, verification) => {
-            let user = known.as_ref().map(|s| s.user.id);
+            let user = known.as_ref().map(|(s, _)| s.user.id);
             if matches!(verification, Verification::Valid { .. }) {
                 tracing::info!(user_id = ?user, "login refused: inactive user");
             } else {
                 tracing::info!("login failed");
             }
             Counters::inc(&core.counters.logins_failed);
-            throttle::record_login_failure(core, &key, now).await?;
             failed(core, user, "bad_credentials", &client, now).await?;
             return Err(LoginError::BadCredentials);
         }
     };
-    let Some(stored) = stored else {
+    let Some((stored, factors)) = found else {
         return Err(LoginError::BadCredentials);
     };
-    if had_failures {
-        throttle::clear_login_failures(core, &key).await?;
-    }
     if needs_rehash {
         upgrade_hash(core, &stored, password).await;
     }
@@ -205,6 +227,8 @@ pub async fn login(core: &Core, login: Login, now: Timestamp) -> Result<SignIn, 
         client,
         offline_access,
         transport,
+        factors: Some(factors),
+        attempt: Some((key, reserved)),
     };
     let outcome = mfa::complete_first_factor(core, first, now).await?;
     if let SignIn::Done(grant) = &outcome {

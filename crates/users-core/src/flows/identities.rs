@@ -15,7 +15,8 @@ pub enum IdentityError {
     /// The user has no account of that provider.
     #[error("no identity of this provider is linked")]
     NotLinked,
-    /// It is the user's last way to sign in (no usable password, no other identity).
+    /// It is the user's last way to sign in (no usable password, other identity or
+    /// passkey).
     #[error("the last way to sign in cannot be removed")]
     LastSignInMethod,
     #[error(transparent)]
@@ -58,22 +59,36 @@ pub async fn list(core: &Core, user: UserId) -> Result<Vec<IdentityInfo>, Fault>
         .collect())
 }
 
-/// Unlinks every account of the provider named `provider` from the user. A provider
-/// no longer configured can still be unlinked.
+/// Unlinks every account of the provider named `provider` from the user, or only the
+/// one of `subject` when given. A provider no longer configured can still be unlinked.
 pub async fn unlink(
     core: &Core,
     user: UserId,
     provider: &str,
+    subject: Option<&str>,
     client: &ClientInfo,
     now: Timestamp,
 ) -> Result<(), IdentityError> {
     let key = key_of(provider);
-    let event = Event::new(EventType::IdentityUnlinked, Some(user)).with("provider", provider);
+    let mut event = Event::new(EventType::IdentityUnlinked, Some(user)).with("provider", provider);
+    if let Some(subject) = subject {
+        event = event.with("subject", subject);
+    }
     let effects = core.raise(vec![event], client, now)?;
     let queued = Queued::of(&effects);
+    let subject = subject.map(str::to_owned);
     let result = core
         .store
-        .run(move |c| Ok(oauth::unlink(c, user, &key, now.millis(), &effects)?))
+        .run(move |c| {
+            Ok(oauth::unlink(
+                c,
+                user,
+                &key,
+                subject.as_deref(),
+                now.millis(),
+                &effects,
+            )?)
+        })
         .await?;
     match result {
         Unlink::Removed => {

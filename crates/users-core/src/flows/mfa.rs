@@ -10,10 +10,13 @@ use users_db::users::{self, StoredUser};
 use users_db::{DbError, Effects};
 use users_domain::{Timestamp, User, UserId};
 
+use users_db::limits::Reserved;
+use users_mail::SecurityChange;
+
 use crate::events::{Event, EventType, Queued};
 use crate::flows::auth::{self, Authenticated};
-use crate::flows::session::{self, ClientInfo, SessionGrant, SignInMethod};
-use crate::hashing::Verification;
+use crate::flows::reauth::{self, ReauthError};
+use crate::flows::session::{self, ClientInfo, Completed, SessionGrant, SignInMethod};
 use crate::outbox::OutboxItem;
 use crate::throttle::{self, Limited, ThrottleError};
 use crate::tokens::{random_token, token_hash};
@@ -23,8 +26,6 @@ use crate::{Core, Counters, Fault};
 pub const MFA_TOKEN_LIFETIME_SECS: i64 = 300;
 /// Bad codes an mfa_token survives.
 pub const MFA_TOKEN_MAX_FAILURES: i64 = 5;
-/// Without a password, enrolling TOTP needs a sign-in this recent.
-pub const RECENT_SIGN_IN_SECS: i64 = 600;
 const RECOVERY_CODES: usize = 10;
 const TOTP_STEP_SECS: i64 = 30;
 
@@ -60,6 +61,12 @@ pub struct FirstFactor {
     pub client: ClientInfo,
     pub offline_access: bool,
     pub transport: Transport,
+    /// The user's factors, when the first factor read them already.
+    pub factors: Option<Factors>,
+    /// The attempt a password reserved against the account's lock (its key, and what it
+    /// changed): forgotten when the sign-in completes, given back when a second step is
+    /// pending, so that a correct password neither clears nor adds to the count.
+    pub attempt: Option<(String, Reserved)>,
 }
 
 /// The outcome of a first factor.
@@ -100,18 +107,19 @@ pub(crate) async fn complete_first_factor(
     now: Timestamp,
 ) -> Result<SignIn, Fault> {
     let id = first.user.id;
-    let factors = core.store.run(move |c| Ok(mfa::factors_of(c, id)?)).await?;
+    let factors = match first.factors {
+        Some(f) => f,
+        None => core.store.run(move |c| Ok(mfa::factors_of(c, id)?)).await?,
+    };
     if !factors.any() {
-        let grant = session::start(
-            core,
-            first.user,
-            first.method,
-            &first.client,
-            first.offline_access,
-            now,
-        )
-        .await?;
-        return Ok(SignIn::Done(grant));
+        let done = Completed {
+            user: first.user,
+            method: first.method,
+            client: &first.client,
+            offline_access: first.offline_access,
+            failures_of: first.attempt.map(|(key, _)| key),
+        };
+        return Ok(SignIn::Done(session::start(core, done, now).await?));
     }
     let mfa_token = random_token(32);
     let row = MfaChallenge {
@@ -125,8 +133,16 @@ pub(crate) async fn complete_first_factor(
         failures: 0,
         expires_at: now.plus_secs(MFA_TOKEN_LIFETIME_SECS).millis(),
     };
+    let give_back = first.attempt;
     core.store
-        .run(move |c| Ok(mfa::create_challenge(c, &row, now.millis())?))
+        .run(move |c| {
+            Ok(mfa::create_challenge(
+                c,
+                &row,
+                now.millis(),
+                give_back.as_ref().map(|(k, r)| (k.as_str(), r)),
+            )?)
+        })
         .await?;
     tracing::info!(user_id = %id, "first factor accepted; second factor required");
     Ok(SignIn::SecondFactor(MfaRequired {
@@ -139,11 +155,15 @@ pub(crate) async fn complete_first_factor(
 pub enum MfaError {
     #[error("a second factor is enabled already")]
     AlreadyEnabled,
-    #[error("wrong or missing password")]
+    #[error("wrong password")]
     BadPassword,
-    /// No password to check, and the session is not recent enough.
+    /// No password given, and the session is not recent enough.
     #[error("sign in again first")]
-    RecentSignInRequired,
+    ReauthenticationRequired,
+    /// The second step answers with the cookie, and the request comes from another
+    /// site (login CSRF).
+    #[error("cross-site request")]
+    CsrfOriginMismatch,
     #[error("wrong, reused or expired code")]
     BadCode,
     /// No enrolment of this session is waiting for confirmation.
@@ -163,6 +183,17 @@ pub enum MfaError {
 impl From<DbError> for MfaError {
     fn from(e: DbError) -> Self {
         MfaError::Fault(e.into())
+    }
+}
+
+impl From<ReauthError> for MfaError {
+    fn from(e: ReauthError) -> Self {
+        match e {
+            ReauthError::BadPassword => MfaError::BadPassword,
+            ReauthError::Required => MfaError::ReauthenticationRequired,
+            ReauthError::Locked(l) => MfaError::Locked(l),
+            ReauthError::Fault(f) => MfaError::Fault(f),
+        }
     }
 }
 
@@ -228,8 +259,7 @@ async fn user_of(core: &Core, id: UserId) -> Result<Option<StoredUser>, Fault> {
 }
 
 /// `POST /auth/mfa/totp`: a new secret, pending until confirmed from the same session.
-/// A user with a password proves it again; one without (signed up through a provider)
-/// needs a sign-in of the last ten minutes.
+/// Re-authentication first: the password, or a sign-in of the last ten minutes.
 pub async fn totp_enrol(
     core: &Core,
     auth: &Authenticated,
@@ -242,7 +272,7 @@ pub async fn totp_enrol(
     if existing.is_some_and(|t| t.is_confirmed()) {
         return Err(MfaError::AlreadyEnabled);
     }
-    reauthenticate(core, auth, password, now).await?;
+    reauth::reauthenticate(core, auth, password, now).await?;
     let mut secret = [0u8; 20];
     rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut secret);
     let totp = totp(core, &secret, &user.email)?;
@@ -275,55 +305,19 @@ pub async fn totp_enrol(
     })
 }
 
-/// The password again, or, without one, a recent sign-in.
-async fn reauthenticate(
-    core: &Core,
-    auth: &Authenticated,
-    password: Option<SecretString>,
-    now: Timestamp,
-) -> Result<(), MfaError> {
-    let stored = &auth.stored;
-    let has_password = stored.hashed_password.starts_with('$');
-    if has_password {
-        let Some(password) = password else {
-            return Err(MfaError::BadPassword);
-        };
-        let key = users_domain::email::email_key(&stored.user.email);
-        throttle::check_login_lock(core, &key, now).await?;
-        let verification = core
-            .hasher
-            .verify(password, Some(stored.hashed_password.clone()))
-            .await
-            .map_err(Fault::from)?;
-        if !matches!(verification, Verification::Valid { .. }) {
-            throttle::record_login_failure(core, &key, now).await?;
-            return Err(MfaError::BadPassword);
-        }
-        return Ok(());
-    }
-    let Some(sid) = auth.session_id().map(str::to_owned) else {
-        return Err(MfaError::RecentSignInRequired);
-    };
-    let session = core
-        .store
-        .run(move |c| Ok(users_db::sessions::find(c, &sid)?))
-        .await?;
-    match session {
-        Some(s) if now.millis() - s.created_at <= RECENT_SIGN_IN_SECS * 1000 => Ok(()),
-        _ => Err(MfaError::RecentSignInRequired),
-    }
-}
+/// The 32 symbols of recovery codes: Crockford's base-32 alphabet in lower case (no
+/// `i`, `l`, `o`, `u`), so a byte's low five bits pick one without bias.
+const RECOVERY_ALPHABET: &[u8; 32] = b"0123456789abcdefghjkmnpqrstvwxyz";
 
 fn new_recovery_codes(core: &Core) -> (Vec<String>, Vec<String>) {
-    // 12 characters of a 32-letter alphabet without look-alikes: 60 bits each
-    const ALPHABET: &[u8] = b"abcdefghjkmnpqrstuvwxyz23456789";
+    // 12 symbols of 5 bits: 60 bits each
     let mut codes = Vec::with_capacity(RECOVERY_CODES);
     for _ in 0..RECOVERY_CODES {
         let mut bytes = [0u8; 12];
         rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut bytes);
         let letters: String = bytes
             .iter()
-            .map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char)
+            .map(|b| RECOVERY_ALPHABET[usize::from(b & 31)] as char)
             .collect();
         codes.push(format!(
             "{}-{}-{}",
@@ -376,7 +370,12 @@ pub async fn totp_confirm(
         now_ms: now.millis(),
     };
     let event = Event::new(EventType::MfaEnabled, Some(id)).with("method", "totp");
-    let effects = core.raise(vec![event], client, now)?;
+    let effects = core.raise(vec![event], client, now)?.and(notice(
+        core,
+        &user.email,
+        SecurityChange::TotpEnabled,
+        now,
+    )?);
     let queued = Queued::of(&effects);
     let confirmed = core
         .store
@@ -391,32 +390,39 @@ pub async fn totp_confirm(
     Ok(codes)
 }
 
-/// A TOTP code or a recovery code of the user, used up if it is valid.
+/// A TOTP code or a recovery code of the user, used up if it is valid. The attempt counts
+/// toward the account's lock like a sign-in's: a stolen token must not turn into
+/// unlimited guesses at the second factor.
 async fn use_code(
     core: &Core,
     user: &User,
     code: &str,
     client: &ClientInfo,
     now: Timestamp,
-) -> Result<bool, Fault> {
-    let id = user.id;
-    if let Some(totp_row) = core
-        .store
-        .run(move |c| Ok(mfa::totp_of(c, id)?))
-        .await?
-        .filter(|t| t.is_confirmed())
-    {
-        let secret = core.sealer.open(&totp_row.secret_sealed).ok_or_else(|| {
-            Fault::internal("the TOTP secret does not open (was JWT_SECRET changed?)")
-        })?;
-        if let Some(step) = matching_step(&totp(core, &secret, &user.email)?, code, now) {
-            return Ok(core
-                .store
-                .run(move |c| Ok(mfa::use_totp_step(c, id, step)?))
-                .await?);
-        }
+) -> Result<bool, MfaError> {
+    let key = users_domain::email::email_key(&user.email);
+    let attempt = throttle::begin_attempt(core, &key, now).await?;
+    let valid = match use_code_totp_only(core, user, code, now).await? {
+        true => true,
+        false => use_recovery_code(core, user, code, client, now).await?,
+    };
+    if valid {
+        throttle::undo_attempt(core, &key, attempt).await?;
+    } else {
+        Counters::inc(&core.counters.mfa_failures);
     }
-    use_recovery_code(core, user, code, client, now).await
+    Ok(valid)
+}
+
+/// The mail telling the account's owner of a change, as effects of that change.
+pub(crate) fn notice(
+    core: &Core,
+    to: &str,
+    change: SecurityChange,
+    now: Timestamp,
+) -> Result<Effects, Fault> {
+    let email = users_mail::Email::security_notice(&core.config.app_name, to, &change);
+    OutboxItem::Email { email }.effects(now)
 }
 
 async fn use_recovery_code(
@@ -468,12 +474,16 @@ pub async fn totp_disable(
 ) -> Result<(), MfaError> {
     let user = auth.user();
     if !use_code(core, user, code, client, now).await? {
-        Counters::inc(&core.counters.mfa_failures);
         return Err(MfaError::BadCode);
     }
     let id = user.id;
     let event = Event::new(EventType::MfaDisabled, Some(id)).with("method", "totp");
-    let effects = core.raise(vec![event], client, now)?;
+    let effects = core.raise(vec![event], client, now)?.and(notice(
+        core,
+        &user.email,
+        SecurityChange::TotpDisabled,
+        now,
+    )?);
     let queued = Queued::of(&effects);
     let disabled = core
         .store
@@ -497,7 +507,6 @@ pub async fn regenerate_recovery_codes(
 ) -> Result<Vec<String>, MfaError> {
     let user = auth.user();
     if !use_code(core, user, code, client, now).await? {
-        Counters::inc(&core.counters.mfa_failures);
         return Err(MfaError::BadCode);
     }
     let (codes, hashes) = new_recovery_codes(core);
@@ -569,13 +578,17 @@ pub enum Proof {
 }
 
 /// `POST /auth/mfa/verify`: finishes a sign-in with its second factor, and answers what
-/// the first step would have (the session, `aal` 2). A bad code counts toward the
-/// account's lockout, and five spend the mfa_token.
+/// the first step would have (the session, `aal` 2). Each code is counted before it is
+/// evaluated, twice: against the mfa_token (at most five, however many arrive at once)
+/// and against the account's lock (however they are interleaved with sign-ins). A
+/// second step that answers with the cookie refuses a request from another site
+/// (`trusted_origin` false).
 pub async fn verify(
     core: &Core,
     mfa_token: &str,
     proof: Proof,
     client: &ClientInfo,
+    trusted_origin: bool,
     now: Timestamp,
 ) -> Result<(SessionGrant, Transport), MfaError> {
     let id = token_hash(mfa_token);
@@ -585,13 +598,29 @@ pub async fn verify(
         .run(move |c| Ok(mfa::find_challenge(c, &lookup, now.millis())?))
         .await?
         .ok_or(MfaError::TokenInvalid)?;
+    let transport = Transport::parse(&challenge.transport);
+    if transport == Transport::Cookie && !trusted_origin {
+        return Err(MfaError::CsrfOriginMismatch);
+    }
     let user_id = UserId::parse_str(&challenge.user_id).map_err(|_| MfaError::TokenInvalid)?;
     let stored = user_of(core, user_id)
         .await?
         .filter(|u| u.user.is_active)
         .ok_or(MfaError::TokenInvalid)?;
+    let lookup = id.clone();
+    core.store
+        .run(move |c| {
+            Ok(mfa::reserve_attempt(
+                c,
+                &lookup,
+                now.millis(),
+                MFA_TOKEN_MAX_FAILURES,
+            )?)
+        })
+        .await?
+        .ok_or(MfaError::TokenInvalid)?;
     let key = users_domain::email::email_key(&stored.user.email);
-    if let Err(e) = throttle::check_login_lock(core, &key, now).await {
+    if let Err(e) = throttle::begin_attempt(core, &key, now).await {
         if matches!(e, ThrottleError::Limited(_)) {
             auth::failed(core, Some(user_id), "locked", client, now).await?;
         }
@@ -619,20 +648,12 @@ pub async fn verify(
     };
     if !ok {
         Counters::inc(&core.counters.mfa_failures);
-        throttle::record_login_failure(core, &key, now).await?;
         auth::failed(core, Some(user_id), "mfa_failed", client, now).await?;
         let lookup = id.clone();
         core.store
-            .run(move |c| Ok(mfa::fail_challenge(c, &lookup, MFA_TOKEN_MAX_FAILURES)?))
+            .run(move |c| Ok(mfa::drop_if_exhausted(c, &lookup, MFA_TOKEN_MAX_FAILURES)?))
             .await?;
         return Err(MfaError::BadCode);
-    }
-    let spent = core
-        .store
-        .run(move |c| Ok(mfa::spend_challenge(c, &id)?))
-        .await?;
-    if !spent {
-        return Err(MfaError::TokenInvalid);
     }
     let method = SignInMethod {
         name: challenge.method.clone(),
@@ -644,18 +665,19 @@ pub async fn verify(
         user_agent: challenge.user_agent.clone(),
         request_id: client.request_id.clone(),
     };
-    let grant = session::start(
-        core,
-        stored.user,
+    let done = Completed {
+        user: stored.user,
         method,
-        &session_client,
-        challenge.offline_access,
-        now,
-    )
-    .await?;
+        client: &session_client,
+        offline_access: challenge.offline_access,
+        failures_of: Some(key),
+    };
+    let grant = session::start_spending(core, done, Some(id), now)
+        .await?
+        .ok_or(MfaError::TokenInvalid)?;
     Counters::inc(&core.counters.mfa_successes);
     tracing::info!(user_id = %user_id, session_id = %grant.session_id, "second factor accepted");
-    Ok((grant, Transport::parse(&challenge.transport)))
+    Ok((grant, transport))
 }
 
 /// A TOTP code only (the `code` of the second step).

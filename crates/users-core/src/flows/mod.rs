@@ -9,6 +9,7 @@ pub mod import;
 pub mod mfa;
 pub mod oauth;
 pub mod passkeys;
+pub mod reauth;
 pub mod recovery;
 pub mod register;
 pub mod session;

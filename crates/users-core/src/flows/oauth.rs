@@ -4,16 +4,18 @@
 //! usable once; for OpenID providers also a nonce and the id_token verified against the
 //! provider's keys. The checks of a callback come in the order docs/providers.md gives.
 
-use users_db::oauth::{self, Association, PendingState, ProviderAccount};
+use users_db::oauth::{self, Association, PendingState, ProviderAccount, Takeover};
 use users_db::users::{self, NewUser, StoredUser};
 use users_db::DbError;
 use users_domain::{EmailAddress, Timestamp, User, UserId};
+use users_mail::SecurityChange;
 use users_oauth::{Identity, OAuthError};
 
 use crate::events::{Event, EventType, Queued};
 use crate::flows::mfa::{self, FirstFactor, SignIn, Transport};
 use crate::flows::session::{ClientInfo, SignInMethod};
 use crate::flows::unusable_password;
+use crate::guards::{self, Why};
 use crate::providers::Provider;
 use crate::tokens::{constant_time_eq, random_token, StateClaims, TokenError, STATE_AUDIENCE};
 use crate::{Core, Fault};
@@ -104,13 +106,16 @@ pub struct Authorization {
 
 /// Starts an authorization: a signed state holding a fresh CSRF value, a server-side
 /// row holding the PKCE verifier and the nonce, and the provider's URL.
-/// `for_user`: the current user, when linking an account to it.
+/// `for_user`: the current user, when linking an account to it. `return_to`: the page
+/// of the service that started a sign-in (a path), where its callback returns with the
+/// cookie set.
 pub async fn begin(
     core: &Core,
     provider_name: &str,
     for_user: Option<UserId>,
     redirect_uri: &str,
     extra_scopes: &[String],
+    return_to: Option<String>,
     now: Timestamp,
 ) -> Result<Authorization, OAuthFlowError> {
     let provider = provider(core, provider_name)?;
@@ -125,6 +130,7 @@ pub async fn begin(
         user_id: for_user.map(|u| u.to_string()),
         expires_at: now.plus_secs(lifetime).millis(),
         provider: provider.settings.name.clone(),
+        return_to,
     };
     let claims = StateClaims {
         csrftoken: csrf.clone(),
@@ -157,9 +163,16 @@ pub struct Callback {
     pub csrf_cookie: Option<String>,
 }
 
-/// The checks of docs/providers.md (the callback's 400s), in order, then the exchange with
-/// the provider: the verified identity. `for_user`: the current user on the associate
-/// callback.
+/// A callback that passed its checks: the identity the provider vouches for, and the
+/// page that started the sign-in, if one did.
+#[derive(Debug)]
+pub struct Finished {
+    pub identity: Identity,
+    pub return_to: Option<String>,
+}
+
+/// The checks of docs/providers.md, in order, then the exchange with the provider: the
+/// verified identity. `for_user`: the current user on the associate callback.
 pub async fn finish(
     core: &Core,
     provider_name: &str,
@@ -167,7 +180,7 @@ pub async fn finish(
     for_user: Option<UserId>,
     redirect_uri: &str,
     now: Timestamp,
-) -> Result<Identity, OAuthFlowError> {
+) -> Result<Finished, OAuthFlowError> {
     let provider = provider(core, provider_name)?;
     if let Some(error) = callback.error {
         return Err(OAuthFlowError::Denied(error));
@@ -219,7 +232,10 @@ pub async fn finish(
     if identity.email.as_deref().is_none_or(str::is_empty) {
         return Err(OAuthFlowError::NoEmail);
     }
-    Ok(identity)
+    Ok(Finished {
+        identity,
+        return_to: pending.return_to,
+    })
 }
 
 /// Signs in the user a verified identity belongs to: the linked one; else, when the
@@ -230,6 +246,7 @@ pub async fn sign_in(
     provider_name: &str,
     identity: Identity,
     client: &ClientInfo,
+    transport: Transport,
     now: Timestamp,
 ) -> Result<SignIn, OAuthFlowError> {
     let provider = provider(core, provider_name)?;
@@ -247,7 +264,9 @@ pub async fn sign_in(
         method,
         client: client.clone(),
         offline_access: false,
-        transport: Transport::Bearer,
+        transport,
+        factors: None,
+        attempt: None,
     };
     let outcome = mfa::complete_first_factor(core, first, now).await?;
     tracing::info!(user_id = %id, provider = %name, "signed in with a provider");
@@ -284,6 +303,12 @@ async fn user_for(
         .store
         .run(move |c| Ok(users::find_by_email_key(c, &email_key)?))
         .await?;
+    let account = ProviderAccount {
+        provider: key.clone(),
+        subject: subject.clone(),
+        email: account_email.clone(),
+        email_verified: identity.email_verified,
+    };
     if let Some(existing) = existing {
         if !provider.settings.associate_by_email || !identity.email_verified {
             return Err(OAuthFlowError::UserAlreadyExists);
@@ -293,27 +318,26 @@ async fn user_for(
         }
         let id = existing.user.id;
         // Someone may have registered this address before its owner (pre-account
-        // takeover): the owner, proven by the provider, takes the account; the
-        // unproven password and its sessions go.
-        let takeover = (!existing.user.is_verified).then(unusable_password);
+        // takeover): the owner, proven by the provider, takes the account, and nothing
+        // the earlier registrant set up stays (docs/security.md).
+        let takeover = (!existing.user.is_verified).then(|| Takeover {
+            unusable_password: unusable_password(),
+            end_sessions: super::account::end_every_session(id, now, "account_taken_over"),
+        });
         let event = Event::new(EventType::IdentityLinked, Some(id))
             .with("provider", name.clone())
             .with("via", "email")
             .with("password_removed", takeover.is_some());
-        let mut effects = core.raise(vec![event], client, now)?;
-        if takeover.is_some() {
-            effects = effects.ending_sessions(super::account::end_every_session(
-                id,
-                now,
-                "account_taken_over",
-            ));
-        }
-        let queued = Queued::of(&effects);
-        let account = ProviderAccount {
-            provider: key.clone(),
-            subject: subject.clone(),
-            email: account_email.clone(),
+        let linked_notice = SecurityChange::ProviderLinked {
+            provider: provider.settings.label.clone(),
         };
+        let effects = core.raise(vec![event], client, now)?.and(mfa::notice(
+            core,
+            &existing.user.email,
+            linked_notice,
+            now,
+        )?);
+        let (effects, tally) = guards::with_cleared(core, id, Why::TakenOver, effects, client, now);
         let linked = core
             .store
             .run(move |c| {
@@ -321,16 +345,16 @@ async fn user_for(
                     c,
                     id,
                     &account,
-                    takeover.as_deref(),
+                    takeover.as_ref(),
                     now.millis(),
-                    &effects,
+                    effects,
                 )?)
             })
             .await;
         return match linked {
             Ok(Some(u)) => {
-                core.committed(queued);
-                tracing::info!(user_id = %id, cleared_password = !existing.user.is_verified,
+                tally.committed(core);
+                tracing::info!(user_id = %id, taken_over = !existing.user.is_verified,
                     "provider account linked by verified email");
                 Ok(u.user)
             }
@@ -363,10 +387,9 @@ async fn user_for(
     ];
     let effects = core.raise(events, client, now)?;
     let queued = Queued::of(&effects);
-    let (k, s) = (key.clone(), subject.clone());
     match core
         .store
-        .run(move |c| Ok(oauth::create_linked_user(c, &new, &k, &s, &effects)?))
+        .run(move |c| Ok(oauth::create_linked_user(c, &new, &account, &effects)?))
         .await
     {
         Ok(user) => {
@@ -403,12 +426,21 @@ pub async fn associate(
     let event = Event::new(EventType::IdentityLinked, Some(id))
         .with("provider", provider.settings.name.clone())
         .with("via", "associate");
-    let effects = core.raise(vec![event], client, now)?;
+    let linked_notice = SecurityChange::ProviderLinked {
+        provider: provider.settings.label.clone(),
+    };
+    let effects = core.raise(vec![event], client, now)?.and(mfa::notice(
+        core,
+        &user.email,
+        linked_notice,
+        now,
+    )?);
     let queued = Queued::of(&effects);
     let account = ProviderAccount {
         provider: provider.settings.key.clone(),
         subject: identity.subject,
         email: identity.email.unwrap_or_default(),
+        email_verified: identity.email_verified,
     };
     let result = core
         .store

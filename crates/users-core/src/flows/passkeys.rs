@@ -5,10 +5,13 @@
 //! is refused.
 
 use base64::Engine;
+use secrecy::SecretString;
 use serde_json::Value;
 use users_db::passkeys::{self, Ceremony, PasskeyRow};
+use users_db::sessions::EndSessions;
 use users_db::DbError;
-use users_domain::{Timestamp, User, UserId};
+use users_domain::{Timestamp, UserId};
+use users_mail::SecurityChange;
 use webauthn_rs::prelude::{
     CredentialID, DiscoverableAuthentication, Passkey, PasskeyAuthentication, PasskeyRegistration,
     PublicKeyCredential, RegisterPublicKeyCredential,
@@ -16,8 +19,10 @@ use webauthn_rs::prelude::{
 use webauthn_rs::Webauthn;
 
 use crate::events::{Event, EventType, Queued};
+use crate::flows::auth::Authenticated;
 use crate::flows::mfa::{self, MfaError};
-use crate::flows::session::{ClientInfo, SessionGrant, SignInMethod};
+use crate::flows::reauth::{self, ReauthError};
+use crate::flows::session::{ClientInfo, Completed, SessionGrant, SignInMethod};
 use crate::tokens::random_token;
 use crate::{Core, Counters, Fault};
 
@@ -37,6 +42,14 @@ pub enum PasskeyError {
     NotFound,
     #[error("invalid mfa token")]
     MfaTokenInvalid,
+    /// Re-authentication: a wrong password.
+    #[error("wrong password")]
+    BadPassword,
+    /// Re-authentication: no password, and no recent sign-in.
+    #[error("sign in again first")]
+    ReauthenticationRequired,
+    #[error("locked")]
+    Locked(crate::throttle::Limited),
     #[error(transparent)]
     Fault(#[from] Fault),
 }
@@ -44,6 +57,17 @@ pub enum PasskeyError {
 impl From<DbError> for PasskeyError {
     fn from(e: DbError) -> Self {
         PasskeyError::Fault(e.into())
+    }
+}
+
+impl From<ReauthError> for PasskeyError {
+    fn from(e: ReauthError) -> Self {
+        match e {
+            ReauthError::BadPassword => PasskeyError::BadPassword,
+            ReauthError::Required => PasskeyError::ReauthenticationRequired,
+            ReauthError::Locked(l) => PasskeyError::Locked(l),
+            ReauthError::Fault(f) => PasskeyError::Fault(f),
+        }
     }
 }
 
@@ -116,13 +140,17 @@ async fn passkeys_of(core: &Core, user: UserId) -> Result<Vec<PasskeyRow>, Fault
 }
 
 /// `POST /auth/passkeys/register/options`: a registration asking for a discoverable
-/// credential with user verification; the user's passkeys are excluded.
+/// credential with user verification; the user's passkeys are excluded. Needs
+/// re-authentication (the password, or a recent sign-in).
 pub async fn register_options(
     core: &Core,
-    user: &User,
+    auth: &Authenticated,
+    password: Option<SecretString>,
     now: Timestamp,
 ) -> Result<CeremonyOptions, PasskeyError> {
     let webauthn = webauthn(core)?;
+    reauth::reauthenticate(core, auth, password, now).await?;
+    let user = auth.user();
     let exclude: Vec<CredentialID> = passkeys_of(core, user.id)
         .await?
         .iter()
@@ -169,17 +197,37 @@ impl From<PasskeyRow> for PasskeyInfo {
     }
 }
 
-/// `POST /auth/passkeys/register`: finishes a registration the same user started.
+/// What the browser sends to finish a registration.
+#[derive(Debug)]
+pub struct Registration<'a> {
+    /// The ceremony the registration options started.
+    pub challenge_id: &'a str,
+    /// A name for the passkey (its first 64 characters; `Passkey` when blank).
+    pub name: Option<&'a str>,
+    /// The browser's attestation.
+    pub credential: &'a Value,
+}
+
+/// `POST /auth/passkeys/register`: finishes a registration the same user started, with
+/// re-authentication again. The user's first passkey ends their other sessions (a
+/// passkey is a second factor: what was signed in without it must sign in again); the
+/// owner is told by mail.
 pub async fn register(
     core: &Core,
-    user: &User,
-    challenge_id: &str,
-    name: Option<&str>,
-    credential: &Value,
+    auth: &Authenticated,
+    password: Option<SecretString>,
+    registration: Registration<'_>,
     client: &ClientInfo,
     now: Timestamp,
 ) -> Result<PasskeyInfo, PasskeyError> {
+    let Registration {
+        challenge_id,
+        name,
+        credential,
+    } = registration;
     let webauthn = webauthn(core)?;
+    reauth::reauthenticate(core, auth, password, now).await?;
+    let user = auth.user();
     let ceremony = take(core, challenge_id, "register", now)
         .await?
         .filter(|c| c.user_id.as_deref() == Some(user.id.to_string().as_str()))
@@ -213,14 +261,30 @@ pub async fn register(
     let event = Event::new(EventType::PasskeyAdded, Some(user.id))
         .with("passkey_id", info.id.clone())
         .with("name", info.name.clone());
-    let effects = core.raise(vec![event], client, now)?;
+    let added = SecurityChange::PasskeyAdded {
+        name: info.name.clone(),
+    };
+    let effects =
+        core.raise(vec![event], client, now)?
+            .and(mfa::notice(core, &user.email, added, now)?);
     let queued = Queued::of(&effects);
+    let others = EndSessions {
+        user_id: user.id,
+        except: auth.session_id().map(str::to_owned),
+        now_ms: now.millis(),
+        reason: "passkey_added",
+    };
     match core
         .store
-        .run(move |c| Ok(passkeys::add(c, &row, &effects)?))
+        .run(move |c| Ok(passkeys::add(c, &row, &others, &effects)?))
         .await
     {
-        Ok(()) => core.committed(queued),
+        Ok(first) => {
+            core.committed(queued);
+            if first {
+                tracing::info!(user_id = %user.id, "first passkey: the other sessions ended");
+            }
+        }
         // this authenticator's credential is registered already
         Err(e) if e.is_unique_violation() => return Err(PasskeyError::Invalid),
         Err(e) => return Err(e.into()),
@@ -239,17 +303,25 @@ pub async fn list(core: &Core, user: UserId) -> Result<Vec<PasskeyInfo>, Passkey
         .collect())
 }
 
-/// `DELETE /auth/passkeys/{id}`.
+/// `DELETE /auth/passkeys/{id}`, with re-authentication; the owner is told by mail.
 pub async fn remove(
     core: &Core,
-    user: UserId,
+    auth: &Authenticated,
+    password: Option<SecretString>,
     id: &str,
     client: &ClientInfo,
     now: Timestamp,
 ) -> Result<(), PasskeyError> {
     webauthn(core)?;
+    reauth::reauthenticate(core, auth, password, now).await?;
+    let user = auth.user().id;
     let event = Event::new(EventType::PasskeyRemoved, Some(user)).with("passkey_id", id);
-    let effects = core.raise(vec![event], client, now)?;
+    let effects = core.raise(vec![event], client, now)?.and(mfa::notice(
+        core,
+        &auth.user().email,
+        SecurityChange::PasskeyRemoved,
+        now,
+    )?);
     let queued = Queued::of(&effects);
     let id = id.to_owned();
     let removed = core
@@ -401,18 +473,17 @@ async fn login_inner(
         .filter(|u| u.user.is_active)
         .ok_or(PasskeyError::Invalid)?;
     // a passkey is both factors: no second step
-    let grant = crate::flows::session::start(
-        core,
-        user.user,
-        SignInMethod {
+    let done = Completed {
+        user: user.user,
+        method: SignInMethod {
             name: "passkey".to_owned(),
             aal: 2,
         },
-        &client,
+        client: &client,
         offline_access,
-        now,
-    )
-    .await?;
+        failures_of: None,
+    };
+    let grant = crate::flows::session::start(core, done, now).await?;
     tracing::info!(user_id = %user_id, session_id = %grant.session_id, "signed in with a passkey");
     Ok(grant)
 }

@@ -7,8 +7,9 @@ use users_db::users;
 use users_domain::email::email_key;
 use users_domain::{EmailAddress, Timestamp, User, UserId};
 
-use crate::events::{Event, EventType, Queued};
+use crate::events::{Event, EventType};
 use crate::flows::session::ClientInfo;
+use crate::guards::{self, Why};
 use crate::hashing::Verification;
 use crate::outbox::OutboxItem;
 use crate::{Core, Fault};
@@ -128,24 +129,26 @@ pub async fn reset_password(
         .effects(now)?
         .and(core.raise(vec![event], client, now)?)
         .ending_sessions(super::account::end_every_session(id, now, "password_reset"));
-    let queued = Queued::of(&effects);
+    // the mail proved the address: what was set up while it was unproven goes too
+    let (effects, tally) =
+        guards::with_cleared(core, id, Why::UnverifiedAtSetup, effects, client, now);
     let changed = core
         .store
         .run(move |c| {
-            Ok(users::set_password_if_unchanged(
+            Ok(users::reset_password_if_unchanged(
                 c,
                 id,
                 &old_hash,
                 &new_hash,
                 now.millis(),
-                &effects,
+                effects,
             )?)
         })
         .await?;
     if !changed {
         return Err(ResetError::BadToken); // the token was used meanwhile
     }
-    core.committed(queued);
+    tally.committed(core);
     tracing::info!(user_id = %id, "password reset; earlier tokens revoked");
     Ok(())
 }
@@ -192,15 +195,17 @@ pub async fn verify_email(
     }
     let event = Event::new(EventType::EmailVerified, Some(id));
     let effects = core.raise(vec![event], client, now)?;
-    let queued = Queued::of(&effects);
+    // the mail proved the address: what was set up while it was unproven goes
+    let (effects, tally) =
+        guards::with_cleared(core, id, Why::UnverifiedAtSetup, effects, client, now);
     let changed = core
         .store
-        .run(move |c| Ok(users::mark_verified(c, id, now.millis(), &effects)?))
+        .run(move |c| Ok(users::mark_verified(c, id, now.millis(), effects)?))
         .await?;
     if !changed {
         return Err(VerifyError::AlreadyVerified);
     }
-    core.committed(queued);
+    tally.committed(core);
     tracing::info!(user_id = %id, "email verified");
     Ok(User {
         is_verified: true,

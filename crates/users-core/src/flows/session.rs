@@ -79,23 +79,54 @@ fn info(row: SessionRow, current: Option<&str>) -> SessionInfo {
     }
 }
 
-/// Starts a session for `user` and issues its access token, and a refresh token when
-/// `offline_access` was asked for.
-pub async fn start(
+/// A completed sign-in: who, how, from where, what they asked for, and the account key
+/// whose failed attempts it forgets.
+#[derive(Debug)]
+pub(crate) struct Completed<'a> {
+    pub user: User,
+    pub method: SignInMethod,
+    pub client: &'a ClientInfo,
+    pub offline_access: bool,
+    /// The key of `throttle`'s attempt count (the user's email key); `None` for a
+    /// sign-in that counted none (a passkey).
+    pub failures_of: Option<String>,
+}
+
+/// Starts a session for a completed sign-in and issues its access token, and a refresh
+/// token when `offline_access` was asked for. The session, its event and forgetting the
+/// account's failed attempts are one write.
+pub(crate) async fn start(
     core: &Core,
-    user: User,
-    method: SignInMethod,
-    client: &ClientInfo,
-    offline_access: bool,
+    done: Completed<'_>,
     now: Timestamp,
 ) -> Result<SessionGrant, Fault> {
+    start_spending(core, done, None, now)
+        .await?
+        .ok_or_else(|| Fault::internal("a sign-in without a challenge was refused"))
+}
+
+/// [`start`] for a second step: the same write also spends the challenge `challenge`
+/// (the mfa_token's row); `None` when another request spent it first.
+pub(crate) async fn start_spending(
+    core: &Core,
+    done: Completed<'_>,
+    challenge: Option<String>,
+    now: Timestamp,
+) -> Result<Option<SessionGrant>, Fault> {
+    let Completed {
+        user,
+        method,
+        client,
+        offline_access,
+        failures_of,
+    } = done;
     let id = uuid::Uuid::new_v4();
     let salt = offline_access.then(RefreshKey::new_salt);
     let user_agent = client
         .user_agent
         .as_ref()
         .map(|ua| ua.chars().take(256).collect::<String>());
-    let new = NewSession {
+    let session = NewSession {
         id: id.to_string(),
         user_id: user.id.to_string(),
         created_at: now.millis(),
@@ -108,17 +139,26 @@ pub async fn start(
         refresh_key_salt: salt.clone(),
     };
     let event = Event::new(EventType::LoginSucceeded, Some(user.id))
-        .with("method", new.method.clone())
-        .with("aal", new.aal)
-        .with("session_id", new.id.clone());
+        .with("method", session.method.clone())
+        .with("aal", session.aal)
+        .with("session_id", session.id.clone());
     let effects = core.raise(vec![event], client, now)?;
     let queued = Queued::of(&effects);
-    core.store
-        .run(move |c| Ok(sessions::create(c, &new, &effects)?))
+    let done = sessions::SignedIn {
+        session,
+        clear_failures: failures_of,
+        spend_challenge: challenge,
+    };
+    let started = core
+        .store
+        .run(move |c| Ok(sessions::sign_in(c, &done, &effects)?))
         .await?;
+    if !started {
+        return Ok(None);
+    }
     core.committed(queued);
     Counters::inc(&core.counters.sessions_started);
-    grant(core, user, &id.to_string(), salt.as_deref(), 0, now)
+    grant(core, user, &id.to_string(), salt.as_deref(), 0, now).map(Some)
 }
 
 fn grant(

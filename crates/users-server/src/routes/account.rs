@@ -118,6 +118,8 @@ pub async fn page(state: web::Data<AppState>) -> HttpResponse {
     <form id="passkey-add">
       <label for="passkey-name">Name of the new passkey (optional)</label>
       <input id="passkey-name" type="text" maxlength="64" placeholder="e.g. Laptop">
+      <label for="passkey-password">Your password, to add or remove a passkey (not needed within 10 minutes of signing in)</label>
+      <input id="passkey-password" type="password" autocomplete="current-password">
       <div class="actions"><button type="submit">Add a passkey</button></div>
     </form>
   </section>
@@ -126,7 +128,7 @@ pub async fn page(state: web::Data<AppState>) -> HttpResponse {
     <h2 id="totp-heading">Two-step verification</h2>
     <p>Authenticator app: <span id="totp-state"></span></p>
     <form id="totp-start" hidden>
-      <label for="totp-password">Your password (if your account has one)</label>
+      <label for="totp-password">Your password (not needed within 10 minutes of signing in)</label>
       <input id="totp-password" type="password" autocomplete="current-password">
       <div class="actions"><button type="submit">Set up an authenticator app</button></div>
     </form>

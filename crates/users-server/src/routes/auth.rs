@@ -2,7 +2,7 @@
 //! transport (`/auth/cookie`) of fastapi-users, and refresh-token rotation.
 
 use actix_web::http::header;
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use secrecy::ExposeSecret;
 use users_core::flows::auth::{self, Credentials, Login};
 use users_core::flows::mfa::{SignIn, Transport};
@@ -103,7 +103,7 @@ pub async fn logout(
 
 /// The session cookie as fastapi-users' `CookieTransport` (Starlette) writes it, to the
 /// byte: `name=value; HttpOnly; Max-Age=N; Path=/; SameSite=lax[; Secure]`.
-fn auth_cookie(state: &AppState, value: &str, max_age: i64) -> String {
+pub(crate) fn auth_cookie(state: &AppState, value: &str, max_age: i64) -> String {
     let secure = if state.core.config.https() {
         "; Secure"
     } else {
@@ -113,13 +113,19 @@ fn auth_cookie(state: &AppState, value: &str, max_age: i64) -> String {
 }
 
 /// `POST /auth/cookie/login`, the same form as `/auth/jwt/login`: 204 and the cookie.
-#[utoipa::path(post, path = "/auth/cookie/login", tag = "auth", request_body(content = LoginForm, content_type = "application/x-www-form-urlencoded"), responses((status = 204, description = "Logged in; sets the fastapiusersauth cookie"), (status = 400, description = "LOGIN_BAD_CREDENTIALS, or LOGIN_MFA_REQUIRED {code, mfa_token, methods}", body = crate::error::ErrorDetail), (status = 422, description = "Malformed input", body = crate::error::ValidationError), (status = 429, description = "Too many failed logins of this account", body = crate::error::ErrorDetail)))]
+#[utoipa::path(post, path = "/auth/cookie/login", tag = "auth", request_body(content = LoginForm, content_type = "application/x-www-form-urlencoded"), responses((status = 204, description = "Logged in; sets the fastapiusersauth cookie"), (status = 400, description = "LOGIN_BAD_CREDENTIALS, or LOGIN_MFA_REQUIRED {code, mfa_token, methods}", body = crate::error::ErrorDetail), (status = 403, description = "CSRF_ORIGIN_MISMATCH: a foreign or null Origin (or Referer)", body = crate::error::ErrorDetail), (status = 422, description = "Malformed input", body = crate::error::ValidationError), (status = 429, description = "Too many failed logins of this account", body = crate::error::ErrorDetail)))]
 #[tracing::instrument(name = "cookie_login", skip_all)]
 pub async fn cookie_login(
     state: web::Data<AppState>,
+    req: HttpRequest,
     client: Client,
     ValidatedForm(form): ValidatedForm<LoginForm>,
 ) -> Result<HttpResponse, ApiError> {
+    // a cookie set by another site's form would sign the browser in to an account of
+    // that site's choosing (login CSRF)
+    if !crate::auth::trusted_origin(req.headers(), &state) {
+        return Err(crate::outcome::cross_site());
+    }
     let login = login_of(form, client, Transport::Cookie);
     let outcome = auth::login(&state.core, login, state.now()).await?;
     first_factor_response(&state, outcome, Transport::Cookie)

@@ -34,6 +34,37 @@ pub async fn unlink_identity(
     provider: web::Path<String>,
     Client(client): Client,
 ) -> Result<HttpResponse, ApiError> {
-    identities::unlink(&state.core, user.user().id, &provider, &client, state.now()).await?;
+    identities::unlink(
+        &state.core,
+        user.user().id,
+        &provider,
+        None,
+        &client,
+        state.now(),
+    )
+    .await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// `DELETE /users/me/identities/{provider}/{subject}`: unlinks one account of the
+/// provider (the subject percent-encoded). 204.
+#[utoipa::path(delete, path = "/users/me/identities/{provider}/{subject}", operation_id = "unlink_identity_subject", tag = "providers", security(("bearer" = [])), params(("provider" = String, Path, description = "The provider's name, as listed"), ("subject" = String, Path, description = "The account's subject at the provider, as listed (percent-encoded)")), responses((status = 204, description = "Unlinked"), (status = 400, description = "IDENTITY_LAST_SIGN_IN_METHOD: the user would have no password, identity or passkey left", body = crate::error::ErrorDetail), (status = 401, description = "Missing, invalid, expired or revoked token; unknown or inactive user", body = crate::error::ErrorDetail), (status = 403, description = "CSRF_ORIGIN_MISMATCH", body = crate::error::ErrorDetail), (status = 404, description = "No such account of this provider is linked to the user", body = crate::error::ErrorDetail)))]
+#[tracing::instrument(name = "unlink_identity_subject", skip_all)]
+pub async fn unlink_identity_subject(
+    state: web::Data<AppState>,
+    user: CurrentUser,
+    path: web::Path<(String, String)>,
+    Client(client): Client,
+) -> Result<HttpResponse, ApiError> {
+    let (provider, subject) = path.into_inner();
+    identities::unlink(
+        &state.core,
+        user.user().id,
+        &provider,
+        Some(&subject),
+        &client,
+        state.now(),
+    )
+    .await?;
     Ok(HttpResponse::NoContent().finish())
 }

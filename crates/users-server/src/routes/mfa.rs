@@ -2,15 +2,16 @@
 //! sign-in, and the superuser's reset.
 
 use actix_web::http::header;
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde_json::{json, Value};
 use users_core::flows::mfa;
 
-use crate::auth::CurrentUser;
+use crate::auth::{mfa_cookie, CurrentUser, MFA_COOKIE};
 use crate::bodies::{
     CodeRequest, MfaStatus, MfaVerify, RecoveryCodes, TotpEnrolRequest, TotpEnrolment,
 };
 use crate::client_ip::Client;
-use crate::error::ApiError;
+use crate::error::{ApiError, FieldError};
 use crate::extract::ValidatedJson;
 use crate::routes::auth::signed_in;
 use crate::routes::users::TargetUser;
@@ -21,8 +22,8 @@ fn no_store(mut resp: actix_web::HttpResponseBuilder) -> actix_web::HttpResponse
     resp
 }
 
-/// `POST /auth/mfa/totp` {password}: a new TOTP secret, pending until confirmed.
-#[utoipa::path(post, path = "/auth/mfa/totp", tag = "mfa", security(("bearer" = [])), request_body = TotpEnrolRequest, responses((status = 200, description = "The secret, its otpauth URI and QR code; pending until confirmed from this session", body = TotpEnrolment), (status = 400, description = "MFA_ALREADY_ENABLED, MFA_BAD_PASSWORD, or MFA_RECENT_SIGN_IN_REQUIRED (no password, and the session is older than 10 minutes)", body = crate::error::ErrorDetail), (status = 401, description = "Not signed in", body = crate::error::ErrorDetail), (status = 422, description = "Malformed input", body = crate::error::ValidationError), (status = 429, description = "Too many failed password checks", body = crate::error::ErrorDetail)))]
+/// `POST /auth/mfa/totp` {password?}: a new TOTP secret, pending until confirmed.
+#[utoipa::path(post, path = "/auth/mfa/totp", tag = "mfa", security(("bearer" = [])), request_body = TotpEnrolRequest, responses((status = 200, description = "The secret, its otpauth URI and QR code; pending until confirmed from this session", body = TotpEnrolment), (status = 400, description = "MFA_ALREADY_ENABLED, MFA_BAD_PASSWORD (a wrong password), or REAUTHENTICATION_REQUIRED (no password, and the session signed in 10 minutes ago or more)", body = crate::error::ErrorDetail), (status = 401, description = "Not signed in", body = crate::error::ErrorDetail), (status = 422, description = "Malformed input", body = crate::error::ValidationError), (status = 429, description = "Too many failed password checks", body = crate::error::ErrorDetail)))]
 #[tracing::instrument(name = "totp_enrol", skip_all)]
 pub async fn totp_enrol(
     state: web::Data<AppState>,
@@ -52,7 +53,7 @@ pub async fn totp_confirm(
 }
 
 /// `DELETE /auth/mfa/totp` {code}: TOTP and the recovery codes go.
-#[utoipa::path(delete, path = "/auth/mfa/totp", tag = "mfa", security(("bearer" = [])), request_body = CodeRequest, responses((status = 204, description = "TOTP and the recovery codes removed"), (status = 400, description = "MFA_BAD_CODE", body = crate::error::ErrorDetail), (status = 401, description = "Not signed in", body = crate::error::ErrorDetail), (status = 422, description = "Malformed input", body = crate::error::ValidationError)))]
+#[utoipa::path(delete, path = "/auth/mfa/totp", tag = "mfa", security(("bearer" = [])), request_body = CodeRequest, responses((status = 204, description = "TOTP and the recovery codes removed"), (status = 400, description = "MFA_BAD_CODE (counts toward the lockout)", body = crate::error::ErrorDetail), (status = 401, description = "Not signed in", body = crate::error::ErrorDetail), (status = 422, description = "Malformed input", body = crate::error::ValidationError), (status = 429, description = "Too many failed attempts", body = crate::error::ErrorDetail)))]
 #[tracing::instrument(name = "totp_disable", skip_all)]
 pub async fn totp_disable(
     state: web::Data<AppState>,
@@ -65,7 +66,7 @@ pub async fn totp_disable(
 }
 
 /// `POST /auth/mfa/recovery-codes` {code}: a new set; the old set dies.
-#[utoipa::path(post, path = "/auth/mfa/recovery-codes", tag = "mfa", security(("bearer" = [])), request_body = CodeRequest, responses((status = 200, description = "A new set of ten, shown once", body = RecoveryCodes), (status = 400, description = "MFA_BAD_CODE", body = crate::error::ErrorDetail), (status = 401, description = "Not signed in", body = crate::error::ErrorDetail), (status = 422, description = "Malformed input", body = crate::error::ValidationError)))]
+#[utoipa::path(post, path = "/auth/mfa/recovery-codes", tag = "mfa", security(("bearer" = [])), request_body = CodeRequest, responses((status = 200, description = "A new set of ten, shown once", body = RecoveryCodes), (status = 400, description = "MFA_BAD_CODE (counts toward the lockout)", body = crate::error::ErrorDetail), (status = 401, description = "Not signed in", body = crate::error::ErrorDetail), (status = 422, description = "Malformed input", body = crate::error::ValidationError), (status = 429, description = "Too many failed attempts", body = crate::error::ErrorDetail)))]
 #[tracing::instrument(name = "recovery_codes", skip_all)]
 pub async fn recovery_codes(
     state: web::Data<AppState>,
@@ -93,19 +94,55 @@ pub async fn status(
     }))
 }
 
+/// The mfa_token of a second step: from the body, or for a sign-in started from one of
+/// the service's pages, from its HttpOnly cookie (no token travels through a page).
+/// `None` from neither.
+pub fn mfa_token_of(req: &HttpRequest, given: Option<String>) -> Option<(String, bool)> {
+    match given {
+        Some(token) => Some((token, false)),
+        None => req
+            .cookie(MFA_COOKIE)
+            .map(|c| c.value().to_owned())
+            .filter(|v| !v.is_empty())
+            .map(|v| (v, true)),
+    }
+}
+
 /// `POST /auth/mfa/verify`: the second step of a sign-in; answers what the first step
 /// would have.
-#[utoipa::path(post, path = "/auth/mfa/verify", operation_id = "mfa_verify", tag = "mfa", request_body = MfaVerify, responses((status = 200, description = "Signed in (aal 2): the Token, with a refresh token when offline_access was asked", body = crate::bodies::RefreshableToken), (status = 204, description = "Signed in through /auth/cookie/login: the cookie is set"), (status = 400, description = "MFA_BAD_CODE (counts toward the lockout; five spend the mfa_token) or MFA_TOKEN_INVALID", body = crate::error::ErrorDetail), (status = 422, description = "Malformed input", body = crate::error::ValidationError), (status = 429, description = "The account is locked for a while", body = crate::error::ErrorDetail)))]
+#[utoipa::path(post, path = "/auth/mfa/verify", operation_id = "mfa_verify", tag = "mfa", request_body = MfaVerify, responses((status = 200, description = "Signed in (aal 2): the Token, with a refresh token when offline_access was asked", body = crate::bodies::RefreshableToken), (status = 204, description = "Signed in through /auth/cookie/login (or a page): the cookie is set"), (status = 400, description = "MFA_BAD_CODE (counts toward the lockout; five spend the mfa_token) or MFA_TOKEN_INVALID", body = crate::error::ErrorDetail), (status = 403, description = "CSRF_ORIGIN_MISMATCH: a second step answering with the cookie, from another site", body = crate::error::ErrorDetail), (status = 422, description = "Malformed input", body = crate::error::ValidationError), (status = 429, description = "The account is locked for a while", body = crate::error::ErrorDetail)))]
 #[tracing::instrument(name = "mfa_verify", skip_all)]
 pub async fn verify(
     state: web::Data<AppState>,
+    req: HttpRequest,
     Client(client): Client,
     ValidatedJson(body): ValidatedJson<MfaVerify>,
 ) -> Result<HttpResponse, ApiError> {
-    let mfa_token = body.mfa_token.clone();
-    let (grant, transport) =
-        mfa::verify(&state.core, &mfa_token, body.proof(), &client, state.now()).await?;
-    Ok(signed_in(&state, grant, transport))
+    let given = body.mfa_token.clone();
+    let proof = body.proof();
+    let Some((mfa_token, from_cookie)) = mfa_token_of(&req, given) else {
+        return Err(ApiError::Validation(vec![FieldError::new(
+            "missing",
+            vec![json!("body"), json!("mfa_token")],
+            "Field required",
+            Value::Null,
+        )]));
+    };
+    let trusted = crate::auth::trusted_origin(req.headers(), &state);
+    let (grant, transport) = mfa::verify(
+        &state.core,
+        &mfa_token,
+        proof,
+        &client,
+        trusted,
+        state.now(),
+    )
+    .await?;
+    let mut resp = signed_in(&state, grant, transport);
+    if from_cookie {
+        let _ = resp.add_removal_cookie(&mfa_cookie(&state, ""));
+    }
+    Ok(resp)
 }
 
 /// `DELETE /users/{id}/mfa` (superusers): for a user who lost every factor.

@@ -7,13 +7,14 @@ use actix_web::cookie::{time, Cookie, SameSite};
 use actix_web::guard::GuardContext;
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse, HttpResponseBuilder};
-use users_core::flows::mfa::{MfaRequired, SignIn};
+use serde_json::json;
+use users_core::flows::mfa::{MfaRequired, SignIn, Transport};
 use users_core::flows::oauth::{self, Authorization, Callback};
 
 use crate::auth::CurrentUser;
 use crate::bodies::{AuthorizationUrl, BearerToken, ProviderRead, UserRead};
 use crate::client_ip::Client;
-use crate::error::ApiError;
+use crate::error::{ApiError, FieldError};
 use crate::extract::urlencoded;
 use crate::state::AppState;
 
@@ -40,6 +41,35 @@ fn redirect_uri(state: &AppState, provider: &str, associate: bool) -> String {
     } else {
         format!("{base}/auth/{provider}/callback")
     }
+}
+
+/// `?return_to=/account`: a page of this service that starts a sign-in and wants it to
+/// end there, with the cookie set by the callback. Only a path of this origin is taken
+/// (`/…`, never `//host` or `/\host`), so the callback can never send the browser, or
+/// a session, elsewhere.
+fn return_to(req: &HttpRequest) -> Result<Option<String>, ApiError> {
+    let Some(path) = serde_urlencoded::from_str::<Vec<(String, String)>>(req.query_string())
+        .unwrap_or_default()
+        .into_iter()
+        .find(|(k, _)| k == "return_to")
+        .map(|(_, v)| v)
+    else {
+        return Ok(None);
+    };
+    let local = path.starts_with('/')
+        && !path.starts_with("//")
+        && !path.starts_with("/\\")
+        && path.len() <= 512
+        && !path.chars().any(|c| c.is_control() || c == '\\');
+    if !local {
+        return Err(ApiError::Validation(vec![FieldError::new(
+            "value_error",
+            vec![json!("query"), json!("return_to")],
+            "return_to must be a path of this service, such as /account",
+            json!(path),
+        )]));
+    }
+    Ok(Some(path))
 }
 
 /// `?scopes=a&scopes=b`: scopes to ask for besides the provider's defaults.
@@ -118,6 +148,7 @@ pub async fn authorize(
         None,
         &uri,
         &extra_scopes(&req),
+        return_to(&req)?,
         state.now(),
     )
     .await?;
@@ -139,6 +170,7 @@ pub async fn associate_authorize(
         Some(user.user().id),
         &uri,
         &extra_scopes(&req),
+        return_to(&req)?,
         state.now(),
     )
     .await?;
@@ -157,9 +189,30 @@ pub async fn callback(
 ) -> Result<HttpResponse, ApiError> {
     let now = state.now();
     let uri = redirect_uri(&state, &provider, false);
-    let identity =
+    let finished =
         oauth::finish(&state.core, &provider, callback_of(&req), None, &uri, now).await?;
-    let signed_in = match oauth::sign_in(&state.core, &provider, identity, &client.0, now).await? {
+    if let Some(page) = finished.return_to {
+        let outcome = oauth::sign_in(
+            &state.core,
+            &provider,
+            finished.identity,
+            &client.0,
+            Transport::Cookie,
+            now,
+        )
+        .await;
+        return Ok(back_to_page(&state, &page, outcome.map_err(ApiError::from)));
+    }
+    let outcome = oauth::sign_in(
+        &state.core,
+        &provider,
+        finished.identity,
+        &client.0,
+        Transport::Bearer,
+        now,
+    )
+    .await?;
+    let signed_in = match outcome {
         SignIn::Done(grant) => grant,
         SignIn::SecondFactor(required) => return mfa_required(&state, required),
     };
@@ -181,6 +234,40 @@ pub async fn callback(
         Some(_) => resp.finish(),
         None => resp.json(BearerToken::new(token)),
     })
+}
+
+/// The end of a sign-in a page started: back to the page, with the session cookie set
+/// here (the state cookie bound the flow to this browser); a second step's mfa_token in
+/// an HttpOnly cookie and the methods in the query (`?mfa=totp,passkey`); a refusal as
+/// `?error=CODE`. No token ever travels through the URL (docs/security.md).
+fn back_to_page(state: &AppState, page: &str, outcome: Result<SignIn, ApiError>) -> HttpResponse {
+    let with = |key: &str, value: &str| {
+        let sep = if page.contains('?') { '&' } else { '?' };
+        let value: String = url::form_urlencoded::byte_serialize(value.as_bytes()).collect();
+        format!("{page}{sep}{key}={value}")
+    };
+    let mut resp = HttpResponse::Found();
+    resp.insert_header((header::CACHE_CONTROL, "no-store"));
+    clear_csrf_cookie(&mut resp);
+    match outcome {
+        Ok(SignIn::Done(grant)) => {
+            let lifetime = state.core.tokens.access_lifetime_seconds;
+            resp.insert_header((
+                header::SET_COOKIE,
+                crate::routes::auth::auth_cookie(state, &grant.access_token, lifetime),
+            ));
+            resp.insert_header((header::LOCATION, page.to_owned()));
+        }
+        Ok(SignIn::SecondFactor(required)) => {
+            resp.cookie(crate::auth::mfa_cookie(state, &required.mfa_token));
+            resp.insert_header((header::LOCATION, with("mfa", &required.methods.join(","))));
+        }
+        Err(e) => {
+            let code = e.code().unwrap_or("SIGN_IN_FAILED").to_owned();
+            resp.insert_header((header::LOCATION, with("error", &code)));
+        }
+    }
+    resp.finish()
 }
 
 /// The user has a second factor: 400 `LOGIN_MFA_REQUIRED`; or, with
@@ -219,7 +306,7 @@ pub async fn associate_callback(
     let now = state.now();
     let id = user.user().id;
     let uri = redirect_uri(&state, &provider, true);
-    let identity = oauth::finish(
+    let finished = oauth::finish(
         &state.core,
         &provider,
         callback_of(&req),
@@ -228,9 +315,35 @@ pub async fn associate_callback(
         now,
     )
     .await?;
-    let linked =
-        oauth::associate(&state.core, &provider, user.user(), identity, &client, now).await?;
-    let mut resp = HttpResponse::Ok();
+    let linked = oauth::associate(
+        &state.core,
+        &provider,
+        user.user(),
+        finished.identity,
+        &client,
+        now,
+    )
+    .await;
+    let mut resp = match (finished.return_to, linked) {
+        (Some(page), Ok(_)) => {
+            let mut r = HttpResponse::Found();
+            r.insert_header((header::LOCATION, page));
+            r
+        }
+        (Some(page), Err(e)) => {
+            let code = ApiError::from(e).code().unwrap_or("LINK_FAILED").to_owned();
+            let sep = if page.contains('?') { '&' } else { '?' };
+            let mut r = HttpResponse::Found();
+            r.insert_header((header::LOCATION, format!("{page}{sep}error={code}")));
+            r
+        }
+        (None, Ok(linked)) => {
+            let mut r = HttpResponse::Ok();
+            clear_csrf_cookie(&mut r);
+            return Ok(r.json(UserRead::from(linked)));
+        }
+        (None, Err(e)) => return Err(e.into()),
+    };
     clear_csrf_cookie(&mut resp);
-    Ok(resp.json(UserRead::from(linked)))
+    Ok(resp.finish())
 }

@@ -1,31 +1,34 @@
 //! Passkeys (docs/second-factor.md): registering and removing them, and signing in with
 //! one.
 
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use users_core::flows::passkeys;
 
 use crate::auth::CurrentUser;
 use crate::bodies::{
     CeremonyOptions, PasskeyLogin, PasskeyLoginOptions, PasskeyRead, PasskeyRegister,
+    Reauthentication,
 };
 use crate::client_ip::Client;
 use crate::error::ApiError;
-use crate::extract::ValidatedJson;
+use crate::extract::{OptionalJson, ValidatedJson};
 use crate::routes::auth::signed_in;
 use crate::state::AppState;
 
-/// `POST /auth/passkeys/register/options`.
-#[utoipa::path(post, path = "/auth/passkeys/register/options", tag = "passkeys", security(("bearer" = [])), responses((status = 200, description = "A registration ceremony (discoverable credential, user verification); five minutes, single use", body = CeremonyOptions), (status = 401, description = "Not signed in", body = crate::error::ErrorDetail), (status = 503, description = "PASSKEYS_NOT_CONFIGURED", body = crate::error::ErrorDetail)))]
+/// `POST /auth/passkeys/register/options` {password?}.
+#[utoipa::path(post, path = "/auth/passkeys/register/options", tag = "passkeys", security(("bearer" = [])), request_body(content = Reauthentication, description = "Optional: without the password, the session must have signed in less than 10 minutes ago"), responses((status = 200, description = "A registration ceremony (discoverable credential, user verification); five minutes, single use", body = CeremonyOptions), (status = 400, description = "MFA_BAD_PASSWORD (a wrong password) or REAUTHENTICATION_REQUIRED", body = crate::error::ErrorDetail), (status = 401, description = "Not signed in", body = crate::error::ErrorDetail), (status = 422, description = "Malformed input", body = crate::error::ValidationError), (status = 429, description = "Too many wrong passwords", body = crate::error::ErrorDetail), (status = 503, description = "PASSKEYS_NOT_CONFIGURED", body = crate::error::ErrorDetail)))]
 pub async fn register_options(
     state: web::Data<AppState>,
     user: CurrentUser,
+    OptionalJson(body): OptionalJson<Reauthentication>,
 ) -> Result<HttpResponse, ApiError> {
-    let options = passkeys::register_options(&state.core, user.user(), state.now()).await?;
+    let options =
+        passkeys::register_options(&state.core, &user, body.password, state.now()).await?;
     Ok(HttpResponse::Ok().json(CeremonyOptions::from(options)))
 }
 
-/// `POST /auth/passkeys/register` {challenge_id, name, credential}: 201.
-#[utoipa::path(post, path = "/auth/passkeys/register", operation_id = "passkey_register", tag = "passkeys", security(("bearer" = [])), request_body = PasskeyRegister, responses((status = 201, description = "Registered", body = PasskeyRead), (status = 400, description = "PASSKEY_INVALID (bad attestation, wrong origin or RP, spent, expired or foreign challenge)", body = crate::error::ErrorDetail), (status = 401, description = "Not signed in", body = crate::error::ErrorDetail), (status = 422, description = "Malformed input", body = crate::error::ValidationError), (status = 503, description = "PASSKEYS_NOT_CONFIGURED", body = crate::error::ErrorDetail)))]
+/// `POST /auth/passkeys/register` {challenge_id, name, credential, password?}: 201.
+#[utoipa::path(post, path = "/auth/passkeys/register", operation_id = "passkey_register", tag = "passkeys", security(("bearer" = [])), request_body = PasskeyRegister, responses((status = 201, description = "Registered; the user's first passkey ends their other sessions", body = PasskeyRead), (status = 400, description = "PASSKEY_INVALID (bad attestation, wrong origin or RP, spent, expired or foreign challenge), MFA_BAD_PASSWORD or REAUTHENTICATION_REQUIRED", body = crate::error::ErrorDetail), (status = 401, description = "Not signed in", body = crate::error::ErrorDetail), (status = 422, description = "Malformed input", body = crate::error::ValidationError), (status = 429, description = "Too many wrong passwords", body = crate::error::ErrorDetail), (status = 503, description = "PASSKEYS_NOT_CONFIGURED", body = crate::error::ErrorDetail)))]
 #[tracing::instrument(name = "passkey_register", skip_all)]
 pub async fn register(
     state: web::Data<AppState>,
@@ -35,10 +38,13 @@ pub async fn register(
 ) -> Result<HttpResponse, ApiError> {
     let passkey = passkeys::register(
         &state.core,
-        user.user(),
-        &body.challenge_id,
-        body.name.as_deref(),
-        &body.credential,
+        &user,
+        body.password,
+        passkeys::Registration {
+            challenge_id: &body.challenge_id,
+            name: body.name.as_deref(),
+            credential: &body.credential,
+        },
         &client,
         state.now(),
     )
@@ -53,16 +59,17 @@ pub async fn list(state: web::Data<AppState>, user: CurrentUser) -> Result<HttpR
     Ok(HttpResponse::Ok().json(list.into_iter().map(PasskeyRead::from).collect::<Vec<_>>()))
 }
 
-/// `DELETE /auth/passkeys/{id}`: 204; 404.
-#[utoipa::path(delete, path = "/auth/passkeys/{id}", tag = "passkeys", security(("bearer" = [])), params(("id" = String, Path, description = "The passkey's id")), responses((status = 204, description = "Removed"), (status = 401, description = "Not signed in", body = crate::error::ErrorDetail), (status = 404, description = "No passkey of the user has this id", body = crate::error::ErrorDetail), (status = 503, description = "PASSKEYS_NOT_CONFIGURED", body = crate::error::ErrorDetail)))]
+/// `DELETE /auth/passkeys/{id}` {password?}: 204; 404.
+#[utoipa::path(delete, path = "/auth/passkeys/{id}", tag = "passkeys", security(("bearer" = [])), params(("id" = String, Path, description = "The passkey's id")), request_body(content = Reauthentication, description = "Optional: without the password, the session must have signed in less than 10 minutes ago"), responses((status = 204, description = "Removed"), (status = 400, description = "MFA_BAD_PASSWORD (a wrong password) or REAUTHENTICATION_REQUIRED", body = crate::error::ErrorDetail), (status = 401, description = "Not signed in", body = crate::error::ErrorDetail), (status = 404, description = "No passkey of the user has this id", body = crate::error::ErrorDetail), (status = 422, description = "Malformed input", body = crate::error::ValidationError), (status = 429, description = "Too many wrong passwords", body = crate::error::ErrorDetail), (status = 503, description = "PASSKEYS_NOT_CONFIGURED", body = crate::error::ErrorDetail)))]
 #[tracing::instrument(name = "passkey_remove", skip_all)]
 pub async fn remove(
     state: web::Data<AppState>,
     user: CurrentUser,
     id: web::Path<String>,
     Client(client): Client,
+    OptionalJson(body): OptionalJson<Reauthentication>,
 ) -> Result<HttpResponse, ApiError> {
-    passkeys::remove(&state.core, user.user().id, &id, &client, state.now()).await?;
+    passkeys::remove(&state.core, &user, body.password, &id, &client, state.now()).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -70,10 +77,21 @@ pub async fn remove(
 #[utoipa::path(post, path = "/auth/passkeys/login/options", tag = "passkeys", request_body = PasskeyLoginOptions, responses((status = 200, description = "A sign-in ceremony: any discoverable passkey, or (with mfa_token) the user's passkeys as the second step", body = CeremonyOptions), (status = 400, description = "MFA_TOKEN_INVALID; PASSKEY_INVALID when the user has no passkey", body = crate::error::ErrorDetail), (status = 422, description = "Malformed input", body = crate::error::ValidationError), (status = 503, description = "PASSKEYS_NOT_CONFIGURED", body = crate::error::ErrorDetail)))]
 pub async fn login_options(
     state: web::Data<AppState>,
+    req: HttpRequest,
     ValidatedJson(body): ValidatedJson<PasskeyLoginOptions>,
 ) -> Result<HttpResponse, ApiError> {
-    let options =
-        passkeys::login_options(&state.core, body.mfa_token.as_deref(), state.now()).await?;
+    // a second step of a sign-in started from a page has its mfa_token in a cookie;
+    // `{"mfa_token": null}`-less bodies from other callers stay passwordless sign-ins
+    let cookie = body.mfa_token.is_none() && body.second_step;
+    let mfa_token = if cookie {
+        crate::routes::mfa::mfa_token_of(&req, None).map(|(t, _)| t)
+    } else {
+        body.mfa_token
+    };
+    if cookie && mfa_token.is_none() {
+        return Err(passkeys::PasskeyError::MfaTokenInvalid.into());
+    }
+    let options = passkeys::login_options(&state.core, mfa_token.as_deref(), state.now()).await?;
     Ok(HttpResponse::Ok().json(CeremonyOptions::from(options)))
 }
 

@@ -1,0 +1,149 @@
+//! What an account loses when its address is proven to belong to someone else than the
+//! person who set it up (docs/security.md): at a takeover by a provider that proves the
+//! address, everything the earlier registrant set up; at a proof by mail (a completed
+//! reset or verification), what was set up while the address was unproven. These run
+//! inside the transaction of the change that proves the address, so the account is
+//! never seen half cleared.
+
+use diesel::prelude::*;
+use users_domain::UserId;
+
+use crate::schema::{
+    mfa_challenges, oauth_accounts, passkeys, recovery_codes, totp_factors, users,
+    webauthn_challenges,
+};
+use crate::DbConnection;
+
+/// What is removed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scope {
+    /// A takeover: every identity, passkey and factor, whenever it was set up.
+    Everything,
+    /// A proof by mail: what was set up while the account was unverified, except an
+    /// identity whose provider verified an email equal to the account's (`email_key`).
+    SetUpUnverified { email_key: String },
+}
+
+/// What was removed, for the events that record it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Cleared {
+    /// Unlinked identities: (provider key, subject).
+    pub identities: Vec<(String, String)>,
+    /// Removed passkeys: (id, name).
+    pub passkeys: Vec<(String, String)>,
+    /// A confirmed TOTP (with its recovery codes) was removed.
+    pub totp: bool,
+}
+
+impl Cleared {
+    pub fn is_empty(&self) -> bool {
+        self.identities.is_empty() && self.passkeys.is_empty() && !self.totp
+    }
+}
+
+/// Removes what `scope` names from the user's account, and every pending enrolment and
+/// ceremony (they are worthless without the removed factors and sessions, and one made
+/// by the earlier registrant must not finish later). Call inside a transaction.
+pub fn clear(conn: &mut DbConnection, user_id: UserId, scope: &Scope) -> QueryResult<Cleared> {
+    let id = user_id.to_string();
+    let mut cleared = Cleared::default();
+
+    let identities: Vec<(String, String, String, String, bool, bool)> = oauth_accounts::table
+        .filter(oauth_accounts::user_id.eq(&id))
+        .order(oauth_accounts::created_at.asc())
+        .select((
+            oauth_accounts::id,
+            oauth_accounts::oauth_name,
+            oauth_accounts::account_id,
+            oauth_accounts::account_email,
+            oauth_accounts::unverified_at_setup,
+            oauth_accounts::email_verified,
+        ))
+        .load(conn)?;
+    for (row_id, provider, subject, email, unverified, email_verified) in identities {
+        let goes = match scope {
+            Scope::Everything => true,
+            Scope::SetUpUnverified { email_key } => {
+                let owners = email_verified && users_domain::email::email_key(&email) == *email_key;
+                unverified && !owners
+            }
+        };
+        if goes {
+            diesel::delete(oauth_accounts::table.find(&row_id)).execute(conn)?;
+            cleared.identities.push((provider, subject));
+        }
+    }
+
+    let keys = passkeys::table
+        .filter(passkeys::user_id.eq(&id))
+        .into_boxed();
+    let keys = match scope {
+        Scope::Everything => keys,
+        Scope::SetUpUnverified { .. } => keys.filter(passkeys::unverified_at_setup.eq(true)),
+    };
+    let removed: Vec<(String, String)> = keys
+        .select((passkeys::id, passkeys::name))
+        .order(passkeys::created_at.asc())
+        .load(conn)?;
+    for (key_id, _) in &removed {
+        diesel::delete(passkeys::table.find(key_id)).execute(conn)?;
+    }
+    cleared.passkeys = removed;
+
+    let totp: Option<(Option<i64>, bool)> = totp_factors::table
+        .find(&id)
+        .select((
+            totp_factors::confirmed_at,
+            totp_factors::unverified_at_setup,
+        ))
+        .first(conn)
+        .optional()?;
+    if let Some((confirmed_at, unverified)) = totp {
+        let pending = confirmed_at.is_none();
+        let goes = pending || matches!(scope, Scope::Everything) || unverified;
+        if goes {
+            diesel::delete(totp_factors::table.find(&id)).execute(conn)?;
+            diesel::delete(recovery_codes::table.filter(recovery_codes::user_id.eq(&id)))
+                .execute(conn)?;
+            cleared.totp = !pending;
+        }
+    }
+
+    diesel::delete(webauthn_challenges::table.filter(webauthn_challenges::user_id.eq(&id)))
+        .execute(conn)?;
+    diesel::delete(mfa_challenges::table.filter(mfa_challenges::user_id.eq(&id))).execute(conn)?;
+    Ok(cleared)
+}
+
+/// Whether the user's address is unproven now: what is set up now is marked so.
+pub(crate) fn unverified(conn: &mut DbConnection, user_id: UserId) -> QueryResult<bool> {
+    let verified: Option<bool> = users::table
+        .find(user_id.to_string())
+        .select(users::is_verified)
+        .first(conn)
+        .optional()?;
+    Ok(verified == Some(false))
+}
+
+/// A proof by mail of the user's address: clears what was set up while it was unproven
+/// ([`Scope::SetUpUnverified`] with the user's current address).
+pub fn clear_unproven(conn: &mut DbConnection, user_id: UserId) -> QueryResult<Cleared> {
+    let key: Option<String> = users::table
+        .find(user_id.to_string())
+        .select(users::email_key)
+        .first(conn)
+        .optional()?;
+    match key {
+        Some(email_key) => clear(conn, user_id, &Scope::SetUpUnverified { email_key }),
+        None => Ok(Cleared::default()),
+    }
+}
+
+/// The effects a change builds from what it cleared (its events); a failure to build
+/// them aborts the change's transaction.
+pub(crate) fn effects_of(
+    build: impl FnOnce(&Cleared) -> Result<crate::Effects, String>,
+    cleared: &Cleared,
+) -> QueryResult<crate::Effects> {
+    build(cleared).map_err(|e| diesel::result::Error::QueryBuilderError(e.into()))
+}
