@@ -4,6 +4,8 @@ use serde_json::{json, Value};
 
 use crate::both_backends;
 use crate::helpers::*;
+use crate::oidc_provider::OidcProvider;
+use crate::provider_flow::configure_oidc;
 
 async fn assert_429(resp: reqwest::Response) -> u64 {
     assert_eq!(resp.status(), 429);
@@ -206,11 +208,43 @@ async fn ipv6_clients_are_counted_per_64(backend: Backend) {
     assert_eq!(sessions[0]["ip"], "2001:db8:1:2::abcd", "{sessions}");
 }
 
+/// Each authorize at a provider writes a state row: a client gets the per-IP budget of
+/// them a minute, on the sign-in route and on the linking one, and a refused call
+/// writes nothing.
+async fn provider_authorize_is_limited_per_ip(backend: Backend) {
+    let provider = OidcProvider::start().await;
+    let app = spawn_app_with(backend, |env| {
+        configure_oidc(env, "corp", &provider);
+        env.insert("RATE_LIMIT_PER_IP_PER_MINUTE".into(), "3".into());
+    })
+    .await;
+    let (_, token) = app.user_with_token().await;
+    let mut db = users_db::admin::SqlSession::open(&app.database.url).unwrap();
+    let states = |db: &mut users_db::admin::SqlSession| {
+        db.count("SELECT count(*) AS n FROM oauth_states").unwrap()
+    };
+    for (path, token) in [
+        ("/auth/corp/authorize", None),
+        ("/auth/associate/corp/authorize", Some(token.as_str())),
+    ] {
+        app.start_rate_window();
+        let before = states(&mut db);
+        let mut statuses = Vec::new();
+        for _ in 0..4 {
+            statuses.push(app.get(path, token).await.status().as_u16());
+        }
+        assert_eq!(statuses, [200, 200, 200, 429], "{path}");
+        assert_eq!(states(&mut db) - before, 3, "{path}");
+        assert_429(app.get(path, token).await).await;
+    }
+}
+
 both_backends!(
     accounts_are_throttled_after_consecutive_failures,
     per_ip_limits,
     forwarded_for_counts_from_trusted_proxies,
-    ipv6_clients_are_counted_per_64
+    ipv6_clients_are_counted_per_64,
+    provider_authorize_is_limited_per_ip
 );
 
 /// Two server processes on one database count one account's failures together.

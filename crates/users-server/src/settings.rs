@@ -86,7 +86,8 @@ pub struct Settings {
     pub cors_allowed_origins: Vec<String>,
     /// Consecutive failed logins of one account before 429s.
     pub login_max_failures: i64,
-    /// Per client IP and route, on the unauthenticated POST routes and OAuth callbacks; 0: off.
+    /// Per client IP and route, on the unauthenticated POST routes, the OAuth authorize
+    /// routes and callbacks; 0: off.
     pub rate_limit_per_ip_per_minute: i64,
     /// Peers whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Vec<crate::client_ip::Cidr>,

@@ -219,7 +219,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route(
                 web::get()
                     .to(oauth::associate_authorize)
-                    .wrap(from_fn(authenticated)),
+                    .wrap(from_fn(authenticated))
+                    .wrap(per_ip("oauth-authorize")),
             ),
     )
     .service(
@@ -235,7 +236,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(
         resource("/auth/{provider}/authorize")
             .guard(provider())
-            .route(web::get().to(oauth::authorize)),
+            // each call writes a state row: unlimited, a client could fill the table
+            .route(
+                web::get()
+                    .to(oauth::authorize)
+                    .wrap(per_ip("oauth-authorize")),
+            ),
     )
     .service(
         resource("/auth/{provider}/callback")
