@@ -347,6 +347,13 @@ impl Application {
             from: settings.mail_from.clone(),
             timeout: std::time::Duration::from_secs(30),
         })?;
+        if settings.metrics_token.is_none() {
+            tracing::warn!(
+                "METRICS_TOKEN is not set: /metrics is public, and anyone who can reach the \
+                 service reads its counters; set METRICS_TOKEN (or METRICS_TOKEN_FILE) to \
+                 require `Authorization: Bearer <token>`"
+            );
+        }
         let state = build_state(settings, clock.clone()).await?;
         // Providers are discovered before the port opens: one whose document names
         // another issuer stops the start; one that cannot be reached does not.
