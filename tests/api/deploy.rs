@@ -261,10 +261,206 @@ fn compose_users_environment_is_known_and_accepted() {
          add them to its environment (without a value to pass them through from .env)"
     );
     // Out of the box (no .env, nothing in the shell) the service accepts its settings.
-    let resolved = resolved_environment(users);
+    // A NAME_FILE names a file in one of the service's volumes, which only a running
+    // Compose project has: here a stand-in file holds a value of the kind it would.
+    let mut resolved = resolved_environment(users);
+    let stand_ins = tempfile::tempdir().unwrap();
+    let mounted = mounts(users);
+    for (name, path) in resolved.iter_mut().filter(|(k, _)| k.ends_with("_FILE")) {
+        let dir = path.rsplit_once('/').map_or("", |(d, _)| d);
+        assert!(
+            mounted.contains_key(dir),
+            "users: {name}={path} is in no volume of the service ({mounted:?})"
+        );
+        let stand_in = stand_ins.path().join(name.as_str());
+        std::fs::write(
+            &stand_in,
+            "a6f3c1d9e2b84f07a6f3c1d9e2b84f07a6f3c1d9e2b84f07",
+        )
+        .unwrap();
+        *path = stand_in.display().to_string();
+    }
     if let Err(e) = settings_from(&resolved) {
         panic!("the users service's environment in docker-compose.yml is refused: {e}");
     }
+}
+
+/// A service's volumes: target folder → (source, read-only).
+fn mounts(svc: &Value) -> BTreeMap<String, (String, bool)> {
+    let mut found = BTreeMap::new();
+    for m in svc
+        .get("volumes")
+        .and_then(Value::as_sequence)
+        .into_iter()
+        .flatten()
+    {
+        let (source, target, read_only) = match m {
+            Value::Mapping(_) => (
+                m.get("source").and_then(Value::as_str).unwrap_or_default(),
+                m.get("target").and_then(Value::as_str).unwrap_or_default(),
+                m.get("read_only").and_then(Value::as_bool).unwrap_or(false),
+            ),
+            _ => {
+                let parts: Vec<&str> = m.as_str().unwrap_or_default().split(':').collect();
+                (
+                    parts.first().copied().unwrap_or_default(),
+                    parts.get(1).copied().unwrap_or_default(),
+                    parts
+                        .get(2)
+                        .is_some_and(|o| o.split(',').any(|o| o == "ro")),
+                )
+            }
+        };
+        found.insert(target.to_owned(), (source.to_owned(), read_only));
+    }
+    found
+}
+
+fn psql_binary() -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .map(|dir| dir.join("psql"))
+        .find(|p| p.is_file())
+}
+
+/// The JWT secret of the Compose project is a file (the service would otherwise keep a
+/// generated one in plain text in the database), written once by the jwt-secret
+/// service into a volume the users service reads. Its script runs here, with sh and
+/// psql against a test database as it would against the postgres service: a new
+/// database gets a new random secret, kept on the next run; a database where the
+/// service generated its secret before gets that one (its sessions and TOTP enrolments
+/// are sealed with it); a database that cannot be asked fails the script, which writes
+/// nothing.
+#[test]
+fn compose_writes_the_jwt_secret_file_once_keeping_a_generated_secret() {
+    let doc = compose();
+    let users = service(&doc, "users");
+    let init = service(&doc, "jwt-secret");
+    let users_env = resolved_environment(users);
+    let init_env = resolved_environment(init);
+    assert_eq!(
+        init_env.get("DATABASE_URL"),
+        users_env.get("DATABASE_URL"),
+        "jwt-secret asks the users service's database"
+    );
+    let file = users_env
+        .get("JWT_SECRET_FILE")
+        .expect("users: JWT_SECRET_FILE");
+    let (dir, name) = file.rsplit_once('/').expect("an absolute path");
+    let (volume, read_only) = mounts(users)
+        .get(dir)
+        .cloned()
+        .unwrap_or_else(|| panic!("users: no volume on {dir}"));
+    assert!(read_only, "users mounts {volume} read-only");
+    let written = init_env
+        .get("SECRET_FILE")
+        .expect("jwt-secret: SECRET_FILE");
+    let (init_dir, init_name) = written.rsplit_once('/').expect("an absolute path");
+    assert_eq!(init_name, name);
+    assert_eq!(
+        mounts(init).get(init_dir),
+        Some(&(volume.clone(), false)),
+        "jwt-secret writes into the volume users reads"
+    );
+    let declared = doc.get("volumes").and_then(|v| v.get(volume.as_str()));
+    assert!(declared.is_some(), "the volume {volume} is declared");
+    let condition = users
+        .get("depends_on")
+        .and_then(|d| d.get("jwt-secret"))
+        .and_then(|d| d.get("condition"))
+        .and_then(Value::as_str);
+    assert_eq!(condition, Some("service_completed_successfully"));
+    let entrypoint: Vec<&str> = init
+        .get("entrypoint")
+        .and_then(Value::as_sequence)
+        .expect("jwt-secret: entrypoint")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert_eq!(entrypoint, ["sh", "-c"]);
+    let script = init
+        .get("command")
+        .and_then(Value::as_sequence)
+        .and_then(|c| c.first())
+        .and_then(Value::as_str)
+        .expect("jwt-secret: command, one script");
+    let script = interpolate(script).unwrap_or_else(|e| panic!("jwt-secret: {e}"));
+
+    if psql_binary().is_none() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "psql must be installed in CI (it comes with PostgreSQL)"
+        );
+        eprintln!("SKIPPED: install psql to run the jwt-secret script");
+        return;
+    }
+    let folder = tempfile::tempdir().unwrap();
+    let run = |database_url: &str, file: &std::path::Path| {
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(&script)
+            .env("DATABASE_URL", database_url)
+            .env("SECRET_FILE", file)
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.success(), text)
+    };
+    let read = |file: &std::path::Path| std::fs::read_to_string(file).unwrap();
+
+    // a new database: a new random secret, then the same on the next run
+    let fresh = crate::helpers::TestDatabase::new(crate::helpers::Backend::Postgres);
+    let file = folder.path().join("fresh");
+    let (ok, text) = run(&fresh.url, &file);
+    assert!(ok, "{text}");
+    let secret = read(&file);
+    assert_eq!(secret.len(), 96, "{secret:?}");
+    assert!(secret.bytes().all(|b| b.is_ascii_hexdigit()), "{secret:?}");
+    assert!(!text.contains(&secret), "the secret is not printed");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+        0o444,
+        "readable by the service's unprivileged user, writable by no one"
+    );
+    let (ok, text) = run(&fresh.url, &file);
+    assert!(ok, "{text}");
+    assert_eq!(read(&file), secret, "written once");
+    let other = folder.path().join("other");
+    assert!(run(&fresh.url, &other).0);
+    assert_ne!(read(&other), secret, "random");
+
+    // a database where the service generated its secret (no JWT_SECRET): kept
+    let earlier = crate::helpers::TestDatabase::new(crate::helpers::Backend::Postgres);
+    let generated = {
+        let db = users_db::Database::connect_and_migrate(
+            users_db::DatabaseUrl::parse(&earlier.url).unwrap(),
+            &users_db::PoolOptions::default(),
+        )
+        .unwrap();
+        let mut conn = db.get().unwrap();
+        users_db::shared::get_or_insert(&mut conn, "jwt_secret", "generated-earlier-3f9a1c")
+            .unwrap()
+    };
+    let file = folder.path().join("earlier");
+    let (ok, text) = run(&earlier.url, &file);
+    assert!(ok, "{text}");
+    assert_eq!(read(&file), generated);
+    assert!(!text.contains(&generated), "the secret is not printed");
+
+    // no database to ask: no file, and the service would not start
+    let file = folder.path().join("unreachable");
+    let unreachable = format!(
+        "postgres://postgres@127.0.0.1:{}/users?connect_timeout=2",
+        crate::helpers::free_port()
+    );
+    let (ok, text) = run(&unreachable, &file);
+    assert!(!ok, "{text}");
+    assert!(!file.exists());
 }
 
 #[test]

@@ -663,7 +663,91 @@ async fn a_delivery_is_given_up_after_a_day(backend: Backend) {
     );
 }
 
+/// A failed delivery names the receiver's host, never the URL's path or query (either
+/// may hold the receiver's token): not in the log, not in the outbox row's `last_error`.
+/// One receiver answers 503, the other's port is closed.
+async fn failed_deliveries_name_the_host_only(backend: Backend) {
+    let receiver = Receiver::start(SECRET).await;
+    receiver.fail_next(usize::MAX);
+    let base = receiver.url.trim_end_matches("/hook").to_owned();
+    let answering_host = base.trim_start_matches("http://").to_owned();
+    let answering = format!("{base}/hooks/path-secret-a1b2?token=query-secret-c3d4");
+    let refusing_host = format!("127.0.0.1:{}", free_port());
+    let refusing = format!("http://{refusing_host}/hooks/path-secret-e5f6?token=query-secret-g7h8");
+    let database = TestDatabase::new(backend);
+    let mut env = process_env(&database.url);
+    webhooks_to(&[&answering, &refusing], "user.registered")(&mut env);
+    let server = ServerProcess::start(&env);
+    let r = reqwest::Client::new()
+        .post(server.url("/auth/register"))
+        .json(&json!({"email": unique_email(), "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+
+    let failed_lines = || -> Vec<String> {
+        let lines = server.output.lock().unwrap().clone();
+        lines
+            .into_iter()
+            .filter(|l| l.contains("delivery failed"))
+            .collect()
+    };
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while failed_lines().len() < 2 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{:?}",
+            server.output.lock().unwrap()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(!receiver.attempts().is_empty(), "the receiver answered");
+    let lines = server.output.lock().unwrap().clone();
+    for host in [&answering_host, &refusing_host] {
+        assert_eq!(
+            failed_lines()
+                .iter()
+                .filter(|l| l.contains(host.as_str()))
+                .count(),
+            1,
+            "{host}: {lines:?}"
+        );
+    }
+    for needle in ["/hooks", "path-secret", "query-secret"] {
+        assert!(
+            !lines.iter().any(|l| l.contains(needle)),
+            "`{needle}` in the log: {lines:?}"
+        );
+    }
+
+    let mut db = users_db::admin::SqlSession::open(&database.url).unwrap();
+    let count = |db: &mut users_db::admin::SqlSession, condition: &str| {
+        db.count(&format!(
+            "SELECT count(*) AS n FROM outbox WHERE kind = 'webhook' AND {condition}"
+        ))
+        .unwrap()
+    };
+    for host in [&answering_host, &refusing_host] {
+        assert_eq!(
+            count(&mut db, &format!("last_error LIKE '%{host}%'")),
+            1,
+            "{host} in last_error"
+        );
+    }
+    assert_eq!(
+        count(
+            &mut db,
+            "(last_error LIKE '%/hooks%' OR last_error LIKE '%secret%')"
+        ),
+        0,
+        "a path or query in last_error"
+    );
+    drop(server);
+}
+
 both_backends!(
+    failed_deliveries_name_the_host_only,
     every_change_leaves_its_event,
     failed_sign_ins_say_why,
     the_log_pages_and_filters,

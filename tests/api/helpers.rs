@@ -213,6 +213,16 @@ impl TestApp {
         format!("{}{}", self.address, path)
     }
 
+    /// Moves the app's clock to the start of the next minute. The per-IP limits count
+    /// per calendar minute, so the requests of a test that follow all fall in one window
+    /// (unless they take a minute): the budget's N+1-th request is the first refused.
+    pub fn start_rate_window(&self) {
+        let now = users_domain::Clock::now(&*self.clock).millis();
+        let to_next = 60_000 - now.rem_euclid(60_000);
+        self.clock
+            .advance(std::time::Duration::from_millis(to_next as u64));
+    }
+
     pub async fn post_json(&self, path: &str, body: &Value, token: Option<&str>) -> Response {
         let mut req = self.client.post(self.url(path)).json(body);
         if let Some(t) = token {

@@ -4,6 +4,8 @@ use serde_json::{json, Value};
 
 use crate::both_backends;
 use crate::helpers::*;
+use crate::oidc_provider::OidcProvider;
+use crate::provider_flow::configure_oidc;
 
 async fn assert_429(resp: reqwest::Response) -> u64 {
     assert_eq!(resp.status(), 429);
@@ -138,10 +140,111 @@ async fn forwarded_for_counts_from_trusted_proxies(backend: Backend) {
     );
 }
 
+/// An IPv6 client is counted per /64 (one subscriber's usual share: a fresh address per
+/// request would be a fresh budget), an IPv4-mapped one as its IPv4 address; sessions
+/// still record the whole address.
+async fn ipv6_clients_are_counted_per_64(backend: Backend) {
+    let app = spawn_app_with(backend, |env| {
+        env.insert("RATE_LIMIT_PER_IP_PER_MINUTE".into(), "3".into());
+        env.insert("TRUSTED_PROXIES".into(), "127.0.0.1/32".into());
+    })
+    .await;
+    let send = |ip: &'static str| {
+        app.client
+            .post(app.url("/auth/request-verify-token"))
+            .header("x-forwarded-for", ip)
+            .json(&json!({"email": "a@example.com"}))
+            .send()
+    };
+    app.start_rate_window();
+    let mut statuses = Vec::new();
+    for ip in [
+        "2001:db8:1:2::1",
+        "2001:db8:1:2::2",
+        "2001:db8:1:2:ffff:ffff:ffff:ffff",
+        "[2001:db8:1:2::4]:443",
+    ] {
+        statuses.push(send(ip).await.unwrap().status().as_u16());
+    }
+    assert_eq!(statuses, [202, 202, 202, 429], "one /64, one budget");
+    assert_eq!(
+        send("2001:db8:1:3::1").await.unwrap().status(),
+        202,
+        "the next /64 has its own"
+    );
+    let mut statuses = Vec::new();
+    for ip in [
+        "198.51.100.9",
+        "::ffff:198.51.100.9",
+        "198.51.100.9:1234",
+        "::ffff:198.51.100.9",
+    ] {
+        statuses.push(send(ip).await.unwrap().status().as_u16());
+    }
+    assert_eq!(statuses, [202, 202, 202, 429], "mapped or not, one IPv4");
+    assert_eq!(send("198.51.100.10").await.unwrap().status(), 202);
+
+    let email = unique_email();
+    app.create_user(&email).await;
+    let r = app
+        .client
+        .post(app.url("/auth/jwt/login"))
+        .header("x-forwarded-for", "2001:db8:1:2::abcd")
+        .form(&[("username", email.as_str()), ("password", PASSWORD)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let token = r.json::<Value>().await.unwrap()["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let sessions: Value = app
+        .get("/auth/sessions", Some(&token))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(sessions[0]["ip"], "2001:db8:1:2::abcd", "{sessions}");
+}
+
+/// Each authorize at a provider writes a state row: a client gets the per-IP budget of
+/// them a minute, on the sign-in route and on the linking one, and a refused call
+/// writes nothing.
+async fn provider_authorize_is_limited_per_ip(backend: Backend) {
+    let provider = OidcProvider::start().await;
+    let app = spawn_app_with(backend, |env| {
+        configure_oidc(env, "corp", &provider);
+        env.insert("RATE_LIMIT_PER_IP_PER_MINUTE".into(), "3".into());
+    })
+    .await;
+    let (_, token) = app.user_with_token().await;
+    let mut db = users_db::admin::SqlSession::open(&app.database.url).unwrap();
+    let states = |db: &mut users_db::admin::SqlSession| {
+        db.count("SELECT count(*) AS n FROM oauth_states").unwrap()
+    };
+    for (path, token) in [
+        ("/auth/corp/authorize", None),
+        ("/auth/associate/corp/authorize", Some(token.as_str())),
+    ] {
+        app.start_rate_window();
+        let before = states(&mut db);
+        let mut statuses = Vec::new();
+        for _ in 0..4 {
+            statuses.push(app.get(path, token).await.status().as_u16());
+        }
+        assert_eq!(statuses, [200, 200, 200, 429], "{path}");
+        assert_eq!(states(&mut db) - before, 3, "{path}");
+        assert_429(app.get(path, token).await).await;
+    }
+}
+
 both_backends!(
     accounts_are_throttled_after_consecutive_failures,
     per_ip_limits,
-    forwarded_for_counts_from_trusted_proxies
+    forwarded_for_counts_from_trusted_proxies,
+    ipv6_clients_are_counted_per_64,
+    provider_authorize_is_limited_per_ip
 );
 
 /// Two server processes on one database count one account's failures together.

@@ -20,6 +20,7 @@ mod deploy;
 mod docs;
 mod events;
 mod faults;
+mod forwarded_for;
 mod github;
 mod google;
 mod identities;

@@ -284,11 +284,116 @@ async fn the_account_page_is_self_contained(backend: Backend) {
     assert!(html.contains("name=\"viewport\""));
 }
 
+const METRICS_TOKEN: &str = "metrics-token-0c5e9f1a2b3d4e5f6a7b";
+
+/// With METRICS_TOKEN, /metrics answers only `Authorization: Bearer <METRICS_TOKEN>`:
+/// 401 `{"detail": "Unauthorized"}` without it, with another token (an access token, a
+/// prefix of the right one, the right one longer) or another scheme.
+async fn metrics_token_guards_metrics(backend: Backend) {
+    let app = spawn_app_with(backend, |env| {
+        env.insert("METRICS_TOKEN".into(), METRICS_TOKEN.into());
+    })
+    .await;
+    let unauthorized = || json!({"detail": "Unauthorized"});
+    assert_json(app.get("/metrics", None).await, 401, unauthorized()).await;
+    let (_, access) = app.user_with_token().await;
+    let prefix = &METRICS_TOKEN[..METRICS_TOKEN.len() - 1];
+    let longer = format!("{METRICS_TOKEN}0");
+    for wrong in ["wrong", prefix, longer.as_str(), access.as_str()] {
+        assert_json(app.get("/metrics", Some(wrong)).await, 401, unauthorized()).await;
+    }
+    let r = app
+        .client
+        .get(app.url("/metrics"))
+        .header("authorization", format!("Basic {METRICS_TOKEN}"))
+        .send()
+        .await
+        .unwrap();
+    assert_json(r, 401, unauthorized()).await;
+    let r = app.get("/metrics", Some(METRICS_TOKEN)).await;
+    assert_eq!(r.status(), 200);
+    assert!(r
+        .text()
+        .await
+        .unwrap()
+        .contains("users_http_requests_total"));
+    // the scheme in any case, as for access tokens
+    let r = app
+        .client
+        .get(app.url("/metrics"))
+        .header("authorization", format!("bearer {METRICS_TOKEN}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    // the other operations endpoints stay open
+    assert_eq!(app.get("/healthz", None).await.status(), 200);
+    assert_eq!(app.get("/readyz", None).await.status(), 200);
+}
+
+/// The binary: without METRICS_TOKEN /metrics is public and the start says so, naming
+/// the variable; with METRICS_TOKEN_FILE it is guarded, the start says nothing of it,
+/// and the token is never logged.
+async fn metrics_are_public_only_without_a_token_and_the_start_says_so(backend: Backend) {
+    let database = TestDatabase::new(backend);
+    let client = reqwest::Client::new();
+
+    let public = ServerProcess::start(&process_env(&database.url));
+    assert_eq!(
+        client
+            .get(public.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let output = public.output.clone();
+    assert!(public.terminate().success());
+    let lines = output.lock().unwrap().clone();
+    assert!(
+        lines.iter().any(|l| l.contains("WARN")
+            && l.contains("/metrics is public")
+            && l.contains("METRICS_TOKEN")),
+        "{lines:?}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("metrics_token");
+    std::fs::write(&file, format!("{METRICS_TOKEN}\n")).unwrap();
+    let mut env = process_env(&database.url);
+    env.insert("METRICS_TOKEN_FILE".into(), file.display().to_string());
+    let guarded = ServerProcess::start(&env);
+    let get = |token: Option<&str>| {
+        let mut req = client.get(guarded.url("/metrics"));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        req.send()
+    };
+    assert_eq!(get(None).await.unwrap().status(), 401);
+    assert_eq!(get(Some("wrong")).await.unwrap().status(), 401);
+    assert_eq!(get(Some(METRICS_TOKEN)).await.unwrap().status(), 200);
+    let output = guarded.output.clone();
+    assert!(guarded.terminate().success());
+    let lines = output.lock().unwrap().clone();
+    assert!(
+        !lines.iter().any(|l| l.contains("/metrics is public")),
+        "{lines:?}"
+    );
+    assert!(
+        !lines.iter().any(|l| l.contains(METRICS_TOKEN)),
+        "the token must not be logged"
+    );
+}
+
 both_backends!(
     openapi_lists_every_route_and_docs_load_offline,
     health_metrics_and_request_ids,
     cors_only_for_allowed_origins,
     the_account_page_is_self_contained,
+    metrics_token_guards_metrics,
+    metrics_are_public_only_without_a_token_and_the_start_says_so,
 );
 
 /// The database goes away (a proxy in front of PostgreSQL is cut) and comes back.

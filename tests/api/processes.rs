@@ -118,4 +118,77 @@ async fn two_processes_share_tokens_and_revocation(backend: Backend) {
     assert!(b.terminate().success());
 }
 
-both_backends!(two_processes_share_tokens_and_revocation);
+/// Without JWT_SECRET the start warns plainly that the generated secret is stored in the
+/// database, where anyone who reads it can mint tokens, and how to avoid it; and that is
+/// so: the `service_settings` row signs a token the service accepts. With JWT_SECRET set,
+/// no such warning.
+async fn a_generated_secret_is_announced_for_what_it_is(backend: Backend) {
+    let database = TestDatabase::new(backend);
+    let server = ServerProcess::start(&process_env(&database.url));
+    let client = reqwest::Client::new();
+    let r = client
+        .post(server.url("/auth/register"))
+        .json(&json!({"email": unique_email(), "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let id = r.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let lines = server.output.lock().unwrap().clone();
+    let warning = lines
+        .iter()
+        .find(|l| l.contains("JWT_SECRET is not set"))
+        .unwrap_or_else(|| panic!("no warning: {lines:?}"));
+    for needle in [
+        "WARN",
+        "stored in plain text in the database",
+        "anyone who can read the database can mint tokens",
+        "set JWT_SECRET (or JWT_SECRET_FILE)",
+    ] {
+        assert!(warning.contains(needle), "`{needle}` in {warning}");
+    }
+
+    let secret = {
+        let mut conn = database.pool().get().unwrap();
+        users_db::shared::get(&mut conn, "jwt_secret")
+            .unwrap()
+            .unwrap()
+    };
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 600;
+    let minted = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &json!({"sub": id, "aud": ["fastapi-users:auth"], "exp": exp}),
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .unwrap();
+    let r = client
+        .get(server.url("/users/me"))
+        .bearer_auth(&minted)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "a token minted from the database's row");
+    assert!(server.terminate().success());
+
+    let mut env = process_env(&database.url);
+    env.insert("JWT_SECRET".into(), TEST_SECRET.into());
+    let configured = ServerProcess::start(&env);
+    let lines = configured.output.lock().unwrap().clone();
+    assert!(
+        !lines.iter().any(|l| l.contains("JWT_SECRET is not set")),
+        "{lines:?}"
+    );
+    assert!(configured.terminate().success());
+}
+
+both_backends!(
+    two_processes_share_tokens_and_revocation,
+    a_generated_secret_is_announced_for_what_it_is
+);

@@ -43,7 +43,7 @@ const WEBHOOK_KINDS: &[&str] = &["webhook"];
 
 // ---- HAProxy ----------------------------------------------------------------------------
 
-fn haproxy_binary() -> Option<PathBuf> {
+pub(crate) fn haproxy_binary() -> Option<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&path)
         .chain(["/usr/sbin", "/usr/local/sbin"].map(PathBuf::from))
@@ -51,24 +51,52 @@ fn haproxy_binary() -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-/// HAProxy as a child process, running `deploy/haproxy.cfg` with the addresses of this
-/// test; killed on drop.
-struct Haproxy {
+/// The HAProxy binary, or `None` after saying SKIPPED (never in CI, where a missing
+/// HAProxy fails the test instead).
+pub(crate) fn haproxy_or_skip(test: &str) -> Option<PathBuf> {
+    let found = haproxy_binary();
+    if found.is_none() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "haproxy must be installed in CI (.ci/run installs it)"
+        );
+        eprintln!("SKIPPED: install Debian's haproxy to run {test}");
+    }
+    found
+}
+
+/// `deploy/haproxy.cfg`, the configuration the repository ships.
+pub(crate) fn shipped_haproxy_config() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../deploy/haproxy.cfg")
+}
+
+/// HAProxy as a child process, running `deploy/haproxy.cfg` (or another configuration
+/// that reads the same variables) with the addresses of this test; killed on drop.
+pub(crate) struct Haproxy {
     child: std::process::Child,
     output: Arc<Mutex<Vec<String>>>,
-    url: String,
+    pub(crate) url: String,
     stats: String,
 }
 
 impl Haproxy {
-    fn start(binary: &PathBuf, replica_ports: &[u16]) -> Haproxy {
-        let config = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../deploy/haproxy.cfg");
+    pub(crate) fn start(binary: &PathBuf, replica_ports: &[u16]) -> Haproxy {
+        Haproxy::start_with(binary, &shipped_haproxy_config(), replica_ports)
+    }
+
+    /// HAProxy running `config`, which reads `USERS_LB_BIND`, `USERS_LB_STATS` and
+    /// `USERS_REPLICA_1..` as `deploy/haproxy.cfg` does.
+    pub(crate) fn start_with(
+        binary: &PathBuf,
+        config: &std::path::Path,
+        replica_ports: &[u16],
+    ) -> Haproxy {
         let (port, stats_port) = (free_port(), free_port());
         let mut command = std::process::Command::new(binary);
         command
             .arg("-db")
             .arg("-f")
-            .arg(&config)
+            .arg(config)
             .env_clear()
             .env("USERS_LB_BIND", format!("127.0.0.1:{port}"))
             .env("USERS_LB_STATS", format!("127.0.0.1:{stats_port}"))
@@ -111,6 +139,11 @@ impl Haproxy {
         haproxy
     }
 
+    /// Everything HAProxy printed so far (its request log, its checks).
+    pub(crate) fn log(&self) -> Vec<String> {
+        self.output.lock().unwrap().clone()
+    }
+
     /// Each replica's state as HAProxy sees it (`users1` → `UP`, `DOWN`, `UP 1/2`, …).
     async fn states(&self, http: &reqwest::Client) -> BTreeMap<String, String> {
         let csv = http
@@ -138,7 +171,7 @@ impl Haproxy {
     }
 
     /// Waits until HAProxy sends requests to replica `n` (1-based) again.
-    async fn wait_up(&self, http: &reqwest::Client, n: usize) {
+    pub(crate) async fn wait_up(&self, http: &reqwest::Client, n: usize) {
         let name = format!("users{n}");
         let deadline = Instant::now() + BACK_IN_ROTATION;
         loop {
@@ -552,12 +585,7 @@ fn all_event_ids(db: &users_db::Database) -> HashSet<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn replicas_behind_haproxy_survive_sigterm_and_sigkill() {
-    let Some(haproxy_bin) = haproxy_binary() else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "haproxy must be installed in CI (.ci/run installs it)"
-        );
-        eprintln!("SKIPPED: install Debian's haproxy to run the replicas test");
+    let Some(haproxy_bin) = haproxy_or_skip("the replicas test") else {
         return;
     };
     let t0 = Instant::now();

@@ -99,7 +99,8 @@ impl Receiver {
         Receiver::start_on(0, secret).await
     }
 
-    /// A receiver on `port` (a URL the service was given while nothing listened).
+    /// A receiver on `port` (a URL the service was given while nothing listened). It
+    /// answers at `url` and at every other path of its address.
     pub async fn start_on(port: u16, secret: &str) -> Receiver {
         let shared = web::Data::new(Shared::default());
         let secret = web::Data::new(secret.to_owned());
@@ -108,7 +109,8 @@ impl Receiver {
             App::new()
                 .app_data(data.clone())
                 .app_data(secret.clone())
-                .route("/hook", web::post().to(receive))
+                // any path: a receiver's URL may carry its own token
+                .default_service(web::to(receive))
         })
         .workers(1)
         .disable_signals()

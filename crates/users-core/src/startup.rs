@@ -114,8 +114,10 @@ impl Core {
 
         if setup.jwt_secret.is_none() {
             tracing::warn!(
-                "JWT_SECRET is not set: using a secret generated once and kept in the database; \
-                 set JWT_SECRET to share tokens with another service"
+                "JWT_SECRET is not set: the generated secret is stored in plain text in the \
+                 database (table service_settings), so anyone who can read the database can \
+                 mint tokens for any user; set JWT_SECRET (or JWT_SECRET_FILE) to a long random \
+                 value kept outside the database"
             );
         } else if secret.expose_secret().len() < 32 {
             tracing::warn!("JWT_SECRET is shorter than 32 bytes; use a long random value");

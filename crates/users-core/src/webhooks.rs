@@ -46,7 +46,9 @@ pub fn signature(secret: &[u8], id: &str, timestamp: i64, body: &str) -> String 
     )
 }
 
-/// Why an attempt did not deliver (every reason is tried again).
+/// Why an attempt did not deliver (every reason is tried again). It names the receiver
+/// by its host alone: it is logged and kept in the outbox row's `last_error`, and a
+/// receiver's URL may carry its token in the path or the query.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct AttemptFailed(pub String);
@@ -71,6 +73,7 @@ pub async fn attempt(
     now_secs: i64,
 ) -> Result<(), AttemptFailed> {
     let sig = signature(secret, &delivery.event_id, now_secs, &delivery.body);
+    let host = host_of(&delivery.url);
     let answer = client
         .post(&delivery.url)
         .header("content-type", "application/json")
@@ -80,19 +83,32 @@ pub async fn attempt(
         .body(delivery.body.clone())
         .send()
         .await
-        .map_err(|e| AttemptFailed(describe(&e)))?;
+        .map_err(|e| AttemptFailed(format!("{host}: {}", describe(e))))?;
     if answer.status().is_success() {
         Ok(())
     } else {
         Err(AttemptFailed(format!(
-            "the receiver answered {}",
+            "{host}: the receiver answered {}",
             answer.status()
         )))
     }
 }
 
-/// A reqwest error without its URL's query (which could hold a token of the receiver).
-fn describe(e: &reqwest::Error) -> String {
+/// The host (and port, if the URL names one) of a receiver's URL: never its path or
+/// query, nor the `user:password@` an authority may hold.
+pub fn host_of(url: &str) -> String {
+    let parsed = reqwest::Url::parse(url).ok();
+    match parsed.as_ref().map(|u| (u.host_str(), u.port())) {
+        Some((Some(host), Some(port))) => format!("{host}:{port}"),
+        Some((Some(host), None)) => host.to_owned(),
+        _ => "(a URL without a host)".to_owned(),
+    }
+}
+
+/// What went wrong, without the URL: reqwest's errors print the whole URL, so this
+/// says the kind of failure, the error stripped of its URL, and the I/O error beneath
+/// it if there is one ("Connection refused"), whose text holds no URL.
+fn describe(e: reqwest::Error) -> String {
     let kind = if e.is_timeout() {
         "timed out"
     } else if e.is_connect() {
@@ -100,9 +116,18 @@ fn describe(e: &reqwest::Error) -> String {
     } else {
         "request failed"
     };
-    match e.url() {
-        Some(u) => format!("{kind}: {}://{}{}", u.scheme(), u.authority(), u.path()),
-        None => kind.to_owned(),
+    let e = e.without_url();
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(&e);
+    let mut io = None;
+    while let Some(c) = cause {
+        if let Some(found) = c.downcast_ref::<std::io::Error>() {
+            io = Some(found);
+        }
+        cause = c.source();
+    }
+    match io {
+        Some(io) => format!("{kind}: {e} ({io})"),
+        None => format!("{kind}: {e}"),
     }
 }
 
@@ -123,6 +148,52 @@ mod tests {
                 r#"{"test": 2432232314}"#
             ),
             "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
+        );
+    }
+
+    #[test]
+    fn receivers_are_named_by_their_host_only() {
+        for (url, host) in [
+            (
+                "https://hooks.example.com/t/0123secret?token=abc",
+                "hooks.example.com",
+            ),
+            ("http://127.0.0.1:9000/hook/secret", "127.0.0.1:9000"),
+            (
+                "https://user:pass@hooks.example.com:8443/x?y=z",
+                "hooks.example.com:8443",
+            ),
+            ("http://[2001:db8::1]:8080/p?q", "[2001:db8::1]:8080"),
+            ("https://hooks.example.com:443/x", "hooks.example.com"),
+            ("not a url/secret", "(a URL without a host)"),
+        ] {
+            assert_eq!(host_of(url), host, "{url}");
+        }
+    }
+
+    /// A receiver that refuses the connection: the failure names the host, says why,
+    /// and holds nothing of the path or the query.
+    #[tokio::test]
+    async fn a_failed_attempt_names_the_host_only() {
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = closed.local_addr().unwrap().port();
+        drop(closed);
+        let delivery = WebhookDelivery {
+            url: format!("http://127.0.0.1:{port}/hooks/path-secret?token=query-secret"),
+            event_id: "evt".to_owned(),
+            body: "{}".to_owned(),
+        };
+        let failed = attempt(&client().unwrap(), b"key", &delivery, 0)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            failed.starts_with(&format!("127.0.0.1:{port}: cannot connect")),
+            "{failed}"
+        );
+        assert!(
+            !failed.contains("secret") && !failed.contains("/hooks"),
+            "{failed}"
         );
     }
 

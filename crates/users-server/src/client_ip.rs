@@ -1,7 +1,7 @@
 //! The client's address, believing `X-Forwarded-For` only from `TRUSTED_PROXIES`, and
 //! what a session records of the client.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use actix_web::http::header::{HeaderMap, USER_AGENT};
 use actix_web::{web, FromRequest, HttpRequest};
@@ -57,29 +57,54 @@ impl Cidr {
     }
 }
 
-/// The client's address: the peer, unless the peer is a trusted proxy; then the
-/// rightmost `X-Forwarded-For` entry that is not itself a trusted proxy.
-pub fn client_ip(
-    peer: Option<IpAddr>,
-    forwarded_for: Option<&str>,
-    trusted: &[Cidr],
-) -> Option<IpAddr> {
+/// The client's address: the peer, unless the peer is a trusted proxy. Then the
+/// `X-Forwarded-For` lines, in order, are one list, walked from the right: past each
+/// trusted proxy, up to the first entry that is not one, which is the client. Only
+/// the right end of the list was written by proxies we trust; anything left of the
+/// first untrusted entry may have been written by the client, so it is never read.
+/// An entry that is not an address (`unknown`, an obfuscated `_hidden`, garbage) ends
+/// the walk too: the client is then the last address walked (the peer, if none was),
+/// as it is when every entry is a trusted proxy.
+pub fn client_ip(peer: Option<IpAddr>, forwarded_for: &[&str], trusted: &[Cidr]) -> Option<IpAddr> {
     let peer = peer?;
     let is_trusted = |ip: IpAddr| trusted.iter().any(|c| c.contains(ip));
-    if !is_trusted(peer) {
-        return Some(peer);
+    let mut client = peer;
+    if !is_trusted(client) {
+        return Some(client);
     }
-    let hops: Vec<IpAddr> = forwarded_for
-        .unwrap_or("")
-        .split(',')
-        .filter_map(|h| h.trim().parse::<IpAddr>().ok())
-        .collect();
-    hops.iter()
-        .rev()
-        .find(|ip| !is_trusted(**ip))
-        .copied()
-        .or(hops.first().copied())
-        .or(Some(peer))
+    let right_to_left = forwarded_for.iter().rev().flat_map(|line| line.rsplit(','));
+    for entry in right_to_left {
+        let Some(ip) = hop_address(entry) else {
+            break;
+        };
+        client = ip;
+        if !is_trusted(ip) {
+            break;
+        }
+    }
+    Some(client)
+}
+
+/// The address of one `X-Forwarded-For` entry: `1.2.3.4`, `1.2.3.4:567`, `2001:db8::1`,
+/// `[2001:db8::1]`, `[2001:db8::1]:443` (proxies that add the port write these);
+/// `None` for anything else, an empty entry included.
+fn hop_address(entry: &str) -> Option<IpAddr> {
+    let entry = entry.trim();
+    if let Ok(ip) = entry.parse::<IpAddr>() {
+        return Some(ip);
+    }
+    let is_port = |p: &str| {
+        !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) && p.parse::<u16>().is_ok()
+    };
+    if let Some(rest) = entry.strip_prefix('[') {
+        let (inside, after) = rest.split_once(']')?;
+        let ip = inside.parse::<Ipv6Addr>().ok()?;
+        return (after.is_empty() || after.strip_prefix(':').is_some_and(is_port))
+            .then_some(IpAddr::V6(ip));
+    }
+    let (host, port) = entry.split_once(':')?;
+    let ip = host.parse::<Ipv4Addr>().ok()?;
+    is_port(port).then_some(IpAddr::V4(ip))
 }
 
 /// The client IP of a request with these headers from this peer.
@@ -88,10 +113,16 @@ pub fn request_ip(
     peer: Option<SocketAddr>,
     headers: &HeaderMap,
 ) -> Option<IpAddr> {
-    let forwarded = headers.get("x-forwarded-for").and_then(|v| v.to_str().ok());
+    // Every line, in order: a proxy that appends (HAProxy's `option forwardfor`) adds a
+    // line of its own after the client's, and reading the first alone would believe the
+    // client. A line that is not text is an entry that is not an address.
+    let forwarded: Vec<&str> = headers
+        .get_all("x-forwarded-for")
+        .map(|v| v.to_str().unwrap_or(""))
+        .collect();
     client_ip(
         peer.map(|a| a.ip()),
-        forwarded,
+        &forwarded,
         &state.settings.trusted_proxies,
     )
 }
@@ -153,33 +184,149 @@ mod tests {
         let trusted = [Cidr::parse("10.0.0.0/8").unwrap()];
         // an untrusted peer: its header is ignored
         assert_eq!(
-            client_ip(Some(ip("203.0.113.9")), Some("1.2.3.4"), &trusted),
+            client_ip(Some(ip("203.0.113.9")), &["1.2.3.4"], &trusted),
             Some(ip("203.0.113.9"))
         );
         // a trusted proxy: the rightmost untrusted hop
         assert_eq!(
             client_ip(
                 Some(ip("10.0.0.2")),
-                Some("1.2.3.4, 198.51.100.7, 10.0.0.5"),
+                &["1.2.3.4, 198.51.100.7, 10.0.0.5"],
                 &trusted
             ),
             Some(ip("198.51.100.7"))
         );
         // spoofed leftmost entries do not help the client
         assert_eq!(
+            client_ip(Some(ip("10.0.0.2")), &["9.9.9.9, 198.51.100.7"], &trusted),
+            Some(ip("198.51.100.7"))
+        );
+        assert_eq!(
+            client_ip(Some(ip("10.0.0.2")), &[], &trusted),
+            Some(ip("10.0.0.2"))
+        );
+        assert_eq!(
+            client_ip(Some(ip("127.0.0.1")), &["1.2.3.4"], &[]),
+            Some(ip("127.0.0.1"))
+        );
+        assert_eq!(client_ip(None, &["1.2.3.4"], &trusted), None);
+    }
+
+    #[test]
+    fn every_line_is_read_in_order_as_one_list() {
+        let trusted = [Cidr::parse("10.0.0.0/8").unwrap()];
+        let peer = Some(ip("10.0.0.2"));
+        // HAProxy's `option forwardfor` appends its line after the client's own: the
+        // last line is the proxy's, and the client's forged first line is never read
+        assert_eq!(
+            client_ip(peer, &["1.2.3.4", "198.51.100.7"], &trusted),
+            Some(ip("198.51.100.7"))
+        );
+        assert_eq!(
             client_ip(
-                Some(ip("10.0.0.2")),
-                Some("9.9.9.9, 198.51.100.7"),
+                peer,
+                &["1.2.3.4", "5.6.7.8, 9.9.9.9", "198.51.100.7"],
                 &trusted
             ),
             Some(ip("198.51.100.7"))
         );
+        // the walk crosses lines as it crosses commas
         assert_eq!(
-            client_ip(Some(ip("10.0.0.2")), None, &trusted),
-            Some(ip("10.0.0.2"))
+            client_ip(
+                peer,
+                &["1.2.3.4, 198.51.100.7", "10.0.0.9", "10.0.0.8, 10.0.0.7"],
+                &trusted
+            ),
+            Some(ip("198.51.100.7"))
         );
+    }
+
+    #[test]
+    fn entries_are_addresses_with_or_without_a_port() {
+        for (entry, expected) in [
+            ("198.51.100.7", "198.51.100.7"),
+            ("  198.51.100.7\t", "198.51.100.7"),
+            ("198.51.100.7:567", "198.51.100.7"),
+            ("2001:db8::1", "2001:db8::1"),
+            ("[2001:db8::1]", "2001:db8::1"),
+            ("[2001:db8::1]:443", "2001:db8::1"),
+            (" [2001:db8::1]:443 ", "2001:db8::1"),
+            ("::ffff:198.51.100.7", "::ffff:198.51.100.7"),
+        ] {
+            assert_eq!(hop_address(entry), Some(ip(expected)), "{entry:?}");
+        }
+        for entry in [
+            "",
+            " ",
+            "unknown",
+            "_hidden",
+            "garbage!",
+            "198.51.100.7:",
+            "198.51.100.7:port",
+            "198.51.100.7:99999",
+            "198.51.100.7:-1",
+            "[198.51.100.7]",
+            "[2001:db8::1]443",
+            "[2001:db8::1]:",
+            "[2001:db8::1",
+            "2001:db8::1:443x",
+            "fe80::1%eth0",
+            "example.com",
+        ] {
+            assert_eq!(hop_address(entry), None, "{entry:?}");
+        }
+        let trusted = [Cidr::parse("10.0.0.0/8").unwrap()];
         assert_eq!(
-            client_ip(Some(ip("127.0.0.1")), Some("1.2.3.4"), &[]),
+            client_ip(
+                Some(ip("10.0.0.2")),
+                &["1.2.3.4, [2001:db8::7]:51000, 10.0.0.5:80"],
+                &trusted
+            ),
+            Some(ip("2001:db8::7"))
+        );
+    }
+
+    #[test]
+    fn an_entry_that_is_no_address_ends_the_walk() {
+        let trusted = [Cidr::parse("10.0.0.0/8").unwrap()];
+        let peer = Some(ip("10.0.0.2"));
+        // the client is the last address walked, never anything left of the stop
+        for (lines, expected) in [
+            (&["1.2.3.4, unknown, 10.0.0.5"][..], "10.0.0.5"),
+            (&["1.2.3.4, _hidden, 10.0.0.5"], "10.0.0.5"),
+            (&["1.2.3.4", "garbage!", "10.0.0.5, 10.0.0.6"], "10.0.0.5"),
+            (&["1.2.3.4,, 10.0.0.5"], "10.0.0.5"),
+            // nothing walked: the peer
+            (&["1.2.3.4, unknown"], "10.0.0.2"),
+            (&["1.2.3.4", ""], "10.0.0.2"),
+            // an untrusted address before any stop is the client, as always
+            (&["unknown, 198.51.100.7"], "198.51.100.7"),
+        ] {
+            assert_eq!(
+                client_ip(peer, lines, &trusted),
+                Some(ip(expected)),
+                "{lines:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn when_every_entry_is_trusted_the_leftmost_is_the_client() {
+        let trusted = [
+            Cidr::parse("10.0.0.0/8").unwrap(),
+            Cidr::parse("127.0.0.1").unwrap(),
+        ];
+        assert_eq!(
+            client_ip(
+                Some(ip("127.0.0.1")),
+                &["10.0.0.9, 10.0.0.8", "127.0.0.1"],
+                &trusted
+            ),
+            Some(ip("10.0.0.9"))
+        );
+        // HAProxy on the same host, a client on loopback: it is 127.0.0.1
+        assert_eq!(
+            client_ip(Some(ip("127.0.0.1")), &["127.0.0.1"], &trusted),
             Some(ip("127.0.0.1"))
         );
     }

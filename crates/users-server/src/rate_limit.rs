@@ -2,6 +2,7 @@
 //! `.wrap(per_ip("login"))`. It runs before anything else of the route.
 
 use std::future::{ready, Ready};
+use std::net::{IpAddr, Ipv6Addr};
 use std::rc::Rc;
 
 use actix_web::body::{EitherBody, MessageBody};
@@ -71,8 +72,53 @@ async fn limit(route: &'static str, req: &ServiceRequest) -> Result<(), ApiError
     let state = app_state(req)?;
     if state.core.config.rate_limit_per_ip_per_minute > 0 {
         if let Some(ip) = request_ip(&state, req.peer_addr(), req.headers()) {
-            users_core::throttle::hit(&state.core, route, &ip.to_string(), state.now()).await?;
+            users_core::throttle::hit(&state.core, route, &budget_of(ip), state.now()).await?;
         }
     }
     Ok(())
+}
+
+/// Whose budget a request from `ip` spends: an IPv4 address's own, and for IPv6 the
+/// /64 network's (`2001:db8:1:2::/64`), since one subscriber is usually given a whole
+/// /64 and could otherwise take a fresh address, and a fresh budget, per request. An
+/// IPv4-mapped address (`::ffff:1.2.3.4`, from a dual-stack socket) is its IPv4 one.
+fn budget_of(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let network = Ipv6Addr::from(u128::from(v6) & (u128::MAX << 64));
+                format!("{network}/64")
+            }
+        },
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn budget(ip: &str) -> String {
+        budget_of(ip.parse().unwrap())
+    }
+
+    #[test]
+    fn ipv6_clients_share_their_64() {
+        assert_eq!(budget("2001:db8:1:2::5"), "2001:db8:1:2::/64");
+        assert_eq!(
+            budget("2001:db8:1:2:aaaa:bbbb:cccc:dddd"),
+            "2001:db8:1:2::/64"
+        );
+        assert_eq!(budget("2001:db8:1:3::5"), "2001:db8:1:3::/64");
+        assert_eq!(budget("::1"), "::/64");
+    }
+
+    #[test]
+    fn ipv4_counts_as_itself_mapped_or_not() {
+        assert_eq!(budget("198.51.100.7"), "198.51.100.7");
+        assert_eq!(budget("::ffff:198.51.100.7"), "198.51.100.7");
+        assert_ne!(budget("198.51.100.8"), budget("198.51.100.7"));
+    }
 }

@@ -86,7 +86,8 @@ pub struct Settings {
     pub cors_allowed_origins: Vec<String>,
     /// Consecutive failed logins of one account before 429s.
     pub login_max_failures: i64,
-    /// Per client IP and route, on the unauthenticated POST routes and OAuth callbacks; 0: off.
+    /// Per client IP and route, on the unauthenticated POST routes, the OAuth authorize
+    /// routes and callbacks; 0: off.
     pub rate_limit_per_ip_per_minute: i64,
     /// Peers whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Vec<crate::client_ip::Cidr>,
@@ -99,6 +100,8 @@ pub struct Settings {
     /// After SIGTERM: how long `/readyz` answers 503 while requests are still served,
     /// before the process stops accepting connections.
     pub shutdown_drain: Duration,
+    /// `/metrics` answers only `Authorization: Bearer <this>`; `None`: it is public.
+    pub metrics_token: Option<SecretString>,
 }
 
 /// Every variable the service reads (each may also be given as `NAME_FILE`).
@@ -155,6 +158,7 @@ pub const KNOWN_VARIABLES: &[&str] = &[
     "WEBHOOK_EVENTS",
     "AUDIT_RETENTION_DAYS",
     "SHUTDOWN_DRAIN_SECONDS",
+    "METRICS_TOKEN",
     "LOG_FORMAT",
     "RUST_LOG",
 ];
@@ -562,6 +566,18 @@ impl Settings {
         let audit_retention_days = env.parse_in("AUDIT_RETENTION_DAYS", 90i64, 0..=36_500)?;
         let shutdown_drain =
             Duration::from_secs(env.parse_in("SHUTDOWN_DRAIN_SECONDS", 5u64, 0..=300)?);
+        let metrics_token = match env.get("METRICS_TOKEN")? {
+            // `Bearer ` and nothing would do, which is no protection
+            Some(t) if t.trim().is_empty() => {
+                return Err(err(
+                    "METRICS_TOKEN",
+                    "is empty; unset it to leave /metrics public, or set a long random value",
+                ))
+            }
+            // a header cannot carry surrounding blanks (and `bearer_token` trims them)
+            Some(t) => Some(SecretString::from(t.trim().to_owned())),
+            None => None,
+        };
 
         Ok(Settings {
             database_url,
@@ -603,6 +619,7 @@ impl Settings {
             webhooks,
             audit_retention_days,
             shutdown_drain,
+            metrics_token,
         })
     }
 
@@ -1213,6 +1230,8 @@ mod tests {
             ("JWKS_PUBLISH_AHEAD_SECONDS", "-5"),
             ("SESSION_IDLE_SECONDS", "forever"),
             ("REFRESH_REUSE_INTERVAL_SECONDS", "-1"),
+            ("METRICS_TOKEN", ""),
+            ("METRICS_TOKEN", "  "),
         ] {
             let e = settings(&[(var, value)]).unwrap_err();
             let expected = if var == "GOOGLE_CLIENT_ID" {
@@ -1223,6 +1242,31 @@ mod tests {
             assert_eq!(e.var, expected, "{value}: {e}");
             assert!(e.to_string().starts_with(expected));
         }
+    }
+
+    #[test]
+    fn the_metrics_token_is_a_secret_from_the_variable_or_its_file() {
+        assert!(settings(&[]).unwrap().metrics_token.is_none());
+        let token = "metrics-token-6f1d2c9b8a7e";
+        let s = settings(&[("METRICS_TOKEN", token)]).unwrap();
+        assert_eq!(
+            secrecy::ExposeSecret::expose_secret(s.metrics_token.as_ref().unwrap()),
+            token
+        );
+        assert!(!format!("{s:?}").contains(token), "never in Debug");
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("metrics_token");
+        std::fs::write(&file, format!("{token}\n")).unwrap();
+        let s = settings(&[("METRICS_TOKEN_FILE", file.to_str().unwrap())]).unwrap();
+        assert_eq!(
+            secrecy::ExposeSecret::expose_secret(s.metrics_token.as_ref().unwrap()),
+            token
+        );
+        let both = settings(&[
+            ("METRICS_TOKEN", token),
+            ("METRICS_TOKEN_FILE", file.to_str().unwrap()),
+        ]);
+        assert_eq!(both.unwrap_err().var, "METRICS_TOKEN");
     }
 
     #[test]

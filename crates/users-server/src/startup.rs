@@ -219,7 +219,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route(
                 web::get()
                     .to(oauth::associate_authorize)
-                    .wrap(from_fn(authenticated)),
+                    .wrap(from_fn(authenticated))
+                    .wrap(per_ip("oauth-authorize")),
             ),
     )
     .service(
@@ -235,7 +236,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(
         resource("/auth/{provider}/authorize")
             .guard(provider())
-            .route(web::get().to(oauth::authorize)),
+            // each call writes a state row: unlimited, a client could fill the table
+            .route(
+                web::get()
+                    .to(oauth::authorize)
+                    .wrap(per_ip("oauth-authorize")),
+            ),
     )
     .service(
         resource("/auth/{provider}/callback")
@@ -348,6 +354,13 @@ impl Application {
             from: settings.mail_from.clone(),
             timeout: std::time::Duration::from_secs(30),
         })?;
+        if settings.metrics_token.is_none() {
+            tracing::warn!(
+                "METRICS_TOKEN is not set: /metrics is public, and anyone who can reach the \
+                 service reads its counters; set METRICS_TOKEN (or METRICS_TOKEN_FILE) to \
+                 require `Authorization: Bearer <token>`"
+            );
+        }
         let state = build_state(settings, clock.clone()).await?;
         // Providers are discovered before the port opens: one whose document names
         // another issuer stops the start; one that cannot be reached does not.

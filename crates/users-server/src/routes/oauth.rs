@@ -135,7 +135,7 @@ pub async fn list_providers(state: web::Data<AppState>) -> HttpResponse {
 }
 
 /// `GET /auth/{provider}/authorize[?scopes=…]`.
-#[utoipa::path(get, path = "/auth/{provider}/authorize", tag = "providers", params(("provider" = String, Path, description = "A configured provider: google, github, or a name of OIDC_PROVIDERS"), ("scopes" = Option<Vec<String>>, Query, description = "Extra scopes")), responses((status = 200, description = "The URL to send the browser to; sets the fastapiusersoauthcsrf cookie", body = AuthorizationUrl), (status = 404, description = "No such provider is configured", body = crate::error::ErrorDetail), (status = 503, description = "The provider's configuration could not be loaded yet", body = crate::error::ErrorDetail)))]
+#[utoipa::path(get, path = "/auth/{provider}/authorize", tag = "providers", params(("provider" = String, Path, description = "A configured provider: google, github, or a name of OIDC_PROVIDERS"), ("scopes" = Option<Vec<String>>, Query, description = "Extra scopes")), responses((status = 200, description = "The URL to send the browser to; sets the fastapiusersoauthcsrf cookie", body = AuthorizationUrl), (status = 429, description = "Too many authorize calls from this client IP (RATE_LIMIT_PER_IP_PER_MINUTE); see Retry-After", body = crate::error::ErrorDetail), (status = 404, description = "No such provider is configured", body = crate::error::ErrorDetail), (status = 503, description = "The provider's configuration could not be loaded yet", body = crate::error::ErrorDetail)))]
 pub async fn authorize(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -156,7 +156,7 @@ pub async fn authorize(
 }
 
 /// `GET /auth/associate/{provider}/authorize` (Bearer).
-#[utoipa::path(get, path = "/auth/associate/{provider}/authorize", tag = "providers", security(("bearer" = [])), params(("provider" = String, Path, description = "A configured provider: google, github, or a name of OIDC_PROVIDERS"), ("scopes" = Option<Vec<String>>, Query, description = "Extra scopes")), responses((status = 200, description = "The URL to send the browser to; sets the fastapiusersoauthcsrf cookie", body = AuthorizationUrl), (status = 401, description = "Missing, invalid, expired or revoked token; unknown or inactive user", body = crate::error::ErrorDetail), (status = 404, description = "No such provider is configured", body = crate::error::ErrorDetail), (status = 503, description = "Not ready", body = crate::error::ErrorDetail)))]
+#[utoipa::path(get, path = "/auth/associate/{provider}/authorize", tag = "providers", security(("bearer" = [])), params(("provider" = String, Path, description = "A configured provider: google, github, or a name of OIDC_PROVIDERS"), ("scopes" = Option<Vec<String>>, Query, description = "Extra scopes")), responses((status = 200, description = "The URL to send the browser to; sets the fastapiusersoauthcsrf cookie", body = AuthorizationUrl), (status = 401, description = "Missing, invalid, expired or revoked token; unknown or inactive user", body = crate::error::ErrorDetail), (status = 429, description = "Too many authorize calls from this client IP (RATE_LIMIT_PER_IP_PER_MINUTE); see Retry-After", body = crate::error::ErrorDetail), (status = 404, description = "No such provider is configured", body = crate::error::ErrorDetail), (status = 503, description = "Not ready", body = crate::error::ErrorDetail)))]
 pub async fn associate_authorize(
     state: web::Data<AppState>,
     req: HttpRequest,

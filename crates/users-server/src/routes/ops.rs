@@ -3,10 +3,13 @@
 use std::time::Duration;
 
 use actix_web::http::header;
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
+use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
+use sha2::{Digest, Sha256};
 use users_core::outbox::Channel;
 
+use crate::error::ApiError;
 use crate::metrics::Gauges;
 use crate::state::AppState;
 
@@ -78,9 +81,19 @@ pub async fn jwks(state: web::Data<AppState>) -> HttpResponse {
         .json(json!({ "keys": keys }))
 }
 
-/// `GET /metrics`: Prometheus text format.
-#[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "Prometheus text exposition format", content_type = "text/plain")))]
-pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+/// `GET /metrics`: Prometheus text format; with `METRICS_TOKEN`, only for
+/// `Authorization: Bearer <METRICS_TOKEN>`.
+#[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "Prometheus text exposition format", content_type = "text/plain"), (status = 401, description = "METRICS_TOKEN is set and the request does not carry `Authorization: Bearer <METRICS_TOKEN>`", body = crate::error::ErrorDetail)))]
+pub async fn metrics(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    if let Some(expected) = &state.settings.metrics_token {
+        let given = crate::auth::bearer_token(req.head());
+        if !given.is_some_and(|given| metrics_token_matches(&given, expected)) {
+            return Err(ApiError::Unauthorized);
+        }
+    }
     let db = state.core.store.database().clone();
     let pending = web::block(move || -> Option<(i64, i64)> {
         let mut conn = db.get_within(Duration::from_secs(1)).ok()?;
@@ -101,10 +114,18 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
             pool_idle: idle,
         },
     );
-    HttpResponse::Ok()
+    Ok(HttpResponse::Ok()
         .insert_header((
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         ))
-        .body(body)
+        .body(body))
+}
+
+/// Compares the SHA-256 digests in constant time, so the time taken reveals neither a
+/// matching prefix nor the token's length.
+fn metrics_token_matches(given: &str, expected: &SecretString) -> bool {
+    let given = Sha256::digest(given.as_bytes());
+    let expected = Sha256::digest(expected.expose_secret().as_bytes());
+    users_core::tokens::constant_time_eq(&given, &expected)
 }
