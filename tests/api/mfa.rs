@@ -14,24 +14,26 @@ use crate::totp;
 const WAIT: Duration = Duration::from_secs(20);
 
 /// The app's now, in Unix seconds (its clock may have been moved forward).
-fn now_secs(app: &TestApp) -> u64 {
+pub(crate) fn now_secs(app: &TestApp) -> u64 {
     users_domain::Clock::now(&*app.clock).secs() as u64
 }
 
 /// A code for the next time step (so it was never used), moving the app's clock there.
-fn fresh_code(app: &TestApp, secret: &str) -> String {
+pub(crate) fn fresh_code(app: &TestApp, secret: &str) -> String {
     app.clock.advance(Duration::from_secs(30));
     totp::code(secret, now_secs(app))
 }
 
 /// A user with TOTP on: (email, secret, recovery codes, the enrolling session's token).
-async fn user_with_totp(app: &TestApp) -> (String, String, Vec<String>, String) {
+pub(crate) async fn user_with_totp(app: &TestApp) -> (String, String, Vec<String>, String) {
     let (email, secret, codes, token, _) = user_with_totp_and_code(app).await;
     (email, secret, codes, token)
 }
 
 /// As [`user_with_totp`], and the code that confirmed the enrolment.
-async fn user_with_totp_and_code(app: &TestApp) -> (String, String, Vec<String>, String, String) {
+pub(crate) async fn user_with_totp_and_code(
+    app: &TestApp,
+) -> (String, String, Vec<String>, String, String) {
     let email = unique_email();
     app.create_user(&email).await;
     let token = app.token(&email, PASSWORD).await;
@@ -66,7 +68,7 @@ async fn user_with_totp_and_code(app: &TestApp) -> (String, String, Vec<String>,
 }
 
 /// The first step of a sign-in for a user with a factor: the mfa_token and methods.
-async fn first_step(resp: reqwest::Response) -> (String, Value) {
+pub(crate) async fn first_step(resp: reqwest::Response) -> (String, Value) {
     let status = resp.status();
     let body: Value = resp.json().await.unwrap();
     assert_eq!(status, 400, "{body}");
@@ -79,7 +81,7 @@ async fn first_step(resp: reqwest::Response) -> (String, Value) {
     )
 }
 
-async fn verify(app: &TestApp, body: Value) -> reqwest::Response {
+pub(crate) async fn verify(app: &TestApp, body: Value) -> reqwest::Response {
     app.post_json("/auth/mfa/verify", &body, None).await
 }
 

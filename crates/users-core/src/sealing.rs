@@ -62,10 +62,16 @@ impl Sealer {
 
     /// The keyed hash a recovery code is stored as (hex).
     pub fn code_hash(&self, code: &str) -> String {
+        // case, separators and the letters Crockford's alphabet reads as digits (o for
+        // 0, i and l for 1) do not matter: codes never hold o, i or l
         let normalised: String = code
             .chars()
             .filter(|c| c.is_ascii_alphanumeric())
-            .map(|c| c.to_ascii_lowercase())
+            .map(|c| match c.to_ascii_lowercase() {
+                'o' => '0',
+                'i' | 'l' => '1',
+                c => c,
+            })
             .collect();
         crate::tokens::hex(&hmac256(&self.pepper, &[normalised.as_bytes()]))
     }
@@ -114,5 +120,13 @@ mod tests {
             s.code_hash("abcd-efgh-jkmn"),
             sealer("another-secret-0123456789-012345678").code_hash("abcd-efgh-jkmn")
         );
+    }
+
+    #[test]
+    fn recovery_codes_read_o_as_zero_and_i_l_as_one() {
+        let s = sealer("a-test-secret-0123456789-0123456789");
+        assert_eq!(s.code_hash("0a1b-c2d3-e4f5"), s.code_hash("oa-ib-c2d3e4f5"));
+        assert_eq!(s.code_hash("1111-0000-1111"), s.code_hash("IlI1-OoO0-lili"));
+        assert_ne!(s.code_hash("0a1b-c2d3-e4f5"), s.code_hash("0a1b-c2d3-e4f6"));
     }
 }

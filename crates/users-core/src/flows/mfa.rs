@@ -309,23 +309,19 @@ pub async fn totp_enrol(
 /// `i`, `l`, `o`, `u`), so a byte's low five bits pick one without bias.
 const RECOVERY_ALPHABET: &[u8; 32] = b"0123456789abcdefghjkmnpqrstvwxyz";
 
+/// One recovery code: 12 symbols of 5 bits (60 bits), as `xxxx-xxxx-xxxx`.
+fn recovery_code() -> String {
+    let mut bytes = [0u8; 12];
+    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut bytes);
+    let letters: String = bytes
+        .iter()
+        .map(|b| RECOVERY_ALPHABET[usize::from(b & 31)] as char)
+        .collect();
+    format!("{}-{}-{}", &letters[0..4], &letters[4..8], &letters[8..12])
+}
+
 fn new_recovery_codes(core: &Core) -> (Vec<String>, Vec<String>) {
-    // 12 symbols of 5 bits: 60 bits each
-    let mut codes = Vec::with_capacity(RECOVERY_CODES);
-    for _ in 0..RECOVERY_CODES {
-        let mut bytes = [0u8; 12];
-        rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut bytes);
-        let letters: String = bytes
-            .iter()
-            .map(|b| RECOVERY_ALPHABET[usize::from(b & 31)] as char)
-            .collect();
-        codes.push(format!(
-            "{}-{}-{}",
-            &letters[0..4],
-            &letters[4..8],
-            &letters[8..12]
-        ));
-    }
+    let codes: Vec<String> = (0..RECOVERY_CODES).map(|_| recovery_code()).collect();
     let hashes = codes.iter().map(|c| core.sealer.code_hash(c)).collect();
     (codes, hashes)
 }
@@ -725,6 +721,36 @@ pub(crate) async fn live_challenge(
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    /// Every one of the 32 symbols turns up, nothing else does, and none of the letters
+    /// that read as digits.
+    #[test]
+    fn recovery_codes_use_32_symbols_evenly() {
+        let mut seen = [0usize; 128];
+        for _ in 0..2000 {
+            let code = recovery_code();
+            assert_eq!(code.len(), 14, "{code}");
+            let parts: Vec<&str> = code.split('-').collect();
+            assert_eq!(parts.iter().map(|p| p.len()).collect::<Vec<_>>(), [4, 4, 4]);
+            for c in code.chars().filter(|c| *c != '-') {
+                seen[c as usize] += 1;
+            }
+        }
+        let used: Vec<char> = (0u8..128)
+            .filter(|c| seen[usize::from(*c)] > 0)
+            .map(char::from)
+            .collect();
+        assert_eq!(used.len(), 32, "{used:?}");
+        assert!(used.iter().all(|c| RECOVERY_ALPHABET.contains(&(*c as u8))));
+        for c in ['i', 'l', 'o', 'u'] {
+            assert!(!used.contains(&c), "{c}");
+        }
+        // 24,000 symbols over 32: each near 750; a modulo bias (31 symbols from a byte)
+        // would show as one symbol with about twice the others' share
+        let counts: Vec<usize> = used.iter().map(|c| seen[*c as usize]).collect();
+        let (min, max) = (counts.iter().min().unwrap(), counts.iter().max().unwrap());
+        assert!(*max < min * 2, "{min}..{max}");
+    }
 
     /// RFC 6238 Appendix B, SHA-1 (the 8-digit codes' last six digits).
     #[test]
