@@ -538,3 +538,70 @@ async fn the_account_page_works_with_passkeys_and_totp() {
     };
     drop(token);
 }
+
+/// The account page takes no token from its URL (a crafted link must not sign the
+/// browser in to someone else's account), and a provider sign-in it starts ends with
+/// the cookie the callback set: no token in any URL or in the page's storage.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_account_page_takes_no_token_from_its_url() {
+    let Some(driver) = start_driver().await else {
+        return;
+    };
+    let provider = crate::oidc_provider::OidcProvider::start().await;
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let public = base.clone();
+    let app = spawn_app_with(Backend::Sqlite, |env| {
+        env.insert("BIND_ADDR".into(), format!("127.0.0.1:{port}"));
+        env.insert("PUBLIC_URL".into(), public);
+        crate::provider_flow::configure_oidc(env, "corp", &provider);
+        env.insert("OIDC_CORP_LABEL".into(), "Corp".into());
+    })
+    .await;
+    // someone else's valid token, planted in a link
+    let (_, planted) = app.user_with_token().await;
+    let email = unique_email();
+    provider.set_identity(crate::oidc_provider::Identity::new("browser-user", &email));
+    let client = browser(&driver).await;
+    let result = async {
+        client
+            .goto(&format!("{base}/account#access_token={planted}&token_type=bearer"))
+            .await?;
+        shown(&client, "signin").await?;
+        client
+            .goto(&format!("{base}/account?access_token={planted}"))
+            .await?;
+        shown(&client, "signin").await?;
+
+        // "Sign in with Corp": the provider consents at once and sends the browser back
+        client
+            .find(Locator::Css("button[data-provider=corp]"))
+            .await?
+            .click()
+            .await?;
+        shown(&client, "account").await?;
+        assert_eq!(
+            client.find(Locator::Css("#who")).await?.text().await?,
+            email
+        );
+        let url = client.current_url().await?;
+        assert_eq!(url.as_str(), format!("{base}/account"), "nothing in the URL");
+        let stored = client
+            .execute(
+                "return JSON.stringify([sessionStorage.length, localStorage.length, document.cookie]);",
+                vec![],
+            )
+            .await?;
+        assert_eq!(stored, json!("[0,0,\"\"]"), "no token a script can read");
+        let cookies = client.get_all_cookies().await?;
+        let session = cookies
+            .iter()
+            .find(|c| c.name() == "fastapiusersauth")
+            .expect("the callback set the session cookie");
+        assert_eq!(session.http_only(), Some(true));
+        Ok::<_, fantoccini::error::CmdError>(())
+    }
+    .await;
+    let _ = client.close().await;
+    result.expect("browser steps");
+}
