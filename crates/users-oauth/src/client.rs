@@ -8,7 +8,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use oauth2::basic::{
     BasicErrorResponse, BasicRevocationErrorResponse, BasicTokenIntrospectionResponse,
@@ -70,14 +70,16 @@ pub struct ProviderTokens {
 
 impl ProviderTokens {
     /// What a token endpoint answered, with the id_token when the answer had one.
+    /// `now_secs`: the caller's clock (the crate never reads one).
     pub(crate) fn from_response(
         response: &impl TokenResponse,
         id_token: Option<String>,
+        now_secs: i64,
     ) -> ProviderTokens {
         let expires_at = response
             .expires_in()
             .and_then(|d| i64::try_from(d.as_secs()).ok())
-            .and_then(|secs| unix_now().checked_add(secs));
+            .and_then(|secs| now_secs.checked_add(secs));
         ProviderTokens {
             access_token: SecretString::from(response.access_token().secret().clone()),
             refresh_token: response
@@ -237,12 +239,14 @@ impl OidcClient {
         url.to_string()
     }
 
-    /// Exchanges the authorization code at the token endpoint.
+    /// Exchanges the authorization code at the token endpoint (`now_secs` dates the
+    /// tokens' expiry).
     pub async fn exchange_code(
         &self,
         code: &str,
         redirect_uri: &str,
         pkce_verifier: &str,
+        now_secs: i64,
     ) -> Result<ProviderTokens, OAuthError> {
         let redirect = RedirectUrl::new(redirect_uri.to_owned())
             .map_err(|_| OAuthError::Rejected("the redirect_uri is not a URL".into()))?;
@@ -260,7 +264,7 @@ impl OidcClient {
             .await
             .map_err(|e| token_error(e, send.status.load(Ordering::Relaxed)))?;
         let id_token = response.extra_fields().id_token.clone();
-        Ok(ProviderTokens::from_response(&response, id_token))
+        Ok(ProviderTokens::from_response(&response, id_token, now_secs))
     }
 
     /// Asks the userinfo endpoint who the access token belongs to.
@@ -308,7 +312,7 @@ impl OidcClient {
         now_secs: i64,
     ) -> Result<(Identity, ProviderTokens), OAuthError> {
         let tokens = self
-            .exchange_code(code, redirect_uri, pkce_verifier)
+            .exchange_code(code, redirect_uri, pkce_verifier, now_secs)
             .await?;
         let id_token = tokens
             .id_token
@@ -409,12 +413,6 @@ pub(crate) fn merge_scopes(first: &[&str], extra: &[impl AsRef<str>]) -> Vec<Str
         }
     }
     scopes
-}
-
-pub(crate) fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 #[derive(Deserialize)]

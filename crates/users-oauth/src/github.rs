@@ -183,9 +183,10 @@ impl GithubClient {
         code: &str,
         redirect_uri: &str,
         pkce_verifier: &str,
+        now_secs: i64,
     ) -> Result<(Identity, ProviderTokens), OAuthError> {
         let tokens = self
-            .exchange_code(code, redirect_uri, pkce_verifier)
+            .exchange_code(code, redirect_uri, pkce_verifier, now_secs)
             .await?;
         let user: GithubUser = self
             .api("/user", &tokens.access_token)
@@ -214,6 +215,7 @@ impl GithubClient {
         code: &str,
         redirect_uri: &str,
         pkce_verifier: &str,
+        now_secs: i64,
     ) -> Result<ProviderTokens, OAuthError> {
         let redirect = RedirectUrl::new(redirect_uri.to_owned())
             .map_err(|_| OAuthError::Rejected("the redirect_uri is not a URL".into()))?;
@@ -231,7 +233,7 @@ impl GithubClient {
             .request_async(&send)
             .await
             .map_err(|e| token_error(e, send.status.load(Ordering::Relaxed)))?;
-        Ok(ProviderTokens::from_response(&response, None))
+        Ok(ProviderTokens::from_response(&response, None, now_secs))
     }
 
     /// A GET of the REST API as the user. `None` when GitHub answers 403 or 404: the

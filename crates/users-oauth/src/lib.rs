@@ -79,7 +79,9 @@ impl ProviderClient {
                 c.sign_in(code, redirect_uri, pkce_verifier, nonce, now_secs)
                     .await
             }
-            ProviderClient::Github(c) => c.sign_in(code, redirect_uri, pkce_verifier).await,
+            ProviderClient::Github(c) => {
+                c.sign_in(code, redirect_uri, pkce_verifier, now_secs).await
+            }
         }
     }
 }

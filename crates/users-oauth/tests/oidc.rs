@@ -1,6 +1,8 @@
 //! The OpenID Connect client against the loopback provider the api tests use too.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+// Tests stand outside the service: they read the real clock to date the tokens and
+// times they make (the service itself takes `now` as a parameter, see clippy.toml).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::disallowed_methods)]
 
 #[path = "../../../tests/api/oidc_provider.rs"]
 mod oidc_provider;
@@ -374,7 +376,7 @@ async fn a_reused_code_is_rejected() {
         .await
         .unwrap();
     let err = client
-        .exchange_code(&flow.code, REDIRECT_URI, &flow.verifier)
+        .exchange_code(&flow.code, REDIRECT_URI, &flow.verifier, now())
         .await
         .unwrap_err();
     assert!(matches!(err, OAuthError::Rejected(_)), "{err:?}");
@@ -389,14 +391,19 @@ async fn a_wrong_verifier_or_redirect_uri_is_rejected() {
     let flow = authorize(&client, &provider).await;
     let (other_verifier, _) = pkce_pair();
     let err = client
-        .exchange_code(&flow.code, REDIRECT_URI, &other_verifier)
+        .exchange_code(&flow.code, REDIRECT_URI, &other_verifier, now())
         .await
         .unwrap_err();
     assert!(matches!(err, OAuthError::Rejected(_)), "{err:?}");
 
     let flow = authorize(&client, &provider).await;
     let err = client
-        .exchange_code(&flow.code, "http://127.0.0.1:9/elsewhere", &flow.verifier)
+        .exchange_code(
+            &flow.code,
+            "http://127.0.0.1:9/elsewhere",
+            &flow.verifier,
+            now(),
+        )
         .await
         .unwrap_err();
     assert!(matches!(err, OAuthError::Rejected(_)), "{err:?}");
@@ -411,7 +418,7 @@ async fn a_wrong_client_secret_is_rejected() {
         let client = OidcClient::discover(config).await.unwrap();
         let flow = authorize(&client, &provider).await;
         let err = client
-            .exchange_code(&flow.code, REDIRECT_URI, &flow.verifier)
+            .exchange_code(&flow.code, REDIRECT_URI, &flow.verifier, now())
             .await
             .unwrap_err();
         assert!(matches!(err, OAuthError::Rejected(_)), "{method}: {err:?}");
@@ -452,7 +459,7 @@ async fn a_slow_provider_times_out() {
 
     let started = Instant::now();
     let err = client
-        .exchange_code(&flow.code, REDIRECT_URI, &flow.verifier)
+        .exchange_code(&flow.code, REDIRECT_URI, &flow.verifier, now())
         .await
         .unwrap_err();
     assert!(matches!(err, OAuthError::Unavailable(_)), "{err:?}");
