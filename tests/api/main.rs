@@ -37,5 +37,6 @@ mod providers;
 mod register;
 mod replicas;
 mod sessions;
+mod takeover;
 mod tokens;
 mod users_me;
