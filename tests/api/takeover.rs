@@ -165,6 +165,28 @@ async fn passkey_sign_in(app: &TestApp, device: &mut Authenticator) -> reqwest::
     .await
 }
 
+/// A passwordless sign-in with `device`, asking for a refresh token: the answer.
+async fn passkey_sign_in_offline(app: &TestApp, device: &mut Authenticator) -> Value {
+    let (status, opts) = json_of(
+        app.post_json("/auth/passkeys/login/options", &json!({}), None)
+            .await,
+    )
+    .await;
+    assert_eq!(status, 200, "{opts}");
+    let credential = device.assert(&opts);
+    let (status, body) = json_of(
+        app.post_json(
+            "/auth/passkeys/login",
+            &json!({"challenge_id": opts["challenge_id"], "credential": credential, "scope": "offline_access"}),
+            None,
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
 /// `DELETE /auth/passkeys/{id}` with a JSON body (`{}`, or `{"password": …}`).
 async fn remove_passkey(app: &TestApp, token: &str, id: &str, body: &Value) -> reqwest::Response {
     app.client
@@ -267,7 +289,23 @@ async fn a_provider_proving_the_address_takes_the_account_over_entirely(backend:
     let (secret, recovery, _) = enable_totp(app, &squatter).await;
     let mut device = Authenticator::new(&stage.origin);
     let passkey = add_passkey(app, &squatter, &mut device, "Squatter's key").await;
-    assert_eq!(passkey_sign_in(app, &mut device).await.status(), 200);
+    // a session that lasts: the passkey's sign-in with a refresh token
+    let refresh_token = passkey_sign_in_offline(app, &mut device).await["refresh_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // a password sign-in waiting for its second step, with a code ready
+    let (status, first_step) = json_of(app.login(&owners_address, PASSWORD).await).await;
+    assert_eq!(
+        (status, &first_step["detail"]["code"]),
+        (400, &json!("LOGIN_MFA_REQUIRED"))
+    );
+    let mfa_token = first_step["detail"]["mfa_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    app.clock.advance(Duration::from_secs(30));
+    let next_code = totp::code(&secret, now_secs(app));
     // a registration ceremony left open: it must not be finishable later
     let (_, pending) = json_of(passkey_options(app, &squatter, &json!({})).await).await;
     let mut other_device = Authenticator::new(&stage.origin);
@@ -291,6 +329,23 @@ async fn a_provider_proving_the_address_takes_the_account_over_entirely(backend:
 
     // nothing of the squatter's works any more
     assert_eq!(app.me(&squatter).await.status(), 401, "their session ended");
+    assert_json(
+        app.refresh(&refresh_token).await,
+        400,
+        json!({"detail": "REFRESH_TOKEN_INVALID"}),
+    )
+    .await;
+    assert_json(
+        app.post_json(
+            "/auth/mfa/verify",
+            &json!({"mfa_token": mfa_token, "code": next_code}),
+            None,
+        )
+        .await,
+        400,
+        json!({"detail": "MFA_TOKEN_INVALID"}),
+    )
+    .await;
     assert_json(
         app.login(&owners_address, PASSWORD).await,
         400,
@@ -369,11 +424,27 @@ async fn a_provider_proving_the_address_takes_the_account_over_entirely(backend:
     );
     // and no event holds a secret
     let text = serde_json::to_string(&app.events("/users/me/events", &owner).await).unwrap();
-    let mut secrets = vec![PASSWORD.to_owned(), secret, squatter, owner];
+    let mut secrets = vec![
+        PASSWORD.to_owned(),
+        secret,
+        squatter,
+        owner,
+        refresh_token,
+        mfa_token,
+    ];
     secrets.extend(recovery);
     for s in &secrets {
         assert!(!text.contains(s.as_str()), "{s} in the events");
     }
+    // the address is told of the link that took the account
+    let mail = stage
+        .sink
+        .wait_for_subject(
+            &format!("A corp account was linked to your {PRODUCT} account"),
+            WAIT,
+        )
+        .await;
+    assert_eq!(mail.rcpt_to, vec![owners_address]);
 }
 
 /// A provider that does not vouch for the address makes an account with it; the
@@ -392,6 +463,10 @@ async fn a_reset_by_mail_unlinks_an_identity_linked_unverified(backend: Backend)
     let squatter = token_of(sign_in(app, "corp", &stage.corp).await).await;
     let account_id = user_id(app, &squatter).await;
     assert_eq!(linked(app, &squatter).await.len(), 1);
+    // and a second factor of the squatter's, both kinds
+    enable_totp(app, &squatter).await;
+    let mut device = Authenticator::new(&stage.origin);
+    let passkey = add_passkey(app, &squatter, &mut device, "Their key").await;
 
     // the owner of the address, through the mailed link
     let token = mailed_token(
@@ -413,17 +488,43 @@ async fn a_reset_by_mail_unlinks_an_identity_linked_unverified(backend: Backend)
         Value::Null,
     )
     .await;
+    // one step: the factors were the squatter's
     let owner = app.token(&owners_address, NEW_PASSWORD).await;
     assert_eq!(user_id(app, &owner).await, account_id);
     assert_eq!(app.me(&squatter).await.status(), 401);
     assert_eq!(identities(app, &owner).await, json!([]));
+    assert_json(
+        app.get("/auth/mfa", Some(&owner)).await,
+        200,
+        json!({"totp": false, "passkeys": 0, "recovery_codes_left": 0}),
+    )
+    .await;
+    assert_json(
+        passkey_sign_in(app, &mut device).await,
+        400,
+        json!({"detail": "PASSKEY_INVALID"}),
+    )
+    .await;
     let log = events(app, &owner).await;
-    assert!(
-        log.contains(&(
+    assert_eq!(
+        with_reason(&log, "unverified_at_link"),
+        [&(
             "identity.unlinked".to_owned(),
             json!({"provider": "corp", "subject": "squatter-at-corp", "reason": "unverified_at_link"})
-        )),
-        "{log:#?}"
+        )]
+    );
+    assert_eq!(
+        with_reason(&log, "unverified_at_setup"),
+        [
+            &(
+                "passkey.removed".to_owned(),
+                json!({"passkey_id": passkey["id"], "name": "Their key", "reason": "unverified_at_setup"})
+            ),
+            &(
+                "mfa.disabled".to_owned(),
+                json!({"method": "totp", "reason": "unverified_at_setup"})
+            )
+        ]
     );
 
     // the squatter's provider account: the address is someone's, and unproven by corp
@@ -445,6 +546,7 @@ async fn verification_by_mail_removes_what_was_set_up_unverified(backend: Backen
     let user = app.create_user(&email).await;
     let account_id = user["id"].as_str().unwrap().to_owned();
     let token = app.token(&email, PASSWORD).await;
+    enable_totp(app, &token).await;
     let mut device = Authenticator::new(&stage.origin);
     let passkey = add_passkey(app, &token, &mut device, "Early key").await;
     // a second session, signed in with that passkey
@@ -486,11 +588,11 @@ async fn verification_by_mail_removes_what_was_set_up_unverified(backend: Backen
     assert_eq!(user_id(app, &token).await, account_id);
     assert_eq!(user_id(app, &second).await, account_id);
     assert_eq!(session_ids(app, &token).await, sessions_before);
-    // the passkey and GitHub went; corp, which proves this very address, stayed
+    // the factors and GitHub went; corp, which proves this very address, stayed
     assert_json(
-        app.get("/auth/passkeys", Some(&token)).await,
+        app.get("/auth/mfa", Some(&token)).await,
         200,
-        json!([]),
+        json!({"totp": false, "passkeys": 0, "recovery_codes_left": 0}),
     )
     .await;
     assert_json(
@@ -512,10 +614,16 @@ async fn verification_by_mail_removes_what_was_set_up_unverified(backend: Backen
     let removed = with_reason(&log, "unverified_at_setup");
     assert_eq!(
         removed,
-        [&(
-            "passkey.removed".to_owned(),
-            json!({"passkey_id": passkey["id"], "name": "Early key", "reason": "unverified_at_setup"})
-        )]
+        [
+            &(
+                "passkey.removed".to_owned(),
+                json!({"passkey_id": passkey["id"], "name": "Early key", "reason": "unverified_at_setup"})
+            ),
+            &(
+                "mfa.disabled".to_owned(),
+                json!({"method": "totp", "reason": "unverified_at_setup"})
+            )
+        ]
     );
     let unlinked = with_reason(&log, "unverified_at_link");
     assert_eq!(
@@ -567,8 +675,25 @@ async fn one_account_of_a_provider_is_unlinked_by_its_subject(backend: Backend) 
     }
     assert_eq!(linked(app, &token).await.len(), 2);
 
+    // another user's account at corp: not theirs to unlink
+    let (_, stranger) = app.user_with_token().await;
+    stage
+        .corp
+        .set_identity(Identity::new("strangers-subject", &unique_email()));
+    assert_eq!(
+        associate(app, "corp", &stage.corp, &stranger)
+            .await
+            .status(),
+        200
+    );
+
     let not_found = json!({"detail": "Not Found"});
-    for unknown in ["nobody", "auth0|5f3a", "plain-subject-2"] {
+    for unknown in [
+        "nobody",
+        "auth0|5f3a",
+        "plain-subject-2",
+        "strangers-subject",
+    ] {
         let path = format!("/users/me/identities/corp/{}", encode_segment(unknown));
         assert_json(app.delete(&path, &token).await, 404, not_found.clone()).await;
     }
@@ -585,6 +710,10 @@ async fn one_account_of_a_provider_is_unlinked_by_its_subject(backend: Backend) 
         encode_segment("plain-subject")
     );
     assert_json(app.delete(&github_path, &token).await, 404, not_found).await;
+    assert_eq!(
+        linked(app, &stranger).await,
+        [("corp".to_owned(), "strangers-subject".to_owned())]
+    );
     let log = events(app, &token).await;
     assert!(
         log.contains(&(
@@ -811,6 +940,8 @@ async fn passkey_changes_need_a_recent_sign_in_or_the_password(backend: Backend)
     app.create_user(&email).await;
     let token = app.token(&email, PASSWORD).await;
     let other = app.token(&email, PASSWORD).await;
+    let offline = app.login_offline(&email, PASSWORD).await;
+    let refresh_token = offline["refresh_token"].as_str().unwrap();
     let wrong = json!({"password": "not the password at all"});
     let right = json!({"password": PASSWORD});
     let required = json!({"detail": "REAUTHENTICATION_REQUIRED"});
@@ -839,6 +970,17 @@ async fn passkey_changes_need_a_recent_sign_in_or_the_password(backend: Backend)
         bad_password.clone(),
     )
     .await;
+    // a refresh renews the token, not the sign-in
+    let (status, refreshed) = json_of(app.refresh(refresh_token).await).await;
+    assert_eq!(status, 200, "{refreshed}");
+    let refreshed_access = refreshed["access_token"].as_str().unwrap();
+    let next_refresh = refreshed["refresh_token"].as_str().unwrap();
+    assert_json(
+        passkey_options(app, refreshed_access, &json!({})).await,
+        400,
+        required.clone(),
+    )
+    .await;
     // finishing a registration asks again
     let (status, opts) = json_of(passkey_options(app, &token, &right).await).await;
     assert_eq!(status, 200, "{opts}");
@@ -852,6 +994,7 @@ async fn passkey_changes_need_a_recent_sign_in_or_the_password(backend: Backend)
 
     // with the password: registered; the other session ends, this one does not
     assert_eq!(app.me(&other).await.status(), 200, "still signed in");
+    assert_eq!(app.me(refreshed_access).await.status(), 200);
     let (status, opts) = json_of(passkey_options(app, &token, &right).await).await;
     assert_eq!(status, 200, "{opts}");
     let mut device = Authenticator::new(&stage.origin);
@@ -867,6 +1010,13 @@ async fn passkey_changes_need_a_recent_sign_in_or_the_password(backend: Backend)
         401,
         "the other session ended"
     );
+    assert_eq!(app.me(refreshed_access).await.status(), 401);
+    assert_json(
+        app.refresh(next_refresh).await,
+        400,
+        json!({"detail": "REFRESH_TOKEN_INVALID"}),
+    )
+    .await;
     assert_eq!(
         app.me(&token).await.status(),
         200,
