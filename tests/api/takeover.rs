@@ -1066,6 +1066,86 @@ async fn passkey_changes_need_a_recent_sign_in_or_the_password(backend: Backend)
     .await;
 }
 
+/// Only an unverified account's proof by mail removes anything: an account a superuser
+/// verified keeps what was set up before, through a later password reset.
+async fn a_reset_of_a_verified_account_removes_nothing(backend: Backend) {
+    let stage = stage(backend).await;
+    let app = &stage.app;
+    let (_, admin) = app.superuser_with_token().await;
+    let email = unique_email();
+    let user = app.create_user(&email).await;
+    let token = app.token(&email, PASSWORD).await;
+    enable_totp(app, &token).await;
+    let mut device = Authenticator::new(&stage.origin);
+    add_passkey(app, &token, &mut device, "Key").await;
+    stage
+        .github
+        .set_user(GithubUser::new(2024, &unique_email()));
+    assert_eq!(
+        associate(app, "github", &stage.github, &token)
+            .await
+            .status(),
+        200
+    );
+    let (status, verified) = json_of(
+        app.patch(
+            &format!("/users/{}", user["id"].as_str().unwrap()),
+            &admin,
+            &json!({"is_verified": true}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!((status, &verified["is_verified"]), (200, &json!(true)));
+
+    // the owner forgot the password
+    let reset = mailed_token(
+        &stage,
+        "/auth/forgot-password",
+        &email,
+        "Reset your",
+        "/reset-password",
+    )
+    .await;
+    assert_json(
+        app.post_json(
+            "/auth/reset-password",
+            &json!({"token": reset, "password": NEW_PASSWORD}),
+            None,
+        )
+        .await,
+        200,
+        Value::Null,
+    )
+    .await;
+    let owner = token_of_passkey(passkey_sign_in(app, &mut device).await).await;
+    assert_json(
+        app.get("/auth/mfa", Some(&owner)).await,
+        200,
+        json!({"totp": true, "passkeys": 1, "recovery_codes_left": 10}),
+    )
+    .await;
+    assert_eq!(
+        linked(app, &owner).await,
+        [("github".to_owned(), "2024".to_owned())]
+    );
+    let (status, first_step) = json_of(app.login(&email, NEW_PASSWORD).await).await;
+    assert_eq!(
+        (status, &first_step["detail"]["code"]),
+        (400, &json!("LOGIN_MFA_REQUIRED")),
+        "TOTP stays"
+    );
+    let log = events(app, &owner).await;
+    assert!(
+        with_reason(&log, "unverified_at_setup").is_empty(),
+        "{log:#?}"
+    );
+    assert!(
+        with_reason(&log, "unverified_at_link").is_empty(),
+        "{log:#?}"
+    );
+}
+
 both_backends!(
     a_provider_proving_the_address_takes_the_account_over_entirely,
     a_reset_by_mail_unlinks_an_identity_linked_unverified,
@@ -1074,4 +1154,5 @@ both_backends!(
     a_passkey_counts_as_a_way_to_sign_in,
     security_changes_are_mailed_without_secrets,
     passkey_changes_need_a_recent_sign_in_or_the_password,
+    a_reset_of_a_verified_account_removes_nothing,
 );
