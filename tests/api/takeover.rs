@@ -198,14 +198,20 @@ async fn remove_passkey(app: &TestApp, token: &str, id: &str, body: &Value) -> r
         .unwrap()
 }
 
-/// Turns TOTP on from the session of `token` (signed in a moment ago, so no password):
-/// (secret, recovery codes, the confirming code).
-async fn enable_totp(app: &TestApp, token: &str) -> (String, Vec<String>, String) {
-    let (status, enrolment) = json_of(
-        app.post_json("/auth/mfa/totp", &json!({}), Some(token))
-            .await,
-    )
-    .await;
+/// Turns TOTP on from the session of `token`, re-authenticated by `password` (the
+/// account's own) or, without one, by the session's recent sign-in: (secret, recovery
+/// codes, the confirming code).
+async fn enable_totp(
+    app: &TestApp,
+    token: &str,
+    password: Option<&str>,
+) -> (String, Vec<String>, String) {
+    let body = match password {
+        Some(p) => json!({ "password": p }),
+        None => json!({}),
+    };
+    let (status, enrolment) =
+        json_of(app.post_json("/auth/mfa/totp", &body, Some(token)).await).await;
     assert_eq!(status, 200, "{enrolment}");
     let secret = enrolment["secret"].as_str().unwrap().to_owned();
     let code = totp::code(&secret, now_secs(app));
@@ -286,7 +292,7 @@ async fn a_provider_proving_the_address_takes_the_account_over_entirely(backend:
             .status(),
         200
     );
-    let (secret, recovery, _) = enable_totp(app, &squatter).await;
+    let (secret, recovery, _) = enable_totp(app, &squatter, Some(PASSWORD)).await;
     let mut device = Authenticator::new(&stage.origin);
     let passkey = add_passkey(app, &squatter, &mut device, "Squatter's key").await;
     // a session that lasts: the passkey's sign-in with a refresh token
@@ -463,8 +469,8 @@ async fn a_reset_by_mail_unlinks_an_identity_linked_unverified(backend: Backend)
     let squatter = token_of(sign_in(app, "corp", &stage.corp).await).await;
     let account_id = user_id(app, &squatter).await;
     assert_eq!(linked(app, &squatter).await.len(), 1);
-    // and a second factor of the squatter's, both kinds
-    enable_totp(app, &squatter).await;
+    // and a second factor of the squatter's, both kinds (no password: a recent sign-in)
+    enable_totp(app, &squatter, None).await;
     let mut device = Authenticator::new(&stage.origin);
     let passkey = add_passkey(app, &squatter, &mut device, "Their key").await;
 
@@ -489,7 +495,9 @@ async fn a_reset_by_mail_unlinks_an_identity_linked_unverified(backend: Backend)
     )
     .await;
     // one step: the factors were the squatter's
-    let owner = app.token(&owners_address, NEW_PASSWORD).await;
+    let (status, signed_in) = json_of(app.login(&owners_address, NEW_PASSWORD).await).await;
+    assert_eq!(status, 200, "{signed_in}");
+    let owner = signed_in["access_token"].as_str().unwrap().to_owned();
     assert_eq!(user_id(app, &owner).await, account_id);
     assert_eq!(app.me(&squatter).await.status(), 401);
     assert_eq!(identities(app, &owner).await, json!([]));
@@ -546,7 +554,7 @@ async fn verification_by_mail_removes_what_was_set_up_unverified(backend: Backen
     let user = app.create_user(&email).await;
     let account_id = user["id"].as_str().unwrap().to_owned();
     let token = app.token(&email, PASSWORD).await;
-    enable_totp(app, &token).await;
+    enable_totp(app, &token, Some(PASSWORD)).await;
     let mut device = Authenticator::new(&stage.origin);
     let passkey = add_passkey(app, &token, &mut device, "Early key").await;
     // a second session, signed in with that passkey
@@ -817,7 +825,7 @@ async fn security_changes_are_mailed_without_secrets(backend: Backend) {
     let token = app.token(&email, PASSWORD).await;
     let mut secrets = vec![PASSWORD.to_owned(), token.clone()];
 
-    let (secret, recovery, code) = enable_totp(app, &token).await;
+    let (secret, recovery, code) = enable_totp(app, &token, Some(PASSWORD)).await;
     secrets.extend([secret.clone(), code]);
     secrets.extend(recovery);
     let mut device = Authenticator::new(&stage.origin);
@@ -1075,7 +1083,7 @@ async fn a_reset_of_a_verified_account_removes_nothing(backend: Backend) {
     let email = unique_email();
     let user = app.create_user(&email).await;
     let token = app.token(&email, PASSWORD).await;
-    enable_totp(app, &token).await;
+    enable_totp(app, &token, Some(PASSWORD)).await;
     let mut device = Authenticator::new(&stage.origin);
     add_passkey(app, &token, &mut device, "Key").await;
     stage
