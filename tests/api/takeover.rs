@@ -1,4 +1,4 @@
-//! Who keeps what when an address is proven (docs/security.md, §16): a provider that
+//! Who keeps what when an address is proven (docs/security.md): a provider that
 //! proves the address of an account registered by someone else takes the account with
 //! nothing the earlier registrant set up; a proof by mail removes what was set up while
 //! the address was unproven. Also unlinking one identity by its subject, the notice
@@ -313,7 +313,8 @@ async fn a_provider_proving_the_address_takes_the_account_over_entirely(backend:
     app.clock.advance(Duration::from_secs(30));
     let next_code = totp::code(&secret, now_secs(app));
     // a registration ceremony left open: it must not be finishable later
-    let (_, pending) = json_of(passkey_options(app, &squatter, &json!({})).await).await;
+    let (status, pending) = json_of(passkey_options(app, &squatter, &json!({})).await).await;
+    assert_eq!(status, 200, "{pending}");
     let mut other_device = Authenticator::new(&stage.origin);
     let pending_credential = other_device.register(&pending);
     assert_json(
