@@ -41,5 +41,6 @@ mod providers;
 mod register;
 mod replicas;
 mod sessions;
+mod takeover;
 mod tokens;
 mod users_me;
