@@ -125,9 +125,24 @@ pub(crate) fn unverified(conn: &mut DbConnection, user_id: UserId) -> QueryResul
     Ok(verified == Some(false))
 }
 
-/// A proof by mail of the user's address: clears what was set up while it was unproven
-/// ([`Scope::SetUpUnverified`] with the user's current address).
+/// A proof by mail of the user's address: when the account is unverified, clears what
+/// was set up while it was ([`Scope::SetUpUnverified`] with the user's current
+/// address). A verified account (a superuser may have verified it) loses nothing.
 pub fn clear_unproven(conn: &mut DbConnection, user_id: UserId) -> QueryResult<Cleared> {
+    let user: Option<(String, bool)> = users::table
+        .find(user_id.to_string())
+        .select((users::email_key, users::is_verified))
+        .first(conn)
+        .optional()?;
+    match user {
+        Some((email_key, false)) => clear(conn, user_id, &Scope::SetUpUnverified { email_key }),
+        _ => Ok(Cleared::default()),
+    }
+}
+
+/// A verification by mail, which has just marked the account verified: clears what was
+/// set up while it was not.
+pub fn clear_at_verification(conn: &mut DbConnection, user_id: UserId) -> QueryResult<Cleared> {
     let key: Option<String> = users::table
         .find(user_id.to_string())
         .select(users::email_key)
@@ -137,6 +152,22 @@ pub fn clear_unproven(conn: &mut DbConnection, user_id: UserId) -> QueryResult<C
         Some(email_key) => clear(conn, user_id, &Scope::SetUpUnverified { email_key }),
         None => Ok(Cleared::default()),
     }
+}
+
+/// The account is verified by other means than a mail (a superuser): what was set up
+/// until now is the owner's, and no later proof removes it.
+pub(crate) fn vouch_for_setup(conn: &mut DbConnection, user_id: UserId) -> QueryResult<()> {
+    let id = user_id.to_string();
+    diesel::update(oauth_accounts::table.filter(oauth_accounts::user_id.eq(&id)))
+        .set(oauth_accounts::unverified_at_setup.eq(false))
+        .execute(conn)?;
+    diesel::update(passkeys::table.filter(passkeys::user_id.eq(&id)))
+        .set(passkeys::unverified_at_setup.eq(false))
+        .execute(conn)?;
+    diesel::update(totp_factors::table.find(&id))
+        .set(totp_factors::unverified_at_setup.eq(false))
+        .execute(conn)?;
+    Ok(())
 }
 
 /// The effects a change builds from what it cleared (its events); a failure to build

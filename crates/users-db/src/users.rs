@@ -349,6 +349,9 @@ pub fn apply_update(
         if !update(c, id, changes, now_ms)? {
             return Ok(None);
         }
+        if changes.is_verified == Some(true) {
+            guards::vouch_for_setup(c, id)?;
+        }
         find_by_id(c, id)
     })
 }
@@ -425,7 +428,7 @@ pub fn mark_verified(
         if n == 0 {
             return Ok(false);
         }
-        let cleared = guards::clear_unproven(c, id)?;
+        let cleared = guards::clear_at_verification(c, id)?;
         guards::effects_of(effects, &cleared)?.write(c)?;
         Ok(true)
     })
