@@ -329,6 +329,100 @@ mod tests {
         }
     }
 
+    /// Signs a token with `key` and verifies it with its public JWK alone.
+    fn signs_and_verifies(key: &SigningKey) {
+        let token = jsonwebtoken::encode(
+            &jsonwebtoken::Header::new(key.algorithm.jwt()),
+            &serde_json::json!({"sub": "x", "exp": 4_000_000_000u64}),
+            &key.encoding,
+        )
+        .unwrap();
+        let mut v = jsonwebtoken::Validation::new(key.algorithm.jwt());
+        v.validate_aud = false;
+        jsonwebtoken::decode::<serde_json::Value>(&token, &key.decoding_key().unwrap(), &v)
+            .unwrap();
+    }
+
+    /// Keys an earlier version made and stored, and keys OpenSSL makes, load with the
+    /// same kid (the thumbprint of the public members): a database keeps its keys and
+    /// the tokens they signed, and a configured key keeps its kid, across a change of
+    /// the library that parses them (fixtures/signing-keys/README.md).
+    #[test]
+    fn keys_made_earlier_or_elsewhere_keep_their_kid() {
+        use SigningAlgorithm::{EdDsa, Es256, Rs256};
+        for (name, pem, alg, kid) in [
+            (
+                "ed25519-dalek",
+                include_str!("../fixtures/signing-keys/ed25519-dalek.pem"),
+                EdDsa,
+                "lzlXMDaLfSez1U5get5AEaSDMVBqUhlYVETDjGDzovY",
+            ),
+            (
+                "p256-crate",
+                include_str!("../fixtures/signing-keys/p256-crate.pem"),
+                Es256,
+                "4wJq728VYyN5HWnkekRapCqT48zwXek8uYXXiARll78",
+            ),
+            (
+                "rsa-crate",
+                include_str!("../fixtures/signing-keys/rsa-crate.pem"),
+                Rs256,
+                "ohG3xExCYhetEujDe7dludYNq9JNBTGOpSWyIb5eSOI",
+            ),
+            (
+                "openssl-ed25519",
+                include_str!("../fixtures/signing-keys/openssl-ed25519.pem"),
+                EdDsa,
+                "n1BfSqHxaSPWyyyUFGABXelbpPGg2XBMA80XIHtPSkw",
+            ),
+            (
+                "openssl-p256",
+                include_str!("../fixtures/signing-keys/openssl-p256.pem"),
+                Es256,
+                "dcZ8tSZ6vb3BOLtNFk4XxpHjh_jIVbYxDqR4oz3BZQk",
+            ),
+            (
+                "openssl-rsa-3072",
+                include_str!("../fixtures/signing-keys/openssl-rsa-3072.pem"),
+                Rs256,
+                "YUbQHTvOGCleTzJlyeppz6NYOfwQZQBukTywr2MUz5c",
+            ),
+            (
+                "p256-no-public-key",
+                include_str!("../fixtures/signing-keys/p256-no-public-key.pem"),
+                Es256,
+                "3auHhF2m8halQCEZoxwSt6zrHfxczRaQMuRNpOngRCA",
+            ),
+        ] {
+            let key = load_private_key(pem, alg).unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(key.kid, kid, "{name}");
+            assert_eq!(key.public_jwk.common.key_id.as_deref(), Some(kid), "{name}");
+            signs_and_verifies(&key);
+        }
+        for (name, pem, alg, error) in [
+            (
+                "openssl-rsa-1024",
+                include_str!("../fixtures/signing-keys/openssl-rsa-1024.pem"),
+                Rs256,
+                KeyError::RsaTooSmall(1024),
+            ),
+            (
+                "openssl-p384",
+                include_str!("../fixtures/signing-keys/openssl-p384.pem"),
+                Es256,
+                KeyError::UnsupportedCurve,
+            ),
+            (
+                "openssl-ed448",
+                include_str!("../fixtures/signing-keys/openssl-ed448.pem"),
+                EdDsa,
+                KeyError::UnsupportedAlgorithm,
+            ),
+        ] {
+            assert_eq!(load_private_key(pem, alg).unwrap_err(), error, "{name}");
+        }
+    }
+
     #[test]
     fn bad_keys_say_what_is_wrong() {
         let ed = generate_private_key(SigningAlgorithm::EdDsa).unwrap();
