@@ -16,6 +16,7 @@ mod admin;
 mod browser;
 mod cli;
 mod consistency;
+mod dependencies;
 mod deploy;
 mod events;
 mod faults;
