@@ -20,7 +20,9 @@ ARG RUST_VERSION=1.95
 
 # ---- build -----------------------------------------------------------------------
 # SQLite, libpq and OpenSSL are compiled from source by cargo features (bundled /
-# vendored); the rust image already has the C toolchain, make and perl they need.
+# vendored), and so is AWS-LC (aws-lc-sys, with its C compiler builder: no cmake), which
+# signs the asymmetric access tokens; the rust image already has the C toolchain, make
+# and perl they need.
 FROM rust:${RUST_VERSION}-bookworm AS build
 WORKDIR /src
 

@@ -19,6 +19,7 @@ mod browser;
 mod cli;
 mod consistency;
 mod cross_site;
+mod dependencies;
 mod deploy;
 mod docs;
 mod events;

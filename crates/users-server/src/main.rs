@@ -4,6 +4,12 @@ use users_server::cli::{self, USAGE};
 use users_server::{telemetry, Application, Settings};
 
 fn main() -> ExitCode {
+    // Before anything reads a key (the settings do): jsonwebtoken signs with aws-lc-rs,
+    // never with a provider that would panic at the first token.
+    if !users_core::signing::install_crypto_provider() {
+        eprintln!("error: jsonwebtoken cannot use aws-lc-rs in this build");
+        return ExitCode::FAILURE;
+    }
     let args: Vec<String> = std::env::args().skip(1).collect();
     let command = args.first().map(String::as_str);
     if matches!(command, Some("-h" | "--help" | "help")) {
