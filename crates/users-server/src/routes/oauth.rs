@@ -16,6 +16,7 @@ use crate::bodies::{AuthorizationUrl, BearerToken, ProviderRead, UserRead};
 use crate::client_ip::Client;
 use crate::error::{ApiError, FieldError};
 use crate::extract::urlencoded;
+use crate::outcome::Code;
 use crate::state::AppState;
 
 pub const CSRF_COOKIE: &str = "fastapiusersoauthcsrf";
@@ -281,7 +282,8 @@ fn mfa_required(state: &AppState, required: MfaRequired) -> Result<HttpResponse,
             resp.insert_header((
                 header::LOCATION,
                 format!(
-                    "{url}#error=LOGIN_MFA_REQUIRED&mfa_token={}&methods={}",
+                    "{url}#error={}&mfa_token={}&methods={}",
+                    Code::LoginMfaRequired,
                     required.mfa_token,
                     required.methods.join(",")
                 ),
