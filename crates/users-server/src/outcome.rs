@@ -1,7 +1,9 @@
 //! The one place where flow outcomes become HTTP answers: every `detail` code of the
 //! contract is declared here once ([`Code`]: its status, the shape of its body, what it
 //! means), each flow's error enum maps to those codes here, and nowhere else is a code
-//! chosen.
+//! chosen. The OpenAPI document describes the codes a route answers from the same
+//! declaration (the answer sets below each mapping, rendered by `openapi.rs`), so the
+//! documented codes are the answered ones.
 
 use std::fmt;
 
@@ -18,6 +20,7 @@ use users_core::flows::session::RefreshError;
 use users_core::throttle::{Limited, ThrottleError};
 
 use crate::error::ApiError;
+use crate::openapi::answers;
 
 /// The shape of the body a [`Code`] is answered with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -177,6 +180,11 @@ pub fn cross_site() -> ApiError {
     ApiError::Code(Code::CsrfOriginMismatch)
 }
 
+answers! {
+    /// 403 `CSRF_ORIGIN_MISMATCH`, of a route a cookie can act on.
+    CrossSite = [CsrfOriginMismatch];
+}
+
 impl From<Limited> for ApiError {
     fn from(l: Limited) -> Self {
         ApiError::TooManyRequests {
@@ -222,6 +230,11 @@ impl From<MfaRequired> for ApiError {
     }
 }
 
+answers! {
+    /// A password sign-in's first factor, either transport.
+    LoginRefused = [LoginBadCredentials, LoginMfaRequired];
+}
+
 impl From<RegisterError> for ApiError {
     fn from(e: RegisterError) -> Self {
         match e {
@@ -233,6 +246,11 @@ impl From<RegisterError> for ApiError {
             RegisterError::Fault(f) => f.into(),
         }
     }
+}
+
+answers! {
+    /// `POST /auth/register`.
+    RegisterRefused = [RegisterInvalidPassword, RegisterUserAlreadyExists];
 }
 
 impl From<UpdateError> for ApiError {
@@ -249,6 +267,11 @@ impl From<UpdateError> for ApiError {
     }
 }
 
+answers! {
+    /// `PATCH /users/me` and `PATCH /users/{id}`.
+    UpdateRefused = [UpdateUserEmailAlreadyExists, UpdateUserInvalidPassword];
+}
+
 impl From<ResetError> for ApiError {
     fn from(e: ResetError) -> Self {
         match e {
@@ -262,6 +285,11 @@ impl From<ResetError> for ApiError {
     }
 }
 
+answers! {
+    /// `POST /auth/reset-password`.
+    ResetRefused = [ResetPasswordBadToken, ResetPasswordInvalidPassword];
+}
+
 impl From<VerifyError> for ApiError {
     fn from(e: VerifyError) -> Self {
         match e {
@@ -270,6 +298,11 @@ impl From<VerifyError> for ApiError {
             VerifyError::Fault(f) => f.into(),
         }
     }
+}
+
+answers! {
+    /// `POST /auth/verify`.
+    VerifyRefused = [VerifyUserBadToken, VerifyUserAlreadyVerified];
 }
 
 impl From<OAuthFlowError> for ApiError {
@@ -295,6 +328,39 @@ impl From<OAuthFlowError> for ApiError {
     }
 }
 
+/// The provider's own `?error=`, passed on: the first check of a callback.
+const PROVIDER_ERROR: &str = "the provider's own `error`, passed on as the `detail` when it \
+                              sent the user back with one";
+
+answers! {
+    /// `GET /auth/{provider}/callback`, in the order the checks run.
+    CallbackRefused = [
+        BadRequest,
+        AccessTokenDecodeError,
+        AccessTokenAlreadyExpired,
+        OauthInvalidState,
+        OauthProviderUnavailable,
+        OauthCodeRejected,
+        OauthInvalidIdToken,
+        OauthNotAvailableEmail,
+        OauthUserAlreadyExists,
+        LoginBadCredentials,
+        LoginMfaRequired,
+    ] + BAD_REQUEST PROVIDER_ERROR;
+    /// `GET /auth/associate/{provider}/callback`, in the order the checks run.
+    AssociateCallbackRefused = [
+        BadRequest,
+        AccessTokenDecodeError,
+        AccessTokenAlreadyExpired,
+        OauthInvalidState,
+        OauthProviderUnavailable,
+        OauthCodeRejected,
+        OauthInvalidIdToken,
+        OauthNotAvailableEmail,
+        OauthAccountAlreadyLinked,
+    ] + BAD_REQUEST PROVIDER_ERROR;
+}
+
 impl From<RefreshError> for ApiError {
     fn from(e: RefreshError) -> Self {
         match e {
@@ -303,6 +369,11 @@ impl From<RefreshError> for ApiError {
             RefreshError::Fault(f) => f.into(),
         }
     }
+}
+
+answers! {
+    /// `POST /auth/jwt/refresh`.
+    RefreshRefused = [RefreshTokenInvalid, RefreshTokenReused];
 }
 
 impl From<MfaError> for ApiError {
@@ -322,6 +393,17 @@ impl From<MfaError> for ApiError {
     }
 }
 
+answers! {
+    /// `POST /auth/mfa/totp`.
+    TotpEnrolRefused = [MfaAlreadyEnabled, MfaBadPassword, ReauthenticationRequired];
+    /// `POST /auth/mfa/totp/confirm`.
+    TotpConfirmRefused = [MfaBadCode, MfaNotPending];
+    /// A TOTP or recovery code proving the caller (removing TOTP, new recovery codes).
+    TotpCodeRefused = [MfaBadCode];
+    /// `POST /auth/mfa/verify`, the second step of a sign-in.
+    SecondStepRefused = [MfaBadCode, MfaTokenInvalid, CsrfOriginMismatch];
+}
+
 impl From<PasskeyError> for ApiError {
     fn from(e: PasskeyError) -> Self {
         match e {
@@ -339,6 +421,24 @@ impl From<PasskeyError> for ApiError {
     }
 }
 
+answers! {
+    /// Any passkey route, while passkeys are off.
+    PasskeysOff = [PasskeysNotConfigured];
+    /// Starting a registration or removing a passkey: re-authentication.
+    PasskeyReauthRefused = [MfaBadPassword, ReauthenticationRequired, PasskeysNotConfigured];
+    /// `POST /auth/passkeys/register`.
+    PasskeyRegisterRefused = [
+        PasskeyInvalid,
+        MfaBadPassword,
+        ReauthenticationRequired,
+        PasskeysNotConfigured,
+    ];
+    /// `POST /auth/passkeys/login/options` (`PASSKEY_INVALID`: the user has no passkey).
+    PasskeyLoginOptionsRefused = [MfaTokenInvalid, PasskeyInvalid, PasskeysNotConfigured];
+    /// `POST /auth/passkeys/login`.
+    PasskeyLoginRefused = [PasskeyInvalid, PasskeysNotConfigured];
+}
+
 impl From<IdentityError> for ApiError {
     fn from(e: IdentityError) -> Self {
         match e {
@@ -347,6 +447,11 @@ impl From<IdentityError> for ApiError {
             IdentityError::Fault(f) => f.into(),
         }
     }
+}
+
+answers! {
+    /// Unlinking a provider's account, by the owner's Bearer token or cookie.
+    UnlinkRefused = [IdentityLastSignInMethod, CsrfOriginMismatch];
 }
 
 #[cfg(test)]
