@@ -350,3 +350,122 @@ pub fn configure_docs(cfg: &mut web::ServiceConfig) {
     cfg.service(swagger_ui())
         .service(web::resource("/docs").route(web::get().to(docs_redirect)));
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::collections::{BTreeMap, BTreeSet};
+
+    use super::*;
+    use crate::outcome::{CallbackRefused, RegisterRefused};
+
+    /// The statuses under which the document mentions `` `text` `` in a response's
+    /// description, and where.
+    fn documented_under(doc: &serde_json::Value, text: &str) -> BTreeMap<String, Vec<String>> {
+        let needle = format!("`{text}`");
+        let mut found: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for (method, op) in item.as_object().unwrap() {
+                for (status, response) in op["responses"].as_object().unwrap() {
+                    let description = response["description"].as_str().unwrap_or_default();
+                    if description.contains(&needle) {
+                        let place = format!("{method} {path}");
+                        found.entry(status.clone()).or_default().push(place);
+                    }
+                }
+            }
+        }
+        found
+    }
+
+    #[test]
+    fn every_code_is_documented_under_the_status_it_is_answered_with() {
+        let doc = serde_json::to_value(document()).unwrap();
+        for code in Code::ALL {
+            let found = documented_under(&doc, code.as_str());
+            let status = code.status().as_str().to_owned();
+            assert!(
+                found.contains_key(&status),
+                "{code} ({status}) is in no {status} response of the OpenAPI document"
+            );
+            let elsewhere: Vec<_> = found.iter().filter(|(s, _)| **s != status).collect();
+            assert!(
+                elsewhere.is_empty(),
+                "{code} is answered with {status} but documented under {elsewhere:?}"
+            );
+        }
+    }
+
+    /// The rows of docs/api.md's table of codes whose first cell is one code in
+    /// backticks: the code and the status its second cell starts with.
+    fn table_of_api_md() -> BTreeMap<String, u16> {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/api.md");
+        let text = std::fs::read_to_string(path).unwrap();
+        let section = text.split("\n## Every error code\n").nth(1).unwrap();
+        let mut rows = BTreeMap::new();
+        for line in section.lines().take_while(|l| !l.starts_with("## ")) {
+            let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+            let [_, first, status, ..] = cells[..] else {
+                continue;
+            };
+            let Some(code) = first.strip_prefix('`').and_then(|c| c.strip_suffix('`')) else {
+                continue;
+            };
+            if code.contains('`') {
+                continue;
+            }
+            let status = status.split_whitespace().next().unwrap_or_default();
+            let previous = rows.insert(code.to_owned(), status.parse().unwrap());
+            assert!(previous.is_none(), "docs/api.md lists {code} twice");
+        }
+        rows
+    }
+
+    #[test]
+    fn docs_api_md_lists_every_code_with_its_status_and_no_other() {
+        let table = table_of_api_md();
+        assert!(
+            table.len() > 20,
+            "the table of codes was not found: {table:?}"
+        );
+        for code in Code::ALL {
+            assert_eq!(
+                table.get(code.as_str()),
+                Some(&code.status().as_u16()),
+                "docs/api.md's table row of {code}"
+            );
+        }
+        let declared: BTreeSet<&str> = Code::ALL.iter().map(|c| c.as_str()).collect();
+        for code in table.keys() {
+            assert!(
+                declared.contains(code.as_str()),
+                "docs/api.md lists {code}, which outcome.rs does not declare"
+            );
+        }
+    }
+
+    #[test]
+    fn a_set_of_codes_renders_one_response_per_status_with_the_body_of_its_codes() {
+        let responses = CallbackRefused::responses();
+        assert_eq!(responses.keys().collect::<Vec<_>>(), ["400", "502"]);
+        let json = serde_json::to_value(&responses).unwrap();
+        assert_eq!(
+            json["400"]["content"]["application/json"]["schema"]["$ref"],
+            "#/components/schemas/ErrorDetail"
+        );
+        let description = json["400"]["description"].as_str().unwrap();
+        assert!(
+            description.starts_with("- the provider's own `error`"),
+            "{description}"
+        );
+        assert!(description.contains(&format!(
+            "- `OAUTH_INVALID_STATE`: {}",
+            Code::OauthInvalidState.meaning()
+        )));
+        let json = serde_json::to_value(RegisterRefused::responses()).unwrap();
+        assert_eq!(
+            json["400"]["content"]["application/json"]["schema"]["$ref"],
+            "#/components/schemas/BadRequestBody"
+        );
+    }
+}
