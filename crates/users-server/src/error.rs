@@ -13,6 +13,8 @@ use utoipa::openapi::schema::{
 use utoipa::openapi::{Ref, RefOr};
 use utoipa::{PartialSchema, ToSchema};
 
+use crate::outcome::{Code, Relayed};
+
 /// One entry of a FastAPI/pydantic 422 `detail` list. `input` echoes what the client
 /// sent (possibly a password), so `Debug` leaves it out: it must never reach a log.
 #[derive(Clone, Serialize, PartialEq)]
@@ -54,18 +56,14 @@ impl FieldError {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
-    /// 400 `{"detail": CODE}`.
+    /// `{"detail": CODE}` with the code's status. A code is a [`Code`] of the
+    /// declaration in `outcome.rs`, never a string: what is answered is what is declared
+    /// (and documented).
+    #[error("{status} {0}", status = .0.status().as_u16())]
+    Code(Code),
+    /// 400 with a detail passed on from elsewhere (the provider's `?error=`).
     #[error("bad request: {0}")]
-    BadRequest(&'static str),
-    /// 400 `{"detail": "Bad Request"}`.
-    #[error("bad request")]
-    BadRequestGeneric,
-    /// 400 with a detail taken from elsewhere (the provider's `?error=`).
-    #[error("bad request: {0}")]
-    Detail(String),
-    /// 502: the identity provider failed.
-    #[error("bad gateway: {0}")]
-    BadGateway(&'static str),
+    Detail(Relayed),
     /// 400 `{"detail": {"code": "LOGIN_MFA_REQUIRED", "mfa_token", "methods"}}`: the
     /// first factor was right, the second step is next.
     #[error("second factor required")]
@@ -73,16 +71,14 @@ pub enum ApiError {
         mfa_token: String,
         methods: Vec<&'static str>,
     },
-    /// 400 `{"detail": {"code": CODE, "reason": …}}` for a refused password.
+    /// `{"detail": {"code": CODE, "reason": …}}` for a refused password (a code of
+    /// [`crate::outcome::Body::Password`]).
     #[error("password refused: {code}")]
-    InvalidPassword { code: &'static str, reason: String },
+    InvalidPassword { code: Code, reason: String },
     #[error("unauthorized")]
     Unauthorized,
     #[error("forbidden")]
     Forbidden,
-    /// 403 `{"detail": CODE}`.
-    #[error("forbidden: {0}")]
-    ForbiddenCode(&'static str),
     #[error("not found")]
     NotFound,
     #[error("method not allowed")]
@@ -99,7 +95,7 @@ pub enum ApiError {
     Unavailable(String),
     /// 503 with a detail meant for the client (an identity provider not ready yet).
     #[error("not ready: {0}")]
-    NotReady(String),
+    NotReady(Relayed),
     /// The database answers, but every connection stayed busy for the acquire timeout.
     #[error("service busy: {0}")]
     Busy(String),
@@ -126,14 +122,11 @@ impl From<Fault> for ApiError {
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
-            ApiError::BadRequest(_)
-            | ApiError::BadRequestGeneric
-            | ApiError::Detail(_)
-            | ApiError::InvalidPassword { .. }
-            | ApiError::MfaRequired { .. } => StatusCode::BAD_REQUEST,
-            ApiError::BadGateway(_) => StatusCode::BAD_GATEWAY,
+            ApiError::Code(code) | ApiError::InvalidPassword { code, .. } => code.status(),
+            ApiError::MfaRequired { .. } => Code::LoginMfaRequired.status(),
+            ApiError::Detail(_) => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
-            ApiError::Forbidden | ApiError::ForbiddenCode(_) => StatusCode::FORBIDDEN,
+            ApiError::Forbidden => StatusCode::FORBIDDEN,
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -148,11 +141,10 @@ impl ResponseError for ApiError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        let mut resp = HttpResponse::build(self.status_code());
-        if matches!(
-            self,
-            ApiError::Unavailable(_) | ApiError::NotReady(_) | ApiError::Busy(_)
-        ) {
+        let status = self.status_code();
+        let mut resp = HttpResponse::build(status);
+        // every 503 (the database, a provider not ready, passkeys off) may pass: retry later
+        if status == StatusCode::SERVICE_UNAVAILABLE {
             resp.insert_header((header::RETRY_AFTER, "5"));
         }
         if let ApiError::TooManyRequests { retry_after_secs } = self {
@@ -162,7 +154,7 @@ impl ResponseError for ApiError {
         match self {
             ApiError::InvalidPassword { code, reason } => resp.json(PasswordErrorDetail {
                 detail: PasswordRejection {
-                    code: (*code).to_owned(),
+                    code: code.as_str().to_owned(),
                     reason: reason.clone(),
                 },
             }),
@@ -171,7 +163,7 @@ impl ResponseError for ApiError {
             }),
             ApiError::MfaRequired { mfa_token, methods } => resp.json(MfaRequiredError {
                 detail: MfaRequiredDetail {
-                    code: "LOGIN_MFA_REQUIRED".to_owned(),
+                    code: Code::LoginMfaRequired.as_str().to_owned(),
                     mfa_token: mfa_token.clone(),
                     methods: methods.iter().map(|m| (*m).to_owned()).collect(),
                 },
@@ -185,28 +177,38 @@ impl ResponseError for ApiError {
 
 impl ApiError {
     /// The code of a `{"detail": "CODE"}` answer, for a page that shows what failed.
-    pub fn code(&self) -> Option<&str> {
+    pub fn code(&self) -> Option<&'static str> {
         match self {
-            ApiError::BadRequest(code)
-            | ApiError::BadGateway(code)
-            | ApiError::ForbiddenCode(code) => Some(code),
+            // FastAPI's generic "Bad Request" names no cause a page could act on
+            ApiError::Code(Code::BadRequest) => None,
+            ApiError::Code(code) => Some(code.as_str()),
+            _ => None,
+        }
+    }
+
+    /// The declared code this error answers with, whatever the shape of its body.
+    pub fn declared_code(&self) -> Option<Code> {
+        match self {
+            ApiError::Code(code) | ApiError::InvalidPassword { code, .. } => Some(*code),
+            ApiError::MfaRequired { .. } => Some(Code::LoginMfaRequired),
             _ => None,
         }
     }
 
     /// The text of a `{"detail": "…"}` answer (every kind but the password refusal
     /// and the 422). Causes of 5xx answers are logged here, never sent.
-    fn detail(&self) -> String {
+    pub(crate) fn detail(&self) -> String {
         match self {
-            ApiError::BadRequest(code)
-            | ApiError::BadGateway(code)
-            | ApiError::ForbiddenCode(code) => (*code).to_owned(),
-            ApiError::BadRequestGeneric => "Bad Request".to_owned(),
-            ApiError::Detail(detail) | ApiError::NotReady(detail) => {
-                if matches!(self, ApiError::NotReady(_)) {
-                    tracing::warn!(detail = %detail, "answering 503");
+            ApiError::Code(code) => {
+                if code.status() == StatusCode::SERVICE_UNAVAILABLE {
+                    tracing::warn!(detail = %code, "answering 503");
                 }
-                detail.clone()
+                code.as_str().to_owned()
+            }
+            ApiError::Detail(detail) => detail.as_str().to_owned(),
+            ApiError::NotReady(detail) => {
+                tracing::warn!(detail = %detail, "answering 503");
+                detail.as_str().to_owned()
             }
             ApiError::Unauthorized => "Unauthorized".to_owned(),
             ApiError::Forbidden => "Forbidden".to_owned(),
@@ -234,8 +236,8 @@ impl ApiError {
                 "Internal Server Error".to_owned()
             }
             // answered with bodies of their own (see error_response)
-            ApiError::InvalidPassword { code, .. } => (*code).to_owned(),
-            ApiError::MfaRequired { .. } => "LOGIN_MFA_REQUIRED".to_owned(),
+            ApiError::InvalidPassword { code, .. } => code.as_str().to_owned(),
+            ApiError::MfaRequired { .. } => Code::LoginMfaRequired.as_str().to_owned(),
             ApiError::Validation(_) => "Unprocessable Entity".to_owned(),
         }
     }

@@ -1,6 +1,13 @@
-//! The one place where flow outcomes become HTTP answers: each flow's error enum maps to
-//! a status and the contract's `detail` code here, and nowhere else is a code chosen.
+//! The one place where flow outcomes become HTTP answers: every `detail` code of the
+//! contract is declared here once ([`Code`]: its status, the shape of its body, what it
+//! means), each flow's error enum maps to those codes here, and nowhere else is a code
+//! chosen. The OpenAPI document describes the codes a route answers from the same
+//! declaration (the answer sets below each mapping, rendered by `openapi.rs`), so the
+//! documented codes are the answered ones.
 
+use std::fmt;
+
+use actix_web::http::StatusCode;
 use users_core::flows::account::UpdateError;
 use users_core::flows::auth::{AuthError, LoginError};
 use users_core::flows::identities::IdentityError;
@@ -13,11 +20,169 @@ use users_core::flows::session::RefreshError;
 use users_core::throttle::{Limited, ThrottleError};
 
 use crate::error::ApiError;
+use crate::openapi::answers;
+
+/// The shape of the body a [`Code`] is answered with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Body {
+    /// `{"detail": "CODE"}`.
+    Detail,
+    /// `{"detail": {"code": "CODE", "reason": …}}`: a refused password.
+    Password,
+    /// `{"detail": {"code": "CODE", "mfa_token": …, "methods": […]}}`: the second step
+    /// of a sign-in is next.
+    SecondStep,
+}
+
+/// Declares [`Code`] from one line per code, so its status, body and meaning cannot be
+/// written twice and disagree.
+macro_rules! codes {
+    ($($variant:ident($status:ident, $body:ident, $name:literal, $meaning:literal),)*) => {
+        /// A `detail` code of the contract (docs/api.md, "Every error code").
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub enum Code {
+            $($variant,)*
+        }
+
+        impl Code {
+            /// Every code, in the order of the declaration.
+            pub const ALL: &'static [Code] = &[$(Code::$variant,)*];
+
+            /// The code as the wire carries it.
+            pub const fn as_str(self) -> &'static str {
+                match self {
+                    $(Code::$variant => $name,)*
+                }
+            }
+
+            /// The status it is answered with.
+            pub const fn status(self) -> StatusCode {
+                match self {
+                    $(Code::$variant => StatusCode::$status,)*
+                }
+            }
+
+            /// The shape of its body.
+            pub const fn body(self) -> Body {
+                match self {
+                    $(Code::$variant => Body::$body,)*
+                }
+            }
+
+            /// When it is answered (the "when" of docs/api.md's table).
+            pub const fn meaning(self) -> &'static str {
+                match self {
+                    $(Code::$variant => $meaning,)*
+                }
+            }
+        }
+    };
+}
+
+codes! {
+    RegisterInvalidPassword(BAD_REQUEST, Password, "REGISTER_INVALID_PASSWORD",
+        "the password policy refuses the password at register"),
+    RegisterUserAlreadyExists(BAD_REQUEST, Detail, "REGISTER_USER_ALREADY_EXISTS",
+        "the email is taken (case-insensitively)"),
+    LoginBadCredentials(BAD_REQUEST, Detail, "LOGIN_BAD_CREDENTIALS",
+        "wrong password, unknown email, inactive user; a provider sign-in of an inactive user"),
+    LoginMfaRequired(BAD_REQUEST, SecondStep, "LOGIN_MFA_REQUIRED",
+        "the password (or provider) step succeeded; a second factor is due"),
+    UpdateUserEmailAlreadyExists(BAD_REQUEST, Detail, "UPDATE_USER_EMAIL_ALREADY_EXISTS",
+        "`PATCH /users/me` or `/users/{id}` to a taken email"),
+    UpdateUserInvalidPassword(BAD_REQUEST, Password, "UPDATE_USER_INVALID_PASSWORD",
+        "the policy refuses the new password"),
+    ResetPasswordBadToken(BAD_REQUEST, Detail, "RESET_PASSWORD_BAD_TOKEN",
+        "invalid, expired, used or stale reset token; unknown or inactive user"),
+    ResetPasswordInvalidPassword(BAD_REQUEST, Password, "RESET_PASSWORD_INVALID_PASSWORD",
+        "the policy refuses the new password (the token stays usable)"),
+    VerifyUserBadToken(BAD_REQUEST, Detail, "VERIFY_USER_BAD_TOKEN",
+        "invalid or expired verification token, or made for an email the user no longer has"),
+    VerifyUserAlreadyVerified(BAD_REQUEST, Detail, "VERIFY_USER_ALREADY_VERIFIED",
+        "the user is verified already"),
+    RefreshTokenInvalid(BAD_REQUEST, Detail, "REFRESH_TOKEN_INVALID",
+        "unknown, malformed, expired refresh token, of an ended session or inactive user"),
+    RefreshTokenReused(BAD_REQUEST, Detail, "REFRESH_TOKEN_REUSED",
+        "a spent refresh token came back after the reuse interval: the session ends"),
+    CsrfOriginMismatch(FORBIDDEN, Detail, "CSRF_ORIGIN_MISMATCH",
+        "a cookie-authenticated unsafe request, a cookie sign-in, or a second step answering \
+         with the cookie, from a foreign or `null` origin"),
+    MfaAlreadyEnabled(BAD_REQUEST, Detail, "MFA_ALREADY_ENABLED",
+        "TOTP is on already"),
+    MfaBadPassword(BAD_REQUEST, Detail, "MFA_BAD_PASSWORD",
+        "a wrong password given to re-authenticate (starting TOTP, adding or removing a \
+         passkey; counts toward the lockout)"),
+    ReauthenticationRequired(BAD_REQUEST, Detail, "REAUTHENTICATION_REQUIRED",
+        "no password given, and the session signed in 10 minutes ago or more (or the token \
+         has none)"),
+    MfaBadCode(BAD_REQUEST, Detail, "MFA_BAD_CODE",
+        "wrong TOTP or recovery code (counts toward the lockout; five spend an `mfa_token`)"),
+    MfaNotPending(BAD_REQUEST, Detail, "MFA_NOT_PENDING",
+        "nothing to confirm, or enrolment started by another session"),
+    MfaTokenInvalid(BAD_REQUEST, Detail, "MFA_TOKEN_INVALID",
+        "expired, spent or unknown `mfa_token`"),
+    PasskeyInvalid(BAD_REQUEST, Detail, "PASSKEY_INVALID",
+        "a passkey ceremony failed its checks"),
+    PasskeysNotConfigured(SERVICE_UNAVAILABLE, Detail, "PASSKEYS_NOT_CONFIGURED",
+        "no usable relying party (an IP-address host without `WEBAUTHN_RP_ID`)"),
+    BadRequest(BAD_REQUEST, Detail, "Bad Request",
+        "a provider callback without a code; an associate callback with another user's \
+         state or a sign-in state"),
+    AccessTokenDecodeError(BAD_REQUEST, Detail, "ACCESS_TOKEN_DECODE_ERROR",
+        "missing, garbage or badly signed OAuth state"),
+    AccessTokenAlreadyExpired(BAD_REQUEST, Detail, "ACCESS_TOKEN_ALREADY_EXPIRED",
+        "expired OAuth state"),
+    OauthInvalidState(BAD_REQUEST, Detail, "OAUTH_INVALID_STATE",
+        "CSRF cookie missing or different, state already used or made for another provider"),
+    OauthCodeRejected(BAD_REQUEST, Detail, "OAUTH_CODE_REJECTED",
+        "the provider refused the code"),
+    OauthInvalidIdToken(BAD_REQUEST, Detail, "OAUTH_INVALID_ID_TOKEN",
+        "the id_token failed verification"),
+    OauthNotAvailableEmail(BAD_REQUEST, Detail, "OAUTH_NOT_AVAILABLE_EMAIL",
+        "the provider gave no email (GitHub: no primary verified one)"),
+    OauthUserAlreadyExists(BAD_REQUEST, Detail, "OAUTH_USER_ALREADY_EXISTS",
+        "the email belongs to a user not linked to this account"),
+    OauthAccountAlreadyLinked(BAD_REQUEST, Detail, "OAUTH_ACCOUNT_ALREADY_LINKED",
+        "linking an account that is linked to another user"),
+    OauthProviderUnavailable(BAD_GATEWAY, Detail, "OAUTH_PROVIDER_UNAVAILABLE",
+        "the provider (or GitHub's API) cannot be reached or answers 5xx"),
+    IdentityLastSignInMethod(BAD_REQUEST, Detail, "IDENTITY_LAST_SIGN_IN_METHOD",
+        "unlinking would leave no password, identity or passkey"),
+}
+
+impl fmt::Display for Code {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A `detail` that is not one of our codes but text passed on: the identity provider's
+/// own `?error=`, or which provider is not ready yet. Only this module makes one, so
+/// every other `detail` the service answers with is a [`Code`] or a fixed word.
+#[derive(Debug, Clone)]
+pub struct Relayed(String);
+
+impl Relayed {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Relayed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
 
 /// 403 `CSRF_ORIGIN_MISMATCH`: a browser's request from another site, where a cookie
 /// would act (docs/security.md).
 pub fn cross_site() -> ApiError {
-    ApiError::ForbiddenCode("CSRF_ORIGIN_MISMATCH")
+    ApiError::Code(Code::CsrfOriginMismatch)
+}
+
+answers! {
+    /// 403 `CSRF_ORIGIN_MISMATCH`, of a route a cookie can act on.
+    CrossSite = [CsrfOriginMismatch];
 }
 
 impl From<Limited> for ApiError {
@@ -49,94 +214,9 @@ impl From<AuthError> for ApiError {
 impl From<LoginError> for ApiError {
     fn from(e: LoginError) -> Self {
         match e {
-            LoginError::BadCredentials => ApiError::BadRequest("LOGIN_BAD_CREDENTIALS"),
+            LoginError::BadCredentials => ApiError::Code(Code::LoginBadCredentials),
             LoginError::Locked(l) => l.into(),
             LoginError::Fault(f) => f.into(),
-        }
-    }
-}
-
-impl From<RegisterError> for ApiError {
-    fn from(e: RegisterError) -> Self {
-        match e {
-            RegisterError::InvalidPassword(reason) => ApiError::InvalidPassword {
-                code: "REGISTER_INVALID_PASSWORD",
-                reason,
-            },
-            RegisterError::AlreadyExists => ApiError::BadRequest("REGISTER_USER_ALREADY_EXISTS"),
-            RegisterError::Fault(f) => f.into(),
-        }
-    }
-}
-
-impl From<UpdateError> for ApiError {
-    fn from(e: UpdateError) -> Self {
-        match e {
-            UpdateError::InvalidPassword(reason) => ApiError::InvalidPassword {
-                code: "UPDATE_USER_INVALID_PASSWORD",
-                reason,
-            },
-            UpdateError::EmailAlreadyExists => {
-                ApiError::BadRequest("UPDATE_USER_EMAIL_ALREADY_EXISTS")
-            }
-            UpdateError::NotFound => ApiError::NotFound,
-            UpdateError::Fault(f) => f.into(),
-        }
-    }
-}
-
-impl From<ResetError> for ApiError {
-    fn from(e: ResetError) -> Self {
-        match e {
-            ResetError::BadToken => ApiError::BadRequest("RESET_PASSWORD_BAD_TOKEN"),
-            ResetError::InvalidPassword(reason) => ApiError::InvalidPassword {
-                code: "RESET_PASSWORD_INVALID_PASSWORD",
-                reason,
-            },
-            ResetError::Fault(f) => f.into(),
-        }
-    }
-}
-
-impl From<VerifyError> for ApiError {
-    fn from(e: VerifyError) -> Self {
-        match e {
-            VerifyError::BadToken => ApiError::BadRequest("VERIFY_USER_BAD_TOKEN"),
-            VerifyError::AlreadyVerified => ApiError::BadRequest("VERIFY_USER_ALREADY_VERIFIED"),
-            VerifyError::Fault(f) => f.into(),
-        }
-    }
-}
-
-impl From<OAuthFlowError> for ApiError {
-    fn from(e: OAuthFlowError) -> Self {
-        use OAuthFlowError as E;
-        match e {
-            E::NotConfigured => ApiError::NotFound,
-            E::NotReady(_) => ApiError::NotReady(e.to_string()),
-            E::Denied(error) => ApiError::Detail(error),
-            E::MissingCode | E::WrongUser => ApiError::BadRequestGeneric,
-            E::StateUnreadable => ApiError::BadRequest("ACCESS_TOKEN_DECODE_ERROR"),
-            E::StateExpired => ApiError::BadRequest("ACCESS_TOKEN_ALREADY_EXPIRED"),
-            E::InvalidState => ApiError::BadRequest("OAUTH_INVALID_STATE"),
-            E::ProviderUnavailable => ApiError::BadGateway("OAUTH_PROVIDER_UNAVAILABLE"),
-            E::CodeRejected => ApiError::BadRequest("OAUTH_CODE_REJECTED"),
-            E::InvalidIdToken => ApiError::BadRequest("OAUTH_INVALID_ID_TOKEN"),
-            E::NoEmail => ApiError::BadRequest("OAUTH_NOT_AVAILABLE_EMAIL"),
-            E::UserAlreadyExists => ApiError::BadRequest("OAUTH_USER_ALREADY_EXISTS"),
-            E::AccountAlreadyLinked => ApiError::BadRequest("OAUTH_ACCOUNT_ALREADY_LINKED"),
-            E::Inactive => ApiError::BadRequest("LOGIN_BAD_CREDENTIALS"),
-            E::Fault(f) => f.into(),
-        }
-    }
-}
-
-impl From<RefreshError> for ApiError {
-    fn from(e: RefreshError) -> Self {
-        match e {
-            RefreshError::Invalid => ApiError::BadRequest("REFRESH_TOKEN_INVALID"),
-            RefreshError::Reused => ApiError::BadRequest("REFRESH_TOKEN_REUSED"),
-            RefreshError::Fault(f) => f.into(),
         }
     }
 }
@@ -150,16 +230,162 @@ impl From<MfaRequired> for ApiError {
     }
 }
 
+answers! {
+    /// A password sign-in's first factor, either transport.
+    LoginRefused = [LoginBadCredentials, LoginMfaRequired];
+}
+
+impl From<RegisterError> for ApiError {
+    fn from(e: RegisterError) -> Self {
+        match e {
+            RegisterError::InvalidPassword(reason) => ApiError::InvalidPassword {
+                code: Code::RegisterInvalidPassword,
+                reason,
+            },
+            RegisterError::AlreadyExists => ApiError::Code(Code::RegisterUserAlreadyExists),
+            RegisterError::Fault(f) => f.into(),
+        }
+    }
+}
+
+answers! {
+    /// `POST /auth/register`.
+    RegisterRefused = [RegisterInvalidPassword, RegisterUserAlreadyExists];
+}
+
+impl From<UpdateError> for ApiError {
+    fn from(e: UpdateError) -> Self {
+        match e {
+            UpdateError::InvalidPassword(reason) => ApiError::InvalidPassword {
+                code: Code::UpdateUserInvalidPassword,
+                reason,
+            },
+            UpdateError::EmailAlreadyExists => ApiError::Code(Code::UpdateUserEmailAlreadyExists),
+            UpdateError::NotFound => ApiError::NotFound,
+            UpdateError::Fault(f) => f.into(),
+        }
+    }
+}
+
+answers! {
+    /// `PATCH /users/me` and `PATCH /users/{id}`.
+    UpdateRefused = [UpdateUserEmailAlreadyExists, UpdateUserInvalidPassword];
+}
+
+impl From<ResetError> for ApiError {
+    fn from(e: ResetError) -> Self {
+        match e {
+            ResetError::BadToken => ApiError::Code(Code::ResetPasswordBadToken),
+            ResetError::InvalidPassword(reason) => ApiError::InvalidPassword {
+                code: Code::ResetPasswordInvalidPassword,
+                reason,
+            },
+            ResetError::Fault(f) => f.into(),
+        }
+    }
+}
+
+answers! {
+    /// `POST /auth/reset-password`.
+    ResetRefused = [ResetPasswordBadToken, ResetPasswordInvalidPassword];
+}
+
+impl From<VerifyError> for ApiError {
+    fn from(e: VerifyError) -> Self {
+        match e {
+            VerifyError::BadToken => ApiError::Code(Code::VerifyUserBadToken),
+            VerifyError::AlreadyVerified => ApiError::Code(Code::VerifyUserAlreadyVerified),
+            VerifyError::Fault(f) => f.into(),
+        }
+    }
+}
+
+answers! {
+    /// `POST /auth/verify`.
+    VerifyRefused = [VerifyUserBadToken, VerifyUserAlreadyVerified];
+}
+
+impl From<OAuthFlowError> for ApiError {
+    fn from(e: OAuthFlowError) -> Self {
+        use OAuthFlowError as E;
+        match e {
+            E::NotConfigured => ApiError::NotFound,
+            E::NotReady(_) => ApiError::NotReady(Relayed(e.to_string())),
+            E::Denied(error) => ApiError::Detail(Relayed(error)),
+            E::MissingCode | E::WrongUser => ApiError::Code(Code::BadRequest),
+            E::StateUnreadable => ApiError::Code(Code::AccessTokenDecodeError),
+            E::StateExpired => ApiError::Code(Code::AccessTokenAlreadyExpired),
+            E::InvalidState => ApiError::Code(Code::OauthInvalidState),
+            E::ProviderUnavailable => ApiError::Code(Code::OauthProviderUnavailable),
+            E::CodeRejected => ApiError::Code(Code::OauthCodeRejected),
+            E::InvalidIdToken => ApiError::Code(Code::OauthInvalidIdToken),
+            E::NoEmail => ApiError::Code(Code::OauthNotAvailableEmail),
+            E::UserAlreadyExists => ApiError::Code(Code::OauthUserAlreadyExists),
+            E::AccountAlreadyLinked => ApiError::Code(Code::OauthAccountAlreadyLinked),
+            E::Inactive => ApiError::Code(Code::LoginBadCredentials),
+            E::Fault(f) => f.into(),
+        }
+    }
+}
+
+/// The provider's own `?error=`, passed on: the first check of a callback.
+const PROVIDER_ERROR: &str = "the provider's own `error`, passed on as the `detail` when it \
+                              sent the user back with one";
+
+answers! {
+    /// `GET /auth/{provider}/callback`, in the order the checks run.
+    CallbackRefused = [
+        BadRequest,
+        AccessTokenDecodeError,
+        AccessTokenAlreadyExpired,
+        OauthInvalidState,
+        OauthProviderUnavailable,
+        OauthCodeRejected,
+        OauthInvalidIdToken,
+        OauthNotAvailableEmail,
+        OauthUserAlreadyExists,
+        LoginBadCredentials,
+        LoginMfaRequired,
+    ] + BAD_REQUEST PROVIDER_ERROR;
+    /// `GET /auth/associate/{provider}/callback`, in the order the checks run.
+    AssociateCallbackRefused = [
+        BadRequest,
+        AccessTokenDecodeError,
+        AccessTokenAlreadyExpired,
+        OauthInvalidState,
+        OauthProviderUnavailable,
+        OauthCodeRejected,
+        OauthInvalidIdToken,
+        OauthNotAvailableEmail,
+        OauthAccountAlreadyLinked,
+    ] + BAD_REQUEST PROVIDER_ERROR;
+}
+
+impl From<RefreshError> for ApiError {
+    fn from(e: RefreshError) -> Self {
+        match e {
+            RefreshError::Invalid => ApiError::Code(Code::RefreshTokenInvalid),
+            RefreshError::Reused => ApiError::Code(Code::RefreshTokenReused),
+            RefreshError::Fault(f) => f.into(),
+        }
+    }
+}
+
+answers! {
+    /// `POST /auth/jwt/refresh`.
+    RefreshRefused = [RefreshTokenInvalid, RefreshTokenReused];
+}
+
 impl From<MfaError> for ApiError {
     fn from(e: MfaError) -> Self {
         match e {
-            MfaError::AlreadyEnabled => ApiError::BadRequest("MFA_ALREADY_ENABLED"),
-            MfaError::BadPassword => ApiError::BadRequest("MFA_BAD_PASSWORD"),
-            MfaError::ReauthenticationRequired => ApiError::BadRequest("REAUTHENTICATION_REQUIRED"),
+            MfaError::AlreadyEnabled => ApiError::Code(Code::MfaAlreadyEnabled),
+            MfaError::BadPassword => ApiError::Code(Code::MfaBadPassword),
+            MfaError::ReauthenticationRequired => ApiError::Code(Code::ReauthenticationRequired),
             MfaError::CsrfOriginMismatch => cross_site(),
-            MfaError::BadCode => ApiError::BadRequest("MFA_BAD_CODE"),
-            MfaError::NotPending => ApiError::BadRequest("MFA_NOT_PENDING"),
-            MfaError::TokenInvalid => ApiError::BadRequest("MFA_TOKEN_INVALID"),
+            MfaError::BadCode => ApiError::Code(Code::MfaBadCode),
+            MfaError::NotPending => ApiError::Code(Code::MfaNotPending),
+            MfaError::TokenInvalid => ApiError::Code(Code::MfaTokenInvalid),
             MfaError::Locked(l) => l.into(),
             MfaError::NotFound => ApiError::NotFound,
             MfaError::Fault(f) => f.into(),
@@ -167,16 +393,27 @@ impl From<MfaError> for ApiError {
     }
 }
 
+answers! {
+    /// `POST /auth/mfa/totp`.
+    TotpEnrolRefused = [MfaAlreadyEnabled, MfaBadPassword, ReauthenticationRequired];
+    /// `POST /auth/mfa/totp/confirm`.
+    TotpConfirmRefused = [MfaBadCode, MfaNotPending];
+    /// A TOTP or recovery code proving the caller (removing TOTP, new recovery codes).
+    TotpCodeRefused = [MfaBadCode];
+    /// `POST /auth/mfa/verify`, the second step of a sign-in.
+    SecondStepRefused = [MfaBadCode, MfaTokenInvalid, CsrfOriginMismatch];
+}
+
 impl From<PasskeyError> for ApiError {
     fn from(e: PasskeyError) -> Self {
         match e {
-            PasskeyError::NotConfigured => ApiError::NotReady("PASSKEYS_NOT_CONFIGURED".to_owned()),
-            PasskeyError::Invalid => ApiError::BadRequest("PASSKEY_INVALID"),
+            PasskeyError::NotConfigured => ApiError::Code(Code::PasskeysNotConfigured),
+            PasskeyError::Invalid => ApiError::Code(Code::PasskeyInvalid),
             PasskeyError::NotFound => ApiError::NotFound,
-            PasskeyError::MfaTokenInvalid => ApiError::BadRequest("MFA_TOKEN_INVALID"),
-            PasskeyError::BadPassword => ApiError::BadRequest("MFA_BAD_PASSWORD"),
+            PasskeyError::MfaTokenInvalid => ApiError::Code(Code::MfaTokenInvalid),
+            PasskeyError::BadPassword => ApiError::Code(Code::MfaBadPassword),
             PasskeyError::ReauthenticationRequired => {
-                ApiError::BadRequest("REAUTHENTICATION_REQUIRED")
+                ApiError::Code(Code::ReauthenticationRequired)
             }
             PasskeyError::Locked(l) => l.into(),
             PasskeyError::Fault(f) => f.into(),
@@ -184,12 +421,174 @@ impl From<PasskeyError> for ApiError {
     }
 }
 
+answers! {
+    /// Any passkey route, while passkeys are off.
+    PasskeysOff = [PasskeysNotConfigured];
+    /// Starting a registration or removing a passkey: re-authentication.
+    PasskeyReauthRefused = [MfaBadPassword, ReauthenticationRequired, PasskeysNotConfigured];
+    /// `POST /auth/passkeys/register`.
+    PasskeyRegisterRefused = [
+        PasskeyInvalid,
+        MfaBadPassword,
+        ReauthenticationRequired,
+        PasskeysNotConfigured,
+    ];
+    /// `POST /auth/passkeys/login/options` (`PASSKEY_INVALID`: the user has no passkey).
+    PasskeyLoginOptionsRefused = [MfaTokenInvalid, PasskeyInvalid, PasskeysNotConfigured];
+    /// `POST /auth/passkeys/login`.
+    PasskeyLoginRefused = [PasskeyInvalid, PasskeysNotConfigured];
+}
+
 impl From<IdentityError> for ApiError {
     fn from(e: IdentityError) -> Self {
         match e {
             IdentityError::NotLinked => ApiError::NotFound,
-            IdentityError::LastSignInMethod => ApiError::BadRequest("IDENTITY_LAST_SIGN_IN_METHOD"),
+            IdentityError::LastSignInMethod => ApiError::Code(Code::IdentityLastSignInMethod),
             IdentityError::Fault(f) => f.into(),
         }
+    }
+}
+
+answers! {
+    /// Unlinking a provider's account, by the owner's Bearer token or cookie.
+    UnlinkRefused = [IdentityLastSignInMethod, CsrfOriginMismatch];
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use actix_web::body::MessageBody;
+    use actix_web::http::header;
+    use actix_web::ResponseError;
+
+    use super::*;
+
+    /// Every refusal of every flow that answers with a code, as it leaves this module.
+    fn refusals() -> Vec<ApiError> {
+        let password = || "too short".to_owned();
+        let mut all: Vec<ApiError> = vec![
+            LoginError::BadCredentials.into(),
+            MfaRequired {
+                mfa_token: "token".to_owned(),
+                methods: vec!["totp"],
+            }
+            .into(),
+            RegisterError::InvalidPassword(password()).into(),
+            RegisterError::AlreadyExists.into(),
+            UpdateError::InvalidPassword(password()).into(),
+            UpdateError::EmailAlreadyExists.into(),
+            ResetError::BadToken.into(),
+            ResetError::InvalidPassword(password()).into(),
+            VerifyError::BadToken.into(),
+            VerifyError::AlreadyVerified.into(),
+            RefreshError::Invalid.into(),
+            RefreshError::Reused.into(),
+            IdentityError::LastSignInMethod.into(),
+            cross_site(),
+        ];
+        use OAuthFlowError as O;
+        all.extend(
+            [
+                O::MissingCode,
+                O::StateUnreadable,
+                O::StateExpired,
+                O::InvalidState,
+                O::WrongUser,
+                O::ProviderUnavailable,
+                O::CodeRejected,
+                O::InvalidIdToken,
+                O::NoEmail,
+                O::UserAlreadyExists,
+                O::AccountAlreadyLinked,
+                O::Inactive,
+            ]
+            .map(ApiError::from),
+        );
+        use MfaError as M;
+        all.extend(
+            [
+                M::AlreadyEnabled,
+                M::BadPassword,
+                M::ReauthenticationRequired,
+                M::CsrfOriginMismatch,
+                M::BadCode,
+                M::NotPending,
+                M::TokenInvalid,
+            ]
+            .map(ApiError::from),
+        );
+        use PasskeyError as P;
+        all.extend(
+            [
+                P::NotConfigured,
+                P::Invalid,
+                P::MfaTokenInvalid,
+                P::BadPassword,
+                P::ReauthenticationRequired,
+            ]
+            .map(ApiError::from),
+        );
+        all
+    }
+
+    fn body(e: &ApiError) -> String {
+        match e.error_response().into_body().try_into_bytes() {
+            Ok(bytes) => String::from_utf8(bytes.to_vec()).unwrap(),
+            Err(_) => panic!("{e:?}: the body is not in memory"),
+        }
+    }
+
+    #[test]
+    fn each_code_is_answered_with_its_declared_status_and_body() {
+        for e in refusals() {
+            let code = e.declared_code().unwrap();
+            assert_eq!(e.status_code(), code.status(), "{code}");
+            let body = body(&e);
+            let expected = match code.body() {
+                Body::Detail => format!(r#"{{"detail":"{code}"}}"#),
+                Body::Password => format!(r#"{{"detail":{{"code":"{code}","reason":"#),
+                Body::SecondStep => format!(r#"{{"detail":{{"code":"{code}","mfa_token":"#),
+            };
+            assert!(body.starts_with(&expected), "{code}: {body}");
+        }
+    }
+
+    #[test]
+    fn every_declared_code_is_answered_by_a_flow_and_declared_once() {
+        let answered: Vec<Code> = refusals()
+            .iter()
+            .filter_map(|e| e.declared_code())
+            .collect();
+        for code in Code::ALL {
+            assert!(
+                answered.contains(code),
+                "{code} is declared but no flow answers it"
+            );
+            let same_name = Code::ALL.iter().filter(|c| c.as_str() == code.as_str());
+            assert_eq!(same_name.count(), 1, "{code} is declared twice");
+        }
+    }
+
+    #[test]
+    fn a_503_code_asks_for_a_retry_like_every_503() {
+        let resp = ApiError::from(PasskeyError::NotConfigured).error_response();
+        assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(resp.headers().get(header::RETRY_AFTER).unwrap(), "5");
+        assert_eq!(
+            resp.headers().get(header::CACHE_CONTROL).unwrap(),
+            "no-store"
+        );
+    }
+
+    #[test]
+    fn pages_get_no_code_for_the_generic_bad_request() {
+        assert_eq!(ApiError::from(OAuthFlowError::MissingCode).code(), None);
+        assert_eq!(
+            ApiError::from(OAuthFlowError::InvalidState).code(),
+            Some("OAUTH_INVALID_STATE")
+        );
+        let denied = ApiError::from(OAuthFlowError::Denied("access_denied".to_owned()));
+        assert_eq!(body(&denied), r#"{"detail":"access_denied"}"#);
+        assert_eq!(denied.code(), None);
     }
 }

@@ -37,7 +37,12 @@ fn csp() -> &'static str {
 }
 
 /// `GET /account`.
-#[utoipa::path(get, path = "/account", tag = "pages", responses((status = 200, description = "The account page", content_type = "text/html")))]
+#[utoipa::path(
+    get,
+    path = "/account",
+    tag = "pages",
+    responses((status = 200, description = "The account page", content_type = "text/html"))
+)]
 pub async fn page(state: web::Data<AppState>) -> HttpResponse {
     let app = escape(&state.core.config.app_name);
     let mut providers = String::new();

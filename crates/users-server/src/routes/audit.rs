@@ -8,6 +8,7 @@ use crate::auth::CurrentUser;
 use crate::bodies::{AuditQuery, EventRead, EventsPage};
 use crate::error::ApiError;
 use crate::extract::ValidatedQuery;
+use crate::openapi::{Forbidden403, Unauthorized401, Validation422};
 use crate::state::AppState;
 
 async fn page(state: &AppState, filter: Filter) -> Result<HttpResponse, ApiError> {
@@ -19,7 +20,20 @@ async fn page(state: &AppState, filter: Filter) -> Result<HttpResponse, ApiError
 }
 
 /// `GET /audit?user_id=&type=&before=&limit=` (superusers): events, newest first.
-#[utoipa::path(get, path = "/audit", operation_id = "list_audit_events", tag = "audit", security(("bearer" = [])), params(AuditQuery), responses((status = 200, description = "A page of events, newest first", body = EventsPage), (status = 401, description = "Missing, invalid, expired or revoked token; unknown or inactive user", body = crate::error::ErrorDetail), (status = 403, description = "Not a superuser", body = crate::error::ErrorDetail), (status = 422, description = "Malformed input", body = crate::error::ValidationError)))]
+#[utoipa::path(
+    get,
+    path = "/audit",
+    operation_id = "list_audit_events",
+    tag = "audit",
+    security(("bearer" = [])),
+    params(AuditQuery),
+    responses(
+        (status = 200, description = "A page of events, newest first", body = EventsPage),
+        Unauthorized401,
+        Forbidden403,
+        Validation422,
+    )
+)]
 pub async fn list(
     state: web::Data<AppState>,
     ValidatedQuery(q): ValidatedQuery<AuditQuery>,
@@ -34,7 +48,23 @@ pub async fn list(
 }
 
 /// `GET /users/me/events?type=&before=&limit=`: the caller's own events.
-#[utoipa::path(get, path = "/users/me/events", operation_id = "list_my_events", tag = "audit", security(("bearer" = [])), params(AuditQuery), responses((status = 200, description = "A page of the caller's events, newest first", body = EventsPage), (status = 401, description = "Missing, invalid, expired or revoked token; unknown or inactive user", body = crate::error::ErrorDetail), (status = 422, description = "Malformed input", body = crate::error::ValidationError)))]
+#[utoipa::path(
+    get,
+    path = "/users/me/events",
+    operation_id = "list_my_events",
+    tag = "audit",
+    security(("bearer" = [])),
+    params(AuditQuery),
+    responses(
+        (
+            status = 200,
+            description = "A page of the caller's events, newest first",
+            body = EventsPage
+        ),
+        Unauthorized401,
+        Validation422,
+    )
+)]
 pub async fn mine(
     state: web::Data<AppState>,
     user: CurrentUser,

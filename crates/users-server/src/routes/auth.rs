@@ -11,8 +11,10 @@ use users_core::flows::session::{self, SessionGrant};
 use crate::auth::{CurrentUser, AUTH_COOKIE};
 use crate::bodies::{BearerToken, LoginForm, RefreshRequest, RefreshableToken};
 use crate::client_ip::Client;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorDetail};
 use crate::extract::{ValidatedBody, ValidatedForm};
+use crate::openapi::{Locked429, Unauthorized401, Validation422};
+use crate::outcome::{CrossSite, LoginRefused, RefreshRefused};
 use crate::state::AppState;
 
 fn login_of(form: LoginForm, client: Client, transport: Transport) -> Login {
@@ -77,7 +79,23 @@ pub fn token_response(grant: SessionGrant) -> HttpResponse {
 
 /// `POST /auth/jwt/login`, an OAuth2 password form: 200 {access_token, token_type}
 /// (with `expires_in` and `refresh_token` when `scope` holds `offline_access`).
-#[utoipa::path(post, path = "/auth/jwt/login", tag = "auth", request_body(content = LoginForm, content_type = "application/x-www-form-urlencoded"), responses((status = 200, description = "Logged in: a BearerToken, or a RefreshableToken with scope=offline_access", body = BearerToken), (status = 400, description = "LOGIN_BAD_CREDENTIALS, or LOGIN_MFA_REQUIRED {code, mfa_token, methods} for a user with a second factor", body = crate::error::ErrorDetail), (status = 422, description = "Malformed input", body = crate::error::ValidationError), (status = 429, description = "Too many failed logins of this account", body = crate::error::ErrorDetail)))]
+#[utoipa::path(
+    post,
+    path = "/auth/jwt/login",
+    tag = "auth",
+    request_body(content = LoginForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (
+            status = 200,
+            description = "Logged in: a BearerToken, or a RefreshableToken with \
+                           scope=offline_access",
+            body = BearerToken
+        ),
+        LoginRefused,
+        Validation422,
+        Locked429,
+    )
+)]
 #[tracing::instrument(name = "login", skip_all)]
 pub async fn login(
     state: web::Data<AppState>,
@@ -90,7 +108,16 @@ pub async fn login(
 }
 
 /// `POST /auth/jwt/logout`: ends the token's session. 204.
-#[utoipa::path(post, path = "/auth/jwt/logout", tag = "auth", security(("bearer" = [])), responses((status = 204, description = "The session is ended"), (status = 401, description = "Missing, invalid, expired or revoked token; unknown or inactive user", body = crate::error::ErrorDetail)))]
+#[utoipa::path(
+    post,
+    path = "/auth/jwt/logout",
+    tag = "auth",
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "The session is ended"),
+        Unauthorized401,
+    )
+)]
 #[tracing::instrument(name = "logout", skip_all)]
 pub async fn logout(
     state: web::Data<AppState>,
@@ -113,7 +140,19 @@ pub(crate) fn auth_cookie(state: &AppState, value: &str, max_age: i64) -> String
 }
 
 /// `POST /auth/cookie/login`, the same form as `/auth/jwt/login`: 204 and the cookie.
-#[utoipa::path(post, path = "/auth/cookie/login", tag = "auth", request_body(content = LoginForm, content_type = "application/x-www-form-urlencoded"), responses((status = 204, description = "Logged in; sets the fastapiusersauth cookie"), (status = 400, description = "LOGIN_BAD_CREDENTIALS, or LOGIN_MFA_REQUIRED {code, mfa_token, methods}", body = crate::error::ErrorDetail), (status = 403, description = "CSRF_ORIGIN_MISMATCH: a foreign or null Origin (or Referer)", body = crate::error::ErrorDetail), (status = 422, description = "Malformed input", body = crate::error::ValidationError), (status = 429, description = "Too many failed logins of this account", body = crate::error::ErrorDetail)))]
+#[utoipa::path(
+    post,
+    path = "/auth/cookie/login",
+    tag = "auth",
+    request_body(content = LoginForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 204, description = "Logged in; sets the fastapiusersauth cookie"),
+        LoginRefused,
+        CrossSite,
+        Validation422,
+        Locked429,
+    )
+)]
 #[tracing::instrument(name = "cookie_login", skip_all)]
 pub async fn cookie_login(
     state: web::Data<AppState>,
@@ -132,7 +171,20 @@ pub async fn cookie_login(
 }
 
 /// `POST /auth/cookie/logout` with the cookie: 204, the cookie cleared, the session ended.
-#[utoipa::path(post, path = "/auth/cookie/logout", tag = "auth", responses((status = 204, description = "The session is ended and the cookie cleared (Max-Age=0)"), (status = 401, description = "No valid fastapiusersauth cookie", body = crate::error::ErrorDetail), (status = 403, description = "CSRF_ORIGIN_MISMATCH", body = crate::error::ErrorDetail)))]
+#[utoipa::path(
+    post,
+    path = "/auth/cookie/logout",
+    tag = "auth",
+    responses(
+        (status = 204, description = "The session is ended and the cookie cleared (Max-Age=0)"),
+        (
+            status = 401,
+            description = "`Unauthorized`: no valid fastapiusersauth cookie",
+            body = ErrorDetail
+        ),
+        CrossSite,
+    )
+)]
 #[tracing::instrument(name = "cookie_logout", skip_all)]
 pub async fn cookie_logout(
     state: web::Data<AppState>,
@@ -150,7 +202,20 @@ pub async fn cookie_logout(
 
 /// `POST /auth/jwt/refresh` {refresh_token} (JSON, or the RFC 6749 form): a new access
 /// token and a new refresh token of the same session.
-#[utoipa::path(post, path = "/auth/jwt/refresh", tag = "auth", request_body(content = RefreshRequest, description = "JSON, or application/x-www-form-urlencoded with grant_type=refresh_token"), responses((status = 200, description = "Rotated", body = RefreshableToken), (status = 400, description = "REFRESH_TOKEN_INVALID or REFRESH_TOKEN_REUSED", body = crate::error::ErrorDetail), (status = 422, description = "Malformed input", body = crate::error::ValidationError)))]
+#[utoipa::path(
+    post,
+    path = "/auth/jwt/refresh",
+    tag = "auth",
+    request_body(
+        content = RefreshRequest,
+        description = "JSON, or application/x-www-form-urlencoded with grant_type=refresh_token"
+    ),
+    responses(
+        (status = 200, description = "Rotated", body = RefreshableToken),
+        RefreshRefused,
+        Validation422,
+    )
+)]
 #[tracing::instrument(name = "refresh", skip_all)]
 pub async fn refresh(
     state: web::Data<AppState>,

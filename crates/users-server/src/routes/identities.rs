@@ -7,11 +7,26 @@ use users_core::flows::identities;
 use crate::auth::CurrentUser;
 use crate::bodies::IdentityRead;
 use crate::client_ip::Client;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorDetail};
+use crate::openapi::Unauthorized401;
+use crate::outcome::UnlinkRefused;
 use crate::state::AppState;
 
 /// `GET /users/me/identities`: the linked accounts, newest first.
-#[utoipa::path(get, path = "/users/me/identities", tag = "providers", security(("bearer" = [])), responses((status = 200, description = "The provider accounts linked to the current user, newest first", body = [IdentityRead]), (status = 401, description = "Missing, invalid, expired or revoked token; unknown or inactive user", body = crate::error::ErrorDetail)))]
+#[utoipa::path(
+    get,
+    path = "/users/me/identities",
+    tag = "providers",
+    security(("bearer" = [])),
+    responses(
+        (
+            status = 200,
+            description = "The provider accounts linked to the current user, newest first",
+            body = [IdentityRead]
+        ),
+        Unauthorized401,
+    )
+)]
 pub async fn list_identities(
     state: web::Data<AppState>,
     user: CurrentUser,
@@ -26,7 +41,23 @@ pub async fn list_identities(
 }
 
 /// `DELETE /users/me/identities/{provider}`: unlinks the provider's accounts. 204.
-#[utoipa::path(delete, path = "/users/me/identities/{provider}", tag = "providers", security(("bearer" = [])), params(("provider" = String, Path, description = "The provider's name, as listed")), responses((status = 204, description = "Unlinked"), (status = 400, description = "IDENTITY_LAST_SIGN_IN_METHOD: the user would have no password, identity or passkey left", body = crate::error::ErrorDetail), (status = 401, description = "Missing, invalid, expired or revoked token; unknown or inactive user", body = crate::error::ErrorDetail), (status = 403, description = "CSRF_ORIGIN_MISMATCH", body = crate::error::ErrorDetail), (status = 404, description = "No account of this provider is linked to the user", body = crate::error::ErrorDetail)))]
+#[utoipa::path(
+    delete,
+    path = "/users/me/identities/{provider}",
+    tag = "providers",
+    security(("bearer" = [])),
+    params(("provider" = String, Path, description = "The provider's name, as listed")),
+    responses(
+        (status = 204, description = "Unlinked"),
+        UnlinkRefused,
+        Unauthorized401,
+        (
+            status = 404,
+            description = "`Not Found`: no account of this provider is linked to the user",
+            body = ErrorDetail
+        ),
+    )
+)]
 #[tracing::instrument(name = "unlink_identity", skip_all)]
 pub async fn unlink_identity(
     state: web::Data<AppState>,
@@ -48,7 +79,31 @@ pub async fn unlink_identity(
 
 /// `DELETE /users/me/identities/{provider}/{subject}`: unlinks one account of the
 /// provider (the subject percent-encoded). 204.
-#[utoipa::path(delete, path = "/users/me/identities/{provider}/{subject}", operation_id = "unlink_identity_subject", tag = "providers", security(("bearer" = [])), params(("provider" = String, Path, description = "The provider's name, as listed"), ("subject" = String, Path, description = "The account's subject at the provider, as listed (percent-encoded)")), responses((status = 204, description = "Unlinked"), (status = 400, description = "IDENTITY_LAST_SIGN_IN_METHOD: the user would have no password, identity or passkey left", body = crate::error::ErrorDetail), (status = 401, description = "Missing, invalid, expired or revoked token; unknown or inactive user", body = crate::error::ErrorDetail), (status = 403, description = "CSRF_ORIGIN_MISMATCH", body = crate::error::ErrorDetail), (status = 404, description = "No such account of this provider is linked to the user", body = crate::error::ErrorDetail)))]
+#[utoipa::path(
+    delete,
+    path = "/users/me/identities/{provider}/{subject}",
+    operation_id = "unlink_identity_subject",
+    tag = "providers",
+    security(("bearer" = [])),
+    params(
+        ("provider" = String, Path, description = "The provider's name, as listed"),
+        (
+            "subject" = String,
+            Path,
+            description = "The account's subject at the provider, as listed (percent-encoded)"
+        ),
+    ),
+    responses(
+        (status = 204, description = "Unlinked"),
+        UnlinkRefused,
+        Unauthorized401,
+        (
+            status = 404,
+            description = "`Not Found`: no such account of this provider is linked to the user",
+            body = ErrorDetail
+        ),
+    )
+)]
 #[tracing::instrument(name = "unlink_identity_subject", skip_all)]
 pub async fn unlink_identity_subject(
     state: web::Data<AppState>,

@@ -7,8 +7,10 @@ use users_core::flows::recovery;
 
 use crate::bodies::{EmailRequest, ResetPassword, UserRead, VerifyToken};
 use crate::client_ip::Client;
-use crate::error::ApiError;
+use crate::error::{ApiError, Null};
 use crate::extract::ValidatedJson;
+use crate::openapi::Validation422;
+use crate::outcome::{ResetRefused, VerifyRefused};
 use crate::state::AppState;
 
 fn json_null(status: StatusCode) -> HttpResponse {
@@ -18,7 +20,20 @@ fn json_null(status: StatusCode) -> HttpResponse {
 }
 
 /// `POST /auth/forgot-password` {email}: 202 null.
-#[utoipa::path(post, path = "/auth/forgot-password", tag = "mail", request_body = EmailRequest, responses((status = 202, description = "Accepted (whether or not the address is known)", body = crate::error::Null), (status = 422, description = "Malformed input", body = crate::error::ValidationError)))]
+#[utoipa::path(
+    post,
+    path = "/auth/forgot-password",
+    tag = "mail",
+    request_body = EmailRequest,
+    responses(
+        (
+            status = 202,
+            description = "Accepted (whether or not the address is known)",
+            body = Null
+        ),
+        Validation422,
+    )
+)]
 #[tracing::instrument(name = "forgot_password", skip_all)]
 pub async fn forgot_password(
     state: web::Data<AppState>,
@@ -30,7 +45,20 @@ pub async fn forgot_password(
 }
 
 /// `POST /auth/request-verify-token` {email}: 202 null.
-#[utoipa::path(post, path = "/auth/request-verify-token", tag = "mail", request_body = EmailRequest, responses((status = 202, description = "Accepted (whether or not the address is known)", body = crate::error::Null), (status = 422, description = "Malformed input", body = crate::error::ValidationError)))]
+#[utoipa::path(
+    post,
+    path = "/auth/request-verify-token",
+    tag = "mail",
+    request_body = EmailRequest,
+    responses(
+        (
+            status = 202,
+            description = "Accepted (whether or not the address is known)",
+            body = Null
+        ),
+        Validation422,
+    )
+)]
 #[tracing::instrument(name = "request_verify_token", skip_all)]
 pub async fn request_verify_token(
     state: web::Data<AppState>,
@@ -42,7 +70,17 @@ pub async fn request_verify_token(
 }
 
 /// `POST /auth/reset-password` {token, password}: 200 null.
-#[utoipa::path(post, path = "/auth/reset-password", tag = "mail", request_body = ResetPassword, responses((status = 200, description = "Password changed", body = crate::error::Null), (status = 400, description = "RESET_PASSWORD_BAD_TOKEN or RESET_PASSWORD_INVALID_PASSWORD {code, reason}", body = crate::error::BadRequestBody), (status = 422, description = "Malformed input", body = crate::error::ValidationError)))]
+#[utoipa::path(
+    post,
+    path = "/auth/reset-password",
+    tag = "mail",
+    request_body = ResetPassword,
+    responses(
+        (status = 200, description = "Password changed", body = Null),
+        ResetRefused,
+        Validation422,
+    )
+)]
 #[tracing::instrument(name = "reset_password", skip_all)]
 pub async fn reset(
     state: web::Data<AppState>,
@@ -61,7 +99,17 @@ pub async fn reset(
 }
 
 /// `POST /auth/verify` {token}: 200 User.
-#[utoipa::path(post, path = "/auth/verify", tag = "mail", request_body = VerifyToken, responses((status = 200, description = "Verified", body = UserRead), (status = 400, description = "VERIFY_USER_BAD_TOKEN or VERIFY_USER_ALREADY_VERIFIED", body = crate::error::ErrorDetail), (status = 422, description = "Malformed input", body = crate::error::ValidationError)))]
+#[utoipa::path(
+    post,
+    path = "/auth/verify",
+    tag = "mail",
+    request_body = VerifyToken,
+    responses(
+        (status = 200, description = "Verified", body = UserRead),
+        VerifyRefused,
+        Validation422,
+    )
+)]
 #[tracing::instrument(name = "verify", skip_all)]
 pub async fn verify(
     state: web::Data<AppState>,

@@ -8,11 +8,14 @@ use users_core::flows::mfa;
 
 use crate::auth::{mfa_cookie, CurrentUser, MFA_COOKIE};
 use crate::bodies::{
-    CodeRequest, MfaStatus, MfaVerify, RecoveryCodes, TotpEnrolRequest, TotpEnrolment,
+    CodeRequest, MfaStatus, MfaVerify, RecoveryCodes, RefreshableToken, TotpEnrolRequest,
+    TotpEnrolment,
 };
 use crate::client_ip::Client;
 use crate::error::{ApiError, FieldError};
 use crate::extract::ValidatedJson;
+use crate::openapi::{Forbidden403, Locked429, Unauthorized401, UnknownUser404, Validation422};
+use crate::outcome::{SecondStepRefused, TotpCodeRefused, TotpConfirmRefused, TotpEnrolRefused};
 use crate::routes::auth::signed_in;
 use crate::routes::users::TargetUser;
 use crate::state::AppState;
@@ -23,7 +26,25 @@ fn no_store(mut resp: actix_web::HttpResponseBuilder) -> actix_web::HttpResponse
 }
 
 /// `POST /auth/mfa/totp` {password?}: a new TOTP secret, pending until confirmed.
-#[utoipa::path(post, path = "/auth/mfa/totp", tag = "mfa", security(("bearer" = [])), request_body = TotpEnrolRequest, responses((status = 200, description = "The secret, its otpauth URI and QR code; pending until confirmed from this session", body = TotpEnrolment), (status = 400, description = "MFA_ALREADY_ENABLED, MFA_BAD_PASSWORD (a wrong password), or REAUTHENTICATION_REQUIRED (no password, and the session signed in 10 minutes ago or more)", body = crate::error::ErrorDetail), (status = 401, description = "Not signed in", body = crate::error::ErrorDetail), (status = 422, description = "Malformed input", body = crate::error::ValidationError), (status = 429, description = "Too many failed password checks", body = crate::error::ErrorDetail)))]
+#[utoipa::path(
+    post,
+    path = "/auth/mfa/totp",
+    tag = "mfa",
+    security(("bearer" = [])),
+    request_body = TotpEnrolRequest,
+    responses(
+        (
+            status = 200,
+            description = "The secret, its otpauth URI and QR code; pending until confirmed \
+                           from this session",
+            body = TotpEnrolment
+        ),
+        TotpEnrolRefused,
+        Unauthorized401,
+        Validation422,
+        Locked429,
+    )
+)]
 #[tracing::instrument(name = "totp_enrol", skip_all)]
 pub async fn totp_enrol(
     state: web::Data<AppState>,
@@ -39,7 +60,23 @@ pub async fn totp_enrol(
 }
 
 /// `POST /auth/mfa/totp/confirm` {code}: ten recovery codes, shown once.
-#[utoipa::path(post, path = "/auth/mfa/totp/confirm", tag = "mfa", security(("bearer" = [])), request_body = CodeRequest, responses((status = 200, description = "TOTP is on; this session is aal 2 and the user's other sessions ended", body = RecoveryCodes), (status = 400, description = "MFA_BAD_CODE or MFA_NOT_PENDING", body = crate::error::ErrorDetail), (status = 401, description = "Not signed in", body = crate::error::ErrorDetail), (status = 422, description = "Malformed input", body = crate::error::ValidationError)))]
+#[utoipa::path(
+    post,
+    path = "/auth/mfa/totp/confirm",
+    tag = "mfa",
+    security(("bearer" = [])),
+    request_body = CodeRequest,
+    responses(
+        (
+            status = 200,
+            description = "TOTP is on; this session is aal 2 and the user's other sessions ended",
+            body = RecoveryCodes
+        ),
+        TotpConfirmRefused,
+        Unauthorized401,
+        Validation422,
+    )
+)]
 #[tracing::instrument(name = "totp_confirm", skip_all)]
 pub async fn totp_confirm(
     state: web::Data<AppState>,
@@ -53,7 +90,20 @@ pub async fn totp_confirm(
 }
 
 /// `DELETE /auth/mfa/totp` {code}: TOTP and the recovery codes go.
-#[utoipa::path(delete, path = "/auth/mfa/totp", tag = "mfa", security(("bearer" = [])), request_body = CodeRequest, responses((status = 204, description = "TOTP and the recovery codes removed"), (status = 400, description = "MFA_BAD_CODE (counts toward the lockout)", body = crate::error::ErrorDetail), (status = 401, description = "Not signed in", body = crate::error::ErrorDetail), (status = 422, description = "Malformed input", body = crate::error::ValidationError), (status = 429, description = "Too many failed attempts", body = crate::error::ErrorDetail)))]
+#[utoipa::path(
+    delete,
+    path = "/auth/mfa/totp",
+    tag = "mfa",
+    security(("bearer" = [])),
+    request_body = CodeRequest,
+    responses(
+        (status = 204, description = "TOTP and the recovery codes removed"),
+        TotpCodeRefused,
+        Unauthorized401,
+        Validation422,
+        Locked429,
+    )
+)]
 #[tracing::instrument(name = "totp_disable", skip_all)]
 pub async fn totp_disable(
     state: web::Data<AppState>,
@@ -66,7 +116,20 @@ pub async fn totp_disable(
 }
 
 /// `POST /auth/mfa/recovery-codes` {code}: a new set; the old set dies.
-#[utoipa::path(post, path = "/auth/mfa/recovery-codes", tag = "mfa", security(("bearer" = [])), request_body = CodeRequest, responses((status = 200, description = "A new set of ten, shown once", body = RecoveryCodes), (status = 400, description = "MFA_BAD_CODE (counts toward the lockout)", body = crate::error::ErrorDetail), (status = 401, description = "Not signed in", body = crate::error::ErrorDetail), (status = 422, description = "Malformed input", body = crate::error::ValidationError), (status = 429, description = "Too many failed attempts", body = crate::error::ErrorDetail)))]
+#[utoipa::path(
+    post,
+    path = "/auth/mfa/recovery-codes",
+    tag = "mfa",
+    security(("bearer" = [])),
+    request_body = CodeRequest,
+    responses(
+        (status = 200, description = "A new set of ten, shown once", body = RecoveryCodes),
+        TotpCodeRefused,
+        Unauthorized401,
+        Validation422,
+        Locked429,
+    )
+)]
 #[tracing::instrument(name = "recovery_codes", skip_all)]
 pub async fn recovery_codes(
     state: web::Data<AppState>,
@@ -81,7 +144,16 @@ pub async fn recovery_codes(
 }
 
 /// `GET /auth/mfa`.
-#[utoipa::path(get, path = "/auth/mfa", tag = "mfa", security(("bearer" = [])), responses((status = 200, description = "The user's factors", body = MfaStatus), (status = 401, description = "Not signed in", body = crate::error::ErrorDetail)))]
+#[utoipa::path(
+    get,
+    path = "/auth/mfa",
+    tag = "mfa",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The user's factors", body = MfaStatus),
+        Unauthorized401,
+    )
+)]
 pub async fn status(
     state: web::Data<AppState>,
     user: CurrentUser,
@@ -110,7 +182,28 @@ pub fn mfa_token_of(req: &HttpRequest, given: Option<String>) -> Option<(String,
 
 /// `POST /auth/mfa/verify`: the second step of a sign-in; answers what the first step
 /// would have.
-#[utoipa::path(post, path = "/auth/mfa/verify", operation_id = "mfa_verify", tag = "mfa", request_body = MfaVerify, responses((status = 200, description = "Signed in (aal 2): the Token, with a refresh token when offline_access was asked", body = crate::bodies::RefreshableToken), (status = 204, description = "Signed in through /auth/cookie/login (or a page): the cookie is set"), (status = 400, description = "MFA_BAD_CODE (counts toward the lockout; five spend the mfa_token) or MFA_TOKEN_INVALID", body = crate::error::ErrorDetail), (status = 403, description = "CSRF_ORIGIN_MISMATCH: a second step answering with the cookie, from another site", body = crate::error::ErrorDetail), (status = 422, description = "Malformed input", body = crate::error::ValidationError), (status = 429, description = "The account is locked for a while", body = crate::error::ErrorDetail)))]
+#[utoipa::path(
+    post,
+    path = "/auth/mfa/verify",
+    operation_id = "mfa_verify",
+    tag = "mfa",
+    request_body = MfaVerify,
+    responses(
+        (
+            status = 200,
+            description = "Signed in (aal 2): the Token, with a refresh token when \
+                           offline_access was asked",
+            body = RefreshableToken
+        ),
+        (
+            status = 204,
+            description = "Signed in through /auth/cookie/login (or a page): the cookie is set"
+        ),
+        SecondStepRefused,
+        Validation422,
+        Locked429,
+    )
+)]
 #[tracing::instrument(name = "mfa_verify", skip_all)]
 pub async fn verify(
     state: web::Data<AppState>,
@@ -146,7 +239,23 @@ pub async fn verify(
 }
 
 /// `DELETE /users/{id}/mfa` (superusers): for a user who lost every factor.
-#[utoipa::path(delete, path = "/users/{id}/mfa", operation_id = "reset_user_mfa", tag = "mfa", security(("bearer" = [])), params(("id" = String, Path, description = "The user's id (a UUID)")), responses((status = 204, description = "TOTP, recovery codes and passkeys removed; the user's sessions ended"), (status = 401, description = "Not signed in", body = crate::error::ErrorDetail), (status = 403, description = "Not a superuser", body = crate::error::ErrorDetail), (status = 404, description = "Unknown or malformed id", body = crate::error::ErrorDetail)))]
+#[utoipa::path(
+    delete,
+    path = "/users/{id}/mfa",
+    operation_id = "reset_user_mfa",
+    tag = "mfa",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The user's id (a UUID)")),
+    responses(
+        (
+            status = 204,
+            description = "TOTP, recovery codes and passkeys removed; the user's sessions ended"
+        ),
+        Unauthorized401,
+        Forbidden403,
+        UnknownUser404,
+    )
+)]
 #[tracing::instrument(name = "mfa_reset", skip_all)]
 pub async fn reset(
     state: web::Data<AppState>,

@@ -16,6 +16,8 @@ use crate::bodies::{AuthorizationUrl, BearerToken, ProviderRead, UserRead};
 use crate::client_ip::Client;
 use crate::error::{ApiError, FieldError};
 use crate::extract::urlencoded;
+use crate::openapi::{NoProvider404, PerIp429, ProviderNotReady503, Unauthorized401};
+use crate::outcome::{AssociateCallbackRefused, CallbackRefused, Code};
 use crate::state::AppState;
 
 pub const CSRF_COOKIE: &str = "fastapiusersoauthcsrf";
@@ -118,7 +120,19 @@ fn clear_csrf_cookie(resp: &mut HttpResponseBuilder) {
 }
 
 /// `GET /auth/providers`: the configured providers, for sign-in buttons.
-#[utoipa::path(get, path = "/auth/providers", tag = "providers", responses((status = 200, description = "The configured providers, in the order of the configuration (Google, OIDC_PROVIDERS, GitHub)", body = [ProviderRead])))]
+#[utoipa::path(
+    get,
+    path = "/auth/providers",
+    tag = "providers",
+    responses(
+        (
+            status = 200,
+            description = "The configured providers, in the order of the configuration \
+                           (Google, OIDC_PROVIDERS, GitHub)",
+            body = [ProviderRead]
+        ),
+    )
+)]
 pub async fn list_providers(state: web::Data<AppState>) -> HttpResponse {
     let base = &state.settings.public_url;
     let list: Vec<ProviderRead> = state
@@ -135,7 +149,29 @@ pub async fn list_providers(state: web::Data<AppState>) -> HttpResponse {
 }
 
 /// `GET /auth/{provider}/authorize[?scopes=…]`.
-#[utoipa::path(get, path = "/auth/{provider}/authorize", tag = "providers", params(("provider" = String, Path, description = "A configured provider: google, github, or a name of OIDC_PROVIDERS"), ("scopes" = Option<Vec<String>>, Query, description = "Extra scopes")), responses((status = 200, description = "The URL to send the browser to; sets the fastapiusersoauthcsrf cookie", body = AuthorizationUrl), (status = 429, description = "Too many authorize calls from this client IP (RATE_LIMIT_PER_IP_PER_MINUTE); see Retry-After", body = crate::error::ErrorDetail), (status = 404, description = "No such provider is configured", body = crate::error::ErrorDetail), (status = 503, description = "The provider's configuration could not be loaded yet", body = crate::error::ErrorDetail)))]
+#[utoipa::path(
+    get,
+    path = "/auth/{provider}/authorize",
+    tag = "providers",
+    params(
+        (
+            "provider" = String,
+            Path,
+            description = "A configured provider: google, github, or a name of OIDC_PROVIDERS"
+        ),
+        ("scopes" = Option<Vec<String>>, Query, description = "Extra scopes"),
+    ),
+    responses(
+        (
+            status = 200,
+            description = "The URL to send the browser to; sets the fastapiusersoauthcsrf cookie",
+            body = AuthorizationUrl
+        ),
+        PerIp429,
+        NoProvider404,
+        ProviderNotReady503,
+    )
+)]
 pub async fn authorize(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -156,7 +192,31 @@ pub async fn authorize(
 }
 
 /// `GET /auth/associate/{provider}/authorize` (Bearer).
-#[utoipa::path(get, path = "/auth/associate/{provider}/authorize", tag = "providers", security(("bearer" = [])), params(("provider" = String, Path, description = "A configured provider: google, github, or a name of OIDC_PROVIDERS"), ("scopes" = Option<Vec<String>>, Query, description = "Extra scopes")), responses((status = 200, description = "The URL to send the browser to; sets the fastapiusersoauthcsrf cookie", body = AuthorizationUrl), (status = 401, description = "Missing, invalid, expired or revoked token; unknown or inactive user", body = crate::error::ErrorDetail), (status = 429, description = "Too many authorize calls from this client IP (RATE_LIMIT_PER_IP_PER_MINUTE); see Retry-After", body = crate::error::ErrorDetail), (status = 404, description = "No such provider is configured", body = crate::error::ErrorDetail), (status = 503, description = "Not ready", body = crate::error::ErrorDetail)))]
+#[utoipa::path(
+    get,
+    path = "/auth/associate/{provider}/authorize",
+    tag = "providers",
+    security(("bearer" = [])),
+    params(
+        (
+            "provider" = String,
+            Path,
+            description = "A configured provider: google, github, or a name of OIDC_PROVIDERS"
+        ),
+        ("scopes" = Option<Vec<String>>, Query, description = "Extra scopes"),
+    ),
+    responses(
+        (
+            status = 200,
+            description = "The URL to send the browser to; sets the fastapiusersoauthcsrf cookie",
+            body = AuthorizationUrl
+        ),
+        Unauthorized401,
+        PerIp429,
+        NoProvider404,
+        ProviderNotReady503,
+    )
+)]
 pub async fn associate_authorize(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -179,7 +239,31 @@ pub async fn associate_authorize(
 
 /// `GET /auth/{provider}/callback?code&state`: 200 Token (or a redirect, see
 /// `OAUTH_SUCCESS_REDIRECT_URL`).
-#[utoipa::path(get, path = "/auth/{provider}/callback", tag = "providers", params(("provider" = String, Path, description = "A configured provider: google, github, or a name of OIDC_PROVIDERS"), ("code" = Option<String>, Query), ("state" = Option<String>, Query), ("error" = Option<String>, Query)), responses((status = 200, description = "Signed in", body = BearerToken), (status = 302, description = "Signed in; redirect to OAUTH_SUCCESS_REDIRECT_URL#access_token=…"), (status = 400, description = "See the README for the codes, in order", body = crate::error::ErrorDetail), (status = 404, description = "No such provider is configured", body = crate::error::ErrorDetail), (status = 502, description = "OAUTH_PROVIDER_UNAVAILABLE", body = crate::error::ErrorDetail), (status = 503, description = "Not ready", body = crate::error::ErrorDetail)))]
+#[utoipa::path(
+    get,
+    path = "/auth/{provider}/callback",
+    tag = "providers",
+    params(
+        (
+            "provider" = String,
+            Path,
+            description = "A configured provider: google, github, or a name of OIDC_PROVIDERS"
+        ),
+        ("code" = Option<String>, Query),
+        ("state" = Option<String>, Query),
+        ("error" = Option<String>, Query),
+    ),
+    responses(
+        (status = 200, description = "Signed in", body = BearerToken),
+        (
+            status = 302,
+            description = "Signed in; redirect to OAUTH_SUCCESS_REDIRECT_URL#access_token=…"
+        ),
+        CallbackRefused,
+        NoProvider404,
+        ProviderNotReady503,
+    )
+)]
 #[tracing::instrument(name = "oauth_callback", skip_all)]
 pub async fn callback(
     state: web::Data<AppState>,
@@ -281,7 +365,8 @@ fn mfa_required(state: &AppState, required: MfaRequired) -> Result<HttpResponse,
             resp.insert_header((
                 header::LOCATION,
                 format!(
-                    "{url}#error=LOGIN_MFA_REQUIRED&mfa_token={}&methods={}",
+                    "{url}#error={}&mfa_token={}&methods={}",
+                    Code::LoginMfaRequired,
                     required.mfa_token,
                     required.methods.join(",")
                 ),
@@ -294,7 +379,29 @@ fn mfa_required(state: &AppState, required: MfaRequired) -> Result<HttpResponse,
 }
 
 /// `GET /auth/associate/{provider}/callback?code&state` (Bearer): 200 the current user.
-#[utoipa::path(get, path = "/auth/associate/{provider}/callback", tag = "providers", security(("bearer" = [])), params(("provider" = String, Path, description = "A configured provider: google, github, or a name of OIDC_PROVIDERS"), ("code" = Option<String>, Query), ("state" = Option<String>, Query), ("error" = Option<String>, Query)), responses((status = 200, description = "Linked; the current user", body = UserRead), (status = 400, description = "See the README for the codes, in order", body = crate::error::ErrorDetail), (status = 401, description = "Missing, invalid, expired or revoked token; unknown or inactive user", body = crate::error::ErrorDetail), (status = 404, description = "No such provider is configured", body = crate::error::ErrorDetail), (status = 502, description = "OAUTH_PROVIDER_UNAVAILABLE", body = crate::error::ErrorDetail), (status = 503, description = "Not ready", body = crate::error::ErrorDetail)))]
+#[utoipa::path(
+    get,
+    path = "/auth/associate/{provider}/callback",
+    tag = "providers",
+    security(("bearer" = [])),
+    params(
+        (
+            "provider" = String,
+            Path,
+            description = "A configured provider: google, github, or a name of OIDC_PROVIDERS"
+        ),
+        ("code" = Option<String>, Query),
+        ("state" = Option<String>, Query),
+        ("error" = Option<String>, Query),
+    ),
+    responses(
+        (status = 200, description = "Linked; the current user", body = UserRead),
+        AssociateCallbackRefused,
+        Unauthorized401,
+        NoProvider404,
+        ProviderNotReady503,
+    )
+)]
 #[tracing::instrument(name = "oauth_associate_callback", skip_all)]
 pub async fn associate_callback(
     state: web::Data<AppState>,

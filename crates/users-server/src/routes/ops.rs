@@ -9,12 +9,17 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 use users_core::outbox::Channel;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorDetail};
 use crate::metrics::Gauges;
 use crate::state::AppState;
 
 /// `GET /healthz`: the process is alive and serving.
-#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, description = "Alive")))]
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "operations",
+    responses((status = 200, description = "Alive"))
+)]
 pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(json!({ "status": "ok" }))
 }
@@ -27,7 +32,12 @@ pub async fn healthz() -> HttpResponse {
     tag = "operations",
     responses(
         (status = 200, description = "Ready"),
-        (status = 503, description = "Database unreachable or not migrated, or shutting down (draining after SIGTERM)", body = crate::error::ErrorDetail)
+        (
+            status = 503,
+            description = "Database unreachable or not migrated, or shutting down (draining \
+                           after SIGTERM)",
+            body = ErrorDetail
+        ),
     )
 )]
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
@@ -66,7 +76,19 @@ fn readiness_reason(e: &users_db::DbError) -> &'static str {
 
 /// `GET /.well-known/jwks.json`: the public keys of access tokens, for services that
 /// verify them on their own. Empty with HS256 (the secret is never published).
-#[utoipa::path(get, path = "/.well-known/jwks.json", tag = "operations", responses((status = 200, description = "`{\"keys\": [...]}`: every public key a live access token may carry, and the next one (EdDSA, ES256 or RS256; empty with HS256)", body = Object)))]
+#[utoipa::path(
+    get,
+    path = "/.well-known/jwks.json",
+    tag = "operations",
+    responses(
+        (
+            status = 200,
+            description = "`{\"keys\": [...]}`: every public key a live access token may carry, \
+                           and the next one (EdDSA, ES256 or RS256; empty with HS256)",
+            body = Object
+        ),
+    )
+)]
 pub async fn jwks(state: web::Data<AppState>) -> HttpResponse {
     let (keys, max_age) = match &state.core.tokens.ring {
         Some(ring) => (
@@ -83,7 +105,24 @@ pub async fn jwks(state: web::Data<AppState>) -> HttpResponse {
 
 /// `GET /metrics`: Prometheus text format; with `METRICS_TOKEN`, only for
 /// `Authorization: Bearer <METRICS_TOKEN>`.
-#[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "Prometheus text exposition format", content_type = "text/plain"), (status = 401, description = "METRICS_TOKEN is set and the request does not carry `Authorization: Bearer <METRICS_TOKEN>`", body = crate::error::ErrorDetail)))]
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operations",
+    responses(
+        (
+            status = 200,
+            description = "Prometheus text exposition format",
+            content_type = "text/plain"
+        ),
+        (
+            status = 401,
+            description = "`Unauthorized`: METRICS_TOKEN is set and the request does not carry \
+                           `Authorization: Bearer <METRICS_TOKEN>`",
+            body = ErrorDetail
+        ),
+    )
+)]
 pub async fn metrics(
     req: HttpRequest,
     state: web::Data<AppState>,

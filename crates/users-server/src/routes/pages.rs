@@ -93,7 +93,16 @@ fn query_token(req: &HttpRequest) -> Option<String> {
 }
 
 /// `GET /reset-password?token=`: the new-password form.
-#[utoipa::path(get, path = "/reset-password", tag = "pages", params(("token" = Option<String>, Query)), responses((status = 200, description = "The new-password form", content_type = "text/html"), (status = 400, description = "No token", content_type = "text/html")))]
+#[utoipa::path(
+    get,
+    path = "/reset-password",
+    tag = "pages",
+    params(("token" = Option<String>, Query)),
+    responses(
+        (status = 200, description = "The new-password form", content_type = "text/html"),
+        (status = 400, description = "No token", content_type = "text/html"),
+    )
+)]
 pub async fn reset_page(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
     match query_token(&req) {
         Some(token) => reset_form(&state, &token, None),
@@ -105,7 +114,19 @@ pub async fn reset_page(state: web::Data<AppState>, req: HttpRequest) -> HttpRes
 }
 
 /// `POST /reset-password` (the form): completes the reset and shows the outcome.
-#[utoipa::path(post, path = "/reset-password", tag = "pages", request_body(content = ResetPasswordForm, content_type = "application/x-www-form-urlencoded"), responses((status = 200, description = "Password changed", content_type = "text/html"), (status = 400, description = "Refused, with the reason", content_type = "text/html")))]
+#[utoipa::path(
+    post,
+    path = "/reset-password",
+    tag = "pages",
+    request_body(
+        content = ResetPasswordForm,
+        content_type = "application/x-www-form-urlencoded"
+    ),
+    responses(
+        (status = 200, description = "Password changed", content_type = "text/html"),
+        (status = 400, description = "Refused, with the reason", content_type = "text/html"),
+    )
+)]
 #[tracing::instrument(name = "reset_password_page", skip_all)]
 pub async fn reset_submit(
     state: web::Data<AppState>,
@@ -148,7 +169,16 @@ pub async fn reset_submit(
 }
 
 /// `GET /verify?token=`: verifies the email and shows the outcome.
-#[utoipa::path(get, path = "/verify", tag = "pages", params(("token" = Option<String>, Query)), responses((status = 200, description = "Verified", content_type = "text/html"), (status = 400, description = "Bad link", content_type = "text/html")))]
+#[utoipa::path(
+    get,
+    path = "/verify",
+    tag = "pages",
+    params(("token" = Option<String>, Query)),
+    responses(
+        (status = 200, description = "Verified", content_type = "text/html"),
+        (status = 400, description = "Bad link", content_type = "text/html"),
+    )
+)]
 #[tracing::instrument(name = "verify_page", skip_all)]
 pub async fn verify_page(
     state: web::Data<AppState>,

@@ -6,17 +6,44 @@ use users_core::flows::passkeys;
 
 use crate::auth::CurrentUser;
 use crate::bodies::{
-    CeremonyOptions, PasskeyLogin, PasskeyLoginOptions, PasskeyRead, PasskeyRegister,
+    BearerToken, CeremonyOptions, PasskeyLogin, PasskeyLoginOptions, PasskeyRead, PasskeyRegister,
     Reauthentication,
 };
 use crate::client_ip::Client;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorDetail};
 use crate::extract::{OptionalJson, ValidatedJson};
+use crate::openapi::{Locked429, Unauthorized401, Validation422};
+use crate::outcome::{
+    PasskeyLoginOptionsRefused, PasskeyLoginRefused, PasskeyReauthRefused, PasskeyRegisterRefused,
+    PasskeysOff,
+};
 use crate::routes::auth::signed_in;
 use crate::state::AppState;
 
 /// `POST /auth/passkeys/register/options` {password?}.
-#[utoipa::path(post, path = "/auth/passkeys/register/options", tag = "passkeys", security(("bearer" = [])), request_body(content = Reauthentication, description = "Optional: without the password, the session must have signed in less than 10 minutes ago"), responses((status = 200, description = "A registration ceremony (discoverable credential, user verification); five minutes, single use", body = CeremonyOptions), (status = 400, description = "MFA_BAD_PASSWORD (a wrong password) or REAUTHENTICATION_REQUIRED", body = crate::error::ErrorDetail), (status = 401, description = "Not signed in", body = crate::error::ErrorDetail), (status = 422, description = "Malformed input", body = crate::error::ValidationError), (status = 429, description = "Too many wrong passwords", body = crate::error::ErrorDetail), (status = 503, description = "PASSKEYS_NOT_CONFIGURED", body = crate::error::ErrorDetail)))]
+#[utoipa::path(
+    post,
+    path = "/auth/passkeys/register/options",
+    tag = "passkeys",
+    security(("bearer" = [])),
+    request_body(
+        content = Reauthentication,
+        description = "Optional: without the password, the session must have signed in less \
+                       than 10 minutes ago"
+    ),
+    responses(
+        (
+            status = 200,
+            description = "A registration ceremony (discoverable credential, user \
+                           verification); five minutes, single use",
+            body = CeremonyOptions
+        ),
+        PasskeyReauthRefused,
+        Unauthorized401,
+        Validation422,
+        Locked429,
+    )
+)]
 pub async fn register_options(
     state: web::Data<AppState>,
     user: CurrentUser,
@@ -28,7 +55,25 @@ pub async fn register_options(
 }
 
 /// `POST /auth/passkeys/register` {challenge_id, name, credential, password?}: 201.
-#[utoipa::path(post, path = "/auth/passkeys/register", operation_id = "passkey_register", tag = "passkeys", security(("bearer" = [])), request_body = PasskeyRegister, responses((status = 201, description = "Registered; the user's first passkey ends their other sessions", body = PasskeyRead), (status = 400, description = "PASSKEY_INVALID (bad attestation, wrong origin or RP, spent, expired or foreign challenge), MFA_BAD_PASSWORD or REAUTHENTICATION_REQUIRED", body = crate::error::ErrorDetail), (status = 401, description = "Not signed in", body = crate::error::ErrorDetail), (status = 422, description = "Malformed input", body = crate::error::ValidationError), (status = 429, description = "Too many wrong passwords", body = crate::error::ErrorDetail), (status = 503, description = "PASSKEYS_NOT_CONFIGURED", body = crate::error::ErrorDetail)))]
+#[utoipa::path(
+    post,
+    path = "/auth/passkeys/register",
+    operation_id = "passkey_register",
+    tag = "passkeys",
+    security(("bearer" = [])),
+    request_body = PasskeyRegister,
+    responses(
+        (
+            status = 201,
+            description = "Registered; the user's first passkey ends their other sessions",
+            body = PasskeyRead
+        ),
+        PasskeyRegisterRefused,
+        Unauthorized401,
+        Validation422,
+        Locked429,
+    )
+)]
 #[tracing::instrument(name = "passkey_register", skip_all)]
 pub async fn register(
     state: web::Data<AppState>,
@@ -53,14 +98,48 @@ pub async fn register(
 }
 
 /// `GET /auth/passkeys`.
-#[utoipa::path(get, path = "/auth/passkeys", operation_id = "list_passkeys", tag = "passkeys", security(("bearer" = [])), responses((status = 200, description = "The user's passkeys", body = [PasskeyRead]), (status = 401, description = "Not signed in", body = crate::error::ErrorDetail), (status = 503, description = "PASSKEYS_NOT_CONFIGURED", body = crate::error::ErrorDetail)))]
+#[utoipa::path(
+    get,
+    path = "/auth/passkeys",
+    operation_id = "list_passkeys",
+    tag = "passkeys",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The user's passkeys", body = [PasskeyRead]),
+        Unauthorized401,
+        PasskeysOff,
+    )
+)]
 pub async fn list(state: web::Data<AppState>, user: CurrentUser) -> Result<HttpResponse, ApiError> {
     let list = passkeys::list(&state.core, user.user().id).await?;
     Ok(HttpResponse::Ok().json(list.into_iter().map(PasskeyRead::from).collect::<Vec<_>>()))
 }
 
 /// `DELETE /auth/passkeys/{id}` {password?}: 204; 404.
-#[utoipa::path(delete, path = "/auth/passkeys/{id}", tag = "passkeys", security(("bearer" = [])), params(("id" = String, Path, description = "The passkey's id")), request_body(content = Reauthentication, description = "Optional: without the password, the session must have signed in less than 10 minutes ago"), responses((status = 204, description = "Removed"), (status = 400, description = "MFA_BAD_PASSWORD (a wrong password) or REAUTHENTICATION_REQUIRED", body = crate::error::ErrorDetail), (status = 401, description = "Not signed in", body = crate::error::ErrorDetail), (status = 404, description = "No passkey of the user has this id", body = crate::error::ErrorDetail), (status = 422, description = "Malformed input", body = crate::error::ValidationError), (status = 429, description = "Too many wrong passwords", body = crate::error::ErrorDetail), (status = 503, description = "PASSKEYS_NOT_CONFIGURED", body = crate::error::ErrorDetail)))]
+#[utoipa::path(
+    delete,
+    path = "/auth/passkeys/{id}",
+    tag = "passkeys",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The passkey's id")),
+    request_body(
+        content = Reauthentication,
+        description = "Optional: without the password, the session must have signed in less \
+                       than 10 minutes ago"
+    ),
+    responses(
+        (status = 204, description = "Removed"),
+        PasskeyReauthRefused,
+        Unauthorized401,
+        (
+            status = 404,
+            description = "`Not Found`: no passkey of the user has this id",
+            body = ErrorDetail
+        ),
+        Validation422,
+        Locked429,
+    )
+)]
 #[tracing::instrument(name = "passkey_remove", skip_all)]
 pub async fn remove(
     state: web::Data<AppState>,
@@ -74,7 +153,22 @@ pub async fn remove(
 }
 
 /// `POST /auth/passkeys/login/options` {} or {mfa_token}.
-#[utoipa::path(post, path = "/auth/passkeys/login/options", tag = "passkeys", request_body = PasskeyLoginOptions, responses((status = 200, description = "A sign-in ceremony: any discoverable passkey, or (with mfa_token) the user's passkeys as the second step", body = CeremonyOptions), (status = 400, description = "MFA_TOKEN_INVALID; PASSKEY_INVALID when the user has no passkey", body = crate::error::ErrorDetail), (status = 422, description = "Malformed input", body = crate::error::ValidationError), (status = 503, description = "PASSKEYS_NOT_CONFIGURED", body = crate::error::ErrorDetail)))]
+#[utoipa::path(
+    post,
+    path = "/auth/passkeys/login/options",
+    tag = "passkeys",
+    request_body = PasskeyLoginOptions,
+    responses(
+        (
+            status = 200,
+            description = "A sign-in ceremony: any discoverable passkey, or (with mfa_token) \
+                           the user's passkeys as the second step",
+            body = CeremonyOptions
+        ),
+        PasskeyLoginOptionsRefused,
+        Validation422,
+    )
+)]
 pub async fn login_options(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -97,7 +191,26 @@ pub async fn login_options(
 
 /// `POST /auth/passkeys/login` {challenge_id, credential, scope?}: a passwordless
 /// sign-in (both factors: aal 2).
-#[utoipa::path(post, path = "/auth/passkeys/login", operation_id = "passkey_login", tag = "passkeys", request_body = PasskeyLogin, responses((status = 200, description = "Signed in: the Token (a refresh token too with scope=offline_access)", body = crate::bodies::BearerToken), (status = 204, description = "Signed in with transport=cookie: the session cookie is set"), (status = 400, description = "PASSKEY_INVALID", body = crate::error::ErrorDetail), (status = 422, description = "Malformed input", body = crate::error::ValidationError), (status = 503, description = "PASSKEYS_NOT_CONFIGURED", body = crate::error::ErrorDetail)))]
+#[utoipa::path(
+    post,
+    path = "/auth/passkeys/login",
+    operation_id = "passkey_login",
+    tag = "passkeys",
+    request_body = PasskeyLogin,
+    responses(
+        (
+            status = 200,
+            description = "Signed in: the Token (a refresh token too with scope=offline_access)",
+            body = BearerToken
+        ),
+        (
+            status = 204,
+            description = "Signed in with transport=cookie: the session cookie is set"
+        ),
+        PasskeyLoginRefused,
+        Validation422,
+    )
+)]
 #[tracing::instrument(name = "passkey_login", skip_all)]
 pub async fn login(
     state: web::Data<AppState>,

@@ -5,10 +5,22 @@ use crate::bodies::{UserCreate, UserRead};
 use crate::client_ip::Client;
 use crate::error::ApiError;
 use crate::extract::ValidatedJson;
+use crate::openapi::Validation422;
+use crate::outcome::RegisterRefused;
 use crate::state::AppState;
 
 /// `POST /auth/register` {email, password}: 201 User.
-#[utoipa::path(post, path = "/auth/register", tag = "auth", request_body = UserCreate, responses((status = 201, description = "Created", body = UserRead), (status = 400, description = "REGISTER_INVALID_PASSWORD {code, reason} or REGISTER_USER_ALREADY_EXISTS", body = crate::error::BadRequestBody), (status = 422, description = "Malformed input", body = crate::error::ValidationError)))]
+#[utoipa::path(
+    post,
+    path = "/auth/register",
+    tag = "auth",
+    request_body = UserCreate,
+    responses(
+        (status = 201, description = "Created", body = UserRead),
+        RegisterRefused,
+        Validation422,
+    )
+)]
 #[tracing::instrument(name = "register", skip_all)]
 pub async fn register(
     state: web::Data<AppState>,

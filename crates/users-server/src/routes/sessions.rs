@@ -6,12 +6,28 @@ use users_core::flows::session::{self, Ending};
 use crate::auth::CurrentUser;
 use crate::bodies::SessionRead;
 use crate::client_ip::Client;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorDetail};
+use crate::openapi::{Forbidden403, Unauthorized401, UnknownUser404};
+use crate::outcome::CrossSite;
 use crate::routes::users::TargetUser;
 use crate::state::AppState;
 
 /// `GET /auth/sessions`: the caller's live sessions, newest first.
-#[utoipa::path(get, path = "/auth/sessions", operation_id = "list_sessions", tag = "sessions", security(("bearer" = [])), responses((status = 200, description = "Live sessions; `current` marks the caller's", body = [SessionRead]), (status = 401, description = "Missing, invalid, expired or revoked token; unknown or inactive user", body = crate::error::ErrorDetail)))]
+#[utoipa::path(
+    get,
+    path = "/auth/sessions",
+    operation_id = "list_sessions",
+    tag = "sessions",
+    security(("bearer" = [])),
+    responses(
+        (
+            status = 200,
+            description = "Live sessions; `current` marks the caller's",
+            body = [SessionRead]
+        ),
+        Unauthorized401,
+    )
+)]
 pub async fn list(state: web::Data<AppState>, user: CurrentUser) -> Result<HttpResponse, ApiError> {
     let sessions =
         session::list(&state.core, user.user().id, user.session_id(), state.now()).await?;
@@ -24,7 +40,17 @@ pub async fn list(state: web::Data<AppState>, user: CurrentUser) -> Result<HttpR
 }
 
 /// `DELETE /auth/sessions`: signs out everywhere else. 204.
-#[utoipa::path(delete, path = "/auth/sessions", tag = "sessions", security(("bearer" = [])), responses((status = 204, description = "Every other session is ended"), (status = 401, description = "Missing, invalid, expired or revoked token; unknown or inactive user", body = crate::error::ErrorDetail), (status = 403, description = "CSRF_ORIGIN_MISMATCH", body = crate::error::ErrorDetail)))]
+#[utoipa::path(
+    delete,
+    path = "/auth/sessions",
+    tag = "sessions",
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Every other session is ended"),
+        Unauthorized401,
+        CrossSite,
+    )
+)]
 #[tracing::instrument(name = "end_other_sessions", skip_all)]
 pub async fn end_others(
     state: web::Data<AppState>,
@@ -42,7 +68,23 @@ pub async fn end_others(
 }
 
 /// `DELETE /auth/sessions/{id}`: ends one of the caller's sessions. 204; 404.
-#[utoipa::path(delete, path = "/auth/sessions/{id}", tag = "sessions", security(("bearer" = [])), params(("id" = String, Path, description = "The session's id")), responses((status = 204, description = "Ended"), (status = 401, description = "Missing, invalid, expired or revoked token; unknown or inactive user", body = crate::error::ErrorDetail), (status = 403, description = "CSRF_ORIGIN_MISMATCH", body = crate::error::ErrorDetail), (status = 404, description = "No live session of the caller has this id", body = crate::error::ErrorDetail)))]
+#[utoipa::path(
+    delete,
+    path = "/auth/sessions/{id}",
+    tag = "sessions",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The session's id")),
+    responses(
+        (status = 204, description = "Ended"),
+        Unauthorized401,
+        CrossSite,
+        (
+            status = 404,
+            description = "`Not Found`: no live session of the caller has this id",
+            body = ErrorDetail
+        ),
+    )
+)]
 #[tracing::instrument(name = "end_session", skip_all)]
 pub async fn end_one(
     state: web::Data<AppState>,
@@ -65,7 +107,19 @@ pub async fn end_one(
 }
 
 /// `GET /users/{id}/sessions` (superuser): that user's live sessions.
-#[utoipa::path(get, path = "/users/{id}/sessions", tag = "sessions", security(("bearer" = [])), params(("id" = String, Path, description = "The user's id (a UUID)")), responses((status = 200, description = "Live sessions (`current` is false)", body = [SessionRead]), (status = 401, description = "Missing, invalid, expired or revoked token; unknown or inactive user", body = crate::error::ErrorDetail), (status = 403, description = "Not a superuser", body = crate::error::ErrorDetail), (status = 404, description = "Unknown or malformed id", body = crate::error::ErrorDetail)))]
+#[utoipa::path(
+    get,
+    path = "/users/{id}/sessions",
+    tag = "sessions",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The user's id (a UUID)")),
+    responses(
+        (status = 200, description = "Live sessions (`current` is false)", body = [SessionRead]),
+        Unauthorized401,
+        Forbidden403,
+        UnknownUser404,
+    )
+)]
 pub async fn list_of_user(
     state: web::Data<AppState>,
     target: TargetUser,
@@ -80,7 +134,19 @@ pub async fn list_of_user(
 }
 
 /// `DELETE /users/{id}/sessions` (superuser): ends every session of that user. 204.
-#[utoipa::path(delete, path = "/users/{id}/sessions", tag = "sessions", security(("bearer" = [])), params(("id" = String, Path, description = "The user's id (a UUID)")), responses((status = 204, description = "Every session of the user is ended"), (status = 401, description = "Missing, invalid, expired or revoked token; unknown or inactive user", body = crate::error::ErrorDetail), (status = 403, description = "Not a superuser", body = crate::error::ErrorDetail), (status = 404, description = "Unknown or malformed id", body = crate::error::ErrorDetail)))]
+#[utoipa::path(
+    delete,
+    path = "/users/{id}/sessions",
+    tag = "sessions",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The user's id (a UUID)")),
+    responses(
+        (status = 204, description = "Every session of the user is ended"),
+        Unauthorized401,
+        Forbidden403,
+        UnknownUser404,
+    )
+)]
 #[tracing::instrument(name = "end_user_sessions", skip_all)]
 pub async fn end_all_of_user(
     state: web::Data<AppState>,

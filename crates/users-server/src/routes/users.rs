@@ -11,6 +11,8 @@ use crate::bodies::{UserRead, UserUpdate, UsersPage, UsersQuery, DEFAULT_PER_PAG
 use crate::client_ip::Client;
 use crate::error::ApiError;
 use crate::extract::{ValidatedJson, ValidatedQuery};
+use crate::openapi::{Forbidden403, Unauthorized401, UnknownUser404, Validation422};
+use crate::outcome::UpdateRefused;
 use crate::state::AppState;
 
 /// The user a superuser route names by `{id}`, loaded by [`target_user`].
@@ -60,13 +62,34 @@ impl FromRequest for TargetUser {
 }
 
 /// `GET /users/me`.
-#[utoipa::path(get, path = "/users/me", tag = "users", security(("bearer" = [])), responses((status = 200, description = "The current user", body = UserRead), (status = 401, description = "Missing, invalid, expired or revoked token; unknown or inactive user", body = crate::error::ErrorDetail)))]
+#[utoipa::path(
+    get,
+    path = "/users/me",
+    tag = "users",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The current user", body = UserRead),
+        Unauthorized401,
+    )
+)]
 pub async fn me(user: CurrentUser) -> HttpResponse {
     HttpResponse::Ok().json(UserRead::from(user.user().clone()))
 }
 
 /// `PATCH /users/me` {email?, password?}: the flags in the body are ignored.
-#[utoipa::path(patch, path = "/users/me", tag = "users", security(("bearer" = [])), request_body = UserUpdate, responses((status = 200, description = "Updated", body = UserRead), (status = 400, description = "UPDATE_USER_EMAIL_ALREADY_EXISTS or UPDATE_USER_INVALID_PASSWORD {code, reason}", body = crate::error::BadRequestBody), (status = 401, description = "Missing, invalid, expired or revoked token; unknown or inactive user", body = crate::error::ErrorDetail), (status = 422, description = "Malformed input", body = crate::error::ValidationError)))]
+#[utoipa::path(
+    patch,
+    path = "/users/me",
+    tag = "users",
+    security(("bearer" = [])),
+    request_body = UserUpdate,
+    responses(
+        (status = 200, description = "Updated", body = UserRead),
+        UpdateRefused,
+        Unauthorized401,
+        Validation422,
+    )
+)]
 #[tracing::instrument(name = "update_me", skip_all)]
 pub async fn update_me(
     state: web::Data<AppState>,
@@ -87,13 +110,40 @@ pub async fn update_me(
 }
 
 /// `GET /users/{id}` (superuser).
-#[utoipa::path(get, path = "/users/{id}", tag = "users", security(("bearer" = [])), params(("id" = String, Path, description = "The user's id (a UUID)")), responses((status = 200, description = "The user", body = UserRead), (status = 401, description = "Missing, invalid, expired or revoked token; unknown or inactive user", body = crate::error::ErrorDetail), (status = 403, description = "Not a superuser", body = crate::error::ErrorDetail), (status = 404, description = "Unknown or malformed id", body = crate::error::ErrorDetail)))]
+#[utoipa::path(
+    get,
+    path = "/users/{id}",
+    tag = "users",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The user's id (a UUID)")),
+    responses(
+        (status = 200, description = "The user", body = UserRead),
+        Unauthorized401,
+        Forbidden403,
+        UnknownUser404,
+    )
+)]
 pub async fn get_user(target: TargetUser) -> HttpResponse {
     HttpResponse::Ok().json(UserRead::from(target.0.user))
 }
 
 /// `PATCH /users/{id}` (superuser): every field may be set.
-#[utoipa::path(patch, path = "/users/{id}", tag = "users", security(("bearer" = [])), params(("id" = String, Path, description = "The user's id (a UUID)")), request_body = UserUpdate, responses((status = 200, description = "Updated", body = UserRead), (status = 400, description = "UPDATE_USER_EMAIL_ALREADY_EXISTS or UPDATE_USER_INVALID_PASSWORD {code, reason}", body = crate::error::BadRequestBody), (status = 401, description = "Missing, invalid, expired or revoked token; unknown or inactive user", body = crate::error::ErrorDetail), (status = 403, description = "Not a superuser", body = crate::error::ErrorDetail), (status = 404, description = "Unknown or malformed id", body = crate::error::ErrorDetail), (status = 422, description = "Malformed input", body = crate::error::ValidationError)))]
+#[utoipa::path(
+    patch,
+    path = "/users/{id}",
+    tag = "users",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The user's id (a UUID)")),
+    request_body = UserUpdate,
+    responses(
+        (status = 200, description = "Updated", body = UserRead),
+        UpdateRefused,
+        Unauthorized401,
+        Forbidden403,
+        UnknownUser404,
+        Validation422,
+    )
+)]
 #[tracing::instrument(name = "update_user", skip_all)]
 pub async fn patch_user(
     state: web::Data<AppState>,
@@ -116,7 +166,19 @@ pub async fn patch_user(
 }
 
 /// `DELETE /users/{id}` (superuser): 204.
-#[utoipa::path(delete, path = "/users/{id}", tag = "users", security(("bearer" = [])), params(("id" = String, Path, description = "The user's id (a UUID)")), responses((status = 204, description = "Deleted"), (status = 401, description = "Missing, invalid, expired or revoked token; unknown or inactive user", body = crate::error::ErrorDetail), (status = 403, description = "Not a superuser", body = crate::error::ErrorDetail), (status = 404, description = "Unknown or malformed id", body = crate::error::ErrorDetail)))]
+#[utoipa::path(
+    delete,
+    path = "/users/{id}",
+    tag = "users",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The user's id (a UUID)")),
+    responses(
+        (status = 204, description = "Deleted"),
+        Unauthorized401,
+        Forbidden403,
+        UnknownUser404,
+    )
+)]
 #[tracing::instrument(name = "delete_user", skip_all)]
 pub async fn delete_user(
     state: web::Data<AppState>,
@@ -134,7 +196,19 @@ pub async fn delete_user(
 
 /// `GET /users?page=&per_page=&email=` (superuser): a page of users in creation order,
 /// optionally only those whose email contains `email` (case-insensitive).
-#[utoipa::path(get, path = "/users", tag = "users", security(("bearer" = [])), params(UsersQuery), responses((status = 200, description = "A page of users in creation order", body = UsersPage), (status = 401, description = "Missing, invalid, expired or revoked token; unknown or inactive user", body = crate::error::ErrorDetail), (status = 403, description = "Not a superuser", body = crate::error::ErrorDetail), (status = 422, description = "Malformed input", body = crate::error::ValidationError)))]
+#[utoipa::path(
+    get,
+    path = "/users",
+    tag = "users",
+    security(("bearer" = [])),
+    params(UsersQuery),
+    responses(
+        (status = 200, description = "A page of users in creation order", body = UsersPage),
+        Unauthorized401,
+        Forbidden403,
+        Validation422,
+    )
+)]
 pub async fn list_users(
     state: web::Data<AppState>,
     ValidatedQuery(query): ValidatedQuery<UsersQuery>,
