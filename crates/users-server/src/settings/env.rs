@@ -1,6 +1,7 @@
 //! Where values come from: a lookup (the process environment, or a map in tests), with
 //! `NAME_FILE` for every `NAME`, and the typed reads every section uses.
 
+use super::variables::{variable, Allowed, Variable, WhenUnset};
 use super::{err, SettingsError};
 
 /// The variables as the sections read them.
@@ -36,7 +37,11 @@ impl<'a> Env<'a> {
         }
     }
 
-    pub fn parse_bool(&self, name: &str, default: bool) -> Result<bool, SettingsError> {
+    /// `name` as a boolean, its row's default when unset or blank.
+    pub fn flag(&self, name: &str) -> Result<bool, SettingsError> {
+        let WhenUnset::Flag(default) = row(name)?.when_unset else {
+            return Err(misdeclared(name, "a boolean default"));
+        };
         match self.get(name)?.map(|s| s.trim().to_ascii_lowercase()) {
             None => Ok(default),
             Some(v) if v.is_empty() => Ok(default),
@@ -46,17 +51,26 @@ impl<'a> Env<'a> {
         }
     }
 
-    pub fn parse_in<T>(
-        &self,
-        name: &str,
-        default: T,
-        range: std::ops::RangeInclusive<T>,
-    ) -> Result<T, SettingsError>
-    where
-        T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy,
-    {
+    /// `name` as a whole number in its row's range, the row's default when unset.
+    pub fn number<T: Number>(&self, name: &str) -> Result<T, SettingsError> {
+        if let Some(value) = self.optional_number(name)? {
+            return Ok(value);
+        }
+        let WhenUnset::Number(default) = row(name)?.when_unset else {
+            return Err(misdeclared(name, "a numeric default"));
+        };
+        T::try_from(default).map_err(|_| misdeclared(name, "a default of its type"))
+    }
+
+    /// `name` as a whole number in its row's range; `None` when unset.
+    pub fn optional_number<T: Number>(&self, name: &str) -> Result<Option<T>, SettingsError> {
+        let Allowed::Range(start, end) = row(name)?.allowed else {
+            return Err(misdeclared(name, "a range"));
+        };
+        let bound = |b: i64| T::try_from(b).map_err(|_| misdeclared(name, "a range of its type"));
+        let range = bound(start)?..=bound(end)?;
         let Some(raw) = self.get(name)? else {
-            return Ok(default);
+            return Ok(None);
         };
         let value: T = raw
             .trim()
@@ -72,8 +86,58 @@ impl<'a> Env<'a> {
                 ),
             ));
         }
-        Ok(value)
+        Ok(Some(value))
     }
+
+    /// `name` as it is set (even blank), or its row's default value when unset.
+    pub fn text(&self, name: &str) -> Result<String, SettingsError> {
+        if let Some(value) = self.get(name)? {
+            return Ok(value);
+        }
+        match row(name)?.when_unset {
+            WhenUnset::Value(default) => Ok(default.to_owned()),
+            _ => Err(misdeclared(name, "a default value")),
+        }
+    }
+
+    /// One of the words of `name`'s row, trimmed; the row's default when unset or blank.
+    pub fn choice(&self, name: &str) -> Result<&'static str, SettingsError> {
+        let row = row(name)?;
+        let (Allowed::OneOf(words), WhenUnset::Value(default)) = (row.allowed, row.when_unset)
+        else {
+            return Err(misdeclared(name, "words and a default"));
+        };
+        let value = self.get(name)?.unwrap_or_default();
+        let value = value.trim();
+        if value.is_empty() {
+            return Ok(default);
+        }
+        words.iter().copied().find(|w| *w == value).ok_or_else(|| {
+            err(
+                name,
+                format!("`{value}` is not one of: {}", words.join(", ")),
+            )
+        })
+    }
+}
+
+/// What [`Env::number`] reads: the integer types, which all convert from the rows' i64.
+pub trait Number: std::str::FromStr + PartialOrd + std::fmt::Display + Copy + TryFrom<i64> {}
+
+impl<T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy + TryFrom<i64>> Number for T {}
+
+/// The row of `name`: a reader asking for a variable the table lacks is a mistake of
+/// this program, told as an error naming it (a unit test reads every variable).
+fn row(name: &str) -> Result<&'static Variable, SettingsError> {
+    variable(name).ok_or_else(|| err(name, "is read but not declared in the table of variables"))
+}
+
+/// A row that does not give what its reader needs (a mistake of this program).
+fn misdeclared(name: &str, what: &str) -> SettingsError {
+    err(
+        name,
+        format!("is declared without {what} in the table of variables"),
+    )
 }
 
 #[cfg(test)]

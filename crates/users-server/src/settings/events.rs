@@ -3,7 +3,36 @@
 
 use users_core::{EventType, WebhookSettings};
 
+use super::variables::{Variable, WhenUnset};
 use super::{err, Env, SettingsError};
+
+pub(super) const VARIABLES: &[Variable] = &[
+    Variable::number(
+        "AUDIT_RETENTION_DAYS",
+        90,
+        0..=36_500,
+        "security events older than this are forgotten; 0 keeps them forever",
+    ),
+    Variable::text(
+        "WEBHOOK_URLS",
+        WhenUnset::Described("none: no webhooks"),
+        "comma-separated http(s) URLs",
+        "where every security event is POSTed",
+    ),
+    Variable::text(
+        "WEBHOOK_SECRET",
+        WhenUnset::Described("required with WEBHOOK_URLS"),
+        "whsec_ and the base64 of a random key",
+        "the key webhooks are signed with",
+    ),
+    Variable::text(
+        "WEBHOOK_EVENTS",
+        // `*` and a blank value mean the same
+        WhenUnset::Value("*"),
+        "comma-separated event types, or *",
+        "which event types are POSTed",
+    ),
+];
 
 #[derive(Debug, Clone)]
 pub struct Events {
@@ -16,7 +45,7 @@ pub struct Events {
 impl Events {
     pub fn read(env: &Env<'_>) -> Result<Self, SettingsError> {
         let webhooks = webhook_settings(env)?;
-        let audit_retention_days = env.parse_in("AUDIT_RETENTION_DAYS", 90i64, 0..=36_500)?;
+        let audit_retention_days = env.number("AUDIT_RETENTION_DAYS")?;
         Ok(Events {
             webhooks,
             audit_retention_days,
@@ -74,9 +103,7 @@ fn webhook_urls(env: &Env<'_>) -> Result<Vec<String>, SettingsError> {
 
 /// `None`: every type.
 fn webhook_events(env: &Env<'_>) -> Result<Option<Vec<EventType>>, SettingsError> {
-    let Some(list) = env.get("WEBHOOK_EVENTS")? else {
-        return Ok(None);
-    };
+    let list = env.text("WEBHOOK_EVENTS")?;
     let list = list.trim();
     if list.is_empty() || list == "*" {
         return Ok(None);

@@ -4,9 +4,47 @@
 
 use std::net::{SocketAddr, ToSocketAddrs};
 
+use super::variables::{Variable, WhenUnset};
 use super::{err, Env, SettingsError};
 
-pub const DEFAULT_BIND_ADDR: &str = "127.0.0.1:8000";
+pub(super) const VARIABLES: &[Variable] = &[
+    Variable::text(
+        "BIND_ADDR",
+        WhenUnset::Value("127.0.0.1:8000"),
+        "host:port",
+        "listen address",
+    ),
+    Variable::text(
+        "PUBLIC_URL",
+        WhenUnset::Described("http://<BIND_ADDR>"),
+        "an absolute http:// or https:// URL",
+        "base URL of the links the service hands out",
+    ),
+    Variable::text(
+        "APP_NAME",
+        WhenUnset::Value("users"),
+        "1 to 100 characters",
+        "product name shown in mails and pages",
+    ),
+    Variable::optional_number(
+        "WORKERS",
+        "the number of CPU cores",
+        1..=256,
+        "HTTP worker threads",
+    ),
+    Variable::text(
+        "CORS_ALLOWED_ORIGINS",
+        WhenUnset::Described("none: no CORS headers"),
+        "comma-separated origins (scheme, host, optional port)",
+        "origins allowed to call the API from a browser, with credentials",
+    ),
+    Variable::text(
+        "TRUSTED_PROXIES",
+        WhenUnset::Described("none"),
+        "comma-separated IPs or CIDRs",
+        "reverse proxies whose X-Forwarded-For is believed",
+    ),
+];
 
 #[derive(Debug, Clone)]
 pub struct Http {
@@ -38,14 +76,8 @@ impl Http {
             }
             None => format!("http://{bind_addr}"),
         };
-        let workers = match env.get("WORKERS")? {
-            None => None,
-            Some(_) => Some(env.parse_in("WORKERS", 1usize, 1..=256)?),
-        };
-        let app_name = env
-            .get("APP_NAME")?
-            .map(|s| s.trim().to_owned())
-            .unwrap_or_else(|| "users".to_owned());
+        let workers = env.optional_number("WORKERS")?;
+        let app_name = env.text("APP_NAME")?.trim().to_owned();
         if app_name.is_empty() || app_name.len() > 100 {
             return Err(err("APP_NAME", "must be 1 to 100 characters"));
         }
@@ -74,9 +106,7 @@ impl Http {
 
 /// `BIND_ADDR`, checked to resolve now rather than when the listener opens.
 fn bind_addr(env: &Env<'_>) -> Result<String, SettingsError> {
-    let bind_addr = env
-        .get("BIND_ADDR")?
-        .unwrap_or_else(|| DEFAULT_BIND_ADDR.to_owned());
+    let bind_addr = env.text("BIND_ADDR")?;
     let resolved: Vec<SocketAddr> = bind_addr
         .to_socket_addrs()
         .map_err(|e| {

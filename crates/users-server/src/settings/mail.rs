@@ -4,7 +4,41 @@
 use secrecy::SecretString;
 
 use super::http::Http;
+use super::variables::{Variable, WhenUnset};
 use super::{err, Env, SettingsError};
+
+pub(super) const VARIABLES: &[Variable] = &[
+    Variable::text(
+        "SMTP_URL",
+        WhenUnset::Described("mail is written as .eml files into MAIL_DIR"),
+        "smtp://host:port, smtp://host:port?tls=starttls or smtps://user:pass@host:465",
+        "the SMTP server",
+    ),
+    Variable::text(
+        "MAIL_DIR",
+        WhenUnset::Value("mail"),
+        "a folder (created)",
+        "where .eml files go when SMTP_URL is unset",
+    ),
+    Variable::text(
+        "MAIL_FROM",
+        WhenUnset::Value("users <noreply@localhost>"),
+        "a mailbox",
+        "From: of every mail",
+    ),
+    Variable::text(
+        "RESET_PASSWORD_URL",
+        WhenUnset::Described("PUBLIC_URL/reset-password"),
+        "an absolute http:// or https:// URL",
+        "where the mailed reset link points",
+    ),
+    Variable::text(
+        "VERIFY_URL",
+        WhenUnset::Described("PUBLIC_URL/verify"),
+        "an absolute http:// or https:// URL",
+        "where the mailed verification link points",
+    ),
+];
 
 #[derive(Debug, Clone)]
 pub struct Mail {
@@ -23,11 +57,8 @@ impl Mail {
             .get("SMTP_URL")?
             .filter(|s| !s.trim().is_empty())
             .map(SecretString::from);
-        let mail_dir =
-            std::path::PathBuf::from(env.get("MAIL_DIR")?.unwrap_or_else(|| "mail".to_owned()));
-        let mail_from = env
-            .get("MAIL_FROM")?
-            .unwrap_or_else(|| "users <noreply@localhost>".to_owned());
+        let mail_dir = std::path::PathBuf::from(env.text("MAIL_DIR")?);
+        let mail_from = env.text("MAIL_FROM")?;
         Ok(Mail {
             smtp_url,
             mail_dir,

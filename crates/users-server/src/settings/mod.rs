@@ -4,7 +4,9 @@
 //! value (container secrets). A bad value stops the service with a message that names
 //! the variable.
 //!
-//! One module per concern reads and checks its variables; [`Settings`] is all of them.
+//! One module per concern declares its variables (a `VARIABLES` table, see
+//! [`variables`](mod@variables)) and reads and checks them (`read`); [`Settings`] is all
+//! of them.
 
 mod database;
 mod env;
@@ -18,13 +20,14 @@ mod providers;
 mod second_factor;
 mod sessions;
 mod tokens;
+mod variables;
 
 use users_core::{CoreConfig, CoreSetup};
 
-pub use database::{Database, DEFAULT_DATABASE_URL};
+pub use database::Database;
 pub use env::Env;
 pub use events::Events;
-pub use http::{origin_of, Http, DEFAULT_BIND_ADDR};
+pub use http::{origin_of, Http};
 pub use limits::Limits;
 pub use mail::Mail;
 pub use ops::{LogFormat, Ops};
@@ -33,6 +36,9 @@ pub use providers::{issuer_variable, oidc_variable, Providers, RESERVED_PROVIDER
 pub use second_factor::SecondFactor;
 pub use sessions::Sessions;
 pub use tokens::Tokens;
+pub use variables::{
+    is_known_variable, variable, variables, Allowed, Variable, WhenUnset, PROVIDER_PLACEHOLDER,
+};
 
 /// A configuration error, always naming the variable at fault.
 #[derive(Debug, thiserror::Error)]
@@ -65,100 +71,20 @@ pub struct Settings {
     pub events: Events,
 }
 
-/// Every variable the service reads (each may also be given as `NAME_FILE`).
-pub const KNOWN_VARIABLES: &[&str] = &[
-    "DATABASE_URL",
-    "DATABASE_MAX_CONNECTIONS",
-    "DATABASE_TIMEOUT_SECONDS",
-    "BIND_ADDR",
-    "PUBLIC_URL",
-    "JWT_SECRET",
-    "JWT_LIFETIME_SECONDS",
-    "JWT_ALGORITHM",
-    "JWT_PRIVATE_KEY",
-    "JWKS_PUBLISH_AHEAD_SECONDS",
-    "PASSWORD_MIN_LENGTH",
-    "ARGON2_MEMORY_KIB",
-    "ARGON2_ITERATIONS",
-    "ARGON2_PARALLELISM",
-    "WORKERS",
-    "APP_NAME",
-    "SMTP_URL",
-    "MAIL_DIR",
-    "MAIL_FROM",
-    "RESET_PASSWORD_URL",
-    "VERIFY_URL",
-    "RESET_PASSWORD_TOKEN_LIFETIME_SECONDS",
-    "VERIFY_TOKEN_LIFETIME_SECONDS",
-    "GOOGLE_CLIENT_ID",
-    "GOOGLE_CLIENT_SECRET",
-    "GOOGLE_ISSUER_URL",
-    "GOOGLE_ASSOCIATE_BY_EMAIL",
-    "GOOGLE_TIMEOUT_SECONDS",
-    "OIDC_PROVIDERS",
-    "GITHUB_CLIENT_ID",
-    "GITHUB_CLIENT_SECRET",
-    "GITHUB_URL",
-    "GITHUB_API_URL",
-    "GITHUB_ASSOCIATE_BY_EMAIL",
-    "GITHUB_TIMEOUT_SECONDS",
-    "OAUTH_SUCCESS_REDIRECT_URL",
-    "OAUTH_STATE_LIFETIME_SECONDS",
-    "SESSION_LIFETIME_SECONDS",
-    "SESSION_IDLE_SECONDS",
-    "REFRESH_REUSE_INTERVAL_SECONDS",
-    "MFA_ISSUER",
-    "WEBAUTHN_RP_ID",
-    "WEBAUTHN_ORIGIN",
-    "CORS_ALLOWED_ORIGINS",
-    "LOGIN_MAX_FAILURES",
-    "RATE_LIMIT_PER_IP_PER_MINUTE",
-    "TRUSTED_PROXIES",
-    "WEBHOOK_URLS",
-    "WEBHOOK_SECRET",
-    "WEBHOOK_EVENTS",
-    "AUDIT_RETENTION_DAYS",
-    "SHUTDOWN_DRAIN_SECONDS",
-    "METRICS_TOKEN",
-    "LOG_FORMAT",
-    "RUST_LOG",
+/// The rows of every section, in the order they are read: the table of variables.
+const SECTIONS: &[&[Variable]] = &[
+    database::VARIABLES,
+    http::VARIABLES,
+    tokens::VARIABLES,
+    passwords::VARIABLES,
+    second_factor::VARIABLES,
+    mail::VARIABLES,
+    providers::VARIABLES,
+    sessions::VARIABLES,
+    limits::VARIABLES,
+    ops::VARIABLES,
+    events::VARIABLES,
 ];
-
-/// The settings of each OpenID provider `<name>` of `OIDC_PROVIDERS` are the variables
-/// `OIDC_<NAME>_<SUFFIX>` (see [`oidc_variable`]), with these suffixes.
-pub const OIDC_PROVIDER_SUFFIXES: &[&str] = &[
-    "ISSUER_URL",
-    "CLIENT_ID",
-    "CLIENT_SECRET",
-    "SCOPES",
-    "ASSOCIATE_BY_EMAIL",
-    "LABEL",
-    "TIMEOUT_SECONDS",
-];
-
-/// Whether the service reads `var` (or `var` is the `_FILE` variant of one it reads):
-/// one of [`KNOWN_VARIABLES`], or a setting of some OpenID provider.
-pub fn is_known_variable(var: &str) -> bool {
-    let known = |v: &str| KNOWN_VARIABLES.contains(&v) || is_oidc_provider_variable(v);
-    known(var) || var.strip_suffix("_FILE").is_some_and(known)
-}
-
-/// `OIDC_<NAME>_<SUFFIX>` for a `<NAME>` some provider name could have.
-fn is_oidc_provider_variable(var: &str) -> bool {
-    let Some(rest) = var.strip_prefix("OIDC_") else {
-        return false;
-    };
-    OIDC_PROVIDER_SUFFIXES.iter().any(|suffix| {
-        rest.strip_suffix(suffix)
-            .and_then(|r| r.strip_suffix('_'))
-            .is_some_and(|name| {
-                (1..=32).contains(&name.len())
-                    && name
-                        .bytes()
-                        .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
-            })
-    })
-}
 
 impl Settings {
     /// Reads the process environment.
@@ -352,41 +278,52 @@ pub(crate) mod tests {
             .filter(|k| !k.ends_with("_FILE"))
             .collect();
         // The fixed variables, and every setting of each provider of OIDC_PROVIDERS.
-        let mut known: std::collections::BTreeSet<String> =
-            KNOWN_VARIABLES.iter().map(|s| s.to_string()).collect();
-        for name in ["corp", "key-cloak"] {
-            for suffix in OIDC_PROVIDER_SUFFIXES {
-                known.insert(oidc_variable(name, suffix));
+        let mut known = std::collections::BTreeSet::new();
+        for v in variables() {
+            if v.is_pattern() {
+                for name in ["CORP", "KEY_CLOAK"] {
+                    known.insert(v.name.replace(PROVIDER_PLACEHOLDER, name));
+                }
+            } else {
+                known.insert(v.name.to_owned());
             }
         }
         assert_eq!(asked, known);
         assert!(asked.iter().all(|v| is_known_variable(v)));
     }
 
+    /// Every provider configured, so that their variables are read.
+    fn every_provider() -> Vec<(&'static str, &'static str)> {
+        vec![
+            ("GOOGLE_CLIENT_ID", "id"),
+            ("GOOGLE_CLIENT_SECRET", "secret"),
+            ("GITHUB_CLIENT_ID", "id"),
+            ("GITHUB_CLIENT_SECRET", "secret"),
+            ("OIDC_PROVIDERS", "corp"),
+            ("OIDC_CORP_ISSUER_URL", "https://id.example.com"),
+            ("OIDC_CORP_CLIENT_ID", "id"),
+            ("OIDC_CORP_CLIENT_SECRET", "secret"),
+        ]
+    }
+
     #[test]
-    fn the_oidc_family_is_known_by_its_pattern() {
-        for var in [
-            "OIDC_PROVIDERS",
-            "OIDC_CORP_ISSUER_URL",
-            "OIDC_KEY_CLOAK_CLIENT_SECRET",
-            "OIDC_KEY_CLOAK_CLIENT_SECRET_FILE",
-            "OIDC_A1_LABEL",
-            "GITHUB_API_URL",
-            "GITHUB_CLIENT_SECRET_FILE",
-        ] {
-            assert!(is_known_variable(var), "{var}");
+    fn a_rows_default_is_what_unset_means() {
+        let base = every_provider();
+        let unset = format!("{:?}", settings(&base).unwrap());
+        for v in variables() {
+            let Some(default) = v.shown_default() else {
+                continue;
+            };
+            let var = v.name.replace(PROVIDER_PLACEHOLDER, "CORP");
+            let mut vars = base.clone();
+            vars.push((&var, &default));
+            let set = settings(&vars).unwrap_or_else(|e| panic!("{var}={default}: {e}"));
+            assert_eq!(
+                format!("{set:?}"),
+                unset,
+                "{var}={default} is not its default"
+            );
         }
-        for var in [
-            "OIDC_ISSUER_URL",
-            "OIDC_CORP_ISSUER",
-            "OIDC_corp_LABEL",
-            "OIDC_CORP_LABEL_X",
-            "GITHUB_SCOPES",
-            "OIDC_PROVIDERS_FILE_FILE",
-        ] {
-            assert!(!is_known_variable(var), "{var}");
-        }
-        assert_eq!(oidc_variable("key-cloak", "LABEL"), "OIDC_KEY_CLOAK_LABEL");
     }
 
     #[test]

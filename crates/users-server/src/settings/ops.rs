@@ -5,7 +5,35 @@ use std::time::Duration;
 
 use secrecy::SecretString;
 
+use super::variables::{Variable, WhenUnset};
 use super::{err, Env, SettingsError};
+
+pub(super) const VARIABLES: &[Variable] = &[
+    Variable::one_of(
+        "LOG_FORMAT",
+        "pretty",
+        &["pretty", "json"],
+        "json for one JSON object per line",
+    ),
+    Variable::text(
+        "RUST_LOG",
+        WhenUnset::Value("info"),
+        "tracing's EnvFilter syntax",
+        "log filter",
+    ),
+    Variable::number(
+        "SHUTDOWN_DRAIN_SECONDS",
+        5,
+        0..=300,
+        "after SIGTERM, how long /readyz answers 503 before the listener closes",
+    ),
+    Variable::text(
+        "METRICS_TOKEN",
+        WhenUnset::Described("/metrics is public, with a warning in the log"),
+        "not blank",
+        "the Bearer token /metrics requires",
+    ),
+];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
@@ -26,19 +54,19 @@ pub struct Ops {
 
 impl Ops {
     pub fn read(env: &Env<'_>) -> Result<Self, SettingsError> {
-        let log_format = match env.get("LOG_FORMAT")?.as_deref().map(str::trim) {
-            None | Some("") | Some("pretty") => LogFormat::Pretty,
-            Some("json") => LogFormat::Json,
-            Some(other) => {
+        let log_format = match env.choice("LOG_FORMAT")? {
+            "pretty" => LogFormat::Pretty,
+            "json" => LogFormat::Json,
+            // a word of the row without a format here is this program's mistake
+            other => {
                 return Err(err(
                     "LOG_FORMAT",
-                    format!("`{other}` is not one of: pretty, json"),
+                    format!("`{other}` is not a log format this build knows"),
                 ))
             }
         };
-        let rust_log = env.get("RUST_LOG")?.unwrap_or_else(|| "info".to_owned());
-        let shutdown_drain =
-            Duration::from_secs(env.parse_in("SHUTDOWN_DRAIN_SECONDS", 5u64, 0..=300)?);
+        let rust_log = env.text("RUST_LOG")?;
+        let shutdown_drain = Duration::from_secs(env.number("SHUTDOWN_DRAIN_SECONDS")?);
         Ok(Ops {
             rust_log,
             log_format,

@@ -7,7 +7,134 @@ use std::time::Duration;
 use secrecy::SecretString;
 use users_core::{ProviderKind, ProviderSettings};
 
+use super::variables::{Variable, WhenUnset};
 use super::{err, Env, SettingsError};
+
+pub(super) const VARIABLES: &[Variable] = &[
+    Variable::text(
+        "GOOGLE_CLIENT_ID",
+        WhenUnset::Described("the Google routes answer 404"),
+        "the OAuth client ID",
+        "the OAuth client of \"Sign in with Google\"",
+    ),
+    Variable::text(
+        "GOOGLE_CLIENT_SECRET",
+        WhenUnset::Described("required when GOOGLE_CLIENT_ID is set"),
+        "the OAuth client secret",
+        "the OAuth client of \"Sign in with Google\"",
+    ),
+    Variable::text(
+        "GOOGLE_ISSUER_URL",
+        WhenUnset::Value("https://accounts.google.com"),
+        "an absolute https:// URL",
+        "where Google's endpoints are discovered",
+    ),
+    Variable::flag(
+        "GOOGLE_ASSOCIATE_BY_EMAIL",
+        false,
+        "a sign-in whose verified email matches a user links to that user",
+    ),
+    Variable::number(
+        "GOOGLE_TIMEOUT_SECONDS",
+        10,
+        1..=120,
+        "timeout of every call to Google",
+    ),
+    Variable::text(
+        "OIDC_PROVIDERS",
+        WhenUnset::Described("none"),
+        "comma-separated names of 1 to 32 of a-z, 0-9 and -, not reserved",
+        "the OpenID Connect providers besides Google",
+    ),
+    Variable::text(
+        "OIDC_<NAME>_ISSUER_URL",
+        WhenUnset::Required,
+        "an absolute http(s) URL without a query",
+        "the provider's issuer, where discovery starts",
+    ),
+    Variable::text(
+        "OIDC_<NAME>_CLIENT_ID",
+        WhenUnset::Required,
+        "not blank",
+        "the OAuth client at the provider",
+    ),
+    Variable::text(
+        "OIDC_<NAME>_CLIENT_SECRET",
+        WhenUnset::Required,
+        "not blank",
+        "the OAuth client at the provider",
+    ),
+    Variable::text(
+        "OIDC_<NAME>_SCOPES",
+        WhenUnset::Value("openid email profile"),
+        "scopes separated by blanks or commas",
+        "scopes every authorization asks for (openid is always added)",
+    ),
+    Variable::flag(
+        "OIDC_<NAME>_ASSOCIATE_BY_EMAIL",
+        false,
+        "as GOOGLE_ASSOCIATE_BY_EMAIL, for this provider",
+    ),
+    Variable::text(
+        "OIDC_<NAME>_LABEL",
+        WhenUnset::Described("the name"),
+        "1 to 64 characters",
+        "button text, in GET /auth/providers",
+    ),
+    Variable::number(
+        "OIDC_<NAME>_TIMEOUT_SECONDS",
+        10,
+        1..=120,
+        "timeout of every call to the provider",
+    ),
+    Variable::text(
+        "GITHUB_CLIENT_ID",
+        WhenUnset::Described("the GitHub routes answer 404"),
+        "the OAuth app's client ID",
+        "the OAuth app of \"Sign in with GitHub\"",
+    ),
+    Variable::text(
+        "GITHUB_CLIENT_SECRET",
+        WhenUnset::Described("required when GITHUB_CLIENT_ID is set"),
+        "the OAuth app's client secret",
+        "the OAuth app of \"Sign in with GitHub\"",
+    ),
+    Variable::text(
+        "GITHUB_URL",
+        WhenUnset::Value(users_core::providers::GITHUB_URL),
+        "an absolute http(s) URL without a query",
+        "GitHub's sign-in pages (a GitHub Enterprise Server's URL)",
+    ),
+    Variable::text(
+        "GITHUB_API_URL",
+        WhenUnset::Value(users_core::providers::GITHUB_API_URL),
+        "an absolute http(s) URL without a query",
+        "GitHub's REST API (https://<host>/api/v3 for GitHub Enterprise Server)",
+    ),
+    Variable::flag(
+        "GITHUB_ASSOCIATE_BY_EMAIL",
+        false,
+        "a sign-in whose primary verified email matches a user links to that user",
+    ),
+    Variable::number(
+        "GITHUB_TIMEOUT_SECONDS",
+        10,
+        1..=120,
+        "timeout of every call to GitHub",
+    ),
+    Variable::text(
+        "OAUTH_SUCCESS_REDIRECT_URL",
+        WhenUnset::Described("the callback answers JSON"),
+        "an absolute http(s) URL without a #fragment",
+        "where the sign-in callback redirects with #access_token=…",
+    ),
+    Variable::number(
+        "OAUTH_STATE_LIFETIME_SECONDS",
+        3600,
+        60..=86_400,
+        "how long an authorization may take",
+    ),
+];
 
 #[derive(Debug, Clone)]
 pub struct Providers {
@@ -41,8 +168,7 @@ impl Providers {
             }
             _ => None,
         };
-        let oauth_state_lifetime_seconds =
-            env.parse_in("OAUTH_STATE_LIFETIME_SECONDS", 3600i64, 60..=86_400)?;
+        let oauth_state_lifetime_seconds = env.number("OAUTH_STATE_LIFETIME_SECONDS")?;
         Ok(Providers {
             google,
             oidc_providers,
@@ -149,9 +275,10 @@ fn google(env: &Env<'_>) -> Result<Option<ProviderSettings>, SettingsError> {
     };
     let client_secret = client_secret(env, "GOOGLE_CLIENT_SECRET", "GOOGLE_CLIENT_ID")?;
     let issuer_url = env
-        .get("GOOGLE_ISSUER_URL")?
-        .map(|s| s.trim().trim_end_matches('/').to_owned())
-        .unwrap_or_else(|| "https://accounts.google.com".to_owned());
+        .text("GOOGLE_ISSUER_URL")?
+        .trim()
+        .trim_end_matches('/')
+        .to_owned();
     if !(issuer_url.starts_with("https://") || issuer_url.starts_with("http://")) {
         return Err(err("GOOGLE_ISSUER_URL", "must be an absolute https:// URL"));
     }
@@ -163,8 +290,8 @@ fn google(env: &Env<'_>) -> Result<Option<ProviderSettings>, SettingsError> {
         client_id,
         client_secret,
         issuer_url,
-        associate_by_email: env.parse_bool("GOOGLE_ASSOCIATE_BY_EMAIL", false)?,
-        timeout: Duration::from_secs(env.parse_in("GOOGLE_TIMEOUT_SECONDS", 10, 1..=120)?),
+        associate_by_email: env.flag("GOOGLE_ASSOCIATE_BY_EMAIL")?,
+        timeout: Duration::from_secs(env.number("GOOGLE_TIMEOUT_SECONDS")?),
     }))
 }
 
@@ -204,8 +331,7 @@ fn oidc_provider(env: &Env<'_>, name: &str) -> Result<ProviderSettings, Settings
     let client_id = required("CLIENT_ID")?;
     let client_secret = SecretString::from(required("CLIENT_SECRET")?);
     let scopes: Vec<String> = env
-        .get(&var("SCOPES"))?
-        .unwrap_or_else(|| "openid email profile".to_owned())
+        .text(&var("SCOPES"))?
         .split([' ', ','])
         .filter(|s| !s.is_empty())
         .map(str::to_owned)
@@ -231,8 +357,8 @@ fn oidc_provider(env: &Env<'_>, name: &str) -> Result<ProviderSettings, Settings
         issuer_url,
         client_id,
         client_secret,
-        associate_by_email: env.parse_bool(&var("ASSOCIATE_BY_EMAIL"), false)?,
-        timeout: Duration::from_secs(env.parse_in(&var("TIMEOUT_SECONDS"), 10, 1..=120)?),
+        associate_by_email: env.flag(&var("ASSOCIATE_BY_EMAIL"))?,
+        timeout: Duration::from_secs(env.number(&var("TIMEOUT_SECONDS"))?),
     })
 }
 
@@ -242,16 +368,8 @@ fn github(env: &Env<'_>) -> Result<Option<ProviderSettings>, SettingsError> {
         return Ok(None);
     };
     let client_secret = client_secret(env, "GITHUB_CLIENT_SECRET", "GITHUB_CLIENT_ID")?;
-    let web_url = base_url(
-        "GITHUB_URL",
-        &env.get("GITHUB_URL")?
-            .unwrap_or_else(|| users_core::providers::GITHUB_URL.to_owned()),
-    )?;
-    let api_url = base_url(
-        "GITHUB_API_URL",
-        &env.get("GITHUB_API_URL")?
-            .unwrap_or_else(|| users_core::providers::GITHUB_API_URL.to_owned()),
-    )?;
+    let web_url = base_url("GITHUB_URL", &env.text("GITHUB_URL")?)?;
+    let api_url = base_url("GITHUB_API_URL", &env.text("GITHUB_API_URL")?)?;
     Ok(Some(ProviderSettings {
         name: "github".to_owned(),
         key: "github".to_owned(),
@@ -260,8 +378,8 @@ fn github(env: &Env<'_>) -> Result<Option<ProviderSettings>, SettingsError> {
         issuer_url: web_url,
         client_id,
         client_secret,
-        associate_by_email: env.parse_bool("GITHUB_ASSOCIATE_BY_EMAIL", false)?,
-        timeout: Duration::from_secs(env.parse_in("GITHUB_TIMEOUT_SECONDS", 10, 1..=120)?),
+        associate_by_email: env.flag("GITHUB_ASSOCIATE_BY_EMAIL")?,
+        timeout: Duration::from_secs(env.number("GITHUB_TIMEOUT_SECONDS")?),
     }))
 }
 

@@ -4,7 +4,30 @@
 use users_core::PasskeySettings;
 
 use super::http::{origin_of, Http};
+use super::variables::{Variable, WhenUnset};
 use super::{err, Env, SettingsError};
+
+pub(super) const VARIABLES: &[Variable] = &[
+    Variable::text(
+        "MFA_ISSUER",
+        WhenUnset::Described("APP_NAME"),
+        "1 to 100 characters without a colon",
+        "the issuer authenticator apps show for TOTP",
+    ),
+    Variable::text(
+        "WEBAUTHN_RP_ID",
+        // browsers refuse an IP address: then passkeys are off
+        WhenUnset::Described("PUBLIC_URL's host"),
+        "a host name: PUBLIC_URL's host or a parent domain of it",
+        "the passkeys' relying party",
+    ),
+    Variable::text(
+        "WEBAUTHN_ORIGIN",
+        WhenUnset::Described("PUBLIC_URL's origin"),
+        "an origin (scheme, host, optional port)",
+        "where browsers run the passkey ceremonies",
+    ),
+];
 
 #[derive(Debug, Clone)]
 pub struct SecondFactor {

@@ -1,6 +1,28 @@
 //! How long sign-ins last: `SESSION_*`, `REFRESH_REUSE_INTERVAL_SECONDS`.
 
+use super::variables::Variable;
 use super::{Env, SettingsError};
+
+pub(super) const VARIABLES: &[Variable] = &[
+    Variable::number(
+        "SESSION_LIFETIME_SECONDS",
+        30 * 86_400,
+        300..=366 * 86_400,
+        "a session ends this long after its sign-in, refreshes or not",
+    ),
+    Variable::number(
+        "SESSION_IDLE_SECONDS",
+        7 * 86_400,
+        300..=366 * 86_400,
+        "a session unused this long ends",
+    ),
+    Variable::number(
+        "REFRESH_REUSE_INTERVAL_SECONDS",
+        10,
+        0..=300,
+        "a spent refresh token presented again this soon gets the current one",
+    ),
+];
 
 #[derive(Debug, Clone)]
 pub struct Sessions {
@@ -12,21 +34,9 @@ pub struct Sessions {
 impl Sessions {
     pub fn read(env: &Env<'_>) -> Result<Self, SettingsError> {
         Ok(Sessions {
-            session_lifetime_seconds: env.parse_in(
-                "SESSION_LIFETIME_SECONDS",
-                30 * 86_400i64,
-                300..=366 * 86_400,
-            )?,
-            session_idle_seconds: env.parse_in(
-                "SESSION_IDLE_SECONDS",
-                7 * 86_400i64,
-                300..=366 * 86_400,
-            )?,
-            refresh_reuse_interval_seconds: env.parse_in(
-                "REFRESH_REUSE_INTERVAL_SECONDS",
-                10i64,
-                0..=300,
-            )?,
+            session_lifetime_seconds: env.number("SESSION_LIFETIME_SECONDS")?,
+            session_idle_seconds: env.number("SESSION_IDLE_SECONDS")?,
+            refresh_reuse_interval_seconds: env.number("REFRESH_REUSE_INTERVAL_SECONDS")?,
         })
     }
 }

@@ -4,7 +4,53 @@
 use secrecy::SecretString;
 use users_core::signing::{SigningAlgorithm, SigningKey};
 
+use super::variables::{Variable, WhenUnset};
 use super::{err, Env, SettingsError};
+
+pub(super) const VARIABLES: &[Variable] = &[
+    Variable::text(
+        "JWT_SECRET",
+        WhenUnset::Described("generated once and stored in the database"),
+        "not empty; 32 bytes or more (shorter ones are warned about)",
+        "HS256 secret of every token",
+    ),
+    Variable::number(
+        "JWT_LIFETIME_SECONDS",
+        3600,
+        60..=30 * 86_400,
+        "access-token lifetime",
+    ),
+    Variable::one_of(
+        "JWT_ALGORITHM",
+        "HS256",
+        &["HS256", "EdDSA", "ES256", "RS256"],
+        "what signs access tokens",
+    ),
+    Variable::text(
+        "JWT_PRIVATE_KEY",
+        WhenUnset::Described("generated once, kept in the database"),
+        "an unencrypted PKCS#8 PEM of JWT_ALGORITHM's kind",
+        "the private key of an asymmetric JWT_ALGORITHM",
+    ),
+    Variable::number(
+        "JWKS_PUBLISH_AHEAD_SECONDS",
+        600,
+        0..=7 * 86_400,
+        "how long a new key is published before it signs",
+    ),
+    Variable::number(
+        "RESET_PASSWORD_TOKEN_LIFETIME_SECONDS",
+        3600,
+        60..=7 * 86_400,
+        "lifetime of the mailed password-reset token",
+    ),
+    Variable::number(
+        "VERIFY_TOKEN_LIFETIME_SECONDS",
+        3600,
+        60..=30 * 86_400,
+        "lifetime of the mailed verification token",
+    ),
+];
 
 #[derive(Debug, Clone)]
 pub struct Tokens {
@@ -22,28 +68,20 @@ pub struct Tokens {
 impl Tokens {
     pub fn read(env: &Env<'_>) -> Result<Self, SettingsError> {
         let jwt_secret = jwt_secret(env)?;
-        let jwt_lifetime_seconds =
-            env.parse_in("JWT_LIFETIME_SECONDS", 3600i64, 60..=30 * 86_400)?;
-        let jwt_algorithm = match env.get("JWT_ALGORITHM")?.map(|s| s.trim().to_owned()) {
-            None => SigningAlgorithm::Hs256,
-            Some(a) if a.is_empty() => SigningAlgorithm::Hs256,
-            Some(a) => SigningAlgorithm::parse(&a).ok_or_else(|| {
-                err(
-                    "JWT_ALGORITHM",
-                    format!("`{a}` is not one of: HS256, EdDSA, ES256, RS256"),
-                )
-            })?,
-        };
+        let jwt_lifetime_seconds = env.number("JWT_LIFETIME_SECONDS")?;
+        let algorithm = env.choice("JWT_ALGORITHM")?;
+        // the row's words are the names `parse` knows; a word it lacks is this program's
+        // mistake, told like a bad value
+        let jwt_algorithm = SigningAlgorithm::parse(algorithm).ok_or_else(|| {
+            err(
+                "JWT_ALGORITHM",
+                format!("`{algorithm}` is not a signing algorithm this build knows"),
+            )
+        })?;
         let jwt_private_key = jwt_private_key(env, jwt_algorithm)?;
-        let jwks_publish_ahead_seconds =
-            env.parse_in("JWKS_PUBLISH_AHEAD_SECONDS", 600i64, 0..=7 * 86_400)?;
-        let reset_token_lifetime_seconds = env.parse_in(
-            "RESET_PASSWORD_TOKEN_LIFETIME_SECONDS",
-            3600i64,
-            60..=7 * 86_400,
-        )?;
-        let verify_token_lifetime_seconds =
-            env.parse_in("VERIFY_TOKEN_LIFETIME_SECONDS", 3600i64, 60..=30 * 86_400)?;
+        let jwks_publish_ahead_seconds = env.number("JWKS_PUBLISH_AHEAD_SECONDS")?;
+        let reset_token_lifetime_seconds = env.number("RESET_PASSWORD_TOKEN_LIFETIME_SECONDS")?;
+        let verify_token_lifetime_seconds = env.number("VERIFY_TOKEN_LIFETIME_SECONDS")?;
         Ok(Tokens {
             jwt_secret,
             jwt_lifetime_seconds,
