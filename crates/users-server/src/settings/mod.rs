@@ -4,9 +4,9 @@
 //! value (container secrets). A bad value stops the service with a message that names
 //! the variable.
 //!
-//! One module per concern declares its variables (a `VARIABLES` table, see
-//! [`variables`](mod@variables)) and reads and checks them (`read`); [`Settings`] is all
-//! of them.
+//! One module per concern declares its variables (its rows of the table of variables,
+//! `VARIABLES`; the row is defined in `variables.rs`) and reads and checks them
+//! (`read`); [`Settings`] is all of them.
 
 mod database;
 mod env;
