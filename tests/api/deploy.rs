@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use reqwest::Url;
 use serde_norway::Value;
-use users_server::settings::{is_known_variable, Settings, KNOWN_VARIABLES};
+use users_server::settings::{is_known_variable, variable, variables, Settings};
 
 /// The port the container listens on (docs/configuration.md: `BIND_ADDR` is `0.0.0.0:8000`
 /// in a container).
@@ -26,6 +26,15 @@ fn repo_file(name: &str) -> (PathBuf, String) {
 /// OpenID provider (`OIDC_<NAME>_ISSUER_URL`, …: the names depend on `OIDC_PROVIDERS`).
 fn is_known(name: &str) -> bool {
     is_known_variable(name)
+}
+
+/// The variables of the service's table with a fixed name (the `OIDC_<NAME>_*` rows are
+/// patterns, one variable per provider).
+fn fixed_variables() -> Vec<&'static str> {
+    variables()
+        .filter(|v| !v.is_pattern())
+        .map(|v| v.name)
+        .collect()
 }
 
 /// What `Settings::from_env` would make of exactly these variables.
@@ -248,12 +257,12 @@ fn compose_users_environment_is_known_and_accepted() {
     assert!(
         unknown.is_empty(),
         "docker-compose.yml sets variables the service does not read: {unknown:?} \
-         (see users_server::settings::KNOWN_VARIABLES)"
+         (see the table of variables in users_server::settings)"
     );
     // .env.example promises that each of its variables reaches the service.
-    let missing: Vec<&&str> = KNOWN_VARIABLES
-        .iter()
-        .filter(|k| !env.contains_key(**k))
+    let missing: Vec<&str> = fixed_variables()
+        .into_iter()
+        .filter(|k| !env.contains_key(*k))
         .collect();
     assert!(
         missing.is_empty(),
@@ -859,9 +868,10 @@ fn env_example_lists_every_known_variable_once_and_nothing_else() {
             line.name
         );
     }
-    let missing: Vec<&&str> = KNOWN_VARIABLES
-        .iter()
-        .filter(|k| !seen.contains(**k))
+    // every row of the table, a pattern (OIDC_<NAME>_…) by a line of some provider
+    let missing: Vec<&str> = variables()
+        .filter(|row| !lines.iter().any(|l| variable(&l.name) == Some(*row)))
+        .map(|row| row.name)
         .collect();
     assert!(missing.is_empty(), ".env.example lacks {missing:?}");
 
@@ -878,6 +888,35 @@ fn env_example_lists_every_known_variable_once_and_nothing_else() {
                 is_known(word),
                 ".env.example mentions {word}, which the service does not read"
             );
+        }
+    }
+}
+
+/// Each line against its row of the service's table of variables: a variable with a
+/// default value shows exactly that value, one without (a default made from other
+/// variables, a feature left off, a required value) shows an example, marked so.
+#[test]
+fn env_example_shows_the_tables_defaults() {
+    let (_, lines) = env_example();
+    for line in &lines {
+        let Some(row) = variable(&line.name) else {
+            continue; // the test above names it
+        };
+        match row.shown_default() {
+            Some(default) => assert!(
+                !line.example && line.value == default,
+                ".env.example: {} defaults to `{default}` (the table of variables in \
+                 users_server::settings); show #{}={default}, without \"Example:\" above, \
+                 and give examples in the comment",
+                line.name,
+                line.name
+            ),
+            None => assert!(
+                line.example,
+                ".env.example: {} has no default value ({:?}), so #{}={} is an example: \
+                 end the line above with \"Example:\"",
+                line.name, row.when_unset, line.name, line.value
+            ),
         }
     }
 }

@@ -6,7 +6,7 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use users_server::settings::{is_known_variable, KNOWN_VARIABLES, OIDC_PROVIDER_SUFFIXES};
+use users_server::settings::{variables, WhenUnset};
 
 /// README.md must stay under this many bytes: an entry point, not the manual.
 const README_LIMIT_BYTES: usize = 16_000;
@@ -96,47 +96,105 @@ fn relative_links_of_the_readme_and_docs_lead_to_files() {
     }
 }
 
-/// The variable names of the first column of docs/configuration.md's table.
-fn configuration_table_names() -> Vec<String> {
-    let text = read(&repo_root().join("docs/configuration.md"));
-    let mut names = Vec::new();
-    for line in text.lines() {
-        let Some(first_cell) = line.strip_prefix('|').and_then(|l| l.split('|').next()) else {
-            continue;
-        };
-        for part in first_cell.split('`').skip(1).step_by(2) {
-            names.push(part.to_owned());
-        }
-    }
-    names
+/// The backticked spans of a Markdown table cell.
+fn spans(cell: &str) -> Vec<String> {
+    cell.split('`')
+        .skip(1)
+        .step_by(2)
+        .map(str::to_owned)
+        .collect()
 }
 
+/// A row of docs/configuration.md's table: the variables of its first cell, the text
+/// of its second (the default).
+struct ConfigurationRow {
+    names: Vec<String>,
+    default: String,
+}
+
+fn configuration_table() -> Vec<ConfigurationRow> {
+    let text = read(&repo_root().join("docs/configuration.md"));
+    let mut rows = Vec::new();
+    for line in text.lines() {
+        let Some(cells) = line.strip_prefix('|') else {
+            continue;
+        };
+        let mut cells = cells.split('|');
+        let names = spans(cells.next().unwrap_or_default());
+        if names.is_empty() {
+            continue; // the header and the rule below it
+        }
+        rows.push(ConfigurationRow {
+            names,
+            default: cells.next().unwrap_or_default().trim().to_owned(),
+        });
+    }
+    rows
+}
+
+/// The page's table against the service's table of variables
+/// (`users_server::settings::variables`): the same names, the patterns
+/// (`OIDC_<NAME>_SCOPES`) written as they are, and the same defaults where the row's
+/// default is a value. A row of several variables shows one default for each, in
+/// order, or one for all.
 #[test]
 fn configuration_page_lists_every_setting_and_nothing_else() {
-    let names = configuration_table_names();
-    for name in &names {
-        assert!(
-            is_known_variable(name) || name.starts_with("OIDC_<NAME>_"),
-            "docs/configuration.md lists {name}, which the service does not read"
-        );
+    let rows = configuration_table();
+    let mut listed = BTreeSet::new();
+    for row in &rows {
+        for name in &row.names {
+            let Some(variable) = variables().find(|v| v.name == name.as_str()) else {
+                panic!(
+                    "docs/configuration.md lists {name}, which is not in the table of \
+                     variables (users_server::settings); the service does not read it"
+                );
+            };
+            assert!(
+                listed.insert(variable.name),
+                "docs/configuration.md lists {name} twice"
+            );
+        }
+        let shown = spans(&row.default);
+        for (i, name) in row.names.iter().enumerate() {
+            let Some(variable) = variables().find(|v| v.name == name.as_str()) else {
+                continue;
+            };
+            if variable.when_unset == WhenUnset::Required {
+                assert!(
+                    row.default.starts_with("required"),
+                    "docs/configuration.md: {name} must be set; its default should say \
+                     \"required\", not `{}`",
+                    row.default
+                );
+            }
+            let Some(default) = variable.shown_default() else {
+                continue;
+            };
+            let documented = match shown.len() {
+                n if n == row.names.len() => &shown[i],
+                1 => &shown[0],
+                _ => panic!(
+                    "docs/configuration.md: the row of {:?} shows {} defaults in `{}`; \
+                     show one for each variable, or one for all",
+                    row.names,
+                    shown.len(),
+                    row.default
+                ),
+            };
+            assert_eq!(
+                documented, &default,
+                "docs/configuration.md shows `{documented}` as the default of {name}; \
+                 the service's is `{default}`"
+            );
+        }
     }
-    let listed: BTreeSet<&str> = names.iter().map(String::as_str).collect();
-    let missing: Vec<&&str> = KNOWN_VARIABLES
-        .iter()
-        .filter(|k| !listed.contains(**k))
+    let missing: Vec<&str> = variables()
+        .map(|v| v.name)
+        .filter(|k| !listed.contains(k))
         .collect();
     assert!(
         missing.is_empty(),
         "docs/configuration.md's table lacks {missing:?}"
-    );
-    let missing_oidc: Vec<String> = OIDC_PROVIDER_SUFFIXES
-        .iter()
-        .map(|s| format!("OIDC_<NAME>_{s}"))
-        .filter(|k| !listed.contains(k.as_str()))
-        .collect();
-    assert!(
-        missing_oidc.is_empty(),
-        "docs/configuration.md's table lacks {missing_oidc:?}"
     );
 }
 

@@ -137,7 +137,7 @@ pub fn trusted_origin(headers: &header::HeaderMap, state: &AppState) -> bool {
     });
     match origin {
         None => true,
-        Some(origin) => state.settings.is_trusted_origin(&origin),
+        Some(origin) => state.settings.http.is_trusted_origin(&origin),
     }
 }
 

@@ -152,11 +152,11 @@ pub async fn create_user_command(settings: Settings, args: CreateUserArgs) -> u8
 
 /// `users-server rotate-signing-key`; returns the process exit code.
 pub async fn rotate_signing_key_command(settings: Settings) -> u8 {
-    if settings.jwt_algorithm == users_core::signing::SigningAlgorithm::Hs256 {
+    if settings.tokens.jwt_algorithm == users_core::signing::SigningAlgorithm::Hs256 {
         eprintln!("error: JWT_ALGORITHM is HS256: access tokens are signed with JWT_SECRET; set JWT_ALGORITHM to EdDSA, ES256 or RS256 to use signing keys");
         return 2;
     }
-    if settings.jwt_private_key.is_some() {
+    if settings.tokens.jwt_private_key.is_some() {
         eprintln!("error: JWT_PRIVATE_KEY is set: that key signs; rotate by giving it a new key");
         return 2;
     }

@@ -123,7 +123,7 @@ pub fn request_ip(
     client_ip(
         peer.map(|a| a.ip()),
         &forwarded,
-        &state.settings.trusted_proxies,
+        &state.settings.http.trusted_proxies,
     )
 }
 

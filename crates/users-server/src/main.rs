@@ -47,11 +47,11 @@ fn main() -> ExitCode {
     };
     match command {
         None | Some("serve") => {
-            telemetry::init(&settings.rust_log, settings.log_format, false);
+            telemetry::init(&settings.ops.rust_log, settings.ops.log_format, false);
             runtime.block_on(serve(settings))
         }
         Some("create-user") => {
-            telemetry::init(&settings.rust_log, settings.log_format, true);
+            telemetry::init(&settings.ops.rust_log, settings.ops.log_format, true);
             let parsed =
                 cli::parse_create_user(&args[1..], std::env::var("USERS_CREATE_PASSWORD").ok());
             match parsed {
@@ -63,11 +63,11 @@ fn main() -> ExitCode {
             }
         }
         Some("rotate-signing-key") => {
-            telemetry::init(&settings.rust_log, settings.log_format, true);
+            telemetry::init(&settings.ops.rust_log, settings.ops.log_format, true);
             ExitCode::from(runtime.block_on(cli::rotate_signing_key_command(settings)))
         }
         Some("import-fastapi-users") => {
-            telemetry::init(&settings.rust_log, settings.log_format, true);
+            telemetry::init(&settings.ops.rust_log, settings.ops.log_format, true);
             match cli::import::parse_import(&args[1..]) {
                 Ok(a) => {
                     let abort_after = std::env::var(cli::import::ABORT_AFTER_BATCHES_VARIABLE)

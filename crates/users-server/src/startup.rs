@@ -346,15 +346,15 @@ impl Application {
         settings: Settings,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, StartupError> {
-        let addr = settings.bind_addr.clone();
-        let workers = settings.workers;
+        let addr = settings.http.bind_addr.clone();
+        let workers = settings.http.workers;
         let mailer = users_mail::Mailer::new(&users_mail::MailConfig {
-            smtp_url: settings.smtp_url.clone(),
-            mail_dir: settings.mail_dir.clone(),
-            from: settings.mail_from.clone(),
+            smtp_url: settings.mail.smtp_url.clone(),
+            mail_dir: settings.mail.mail_dir.clone(),
+            from: settings.mail.mail_from.clone(),
             timeout: std::time::Duration::from_secs(30),
         })?;
-        if settings.metrics_token.is_none() {
+        if settings.ops.metrics_token.is_none() {
             tracing::warn!(
                 "METRICS_TOKEN is not set: /metrics is public, and anyone who can reach the \
                  service reads its counters; set METRICS_TOKEN (or METRICS_TOKEN_FILE) to \
@@ -380,7 +380,7 @@ impl Application {
         })?;
         let data = web::Data::new(state.clone());
         let mut server = HttpServer::new(move || {
-            let origins = &data.settings.cors_allowed_origins;
+            let origins = &data.settings.http.cors_allowed_origins;
             let mut cors = actix_cors::Cors::default()
                 .allow_any_method()
                 .allow_any_header()
@@ -459,7 +459,7 @@ impl Application {
     ) -> std::io::Result<()> {
         let handle = self.server.handle();
         let draining = self.state.draining.clone();
-        let drain = self.state.settings.shutdown_drain;
+        let drain = self.state.settings.ops.shutdown_drain;
         let stopper = tokio::spawn(async move {
             let mut signals = signals;
             signals.wait_then_drain(draining, drain).await;

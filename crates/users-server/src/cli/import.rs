@@ -88,7 +88,7 @@ pub fn import_command(settings: &Settings, args: &ImportArgs, abort_after: Optio
         Err(e) => {
             eprintln!(
                 "error: this service's database {}: {e}",
-                settings.database_url.redacted()
+                settings.database.database_url.redacted()
             );
             return 1;
         }
@@ -136,9 +136,9 @@ pub fn import_command(settings: &Settings, args: &ImportArgs, abort_after: Optio
 fn open_target(settings: &Settings, dry_run: bool) -> Result<Option<PooledConnection>, DbError> {
     let opts = PoolOptions {
         max_connections: 1,
-        ..settings.pool.clone()
+        ..settings.database.pool.clone()
     };
-    let url = settings.database_url.clone();
+    let url = settings.database.database_url.clone();
     if !dry_run {
         let db = Database::connect_and_migrate(url, &opts)?;
         return Ok(Some(db.get()?));

@@ -37,7 +37,7 @@ pub fn configured_provider(ctx: &GuardContext<'_>) -> bool {
 }
 
 fn redirect_uri(state: &AppState, provider: &str, associate: bool) -> String {
-    let base = &state.settings.public_url;
+    let base = &state.settings.http.public_url;
     if associate {
         format!("{base}/auth/associate/{provider}/callback")
     } else {
@@ -134,7 +134,7 @@ fn clear_csrf_cookie(resp: &mut HttpResponseBuilder) {
     )
 )]
 pub async fn list_providers(state: web::Data<AppState>) -> HttpResponse {
-    let base = &state.settings.public_url;
+    let base = &state.settings.http.public_url;
     let list: Vec<ProviderRead> = state
         .core
         .providers
@@ -301,7 +301,7 @@ pub async fn callback(
         SignIn::SecondFactor(required) => return mfa_required(&state, required),
     };
     let token = signed_in.access_token;
-    let mut resp = match &state.settings.oauth_success_redirect_url {
+    let mut resp = match &state.settings.providers.oauth_success_redirect_url {
         Some(url) => {
             let mut r = HttpResponse::Found();
             r.insert_header((
@@ -314,7 +314,7 @@ pub async fn callback(
     };
     resp.insert_header((header::CACHE_CONTROL, "no-store"));
     clear_csrf_cookie(&mut resp);
-    Ok(match &state.settings.oauth_success_redirect_url {
+    Ok(match &state.settings.providers.oauth_success_redirect_url {
         Some(_) => resp.finish(),
         None => resp.json(BearerToken::new(token)),
     })
@@ -358,7 +358,7 @@ fn back_to_page(state: &AppState, page: &str, outcome: Result<SignIn, ApiError>)
 /// `OAUTH_SUCCESS_REDIRECT_URL`, a redirect there with
 /// `#error=LOGIN_MFA_REQUIRED&mfa_token=…&methods=…` (a browser cannot read a 400).
 fn mfa_required(state: &AppState, required: MfaRequired) -> Result<HttpResponse, ApiError> {
-    match &state.settings.oauth_success_redirect_url {
+    match &state.settings.providers.oauth_success_redirect_url {
         None => Err(required.into()),
         Some(url) => {
             let mut resp = HttpResponse::Found();

@@ -127,7 +127,7 @@ pub async fn metrics(
     req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    if let Some(expected) = &state.settings.metrics_token {
+    if let Some(expected) = &state.settings.ops.metrics_token {
         let given = crate::auth::bearer_token(req.head());
         if !given.is_some_and(|given| metrics_token_matches(&given, expected)) {
             return Err(ApiError::Unauthorized);
