@@ -13,7 +13,7 @@ use utoipa::openapi::schema::{
 use utoipa::openapi::{Ref, RefOr};
 use utoipa::{PartialSchema, ToSchema};
 
-use crate::outcome::{Code, Relayed};
+use crate::codes::{Code, Relayed};
 
 /// One entry of a FastAPI/pydantic 422 `detail` list. `input` echoes what the client
 /// sent (possibly a password), so `Debug` leaves it out: it must never reach a log.
@@ -72,7 +72,7 @@ pub enum ApiError {
         methods: Vec<&'static str>,
     },
     /// `{"detail": {"code": CODE, "reason": …}}` for a refused password (a code of
-    /// [`crate::outcome::Body::Password`]).
+    /// [`crate::codes::Body::Password`]).
     #[error("password refused: {code}")]
     InvalidPassword { code: Code, reason: String },
     #[error("unauthorized")]

@@ -6,10 +6,12 @@
 //! [`startup::Application::build`] assembles everything (the core, routes, listener);
 //! the binary and the integration tests both use it.
 
+pub mod answers;
 pub mod auth;
 pub mod bodies;
 pub mod cli;
 pub mod client_ip;
+pub mod codes;
 pub mod error;
 pub mod extract;
 pub mod metrics;

@@ -10,8 +10,6 @@
 //! flight. A signal while the service is still starting (waiting for the database, say)
 //! ends the start.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::body::MessageBody;
@@ -19,21 +17,7 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::ConnectionType;
 use actix_web::middleware::Next;
 
-use crate::state::AppState;
-
-/// Whether this process is draining; shared by the handlers and the shutdown.
-#[derive(Debug, Clone, Default)]
-pub struct Draining(Arc<AtomicBool>);
-
-impl Draining {
-    pub fn start(&self) {
-        self.0.store(true, Ordering::SeqCst);
-    }
-
-    pub fn is_draining(&self) -> bool {
-        self.0.load(Ordering::SeqCst)
-    }
-}
+use crate::state::{AppState, Draining};
 
 /// Middleware: while draining, every response closes its connection.
 pub async fn close_while_draining(

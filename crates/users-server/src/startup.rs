@@ -324,7 +324,7 @@ pub async fn build_state(
         settings: Arc::new(settings),
         clock,
         metrics: Arc::new(crate::metrics::Metrics::default()),
-        draining: crate::shutdown::Draining::default(),
+        draining: crate::state::Draining::default(),
     })
 }
 

@@ -1,5 +1,6 @@
 //! Shared application state, injected into handlers (no global statics).
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -16,7 +17,7 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     pub metrics: Arc<Metrics>,
     /// Set on SIGTERM: `/readyz` answers 503 while requests are still served.
-    pub draining: crate::shutdown::Draining,
+    pub draining: Draining,
 }
 
 impl std::fmt::Debug for AppState {
@@ -47,5 +48,19 @@ impl Clock for SystemClock {
             .map(|d| d.as_millis() as i64)
             .unwrap_or(0);
         Timestamp::from_millis(ms)
+    }
+}
+
+/// Whether this process is draining; shared by the handlers and the shutdown.
+#[derive(Debug, Clone, Default)]
+pub struct Draining(Arc<AtomicBool>);
+
+impl Draining {
+    pub fn start(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
     }
 }

@@ -4,11 +4,11 @@
 use actix_web::{web, HttpResponse};
 use users_core::flows::audit::{self, Filter, DEFAULT_LIMIT};
 
+use crate::answers::{Forbidden403, Unauthorized401, Validation422};
 use crate::auth::CurrentUser;
 use crate::bodies::{AuditQuery, EventRead, EventsPage};
 use crate::error::ApiError;
 use crate::extract::ValidatedQuery;
-use crate::openapi::{Forbidden403, Unauthorized401, Validation422};
 use crate::state::AppState;
 
 async fn page(state: &AppState, filter: Filter) -> Result<HttpResponse, ApiError> {

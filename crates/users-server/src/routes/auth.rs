@@ -8,12 +8,12 @@ use users_core::flows::auth::{self, Credentials, Login};
 use users_core::flows::mfa::{SignIn, Transport};
 use users_core::flows::session::{self, SessionGrant};
 
+use crate::answers::{Locked429, Unauthorized401, Validation422};
 use crate::auth::{CurrentUser, AUTH_COOKIE};
 use crate::bodies::{BearerToken, LoginForm, RefreshRequest, RefreshableToken};
 use crate::client_ip::Client;
 use crate::error::{ApiError, ErrorDetail};
 use crate::extract::{ValidatedBody, ValidatedForm};
-use crate::openapi::{Locked429, Unauthorized401, Validation422};
 use crate::outcome::{CrossSite, LoginRefused, RefreshRefused};
 use crate::state::AppState;
 

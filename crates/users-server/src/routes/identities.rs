@@ -4,11 +4,11 @@
 use actix_web::{web, HttpResponse};
 use users_core::flows::identities;
 
+use crate::answers::Unauthorized401;
 use crate::auth::CurrentUser;
 use crate::bodies::IdentityRead;
 use crate::client_ip::Client;
 use crate::error::{ApiError, ErrorDetail};
-use crate::openapi::Unauthorized401;
 use crate::outcome::UnlinkRefused;
 use crate::state::AppState;
 

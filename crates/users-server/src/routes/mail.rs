@@ -5,11 +5,11 @@ use actix_web::{web, HttpResponse};
 use serde_json::Value;
 use users_core::flows::recovery;
 
+use crate::answers::Validation422;
 use crate::bodies::{EmailRequest, ResetPassword, UserRead, VerifyToken};
 use crate::client_ip::Client;
 use crate::error::{ApiError, Null};
 use crate::extract::ValidatedJson;
-use crate::openapi::Validation422;
 use crate::outcome::{ResetRefused, VerifyRefused};
 use crate::state::AppState;
 

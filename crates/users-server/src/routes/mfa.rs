@@ -6,6 +6,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Value};
 use users_core::flows::mfa;
 
+use crate::answers::{Forbidden403, Locked429, Unauthorized401, UnknownUser404, Validation422};
 use crate::auth::{mfa_cookie, CurrentUser, MFA_COOKIE};
 use crate::bodies::{
     CodeRequest, MfaStatus, MfaVerify, RecoveryCodes, RefreshableToken, TotpEnrolRequest,
@@ -14,7 +15,6 @@ use crate::bodies::{
 use crate::client_ip::Client;
 use crate::error::{ApiError, FieldError};
 use crate::extract::ValidatedJson;
-use crate::openapi::{Forbidden403, Locked429, Unauthorized401, UnknownUser404, Validation422};
 use crate::outcome::{SecondStepRefused, TotpCodeRefused, TotpConfirmRefused, TotpEnrolRefused};
 use crate::routes::auth::signed_in;
 use crate::routes::users::TargetUser;

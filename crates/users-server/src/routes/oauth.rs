@@ -11,13 +11,14 @@ use serde_json::json;
 use users_core::flows::mfa::{MfaRequired, SignIn, Transport};
 use users_core::flows::oauth::{self, Authorization, Callback};
 
+use crate::answers::{NoProvider404, PerIp429, ProviderNotReady503, Unauthorized401};
 use crate::auth::CurrentUser;
 use crate::bodies::{AuthorizationUrl, BearerToken, ProviderRead, UserRead};
 use crate::client_ip::Client;
+use crate::codes::Code;
 use crate::error::{ApiError, FieldError};
 use crate::extract::urlencoded;
-use crate::openapi::{NoProvider404, PerIp429, ProviderNotReady503, Unauthorized401};
-use crate::outcome::{AssociateCallbackRefused, CallbackRefused, Code};
+use crate::outcome::{AssociateCallbackRefused, CallbackRefused};
 use crate::state::AppState;
 
 pub const CSRF_COOKIE: &str = "fastapiusersoauthcsrf";

@@ -4,6 +4,7 @@
 use actix_web::{web, HttpRequest, HttpResponse};
 use users_core::flows::passkeys;
 
+use crate::answers::{Locked429, Unauthorized401, Validation422};
 use crate::auth::CurrentUser;
 use crate::bodies::{
     BearerToken, CeremonyOptions, PasskeyLogin, PasskeyLoginOptions, PasskeyRead, PasskeyRegister,
@@ -12,7 +13,6 @@ use crate::bodies::{
 use crate::client_ip::Client;
 use crate::error::{ApiError, ErrorDetail};
 use crate::extract::{OptionalJson, ValidatedJson};
-use crate::openapi::{Locked429, Unauthorized401, Validation422};
 use crate::outcome::{
     PasskeyLoginOptionsRefused, PasskeyLoginRefused, PasskeyReauthRefused, PasskeyRegisterRefused,
     PasskeysOff,

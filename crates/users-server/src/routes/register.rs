@@ -1,11 +1,11 @@
 use actix_web::{web, HttpResponse};
 use users_core::flows::register::{self, NewAccount};
 
+use crate::answers::Validation422;
 use crate::bodies::{UserCreate, UserRead};
 use crate::client_ip::Client;
 use crate::error::ApiError;
 use crate::extract::ValidatedJson;
-use crate::openapi::Validation422;
 use crate::outcome::RegisterRefused;
 use crate::state::AppState;
 

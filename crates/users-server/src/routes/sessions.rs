@@ -3,11 +3,11 @@
 use actix_web::{web, HttpResponse};
 use users_core::flows::session::{self, Ending};
 
+use crate::answers::{Forbidden403, Unauthorized401, UnknownUser404};
 use crate::auth::CurrentUser;
 use crate::bodies::SessionRead;
 use crate::client_ip::Client;
 use crate::error::{ApiError, ErrorDetail};
-use crate::openapi::{Forbidden403, Unauthorized401, UnknownUser404};
 use crate::outcome::CrossSite;
 use crate::routes::users::TargetUser;
 use crate::state::AppState;

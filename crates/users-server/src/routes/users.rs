@@ -6,12 +6,12 @@ use users_core::flows::account::{self, Actor};
 use users_db::users::StoredUser;
 use users_domain::UserId;
 
+use crate::answers::{Forbidden403, Unauthorized401, UnknownUser404, Validation422};
 use crate::auth::{app_state, refuse, CurrentUser};
 use crate::bodies::{UserRead, UserUpdate, UsersPage, UsersQuery, DEFAULT_PER_PAGE};
 use crate::client_ip::Client;
 use crate::error::ApiError;
 use crate::extract::{ValidatedJson, ValidatedQuery};
-use crate::openapi::{Forbidden403, Unauthorized401, UnknownUser404, Validation422};
 use crate::outcome::UpdateRefused;
 use crate::state::AppState;
 
