@@ -194,6 +194,40 @@ fn healthcheck_command(svc: &Value, name: &str) -> String {
     interpolate(&command).unwrap_or_else(|e| panic!("service `{name}` healthcheck: {e}"))
 }
 
+/// A health check asks `/healthz` on the container's `port` from inside the container:
+/// the binary's own `users-server healthcheck` (which reads BIND_ADDR), or a command
+/// with such a URL (curl, wget).
+fn assert_checks_healthz(command: &str, port: u16, what: &str) {
+    let words: Vec<&str> = command
+        .split(|c: char| c.is_whitespace() || "[],\"'".contains(c))
+        .filter(|w| !w.is_empty())
+        .collect();
+    if words == ["users-server", "healthcheck"] {
+        return;
+    }
+    let url = url_in(command);
+    assert_eq!(url.port_or_known_default(), Some(port), "{what} {url}");
+    assert_eq!(url.path(), "/healthz", "{what} {url}");
+    assert!(
+        matches!(url.host_str(), Some("127.0.0.1" | "localhost" | "[::1]")),
+        "{what} {url}: check the service from inside its container"
+    );
+}
+
+/// A duration as Docker writes it (`5s`, `1m30s`) is at most 10 s: the service is ready
+/// within a second, and is reported healthy only after the first check.
+fn assert_is_short(duration: &str, what: &str) {
+    let seconds: u64 = duration
+        .strip_suffix('s')
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("{what}: `{duration}` is not a number of seconds"));
+    assert!(
+        (1..=10).contains(&seconds),
+        "{what}: {duration}; the first check, which makes the service healthy, runs \
+         only after one interval"
+    );
+}
+
 /// The first http(s) URL in a command line.
 fn url_in(command: &str) -> Url {
     let token = command
@@ -249,21 +283,111 @@ fn compose_users_environment_is_known_and_accepted() {
         "docker-compose.yml sets variables the service does not read: {unknown:?} \
          (see users_server::settings::KNOWN_VARIABLES)"
     );
-    // .env.example promises that each of its variables reaches the service.
+    // .env.example promises that each of its variables reaches the service (as itself,
+    // or as NAME_FILE when this file fixes it to a Compose secret).
     let missing: Vec<&&str> = KNOWN_VARIABLES
         .iter()
-        .filter(|k| !env.contains_key(**k))
+        .filter(|k| !env.contains_key(**k) && !env.contains_key(&format!("{k}_FILE")))
         .collect();
     assert!(
         missing.is_empty(),
         "the users service neither sets nor passes through {missing:?}; \
          add them to its environment (without a value to pass them through from .env)"
     );
-    // Out of the box (no .env, nothing in the shell) the service accepts its settings.
-    let resolved = resolved_environment(users);
+    let both: Vec<&String> = env
+        .keys()
+        .filter(|k| k.strip_suffix("_FILE").is_some_and(|n| env.contains_key(n)))
+        .collect();
+    assert!(
+        both.is_empty(),
+        "the users service gets both NAME and NAME_FILE for {both:?}, which it refuses"
+    );
+    // Out of the box (no .env, nothing in the shell) the service accepts its settings,
+    // its secret files holding what the jwt-secret service writes (64 base64 characters).
+    let secrets = tempfile::tempdir().unwrap();
+    let mut resolved = resolved_environment(users);
+    for (name, value) in resolved.iter_mut() {
+        if name.ends_with("_FILE") && value.starts_with("/run/secrets/") {
+            let file = secrets.path().join(name);
+            std::fs::write(&file, format!("{}\n", "A".repeat(64))).unwrap();
+            *value = file.to_string_lossy().into_owned();
+        }
+    }
     if let Err(e) = settings_from(&resolved) {
         panic!("the users service's environment in docker-compose.yml is refused: {e}");
     }
+}
+
+/// JWT_SECRET_FILE is a Compose secret whose file the one-shot jwt-secret service writes
+/// before users starts, into the folder it mounts.
+#[test]
+fn compose_jwt_secret_is_a_compose_secret_written_before_users_starts() {
+    let doc = compose();
+    let users = service(&doc, "users");
+    let env = resolved_environment(users);
+    assert_eq!(
+        env.get("JWT_SECRET_FILE").map(String::as_str),
+        Some("/run/secrets/jwt_secret"),
+        "users: JWT_SECRET_FILE"
+    );
+    let listed: Vec<String> = users
+        .get("secrets")
+        .and_then(Value::as_sequence)
+        .expect("users: secrets")
+        .iter()
+        .filter_map(|s| {
+            s.as_str()
+                .or_else(|| s.get("source").and_then(Value::as_str))
+        })
+        .map(str::to_owned)
+        .collect();
+    assert!(
+        listed.iter().any(|s| s == "jwt_secret"),
+        "users: secrets {listed:?}"
+    );
+    let file = doc
+        .get("secrets")
+        .and_then(|s| s.get("jwt_secret"))
+        .and_then(|s| s.get("file"))
+        .and_then(Value::as_str)
+        .expect("a top-level secret jwt_secret with a file");
+    let file = interpolate(file).unwrap();
+    let (folder, name) = file
+        .rsplit_once('/')
+        .expect("the secret's file is in a folder");
+    assert_eq!(name, "jwt_secret");
+
+    let writer = service(&doc, "jwt-secret");
+    let mounts: Vec<String> = writer
+        .get("volumes")
+        .and_then(Value::as_sequence)
+        .expect("jwt-secret: volumes")
+        .iter()
+        .filter_map(|v| v.as_str().map(|v| interpolate(v).unwrap()))
+        .collect();
+    assert!(
+        mounts.iter().any(|m| m == &format!("{folder}:/secrets")),
+        "jwt-secret must mount the secret's folder {folder} on /secrets: {mounts:?}"
+    );
+    let script = writer
+        .get("command")
+        .and_then(Value::as_sequence)
+        .and_then(|c| c.first())
+        .and_then(Value::as_str)
+        .expect("jwt-secret: command");
+    for step in ["/secrets/jwt_secret", "chown 10001:10001", "chmod 0400"] {
+        assert!(script.contains(step), "jwt-secret's script lacks `{step}`");
+    }
+    let condition = users
+        .get("depends_on")
+        .and_then(|d| d.get("jwt-secret"))
+        .and_then(|d| d.get("condition"))
+        .and_then(Value::as_str);
+    assert_eq!(
+        condition,
+        Some("service_completed_successfully"),
+        "users must start after jwt-secret has written the secret"
+    );
 }
 
 #[test]
@@ -288,13 +412,13 @@ fn compose_ports_and_healthcheck_match_bind_addr_and_the_dockerfile() {
         "the users service must publish exactly its BIND_ADDR port"
     );
 
-    let url = url_in(&healthcheck_command(users, "users"));
-    assert_eq!(url.port_or_known_default(), Some(port), "healthcheck {url}");
-    assert_eq!(url.path(), "/healthz", "healthcheck {url}");
-    assert!(
-        matches!(url.host_str(), Some("127.0.0.1" | "localhost" | "[::1]")),
-        "healthcheck {url}: check the service from inside its container"
-    );
+    assert_checks_healthz(&healthcheck_command(users, "users"), port, "healthcheck");
+    let interval = users
+        .get("healthcheck")
+        .and_then(|h| h.get("interval"))
+        .and_then(scalar)
+        .expect("users: healthcheck interval");
+    assert_is_short(&interval, "users: healthcheck interval");
 
     let docker = dockerfile();
     assert_eq!(
@@ -577,13 +701,15 @@ fn dockerfile_runs_unprivileged_exposes_and_checks_health_on_bind_addr_port() {
     let healthcheck = docker
         .last("HEALTHCHECK")
         .expect("the Dockerfile must have a HEALTHCHECK");
-    let command = healthcheck
+    let (options, command) = healthcheck
         .split_once("CMD")
-        .map(|(_, c)| c)
         .unwrap_or_else(|| panic!("HEALTHCHECK without CMD: {healthcheck}"));
-    let url = url_in(command);
-    assert_eq!(url.path(), "/healthz", "HEALTHCHECK {url}");
-    assert_eq!(url.port_or_known_default(), Some(port), "HEALTHCHECK {url}");
+    assert_checks_healthz(command, port, "HEALTHCHECK");
+    let interval = options
+        .split_whitespace()
+        .find_map(|o| o.strip_prefix("--interval="))
+        .expect("HEALTHCHECK --interval= (Docker's default is 30 s)");
+    assert_is_short(interval, "HEALTHCHECK --interval");
 
     // Its environment names only the service's variables (and a few of the system's),
     // with values the service accepts.
