@@ -17,8 +17,9 @@
 //! the timing-sensitive tests of `api`.
 //!
 //! Cold (nothing cached) it makes the base images and compiles the release binary
-//! inside the build (about 15 minutes on two cores); warm (a second run, the engine's
-//! data root kept under target/tmp/stack-test) it reuses images and the build cache.
+//! inside the build (16.5 minutes measured on two shared cores); warm (a second run, the
+//! engine's data root kept under target/tmp/stack-test) it reuses images and the build
+//! cache (about a minute). docs/compose.md has the commands it runs and its timings.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
