@@ -318,18 +318,15 @@ fn compose_users_environment_is_known_and_accepted() {
     }
 }
 
-/// JWT_SECRET_FILE is a Compose secret whose file the one-shot jwt-secret service writes
-/// before users starts, into the folder it mounts.
+/// JWT_SECRET_FILE is a file of a Compose secret, the secrets folder, into which the
+/// one-shot jwt-secret service writes it before users starts. The secret is the folder:
+/// it exists in a checkout, so that Compose v2, which creates every container before it
+/// starts any, can create users before the file is written.
 #[test]
 fn compose_jwt_secret_is_a_compose_secret_written_before_users_starts() {
     let doc = compose();
     let users = service(&doc, "users");
     let env = resolved_environment(users);
-    assert_eq!(
-        env.get("JWT_SECRET_FILE").map(String::as_str),
-        Some("/run/secrets/jwt_secret"),
-        "users: JWT_SECRET_FILE"
-    );
     let listed: Vec<String> = users
         .get("secrets")
         .and_then(Value::as_sequence)
@@ -341,21 +338,27 @@ fn compose_jwt_secret_is_a_compose_secret_written_before_users_starts() {
         })
         .map(str::to_owned)
         .collect();
-    assert!(
-        listed.iter().any(|s| s == "jwt_secret"),
-        "users: secrets {listed:?}"
-    );
-    let file = doc
+    let jwt_secret_file = env.get("JWT_SECRET_FILE").expect("users: JWT_SECRET_FILE");
+    let secret = listed
+        .iter()
+        .find(|s| *jwt_secret_file == format!("/run/secrets/{s}/jwt_secret"))
+        .unwrap_or_else(|| {
+            panic!("JWT_SECRET_FILE {jwt_secret_file} is not jwt_secret in a secret of users {listed:?}")
+        });
+    let folder = doc
         .get("secrets")
-        .and_then(|s| s.get("jwt_secret"))
+        .and_then(|s| s.get(secret.as_str()))
         .and_then(|s| s.get("file"))
         .and_then(Value::as_str)
-        .expect("a top-level secret jwt_secret with a file");
-    let file = interpolate(file).unwrap();
-    let (folder, name) = file
-        .rsplit_once('/')
-        .expect("the secret's file is in a folder");
-    assert_eq!(name, "jwt_secret");
+        .unwrap_or_else(|| panic!("no top-level secret {secret} with a file"));
+    let folder = interpolate(folder).unwrap();
+    if let Some(relative) = folder.strip_prefix("./") {
+        let (path, _) = repo_file(&format!("{relative}/.gitignore"));
+        assert!(
+            path.parent().is_some_and(|p| p.is_dir()),
+            "the secrets folder {folder} must be in the repository"
+        );
+    }
 
     let writer = service(&doc, "jwt-secret");
     let mounts: Vec<String> = writer
@@ -367,7 +370,7 @@ fn compose_jwt_secret_is_a_compose_secret_written_before_users_starts() {
         .collect();
     assert!(
         mounts.iter().any(|m| m == &format!("{folder}:/secrets")),
-        "jwt-secret must mount the secret's folder {folder} on /secrets: {mounts:?}"
+        "jwt-secret must mount the secrets folder {folder} on /secrets: {mounts:?}"
     );
     let script = writer
         .get("command")
