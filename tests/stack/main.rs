@@ -27,7 +27,7 @@ mod engine;
 mod images;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -82,21 +82,52 @@ fn describe(command: &Command) -> String {
     redacted(std::iter::once(&*program).chain(args.iter().map(|a| &**a)))
 }
 
-/// Runs `command` to completion; its stdout. Panics with its stderr when it fails.
+/// How long one command may take (but the build).
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(300);
+/// How long the build may take: a cold one compiles every dependency in release mode.
+const BUILD_TIMEOUT: Duration = Duration::from_secs(40 * 60);
+
+/// Waits for `child`, killing it and failing after `timeout`.
+fn wait_for(child: &mut std::process::Child, timeout: Duration, what: &str) -> ExitStatus {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("`{what}` did not end within {timeout:?}: killed");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Runs `command` to completion (within [`COMMAND_TIMEOUT`]); its stdout. Panics with
+/// its stderr when it fails.
 pub fn run(command: &mut Command) -> String {
-    let out = command
+    let what = describe(command);
+    let (mut stdout, mut stderr) = (tempfile::tempfile().unwrap(), tempfile::tempfile().unwrap());
+    let mut child = command
         .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run `{}`: {e}", describe(command)));
+        .stdout(stdout.try_clone().unwrap())
+        .stderr(stderr.try_clone().unwrap())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run `{what}`: {e}"));
+    let status = wait_for(&mut child, COMMAND_TIMEOUT, &what);
+    let read = |file: &mut std::fs::File| {
+        use std::io::{Read, Seek};
+        let mut text = String::new();
+        file.seek(std::io::SeekFrom::Start(0)).unwrap();
+        file.read_to_string(&mut text).unwrap();
+        text
+    };
+    let (out, err) = (read(&mut stdout), read(&mut stderr));
     assert!(
-        out.status.success(),
-        "`{}` failed ({}):\n{}\n{}",
-        describe(command),
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+        status.success(),
+        "`{what}` failed ({status}):\n{out}\n{err}"
     );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    out
 }
 
 /// The last `lines` lines of a log file.
@@ -263,7 +294,12 @@ impl Stack<'_> {
             args.join(" "),
             log.display()
         );
-        let status = command.status().unwrap();
+        let mut child = command.spawn().unwrap();
+        let status = wait_for(
+            &mut child,
+            BUILD_TIMEOUT,
+            &format!("docker-compose {}", args.join(" ")),
+        );
         assert!(
             status.success(),
             "docker-compose {} failed ({status}):\n{}",
@@ -697,6 +733,14 @@ fn the_compose_stack_runs_for_real() {
     // ---- up: healthy by Compose's own health status, soon after it is ready -----------
     stack.up = true;
     let (ready, healthy) = phases.time("docker-compose up -d, until healthy", || {
+        // Every container created before any starts, as Compose v2 does it: users exists
+        // before jwt-secret has written the secret it reads. (Compose v1's
+        // `up --no-start` would wait for jwt-secret to finish, which it never starts.)
+        stack.run(&["create"]);
+        assert!(
+            !secrets_dir.join("jwt_secret").exists(),
+            "the secret exists before jwt-secret ran"
+        );
         stack.up_and_healthy(&http)
     });
     assert!(
