@@ -118,3 +118,20 @@ fn a_bad_setting_stops_the_server_with_a_message_naming_it() {
     assert_ne!(code, 0);
     assert!(stderr.contains("PASSWORD_MIN_LENGTH"), "{stderr}");
 }
+
+/// `users-server healthcheck` (the image's HEALTHCHECK): 0 while the server on
+/// BIND_ADDR answers /healthz, 1 with the reason once it is gone.
+#[test]
+fn healthcheck_command_follows_the_server_on_bind_addr() {
+    let database = TestDatabase::new(Backend::Sqlite);
+    let mut env = process_env(&database.url);
+    env.insert("BIND_ADDR".into(), format!("127.0.0.1:{}", free_port()));
+    let server = ServerProcess::start(&env);
+    let (code, stdout, stderr) = run_binary(&env, &["healthcheck"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.is_empty(), "{stdout}");
+    drop(server);
+    let (code, _, stderr) = run_binary(&env, &["healthcheck"]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("/healthz"), "{stderr}");
+}

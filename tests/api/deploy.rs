@@ -204,6 +204,40 @@ fn healthcheck_command(svc: &Value, name: &str) -> String {
     interpolate(&command).unwrap_or_else(|e| panic!("service `{name}` healthcheck: {e}"))
 }
 
+/// A health check asks `/healthz` on the container's `port` from inside the container:
+/// the binary's own `users-server healthcheck` (which reads BIND_ADDR), or a command
+/// with such a URL (curl, wget).
+fn assert_checks_healthz(command: &str, port: u16, what: &str) {
+    let words: Vec<&str> = command
+        .split(|c: char| c.is_whitespace() || "[],\"'".contains(c))
+        .filter(|w| !w.is_empty())
+        .collect();
+    if words == ["users-server", "healthcheck"] {
+        return;
+    }
+    let url = url_in(command);
+    assert_eq!(url.port_or_known_default(), Some(port), "{what} {url}");
+    assert_eq!(url.path(), "/healthz", "{what} {url}");
+    assert!(
+        matches!(url.host_str(), Some("127.0.0.1" | "localhost" | "[::1]")),
+        "{what} {url}: check the service from inside its container"
+    );
+}
+
+/// A duration as Docker writes it (`5s`, `1m30s`) is at most 10 s: the service is ready
+/// within a second, and is reported healthy only after the first check.
+fn assert_is_short(duration: &str, what: &str) {
+    let seconds: u64 = duration
+        .strip_suffix('s')
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("{what}: `{duration}` is not a number of seconds"));
+    assert!(
+        (1..=10).contains(&seconds),
+        "{what}: {duration}; the first check, which makes the service healthy, runs \
+         only after one interval"
+    );
+}
+
 /// The first http(s) URL in a command line.
 fn url_in(command: &str) -> Url {
     let token = command
@@ -259,217 +293,114 @@ fn compose_users_environment_is_known_and_accepted() {
         "docker-compose.yml sets variables the service does not read: {unknown:?} \
          (see the table of variables in users_server::settings)"
     );
-    // .env.example promises that each of its variables reaches the service.
+    // .env.example promises that each of its variables reaches the service (as itself,
+    // or as NAME_FILE when this file fixes it to a Compose secret).
     let missing: Vec<&str> = fixed_variables()
         .into_iter()
-        .filter(|k| !env.contains_key(*k))
+        .filter(|k| !env.contains_key(*k) && !env.contains_key(&format!("{k}_FILE")))
         .collect();
     assert!(
         missing.is_empty(),
         "the users service neither sets nor passes through {missing:?}; \
          add them to its environment (without a value to pass them through from .env)"
     );
-    // Out of the box (no .env, nothing in the shell) the service accepts its settings.
-    // A NAME_FILE names a file in one of the service's volumes, which only a running
-    // Compose project has: here a stand-in file holds a value of the kind it would.
+    let both: Vec<&String> = env
+        .keys()
+        .filter(|k| k.strip_suffix("_FILE").is_some_and(|n| env.contains_key(n)))
+        .collect();
+    assert!(
+        both.is_empty(),
+        "the users service gets both NAME and NAME_FILE for {both:?}, which it refuses"
+    );
+    // Out of the box (no .env, nothing in the shell) the service accepts its settings,
+    // its secret files holding what the jwt-secret service writes (64 base64 characters).
+    let secrets = tempfile::tempdir().unwrap();
     let mut resolved = resolved_environment(users);
-    let stand_ins = tempfile::tempdir().unwrap();
-    let mounted = mounts(users);
-    for (name, path) in resolved.iter_mut().filter(|(k, _)| k.ends_with("_FILE")) {
-        let dir = path.rsplit_once('/').map_or("", |(d, _)| d);
-        assert!(
-            mounted.contains_key(dir),
-            "users: {name}={path} is in no volume of the service ({mounted:?})"
-        );
-        let stand_in = stand_ins.path().join(name.as_str());
-        std::fs::write(
-            &stand_in,
-            "a6f3c1d9e2b84f07a6f3c1d9e2b84f07a6f3c1d9e2b84f07",
-        )
-        .unwrap();
-        *path = stand_in.display().to_string();
+    for (name, value) in resolved.iter_mut() {
+        if name.ends_with("_FILE") && value.starts_with("/run/secrets/") {
+            let file = secrets.path().join(name);
+            std::fs::write(&file, format!("{}\n", "A".repeat(64))).unwrap();
+            *value = file.to_string_lossy().into_owned();
+        }
     }
     if let Err(e) = settings_from(&resolved) {
         panic!("the users service's environment in docker-compose.yml is refused: {e}");
     }
 }
 
-/// A service's volumes: target folder → (source, read-only).
-fn mounts(svc: &Value) -> BTreeMap<String, (String, bool)> {
-    let mut found = BTreeMap::new();
-    for m in svc
-        .get("volumes")
-        .and_then(Value::as_sequence)
-        .into_iter()
-        .flatten()
-    {
-        let (source, target, read_only) = match m {
-            Value::Mapping(_) => (
-                m.get("source").and_then(Value::as_str).unwrap_or_default(),
-                m.get("target").and_then(Value::as_str).unwrap_or_default(),
-                m.get("read_only").and_then(Value::as_bool).unwrap_or(false),
-            ),
-            _ => {
-                let parts: Vec<&str> = m.as_str().unwrap_or_default().split(':').collect();
-                (
-                    parts.first().copied().unwrap_or_default(),
-                    parts.get(1).copied().unwrap_or_default(),
-                    parts
-                        .get(2)
-                        .is_some_and(|o| o.split(',').any(|o| o == "ro")),
-                )
-            }
-        };
-        found.insert(target.to_owned(), (source.to_owned(), read_only));
-    }
-    found
-}
-
-fn psql_binary() -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .map(|dir| dir.join("psql"))
-        .find(|p| p.is_file())
-}
-
-/// The JWT secret of the Compose project is a file (the service would otherwise keep a
-/// generated one in plain text in the database), written once by the jwt-secret
-/// service into a volume the users service reads. Its script runs here, with sh and
-/// psql against a test database as it would against the postgres service: a new
-/// database gets a new random secret, kept on the next run; a database where the
-/// service generated its secret before gets that one (its sessions and TOTP enrolments
-/// are sealed with it); a database that cannot be asked fails the script, which writes
-/// nothing.
+/// JWT_SECRET_FILE is a file of a Compose secret, the secrets folder, into which the
+/// one-shot jwt-secret service writes it before users starts. The secret is the folder:
+/// it exists in a checkout, so that Compose v2, which creates every container before it
+/// starts any, can create users before the file is written.
 #[test]
-fn compose_writes_the_jwt_secret_file_once_keeping_a_generated_secret() {
+fn compose_jwt_secret_is_a_compose_secret_written_before_users_starts() {
     let doc = compose();
     let users = service(&doc, "users");
-    let init = service(&doc, "jwt-secret");
-    let users_env = resolved_environment(users);
-    let init_env = resolved_environment(init);
-    assert_eq!(
-        init_env.get("DATABASE_URL"),
-        users_env.get("DATABASE_URL"),
-        "jwt-secret asks the users service's database"
+    let env = resolved_environment(users);
+    let listed: Vec<String> = users
+        .get("secrets")
+        .and_then(Value::as_sequence)
+        .expect("users: secrets")
+        .iter()
+        .filter_map(|s| {
+            s.as_str()
+                .or_else(|| s.get("source").and_then(Value::as_str))
+        })
+        .map(str::to_owned)
+        .collect();
+    let jwt_secret_file = env.get("JWT_SECRET_FILE").expect("users: JWT_SECRET_FILE");
+    let secret = listed
+        .iter()
+        .find(|s| *jwt_secret_file == format!("/run/secrets/{s}/jwt_secret"))
+        .unwrap_or_else(|| {
+            panic!("JWT_SECRET_FILE {jwt_secret_file} is not jwt_secret in a secret of users {listed:?}")
+        });
+    let folder = doc
+        .get("secrets")
+        .and_then(|s| s.get(secret.as_str()))
+        .and_then(|s| s.get("file"))
+        .and_then(Value::as_str)
+        .unwrap_or_else(|| panic!("no top-level secret {secret} with a file"));
+    let folder = interpolate(folder).unwrap();
+    if let Some(relative) = folder.strip_prefix("./") {
+        let (path, _) = repo_file(&format!("{relative}/.gitignore"));
+        assert!(
+            path.parent().is_some_and(|p| p.is_dir()),
+            "the secrets folder {folder} must be in the repository"
+        );
+    }
+
+    let writer = service(&doc, "jwt-secret");
+    let mounts: Vec<String> = writer
+        .get("volumes")
+        .and_then(Value::as_sequence)
+        .expect("jwt-secret: volumes")
+        .iter()
+        .filter_map(|v| v.as_str().map(|v| interpolate(v).unwrap()))
+        .collect();
+    assert!(
+        mounts.iter().any(|m| m == &format!("{folder}:/secrets")),
+        "jwt-secret must mount the secrets folder {folder} on /secrets: {mounts:?}"
     );
-    let file = users_env
-        .get("JWT_SECRET_FILE")
-        .expect("users: JWT_SECRET_FILE");
-    let (dir, name) = file.rsplit_once('/').expect("an absolute path");
-    let (volume, read_only) = mounts(users)
-        .get(dir)
-        .cloned()
-        .unwrap_or_else(|| panic!("users: no volume on {dir}"));
-    assert!(read_only, "users mounts {volume} read-only");
-    let written = init_env
-        .get("SECRET_FILE")
-        .expect("jwt-secret: SECRET_FILE");
-    let (init_dir, init_name) = written.rsplit_once('/').expect("an absolute path");
-    assert_eq!(init_name, name);
-    assert_eq!(
-        mounts(init).get(init_dir),
-        Some(&(volume.clone(), false)),
-        "jwt-secret writes into the volume users reads"
-    );
-    let declared = doc.get("volumes").and_then(|v| v.get(volume.as_str()));
-    assert!(declared.is_some(), "the volume {volume} is declared");
+    let script = writer
+        .get("command")
+        .and_then(Value::as_sequence)
+        .and_then(|c| c.first())
+        .and_then(Value::as_str)
+        .expect("jwt-secret: command");
+    for step in ["/secrets/jwt_secret", "chown 10001:10001", "chmod 0400"] {
+        assert!(script.contains(step), "jwt-secret's script lacks `{step}`");
+    }
     let condition = users
         .get("depends_on")
         .and_then(|d| d.get("jwt-secret"))
         .and_then(|d| d.get("condition"))
         .and_then(Value::as_str);
-    assert_eq!(condition, Some("service_completed_successfully"));
-    let entrypoint: Vec<&str> = init
-        .get("entrypoint")
-        .and_then(Value::as_sequence)
-        .expect("jwt-secret: entrypoint")
-        .iter()
-        .filter_map(Value::as_str)
-        .collect();
-    assert_eq!(entrypoint, ["sh", "-c"]);
-    let script = init
-        .get("command")
-        .and_then(Value::as_sequence)
-        .and_then(|c| c.first())
-        .and_then(Value::as_str)
-        .expect("jwt-secret: command, one script");
-    let script = interpolate(script).unwrap_or_else(|e| panic!("jwt-secret: {e}"));
-
-    if psql_binary().is_none() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "psql must be installed in CI (it comes with PostgreSQL)"
-        );
-        eprintln!("SKIPPED: install psql to run the jwt-secret script");
-        return;
-    }
-    let folder = tempfile::tempdir().unwrap();
-    let run = |database_url: &str, file: &std::path::Path| {
-        let out = std::process::Command::new("sh")
-            .arg("-c")
-            .arg(&script)
-            .env("DATABASE_URL", database_url)
-            .env("SECRET_FILE", file)
-            .output()
-            .unwrap();
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        (out.status.success(), text)
-    };
-    let read = |file: &std::path::Path| std::fs::read_to_string(file).unwrap();
-
-    // a new database: a new random secret, then the same on the next run
-    let fresh = crate::helpers::TestDatabase::new(crate::helpers::Backend::Postgres);
-    let file = folder.path().join("fresh");
-    let (ok, text) = run(&fresh.url, &file);
-    assert!(ok, "{text}");
-    let secret = read(&file);
-    assert_eq!(secret.len(), 96, "{secret:?}");
-    assert!(secret.bytes().all(|b| b.is_ascii_hexdigit()), "{secret:?}");
-    assert!(!text.contains(&secret), "the secret is not printed");
-    use std::os::unix::fs::PermissionsExt;
     assert_eq!(
-        std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
-        0o444,
-        "readable by the service's unprivileged user, writable by no one"
+        condition,
+        Some("service_completed_successfully"),
+        "users must start after jwt-secret has written the secret"
     );
-    let (ok, text) = run(&fresh.url, &file);
-    assert!(ok, "{text}");
-    assert_eq!(read(&file), secret, "written once");
-    let other = folder.path().join("other");
-    assert!(run(&fresh.url, &other).0);
-    assert_ne!(read(&other), secret, "random");
-
-    // a database where the service generated its secret (no JWT_SECRET): kept
-    let earlier = crate::helpers::TestDatabase::new(crate::helpers::Backend::Postgres);
-    let generated = {
-        let db = users_db::Database::connect_and_migrate(
-            users_db::DatabaseUrl::parse(&earlier.url).unwrap(),
-            &users_db::PoolOptions::default(),
-        )
-        .unwrap();
-        let mut conn = db.get().unwrap();
-        users_db::shared::get_or_insert(&mut conn, "jwt_secret", "generated-earlier-3f9a1c")
-            .unwrap()
-    };
-    let file = folder.path().join("earlier");
-    let (ok, text) = run(&earlier.url, &file);
-    assert!(ok, "{text}");
-    assert_eq!(read(&file), generated);
-    assert!(!text.contains(&generated), "the secret is not printed");
-
-    // no database to ask: no file, and the service would not start
-    let file = folder.path().join("unreachable");
-    let unreachable = format!(
-        "postgres://postgres@127.0.0.1:{}/users?connect_timeout=2",
-        crate::helpers::free_port()
-    );
-    let (ok, text) = run(&unreachable, &file);
-    assert!(!ok, "{text}");
-    assert!(!file.exists());
 }
 
 #[test]
@@ -494,13 +425,13 @@ fn compose_ports_and_healthcheck_match_bind_addr_and_the_dockerfile() {
         "the users service must publish exactly its BIND_ADDR port"
     );
 
-    let url = url_in(&healthcheck_command(users, "users"));
-    assert_eq!(url.port_or_known_default(), Some(port), "healthcheck {url}");
-    assert_eq!(url.path(), "/healthz", "healthcheck {url}");
-    assert!(
-        matches!(url.host_str(), Some("127.0.0.1" | "localhost" | "[::1]")),
-        "healthcheck {url}: check the service from inside its container"
-    );
+    assert_checks_healthz(&healthcheck_command(users, "users"), port, "healthcheck");
+    let interval = users
+        .get("healthcheck")
+        .and_then(|h| h.get("interval"))
+        .and_then(scalar)
+        .expect("users: healthcheck interval");
+    assert_is_short(&interval, "users: healthcheck interval");
 
     let docker = dockerfile();
     assert_eq!(
@@ -783,13 +714,15 @@ fn dockerfile_runs_unprivileged_exposes_and_checks_health_on_bind_addr_port() {
     let healthcheck = docker
         .last("HEALTHCHECK")
         .expect("the Dockerfile must have a HEALTHCHECK");
-    let command = healthcheck
+    let (options, command) = healthcheck
         .split_once("CMD")
-        .map(|(_, c)| c)
         .unwrap_or_else(|| panic!("HEALTHCHECK without CMD: {healthcheck}"));
-    let url = url_in(command);
-    assert_eq!(url.path(), "/healthz", "HEALTHCHECK {url}");
-    assert_eq!(url.port_or_known_default(), Some(port), "HEALTHCHECK {url}");
+    assert_checks_healthz(command, port, "HEALTHCHECK");
+    let interval = options
+        .split_whitespace()
+        .find_map(|o| o.strip_prefix("--interval="))
+        .expect("HEALTHCHECK --interval= (Docker's default is 30 s)");
+    assert_is_short(interval, "HEALTHCHECK --interval");
 
     // Its environment names only the service's variables (and a few of the system's),
     // with values the service accepts.

@@ -1,9 +1,14 @@
 //! The commands of the `users-server` binary besides serving.
 //! `users-server create-user --email E --password P [--superuser] [--verified]` works
 //! while the server runs (same database) and prints the user's JSON on stdout;
-//! `import-fastapi-users` is in [`import`].
+//! `import-fastapi-users` is in [`import`]; `healthcheck` is the container image's
+//! HEALTHCHECK (the image has no curl).
 
 pub mod import;
+
+use std::io::{Read, Write};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream, ToSocketAddrs};
+use std::time::{Duration, Instant};
 
 use secrecy::SecretString;
 use users_core::flows::register::{self, NewAccount, RegisterError};
@@ -26,6 +31,8 @@ pub const USAGE: &str = "usage:
                                     URL (sqlite+aiosqlite:///./app.db,
                                     postgresql+asyncpg://user:pass@host/db)
   users-server openapi              print the OpenAPI document (JSON)
+  users-server healthcheck          GET /healthz on BIND_ADDR's port (on loopback when
+                                    BIND_ADDR is 0.0.0.0 or [::]); exit 0 on 200, else 1
 The password may also be given in the environment as USERS_CREATE_PASSWORD, so it
 stays out of the shell history and the process list.";
 
@@ -187,10 +194,152 @@ pub async fn rotate_signing_key_command(settings: Settings) -> u8 {
     }
 }
 
+/// How long `users-server healthcheck` waits for the answer, connecting included.
+pub const HEALTHCHECK_TIMEOUT: Duration = Duration::from_secs(4);
+
+/// `users-server healthcheck`: GET `/healthz` on the port of `bind_addr` (the loopback
+/// address of its family when it is a wildcard address); 0 when it answers 200, 1
+/// otherwise, with the reason on stderr.
+pub fn healthcheck_command(bind_addr: &str, timeout: Duration) -> u8 {
+    match check_health(bind_addr, timeout) {
+        Ok(()) => 0,
+        Err(reason) => {
+            eprintln!("unhealthy: {reason}");
+            1
+        }
+    }
+}
+
+fn check_health(bind_addr: &str, timeout: Duration) -> Result<(), String> {
+    let addrs: Vec<SocketAddr> = bind_addr
+        .to_socket_addrs()
+        .map_err(|e| format!("BIND_ADDR `{bind_addr}`: {e}"))?
+        .collect();
+    let mut reason = format!("BIND_ADDR `{bind_addr}` resolves to no address");
+    for mut addr in addrs {
+        if addr.ip().is_unspecified() {
+            addr.set_ip(match addr.ip() {
+                IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::LOCALHOST),
+                IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::LOCALHOST),
+            });
+        }
+        match healthz_status(addr, timeout) {
+            Ok(200) => return Ok(()),
+            Ok(status) => reason = format!("GET http://{addr}/healthz answered {status}"),
+            Err(e) => reason = format!("GET http://{addr}/healthz: {e}"),
+        }
+    }
+    Err(reason)
+}
+
+/// The status code of `GET /healthz` on `addr`, read from the status line.
+fn healthz_status(addr: SocketAddr, timeout: Duration) -> std::io::Result<u16> {
+    let deadline = Instant::now() + timeout;
+    let left = || {
+        deadline
+            .checked_duration_since(Instant::now())
+            .filter(|d| !d.is_zero())
+            .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::TimedOut, "timed out"))
+    };
+    let mut stream = TcpStream::connect_timeout(&addr, left()?)?;
+    stream.set_write_timeout(Some(left()?))?;
+    stream.write_all(
+        format!("GET /healthz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
+    )?;
+    let mut head = Vec::new();
+    let mut buf = [0u8; 256];
+    while !head.windows(2).any(|w| w == b"\r\n") && head.len() < 1024 {
+        stream.set_read_timeout(Some(left()?))?;
+        let n = stream.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        head.extend_from_slice(&buf[..n]);
+    }
+    let line = String::from_utf8_lossy(&head);
+    let line = line.lines().next().unwrap_or_default();
+    let mut words = line.split_whitespace();
+    match (words.next(), words.next().and_then(|s| s.parse().ok())) {
+        (Some(version), Some(status)) if version.starts_with("HTTP/") => Ok(status),
+        _ => Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("not an HTTP answer: `{}`", line.escape_debug()),
+        )),
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    /// A one-connection HTTP server on loopback that answers `response`; its port.
+    fn answer_once(response: &'static str) -> u16 {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            let mut request = Vec::new();
+            let mut buf = [0u8; 256];
+            while !request.ends_with(b"\r\n\r\n") {
+                let n = stream.read(&mut buf).unwrap();
+                if n == 0 {
+                    return;
+                }
+                request.extend_from_slice(&buf[..n]);
+            }
+            assert!(request.starts_with(b"GET /healthz HTTP/1.1\r\n"));
+            stream.write_all(response.as_bytes()).unwrap();
+        });
+        port
+    }
+
+    #[test]
+    fn healthcheck_asks_healthz_on_the_bind_port_via_loopback() {
+        let port = answer_once("HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n");
+        assert_eq!(
+            healthcheck_command(&format!("0.0.0.0:{port}"), HEALTHCHECK_TIMEOUT),
+            0
+        );
+        let port = answer_once("HTTP/1.1 200 OK\r\n\r\n");
+        assert_eq!(
+            check_health(&format!("127.0.0.1:{port}"), HEALTHCHECK_TIMEOUT),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn healthcheck_fails_on_another_status_no_server_or_no_answer() {
+        let port = answer_once("HTTP/1.1 503 Service Unavailable\r\n\r\n");
+        let e = check_health(&format!("0.0.0.0:{port}"), HEALTHCHECK_TIMEOUT).unwrap_err();
+        assert!(e.contains("answered 503"), "{e}");
+        assert_eq!(
+            healthcheck_command(&format!("127.0.0.1:{port}"), HEALTHCHECK_TIMEOUT),
+            1
+        );
+
+        let port = answer_once("SSH-2.0-nope\r\n");
+        let e = check_health(&format!("127.0.0.1:{port}"), HEALTHCHECK_TIMEOUT).unwrap_err();
+        assert!(e.contains("not an HTTP answer"), "{e}");
+
+        // Nothing listens on a port just freed.
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        assert_eq!(
+            healthcheck_command(&format!("127.0.0.1:{port}"), HEALTHCHECK_TIMEOUT),
+            1
+        );
+
+        // A server that accepts and never answers: the timeout ends the wait.
+        let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = silent.local_addr().unwrap().port();
+        let started = Instant::now();
+        let e = check_health(&format!("127.0.0.1:{port}"), Duration::from_millis(300)).unwrap_err();
+        assert!(started.elapsed() < Duration::from_secs(3), "{e}");
+        drop(silent);
+    }
 
     fn args(a: &[&str]) -> Vec<String> {
         a.iter().map(|s| s.to_string()).collect()

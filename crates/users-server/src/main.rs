@@ -35,6 +35,12 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if command == Some("healthcheck") {
+        return ExitCode::from(cli::healthcheck_command(
+            &settings.http.bind_addr,
+            cli::HEALTHCHECK_TIMEOUT,
+        ));
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
