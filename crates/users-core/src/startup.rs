@@ -7,12 +7,12 @@ use std::time::Duration;
 use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::watch;
 use users_db::{Database, DatabaseUrl, DbError, PoolOptions};
+use users_domain::crypto::random_token;
 use users_domain::{Clock, PasswordPolicy};
 use users_mail::Mailer;
 
 use crate::hashing::HashError;
 use crate::outbox::Channel;
-use crate::tokens::random_token;
 use crate::worker::{OutboxWorker, WorkerDeps};
 use crate::{
     Argon2Params, Core, CoreConfig, Counters, JwtKeys, OutboxSignal, PasswordHasher,

@@ -11,7 +11,9 @@ use crate::flows::mfa::{self, FirstFactor, SignIn, Transport};
 use crate::flows::session::{self, ClientInfo, SignInMethod};
 use crate::hashing::Verification;
 use crate::throttle::{self, Limited, ThrottleError};
-use crate::tokens::{token_hash, AccessClaims, TokenError};
+use users_domain::crypto::token_hash;
+
+use crate::tokens::{AccessClaims, TokenError};
 use crate::{Core, Counters, Fault};
 
 /// An authenticated, active user and the access token that proved it.

@@ -8,6 +8,7 @@ use users_db::mfa::{self, Factors, MfaChallenge, TotpConfirmation};
 use users_db::sessions::EndSessions;
 use users_db::users::{self, StoredUser};
 use users_db::{DbError, Effects};
+use users_domain::crypto::{constant_time_eq, random_token, token_hash};
 use users_domain::{Timestamp, User, UserId};
 
 use users_db::limits::Reserved;
@@ -19,7 +20,6 @@ use crate::flows::reauth::{self, ReauthError};
 use crate::flows::session::{self, ClientInfo, Completed, SessionGrant, SignInMethod};
 use crate::outbox::OutboxItem;
 use crate::throttle::{self, Limited, ThrottleError};
-use crate::tokens::{random_token, token_hash};
 use crate::{Core, Counters, Fault};
 
 /// How long an mfa_token lives.
@@ -238,7 +238,7 @@ fn matching_step(totp: &Totp, code: &str, now: Timestamp) -> Option<i64> {
         .into_iter()
         .find(|step| {
             let expected = totp.generate((step * TOTP_STEP_SECS) as u64).to_string();
-            crate::tokens::constant_time_eq(expected.as_bytes(), code.as_bytes())
+            constant_time_eq(expected.as_bytes(), code.as_bytes())
         })
 }
 

@@ -7,6 +7,7 @@
 use users_db::oauth::{self, Association, PendingState, ProviderAccount, Takeover};
 use users_db::users::{self, NewUser, StoredUser};
 use users_db::DbError;
+use users_domain::crypto::{constant_time_eq, random_token};
 use users_domain::{EmailAddress, Timestamp, User, UserId};
 use users_mail::SecurityChange;
 use users_oauth::{Identity, OAuthError};
@@ -17,7 +18,7 @@ use crate::flows::session::{ClientInfo, SignInMethod};
 use crate::flows::unusable_password;
 use crate::guards::{self, Why};
 use crate::providers::Provider;
-use crate::tokens::{constant_time_eq, random_token, StateClaims, TokenError, STATE_AUDIENCE};
+use crate::tokens::{StateClaims, TokenError, STATE_AUDIENCE};
 use crate::{Core, Fault};
 
 #[derive(Debug, thiserror::Error)]

@@ -10,6 +10,7 @@ use serde_json::Value;
 use users_db::passkeys::{self, Ceremony, PasskeyRow};
 use users_db::sessions::EndSessions;
 use users_db::DbError;
+use users_domain::crypto::random_token;
 use users_domain::{Timestamp, UserId};
 use users_mail::SecurityChange;
 use webauthn_rs::prelude::{
@@ -23,7 +24,6 @@ use crate::flows::auth::Authenticated;
 use crate::flows::mfa::{self, MfaError};
 use crate::flows::reauth::{self, ReauthError};
 use crate::flows::session::{ClientInfo, Completed, SessionGrant, SignInMethod};
-use crate::tokens::random_token;
 use crate::{Core, Counters, Fault};
 
 /// How long a ceremony may take.
