@@ -10,8 +10,8 @@ use users_db::outbox::NewOutboxRow;
 use users_db::Effects;
 use users_domain::{Timestamp, UserId};
 
-use crate::flows::session::ClientInfo;
-use crate::outbox::OutboxSignal;
+use crate::client::ClientInfo;
+use crate::outbox::{OutboxSignal, WEBHOOK_KIND};
 use crate::{Core, Counters, Fault};
 
 /// Every type of event.
@@ -192,8 +192,6 @@ pub struct WebhookDelivery {
     pub event_id: String,
     pub body: String,
 }
-
-pub const WEBHOOK_KIND: &str = "webhook";
 
 /// The rows of `events`, and a webhook delivery per (event, URL) that wants it.
 pub fn effects(

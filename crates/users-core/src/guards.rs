@@ -8,8 +8,8 @@ use users_db::guards::Cleared;
 use users_db::Effects;
 use users_domain::{Timestamp, UserId};
 
+use crate::client::ClientInfo;
 use crate::events::{Event, EventType, Queued};
-use crate::flows::session::ClientInfo;
 use crate::providers::name_of;
 use crate::Core;
 

@@ -12,7 +12,7 @@ use users_db::Effects;
 use users_domain::Timestamp;
 use users_mail::Email;
 
-use crate::flows::session::ClientInfo;
+use crate::client::ClientInfo;
 use crate::Fault;
 
 /// What an outbox row holds.
@@ -68,6 +68,9 @@ impl OutboxItem {
     }
 }
 
+/// The kind of the rows of webhook deliveries (their payload: `events::WebhookDelivery`).
+pub const WEBHOOK_KIND: &str = "webhook";
+
 /// The outbox's two channels, each with its own worker, so that a slow webhook
 /// receiver never delays a mail.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,7 +84,7 @@ impl Channel {
     pub fn kinds(self) -> &'static [&'static str] {
         match self {
             Channel::Mail => &["email", "forgot_password", "request_verify"],
-            Channel::Webhooks => &[crate::events::WEBHOOK_KIND],
+            Channel::Webhooks => &[WEBHOOK_KIND],
         }
     }
 }

@@ -22,8 +22,8 @@ use users_domain::email::email_key;
 use users_domain::{Clock, Timestamp};
 use users_mail::{Email, MailError, Mailer};
 
+use crate::client::ClientInfo;
 use crate::events::{Event, EventType, Queued, WebhookDelivery, WebhookSettings};
-use crate::flows::session::ClientInfo;
 use crate::outbox::{with_token, Channel, OutboxItem, OutboxSignal};
 use crate::{CoreConfig, Counters, JwtKeys, PasswordHasher, Store};
 

@@ -8,9 +8,9 @@ use users_domain::{EmailAddress, Timestamp, User, UserId};
 
 use users_mail::SecurityChange;
 
+use crate::client::ClientInfo;
 use crate::events::{Event, EventType, Queued};
 use crate::flows::mfa;
-use crate::flows::session::ClientInfo;
 use crate::outbox::OutboxItem;
 use crate::{Core, Fault};
 

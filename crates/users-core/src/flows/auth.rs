@@ -6,9 +6,10 @@ use users_db::users::{self, StoredUser, TokenKey, TokenScope};
 use users_domain::email::email_key;
 use users_domain::{EmailAddress, Timestamp, User};
 
+use crate::client::ClientInfo;
 use crate::events::{Event, EventType, Queued};
 use crate::flows::mfa::{self, FirstFactor, SignIn, Transport};
-use crate::flows::session::{self, ClientInfo, SignInMethod};
+use crate::flows::session::{self, SignInMethod};
 use crate::hashing::Verification;
 use crate::throttle::{self, Limited, ThrottleError};
 use users_domain::crypto::token_hash;

@@ -5,8 +5,8 @@ use users_db::oauth::{self, Unlink};
 use users_db::DbError;
 use users_domain::{Timestamp, UserId};
 
+use crate::client::ClientInfo;
 use crate::events::{Event, EventType, Queued};
-use crate::flows::session::ClientInfo;
 use crate::providers::{key_of, name_of};
 use crate::{Core, Fault};
 

@@ -14,10 +14,11 @@ use users_domain::{Timestamp, User, UserId};
 use users_db::limits::Reserved;
 use users_mail::SecurityChange;
 
+use crate::client::ClientInfo;
 use crate::events::{Event, EventType, Queued};
 use crate::flows::auth::{self, Authenticated};
 use crate::flows::reauth::{self, ReauthError};
-use crate::flows::session::{self, ClientInfo, Completed, SessionGrant, SignInMethod};
+use crate::flows::session::{self, Completed, SessionGrant, SignInMethod};
 use crate::outbox::OutboxItem;
 use crate::throttle::{self, Limited, ThrottleError};
 use crate::{Core, Counters, Fault};

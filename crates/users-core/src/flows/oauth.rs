@@ -12,9 +12,10 @@ use users_domain::{EmailAddress, Timestamp, User, UserId};
 use users_mail::SecurityChange;
 use users_oauth::{Identity, OAuthError};
 
+use crate::client::ClientInfo;
 use crate::events::{Event, EventType, Queued};
 use crate::flows::mfa::{self, FirstFactor, SignIn, Transport};
-use crate::flows::session::{ClientInfo, SignInMethod};
+use crate::flows::session::SignInMethod;
 use crate::flows::unusable_password;
 use crate::guards::{self, Why};
 use crate::providers::Provider;

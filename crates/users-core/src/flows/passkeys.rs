@@ -19,11 +19,12 @@ use webauthn_rs::prelude::{
 };
 use webauthn_rs::Webauthn;
 
+use crate::client::ClientInfo;
 use crate::events::{Event, EventType, Queued};
 use crate::flows::auth::Authenticated;
 use crate::flows::mfa::{self, MfaError};
 use crate::flows::reauth::{self, ReauthError};
-use crate::flows::session::{ClientInfo, Completed, SessionGrant, SignInMethod};
+use crate::flows::session::{Completed, SessionGrant, SignInMethod};
 use crate::{Core, Counters, Fault};
 
 /// How long a ceremony may take.

@@ -7,8 +7,8 @@ use users_db::users;
 use users_domain::email::email_key;
 use users_domain::{EmailAddress, Timestamp, User, UserId};
 
+use crate::client::ClientInfo;
 use crate::events::{Event, EventType};
-use crate::flows::session::ClientInfo;
 use crate::guards::{self, Why};
 use crate::hashing::Verification;
 use crate::outbox::OutboxItem;

@@ -5,8 +5,8 @@ use users_db::users::{self, NewUser};
 use users_db::DbError;
 use users_domain::{EmailAddress, Timestamp, User, UserId};
 
+use crate::client::ClientInfo;
 use crate::events::{Event, EventType, Queued};
-use crate::flows::session::ClientInfo;
 use crate::{Core, Counters, Fault};
 
 /// A new account. Through the API it is always active, not superuser and not

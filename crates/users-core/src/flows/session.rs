@@ -6,20 +6,11 @@ use users_db::sessions::{self, EndSessions, NewSession, SessionRow};
 use users_db::DbError;
 use users_domain::{Timestamp, User, UserId};
 
+// where the web layer has always found it
+pub use crate::client::ClientInfo;
 use crate::events::{Event, EventType, Queued};
 use crate::tokens::RefreshKey;
 use crate::{Core, Counters, Fault};
-
-/// Where a request comes from: what a session and an audit event record of it.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct ClientInfo {
-    pub ip: Option<String>,
-    /// Kept to its first 256 characters.
-    pub user_agent: Option<String>,
-    /// The request's `X-Request-Id`.
-    #[serde(default)]
-    pub request_id: Option<String>,
-}
 
 /// How the user proved who they are.
 #[derive(Debug, Clone, PartialEq, Eq)]
