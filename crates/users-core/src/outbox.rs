@@ -10,10 +10,10 @@ use tokio::sync::Notify;
 use users_db::outbox::NewOutboxRow;
 use users_db::Effects;
 use users_domain::Timestamp;
-use users_mail::Email;
+use users_mail::{Email, SecurityChange};
 
 use crate::client::ClientInfo;
-use crate::Fault;
+use crate::{Core, Fault};
 
 /// What an outbox row holds.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -66,6 +66,17 @@ impl OutboxItem {
     pub fn effects(&self, now: Timestamp) -> Result<Effects, Fault> {
         Ok(Effects::none().with_outbox(self.row(now)?))
     }
+}
+
+/// The mail telling the account's owner of a change, as effects of that change.
+pub(crate) fn notice(
+    core: &Core,
+    to: &str,
+    change: SecurityChange,
+    now: Timestamp,
+) -> Result<Effects, Fault> {
+    let email = Email::security_notice(&core.config.app_name, to, &change);
+    OutboxItem::Email { email }.effects(now)
 }
 
 /// The kind of the rows of webhook deliveries (their payload: `events::WebhookDelivery`).

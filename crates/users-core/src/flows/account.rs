@@ -10,8 +10,7 @@ use users_mail::SecurityChange;
 
 use crate::client::ClientInfo;
 use crate::events::{Event, EventType, Queued};
-use crate::flows::mfa;
-use crate::outbox::OutboxItem;
+use crate::outbox::{notice, OutboxItem};
 use crate::{Core, Fault};
 
 /// A change to a user (fastapi-users' `UserUpdate`). The flags are applied only when a
@@ -144,9 +143,12 @@ pub async fn update(
         let from = SecurityChange::EmailChangedFrom {
             new: new.to_owned(),
         };
-        effects = effects
-            .and(mfa::notice(core, old, from, now)?)
-            .and(mfa::notice(core, new, SecurityChange::EmailChangedTo, now)?);
+        effects = effects.and(notice(core, old, from, now)?).and(notice(
+            core,
+            new,
+            SecurityChange::EmailChangedTo,
+            now,
+        )?);
     }
     if let Some(password) = changes.password {
         row.hashed_password = Some(core.hasher.hash(password).await.map_err(Fault::from)?);

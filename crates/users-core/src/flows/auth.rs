@@ -3,17 +3,16 @@
 use secrecy::SecretString;
 use users_db::limits::Attempt;
 use users_db::users::{self, StoredUser, TokenKey, TokenScope};
+use users_domain::crypto::token_hash;
 use users_domain::email::email_key;
 use users_domain::{EmailAddress, Timestamp, User};
 
 use crate::client::ClientInfo;
 use crate::events::{Event, EventType, Queued};
-use crate::flows::mfa::{self, FirstFactor, SignIn, Transport};
 use crate::flows::session::{self, SignInMethod};
+use crate::flows::sign_in::{self, failed, FirstFactor, SignIn, Transport};
 use crate::hashing::Verification;
 use crate::throttle::{self, Limited, ThrottleError};
-use users_domain::crypto::token_hash;
-
 use crate::tokens::{AccessClaims, TokenError};
 use crate::{Core, Counters, Fault};
 
@@ -233,7 +232,7 @@ pub async fn login(core: &Core, login: Login, now: Timestamp) -> Result<SignIn, 
         factors: Some(factors),
         attempt: Some((key, reserved)),
     };
-    let outcome = mfa::complete_first_factor(core, first, now).await?;
+    let outcome = sign_in::complete_first_factor(core, first, now).await?;
     if let SignIn::Done(grant) = &outcome {
         tracing::info!(user_id = %user_id, session_id = %grant.session_id, "login succeeded");
     }
@@ -248,19 +247,6 @@ async fn find(core: &Core, key: &str) -> Result<Option<StoredUser>, Fault> {
         .store
         .run(move |c| Ok(users::find_by_email_key(c, &key)?))
         .await?)
-}
-
-/// Records a failed sign-in: of a known user, or (`None`) of an address no user has,
-/// which is not stored.
-pub(crate) async fn failed(
-    core: &Core,
-    user: Option<users_domain::UserId>,
-    reason: &'static str,
-    client: &ClientInfo,
-    now: Timestamp,
-) -> Result<(), Fault> {
-    let event = Event::new(EventType::LoginFailed, user).with("reason", reason);
-    core.record(vec![event], client, now).await
 }
 
 /// Re-hashes a password stored with other parameters (or bcrypt) after it verified.

@@ -4,153 +4,31 @@
 
 use secrecy::SecretString;
 use totp_rs::{Algorithm, Builder, Secret, Totp};
-use users_db::mfa::{self, Factors, MfaChallenge, TotpConfirmation};
+use users_db::mfa::{self, Factors, TotpConfirmation};
 use users_db::sessions::EndSessions;
 use users_db::users::{self, StoredUser};
 use users_db::{DbError, Effects};
-use users_domain::crypto::{constant_time_eq, random_token, token_hash};
+use users_domain::crypto::constant_time_eq;
 use users_domain::{Timestamp, User, UserId};
-
-use users_db::limits::Reserved;
 use users_mail::SecurityChange;
 
 use crate::client::ClientInfo;
 use crate::events::{Event, EventType, Queued};
-use crate::flows::auth::{self, Authenticated};
+use crate::flows::auth::Authenticated;
 use crate::flows::reauth::{self, ReauthError};
 use crate::flows::session::{self, Completed, SessionGrant, SignInMethod};
-use crate::outbox::OutboxItem;
+use crate::flows::sign_in;
+use crate::outbox::{notice, OutboxItem};
 use crate::throttle::{self, Limited, ThrottleError};
 use crate::{Core, Counters, Fault};
 
-/// How long an mfa_token lives.
-pub const MFA_TOKEN_LIFETIME_SECS: i64 = 300;
+// The second step's types, where the web layer and the tests import them.
+pub use crate::flows::sign_in::{MfaRequired, SignIn, Transport, MFA_TOKEN_LIFETIME_SECS};
+
 /// Bad codes an mfa_token survives.
 pub const MFA_TOKEN_MAX_FAILURES: i64 = 5;
 const RECOVERY_CODES: usize = 10;
 const TOTP_STEP_SECS: i64 = 30;
-
-/// What a sign-in hands out: tokens or a cookie.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Transport {
-    Bearer,
-    Cookie,
-}
-
-impl Transport {
-    fn as_str(self) -> &'static str {
-        match self {
-            Transport::Bearer => "bearer",
-            Transport::Cookie => "cookie",
-        }
-    }
-
-    fn parse(s: &str) -> Transport {
-        if s == "cookie" {
-            Transport::Cookie
-        } else {
-            Transport::Bearer
-        }
-    }
-}
-
-/// A first factor that succeeded: who, how, from where, and what they asked for.
-#[derive(Debug)]
-pub struct FirstFactor {
-    pub user: User,
-    pub method: SignInMethod,
-    pub client: ClientInfo,
-    pub offline_access: bool,
-    pub transport: Transport,
-    /// The user's factors, when the first factor read them already.
-    pub factors: Option<Factors>,
-    /// The attempt a password reserved against the account's lock (its key, and what it
-    /// changed): forgotten when the sign-in completes, given back when a second step is
-    /// pending, so that a correct password neither clears nor adds to the count.
-    pub attempt: Option<(String, Reserved)>,
-}
-
-/// The outcome of a first factor.
-#[derive(Debug)]
-pub enum SignIn {
-    /// No second factor: the session started.
-    Done(SessionGrant),
-    /// The user has a factor: finish with `POST /auth/mfa/verify`.
-    SecondFactor(MfaRequired),
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MfaRequired {
-    /// Five minutes, single use.
-    pub mfa_token: String,
-    /// Of `totp`, `recovery_code`, `passkey`: those the user has.
-    pub methods: Vec<&'static str>,
-}
-
-fn methods(f: &Factors) -> Vec<&'static str> {
-    let mut m = Vec::new();
-    if f.totp {
-        m.push("totp");
-    }
-    if f.recovery_codes_left > 0 {
-        m.push("recovery_code");
-    }
-    if f.passkeys > 0 {
-        m.push("passkey");
-    }
-    m
-}
-
-/// After a first factor: the session, or the second step when the user has a factor.
-pub(crate) async fn complete_first_factor(
-    core: &Core,
-    first: FirstFactor,
-    now: Timestamp,
-) -> Result<SignIn, Fault> {
-    let id = first.user.id;
-    let factors = match first.factors {
-        Some(f) => f,
-        None => core.store.run(move |c| Ok(mfa::factors_of(c, id)?)).await?,
-    };
-    if !factors.any() {
-        let done = Completed {
-            user: first.user,
-            method: first.method,
-            client: &first.client,
-            offline_access: first.offline_access,
-            failures_of: first.attempt.map(|(key, _)| key),
-        };
-        return Ok(SignIn::Done(session::start(core, done, now).await?));
-    }
-    let mfa_token = random_token(32);
-    let row = MfaChallenge {
-        id: token_hash(&mfa_token),
-        user_id: id.to_string(),
-        method: first.method.name,
-        transport: first.transport.as_str().to_owned(),
-        offline_access: first.offline_access,
-        ip: first.client.ip,
-        user_agent: first.client.user_agent,
-        failures: 0,
-        expires_at: now.plus_secs(MFA_TOKEN_LIFETIME_SECS).millis(),
-    };
-    let give_back = first.attempt;
-    core.store
-        .run(move |c| {
-            Ok(mfa::create_challenge(
-                c,
-                &row,
-                now.millis(),
-                give_back.as_ref().map(|(k, r)| (k.as_str(), r)),
-            )?)
-        })
-        .await?;
-    tracing::info!(user_id = %id, "first factor accepted; second factor required");
-    Ok(SignIn::SecondFactor(MfaRequired {
-        mfa_token,
-        methods: methods(&factors),
-    }))
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum MfaError {
@@ -411,17 +289,6 @@ async fn use_code(
     Ok(valid)
 }
 
-/// The mail telling the account's owner of a change, as effects of that change.
-pub(crate) fn notice(
-    core: &Core,
-    to: &str,
-    change: SecurityChange,
-    now: Timestamp,
-) -> Result<Effects, Fault> {
-    let email = users_mail::Email::security_notice(&core.config.app_name, to, &change);
-    OutboxItem::Email { email }.effects(now)
-}
-
 async fn use_recovery_code(
     core: &Core,
     user: &User,
@@ -588,13 +455,10 @@ pub async fn verify(
     trusted_origin: bool,
     now: Timestamp,
 ) -> Result<(SessionGrant, Transport), MfaError> {
-    let id = token_hash(mfa_token);
-    let lookup = id.clone();
-    let challenge = core
-        .store
-        .run(move |c| Ok(mfa::find_challenge(c, &lookup, now.millis())?))
+    let challenge = sign_in::live_challenge(core, mfa_token, now)
         .await?
         .ok_or(MfaError::TokenInvalid)?;
+    let id = challenge.id.clone();
     let transport = Transport::parse(&challenge.transport);
     if transport == Transport::Cookie && !trusted_origin {
         return Err(MfaError::CsrfOriginMismatch);
@@ -619,7 +483,7 @@ pub async fn verify(
     let key = users_domain::email::email_key(&stored.user.email);
     if let Err(e) = throttle::begin_attempt(core, &key, now).await {
         if matches!(e, ThrottleError::Limited(_)) {
-            auth::failed(core, Some(user_id), "locked", client, now).await?;
+            sign_in::failed(core, Some(user_id), "locked", client, now).await?;
         }
         return Err(e.into());
     }
@@ -645,7 +509,7 @@ pub async fn verify(
     };
     if !ok {
         Counters::inc(&core.counters.mfa_failures);
-        auth::failed(core, Some(user_id), "mfa_failed", client, now).await?;
+        sign_in::failed(core, Some(user_id), "mfa_failed", client, now).await?;
         let lookup = id.clone();
         core.store
             .run(move |c| Ok(mfa::drop_if_exhausted(c, &lookup, MFA_TOKEN_MAX_FAILURES)?))
@@ -703,19 +567,6 @@ async fn use_code_totp_only(
             .await?),
         None => Ok(false),
     }
-}
-
-/// The mfa_token's challenge, for a passkey second step (its ceremony options).
-pub(crate) async fn live_challenge(
-    core: &Core,
-    mfa_token: &str,
-    now: Timestamp,
-) -> Result<MfaChallenge, MfaError> {
-    let id = token_hash(mfa_token);
-    core.store
-        .run(move |c| Ok(mfa::find_challenge(c, &id, now.millis())?))
-        .await?
-        .ok_or(MfaError::TokenInvalid)
 }
 
 #[cfg(test)]

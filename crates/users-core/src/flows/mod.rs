@@ -13,6 +13,7 @@ pub mod reauth;
 pub mod recovery;
 pub mod register;
 pub mod session;
+pub mod sign_in;
 
 use users_domain::crypto::random_token;
 

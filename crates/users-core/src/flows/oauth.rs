@@ -14,10 +14,11 @@ use users_oauth::{Identity, OAuthError};
 
 use crate::client::ClientInfo;
 use crate::events::{Event, EventType, Queued};
-use crate::flows::mfa::{self, FirstFactor, SignIn, Transport};
 use crate::flows::session::SignInMethod;
+use crate::flows::sign_in::{self, FirstFactor, SignIn, Transport};
 use crate::flows::unusable_password;
 use crate::guards::{self, Why};
+use crate::outbox::notice;
 use crate::providers::Provider;
 use crate::tokens::{StateClaims, TokenError, STATE_AUDIENCE};
 use crate::{Core, Fault};
@@ -270,7 +271,7 @@ pub async fn sign_in(
         factors: None,
         attempt: None,
     };
-    let outcome = mfa::complete_first_factor(core, first, now).await?;
+    let outcome = sign_in::complete_first_factor(core, first, now).await?;
     tracing::info!(user_id = %id, provider = %name, "signed in with a provider");
     Ok(outcome)
 }
@@ -333,7 +334,7 @@ async fn user_for(
         let linked_notice = SecurityChange::ProviderLinked {
             provider: provider.settings.label.clone(),
         };
-        let effects = core.raise(vec![event], client, now)?.and(mfa::notice(
+        let effects = core.raise(vec![event], client, now)?.and(notice(
             core,
             &existing.user.email,
             linked_notice,
@@ -431,12 +432,9 @@ pub async fn associate(
     let linked_notice = SecurityChange::ProviderLinked {
         provider: provider.settings.label.clone(),
     };
-    let effects = core.raise(vec![event], client, now)?.and(mfa::notice(
-        core,
-        &user.email,
-        linked_notice,
-        now,
-    )?);
+    let effects =
+        core.raise(vec![event], client, now)?
+            .and(notice(core, &user.email, linked_notice, now)?);
     let queued = Queued::of(&effects);
     let account = ProviderAccount {
         provider: provider.settings.key.clone(),

@@ -22,9 +22,10 @@ use webauthn_rs::Webauthn;
 use crate::client::ClientInfo;
 use crate::events::{Event, EventType, Queued};
 use crate::flows::auth::Authenticated;
-use crate::flows::mfa::{self, MfaError};
 use crate::flows::reauth::{self, ReauthError};
 use crate::flows::session::{Completed, SessionGrant, SignInMethod};
+use crate::flows::sign_in;
+use crate::outbox::notice;
 use crate::{Core, Counters, Fault};
 
 /// How long a ceremony may take.
@@ -265,9 +266,9 @@ pub async fn register(
     let added = SecurityChange::PasskeyAdded {
         name: info.name.clone(),
     };
-    let effects =
-        core.raise(vec![event], client, now)?
-            .and(mfa::notice(core, &user.email, added, now)?);
+    let effects = core
+        .raise(vec![event], client, now)?
+        .and(notice(core, &user.email, added, now)?);
     let queued = Queued::of(&effects);
     let others = EndSessions {
         user_id: user.id,
@@ -317,7 +318,7 @@ pub async fn remove(
     reauth::reauthenticate(core, auth, password, now).await?;
     let user = auth.user().id;
     let event = Event::new(EventType::PasskeyRemoved, Some(user)).with("passkey_id", id);
-    let effects = core.raise(vec![event], client, now)?.and(mfa::notice(
+    let effects = core.raise(vec![event], client, now)?.and(notice(
         core,
         &auth.user().email,
         SecurityChange::PasskeyRemoved,
@@ -355,12 +356,9 @@ pub async fn login_options(
             public_key: public_key_of(&options)?,
         });
     };
-    let challenge = mfa::live_challenge(core, mfa_token, now)
-        .await
-        .map_err(|e| match e {
-            MfaError::Fault(f) => PasskeyError::Fault(f),
-            _ => PasskeyError::MfaTokenInvalid,
-        })?;
+    let challenge = sign_in::live_challenge(core, mfa_token, now)
+        .await?
+        .ok_or(PasskeyError::MfaTokenInvalid)?;
     let user = UserId::parse_str(&challenge.user_id).map_err(|_| PasskeyError::MfaTokenInvalid)?;
     let credentials: Vec<Passkey> = passkeys_of(core, user)
         .await?
@@ -464,7 +462,7 @@ async fn login_inner(
         }
     };
     if !used {
-        crate::flows::auth::failed(core, Some(user_id), "bad_credentials", &client, now).await?;
+        sign_in::failed(core, Some(user_id), "bad_credentials", &client, now).await?;
         return Err(PasskeyError::Invalid);
     }
     let user = core
