@@ -5,9 +5,9 @@
 
 use diesel::prelude::*;
 
-use crate::audit::AuditRow;
-use crate::outbox::NewOutboxRow;
-use crate::sessions::EndSessions;
+use crate::audit::{self, AuditRow};
+use crate::rows::outbox::{self, NewOutboxRow};
+use crate::rows::session::{end_all_in, EndSessions};
 use crate::DbConnection;
 
 /// Rows that go with a change. Built by the caller (the flows), written by the
@@ -51,13 +51,13 @@ impl Effects {
 
     pub(crate) fn write(&self, conn: &mut DbConnection) -> QueryResult<()> {
         for event in &self.events {
-            crate::audit::insert(conn, event)?;
+            audit::insert(conn, event)?;
         }
         for row in &self.outbox {
-            crate::outbox::insert(conn, row)?;
+            outbox::insert(conn, row)?;
         }
         if let Some(end) = &self.end_sessions {
-            crate::sessions::end_all_in(conn, end)?;
+            end_all_in(conn, end)?;
         }
         Ok(())
     }
@@ -77,12 +77,6 @@ impl Happened for bool {
 impl<T> Happened for Option<T> {
     fn happened(&self) -> bool {
         self.is_some()
-    }
-}
-
-impl Happened for crate::users::StoredUser {
-    fn happened(&self) -> bool {
-        true
     }
 }
 

@@ -19,6 +19,7 @@ pub mod outbox;
 pub mod passkeys;
 mod pool;
 pub mod revocations;
+mod rows;
 pub mod schema;
 pub mod sessions;
 pub mod shared;

@@ -5,8 +5,8 @@ use users_domain::UserId;
 
 use crate::effects::transaction;
 use crate::guards::{self, Cleared, Scope};
+use crate::rows::session::EndSessions;
 use crate::schema::{oauth_accounts, oauth_states, passkeys, users as users_table};
-use crate::sessions::EndSessions;
 use crate::users::{self, NewUser, StoredUser};
 use crate::{DbConnection, Effects};
 
@@ -158,7 +158,7 @@ pub fn link_by_email(
                 ..Default::default()
             };
             users::update(c, user_id, &changes, now_ms)?;
-            crate::sessions::end_all_in(c, &takeover.end_sessions)?;
+            crate::rows::session::end_all_in(c, &takeover.end_sessions)?;
         }
         link(c, user_id, account, now_ms)?;
         guards::effects_of(effects, &cleared)?.write(c)?;

@@ -6,8 +6,8 @@ use diesel::prelude::*;
 use users_domain::UserId;
 
 use crate::effects::transaction;
+use crate::rows::session::EndSessions;
 use crate::schema::{passkeys, users, webauthn_challenges};
-use crate::sessions::EndSessions;
 use crate::{DbConnection, Effects};
 
 #[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable, Insertable)]
@@ -49,7 +49,7 @@ pub fn add(
             .execute(c)?;
         let first = had == 0;
         if first {
-            crate::sessions::end_all_in(c, first_ends)?;
+            crate::rows::session::end_all_in(c, first_ends)?;
             diesel::update(users::table.find(user_id.to_string()))
                 .set(users::tokens_valid_after.eq(first_ends.now_ms))
                 .execute(c)?;

@@ -1,51 +1,20 @@
 //! The users table.
 
 use diesel::prelude::*;
-use diesel::result::Error as DieselError;
-use users_domain::{User, UserId};
+use users_domain::UserId;
 
-use crate::effects::transaction;
+use crate::effects::{transaction, Happened};
 use crate::guards::{self, Cleared};
+use crate::rows::session::SessionRow;
+use crate::rows::user::UserRow;
 use crate::schema::{revoked_tokens, users};
 use crate::{DbConnection, Effects};
 
-#[derive(Debug, Clone, Queryable, Selectable)]
-#[diesel(table_name = users)]
-pub(crate) struct UserRow {
-    id: String,
-    email: String,
-    hashed_password: String,
-    is_active: bool,
-    is_superuser: bool,
-    is_verified: bool,
-    tokens_valid_after: i64,
-}
+pub use crate::rows::user::StoredUser;
 
-/// A user with what only the server's auth code may see.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StoredUser {
-    pub user: User,
-    pub hashed_password: String,
-    /// Milliseconds since the epoch; access tokens issued earlier are refused.
-    pub tokens_valid_after: i64,
-}
-
-impl TryFrom<UserRow> for StoredUser {
-    type Error = DieselError;
-    fn try_from(row: UserRow) -> Result<Self, DieselError> {
-        let id = UserId::parse_str(&row.id)
-            .map_err(|e| DieselError::DeserializationError(Box::new(e)))?;
-        Ok(StoredUser {
-            user: User {
-                id,
-                email: row.email,
-                is_active: row.is_active,
-                is_superuser: row.is_superuser,
-                is_verified: row.is_verified,
-            },
-            hashed_password: row.hashed_password,
-            tokens_valid_after: row.tokens_valid_after,
-        })
+impl Happened for StoredUser {
+    fn happened(&self) -> bool {
+        true
     }
 }
 
@@ -145,7 +114,7 @@ pub struct TokenCheck {
     /// That very token was revoked (logout of a token without a session).
     pub revoked: bool,
     /// The token's session, if it names one that belongs to the user.
-    pub session: Option<crate::sessions::SessionRow>,
+    pub session: Option<SessionRow>,
 }
 
 /// What one access-token check asks: the user the token names, and either the session
@@ -182,7 +151,6 @@ impl TokenKey {
 macro_rules! token_query {
     ($conn:expr, $user:expr, $scope:expr) => {{
         use crate::schema::sessions;
-        use crate::sessions::SessionRow;
         let user = $user.to_string();
         match $scope {
             TokenScope::Session(sid) => users::table
@@ -239,7 +207,6 @@ pub fn find_for_tokens(
     keys: &[TokenKey],
 ) -> QueryResult<Vec<Option<TokenCheck>>> {
     use crate::schema::sessions;
-    use crate::sessions::SessionRow;
     let pg = match conn {
         DbConnection::Postgresql(pg) if keys.len() > 1 => pg,
         _ => return keys.iter().map(|k| find_for_token(conn, k)).collect(),
