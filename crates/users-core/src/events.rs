@@ -318,7 +318,7 @@ impl Core {
     pub(crate) async fn write_effects(&self, effects: Effects) -> Result<(), Fault> {
         let queued = Queued::of(&effects);
         self.store
-            .run(move |c| Ok(users_db::outbox::enqueue(c, &effects)?))
+            .run(move |c| users_db::outbox::enqueue(c, &effects))
             .await?;
         self.committed(queued);
         Ok(())

@@ -140,25 +140,25 @@ impl OutboxWorker {
         let _ = self
             .deps
             .store
-            .run(move |c| Ok(outbox::purge_finished(c, week_ago)?))
+            .run(move |c| outbox::purge_finished(c, week_ago))
             .await;
         let day_ago = now - 24 * 3600 * 1000;
         let _ = self
             .deps
             .store
-            .run(move |c| Ok(users_db::limits::purge(c, day_ago)?))
+            .run(move |c| users_db::limits::purge(c, day_ago))
             .await;
         let _ = self
             .deps
             .store
-            .run(move |c| Ok(outbox::purge_mail_sends(c, day_ago)?))
+            .run(move |c| outbox::purge_mail_sends(c, day_ago))
             .await;
         // ended or expired sessions are kept a week, so a late refresh of one is told
         // apart from garbage in the logs
         let _ = self
             .deps
             .store
-            .run(move |c| Ok(users_db::sessions::purge(c, week_ago)?))
+            .run(move |c| users_db::sessions::purge(c, week_ago))
             .await;
         let days = self.deps.config.audit_retention_days;
         if days > 0 {
@@ -166,7 +166,7 @@ impl OutboxWorker {
             match self
                 .deps
                 .store
-                .run(move |c| Ok(users_db::audit::purge(c, before)?))
+                .run(move |c| users_db::audit::purge(c, before))
                 .await
             {
                 Ok(n) if n > 0 => {
@@ -186,7 +186,7 @@ impl OutboxWorker {
         let due = match self
             .deps
             .store
-            .run(move |c| Ok(outbox::due(c, kinds, now, BATCH)?))
+            .run(move |c| outbox::due(c, kinds, now, BATCH))
             .await
         {
             Ok(ids) => ids,
@@ -206,7 +206,7 @@ impl OutboxWorker {
             let row = match self
                 .deps
                 .store
-                .run(move |c| Ok(outbox::claim(c, &claim_id, &worker, now, LEASE_MS)?))
+                .run(move |c| outbox::claim(c, &claim_id, &worker, now, LEASE_MS))
                 .await
             {
                 Ok(Some(row)) => row,
@@ -258,7 +258,7 @@ impl OutboxWorker {
             let renewal = self
                 .deps
                 .store
-                .run(move |c| Ok(outbox::renew(c, &row, &worker, now, LEASE_MS)?));
+                .run(move |c| outbox::renew(c, &row, &worker, now, LEASE_MS));
             match tokio::time::timeout(RENEW_EVERY, renewal).await {
                 Ok(Ok(true)) => held_until = now + LEASE_MS,
                 Ok(Ok(false)) => {
@@ -310,7 +310,7 @@ impl OutboxWorker {
         match self
             .deps
             .store
-            .run(move |c| Ok(outbox::mark_sent(c, &id, &worker, now)?))
+            .run(move |c| outbox::mark_sent(c, &id, &worker, now))
             .await
         {
             Ok(true) => true,
@@ -349,7 +349,7 @@ impl OutboxWorker {
                 let _ = self
                     .deps
                     .store
-                    .run(move |c| Ok(outbox::mark_dropped(c, &id, &worker)?))
+                    .run(move |c| outbox::mark_dropped(c, &id, &worker))
                     .await;
                 tracing::info!("no mail to send for this request");
                 return;
@@ -397,7 +397,7 @@ impl OutboxWorker {
         let _ = self
             .deps
             .store
-            .run(move |c| Ok(outbox::mark_retry(c, &id, &worker, next, &err)?))
+            .run(move |c| outbox::mark_retry(c, &id, &worker, next, &err))
             .await;
         tracing::warn!(error = %error, retry_in_ms = next - now, channel = self.name(), "delivery failed; will retry");
     }
@@ -408,7 +408,7 @@ impl OutboxWorker {
         let _ = self
             .deps
             .store
-            .run(move |c| Ok(outbox::mark_failed(c, &id, &worker, now, &err)?))
+            .run(move |c| outbox::mark_failed(c, &id, &worker, now, &err))
             .await;
         match self.channel {
             Channel::Mail => Counters::inc(&self.deps.counters.mails_failed),
@@ -534,9 +534,7 @@ impl OutboxWorker {
             .deps
             .store
             .run(move |c| {
-                Ok(outbox::announce_within_quota(
-                    c, &id, &worker, &payload, &quota, &effects,
-                )?)
+                outbox::announce_within_quota(c, &id, &worker, &payload, &quota, &effects)
             })
             .await
             .map_err(|e| e.to_string())?;
@@ -558,7 +556,7 @@ impl OutboxWorker {
         let key = email_key(email);
         self.deps
             .store
-            .run(move |c| Ok(users::find_by_email_key(c, &key)?))
+            .run(move |c| users::find_by_email_key(c, &key))
             .await
             .map_err(|e| e.to_string())
     }

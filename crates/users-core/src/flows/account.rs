@@ -57,10 +57,7 @@ impl From<DbError> for UpdateError {
 
 /// The user with this id, if any.
 pub async fn find(core: &Core, id: UserId) -> Result<Option<StoredUser>, Fault> {
-    Ok(core
-        .store
-        .run(move |c| Ok(users::find_by_id(c, id)?))
-        .await?)
+    Ok(core.store.run(move |c| users::find_by_id(c, id)).await?)
 }
 
 /// Applies `changes` to `target`. A new email clears `is_verified` (the same email,
@@ -94,7 +91,7 @@ pub async fn update(
             let lookup_key = key.clone();
             let taken = core
                 .store
-                .run(move |c| Ok(users::find_by_email_key(c, &lookup_key)?.is_some()))
+                .run(move |c| users::find_by_email_key(c, &lookup_key).map(|u| u.is_some()))
                 .await?;
             if taken {
                 return Err(UpdateError::EmailAlreadyExists);
@@ -167,7 +164,7 @@ pub async fn update(
     let queued = Queued::of(&effects);
     let updated = core
         .store
-        .run(move |c| Ok(users::apply_update(c, id, &row, now.millis(), &effects)?))
+        .run(move |c| users::apply_update(c, id, &row, now.millis(), &effects))
         .await?
         .ok_or(UpdateError::NotFound)?;
     core.committed(queued);
@@ -225,7 +222,7 @@ pub async fn delete(
     let queued = Queued::of(&effects);
     let deleted = core
         .store
-        .run(move |c| Ok(users::delete(c, id, &effects)?))
+        .run(move |c| users::delete(c, id, &effects))
         .await?;
     if deleted {
         core.committed(queued);
@@ -245,12 +242,12 @@ pub async fn list(
     let (items, total) = core
         .store
         .run(move |c| {
-            Ok(users::list(
+            users::list(
                 c,
                 email_contains.as_deref(),
                 (page - 1) * per_page,
                 per_page,
-            )?)
+            )
         })
         .await?;
     Ok((items.into_iter().map(|s| s.user).collect(), total))

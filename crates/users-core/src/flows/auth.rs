@@ -171,13 +171,9 @@ pub async fn login(core: &Core, login: Login, now: Timestamp) -> Result<SignIn, 
     let (attempt, found) = core
         .store
         .run(move |c| {
-            Ok(users_db::sign_in::first_factor(
-                c,
-                &read_key,
-                now.millis(),
-                max,
-                |f| throttle::lock_ms(f, max),
-            )?)
+            users_db::sign_in::first_factor(c, &read_key, now.millis(), max, |f| {
+                throttle::lock_ms(f, max)
+            })
         })
         .await?;
     let reserved = match attempt {
@@ -245,7 +241,7 @@ async fn find(core: &Core, key: &str) -> Result<Option<StoredUser>, Fault> {
     let key = key.to_owned();
     Ok(core
         .store
-        .run(move |c| Ok(users::find_by_email_key(c, &key)?))
+        .run(move |c| users::find_by_email_key(c, &key))
         .await?)
 }
 
@@ -263,7 +259,7 @@ async fn upgrade_hash(core: &Core, stored: &StoredUser, password: SecretString) 
     };
     match core
         .store
-        .run(move |c| Ok(users::replace_hash_if_unchanged(c, id, &old, &new)?))
+        .run(move |c| users::replace_hash_if_unchanged(c, id, &old, &new))
         .await
     {
         Ok(true) => {
@@ -302,16 +298,7 @@ pub async fn logout(
     let effects = core.raise(vec![event], client, now)?;
     let queued = Queued::of(&effects);
     core.store
-        .run(move |c| {
-            Ok(users_db::revocations::revoke(
-                c,
-                &hash,
-                id,
-                exp,
-                now.secs(),
-                &effects,
-            )?)
-        })
+        .run(move |c| users_db::revocations::revoke(c, &hash, id, exp, now.secs(), &effects))
         .await?;
     core.committed(queued);
     tracing::info!(user_id = %id, "logged out; token revoked");

@@ -46,7 +46,7 @@ pub struct IdentityInfo {
 pub async fn list(core: &Core, user: UserId) -> Result<Vec<IdentityInfo>, Fault> {
     let rows = core
         .store
-        .run(move |c| Ok(oauth::identities_of(c, user)?))
+        .run(move |c| oauth::identities_of(c, user))
         .await?;
     Ok(rows
         .into_iter()
@@ -79,16 +79,7 @@ pub async fn unlink(
     let subject = subject.map(str::to_owned);
     let result = core
         .store
-        .run(move |c| {
-            Ok(oauth::unlink(
-                c,
-                user,
-                &key,
-                subject.as_deref(),
-                now.millis(),
-                &effects,
-            )?)
-        })
+        .run(move |c| oauth::unlink(c, user, &key, subject.as_deref(), now.millis(), &effects))
         .await?;
     match result {
         Unlink::Removed => {

@@ -131,10 +131,7 @@ fn qr_svg(uri: &str) -> Result<String, Fault> {
 }
 
 async fn user_of(core: &Core, id: UserId) -> Result<Option<StoredUser>, Fault> {
-    Ok(core
-        .store
-        .run(move |c| Ok(users::find_by_id(c, id)?))
-        .await?)
+    Ok(core.store.run(move |c| users::find_by_id(c, id)).await?)
 }
 
 /// `POST /auth/mfa/totp`: a new secret, pending until confirmed from the same session.
@@ -147,7 +144,7 @@ pub async fn totp_enrol(
 ) -> Result<TotpEnrolment, MfaError> {
     let user = auth.user().clone();
     let id = user.id;
-    let existing = core.store.run(move |c| Ok(mfa::totp_of(c, id)?)).await?;
+    let existing = core.store.run(move |c| mfa::totp_of(c, id)).await?;
     if existing.is_some_and(|t| t.is_confirmed()) {
         return Err(MfaError::AlreadyEnabled);
     }
@@ -162,15 +159,7 @@ pub async fn totp_enrol(
     let sid = auth.session_id().map(str::to_owned);
     let started = core
         .store
-        .run(move |c| {
-            Ok(mfa::start_totp(
-                c,
-                id,
-                &sealed,
-                sid.as_deref(),
-                now.millis(),
-            )?)
-        })
+        .run(move |c| mfa::start_totp(c, id, &sealed, sid.as_deref(), now.millis()))
         .await?;
     if !started {
         return Err(MfaError::AlreadyEnabled);
@@ -219,7 +208,7 @@ pub async fn totp_confirm(
     let id = user.id;
     let pending = core
         .store
-        .run(move |c| Ok(mfa::totp_of(c, id)?))
+        .run(move |c| mfa::totp_of(c, id))
         .await?
         .filter(|t| !t.is_confirmed())
         .filter(|t| {
@@ -254,7 +243,7 @@ pub async fn totp_confirm(
     let queued = Queued::of(&effects);
     let confirmed = core
         .store
-        .run(move |c| Ok(mfa::confirm_totp(c, id, &confirmation, &effects)?))
+        .run(move |c| mfa::confirm_totp(c, id, &confirmation, &effects))
         .await?;
     if !confirmed {
         return Err(MfaError::NotPending);
@@ -300,7 +289,7 @@ async fn use_recovery_code(
     let hash = core.sealer.code_hash(code);
     let left = core
         .store
-        .run(move |c| Ok(mfa::recovery_codes_left(c, id)?))
+        .run(move |c| mfa::recovery_codes_left(c, id))
         .await?;
     let mail = users_mail::Email::recovery_code_used(&core.config.app_name, &user.email, left - 1);
     let event =
@@ -311,15 +300,7 @@ async fn use_recovery_code(
     let queued = Queued::of(&effects);
     let used = core
         .store
-        .run(move |c| {
-            Ok(mfa::use_recovery_code(
-                c,
-                id,
-                &hash,
-                now.millis(),
-                &effects,
-            )?)
-        })
+        .run(move |c| mfa::use_recovery_code(c, id, &hash, now.millis(), &effects))
         .await?;
     if used {
         core.committed(queued);
@@ -351,7 +332,7 @@ pub async fn totp_disable(
     let queued = Queued::of(&effects);
     let disabled = core
         .store
-        .run(move |c| Ok(mfa::disable_totp(c, id, &effects)?))
+        .run(move |c| mfa::disable_totp(c, id, &effects))
         .await?;
     if !disabled {
         return Err(MfaError::BadCode);
@@ -376,15 +357,7 @@ pub async fn regenerate_recovery_codes(
     let (codes, hashes) = new_recovery_codes(core);
     let id = user.id;
     core.store
-        .run(move |c| {
-            Ok(mfa::replace_recovery_codes(
-                c,
-                id,
-                &hashes,
-                now.millis(),
-                &Effects::none(),
-            )?)
-        })
+        .run(move |c| mfa::replace_recovery_codes(c, id, &hashes, now.millis(), &Effects::none()))
         .await?;
     tracing::info!(user_id = %id, "recovery codes replaced");
     Ok(codes)
@@ -392,10 +365,7 @@ pub async fn regenerate_recovery_codes(
 
 /// `GET /auth/mfa`.
 pub async fn factors(core: &Core, user: UserId) -> Result<Factors, Fault> {
-    Ok(core
-        .store
-        .run(move |c| Ok(mfa::factors_of(c, user)?))
-        .await?)
+    Ok(core.store.run(move |c| mfa::factors_of(c, user)).await?)
 }
 
 /// `DELETE /users/{id}/mfa` (superusers, for a user who lost every factor): removes
@@ -420,7 +390,7 @@ pub async fn reset(
     let queued = Queued::of(&effects);
     let done = core
         .store
-        .run(move |c| Ok(mfa::reset(c, &end, &effects)?))
+        .run(move |c| mfa::reset(c, &end, &effects))
         .await?;
     if !done {
         return Err(MfaError::NotFound);
@@ -470,14 +440,7 @@ pub async fn verify(
         .ok_or(MfaError::TokenInvalid)?;
     let lookup = id.clone();
     core.store
-        .run(move |c| {
-            Ok(mfa::reserve_attempt(
-                c,
-                &lookup,
-                now.millis(),
-                MFA_TOKEN_MAX_FAILURES,
-            )?)
-        })
+        .run(move |c| mfa::reserve_attempt(c, &lookup, now.millis(), MFA_TOKEN_MAX_FAILURES))
         .await?
         .ok_or(MfaError::TokenInvalid)?;
     let key = users_domain::email::email_key(&stored.user.email);
@@ -512,7 +475,7 @@ pub async fn verify(
         sign_in::failed(core, Some(user_id), "mfa_failed", client, now).await?;
         let lookup = id.clone();
         core.store
-            .run(move |c| Ok(mfa::drop_if_exhausted(c, &lookup, MFA_TOKEN_MAX_FAILURES)?))
+            .run(move |c| mfa::drop_if_exhausted(c, &lookup, MFA_TOKEN_MAX_FAILURES))
             .await?;
         return Err(MfaError::BadCode);
     }
@@ -551,7 +514,7 @@ async fn use_code_totp_only(
     let id = user.id;
     let Some(totp_row) = core
         .store
-        .run(move |c| Ok(mfa::totp_of(c, id)?))
+        .run(move |c| mfa::totp_of(c, id))
         .await?
         .filter(|t| t.is_confirmed())
     else {
@@ -563,7 +526,7 @@ async fn use_code_totp_only(
     match matching_step(&totp(core, &secret, &user.email)?, code, now) {
         Some(step) => Ok(core
             .store
-            .run(move |c| Ok(mfa::use_totp_step(c, id, step)?))
+            .run(move |c| mfa::use_totp_step(c, id, step))
             .await?),
         None => Ok(false),
     }

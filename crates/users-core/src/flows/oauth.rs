@@ -146,7 +146,7 @@ pub async fn begin(
     let signed = core.tokens.issue_state(&claims).map_err(Fault::internal)?;
     let nonce = pending.nonce.clone();
     core.store
-        .run(move |c| Ok(oauth::save_state(c, &pending, now.millis())?))
+        .run(move |c| oauth::save_state(c, &pending, now.millis()))
         .await?;
     let url = client.authorization_url(redirect_uri, &signed, &nonce, &challenge, extra_scopes);
     Ok(Authorization {
@@ -217,7 +217,7 @@ pub async fn finish(
     let jti = claims.jti.ok_or(OAuthFlowError::InvalidState)?;
     let pending = core
         .store
-        .run(move |c| Ok(oauth::take_state(c, &jti)?))
+        .run(move |c| oauth::take_state(c, &jti))
         .await?
         .filter(|p| {
             p.user_id == for_user.map(|u| u.to_string()) && p.provider == provider.settings.name
@@ -294,7 +294,7 @@ async fn user_for(
     let (k, s, e) = (key.clone(), subject.clone(), account_email.clone());
     let linked: Option<StoredUser> = core
         .store
-        .run(move |c| Ok(oauth::linked_user(c, &k, &s, Some(&e), now.millis())?))
+        .run(move |c| oauth::linked_user(c, &k, &s, Some(&e), now.millis()))
         .await?;
     if let Some(user) = linked {
         return Ok(user.user);
@@ -304,7 +304,7 @@ async fn user_for(
     let email_key = email.key();
     let existing = core
         .store
-        .run(move |c| Ok(users::find_by_email_key(c, &email_key)?))
+        .run(move |c| users::find_by_email_key(c, &email_key))
         .await?;
     let account = ProviderAccount {
         provider: key.clone(),
@@ -344,14 +344,7 @@ async fn user_for(
         let linked = core
             .store
             .run(move |c| {
-                Ok(oauth::link_by_email(
-                    c,
-                    id,
-                    &account,
-                    takeover.as_ref(),
-                    now.millis(),
-                    effects,
-                )?)
+                oauth::link_by_email(c, id, &account, takeover.as_ref(), now.millis(), effects)
             })
             .await;
         return match linked {
@@ -392,7 +385,7 @@ async fn user_for(
     let queued = Queued::of(&effects);
     match core
         .store
-        .run(move |c| Ok(oauth::create_linked_user(c, &new, &account, &effects)?))
+        .run(move |c| oauth::create_linked_user(c, &new, &account, &effects))
         .await
     {
         Ok(user) => {
@@ -404,7 +397,7 @@ async fn user_for(
         Err(e) if e.is_unique_violation() => {
             let raced = core
                 .store
-                .run(move |c| Ok(oauth::linked_user(c, &key, &subject, None, now.millis())?))
+                .run(move |c| oauth::linked_user(c, &key, &subject, None, now.millis()))
                 .await?;
             raced
                 .map(|u| u.user)
@@ -444,7 +437,7 @@ pub async fn associate(
     };
     let result = core
         .store
-        .run(move |c| Ok(oauth::associate(c, id, &account, now.millis(), &effects)?))
+        .run(move |c| oauth::associate(c, id, &account, now.millis(), &effects))
         .await;
     match result {
         Ok(Association::Linked) => {

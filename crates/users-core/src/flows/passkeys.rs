@@ -114,7 +114,7 @@ async fn save(
         expires_at: now.plus_secs(CEREMONY_SECS).millis(),
     };
     core.store
-        .run(move |c| Ok(passkeys::save_ceremony(c, &row, now.millis())?))
+        .run(move |c| passkeys::save_ceremony(c, &row, now.millis()))
         .await?;
     Ok(id)
 }
@@ -129,16 +129,13 @@ async fn take(
     let id = id.to_owned();
     let row = core
         .store
-        .run(move |c| Ok(passkeys::take_ceremony(c, &id, now.millis())?))
+        .run(move |c| passkeys::take_ceremony(c, &id, now.millis()))
         .await?;
     Ok(row.filter(|r| r.kind == kind))
 }
 
 async fn passkeys_of(core: &Core, user: UserId) -> Result<Vec<PasskeyRow>, Fault> {
-    Ok(core
-        .store
-        .run(move |c| Ok(passkeys::of_user(c, user)?))
-        .await?)
+    Ok(core.store.run(move |c| passkeys::of_user(c, user)).await?)
 }
 
 /// `POST /auth/passkeys/register/options`: a registration asking for a discoverable
@@ -278,7 +275,7 @@ pub async fn register(
     };
     match core
         .store
-        .run(move |c| Ok(passkeys::add(c, &row, &others, &effects)?))
+        .run(move |c| passkeys::add(c, &row, &others, &effects))
         .await
     {
         Ok(first) => {
@@ -328,7 +325,7 @@ pub async fn remove(
     let id = id.to_owned();
     let removed = core
         .store
-        .run(move |c| Ok(passkeys::remove(c, user, &id, &effects)?))
+        .run(move |c| passkeys::remove(c, user, &id, &effects))
         .await?;
     if !removed {
         return Err(PasskeyError::NotFound);
@@ -392,15 +389,7 @@ async fn record_use(
     let (id, counter) = (row.id.clone(), i64::from(result.counter()));
     let recorded = core
         .store
-        .run(move |c| {
-            Ok(passkeys::record_use(
-                c,
-                &id,
-                counter,
-                &credential,
-                now.millis(),
-            )?)
-        })
+        .run(move |c| passkeys::record_use(c, &id, counter, &credential, now.millis()))
         .await?;
     if !recorded {
         tracing::warn!(user_id = %row.user_id, passkey_id = %row.id,
@@ -449,7 +438,7 @@ async fn login_inner(
     let credential_id = b64(credential_id);
     let row = core
         .store
-        .run(move |c| Ok(passkeys::by_credential(c, &credential_id)?))
+        .run(move |c| passkeys::by_credential(c, &credential_id))
         .await?
         .filter(|p| p.user_id == user_id.to_string())
         .ok_or(PasskeyError::Invalid)?;
@@ -467,7 +456,7 @@ async fn login_inner(
     }
     let user = core
         .store
-        .run(move |c| Ok(users_db::users::find_by_id(c, user_id)?))
+        .run(move |c| users_db::users::find_by_id(c, user_id))
         .await?
         .filter(|u| u.user.is_active)
         .ok_or(PasskeyError::Invalid)?;
@@ -515,7 +504,7 @@ pub(crate) async fn finish_second_step(
     let credential_id = b64(response.raw_id.as_ref());
     let Some(row) = core
         .store
-        .run(move |c| Ok(passkeys::by_credential(c, &credential_id)?))
+        .run(move |c| passkeys::by_credential(c, &credential_id))
         .await?
         .filter(|p| p.user_id == user.to_string())
     else {

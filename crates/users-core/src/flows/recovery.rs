@@ -59,10 +59,7 @@ async fn user_named(core: &Core, sub: &str) -> Result<Option<users::StoredUser>,
     let Ok(id) = UserId::parse_str(sub) else {
         return Ok(None);
     };
-    Ok(core
-        .store
-        .run(move |c| Ok(users::find_by_id(c, id)?))
-        .await?)
+    Ok(core.store.run(move |c| users::find_by_id(c, id)).await?)
 }
 
 async fn queue(core: &Core, item: OutboxItem, now: Timestamp) -> Result<(), Fault> {
@@ -135,14 +132,7 @@ pub async fn reset_password(
     let changed = core
         .store
         .run(move |c| {
-            Ok(users::reset_password_if_unchanged(
-                c,
-                id,
-                &old_hash,
-                &new_hash,
-                now.millis(),
-                effects,
-            )?)
+            users::reset_password_if_unchanged(c, id, &old_hash, &new_hash, now.millis(), effects)
         })
         .await?;
     if !changed {
@@ -200,7 +190,7 @@ pub async fn verify_email(
         guards::with_cleared(core, id, Why::UnverifiedAtSetup, effects, client, now);
     let changed = core
         .store
-        .run(move |c| Ok(users::mark_verified(c, id, now.millis(), effects)?))
+        .run(move |c| users::mark_verified(c, id, now.millis(), effects))
         .await?;
     if !changed {
         return Err(VerifyError::AlreadyVerified);

@@ -60,7 +60,7 @@ pub async fn register(
     let lookup_key = key.clone();
     let exists = core
         .store
-        .run(move |c| Ok(users::find_by_email_key(c, &lookup_key)?.is_some()))
+        .run(move |c| users::find_by_email_key(c, &lookup_key).map(|u| u.is_some()))
         .await?;
     if exists {
         return Err(RegisterError::AlreadyExists);
@@ -89,7 +89,7 @@ pub async fn register(
     let effects = core.raise(vec![event], client, now)?;
     let queued = Queued::of(&effects);
     core.store
-        .run(move |c| Ok(users::create(c, &row, &effects)?))
+        .run(move |c| users::create(c, &row, &effects))
         .await?;
     core.committed(queued);
     tracing::info!(user_id = %user.id, "user registered");

@@ -2,14 +2,14 @@
 //! its id as `sid`; refresh tokens rotate with reuse detection; a user sees their live
 //! sessions and ends them.
 
-use users_db::sessions::{self, EndSessions, NewSession, SessionRow};
-use users_db::DbError;
+use users_db::sessions::{self, EndSessions, Liveness, NewSession, SessionRow};
+use users_db::{DbConnection, DbError};
 use users_domain::{Timestamp, User, UserId};
 
 // where the web layer has always found it
 pub use crate::client::ClientInfo;
 use crate::events::{Event, EventType, Queued};
-use crate::tokens::RefreshKey;
+use crate::tokens::{RefreshClaim, RefreshKey};
 use crate::{Core, Counters, Fault};
 
 /// How the user proved who they are.
@@ -142,7 +142,7 @@ pub(crate) async fn start_spending(
     };
     let started = core
         .store
-        .run(move |c| Ok(sessions::sign_in(c, &done, &effects)?))
+        .run(move |c| sessions::sign_in(c, &done, &effects))
         .await?;
     if !started {
         return Ok(None);
@@ -253,50 +253,10 @@ async fn refresh_inner(
     let presented = claim.counter;
     // read, check and rotate in one call on one connection: one hop off the executor
     // for the common case (the token is the current one and nobody races it)
-    let (key, at, id) = (
-        core.refresh_key.clone(),
-        core.config.liveness(now),
-        sid.clone(),
-    );
+    let (key, at) = (core.refresh_key.clone(), core.config.liveness(now));
     let step = core
         .store
-        .run(move |c| {
-            let Some((session, stored)) = sessions::find_with_user(c, &id)? else {
-                return Ok(Step::Invalid);
-            };
-            let Some(salt) = session.refresh_key_salt.clone() else {
-                return Ok(Step::Invalid);
-            };
-            if !key.verify(&claim, &salt) || !session.is_live(at) || !stored.user.is_active {
-                return Ok(Step::Invalid);
-            }
-            let user = stored.user;
-            let mut row = session;
-            if claim.counter == row.refresh_counter {
-                if sessions::rotate(c, &id, row.refresh_counter, at.now_ms)? {
-                    let counter = row.refresh_counter + 1;
-                    return Ok(Step::Rotated {
-                        user,
-                        salt,
-                        counter,
-                    });
-                }
-                // another request rotated it at the same instant: see where it is now
-                match sessions::find(c, &id)? {
-                    Some(r) if r.ended_at.is_none() => row = r,
-                    _ => return Ok(Step::Invalid),
-                }
-            }
-            if claim.counter > row.refresh_counter {
-                return Ok(Step::Invalid);
-            }
-            Ok(Step::Behind {
-                user,
-                salt,
-                current: row.refresh_counter,
-                refreshed_at: row.refreshed_at,
-            })
-        })
+        .run(move |c| rotation_step(c, &key, &claim, at))
         .await?;
     let (user, salt, current, refreshed_at) = match step {
         Step::Invalid => return Err(RefreshError::Invalid),
@@ -332,22 +292,59 @@ async fn refresh_inner(
     let queued = Queued::of(&effects);
     let ended = core
         .store
-        .run(move |c| {
-            Ok(sessions::end(
-                c,
-                &id,
-                user_id,
-                at,
-                "refresh_token_reused",
-                &effects,
-            )?)
-        })
+        .run(move |c| sessions::end(c, &id, user_id, at, "refresh_token_reused", &effects))
         .await?;
     if ended {
         core.committed(queued);
     }
     tracing::warn!(user_id = %user_id, session_id = %sid, "a spent refresh token was presented again; the session is ended");
     Err(RefreshError::Reused)
+}
+
+/// The blocking part of a refresh: the session the claim names and its user, checked,
+/// and rotated when the claim is the current token.
+fn rotation_step(
+    c: &mut DbConnection,
+    key: &RefreshKey,
+    claim: &RefreshClaim,
+    at: Liveness,
+) -> Result<Step, DbError> {
+    let id = claim.session_id.to_string();
+    let Some((session, stored)) = sessions::find_with_user(c, &id)? else {
+        return Ok(Step::Invalid);
+    };
+    let Some(salt) = session.refresh_key_salt.clone() else {
+        return Ok(Step::Invalid);
+    };
+    if !key.verify(claim, &salt) || !session.is_live(at) || !stored.user.is_active {
+        return Ok(Step::Invalid);
+    }
+    let user = stored.user;
+    let mut row = session;
+    if claim.counter == row.refresh_counter {
+        if sessions::rotate(c, &id, row.refresh_counter, at.now_ms)? {
+            let counter = row.refresh_counter + 1;
+            return Ok(Step::Rotated {
+                user,
+                salt,
+                counter,
+            });
+        }
+        // another request rotated it at the same instant: see where it is now
+        match sessions::find(c, &id)? {
+            Some(r) if r.ended_at.is_none() => row = r,
+            _ => return Ok(Step::Invalid),
+        }
+    }
+    if claim.counter > row.refresh_counter {
+        return Ok(Step::Invalid);
+    }
+    Ok(Step::Behind {
+        user,
+        salt,
+        current: row.refresh_counter,
+        refreshed_at: row.refreshed_at,
+    })
 }
 
 /// The user's live sessions, newest first; `current` marks the caller's.
@@ -360,7 +357,7 @@ pub async fn list(
     let at = core.config.liveness(now);
     let rows = core
         .store
-        .run(move |c| Ok(sessions::live_of_user(c, user_id, at)?))
+        .run(move |c| sessions::live_of_user(c, user_id, at))
         .await?;
     Ok(rows.into_iter().map(|r| info(r, current)).collect())
 }
@@ -401,7 +398,7 @@ pub async fn end(
     let queued = Queued::of(&effects);
     let ended = core
         .store
-        .run(move |c| Ok(sessions::end(c, &id, user_id, at, reason, &effects)?))
+        .run(move |c| sessions::end(c, &id, user_id, at, reason, &effects))
         .await?;
     if ended {
         core.committed(queued);
@@ -432,7 +429,7 @@ pub async fn end_all(
     let queued = Queued::of(&effects);
     let n = core
         .store
-        .run(move |c| Ok(sessions::end_all(c, &end, &effects)?))
+        .run(move |c| sessions::end_all(c, &end, &effects))
         .await?;
     if n > 0 {
         core.committed(queued);

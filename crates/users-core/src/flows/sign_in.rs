@@ -98,7 +98,7 @@ pub(crate) async fn complete_first_factor(
     let id = first.user.id;
     let factors = match first.factors {
         Some(f) => f,
-        None => core.store.run(move |c| Ok(mfa::factors_of(c, id)?)).await?,
+        None => core.store.run(move |c| mfa::factors_of(c, id)).await?,
     };
     if !factors.any() {
         let done = Completed {
@@ -125,12 +125,12 @@ pub(crate) async fn complete_first_factor(
     let give_back = first.attempt;
     core.store
         .run(move |c| {
-            Ok(mfa::create_challenge(
+            mfa::create_challenge(
                 c,
                 &row,
                 now.millis(),
                 give_back.as_ref().map(|(k, r)| (k.as_str(), r)),
-            )?)
+            )
         })
         .await?;
     tracing::info!(user_id = %id, "first factor accepted; second factor required");
@@ -149,7 +149,7 @@ pub(crate) async fn live_challenge(
     let id = token_hash(mfa_token);
     Ok(core
         .store
-        .run(move |c| Ok(mfa::find_challenge(c, &id, now.millis())?))
+        .run(move |c| mfa::find_challenge(c, &id, now.millis()))
         .await?)
 }
 
