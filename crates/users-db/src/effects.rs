@@ -63,8 +63,10 @@ impl Effects {
     }
 }
 
-/// Whether a change happened, so that its effects are to be written.
-pub(crate) trait Happened {
+/// Whether a change happened, so that its effects are written with it (here) and
+/// counted once it committed (by the caller). Every outcome of a change with effects
+/// says so: `false`, `None`, an outcome naming what stopped it.
+pub trait Happened {
     fn happened(&self) -> bool;
 }
 
@@ -83,6 +85,23 @@ impl<T> Happened for Option<T> {
 impl Happened for () {
     fn happened(&self) -> bool {
         true
+    }
+}
+
+/// How many rows a change touched: it happened when there was one.
+impl Happened for usize {
+    fn happened(&self) -> bool {
+        *self > 0
+    }
+}
+
+/// `result`, with a refusal by a unique index (a duplicate email, an account linked
+/// already) as the outcome `taken`. Outside the transaction that failed: on PostgreSQL
+/// a failed statement aborts its transaction, which must roll back first.
+pub(crate) fn or_taken<T>(result: QueryResult<T>, taken: T) -> QueryResult<T> {
+    match result {
+        Err(e) if crate::is_unique_violation(&e) => Ok(taken),
+        other => other,
     }
 }
 

@@ -3,6 +3,7 @@
 
 use diesel::prelude::*;
 
+use crate::effects::Happened;
 use crate::schema::outbox;
 use crate::{DbConnection, Effects};
 
@@ -162,6 +163,12 @@ pub enum Announced {
     OverQuota,
     /// The row is no longer this worker's: nothing written.
     LeaseLost,
+}
+
+impl Happened for Announced {
+    fn happened(&self) -> bool {
+        *self == Announced::Yes
+    }
 }
 
 /// [`announce`], for a request mail: only when the address is within its quota, which

@@ -1,9 +1,10 @@
 //! The users table.
 
 use diesel::prelude::*;
-use users_domain::UserId;
+use users_domain::email::email_key;
+use users_domain::{User, UserId};
 
-use crate::effects::{transaction, Happened};
+use crate::effects::{or_taken, transaction, Happened};
 use crate::guards::{self, Cleared};
 use crate::rows::session::SessionRow;
 use crate::rows::user::UserRow;
@@ -11,12 +12,6 @@ use crate::schema::{revoked_tokens, users};
 use crate::{DbConnection, Effects};
 
 pub use crate::rows::user::StoredUser;
-
-impl Happened for StoredUser {
-    fn happened(&self) -> bool {
-        true
-    }
-}
 
 /// A user to create. `email_key` is the lower-cased normalised email.
 #[derive(Debug, Clone, Insertable)]
@@ -32,6 +27,25 @@ pub struct NewUser {
     pub tokens_valid_after: i64,
     pub created_at: i64,
     pub updated_at: i64,
+}
+
+impl NewUser {
+    /// `user`, with this password hash, created at `now_ms`. No token of theirs is
+    /// refused for its age (`tokens_valid_after` 0).
+    pub fn new(user: &User, hashed_password: String, now_ms: i64) -> NewUser {
+        NewUser {
+            id: user.id.to_string(),
+            email: user.email.clone(),
+            email_key: email_key(&user.email),
+            hashed_password,
+            is_active: user.is_active,
+            is_superuser: user.is_superuser,
+            is_verified: user.is_verified,
+            tokens_valid_after: 0,
+            created_at: now_ms,
+            updated_at: now_ms,
+        }
+    }
 }
 
 /// Fields to change; `None` leaves a column as it is.
@@ -81,10 +95,24 @@ pub fn insert(conn: &mut DbConnection, new: &NewUser) -> QueryResult<()> {
         .map(|_| ())
 }
 
-/// Creates a user with its effects, in one transaction. A duplicate email is a unique
-/// violation and writes nothing.
-pub fn create(conn: &mut DbConnection, new: &NewUser, effects: &Effects) -> QueryResult<()> {
-    transaction(conn, effects, |c| insert(c, new))
+/// What [`create`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Created {
+    Created,
+    /// Another user has the email (in any case): nothing was written.
+    EmailTaken,
+}
+
+impl Happened for Created {
+    fn happened(&self) -> bool {
+        *self == Created::Created
+    }
+}
+
+/// Creates a user with its effects, in one transaction.
+pub fn create(conn: &mut DbConnection, new: &NewUser, effects: &Effects) -> QueryResult<Created> {
+    let created = transaction(conn, effects, |c| insert(c, new).map(|()| Created::Created));
+    or_taken(created, Created::EmailTaken)
 }
 
 pub fn find_by_id(conn: &mut DbConnection, id: UserId) -> QueryResult<Option<StoredUser>> {
@@ -302,25 +330,41 @@ pub fn update(
     Ok(n > 0)
 }
 
-/// Applies `changes` and its effects in one transaction; the user as stored afterwards,
-/// or `None` when there is no such user (then nothing is written). A new email another
-/// user has is a unique violation and writes nothing.
+/// What [`apply_update`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Updated {
+    /// The user as stored afterwards.
+    Updated(StoredUser),
+    /// No such user: nothing was written.
+    NoSuchUser,
+    /// The new email belongs to another user: nothing was written.
+    EmailTaken,
+}
+
+impl Happened for Updated {
+    fn happened(&self) -> bool {
+        matches!(self, Updated::Updated(_))
+    }
+}
+
+/// Applies `changes` and its effects in one transaction.
 pub fn apply_update(
     conn: &mut DbConnection,
     id: UserId,
     changes: &UserChanges,
     now_ms: i64,
     effects: &Effects,
-) -> QueryResult<Option<StoredUser>> {
-    transaction(conn, effects, |c| {
+) -> QueryResult<Updated> {
+    let updated = transaction(conn, effects, |c| {
         if !update(c, id, changes, now_ms)? {
-            return Ok(None);
+            return Ok(Updated::NoSuchUser);
         }
         if changes.is_verified == Some(true) {
             guards::vouch_for_setup(c, id)?;
         }
-        find_by_id(c, id)
-    })
+        Ok(find_by_id(c, id)?.map_or(Updated::NoSuchUser, Updated::Updated))
+    });
+    or_taken(updated, Updated::EmailTaken)
 }
 
 /// Replaces the password hash only if it is still `old` (a re-hash at login must not

@@ -1,7 +1,7 @@
 //! Reading and changing accounts: the current user's own changes and the superuser's.
 
 use secrecy::{ExposeSecret, SecretString};
-use users_db::users::{self, StoredUser, UserChanges};
+use users_db::users::{self, StoredUser, Updated, UserChanges};
 use users_db::DbError;
 use users_domain::email::email_key;
 use users_domain::{EmailAddress, Timestamp, User, UserId};
@@ -47,11 +47,7 @@ pub enum UpdateError {
 
 impl From<DbError> for UpdateError {
     fn from(e: DbError) -> Self {
-        if e.is_unique_violation() {
-            UpdateError::EmailAlreadyExists
-        } else {
-            UpdateError::Fault(e.into())
-        }
+        UpdateError::Fault(e.into())
     }
 }
 
@@ -165,8 +161,12 @@ pub async fn update(
     let updated = core
         .store
         .run(move |c| users::apply_update(c, id, &row, now.millis(), &effects))
-        .await?
-        .ok_or(UpdateError::NotFound)?;
+        .await?;
+    let updated = match updated {
+        Updated::Updated(user) => user,
+        Updated::NoSuchUser => return Err(UpdateError::NotFound),
+        Updated::EmailTaken => return Err(UpdateError::EmailAlreadyExists),
+    };
     core.committed(queued);
     tracing::info!(user_id = %id, "user updated");
     Ok(updated.user)

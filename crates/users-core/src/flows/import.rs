@@ -21,7 +21,7 @@ use users_db::fastapi_users::{Source, SourceError, SourceUser};
 use users_db::import::{self, AccountOutcome, ImportAccount, ImportUser, UserOutcome};
 use users_db::users::NewUser;
 use users_db::{DbConnection, DbError};
-use users_domain::{EmailAddress, Timestamp, UserId};
+use users_domain::{EmailAddress, Timestamp, User, UserId};
 
 use crate::hashing::is_supported_hash;
 
@@ -320,18 +320,18 @@ fn check(
     if !is_supported_hash(&user.hashed_password) {
         return Err(UserProblem::UnknownHashFormat);
     }
-    Ok(NewUser {
-        id: id.to_string(),
-        email_key: email.key(),
+    let ours = User {
+        id,
         email: email.into_string(),
-        hashed_password: user.hashed_password.clone(),
         is_active: user.is_active,
         is_superuser: user.is_superuser,
         is_verified: user.is_verified,
-        tokens_valid_after: 0,
-        created_at: now.millis(),
-        updated_at: now.millis(),
-    })
+    };
+    Ok(NewUser::new(
+        &ours,
+        user.hashed_password.clone(),
+        now.millis(),
+    ))
 }
 
 /// A dry run's outcome for a row when the target has no users at all.

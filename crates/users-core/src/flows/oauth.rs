@@ -4,7 +4,9 @@
 //! usable once; for OpenID providers also a nonce and the id_token verified against the
 //! provider's keys. The checks of a callback come in the order docs/providers.md gives.
 
-use users_db::oauth::{self, Association, PendingState, ProviderAccount, Takeover};
+use users_db::oauth::{
+    self, Association, CreatedLinked, LinkedByEmail, PendingState, ProviderAccount, Takeover,
+};
 use users_db::users::{self, NewUser, StoredUser};
 use users_db::DbError;
 use users_domain::crypto::{constant_time_eq, random_token};
@@ -347,33 +349,29 @@ async fn user_for(
                 oauth::link_by_email(c, id, &account, takeover.as_ref(), now.millis(), effects)
             })
             .await;
-        return match linked {
-            Ok(Some(u)) => {
+        return match linked? {
+            LinkedByEmail::Linked(u) => {
                 tally.committed(core);
                 tracing::info!(user_id = %id, taken_over = !existing.user.is_verified,
                     "provider account linked by verified email");
                 Ok(u.user)
             }
-            Ok(None) => Err(OAuthFlowError::UserAlreadyExists),
-            Err(e) if e.is_unique_violation() => Err(OAuthFlowError::UserAlreadyExists),
-            Err(e) => Err(e.into()),
+            LinkedByEmail::NoSuchUser | LinkedByEmail::AccountTaken => {
+                Err(OAuthFlowError::UserAlreadyExists)
+            }
         };
     }
 
     // 3. a new user, linked
-    let new = NewUser {
-        id: UserId::new_v4().to_string(),
-        email: email.as_str().to_owned(),
-        email_key: email.key(),
-        hashed_password: unusable_password(),
+    let new_id = UserId::new_v4();
+    let user = User {
+        id: new_id,
+        email: email.into_string(),
         is_active: true,
         is_superuser: false,
         is_verified: false,
-        tokens_valid_after: 0,
-        created_at: now.millis(),
-        updated_at: now.millis(),
     };
-    let new_id = UserId::parse_str(&new.id).map_err(Fault::internal)?;
+    let new = NewUser::new(&user, unusable_password(), now.millis());
     let events = vec![
         // the method as sessions name it (`oidc:<name>`); the provider as routes do
         Event::new(EventType::UserRegistered, Some(new_id)).with("method", key.clone()),
@@ -383,18 +381,18 @@ async fn user_for(
     ];
     let effects = core.raise(events, client, now)?;
     let queued = Queued::of(&effects);
-    match core
+    let created = core
         .store
         .run(move |c| oauth::create_linked_user(c, &new, &account, &effects))
-        .await
-    {
-        Ok(user) => {
+        .await?;
+    match created {
+        CreatedLinked::Created(user) => {
             core.committed(queued);
             tracing::info!(user_id = %user.user.id, "user created through a provider");
             Ok(user.user)
         }
         // a concurrent first sign-in of the same account, or the email taken meanwhile
-        Err(e) if e.is_unique_violation() => {
+        CreatedLinked::Taken => {
             let raced = core
                 .store
                 .run(move |c| oauth::linked_user(c, &key, &subject, None, now.millis()))
@@ -403,7 +401,6 @@ async fn user_for(
                 .map(|u| u.user)
                 .ok_or(OAuthFlowError::UserAlreadyExists)
         }
-        Err(e) => Err(e.into()),
     }
 }
 
@@ -438,19 +435,17 @@ pub async fn associate(
     let result = core
         .store
         .run(move |c| oauth::associate(c, id, &account, now.millis(), &effects))
-        .await;
+        .await?;
     match result {
-        Ok(Association::Linked) => {
+        Association::Linked => {
             core.committed(queued);
             tracing::info!(user_id = %id, provider = %provider.settings.name, "provider account linked");
             Ok(user.clone())
         }
-        Ok(Association::Refreshed) => {
+        Association::Refreshed => {
             tracing::info!(user_id = %id, provider = %provider.settings.name, "provider account linked");
             Ok(user.clone())
         }
-        Ok(Association::LinkedToAnother) => Err(OAuthFlowError::AccountAlreadyLinked),
-        Err(e) if e.is_unique_violation() => Err(OAuthFlowError::AccountAlreadyLinked),
-        Err(e) => Err(e.into()),
+        Association::LinkedToAnother => Err(OAuthFlowError::AccountAlreadyLinked),
     }
 }

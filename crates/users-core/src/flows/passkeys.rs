@@ -7,7 +7,7 @@
 use base64::Engine;
 use secrecy::SecretString;
 use serde_json::Value;
-use users_db::passkeys::{self, Ceremony, PasskeyRow};
+use users_db::passkeys::{self, Added, Ceremony, PasskeyRow};
 use users_db::sessions::EndSessions;
 use users_db::DbError;
 use users_domain::crypto::random_token;
@@ -273,20 +273,17 @@ pub async fn register(
         now_ms: now.millis(),
         reason: "passkey_added",
     };
-    match core
+    let added = core
         .store
         .run(move |c| passkeys::add(c, &row, &others, &effects))
-        .await
-    {
-        Ok(first) => {
+        .await?;
+    match added {
+        Added::First => {
             core.committed(queued);
-            if first {
-                tracing::info!(user_id = %user.id, "first passkey: the other sessions ended");
-            }
+            tracing::info!(user_id = %user.id, "first passkey: the other sessions ended");
         }
-        // this authenticator's credential is registered already
-        Err(e) if e.is_unique_violation() => return Err(PasskeyError::Invalid),
-        Err(e) => return Err(e.into()),
+        Added::Another => core.committed(queued),
+        Added::AlreadyRegistered => return Err(PasskeyError::Invalid),
     }
     tracing::info!(user_id = %user.id, passkey_id = %info.id, "passkey registered");
     Ok(info)

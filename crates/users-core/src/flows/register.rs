@@ -1,7 +1,7 @@
 //! Creating an account.
 
 use secrecy::{ExposeSecret, SecretString};
-use users_db::users::{self, NewUser};
+use users_db::users::{self, Created, NewUser};
 use users_db::DbError;
 use users_domain::{EmailAddress, Timestamp, User, UserId};
 
@@ -31,11 +31,7 @@ pub enum RegisterError {
 
 impl From<DbError> for RegisterError {
     fn from(e: DbError) -> Self {
-        if e.is_unique_violation() {
-            RegisterError::AlreadyExists
-        } else {
-            RegisterError::Fault(e.into())
-        }
+        RegisterError::Fault(e.into())
     }
 }
 
@@ -56,8 +52,7 @@ pub async fn register(
     core.policy
         .check(password.expose_secret(), email.as_str())
         .map_err(|r| RegisterError::InvalidPassword(r.reason()))?;
-    let key = email.key();
-    let lookup_key = key.clone();
+    let lookup_key = email.key();
     let exists = core
         .store
         .run(move |c| users::find_by_email_key(c, &lookup_key).map(|u| u.is_some()))
@@ -73,24 +68,17 @@ pub async fn register(
         is_superuser,
         is_verified,
     };
-    let row = NewUser {
-        id: user.id.to_string(),
-        email: user.email.clone(),
-        email_key: key,
-        hashed_password,
-        is_active: user.is_active,
-        is_superuser: user.is_superuser,
-        is_verified: user.is_verified,
-        tokens_valid_after: 0,
-        created_at: now.millis(),
-        updated_at: now.millis(),
-    };
+    let row = NewUser::new(&user, hashed_password, now.millis());
     let event = Event::new(EventType::UserRegistered, Some(user.id)).with("method", "password");
     let effects = core.raise(vec![event], client, now)?;
     let queued = Queued::of(&effects);
-    core.store
+    let created = core
+        .store
         .run(move |c| users::create(c, &row, &effects))
         .await?;
+    if created == Created::EmailTaken {
+        return Err(RegisterError::AlreadyExists);
+    }
     core.committed(queued);
     tracing::info!(user_id = %user.id, "user registered");
     Counters::inc(&core.counters.registrations);
