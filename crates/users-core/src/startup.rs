@@ -13,6 +13,7 @@ use users_mail::Mailer;
 
 use crate::hashing::HashError;
 use crate::outbox::Channel;
+use crate::providers::DiscoveryError;
 use crate::worker::{OutboxWorker, WorkerDeps};
 use crate::{
     Argon2Params, Core, CoreConfig, Counters, JwtKeys, OutboxSignal, PasswordHasher,
@@ -183,7 +184,15 @@ impl Core {
     /// is retried in the background until `stop` turns true. An error for a provider
     /// whose discovery document names another issuer: the start should stop.
     pub async fn start_providers(&self, stop: watch::Receiver<bool>) -> Result<(), StartupError> {
-        self.providers.start_discovery(stop).await
+        self.providers
+            .start_discovery(stop)
+            .await
+            .map_err(|e| match e {
+                DiscoveryError::WrongIssuer { provider, message } => {
+                    StartupError::ProviderIssuer { provider, message }
+                }
+                DiscoveryError::Task(e) => StartupError::Task(e),
+            })
     }
 
     /// Starts what runs beside the requests until `stop` turns true: the signing keys'
@@ -202,15 +211,9 @@ impl Core {
             ));
         }
         let deps = Arc::new(WorkerDeps {
-            store: self.store.clone(),
+            core: self.clone(),
             mailer,
-            hasher: self.hasher.clone(),
-            tokens: self.tokens.clone(),
-            config: self.config.clone(),
-            counters: self.counters.clone(),
-            signal: self.outbox.clone(),
             clock,
-            webhooks: self.webhooks.clone(),
         });
         let mut channels = vec![Channel::Mail];
         // without receivers nothing is queued for them; rows left from an earlier

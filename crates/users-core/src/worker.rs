@@ -22,10 +22,11 @@ use users_domain::email::email_key;
 use users_domain::{Clock, Timestamp};
 use users_mail::{Email, MailError, Mailer};
 
+use crate::change::Change;
 use crate::client::ClientInfo;
-use crate::events::{Event, EventType, Queued, WebhookDelivery, WebhookSettings};
-use crate::outbox::{with_token, Channel, OutboxItem, OutboxSignal};
-use crate::{CoreConfig, Counters, JwtKeys, PasswordHasher, Store};
+use crate::events::{Event, EventType, WebhookDelivery};
+use crate::outbox::{with_token, Channel, OutboxItem};
+use crate::{Core, Counters};
 
 /// How long a claimed row stays reserved for its worker. The worker renews the lease
 /// every [`RENEW_EVERY`] while the delivery runs (an SMTP send may take up to
@@ -55,17 +56,12 @@ pub fn backoff_ms(attempts: i64) -> i64 {
     1000i64.saturating_mul(1i64 << exp).min(MAX_BACKOFF_MS)
 }
 
-/// What the worker needs, and nothing more.
+/// What the worker needs: the flows' `Core` (a request resolved at send time is a
+/// change like any other), where mails go, and the clock.
 pub struct WorkerDeps {
-    pub store: Store,
+    pub core: Core,
     pub mailer: Mailer,
-    pub hasher: PasswordHasher,
-    pub tokens: JwtKeys,
-    pub config: Arc<CoreConfig>,
-    pub counters: Arc<Counters>,
-    pub signal: OutboxSignal,
     pub clock: Arc<dyn Clock>,
-    pub webhooks: Arc<WebhookSettings>,
 }
 
 pub struct OutboxWorker {
@@ -105,12 +101,12 @@ impl OutboxWorker {
             }
             Channel::Webhooks => {
                 tracing::info!(
-                    receivers = self.deps.webhooks.urls.len(),
+                    receivers = self.core().webhooks.urls.len(),
                     "webhook outbox worker started"
                 )
             }
         }
-        let signal = self.deps.signal.clone();
+        let signal = self.core().outbox.clone();
         let mut last_purge = 0i64;
         loop {
             if *shutdown.borrow() {
@@ -135,36 +131,40 @@ impl OutboxWorker {
         self.deps.clock.now()
     }
 
+    fn core(&self) -> &Core {
+        &self.deps.core
+    }
+
     async fn purge(&self, now: i64) {
         let week_ago = now - 7 * 24 * 3600 * 1000;
         let _ = self
-            .deps
+            .core()
             .store
             .run(move |c| outbox::purge_finished(c, week_ago))
             .await;
         let day_ago = now - 24 * 3600 * 1000;
         let _ = self
-            .deps
+            .core()
             .store
             .run(move |c| users_db::limits::purge(c, day_ago))
             .await;
         let _ = self
-            .deps
+            .core()
             .store
             .run(move |c| outbox::purge_mail_sends(c, day_ago))
             .await;
         // ended or expired sessions are kept a week, so a late refresh of one is told
         // apart from garbage in the logs
         let _ = self
-            .deps
+            .core()
             .store
             .run(move |c| users_db::sessions::purge(c, week_ago))
             .await;
-        let days = self.deps.config.audit_retention_days;
+        let days = self.core().config.audit_retention_days;
         if days > 0 {
             let before = now - days.saturating_mul(24 * 3600 * 1000);
             match self
-                .deps
+                .core()
                 .store
                 .run(move |c| users_db::audit::purge(c, before))
                 .await
@@ -184,7 +184,7 @@ impl OutboxWorker {
         let now = self.now().millis();
         let kinds = self.channel.kinds();
         let due = match self
-            .deps
+            .core()
             .store
             .run(move |c| outbox::due(c, kinds, now, BATCH))
             .await
@@ -204,7 +204,7 @@ impl OutboxWorker {
             let claim_id = id.clone();
             let now = self.now().millis();
             let row = match self
-                .deps
+                .core()
                 .store
                 .run(move |c| outbox::claim(c, &claim_id, &worker, now, LEASE_MS))
                 .await
@@ -256,7 +256,7 @@ impl OutboxWorker {
             let (row, worker) = (id.clone(), self.id.clone());
             let now = self.now().millis();
             let renewal = self
-                .deps
+                .core()
                 .store
                 .run(move |c| outbox::renew(c, &row, &worker, now, LEASE_MS));
             match tokio::time::timeout(RENEW_EVERY, renewal).await {
@@ -287,7 +287,7 @@ impl OutboxWorker {
         };
         let attempt = crate::webhooks::attempt(
             &self.http,
-            &self.deps.webhooks.secret,
+            &self.core().webhooks.secret,
             &delivery,
             self.now().secs(),
         )
@@ -295,7 +295,7 @@ impl OutboxWorker {
         match attempt {
             Ok(()) => {
                 if self.mark_sent(&row).await {
-                    Counters::inc(&self.deps.counters.webhooks_delivered);
+                    Counters::inc(&self.core().counters.webhooks_delivered);
                     tracing::info!(event_id = %delivery.event_id, "webhook delivered");
                 }
             }
@@ -308,7 +308,7 @@ impl OutboxWorker {
         let (id, worker) = (row.id.clone(), self.id.clone());
         let now = self.now().millis();
         match self
-            .deps
+            .core()
             .store
             .run(move |c| outbox::mark_sent(c, &id, &worker, now))
             .await
@@ -347,7 +347,7 @@ impl OutboxWorker {
             Outcome::Drop => {
                 let (id, worker) = (row.id.clone(), self.id.clone());
                 let _ = self
-                    .deps
+                    .core()
                     .store
                     .run(move |c| outbox::mark_dropped(c, &id, &worker))
                     .await;
@@ -375,7 +375,7 @@ impl OutboxWorker {
         match sent {
             Ok(Ok(())) => {
                 if self.mark_sent(&row).await {
-                    Counters::inc(&self.deps.counters.mails_sent);
+                    Counters::inc(&self.core().counters.mails_sent);
                     tracing::info!("mail sent")
                 }
             }
@@ -395,7 +395,7 @@ impl OutboxWorker {
         let next = now + backoff_ms(row.attempts);
         let (id, worker, err) = (row.id.clone(), self.id.clone(), error.to_owned());
         let _ = self
-            .deps
+            .core()
             .store
             .run(move |c| outbox::mark_retry(c, &id, &worker, next, &err))
             .await;
@@ -406,20 +406,20 @@ impl OutboxWorker {
         let (id, worker, err) = (row.id.clone(), self.id.clone(), error.to_owned());
         let now = self.now().millis();
         let _ = self
-            .deps
+            .core()
             .store
             .run(move |c| outbox::mark_failed(c, &id, &worker, now, &err))
             .await;
         match self.channel {
-            Channel::Mail => Counters::inc(&self.deps.counters.mails_failed),
-            Channel::Webhooks => Counters::inc(&self.deps.counters.webhooks_failed),
+            Channel::Mail => Counters::inc(&self.core().counters.mails_failed),
+            Channel::Webhooks => Counters::inc(&self.core().counters.webhooks_failed),
         }
         tracing::error!(error = %error, channel = self.name(), "delivery given up");
     }
 
     /// Turns an item into the mail to send now (tokens are minted at send time).
     async fn resolve(&self, item: OutboxItem, row: &outbox::OutboxRow) -> Result<Outcome, String> {
-        let c = &self.deps.config;
+        let c = &self.core().config;
         let now = self.now();
         match item {
             OutboxItem::Email { email } => Ok(Outcome::Send(email)),
@@ -448,14 +448,14 @@ impl OutboxWorker {
                 // fastapi-users' fingerprint: a hash of the stored hash, so that any
                 // password change kills the token
                 let fgpt = self
-                    .deps
+                    .core()
                     .hasher
                     .hash(SecretString::from(user.hashed_password.clone()))
                     .await
                     .map_err(|e| e.to_string())?;
                 let expires = now.plus_secs(c.reset_token_lifetime_seconds);
                 let token = self
-                    .deps
+                    .core()
                     .tokens
                     .issue_reset(user.user.id, fgpt, expires)
                     .map_err(|e| e.to_string())?;
@@ -491,7 +491,7 @@ impl OutboxWorker {
                 }
                 let expires = now.plus_secs(c.verify_token_lifetime_seconds);
                 let token = self
-                    .deps
+                    .core()
                     .tokens
                     .issue_verify(user.user.id, &user.user.email, expires)
                     .map_err(|e| e.to_string())?;
@@ -517,9 +517,6 @@ impl OutboxWorker {
         event: Event,
         client: &ClientInfo,
     ) -> Result<bool, String> {
-        let effects = crate::events::effects(vec![event], client, &self.deps.webhooks, self.now())
-            .map_err(|e| e.to_string())?;
-        let queued = Queued::of(&effects);
         let quota = outbox::MailQuota {
             user_id: user.user.id,
             email_key: email_key(&user.user.email),
@@ -530,21 +527,19 @@ impl OutboxWorker {
         };
         let payload = serde_json::to_string(&done).map_err(|e| e.to_string())?;
         let (id, worker) = (row.id.clone(), self.id.clone());
+        let change = Change::new(vec![event], client, self.now());
         let announced = self
-            .deps
-            .store
-            .run(move |c| {
-                outbox::announce_within_quota(c, &id, &worker, &payload, &quota, &effects)
+            .core()
+            .apply(change, move |c, raised| {
+                let effects = raised.effects();
+                outbox::announce_within_quota(c, &id, &worker, &payload, &quota, effects)
             })
             .await
             .map_err(|e| e.to_string())?;
         match announced {
-            outbox::Announced::Yes => {
-                queued.committed(&self.deps.counters, &self.deps.signal);
-                Ok(true)
-            }
+            outbox::Announced::Yes => Ok(true),
             outbox::Announced::OverQuota => {
-                Counters::inc(&self.deps.counters.mails_over_quota);
+                Counters::inc(&self.core().counters.mails_over_quota);
                 tracing::warn!(kind = %done.kind(), "mail not sent: the address had its quota of this kind");
                 Ok(false)
             }
@@ -554,7 +549,7 @@ impl OutboxWorker {
 
     async fn lookup(&self, email: &str) -> Result<Option<StoredUser>, String> {
         let key = email_key(email);
-        self.deps
+        self.core()
             .store
             .run(move |c| users::find_by_email_key(c, &key))
             .await

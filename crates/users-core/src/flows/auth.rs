@@ -7,8 +7,9 @@ use users_domain::crypto::token_hash;
 use users_domain::email::email_key;
 use users_domain::{EmailAddress, Timestamp, User};
 
+use crate::change::Change;
 use crate::client::ClientInfo;
-use crate::events::{Event, EventType, Queued};
+use crate::events::{Event, EventType};
 use crate::flows::session::{self, SignInMethod};
 use crate::flows::sign_in::{self, failed, FirstFactor, SignIn, Transport};
 use crate::hashing::Verification;
@@ -294,13 +295,15 @@ pub async fn logout(
     }
     let hash = token_hash(&auth.token);
     let exp = auth.claims.exp;
-    let event = Event::new(EventType::LoggedOut, Some(id));
-    let effects = core.raise(vec![event], client, now)?;
-    let queued = Queued::of(&effects);
-    core.store
-        .run(move |c| users_db::revocations::revoke(c, &hash, id, exp, now.secs(), &effects))
-        .await?;
-    core.committed(queued);
+    let change = Change::new(
+        vec![Event::new(EventType::LoggedOut, Some(id))],
+        client,
+        now,
+    );
+    core.apply(change, move |c, raised| {
+        users_db::revocations::revoke(c, &hash, id, exp, now.secs(), raised.effects())
+    })
+    .await?;
     tracing::info!(user_id = %id, "logged out; token revoked");
     Ok(())
 }

@@ -12,8 +12,9 @@ use users_domain::crypto::constant_time_eq;
 use users_domain::{Timestamp, User, UserId};
 use users_mail::SecurityChange;
 
+use crate::change::Change;
 use crate::client::ClientInfo;
-use crate::events::{Event, EventType, Queued};
+use crate::events::{Event, EventType};
 use crate::flows::auth::Authenticated;
 use crate::flows::reauth::{self, ReauthError};
 use crate::flows::session::{self, Completed, SessionGrant, SignInMethod};
@@ -234,21 +235,16 @@ pub async fn totp_confirm(
         now_ms: now.millis(),
     };
     let event = Event::new(EventType::MfaEnabled, Some(id)).with("method", "totp");
-    let effects = core.raise(vec![event], client, now)?.and(notice(
-        core,
-        &user.email,
-        SecurityChange::TotpEnabled,
-        now,
-    )?);
-    let queued = Queued::of(&effects);
+    let notice = notice(core, &user.email, SecurityChange::TotpEnabled, now)?;
+    let change = Change::new(vec![event], client, now).and(notice);
     let confirmed = core
-        .store
-        .run(move |c| mfa::confirm_totp(c, id, &confirmation, &effects))
+        .apply(change, move |c, raised| {
+            mfa::confirm_totp(c, id, &confirmation, raised.effects())
+        })
         .await?;
     if !confirmed {
         return Err(MfaError::NotPending);
     }
-    core.committed(queued);
     Counters::inc(&core.counters.mfa_enabled);
     tracing::info!(user_id = %id, "TOTP enabled; other sessions ended");
     Ok(codes)
@@ -294,16 +290,14 @@ async fn use_recovery_code(
     let mail = users_mail::Email::recovery_code_used(&core.config.app_name, &user.email, left - 1);
     let event =
         Event::new(EventType::MfaRecoveryCodeUsed, Some(id)).with("left", (left - 1).max(0));
-    let effects = OutboxItem::Email { email: mail }
-        .effects(now)?
-        .and(core.raise(vec![event], client, now)?);
-    let queued = Queued::of(&effects);
+    let change =
+        Change::new(vec![event], client, now).and(OutboxItem::Email { email: mail }.effects(now)?);
     let used = core
-        .store
-        .run(move |c| mfa::use_recovery_code(c, id, &hash, now.millis(), &effects))
+        .apply(change, move |c, raised| {
+            mfa::use_recovery_code(c, id, &hash, now.millis(), raised.effects())
+        })
         .await?;
     if used {
-        core.committed(queued);
         tracing::info!(user_id = %id, "a recovery code was used");
     }
     Ok(used)
@@ -323,21 +317,16 @@ pub async fn totp_disable(
     }
     let id = user.id;
     let event = Event::new(EventType::MfaDisabled, Some(id)).with("method", "totp");
-    let effects = core.raise(vec![event], client, now)?.and(notice(
-        core,
-        &user.email,
-        SecurityChange::TotpDisabled,
-        now,
-    )?);
-    let queued = Queued::of(&effects);
+    let notice = notice(core, &user.email, SecurityChange::TotpDisabled, now)?;
+    let change = Change::new(vec![event], client, now).and(notice);
     let disabled = core
-        .store
-        .run(move |c| mfa::disable_totp(c, id, &effects))
+        .apply(change, move |c, raised| {
+            mfa::disable_totp(c, id, raised.effects())
+        })
         .await?;
     if !disabled {
         return Err(MfaError::BadCode);
     }
-    core.committed(queued);
     tracing::info!(user_id = %id, "TOTP disabled");
     Ok(())
 }
@@ -386,16 +375,15 @@ pub async fn reset(
     let event = Event::new(EventType::MfaDisabled, Some(user))
         .by(Some(by))
         .with("method", "all");
-    let effects = core.raise(vec![event], client, now)?;
-    let queued = Queued::of(&effects);
+    let change = Change::new(vec![event], client, now);
     let done = core
-        .store
-        .run(move |c| mfa::reset(c, &end, &effects))
+        .apply(change, move |c, raised| {
+            mfa::reset(c, &end, raised.effects())
+        })
         .await?;
     if !done {
         return Err(MfaError::NotFound);
     }
-    core.committed(queued);
     tracing::warn!(user_id = %user, by = %by, "every second factor removed by a superuser");
     Ok(())
 }

@@ -14,12 +14,13 @@ use users_domain::{EmailAddress, Timestamp, User, UserId};
 use users_mail::SecurityChange;
 use users_oauth::{Identity, OAuthError};
 
+use crate::change::Change;
 use crate::client::ClientInfo;
-use crate::events::{Event, EventType, Queued};
+use crate::events::{Event, EventType};
 use crate::flows::session::SignInMethod;
 use crate::flows::sign_in::{self, FirstFactor, SignIn, Transport};
 use crate::flows::unusable_password;
-use crate::guards::{self, Why};
+use crate::guards::Why;
 use crate::outbox::notice;
 use crate::providers::Provider;
 use crate::tokens::{StateClaims, TokenError, STATE_AUDIENCE};
@@ -285,15 +286,21 @@ async fn user_for(
     client: &ClientInfo,
     now: Timestamp,
 ) -> Result<User, OAuthFlowError> {
-    let name = provider.settings.name.clone();
-    let key = provider.settings.key.clone();
     let email = EmailAddress::parse(identity.email.as_deref().unwrap_or_default())
         .map_err(|_| OAuthFlowError::NoEmail)?;
-    let subject = identity.subject.clone();
-    let account_email = email.as_str().to_owned();
+    let account = ProviderAccount {
+        provider: provider.settings.key.clone(),
+        subject: identity.subject,
+        email: email.as_str().to_owned(),
+        email_verified: identity.email_verified,
+    };
 
     // 1. a linked account
-    let (k, s, e) = (key.clone(), subject.clone(), account_email.clone());
+    let (k, s, e) = (
+        account.provider.clone(),
+        account.subject.clone(),
+        account.email.clone(),
+    );
     let linked: Option<StoredUser> = core
         .store
         .run(move |c| oauth::linked_user(c, &k, &s, Some(&e), now.millis()))
@@ -308,61 +315,74 @@ async fn user_for(
         .store
         .run(move |c| users::find_by_email_key(c, &email_key))
         .await?;
-    let account = ProviderAccount {
-        provider: key.clone(),
-        subject: subject.clone(),
-        email: account_email.clone(),
-        email_verified: identity.email_verified,
-    };
     if let Some(existing) = existing {
-        if !provider.settings.associate_by_email || !identity.email_verified {
-            return Err(OAuthFlowError::UserAlreadyExists);
-        }
-        if !existing.user.is_active {
-            return Err(OAuthFlowError::Inactive);
-        }
-        let id = existing.user.id;
-        // Someone may have registered this address before its owner (pre-account
-        // takeover): the owner, proven by the provider, takes the account, and nothing
-        // the earlier registrant set up stays (docs/security.md).
-        let takeover = (!existing.user.is_verified).then(|| Takeover {
-            unusable_password: unusable_password(),
-            end_sessions: super::account::end_every_session(id, now, "account_taken_over"),
-        });
-        let event = Event::new(EventType::IdentityLinked, Some(id))
-            .with("provider", name.clone())
-            .with("via", "email")
-            .with("password_removed", takeover.is_some());
-        let linked_notice = SecurityChange::ProviderLinked {
-            provider: provider.settings.label.clone(),
-        };
-        let effects = core.raise(vec![event], client, now)?.and(notice(
-            core,
-            &existing.user.email,
-            linked_notice,
-            now,
-        )?);
-        let (effects, tally) = guards::with_cleared(core, id, Why::TakenOver, effects, client, now);
-        let linked = core
-            .store
-            .run(move |c| {
-                oauth::link_by_email(c, id, &account, takeover.as_ref(), now.millis(), effects)
-            })
-            .await;
-        return match linked? {
-            LinkedByEmail::Linked(u) => {
-                tally.committed(core);
-                tracing::info!(user_id = %id, taken_over = !existing.user.is_verified,
-                    "provider account linked by verified email");
-                Ok(u.user)
-            }
-            LinkedByEmail::NoSuchUser | LinkedByEmail::AccountTaken => {
-                Err(OAuthFlowError::UserAlreadyExists)
-            }
-        };
+        return link_by_email(core, provider, existing, account, client, now).await;
     }
 
     // 3. a new user, linked
+    sign_up(core, provider, email, account, client, now).await
+}
+
+/// Links the account to the user who has its email, when the provider allows it and
+/// says the email is verified.
+async fn link_by_email(
+    core: &Core,
+    provider: &Provider,
+    existing: StoredUser,
+    account: ProviderAccount,
+    client: &ClientInfo,
+    now: Timestamp,
+) -> Result<User, OAuthFlowError> {
+    if !provider.settings.associate_by_email || !account.email_verified {
+        return Err(OAuthFlowError::UserAlreadyExists);
+    }
+    if !existing.user.is_active {
+        return Err(OAuthFlowError::Inactive);
+    }
+    let id = existing.user.id;
+    // Someone may have registered this address before its owner (pre-account
+    // takeover): the owner, proven by the provider, takes the account, and nothing
+    // the earlier registrant set up stays (docs/security.md).
+    let takeover = (!existing.user.is_verified).then(|| Takeover {
+        unusable_password: unusable_password(),
+        end_sessions: super::account::end_every_session(id, now, "account_taken_over"),
+    });
+    let event = Event::new(EventType::IdentityLinked, Some(id))
+        .with("provider", provider.settings.name.clone())
+        .with("via", "email")
+        .with("password_removed", takeover.is_some());
+    let linked_notice = SecurityChange::ProviderLinked {
+        provider: provider.settings.label.clone(),
+    };
+    let notice = notice(core, &existing.user.email, linked_notice, now)?;
+    let change = Change::new(vec![event], client, now).and(notice);
+    let linked = core
+        .apply(change, move |c, raised| {
+            let effects = raised.with_cleared(id, Why::TakenOver);
+            oauth::link_by_email(c, id, &account, takeover.as_ref(), now.millis(), effects)
+        })
+        .await?;
+    match linked {
+        LinkedByEmail::Linked(u) => {
+            tracing::info!(user_id = %id, taken_over = !existing.user.is_verified,
+                "provider account linked by verified email");
+            Ok(u.user)
+        }
+        LinkedByEmail::NoSuchUser | LinkedByEmail::AccountTaken => {
+            Err(OAuthFlowError::UserAlreadyExists)
+        }
+    }
+}
+
+/// A new user with the provider's (verified or not) email, linked to the account.
+async fn sign_up(
+    core: &Core,
+    provider: &Provider,
+    email: EmailAddress,
+    account: ProviderAccount,
+    client: &ClientInfo,
+    now: Timestamp,
+) -> Result<User, OAuthFlowError> {
     let new_id = UserId::new_v4();
     let user = User {
         id: new_id,
@@ -374,20 +394,20 @@ async fn user_for(
     let new = NewUser::new(&user, unusable_password(), now.millis());
     let events = vec![
         // the method as sessions name it (`oidc:<name>`); the provider as routes do
-        Event::new(EventType::UserRegistered, Some(new_id)).with("method", key.clone()),
+        Event::new(EventType::UserRegistered, Some(new_id))
+            .with("method", provider.settings.key.clone()),
         Event::new(EventType::IdentityLinked, Some(new_id))
-            .with("provider", name.clone())
+            .with("provider", provider.settings.name.clone())
             .with("via", "sign_up"),
     ];
-    let effects = core.raise(events, client, now)?;
-    let queued = Queued::of(&effects);
+    let (key, subject) = (account.provider.clone(), account.subject.clone());
     let created = core
-        .store
-        .run(move |c| oauth::create_linked_user(c, &new, &account, &effects))
+        .apply(Change::new(events, client, now), move |c, raised| {
+            oauth::create_linked_user(c, &new, &account, raised.effects())
+        })
         .await?;
     match created {
         CreatedLinked::Created(user) => {
-            core.committed(queued);
             tracing::info!(user_id = %user.user.id, "user created through a provider");
             Ok(user.user)
         }
@@ -422,10 +442,8 @@ pub async fn associate(
     let linked_notice = SecurityChange::ProviderLinked {
         provider: provider.settings.label.clone(),
     };
-    let effects =
-        core.raise(vec![event], client, now)?
-            .and(notice(core, &user.email, linked_notice, now)?);
-    let queued = Queued::of(&effects);
+    let change =
+        Change::new(vec![event], client, now).and(notice(core, &user.email, linked_notice, now)?);
     let account = ProviderAccount {
         provider: provider.settings.key.clone(),
         subject: identity.subject,
@@ -433,12 +451,12 @@ pub async fn associate(
         email_verified: identity.email_verified,
     };
     let result = core
-        .store
-        .run(move |c| oauth::associate(c, id, &account, now.millis(), &effects))
+        .apply(change, move |c, raised| {
+            oauth::associate(c, id, &account, now.millis(), raised.effects())
+        })
         .await?;
     match result {
         Association::Linked => {
-            core.committed(queued);
             tracing::info!(user_id = %id, provider = %provider.settings.name, "provider account linked");
             Ok(user.clone())
         }

@@ -19,8 +19,9 @@ use webauthn_rs::prelude::{
 };
 use webauthn_rs::Webauthn;
 
+use crate::change::Change;
 use crate::client::ClientInfo;
-use crate::events::{Event, EventType, Queued};
+use crate::events::{Event, EventType};
 use crate::flows::auth::Authenticated;
 use crate::flows::reauth::{self, ReauthError};
 use crate::flows::session::{Completed, SessionGrant, SignInMethod};
@@ -263,10 +264,7 @@ pub async fn register(
     let added = SecurityChange::PasskeyAdded {
         name: info.name.clone(),
     };
-    let effects = core
-        .raise(vec![event], client, now)?
-        .and(notice(core, &user.email, added, now)?);
-    let queued = Queued::of(&effects);
+    let change = Change::new(vec![event], client, now).and(notice(core, &user.email, added, now)?);
     let others = EndSessions {
         user_id: user.id,
         except: auth.session_id().map(str::to_owned),
@@ -274,15 +272,15 @@ pub async fn register(
         reason: "passkey_added",
     };
     let added = core
-        .store
-        .run(move |c| passkeys::add(c, &row, &others, &effects))
+        .apply(change, move |c, raised| {
+            passkeys::add(c, &row, &others, raised.effects())
+        })
         .await?;
     match added {
         Added::First => {
-            core.committed(queued);
-            tracing::info!(user_id = %user.id, "first passkey: the other sessions ended");
+            tracing::info!(user_id = %user.id, "first passkey: the other sessions ended")
         }
-        Added::Another => core.committed(queued),
+        Added::Another => {}
         Added::AlreadyRegistered => return Err(PasskeyError::Invalid),
     }
     tracing::info!(user_id = %user.id, passkey_id = %info.id, "passkey registered");
@@ -312,22 +310,22 @@ pub async fn remove(
     reauth::reauthenticate(core, auth, password, now).await?;
     let user = auth.user().id;
     let event = Event::new(EventType::PasskeyRemoved, Some(user)).with("passkey_id", id);
-    let effects = core.raise(vec![event], client, now)?.and(notice(
+    let notice = notice(
         core,
         &auth.user().email,
         SecurityChange::PasskeyRemoved,
         now,
-    )?);
-    let queued = Queued::of(&effects);
+    )?;
+    let change = Change::new(vec![event], client, now).and(notice);
     let id = id.to_owned();
     let removed = core
-        .store
-        .run(move |c| passkeys::remove(c, user, &id, &effects))
+        .apply(change, move |c, raised| {
+            passkeys::remove(c, user, &id, raised.effects())
+        })
         .await?;
     if !removed {
         return Err(PasskeyError::NotFound);
     }
-    core.committed(queued);
     tracing::info!(user_id = %user, "passkey removed");
     Ok(())
 }

@@ -7,9 +7,10 @@ use users_db::users;
 use users_domain::email::email_key;
 use users_domain::{EmailAddress, Timestamp, User, UserId};
 
+use crate::change::Change;
 use crate::client::ClientInfo;
 use crate::events::{Event, EventType};
-use crate::guards::{self, Why};
+use crate::guards::Why;
 use crate::hashing::Verification;
 use crate::outbox::OutboxItem;
 use crate::{Core, Fault};
@@ -30,6 +31,7 @@ pub async fn forgot_password(
             client: client.clone(),
             announced: false,
         },
+        client,
         now,
     )
     .await
@@ -49,6 +51,7 @@ pub async fn request_verification(
             client: client.clone(),
             announced: false,
         },
+        client,
         now,
     )
     .await
@@ -62,8 +65,18 @@ async fn user_named(core: &Core, sub: &str) -> Result<Option<users::StoredUser>,
     Ok(core.store.run(move |c| users::find_by_id(c, id)).await?)
 }
 
-async fn queue(core: &Core, item: OutboxItem, now: Timestamp) -> Result<(), Fault> {
-    core.write_effects(item.effects(now)?).await
+/// Writes `item` alone; its event comes when the worker resolves it.
+async fn queue(
+    core: &Core,
+    item: OutboxItem,
+    client: &ClientInfo,
+    now: Timestamp,
+) -> Result<(), Fault> {
+    let change = Change::new(Vec::new(), client, now).and(item.effects(now)?);
+    core.apply(change, |c, raised| {
+        users_db::outbox::enqueue(c, raised.effects())
+    })
+    .await
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -124,21 +137,18 @@ pub async fn reset_password(
     let event = Event::new(EventType::PasswordChanged, Some(id)).with("via", "reset");
     let effects = OutboxItem::Email { email: mail }
         .effects(now)?
-        .and(core.raise(vec![event], client, now)?)
         .ending_sessions(super::account::end_every_session(id, now, "password_reset"));
-    // the mail proved the address: what was set up while it was unproven goes too
-    let (effects, tally) =
-        guards::with_cleared(core, id, Why::UnverifiedAtSetup, effects, client, now);
+    let change = Change::new(vec![event], client, now).and(effects);
     let changed = core
-        .store
-        .run(move |c| {
+        .apply(change, move |c, raised| {
+            // the mail proved the address: what was set up while it was unproven goes too
+            let effects = raised.with_cleared(id, Why::UnverifiedAtSetup);
             users::reset_password_if_unchanged(c, id, &old_hash, &new_hash, now.millis(), effects)
         })
         .await?;
     if !changed {
         return Err(ResetError::BadToken); // the token was used meanwhile
     }
-    tally.committed(core);
     tracing::info!(user_id = %id, "password reset; earlier tokens revoked");
     Ok(())
 }
@@ -184,18 +194,16 @@ pub async fn verify_email(
         return Err(VerifyError::AlreadyVerified);
     }
     let event = Event::new(EventType::EmailVerified, Some(id));
-    let effects = core.raise(vec![event], client, now)?;
-    // the mail proved the address: what was set up while it was unproven goes
-    let (effects, tally) =
-        guards::with_cleared(core, id, Why::UnverifiedAtSetup, effects, client, now);
     let changed = core
-        .store
-        .run(move |c| users::mark_verified(c, id, now.millis(), effects))
+        .apply(Change::new(vec![event], client, now), move |c, raised| {
+            // the mail proved the address: what was set up while it was unproven goes
+            let effects = raised.with_cleared(id, Why::UnverifiedAtSetup);
+            users::mark_verified(c, id, now.millis(), effects)
+        })
         .await?;
     if !changed {
         return Err(VerifyError::AlreadyVerified);
     }
-    tally.committed(core);
     tracing::info!(user_id = %id, "email verified");
     Ok(User {
         is_verified: true,

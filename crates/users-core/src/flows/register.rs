@@ -5,8 +5,9 @@ use users_db::users::{self, Created, NewUser};
 use users_db::DbError;
 use users_domain::{EmailAddress, Timestamp, User, UserId};
 
+use crate::change::Change;
 use crate::client::ClientInfo;
-use crate::events::{Event, EventType, Queued};
+use crate::events::{Event, EventType};
 use crate::{Core, Counters, Fault};
 
 /// A new account. Through the API it is always active, not superuser and not
@@ -70,16 +71,15 @@ pub async fn register(
     };
     let row = NewUser::new(&user, hashed_password, now.millis());
     let event = Event::new(EventType::UserRegistered, Some(user.id)).with("method", "password");
-    let effects = core.raise(vec![event], client, now)?;
-    let queued = Queued::of(&effects);
+    let change = Change::new(vec![event], client, now);
     let created = core
-        .store
-        .run(move |c| users::create(c, &row, &effects))
+        .apply(change, move |c, raised| {
+            users::create(c, &row, raised.effects())
+        })
         .await?;
     if created == Created::EmailTaken {
         return Err(RegisterError::AlreadyExists);
     }
-    core.committed(queued);
     tracing::info!(user_id = %user.id, "user registered");
     Counters::inc(&core.counters.registrations);
     Ok(user)

@@ -7,8 +7,9 @@ use users_db::{DbConnection, DbError};
 use users_domain::{Timestamp, User, UserId};
 
 // where the web layer has always found it
+use crate::change::Change;
 pub use crate::client::ClientInfo;
-use crate::events::{Event, EventType, Queued};
+use crate::events::{Event, EventType};
 use crate::tokens::{RefreshClaim, RefreshKey};
 use crate::{Core, Counters, Fault};
 
@@ -133,21 +134,20 @@ pub(crate) async fn start_spending(
         .with("method", session.method.clone())
         .with("aal", session.aal)
         .with("session_id", session.id.clone());
-    let effects = core.raise(vec![event], client, now)?;
-    let queued = Queued::of(&effects);
     let done = sessions::SignedIn {
         session,
         clear_failures: failures_of,
         spend_challenge: challenge,
     };
+    let change = Change::new(vec![event], client, now);
     let started = core
-        .store
-        .run(move |c| sessions::sign_in(c, &done, &effects))
+        .apply(change, move |c, raised| {
+            sessions::sign_in(c, &done, raised.effects())
+        })
         .await?;
     if !started {
         return Ok(None);
     }
-    core.committed(queued);
     Counters::inc(&core.counters.sessions_started);
     grant(core, user, &id.to_string(), salt.as_deref(), 0, now).map(Some)
 }
@@ -288,15 +288,18 @@ async fn refresh_inner(
     let (id, at) = (sid.clone(), core.config.liveness(now));
     let event =
         Event::new(EventType::RefreshTokenReused, Some(user_id)).with("session_id", sid.clone());
-    let effects = core.raise(vec![event], client, now)?;
-    let queued = Queued::of(&effects);
-    let ended = core
-        .store
-        .run(move |c| sessions::end(c, &id, user_id, at, "refresh_token_reused", &effects))
-        .await?;
-    if ended {
-        core.committed(queued);
-    }
+    let change = Change::new(vec![event], client, now);
+    core.apply(change, move |c, raised| {
+        sessions::end(
+            c,
+            &id,
+            user_id,
+            at,
+            "refresh_token_reused",
+            raised.effects(),
+        )
+    })
+    .await?;
     tracing::warn!(user_id = %user_id, session_id = %sid, "a spent refresh token was presented again; the session is ended");
     Err(RefreshError::Reused)
 }
@@ -394,14 +397,13 @@ pub async fn end(
     let reason = ending.reason;
     let (id, at) = (session_id.to_owned(), core.config.liveness(now));
     let event = ending_event(user_id, &ending).with("session_id", session_id);
-    let effects = core.raise(vec![event], ending.client, now)?;
-    let queued = Queued::of(&effects);
+    let change = Change::new(vec![event], ending.client, now);
     let ended = core
-        .store
-        .run(move |c| sessions::end(c, &id, user_id, at, reason, &effects))
+        .apply(change, move |c, raised| {
+            sessions::end(c, &id, user_id, at, reason, raised.effects())
+        })
         .await?;
     if ended {
-        core.committed(queued);
         tracing::info!(user_id = %user_id, session_id = %session_id, reason, "session ended");
     }
     Ok(ended)
@@ -425,15 +427,12 @@ pub async fn end_all(
     };
     let scope = if except.is_some() { "others" } else { "all" };
     let event = ending_event(user_id, &ending).with("sessions", scope);
-    let effects = core.raise(vec![event], ending.client, now)?;
-    let queued = Queued::of(&effects);
+    let change = Change::new(vec![event], ending.client, now);
     let n = core
-        .store
-        .run(move |c| sessions::end_all(c, &end, &effects))
+        .apply(change, move |c, raised| {
+            sessions::end_all(c, &end, raised.effects())
+        })
         .await?;
-    if n > 0 {
-        core.committed(queued);
-    }
     tracing::info!(user_id = %user_id, ended = n, reason, "sessions ended");
     Ok(n)
 }
