@@ -7,25 +7,21 @@
 //!
 //! Forgot-password and verification requests are stored as *intents* holding only the
 //! address, for every address, known or not: the request does the same work and takes
-//! the same time either way, and the worker decides whether a mail goes out (and
-//! records the request's event, once, when it does).
+//! the same time either way. The worker hands them to `flows::recovery`, which decides
+//! whether a mail goes out (and records the request's event, once, when it does).
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use secrecy::SecretString;
 use tokio::sync::watch;
 use tracing::Instrument;
 use users_db::outbox;
-use users_db::users::{self, StoredUser};
-use users_domain::email::email_key;
 use users_domain::{Clock, Timestamp};
-use users_mail::{Email, MailError, Mailer};
+use users_mail::{MailError, Mailer};
 
-use crate::change::Change;
-use crate::client::ClientInfo;
-use crate::events::{Event, EventType, WebhookDelivery};
-use crate::outbox::{with_token, Channel, OutboxItem};
+use crate::events::WebhookDelivery;
+use crate::flows::recovery::{self, Held, Resolved};
+use crate::outbox::{Channel, OutboxItem};
 use crate::{Core, Counters};
 
 /// How long a claimed row stays reserved for its worker. The worker renews the lease
@@ -44,11 +40,6 @@ const MAX_BACKOFF_MS: i64 = 10 * 60 * 1000;
 const BATCH: i64 = 20;
 const POLL: Duration = Duration::from_secs(1);
 const SEND_TIMEOUT: Duration = Duration::from_secs(60);
-/// At most this many reset mails, and as many verification mails, go to one address in
-/// any [`MAIL_QUOTA_WINDOW_MS`]: a stream of requests cannot flood an inbox, and two
-/// requests in a row still mail twice (docs/security.md).
-pub const MAIL_QUOTA: i64 = 3;
-pub const MAIL_QUOTA_WINDOW_MS: i64 = 15 * 60 * 1000;
 
 /// Delay before attempt `attempts + 1`: 1 s, 2 s, 4 s, … up to 10 minutes.
 pub fn backoff_ms(attempts: i64) -> i64 {
@@ -69,11 +60,6 @@ pub struct OutboxWorker {
     id: String,
     channel: Channel,
     http: reqwest::Client,
-}
-
-enum Outcome {
-    Send(Email),
-    Drop,
 }
 
 impl OutboxWorker {
@@ -336,15 +322,34 @@ impl OutboxWorker {
             self.finish_failed(&row, "unreadable outbox payload").await;
             return;
         };
-        let outcome = match self.resolve(item, &row).await {
-            Ok(o) => o,
+        let held = Held {
+            row: &row.id,
+            worker: &self.id,
+        };
+        let now = self.now();
+        // a request for a mail is resolved now: its user, its token, its event
+        let resolved = match item {
+            OutboxItem::Email { email } => Ok(Resolved::Send(email)),
+            OutboxItem::ForgotPassword {
+                email,
+                client,
+                announced,
+            } => recovery::resolve_reset(self.core(), &held, email, client, announced, now).await,
+            OutboxItem::RequestVerify {
+                email,
+                client,
+                announced,
+            } => {
+                recovery::resolve_verification(self.core(), &held, email, client, announced, now)
+                    .await
+            }
+        };
+        let email = match resolved {
             Err(e) => {
                 self.finish_retry(&row, &e).await;
                 return;
             }
-        };
-        let email = match outcome {
-            Outcome::Drop => {
+            Ok(Resolved::Drop) => {
                 let (id, worker) = (row.id.clone(), self.id.clone());
                 let _ = self
                     .core()
@@ -354,7 +359,7 @@ impl OutboxWorker {
                 tracing::info!("no mail to send for this request");
                 return;
             }
-            Outcome::Send(email) => email,
+            Ok(Resolved::Send(email)) => email,
         };
         // the row's id names the mail: sent twice (a crash before `mark_sent`), it is
         // recognisably the same mail. The send is a task of its own, which this waits
@@ -416,149 +421,6 @@ impl OutboxWorker {
         }
         tracing::error!(error = %error, channel = self.name(), "delivery given up");
     }
-
-    /// Turns an item into the mail to send now (tokens are minted at send time).
-    async fn resolve(&self, item: OutboxItem, row: &outbox::OutboxRow) -> Result<Outcome, String> {
-        let c = &self.core().config;
-        let now = self.now();
-        match item {
-            OutboxItem::Email { email } => Ok(Outcome::Send(email)),
-            OutboxItem::ForgotPassword {
-                email,
-                client,
-                announced,
-            } => {
-                let Some(user) = self.lookup(&email).await? else {
-                    return Ok(Outcome::Drop);
-                };
-                if !user.user.is_active {
-                    return Ok(Outcome::Drop);
-                }
-                if !announced {
-                    let event = Event::new(EventType::PasswordResetRequested, Some(user.user.id));
-                    let done = OutboxItem::ForgotPassword {
-                        email,
-                        client: client.clone(),
-                        announced: true,
-                    };
-                    if !self.announce(row, done, &user, event, &client).await? {
-                        return Ok(Outcome::Drop);
-                    }
-                }
-                // fastapi-users' fingerprint: a hash of the stored hash, so that any
-                // password change kills the token
-                let fgpt = self
-                    .core()
-                    .hasher
-                    .hash(SecretString::from(user.hashed_password.clone()))
-                    .await
-                    .map_err(|e| e.to_string())?;
-                let expires = now.plus_secs(c.reset_token_lifetime_seconds);
-                let token = self
-                    .core()
-                    .tokens
-                    .issue_reset(user.user.id, fgpt, expires)
-                    .map_err(|e| e.to_string())?;
-                Ok(Outcome::Send(Email::reset_password(
-                    &c.app_name,
-                    &user.user.email,
-                    &with_token(&c.reset_password_url, &token),
-                    minutes(c.reset_token_lifetime_seconds),
-                )))
-            }
-            OutboxItem::RequestVerify {
-                email,
-                client,
-                announced,
-            } => {
-                let Some(user) = self.lookup(&email).await? else {
-                    return Ok(Outcome::Drop);
-                };
-                if !user.user.is_active || user.user.is_verified {
-                    return Ok(Outcome::Drop);
-                }
-                if !announced {
-                    let event =
-                        Event::new(EventType::EmailVerificationRequested, Some(user.user.id));
-                    let done = OutboxItem::RequestVerify {
-                        email,
-                        client: client.clone(),
-                        announced: true,
-                    };
-                    if !self.announce(row, done, &user, event, &client).await? {
-                        return Ok(Outcome::Drop);
-                    }
-                }
-                let expires = now.plus_secs(c.verify_token_lifetime_seconds);
-                let token = self
-                    .core()
-                    .tokens
-                    .issue_verify(user.user.id, &user.user.email, expires)
-                    .map_err(|e| e.to_string())?;
-                Ok(Outcome::Send(Email::verify_email(
-                    &c.app_name,
-                    &user.user.email,
-                    &with_token(&c.verify_url, &token),
-                    minutes(c.verify_token_lifetime_seconds),
-                )))
-            }
-        }
-    }
-
-    /// Admits the mail of a request that resolved to a user, if the address is within its
-    /// quota ([`MAIL_QUOTA`] of the kind in [`MAIL_QUOTA_WINDOW_MS`]); then records the
-    /// request's event and marks the row, so that a retry neither counts nor records it
-    /// again. `false`: over the quota, nothing to send.
-    async fn announce(
-        &self,
-        row: &outbox::OutboxRow,
-        done: OutboxItem,
-        user: &StoredUser,
-        event: Event,
-        client: &ClientInfo,
-    ) -> Result<bool, String> {
-        let quota = outbox::MailQuota {
-            user_id: user.user.id,
-            email_key: email_key(&user.user.email),
-            kind: done.kind().to_owned(),
-            now_ms: self.now().millis(),
-            window_ms: MAIL_QUOTA_WINDOW_MS,
-            max: MAIL_QUOTA,
-        };
-        let payload = serde_json::to_string(&done).map_err(|e| e.to_string())?;
-        let (id, worker) = (row.id.clone(), self.id.clone());
-        let change = Change::new(vec![event], client, self.now());
-        let announced = self
-            .core()
-            .apply(change, move |c, raised| {
-                let effects = raised.effects();
-                outbox::announce_within_quota(c, &id, &worker, &payload, &quota, effects)
-            })
-            .await
-            .map_err(|e| e.to_string())?;
-        match announced {
-            outbox::Announced::Yes => Ok(true),
-            outbox::Announced::OverQuota => {
-                Counters::inc(&self.core().counters.mails_over_quota);
-                tracing::warn!(kind = %done.kind(), "mail not sent: the address had its quota of this kind");
-                Ok(false)
-            }
-            outbox::Announced::LeaseLost => Err("the row's lease was lost".to_owned()),
-        }
-    }
-
-    async fn lookup(&self, email: &str) -> Result<Option<StoredUser>, String> {
-        let key = email_key(email);
-        self.core()
-            .store
-            .run(move |c| users::find_by_email_key(c, &key))
-            .await
-            .map_err(|e| e.to_string())
-    }
-}
-
-fn minutes(seconds: i64) -> u64 {
-    (seconds.max(60) / 60) as u64
 }
 
 #[cfg(test)]
