@@ -16,6 +16,7 @@ use crate::change::Change;
 use crate::client::ClientInfo;
 use crate::events::{Event, EventType};
 use crate::flows::auth::Authenticated;
+use crate::flows::passkeys;
 use crate::flows::reauth::{self, ReauthError};
 use crate::flows::session::{self, Completed, SessionGrant, SignInMethod};
 use crate::flows::sign_in;
@@ -438,26 +439,7 @@ pub async fn verify(
         }
         return Err(e.into());
     }
-    let ok = match proof {
-        Proof::Totp(code) => use_code_totp_only(core, &stored.user, &code, now).await?,
-        Proof::RecoveryCode(code) => {
-            use_recovery_code(core, &stored.user, &code, client, now).await?
-        }
-        Proof::Passkey {
-            challenge_id,
-            credential,
-        } => {
-            crate::flows::passkeys::finish_second_step(
-                core,
-                &challenge_id,
-                &credential,
-                &id,
-                user_id,
-                now,
-            )
-            .await?
-        }
-    };
+    let ok = proves(core, proof, &stored.user, &id, client, now).await?;
     if !ok {
         Counters::inc(&core.counters.mfa_failures);
         sign_in::failed(core, Some(user_id), "mfa_failed", client, now).await?;
@@ -490,6 +472,29 @@ pub async fn verify(
     Counters::inc(&core.counters.mfa_successes);
     tracing::info!(user_id = %user_id, session_id = %grant.session_id, "second factor accepted");
     Ok((grant, transport))
+}
+
+/// Whether `proof` is a second factor of `user` for the challenge `mfa_id` (a code is
+/// used up, a passkey's counter moves on).
+async fn proves(
+    core: &Core,
+    proof: Proof,
+    user: &User,
+    mfa_id: &str,
+    client: &ClientInfo,
+    now: Timestamp,
+) -> Result<bool, Fault> {
+    match proof {
+        Proof::Totp(code) => use_code_totp_only(core, user, &code, now).await,
+        Proof::RecoveryCode(code) => use_recovery_code(core, user, &code, client, now).await,
+        Proof::Passkey {
+            challenge_id,
+            credential,
+        } => {
+            let user = user.id;
+            passkeys::finish_second_step(core, &challenge_id, &credential, mfa_id, user, now).await
+        }
+    }
 }
 
 /// A TOTP code only (the `code` of the second step).
