@@ -82,7 +82,7 @@ fn the_check_finds_cycles_in_code_only() {
         ),
         (
             "c.rs",
-            "pub struct C;\n// crate::a::A\n/* crate::b::B */\nconst L: char = '\"';\n\
+            "pub struct C;\n// crate::a::A\n/* crate::b::B */\nconst L: char = '\"';\nconst Q: [char; 2] = ['\\'', '\\\\'];\n\
              fn l<'a>(x: &'a str) -> &'a str { x }\n\
              #[cfg(test)]\nmod tests {\n    use crate::a::A;\n    fn t() { let _ = '}'; }\n}\n\
              #[cfg(test)]\nuse crate::b::B;\n",
@@ -326,102 +326,83 @@ fn resolve(from: &str, path: &[String], names: &Names) -> Option<String> {
 fn code_only(text: &str) -> String {
     let chars: Vec<char> = text.chars().collect();
     let mut out = String::with_capacity(text.len());
-    let blank = |c: char| if c == '\n' { '\n' } else { ' ' };
-    let ident = |c: char| c.is_alphanumeric() || c == '_';
     let mut i = 0;
     while i < chars.len() {
-        let c = chars[i];
-        let next = chars.get(i + 1).copied();
-        let after_ident = i > 0 && ident(chars[i - 1]);
-        if c == '/' && next == Some('/') {
-            while i < chars.len() && chars[i] != '\n' {
-                out.push(' ');
+        match not_code_end(&chars, i) {
+            Some(end) => {
+                let end = end.min(chars.len());
+                out.extend(
+                    chars[i..end]
+                        .iter()
+                        .map(|&c| if c == '\n' { '\n' } else { ' ' }),
+                );
+                i = end;
+            }
+            None => {
+                out.push(chars[i]);
                 i += 1;
             }
-        } else if c == '/' && next == Some('*') {
-            let mut depth = 0;
-            while i < chars.len() {
-                if chars[i] == '/' && chars.get(i + 1) == Some(&'*') {
-                    depth += 1;
-                    out.push_str("  ");
-                    i += 2;
-                } else if chars[i] == '*' && chars.get(i + 1) == Some(&'/') {
-                    depth -= 1;
-                    out.push_str("  ");
-                    i += 2;
-                    if depth == 0 {
-                        break;
-                    }
-                } else {
-                    out.push(blank(chars[i]));
-                    i += 1;
-                }
-            }
-        } else if !after_ident && raw_string_start(&chars, i).is_some() {
-            let (hashes, open) = raw_string_start(&chars, i).unwrap();
-            for _ in i..open + 1 {
-                out.push(' ');
-            }
-            i = open + 1;
-            while i < chars.len() {
-                let closes =
-                    chars[i] == '"' && (1..=hashes).all(|h| chars.get(i + h) == Some(&'#'));
-                if closes {
-                    for _ in 0..=hashes {
-                        out.push(' ');
-                    }
-                    i += hashes + 1;
-                    break;
-                }
-                out.push(blank(chars[i]));
-                i += 1;
-            }
-        } else if c == '"' || (c == 'b' && next == Some('"') && !after_ident) {
-            if c == 'b' {
-                out.push(' ');
-                i += 1;
-            }
-            out.push(' ');
-            i += 1;
-            while i < chars.len() && chars[i] != '"' {
-                if chars[i] == '\\' {
-                    out.push(' ');
-                    i += 1;
-                }
-                if i < chars.len() {
-                    out.push(blank(chars[i]));
-                    i += 1;
-                }
-            }
-            out.push(' ');
-            i += 1;
-        } else if c == '\'' {
-            // a character literal ('x', '\n', '\u{1F600}'), or a lifetime ('a)
-            let end = if next == Some('\\') {
-                (i + 2..chars.len()).find(|&j| chars[j] == '\'')
-            } else if chars.get(i + 2) == Some(&'\'') {
-                Some(i + 2)
-            } else {
-                None
-            };
-            match end {
-                Some(end) => {
-                    for _ in i..=end {
-                        out.push(' ');
-                    }
-                    i = end + 1;
-                }
-                None => {
-                    out.push(c);
-                    i += 1;
-                }
-            }
-        } else {
-            out.push(c);
-            i += 1;
         }
     }
     out
+}
+
+/// Where the comment or literal that starts at `i` ends (the index after it); `None`
+/// when code starts there (a lifetime `'a` included).
+fn not_code_end(chars: &[char], i: usize) -> Option<usize> {
+    let after_ident = i > 0 && (chars[i - 1].is_alphanumeric() || chars[i - 1] == '_');
+    let at = |j: usize| chars.get(j).copied();
+    match (chars[i], at(i + 1)) {
+        ('/', Some('/')) => Some(
+            (i..chars.len())
+                .find(|&j| chars[j] == '\n')
+                .unwrap_or(chars.len()),
+        ),
+        ('/', Some('*')) => Some(block_comment_end(chars, i)),
+        ('"', _) => Some(string_end(chars, i + 1)),
+        ('b', Some('"')) if !after_ident => Some(string_end(chars, i + 2)),
+        // a character literal ('x', '\n', '\u{1F600}'), or a lifetime ('a)
+        ('\'', Some('\\')) => (i + 3..chars.len())
+            .find(|&j| chars[j] == '\'')
+            .map(|j| j + 1),
+        ('\'', _) => (at(i + 2) == Some('\'')).then_some(i + 3),
+        _ if !after_ident => raw_string_start(chars, i).map(|(hashes, open)| {
+            (open + 1..chars.len())
+                .find(|&j| chars[j] == '"' && (1..=hashes).all(|h| at(j + h) == Some('#')))
+                .map_or(chars.len(), |j| j + 1 + hashes)
+        }),
+        _ => None,
+    }
+}
+
+/// The end of the (nested) block comment starting at `i`.
+fn block_comment_end(chars: &[char], mut i: usize) -> usize {
+    let mut depth = 0;
+    while i < chars.len() {
+        match (chars[i], chars.get(i + 1)) {
+            ('/', Some('*')) => {
+                depth += 1;
+                i += 2;
+            }
+            ('*', Some('/')) => {
+                depth -= 1;
+                i += 2;
+                if depth == 0 {
+                    return i;
+                }
+            }
+            _ => i += 1,
+        }
+    }
+    i
+}
+
+/// The end of a string whose text starts at `i`: after its closing, unescaped quote.
+fn string_end(chars: &[char], mut i: usize) -> usize {
+    while i < chars.len() && chars[i] != '"' {
+        i += if chars[i] == '\\' { 2 } else { 1 };
+    }
+    i + 1
 }
 
 /// At a raw string (`r"`, `r#"`, `br##"`): its number of `#` and the index of its `"`.
