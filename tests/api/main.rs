@@ -42,6 +42,7 @@ mod providers;
 mod register;
 mod replicas;
 mod sessions;
+mod structure;
 mod takeover;
 mod tokens;
 mod users_me;

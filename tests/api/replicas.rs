@@ -755,7 +755,7 @@ async fn replicas_behind_haproxy_survive_sigterm_and_sigkill() {
     let mail = check_deliveries("mail", &mail_rows, &mail_names, mails_before_crash);
     // each acknowledged forgot-password request got a mail of its own, up to the quota
     // of reset mails one address gets in 15 minutes (docs/security.md)
-    let quota = users_core::worker::MAIL_QUOTA as usize;
+    let quota = users_core::flows::recovery::MAIL_QUOTA as usize;
     let mut mails_to: HashMap<&String, HashSet<&String>> = HashMap::new();
     for (m, row) in mails.iter().zip(&mail_names) {
         for to in &m.rcpt_to {

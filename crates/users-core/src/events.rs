@@ -10,9 +10,9 @@ use users_db::outbox::NewOutboxRow;
 use users_db::Effects;
 use users_domain::{Timestamp, UserId};
 
-use crate::flows::session::ClientInfo;
-use crate::outbox::OutboxSignal;
-use crate::{Core, Counters, Fault};
+use crate::client::ClientInfo;
+use crate::outbox::WEBHOOK_KIND;
+use crate::Fault;
 
 /// Every type of event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -193,8 +193,6 @@ pub struct WebhookDelivery {
     pub body: String,
 }
 
-pub const WEBHOOK_KIND: &str = "webhook";
-
 /// The rows of `events`, and a webhook delivery per (event, URL) that wants it.
 pub fn effects(
     events: Vec<Event>,
@@ -249,85 +247,4 @@ pub fn effects(
         });
     }
     Ok(effects)
-}
-
-/// What a change queued, noted before its transaction so that it is counted (and the
-/// worker woken) only once it committed.
-#[derive(Debug, Default)]
-pub(crate) struct Queued {
-    events: Vec<String>,
-    mails: usize,
-    webhooks: usize,
-}
-
-impl Queued {
-    pub(crate) fn of(effects: &Effects) -> Queued {
-        let webhooks = effects
-            .outbox
-            .iter()
-            .filter(|r| r.kind == WEBHOOK_KIND)
-            .count();
-        Queued {
-            events: effects
-                .events
-                .iter()
-                .map(|e| e.event_type.clone())
-                .collect(),
-            mails: effects.outbox.len() - webhooks,
-            webhooks,
-        }
-    }
-
-    /// The change committed: count what it wrote and wake the workers it gave work.
-    pub(crate) fn committed(self, counters: &Counters, signal: &OutboxSignal) {
-        counters.count_events(self.events.iter().filter_map(|t| EventType::parse(t)));
-        for _ in 0..self.mails {
-            Counters::inc(&counters.mails_queued);
-        }
-        if self.mails > 0 {
-            signal.wake();
-        }
-        if self.webhooks > 0 {
-            signal.wake_webhooks();
-        }
-    }
-}
-
-impl Core {
-    /// The effects that store `events` and queue their webhooks: to be written in the
-    /// transaction of the change they describe.
-    pub(crate) fn raise(
-        &self,
-        events: Vec<Event>,
-        client: &ClientInfo,
-        now: Timestamp,
-    ) -> Result<Effects, Fault> {
-        effects(events, client, &self.webhooks, now)
-    }
-
-    /// Stores `events` that go with no change of their own (a failed sign-in).
-    pub(crate) async fn record(
-        &self,
-        events: Vec<Event>,
-        client: &ClientInfo,
-        now: Timestamp,
-    ) -> Result<(), Fault> {
-        let effects = self.raise(events, client, now)?;
-        self.write_effects(effects).await
-    }
-
-    /// Writes `effects` alone, in one transaction.
-    pub(crate) async fn write_effects(&self, effects: Effects) -> Result<(), Fault> {
-        let queued = Queued::of(&effects);
-        self.store
-            .run(move |c| Ok(users_db::outbox::enqueue(c, &effects)?))
-            .await?;
-        self.committed(queued);
-        Ok(())
-    }
-
-    /// After the transaction that wrote `queued`'s effects committed.
-    pub(crate) fn committed(&self, queued: Queued) {
-        queued.committed(&self.counters, &self.outbox);
-    }
 }

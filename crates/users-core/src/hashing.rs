@@ -99,7 +99,11 @@ impl PasswordHasher {
         )
         .map_err(|e| HashError::Params(e.to_string()))?;
         let mut memory = vec![Block::default(); params.block_count()];
-        let dummy_hash = hash_with(&params, &crate::tokens::random_token(24), &mut memory)?;
+        let dummy_hash = hash_with(
+            &params,
+            &users_domain::crypto::random_token(24),
+            &mut memory,
+        )?;
         drop(memory);
         let threads = std::thread::available_parallelism()
             .map(|n| n.get())

@@ -100,7 +100,7 @@ impl KeyRing {
             let alg = self.algorithm.name();
             let existing = self
                 .store
-                .run(move |c| Ok(signing_keys::of_algorithm(c, alg)?))
+                .run(move |c| signing_keys::of_algorithm(c, alg))
                 .await?;
             if existing.is_empty() {
                 // a first key signs at once: no cache can have an older set
@@ -134,7 +134,7 @@ impl KeyRing {
             active_from: active_from.millis(),
         };
         self.store
-            .run(move |c| Ok(signing_keys::insert(c, &row)?))
+            .run(move |c| signing_keys::insert(c, &row))
             .await?;
         Ok(key.kid)
     }
@@ -166,7 +166,7 @@ impl KeyRing {
                 let alg = self.algorithm.name();
                 let rows = self
                     .store
-                    .run(move |c| Ok(signing_keys::of_algorithm(c, alg)?))
+                    .run(move |c| signing_keys::of_algorithm(c, alg))
                     .await?;
                 let mut keys = Vec::with_capacity(rows.len());
                 for (i, row) in rows.iter().enumerate() {

@@ -10,6 +10,8 @@
 //! flow never opens a transaction itself. The clock is never read here: callers pass
 //! `now`, background work gets a [`users_domain::Clock`].
 
+mod change;
+pub mod client;
 pub mod config;
 pub mod counters;
 pub mod events;

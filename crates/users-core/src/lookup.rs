@@ -190,7 +190,7 @@ impl TokenLookups {
         let idle_ms = self.idle_ms;
         let found = self
             .store
-            .run(move |c| {
+            .run(move |c| -> Result<_, users_db::DbError> {
                 let found = users_db::users::find_for_tokens(c, &keys)?;
                 let stale = now_ms - TOUCH_EVERY_MS;
                 let at = Liveness { now_ms, idle_ms };

@@ -10,10 +10,10 @@ use tokio::sync::Notify;
 use users_db::outbox::NewOutboxRow;
 use users_db::Effects;
 use users_domain::Timestamp;
-use users_mail::Email;
+use users_mail::{Email, SecurityChange};
 
-use crate::flows::session::ClientInfo;
-use crate::Fault;
+use crate::client::ClientInfo;
+use crate::{Core, Fault};
 
 /// What an outbox row holds.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -68,6 +68,20 @@ impl OutboxItem {
     }
 }
 
+/// The mail telling the account's owner of a change, as effects of that change.
+pub(crate) fn notice(
+    core: &Core,
+    to: &str,
+    change: SecurityChange,
+    now: Timestamp,
+) -> Result<Effects, Fault> {
+    let email = Email::security_notice(&core.config.app_name, to, &change);
+    OutboxItem::Email { email }.effects(now)
+}
+
+/// The kind of the rows of webhook deliveries (their payload: `events::WebhookDelivery`).
+pub const WEBHOOK_KIND: &str = "webhook";
+
 /// The outbox's two channels, each with its own worker, so that a slow webhook
 /// receiver never delays a mail.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,7 +95,7 @@ impl Channel {
     pub fn kinds(self) -> &'static [&'static str] {
         match self {
             Channel::Mail => &["email", "forgot_password", "request_verify"],
-            Channel::Webhooks => &[crate::events::WEBHOOK_KIND],
+            Channel::Webhooks => &[WEBHOOK_KIND],
         }
     }
 }

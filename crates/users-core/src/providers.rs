@@ -12,7 +12,15 @@ use secrecy::SecretString;
 use users_oauth::{GithubClient, GithubConfig, OidcClient, OidcConfig, ProviderClient};
 pub use users_oauth::{GITHUB_API_URL, GITHUB_URL};
 
-use crate::startup::StartupError;
+/// Why the providers cannot start (`StartupError` says it to the operator).
+#[derive(Debug, thiserror::Error)]
+pub enum DiscoveryError {
+    /// The provider's discovery document names another issuer than the configured one.
+    #[error("provider {provider}: {message}")]
+    WrongIssuer { provider: String, message: String },
+    #[error("start-up task failed: {0}")]
+    Task(String),
+}
 
 /// What kind of provider, with what only that kind has.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -106,11 +114,11 @@ impl Provider {
     pub async fn start_discovery(
         &self,
         mut stop: tokio::sync::watch::Receiver<bool>,
-    ) -> Result<(), StartupError> {
+    ) -> Result<(), DiscoveryError> {
         match self.attempt().await {
             Attempt::Ready => return Ok(()),
             Attempt::Refused(message) => {
-                return Err(StartupError::ProviderIssuer {
+                return Err(DiscoveryError::WrongIssuer {
                     provider: self.settings.name.clone(),
                     message,
                 })
@@ -210,7 +218,7 @@ impl Providers {
     pub async fn start_discovery(
         &self,
         stop: tokio::sync::watch::Receiver<bool>,
-    ) -> Result<(), StartupError> {
+    ) -> Result<(), DiscoveryError> {
         let mut attempts = tokio::task::JoinSet::new();
         for provider in &self.all {
             let (provider, stop) = (provider.clone(), stop.clone());
@@ -218,7 +226,7 @@ impl Providers {
         }
         let mut first_error = None;
         while let Some(done) = attempts.join_next().await {
-            let result = done.map_err(|e| StartupError::Task(e.to_string()))?;
+            let result = done.map_err(|e| DiscoveryError::Task(e.to_string()))?;
             if let Err(e) = result {
                 first_error.get_or_insert(e);
             }

@@ -8,7 +8,7 @@ use base64::Engine;
 use rand::RngCore;
 use secrecy::{ExposeSecret, SecretString};
 
-use crate::tokens::hmac256;
+use users_domain::crypto::{hex, hmac256};
 
 const NONCE_LEN: usize = 12;
 
@@ -73,7 +73,7 @@ impl Sealer {
                 c => c,
             })
             .collect();
-        crate::tokens::hex(&hmac256(&self.pepper, &[normalised.as_bytes()]))
+        hex(&hmac256(&self.pepper, &[normalised.as_bytes()]))
     }
 }
 

@@ -154,8 +154,8 @@ fn normalise_pem(pem: &str) -> String {
         .replace("\r\n", "\n")
 }
 
-/// Reads a PKCS#8 PEM private key for `algorithm`, telling apart every usual mistake.
-pub fn load_private_key(pem: &str, algorithm: SigningAlgorithm) -> Result<SigningKey, KeyError> {
+/// The DER of a PEM `PRIVATE KEY` block (PKCS#8); any other block is named.
+fn pkcs8_der(pem: &str) -> Result<Vec<u8>, KeyError> {
     let pem = normalise_pem(pem);
     let (label, der) = pem::decode_vec(pem.as_bytes()).map_err(|_| {
         if pem.contains("-----BEGIN ") {
@@ -165,13 +165,18 @@ pub fn load_private_key(pem: &str, algorithm: SigningAlgorithm) -> Result<Signin
         }
     })?;
     match label {
-        "PRIVATE KEY" => {}
-        "ENCRYPTED PRIVATE KEY" => return Err(KeyError::Encrypted),
-        "RSA PRIVATE KEY" => return Err(KeyError::Pkcs1),
-        "EC PRIVATE KEY" => return Err(KeyError::Sec1),
-        "PUBLIC KEY" | "RSA PUBLIC KEY" | "CERTIFICATE" => return Err(KeyError::Public),
-        other => return Err(KeyError::OtherBlock(other.to_owned())),
+        "PRIVATE KEY" => Ok(der),
+        "ENCRYPTED PRIVATE KEY" => Err(KeyError::Encrypted),
+        "RSA PRIVATE KEY" => Err(KeyError::Pkcs1),
+        "EC PRIVATE KEY" => Err(KeyError::Sec1),
+        "PUBLIC KEY" | "RSA PUBLIC KEY" | "CERTIFICATE" => Err(KeyError::Public),
+        other => Err(KeyError::OtherBlock(other.to_owned())),
     }
+}
+
+/// Reads a PKCS#8 PEM private key for `algorithm`, telling apart every usual mistake.
+pub fn load_private_key(pem: &str, algorithm: SigningAlgorithm) -> Result<SigningKey, KeyError> {
+    let der = pkcs8_der(pem)?;
     let info =
         PrivateKeyInfoRef::try_from(der.as_slice()).map_err(|e| KeyError::BadDer(e.to_string()))?;
     let found = if info.algorithm.oid == OID_ED25519 {
@@ -213,31 +218,8 @@ pub fn load_private_key(pem: &str, algorithm: SigningAlgorithm) -> Result<Signin
                 p256_params(pair.public_key().as_ref())?,
             )
         }
-        SigningAlgorithm::Rs256 => {
-            // jsonwebtoken signs RS256 with a PKCS#1 key: the one inside the envelope
-            let pkcs1 = info.private_key.as_bytes();
-            let pair = RsaKeyPair::from_der(pkcs1).map_err(|e| {
-                // aws-lc-rs refuses a key of another size without saying its size;
-                // the operator is told it
-                match rsa_modulus_bits(pkcs1) {
-                    Some(bits) if bits < 2048 => KeyError::RsaTooSmall(bits),
-                    Some(bits) if bits > 8192 => KeyError::RsaTooLarge(bits),
-                    _ => invalid(&e),
-                }
-            })?;
-            // aws-lc-rs takes 2048 to 8192 bits; the rule is ours all the same
-            let bits = pair.public_modulus_len() * 8;
-            if bits < 2048 {
-                return Err(KeyError::RsaTooSmall(bits));
-            }
-            let public = RsaPublicKeyComponents::<Vec<u8>>::from(pair.public_key());
-            let params = AlgorithmParameters::RSA(RSAKeyParameters {
-                key_type: RSAKeyType::RSA,
-                n: URL_SAFE_NO_PAD.encode(&public.n),
-                e: URL_SAFE_NO_PAD.encode(&public.e),
-            });
-            (EncodingKey::from_rsa_der(pkcs1), params)
-        }
+        // jsonwebtoken signs RS256 with a PKCS#1 key: the one inside the envelope
+        SigningAlgorithm::Rs256 => rsa_key(info.private_key.as_bytes())?,
         SigningAlgorithm::Hs256 => return Err(KeyError::UnsupportedAlgorithm),
     };
     let public_jwk = jwk(algorithm, params);
@@ -248,6 +230,31 @@ pub fn load_private_key(pem: &str, algorithm: SigningAlgorithm) -> Result<Signin
         encoding,
         public_jwk,
     })
+}
+
+/// An RS256 signing key and its public parameters, from a PKCS#1 `RSAPrivateKey`.
+fn rsa_key(pkcs1: &[u8]) -> Result<(EncodingKey, AlgorithmParameters), KeyError> {
+    let pair = RsaKeyPair::from_der(pkcs1).map_err(|e| {
+        // aws-lc-rs refuses a key of another size without saying its size; the
+        // operator is told it
+        match rsa_modulus_bits(pkcs1) {
+            Some(bits) if bits < 2048 => KeyError::RsaTooSmall(bits),
+            Some(bits) if bits > 8192 => KeyError::RsaTooLarge(bits),
+            _ => KeyError::Invalid(e.to_string()),
+        }
+    })?;
+    // aws-lc-rs takes 2048 to 8192 bits; the rule is ours all the same
+    let bits = pair.public_modulus_len() * 8;
+    if bits < 2048 {
+        return Err(KeyError::RsaTooSmall(bits));
+    }
+    let public = RsaPublicKeyComponents::<Vec<u8>>::from(pair.public_key());
+    let params = AlgorithmParameters::RSA(RSAKeyParameters {
+        key_type: RSAKeyType::RSA,
+        n: URL_SAFE_NO_PAD.encode(&public.n),
+        e: URL_SAFE_NO_PAD.encode(&public.e),
+    });
+    Ok((EncodingKey::from_rsa_der(pkcs1), params))
 }
 
 /// The size in bits of the modulus of a PKCS#1 `RSAPrivateKey` (`SEQUENCE { version,

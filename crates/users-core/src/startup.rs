@@ -7,12 +7,13 @@ use std::time::Duration;
 use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::watch;
 use users_db::{Database, DatabaseUrl, DbError, PoolOptions};
+use users_domain::crypto::random_token;
 use users_domain::{Clock, PasswordPolicy};
 use users_mail::Mailer;
 
 use crate::hashing::HashError;
 use crate::outbox::Channel;
-use crate::tokens::random_token;
+use crate::providers::DiscoveryError;
 use crate::worker::{OutboxWorker, WorkerDeps};
 use crate::{
     Argon2Params, Core, CoreConfig, Counters, JwtKeys, OutboxSignal, PasswordHasher,
@@ -89,29 +90,7 @@ impl Core {
         setup: CoreSetup,
         now: users_domain::Timestamp,
     ) -> Result<Core, StartupError> {
-        let url = setup.database_url.clone();
-        let pool_opts = setup.pool.clone();
-        let configured_secret = setup.jwt_secret.clone();
-        let (db, secret) =
-            tokio::task::spawn_blocking(move || -> Result<(Database, SecretString), DbError> {
-                let db = Database::connect_and_migrate(url, &pool_opts)?;
-                let secret = match configured_secret {
-                    Some(s) => s,
-                    None => {
-                        let mut conn = db.get()?;
-                        let stored = users_db::shared::get_or_insert(
-                            &mut conn,
-                            "jwt_secret",
-                            &random_token(48),
-                        )?;
-                        SecretString::from(stored)
-                    }
-                };
-                Ok((db, secret))
-            })
-            .await
-            .map_err(|e| StartupError::Task(e.to_string()))??;
-
+        let (db, secret) = open(&setup).await?;
         if setup.jwt_secret.is_none() {
             tracing::warn!(
                 "JWT_SECRET is not set: the generated secret is stored in plain text in the \
@@ -136,25 +115,7 @@ impl Core {
         };
         let store = Store::new(db, setup.pool.max_connections, setup.pool.acquire_timeout);
         let sealer = crate::sealing::Sealer::new(&secret);
-        let mut tokens = JwtKeys::new(&secret, setup.config.access_token_lifetime_seconds);
-        if setup.jwt_algorithm != crate::signing::SigningAlgorithm::Hs256 {
-            let source = match setup.jwt_private_key.clone() {
-                Some(key) => crate::keyring::KeySource::Configured(Box::new(key)),
-                None => crate::keyring::KeySource::Stored,
-            };
-            let ring = Arc::new(crate::keyring::KeyRing::new(
-                setup.jwt_algorithm,
-                source,
-                store.clone(),
-                sealer.clone(),
-                setup.config.access_token_lifetime_seconds,
-                setup.jwks_publish_ahead_seconds,
-            ));
-            ring.start(now).await.map_err(|e| {
-                StartupError::Task(format!("JWT_ALGORITHM: cannot load the signing keys: {e}"))
-            })?;
-            tokens = tokens.with_ring(ring, &setup.config.public_url);
-        }
+        let tokens = access_tokens(&setup, &secret, &store, &sealer, now).await?;
         let counters = Arc::new(Counters::default());
         let lookups = crate::lookup::TokenLookups::new(
             store.clone(),
@@ -183,7 +144,15 @@ impl Core {
     /// is retried in the background until `stop` turns true. An error for a provider
     /// whose discovery document names another issuer: the start should stop.
     pub async fn start_providers(&self, stop: watch::Receiver<bool>) -> Result<(), StartupError> {
-        self.providers.start_discovery(stop).await
+        self.providers
+            .start_discovery(stop)
+            .await
+            .map_err(|e| match e {
+                DiscoveryError::WrongIssuer { provider, message } => {
+                    StartupError::ProviderIssuer { provider, message }
+                }
+                DiscoveryError::Task(e) => StartupError::Task(e),
+            })
     }
 
     /// Starts what runs beside the requests until `stop` turns true: the signing keys'
@@ -202,15 +171,9 @@ impl Core {
             ));
         }
         let deps = Arc::new(WorkerDeps {
-            store: self.store.clone(),
+            core: self.clone(),
             mailer,
-            hasher: self.hasher.clone(),
-            tokens: self.tokens.clone(),
-            config: self.config.clone(),
-            counters: self.counters.clone(),
-            signal: self.outbox.clone(),
             clock,
-            webhooks: self.webhooks.clone(),
         });
         let mut channels = vec![Channel::Mail];
         // without receivers nothing is queued for them; rows left from an earlier
@@ -231,6 +194,61 @@ impl Core {
             }
         })
     }
+}
+
+/// Opens the database (running migrations) and settles the JWT secret: the configured
+/// one, or the one generated once and kept in the database.
+async fn open(setup: &CoreSetup) -> Result<(Database, SecretString), StartupError> {
+    let url = setup.database_url.clone();
+    let pool_opts = setup.pool.clone();
+    let configured_secret = setup.jwt_secret.clone();
+    tokio::task::spawn_blocking(move || -> Result<(Database, SecretString), DbError> {
+        let db = Database::connect_and_migrate(url, &pool_opts)?;
+        let secret = match configured_secret {
+            Some(s) => s,
+            None => {
+                let mut conn = db.get()?;
+                let stored =
+                    users_db::shared::get_or_insert(&mut conn, "jwt_secret", &random_token(48))?;
+                SecretString::from(stored)
+            }
+        };
+        Ok((db, secret))
+    })
+    .await
+    .map_err(|e| StartupError::Task(e.to_string()))?
+    .map_err(StartupError::from)
+}
+
+/// The keys of every token; with an asymmetric `JWT_ALGORITHM`, access tokens are
+/// signed by the key ring, loaded (and its first key made) now.
+async fn access_tokens(
+    setup: &CoreSetup,
+    secret: &SecretString,
+    store: &Store,
+    sealer: &crate::sealing::Sealer,
+    now: users_domain::Timestamp,
+) -> Result<JwtKeys, StartupError> {
+    let tokens = JwtKeys::new(secret, setup.config.access_token_lifetime_seconds);
+    if setup.jwt_algorithm == crate::signing::SigningAlgorithm::Hs256 {
+        return Ok(tokens);
+    }
+    let source = match setup.jwt_private_key.clone() {
+        Some(key) => crate::keyring::KeySource::Configured(Box::new(key)),
+        None => crate::keyring::KeySource::Stored,
+    };
+    let ring = Arc::new(crate::keyring::KeyRing::new(
+        setup.jwt_algorithm,
+        source,
+        store.clone(),
+        sealer.clone(),
+        setup.config.access_token_lifetime_seconds,
+        setup.jwks_publish_ahead_seconds,
+    ));
+    ring.start(now).await.map_err(|e| {
+        StartupError::Task(format!("JWT_ALGORITHM: cannot load the signing keys: {e}"))
+    })?;
+    Ok(tokens.with_ring(ring, &setup.config.public_url))
 }
 
 /// Token checks that may run at once, each one statement for every request queued

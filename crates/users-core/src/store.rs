@@ -44,11 +44,14 @@ impl Store {
         &self.db
     }
 
-    /// Runs `f` with a pooled connection on the blocking pool, in the caller's span.
-    pub async fn run<T, F>(&self, f: F) -> Result<T, DbError>
+    /// Runs `f` with a pooled connection on the blocking pool, in the caller's span. `f`
+    /// may fail with any error that is a [`DbError`] (a repository function's Diesel
+    /// error, say), so a closure is the repository call itself.
+    pub async fn run<T, E, F>(&self, f: F) -> Result<T, DbError>
     where
         T: Send + 'static,
-        F: FnOnce(&mut DbConnection) -> Result<T, DbError> + Send + 'static,
+        E: Into<DbError>,
+        F: FnOnce(&mut DbConnection) -> Result<T, E> + Send + 'static,
     {
         let wait = self.wait;
         let deadline = tokio::time::Instant::now() + wait;
@@ -60,7 +63,7 @@ impl Store {
         let span = tracing::Span::current();
         tokio::task::spawn_blocking(move || {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            let outcome = span.in_scope(|| db.run(left, f));
+            let outcome = span.in_scope(|| db.run(left, |c| f(c).map_err(Into::into)));
             drop(permit);
             outcome
         })

@@ -57,15 +57,7 @@ pub async fn hit(
     let bucket = format!("{route}|{client}");
     let over = core
         .store
-        .run(move |c| {
-            Ok(users_db::limits::hit(
-                c,
-                &bucket,
-                now.millis(),
-                60_000,
-                limit,
-            )?)
-        })
+        .run(move |c| users_db::limits::hit(c, &bucket, now.millis(), 60_000, limit))
         .await?;
     match over {
         Some(ms) => {
@@ -97,13 +89,7 @@ pub(crate) async fn begin_attempt(
     let attempt = core
         .store
         .run(move |c| {
-            Ok(users_db::limits::begin_attempt(
-                c,
-                &key,
-                now.millis(),
-                max,
-                |f| lock_ms(f, max),
-            )?)
+            users_db::limits::begin_attempt(c, &key, now.millis(), max, |f| lock_ms(f, max))
         })
         .await?;
     match attempt {
@@ -128,7 +114,7 @@ pub(crate) async fn undo_attempt(
 ) -> Result<(), Fault> {
     let key = email_key.to_owned();
     core.store
-        .run(move |c| Ok(users_db::limits::undo_attempt(c, &key, &reserved)?))
+        .run(move |c| users_db::limits::undo_attempt(c, &key, &reserved))
         .await?;
     Ok(())
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 use base64::Engine;
 
 use crate::events::WebhookDelivery;
-use crate::tokens::hmac256;
+use users_domain::crypto::hmac256;
 
 /// How long one attempt may take, connection included.
 pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);

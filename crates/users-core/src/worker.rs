@@ -7,25 +7,22 @@
 //!
 //! Forgot-password and verification requests are stored as *intents* holding only the
 //! address, for every address, known or not: the request does the same work and takes
-//! the same time either way, and the worker decides whether a mail goes out (and
-//! records the request's event, once, when it does).
+//! the same time either way. The worker hands them to `flows::recovery`, which decides
+//! whether a mail goes out (and records the request's event, once, when it does).
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use secrecy::SecretString;
 use tokio::sync::watch;
 use tracing::Instrument;
 use users_db::outbox;
-use users_db::users::{self, StoredUser};
-use users_domain::email::email_key;
 use users_domain::{Clock, Timestamp};
-use users_mail::{Email, MailError, Mailer};
+use users_mail::{MailError, Mailer};
 
-use crate::events::{Event, EventType, Queued, WebhookDelivery, WebhookSettings};
-use crate::flows::session::ClientInfo;
-use crate::outbox::{with_token, Channel, OutboxItem, OutboxSignal};
-use crate::{CoreConfig, Counters, JwtKeys, PasswordHasher, Store};
+use crate::events::WebhookDelivery;
+use crate::flows::recovery::{self, Held, Resolved};
+use crate::outbox::{Channel, OutboxItem};
+use crate::{Core, Counters};
 
 /// How long a claimed row stays reserved for its worker. The worker renews the lease
 /// every [`RENEW_EVERY`] while the delivery runs (an SMTP send may take up to
@@ -43,11 +40,6 @@ const MAX_BACKOFF_MS: i64 = 10 * 60 * 1000;
 const BATCH: i64 = 20;
 const POLL: Duration = Duration::from_secs(1);
 const SEND_TIMEOUT: Duration = Duration::from_secs(60);
-/// At most this many reset mails, and as many verification mails, go to one address in
-/// any [`MAIL_QUOTA_WINDOW_MS`]: a stream of requests cannot flood an inbox, and two
-/// requests in a row still mail twice (docs/security.md).
-pub const MAIL_QUOTA: i64 = 3;
-pub const MAIL_QUOTA_WINDOW_MS: i64 = 15 * 60 * 1000;
 
 /// Delay before attempt `attempts + 1`: 1 s, 2 s, 4 s, … up to 10 minutes.
 pub fn backoff_ms(attempts: i64) -> i64 {
@@ -55,17 +47,12 @@ pub fn backoff_ms(attempts: i64) -> i64 {
     1000i64.saturating_mul(1i64 << exp).min(MAX_BACKOFF_MS)
 }
 
-/// What the worker needs, and nothing more.
+/// What the worker needs: the flows' `Core` (a request resolved at send time is a
+/// change like any other), where mails go, and the clock.
 pub struct WorkerDeps {
-    pub store: Store,
+    pub core: Core,
     pub mailer: Mailer,
-    pub hasher: PasswordHasher,
-    pub tokens: JwtKeys,
-    pub config: Arc<CoreConfig>,
-    pub counters: Arc<Counters>,
-    pub signal: OutboxSignal,
     pub clock: Arc<dyn Clock>,
-    pub webhooks: Arc<WebhookSettings>,
 }
 
 pub struct OutboxWorker {
@@ -73,11 +60,6 @@ pub struct OutboxWorker {
     id: String,
     channel: Channel,
     http: reqwest::Client,
-}
-
-enum Outcome {
-    Send(Email),
-    Drop,
 }
 
 impl OutboxWorker {
@@ -105,12 +87,12 @@ impl OutboxWorker {
             }
             Channel::Webhooks => {
                 tracing::info!(
-                    receivers = self.deps.webhooks.urls.len(),
+                    receivers = self.core().webhooks.urls.len(),
                     "webhook outbox worker started"
                 )
             }
         }
-        let signal = self.deps.signal.clone();
+        let signal = self.core().outbox.clone();
         let mut last_purge = 0i64;
         loop {
             if *shutdown.borrow() {
@@ -135,38 +117,42 @@ impl OutboxWorker {
         self.deps.clock.now()
     }
 
+    fn core(&self) -> &Core {
+        &self.deps.core
+    }
+
     async fn purge(&self, now: i64) {
         let week_ago = now - 7 * 24 * 3600 * 1000;
         let _ = self
-            .deps
+            .core()
             .store
-            .run(move |c| Ok(outbox::purge_finished(c, week_ago)?))
+            .run(move |c| outbox::purge_finished(c, week_ago))
             .await;
         let day_ago = now - 24 * 3600 * 1000;
         let _ = self
-            .deps
+            .core()
             .store
-            .run(move |c| Ok(users_db::limits::purge(c, day_ago)?))
+            .run(move |c| users_db::limits::purge(c, day_ago))
             .await;
         let _ = self
-            .deps
+            .core()
             .store
-            .run(move |c| Ok(outbox::purge_mail_sends(c, day_ago)?))
+            .run(move |c| outbox::purge_mail_sends(c, day_ago))
             .await;
         // ended or expired sessions are kept a week, so a late refresh of one is told
         // apart from garbage in the logs
         let _ = self
-            .deps
+            .core()
             .store
-            .run(move |c| Ok(users_db::sessions::purge(c, week_ago)?))
+            .run(move |c| users_db::sessions::purge(c, week_ago))
             .await;
-        let days = self.deps.config.audit_retention_days;
+        let days = self.core().config.audit_retention_days;
         if days > 0 {
             let before = now - days.saturating_mul(24 * 3600 * 1000);
             match self
-                .deps
+                .core()
                 .store
-                .run(move |c| Ok(users_db::audit::purge(c, before)?))
+                .run(move |c| users_db::audit::purge(c, before))
                 .await
             {
                 Ok(n) if n > 0 => {
@@ -184,9 +170,9 @@ impl OutboxWorker {
         let now = self.now().millis();
         let kinds = self.channel.kinds();
         let due = match self
-            .deps
+            .core()
             .store
-            .run(move |c| Ok(outbox::due(c, kinds, now, BATCH)?))
+            .run(move |c| outbox::due(c, kinds, now, BATCH))
             .await
         {
             Ok(ids) => ids,
@@ -204,9 +190,9 @@ impl OutboxWorker {
             let claim_id = id.clone();
             let now = self.now().millis();
             let row = match self
-                .deps
+                .core()
                 .store
-                .run(move |c| Ok(outbox::claim(c, &claim_id, &worker, now, LEASE_MS)?))
+                .run(move |c| outbox::claim(c, &claim_id, &worker, now, LEASE_MS))
                 .await
             {
                 Ok(Some(row)) => row,
@@ -256,9 +242,9 @@ impl OutboxWorker {
             let (row, worker) = (id.clone(), self.id.clone());
             let now = self.now().millis();
             let renewal = self
-                .deps
+                .core()
                 .store
-                .run(move |c| Ok(outbox::renew(c, &row, &worker, now, LEASE_MS)?));
+                .run(move |c| outbox::renew(c, &row, &worker, now, LEASE_MS));
             match tokio::time::timeout(RENEW_EVERY, renewal).await {
                 Ok(Ok(true)) => held_until = now + LEASE_MS,
                 Ok(Ok(false)) => {
@@ -287,7 +273,7 @@ impl OutboxWorker {
         };
         let attempt = crate::webhooks::attempt(
             &self.http,
-            &self.deps.webhooks.secret,
+            &self.core().webhooks.secret,
             &delivery,
             self.now().secs(),
         )
@@ -295,7 +281,7 @@ impl OutboxWorker {
         match attempt {
             Ok(()) => {
                 if self.mark_sent(&row).await {
-                    Counters::inc(&self.deps.counters.webhooks_delivered);
+                    Counters::inc(&self.core().counters.webhooks_delivered);
                     tracing::info!(event_id = %delivery.event_id, "webhook delivered");
                 }
             }
@@ -308,9 +294,9 @@ impl OutboxWorker {
         let (id, worker) = (row.id.clone(), self.id.clone());
         let now = self.now().millis();
         match self
-            .deps
+            .core()
             .store
-            .run(move |c| Ok(outbox::mark_sent(c, &id, &worker, now)?))
+            .run(move |c| outbox::mark_sent(c, &id, &worker, now))
             .await
         {
             Ok(true) => true,
@@ -336,25 +322,44 @@ impl OutboxWorker {
             self.finish_failed(&row, "unreadable outbox payload").await;
             return;
         };
-        let outcome = match self.resolve(item, &row).await {
-            Ok(o) => o,
+        let held = Held {
+            row: &row.id,
+            worker: &self.id,
+        };
+        let now = self.now();
+        // a request for a mail is resolved now: its user, its token, its event
+        let resolved = match item {
+            OutboxItem::Email { email } => Ok(Resolved::Send(email)),
+            OutboxItem::ForgotPassword {
+                email,
+                client,
+                announced,
+            } => recovery::resolve_reset(self.core(), &held, email, client, announced, now).await,
+            OutboxItem::RequestVerify {
+                email,
+                client,
+                announced,
+            } => {
+                recovery::resolve_verification(self.core(), &held, email, client, announced, now)
+                    .await
+            }
+        };
+        let email = match resolved {
             Err(e) => {
                 self.finish_retry(&row, &e).await;
                 return;
             }
-        };
-        let email = match outcome {
-            Outcome::Drop => {
+            Ok(Resolved::Drop) => {
                 let (id, worker) = (row.id.clone(), self.id.clone());
                 let _ = self
-                    .deps
+                    .core()
                     .store
-                    .run(move |c| Ok(outbox::mark_dropped(c, &id, &worker)?))
+                    .run(move |c| outbox::mark_dropped(c, &id, &worker))
                     .await;
                 tracing::info!("no mail to send for this request");
                 return;
             }
-            Outcome::Send(email) => email,
+            Ok(Resolved::Send(email)) => email,
         };
         // the row's id names the mail: sent twice (a crash before `mark_sent`), it is
         // recognisably the same mail. The send is a task of its own, which this waits
@@ -375,7 +380,7 @@ impl OutboxWorker {
         match sent {
             Ok(Ok(())) => {
                 if self.mark_sent(&row).await {
-                    Counters::inc(&self.deps.counters.mails_sent);
+                    Counters::inc(&self.core().counters.mails_sent);
                     tracing::info!("mail sent")
                 }
             }
@@ -395,9 +400,9 @@ impl OutboxWorker {
         let next = now + backoff_ms(row.attempts);
         let (id, worker, err) = (row.id.clone(), self.id.clone(), error.to_owned());
         let _ = self
-            .deps
+            .core()
             .store
-            .run(move |c| Ok(outbox::mark_retry(c, &id, &worker, next, &err)?))
+            .run(move |c| outbox::mark_retry(c, &id, &worker, next, &err))
             .await;
         tracing::warn!(error = %error, retry_in_ms = next - now, channel = self.name(), "delivery failed; will retry");
     }
@@ -406,166 +411,16 @@ impl OutboxWorker {
         let (id, worker, err) = (row.id.clone(), self.id.clone(), error.to_owned());
         let now = self.now().millis();
         let _ = self
-            .deps
+            .core()
             .store
-            .run(move |c| Ok(outbox::mark_failed(c, &id, &worker, now, &err)?))
+            .run(move |c| outbox::mark_failed(c, &id, &worker, now, &err))
             .await;
         match self.channel {
-            Channel::Mail => Counters::inc(&self.deps.counters.mails_failed),
-            Channel::Webhooks => Counters::inc(&self.deps.counters.webhooks_failed),
+            Channel::Mail => Counters::inc(&self.core().counters.mails_failed),
+            Channel::Webhooks => Counters::inc(&self.core().counters.webhooks_failed),
         }
         tracing::error!(error = %error, channel = self.name(), "delivery given up");
     }
-
-    /// Turns an item into the mail to send now (tokens are minted at send time).
-    async fn resolve(&self, item: OutboxItem, row: &outbox::OutboxRow) -> Result<Outcome, String> {
-        let c = &self.deps.config;
-        let now = self.now();
-        match item {
-            OutboxItem::Email { email } => Ok(Outcome::Send(email)),
-            OutboxItem::ForgotPassword {
-                email,
-                client,
-                announced,
-            } => {
-                let Some(user) = self.lookup(&email).await? else {
-                    return Ok(Outcome::Drop);
-                };
-                if !user.user.is_active {
-                    return Ok(Outcome::Drop);
-                }
-                if !announced {
-                    let event = Event::new(EventType::PasswordResetRequested, Some(user.user.id));
-                    let done = OutboxItem::ForgotPassword {
-                        email,
-                        client: client.clone(),
-                        announced: true,
-                    };
-                    if !self.announce(row, done, &user, event, &client).await? {
-                        return Ok(Outcome::Drop);
-                    }
-                }
-                // fastapi-users' fingerprint: a hash of the stored hash, so that any
-                // password change kills the token
-                let fgpt = self
-                    .deps
-                    .hasher
-                    .hash(SecretString::from(user.hashed_password.clone()))
-                    .await
-                    .map_err(|e| e.to_string())?;
-                let expires = now.plus_secs(c.reset_token_lifetime_seconds);
-                let token = self
-                    .deps
-                    .tokens
-                    .issue_reset(user.user.id, fgpt, expires)
-                    .map_err(|e| e.to_string())?;
-                Ok(Outcome::Send(Email::reset_password(
-                    &c.app_name,
-                    &user.user.email,
-                    &with_token(&c.reset_password_url, &token),
-                    minutes(c.reset_token_lifetime_seconds),
-                )))
-            }
-            OutboxItem::RequestVerify {
-                email,
-                client,
-                announced,
-            } => {
-                let Some(user) = self.lookup(&email).await? else {
-                    return Ok(Outcome::Drop);
-                };
-                if !user.user.is_active || user.user.is_verified {
-                    return Ok(Outcome::Drop);
-                }
-                if !announced {
-                    let event =
-                        Event::new(EventType::EmailVerificationRequested, Some(user.user.id));
-                    let done = OutboxItem::RequestVerify {
-                        email,
-                        client: client.clone(),
-                        announced: true,
-                    };
-                    if !self.announce(row, done, &user, event, &client).await? {
-                        return Ok(Outcome::Drop);
-                    }
-                }
-                let expires = now.plus_secs(c.verify_token_lifetime_seconds);
-                let token = self
-                    .deps
-                    .tokens
-                    .issue_verify(user.user.id, &user.user.email, expires)
-                    .map_err(|e| e.to_string())?;
-                Ok(Outcome::Send(Email::verify_email(
-                    &c.app_name,
-                    &user.user.email,
-                    &with_token(&c.verify_url, &token),
-                    minutes(c.verify_token_lifetime_seconds),
-                )))
-            }
-        }
-    }
-
-    /// Admits the mail of a request that resolved to a user, if the address is within its
-    /// quota ([`MAIL_QUOTA`] of the kind in [`MAIL_QUOTA_WINDOW_MS`]); then records the
-    /// request's event and marks the row, so that a retry neither counts nor records it
-    /// again. `false`: over the quota, nothing to send.
-    async fn announce(
-        &self,
-        row: &outbox::OutboxRow,
-        done: OutboxItem,
-        user: &StoredUser,
-        event: Event,
-        client: &ClientInfo,
-    ) -> Result<bool, String> {
-        let effects = crate::events::effects(vec![event], client, &self.deps.webhooks, self.now())
-            .map_err(|e| e.to_string())?;
-        let queued = Queued::of(&effects);
-        let quota = outbox::MailQuota {
-            user_id: user.user.id,
-            email_key: email_key(&user.user.email),
-            kind: done.kind().to_owned(),
-            now_ms: self.now().millis(),
-            window_ms: MAIL_QUOTA_WINDOW_MS,
-            max: MAIL_QUOTA,
-        };
-        let payload = serde_json::to_string(&done).map_err(|e| e.to_string())?;
-        let (id, worker) = (row.id.clone(), self.id.clone());
-        let announced = self
-            .deps
-            .store
-            .run(move |c| {
-                Ok(outbox::announce_within_quota(
-                    c, &id, &worker, &payload, &quota, &effects,
-                )?)
-            })
-            .await
-            .map_err(|e| e.to_string())?;
-        match announced {
-            outbox::Announced::Yes => {
-                queued.committed(&self.deps.counters, &self.deps.signal);
-                Ok(true)
-            }
-            outbox::Announced::OverQuota => {
-                Counters::inc(&self.deps.counters.mails_over_quota);
-                tracing::warn!(kind = %done.kind(), "mail not sent: the address had its quota of this kind");
-                Ok(false)
-            }
-            outbox::Announced::LeaseLost => Err("the row's lease was lost".to_owned()),
-        }
-    }
-
-    async fn lookup(&self, email: &str) -> Result<Option<StoredUser>, String> {
-        let key = email_key(email);
-        self.deps
-            .store
-            .run(move |c| Ok(users::find_by_email_key(c, &key)?))
-            .await
-            .map_err(|e| e.to_string())
-    }
-}
-
-fn minutes(seconds: i64) -> u64 {
-    (seconds.max(60) / 60) as u64
 }
 
 #[cfg(test)]

@@ -21,6 +21,7 @@ use diesel::prelude::*;
 use users_db::schema::users;
 use users_db::users::NewUser;
 use users_db::{Database, DatabaseUrl, DbConnection, PoolOptions};
+use users_domain::User;
 
 const USAGE: &str = "usage: seed_users --database-url URL --hash PHC [--count N] [--start S] \
 [--rows-per-insert R] [--rows-per-transaction T]";
@@ -108,18 +109,14 @@ fn main() -> Result<(), Box<dyn Error>> {
         rows.clear();
         for n in next..upto {
             let email = format!("seed-{n}@example.com");
-            rows.push(NewUser {
-                id: uuid::Uuid::new_v4().to_string(),
-                email_key: email.to_lowercase(),
+            let user = User {
+                id: uuid::Uuid::new_v4(),
                 email,
-                hashed_password: args.hash.clone(),
                 is_active: true,
                 is_superuser: false,
                 is_verified: false,
-                tokens_valid_after: 0,
-                created_at: now,
-                updated_at: now,
-            });
+            };
+            rows.push(NewUser::new(&user, args.hash.clone(), now));
         }
         // Multi-row INSERTs do not go through the MultiConnection: one per backend.
         macro_rules! insert_batches {

@@ -5,9 +5,9 @@
 
 use diesel::prelude::*;
 
-use crate::audit::AuditRow;
-use crate::outbox::NewOutboxRow;
-use crate::sessions::EndSessions;
+use crate::audit::{self, AuditRow};
+use crate::rows::outbox::{self, NewOutboxRow};
+use crate::rows::session::{end_all_in, EndSessions};
 use crate::DbConnection;
 
 /// Rows that go with a change. Built by the caller (the flows), written by the
@@ -51,20 +51,22 @@ impl Effects {
 
     pub(crate) fn write(&self, conn: &mut DbConnection) -> QueryResult<()> {
         for event in &self.events {
-            crate::audit::insert(conn, event)?;
+            audit::insert(conn, event)?;
         }
         for row in &self.outbox {
-            crate::outbox::insert(conn, row)?;
+            outbox::insert(conn, row)?;
         }
         if let Some(end) = &self.end_sessions {
-            crate::sessions::end_all_in(conn, end)?;
+            end_all_in(conn, end)?;
         }
         Ok(())
     }
 }
 
-/// Whether a change happened, so that its effects are to be written.
-pub(crate) trait Happened {
+/// Whether a change happened, so that its effects are written with it (here) and
+/// counted once it committed (by the caller). Every outcome of a change with effects
+/// says so: `false`, `None`, an outcome naming what stopped it.
+pub trait Happened {
     fn happened(&self) -> bool;
 }
 
@@ -80,15 +82,26 @@ impl<T> Happened for Option<T> {
     }
 }
 
-impl Happened for crate::users::StoredUser {
+impl Happened for () {
     fn happened(&self) -> bool {
         true
     }
 }
 
-impl Happened for () {
+/// How many rows a change touched: it happened when there was one.
+impl Happened for usize {
     fn happened(&self) -> bool {
-        true
+        *self > 0
+    }
+}
+
+/// `result`, with a refusal by a unique index (a duplicate email, an account linked
+/// already) as the outcome `taken`. Outside the transaction that failed: on PostgreSQL
+/// a failed statement aborts its transaction, which must roll back first.
+pub(crate) fn or_taken<T>(result: QueryResult<T>, taken: T) -> QueryResult<T> {
+    match result {
+        Err(e) if crate::is_unique_violation(&e) => Ok(taken),
+        other => other,
     }
 }
 

@@ -19,6 +19,7 @@ pub mod outbox;
 pub mod passkeys;
 mod pool;
 pub mod revocations;
+mod rows;
 pub mod schema;
 pub mod sessions;
 pub mod shared;
@@ -26,7 +27,7 @@ pub mod sign_in;
 pub mod signing_keys;
 pub mod users;
 
-pub use effects::Effects;
+pub use effects::{Effects, Happened};
 
 pub use pool::{
     check_ready, is_unique_violation, migration_names, run_migrations, Conn, Database, DatabaseUrl,

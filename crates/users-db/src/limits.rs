@@ -104,6 +104,65 @@ pub enum Attempt {
     Locked { for_ms: i64 },
 }
 
+/// Counts one attempt on the key's row, making the row when there is none; `Some(ms)`
+/// when the key is locked for that long instead (nothing counted). Inside
+/// [`begin_attempt`]'s transaction.
+fn count_attempt(c: &mut DbConnection, email_key: &str, now_ms: i64) -> QueryResult<Option<i64>> {
+    let count = |c: &mut DbConnection| {
+        diesel::update(
+            login_failures::table
+                .find(email_key)
+                .filter(login_failures::locked_until.le(now_ms)),
+        )
+        .set((
+            login_failures::failures.eq(login_failures::failures + 1i64),
+            login_failures::updated_at.eq(now_ms),
+        ))
+        .execute(c)
+    };
+    // the row may be missing (first attempt, or a success just forgot it) while
+    // concurrent attempts insert or forget it: a few rounds settle it
+    for _ in 0..4 {
+        if count(c)? > 0 {
+            return Ok(None);
+        }
+        let locked: Option<i64> = login_failures::table
+            .find(email_key)
+            .select(login_failures::locked_until)
+            .first(c)
+            .optional()?;
+        match locked {
+            Some(until) if until > now_ms => return Ok(Some(until - now_ms)),
+            // a row another attempt made after ours was counted on a row a success
+            // forgot (PostgreSQL re-reads a row only where it waited for it)
+            Some(_) => continue,
+            None => {}
+        }
+        // a savepoint: losing the race fails the insert, not the transaction
+        // (PostgreSQL aborts a transaction on any error)
+        let inserted = c.transaction(|c| {
+            diesel::insert_into(login_failures::table)
+                .values((
+                    login_failures::email_key.eq(email_key),
+                    login_failures::failures.eq(1i64),
+                    login_failures::locked_until.eq(0i64),
+                    login_failures::updated_at.eq(now_ms),
+                ))
+                .execute(c)
+        });
+        match inserted {
+            // counted: the row it made holds this attempt
+            Ok(_) => return Ok(None),
+            // another attempt inserted it first: count on its row next round
+            Err(e) if is_unique_violation(&e) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    // still contended after those rounds: refused for a moment rather than evaluated
+    // uncounted
+    Ok(Some(1000))
+}
+
 /// Counts an attempt for `email_key` *before* it is evaluated, unless the key is locked:
 /// one conditional statement decides, so however many attempts arrive at once, no more
 /// than the limit are ever evaluated. From the `max_failures`-th on, the key is locked
@@ -118,68 +177,8 @@ pub fn begin_attempt(
     lock_ms: impl Fn(i64) -> i64,
 ) -> QueryResult<Attempt> {
     conn.transaction(|c| {
-        let count = |c: &mut DbConnection| {
-            diesel::update(
-                login_failures::table
-                    .find(email_key)
-                    .filter(login_failures::locked_until.le(now_ms)),
-            )
-            .set((
-                login_failures::failures.eq(login_failures::failures + 1i64),
-                login_failures::updated_at.eq(now_ms),
-            ))
-            .execute(c)
-        };
-        // the row may be missing (first attempt, or a success just forgot it) while
-        // concurrent attempts insert or forget it: a few rounds settle it
-        let mut counted = 0;
-        for _ in 0..4 {
-            counted = count(c)?;
-            if counted > 0 {
-                break;
-            }
-            let locked: Option<i64> = login_failures::table
-                .find(email_key)
-                .select(login_failures::locked_until)
-                .first(c)
-                .optional()?;
-            match locked {
-                Some(until) if until > now_ms => {
-                    return Ok(Attempt::Locked {
-                        for_ms: until - now_ms,
-                    })
-                }
-                // a row another attempt made after ours was counted on a row a success
-                // forgot (PostgreSQL re-reads a row only where it waited for it)
-                Some(_) => continue,
-                None => {}
-            }
-            // a savepoint: losing the race fails the insert, not the transaction
-            // (PostgreSQL aborts a transaction on any error)
-            let inserted = c.transaction(|c| {
-                diesel::insert_into(login_failures::table)
-                    .values((
-                        login_failures::email_key.eq(email_key),
-                        login_failures::failures.eq(1i64),
-                        login_failures::locked_until.eq(0i64),
-                        login_failures::updated_at.eq(now_ms),
-                    ))
-                    .execute(c)
-            });
-            match inserted {
-                Ok(n) => {
-                    counted = n;
-                    break;
-                }
-                // another attempt inserted it first: count on its row next round
-                Err(e) if is_unique_violation(&e) => continue,
-                Err(e) => return Err(e),
-            }
-        }
-        if counted == 0 {
-            // still contended after those rounds: refused for a moment rather than
-            // evaluated uncounted
-            return Ok(Attempt::Locked { for_ms: 1000 });
+        if let Some(for_ms) = count_attempt(c, email_key, now_ms)? {
+            return Ok(Attempt::Locked { for_ms });
         }
         let (failures, before): (i64, i64) = login_failures::table
             .find(email_key)

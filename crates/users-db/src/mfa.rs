@@ -7,8 +7,8 @@ use diesel::prelude::*;
 use users_domain::UserId;
 
 use crate::effects::transaction;
+use crate::rows::session::EndSessions;
 use crate::schema::{mfa_challenges, passkeys, recovery_codes, sessions, totp_factors, users};
-use crate::sessions::EndSessions;
 use crate::{DbConnection, Effects};
 
 #[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable)]
@@ -126,7 +126,7 @@ pub fn confirm_totp(
                 .set(sessions::aal.eq(2i64))
                 .execute(c)?;
         }
-        crate::sessions::end_all_in(c, &confirmation.end_others)?;
+        crate::rows::session::end_all_in(c, &confirmation.end_others)?;
         Ok(true)
     })
 }
@@ -273,7 +273,7 @@ pub fn reset(conn: &mut DbConnection, end: &EndSessions, effects: &Effects) -> Q
         diesel::delete(recovery_codes::table.filter(recovery_codes::user_id.eq(id.to_string())))
             .execute(c)?;
         diesel::delete(passkeys::table.filter(passkeys::user_id.eq(id.to_string()))).execute(c)?;
-        crate::sessions::end_all_in(c, end)?;
+        crate::rows::session::end_all_in(c, end)?;
         Ok(true)
     })
 }

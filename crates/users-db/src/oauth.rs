@@ -3,10 +3,10 @@
 use diesel::prelude::*;
 use users_domain::UserId;
 
-use crate::effects::transaction;
+use crate::effects::{or_taken, transaction, Happened};
 use crate::guards::{self, Cleared, Scope};
+use crate::rows::session::EndSessions;
 use crate::schema::{oauth_accounts, oauth_states, passkeys, users as users_table};
-use crate::sessions::EndSessions;
 use crate::users::{self, NewUser, StoredUser};
 use crate::{DbConnection, Effects};
 
@@ -92,21 +92,38 @@ pub fn linked_user(
     users::find_by_id(conn, id)
 }
 
-/// Creates a user and links the account, with their effects, in one transaction. An
-/// email or account taken meanwhile is a unique violation and writes nothing.
+/// What [`create_linked_user`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CreatedLinked {
+    /// The new user, as stored.
+    Created(StoredUser),
+    /// The email, or the account, was taken meanwhile (a concurrent first sign-in of
+    /// the same account, say): nothing was written.
+    Taken,
+}
+
+impl Happened for CreatedLinked {
+    fn happened(&self) -> bool {
+        matches!(self, CreatedLinked::Created(_))
+    }
+}
+
+/// Creates a user and links the account, with their effects, in one transaction.
 pub fn create_linked_user(
     conn: &mut DbConnection,
     new: &NewUser,
     account: &ProviderAccount,
     effects: &Effects,
-) -> QueryResult<StoredUser> {
-    transaction(conn, effects, |c| {
+) -> QueryResult<CreatedLinked> {
+    let created = transaction(conn, effects, |c| {
         users::insert(c, new)?;
         let id = UserId::parse_str(&new.id)
             .map_err(|e| diesel::result::Error::DeserializationError(Box::new(e)))?;
         link(c, id, account, new.created_at)?;
-        users::find_by_id(c, id)?.ok_or(diesel::result::Error::NotFound)
-    })
+        let user = users::find_by_id(c, id)?.ok_or(diesel::result::Error::NotFound)?;
+        Ok(CreatedLinked::Created(user))
+    });
+    or_taken(created, CreatedLinked::Taken)
 }
 
 /// An account at a provider, as a sign-in names it.
@@ -137,7 +154,7 @@ pub struct Takeover {
 /// [`Scope::Everything`]: the password, identities, passkeys, TOTP, pending enrolments
 /// and ceremonies), every session ends, earlier tokens are revoked and the user becomes
 /// verified. `effects` gets what was cleared, so that each removal is recorded. One
-/// transaction; the user as stored after.
+/// transaction.
 pub fn link_by_email(
     conn: &mut DbConnection,
     user_id: UserId,
@@ -145,8 +162,8 @@ pub fn link_by_email(
     takeover: Option<&Takeover>,
     now_ms: i64,
     effects: impl FnOnce(&Cleared) -> Result<Effects, String>,
-) -> QueryResult<Option<StoredUser>> {
-    conn.transaction(|c| {
+) -> QueryResult<LinkedByEmail> {
+    let linked = conn.transaction(|c| {
         users::lock(c, user_id)?;
         let mut cleared = Cleared::default();
         if let Some(takeover) = takeover {
@@ -158,12 +175,30 @@ pub fn link_by_email(
                 ..Default::default()
             };
             users::update(c, user_id, &changes, now_ms)?;
-            crate::sessions::end_all_in(c, &takeover.end_sessions)?;
+            crate::rows::session::end_all_in(c, &takeover.end_sessions)?;
         }
         link(c, user_id, account, now_ms)?;
         guards::effects_of(effects, &cleared)?.write(c)?;
-        users::find_by_id(c, user_id)
-    })
+        Ok(users::find_by_id(c, user_id)?.map_or(LinkedByEmail::NoSuchUser, LinkedByEmail::Linked))
+    });
+    or_taken(linked, LinkedByEmail::AccountTaken)
+}
+
+/// What [`link_by_email`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LinkedByEmail {
+    /// The user as stored after.
+    Linked(StoredUser),
+    /// The user is gone: nothing was written.
+    NoSuchUser,
+    /// The provider account was linked meanwhile (to anyone): nothing was written.
+    AccountTaken,
+}
+
+impl Happened for LinkedByEmail {
+    fn happened(&self) -> bool {
+        matches!(self, LinkedByEmail::Linked(_))
+    }
 }
 
 /// What [`associate`] did.
@@ -173,8 +208,15 @@ pub enum Association {
     Linked,
     /// Already linked to this very user: its stored email was refreshed.
     Refreshed,
-    /// Linked to another user: nothing changed.
+    /// Linked to another user (or, by a request racing this one, meanwhile): nothing
+    /// changed.
     LinkedToAnother,
+}
+
+impl Happened for Association {
+    fn happened(&self) -> bool {
+        *self == Association::Linked
+    }
 }
 
 /// Links the account to `user_id` unless another user has it, with the effects of a new
@@ -187,7 +229,7 @@ pub fn associate(
     effects: &Effects,
 ) -> QueryResult<Association> {
     let (provider, subject, email) = (&account.provider, &account.subject, &account.email);
-    conn.transaction(|c| {
+    let associated = conn.transaction(|c| {
         match users::lock(c, user_id).and_then(|_| find_account(c, provider, subject))? {
             Some(found) if found.user_id == user_id.to_string() => {
                 touch(c, &found.id, email, now_ms)?;
@@ -200,7 +242,8 @@ pub fn associate(
                 Ok(Association::Linked)
             }
         }
-    })
+    });
+    or_taken(associated, Association::LinkedToAnother)
 }
 
 /// A pending authorization.
@@ -305,6 +348,12 @@ pub enum Unlink {
     NotLinked,
     /// Removing them would leave the user no way to sign in: nothing changed.
     LastSignInMethod,
+}
+
+impl Happened for Unlink {
+    fn happened(&self) -> bool {
+        *self == Unlink::Removed
+    }
 }
 
 /// Removes the accounts of `provider` (a key) linked to the user (only the one of

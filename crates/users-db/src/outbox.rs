@@ -3,49 +3,11 @@
 
 use diesel::prelude::*;
 
+use crate::effects::Happened;
 use crate::schema::outbox;
 use crate::{DbConnection, Effects};
 
-pub const PENDING: &str = "pending";
-pub const SENT: &str = "sent";
-pub const FAILED: &str = "failed";
-
-#[derive(Debug, Clone, Queryable, Selectable)]
-#[diesel(table_name = outbox)]
-pub struct OutboxRow {
-    pub id: String,
-    pub kind: String,
-    pub payload: Option<String>,
-    pub status: String,
-    pub attempts: i64,
-    pub created_at: i64,
-}
-
-/// A row to deliver as soon as possible: `payload` is what the worker turns into a mail
-/// (JSON, owned by the caller).
-#[derive(Debug, Clone)]
-pub struct NewOutboxRow {
-    pub id: String,
-    pub kind: String,
-    pub payload: String,
-    pub created_at: i64,
-}
-
-pub(crate) fn insert(conn: &mut DbConnection, row: &NewOutboxRow) -> QueryResult<()> {
-    diesel::insert_into(outbox::table)
-        .values((
-            outbox::id.eq(&row.id),
-            outbox::kind.eq(&row.kind),
-            outbox::payload.eq(Some(&row.payload)),
-            outbox::status.eq(PENDING),
-            outbox::attempts.eq(0i64),
-            outbox::next_attempt_at.eq(row.created_at),
-            outbox::locked_until.eq(0i64),
-            outbox::created_at.eq(row.created_at),
-        ))
-        .execute(conn)
-        .map(|_| ())
-}
+pub use crate::rows::outbox::{NewOutboxRow, OutboxRow, FAILED, PENDING, SENT};
 
 /// Queues rows that go with no other change (a forgot-password request, say).
 pub fn enqueue(conn: &mut DbConnection, effects: &Effects) -> QueryResult<()> {
@@ -201,6 +163,12 @@ pub enum Announced {
     OverQuota,
     /// The row is no longer this worker's: nothing written.
     LeaseLost,
+}
+
+impl Happened for Announced {
+    fn happened(&self) -> bool {
+        *self == Announced::Yes
+    }
 }
 
 /// [`announce`], for a request mail: only when the address is within its quota, which

@@ -5,9 +5,9 @@
 use diesel::prelude::*;
 use users_domain::UserId;
 
-use crate::effects::transaction;
+use crate::effects::{or_taken, transaction, Happened};
+use crate::rows::session::EndSessions;
 use crate::schema::{passkeys, users, webauthn_challenges};
-use crate::sessions::EndSessions;
 use crate::{DbConnection, Effects};
 
 #[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable, Insertable)]
@@ -28,15 +28,14 @@ pub struct PasskeyRow {
 /// Adds a passkey, with its effects, marked when the user's address is unproven (see
 /// [`crate::guards`]). The user's first passkey also ends `first_ends` (the user's
 /// other sessions, as enabling TOTP does) and revokes tokens without a session issued
-/// before it. Returns whether it was the first. A credential registered already is a
-/// unique violation and writes nothing.
+/// before it.
 pub fn add(
     conn: &mut DbConnection,
     row: &PasskeyRow,
     first_ends: &EndSessions,
     effects: &Effects,
-) -> QueryResult<bool> {
-    conn.transaction(|c| {
+) -> QueryResult<Added> {
+    let added = conn.transaction(|c| {
         let user_id = first_ends.user_id;
         crate::users::lock(c, user_id)?;
         let had: i64 = passkeys::table
@@ -49,14 +48,31 @@ pub fn add(
             .execute(c)?;
         let first = had == 0;
         if first {
-            crate::sessions::end_all_in(c, first_ends)?;
+            crate::rows::session::end_all_in(c, first_ends)?;
             diesel::update(users::table.find(user_id.to_string()))
                 .set(users::tokens_valid_after.eq(first_ends.now_ms))
                 .execute(c)?;
         }
         effects.write(c)?;
-        Ok(first)
-    })
+        Ok(if first { Added::First } else { Added::Another })
+    });
+    or_taken(added, Added::AlreadyRegistered)
+}
+
+/// What [`add`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Added {
+    /// The user's first passkey: their other sessions ended.
+    First,
+    Another,
+    /// This authenticator's credential is registered already: nothing was written.
+    AlreadyRegistered,
+}
+
+impl Happened for Added {
+    fn happened(&self) -> bool {
+        *self != Added::AlreadyRegistered
+    }
 }
 
 /// The user's passkeys, oldest first.

@@ -7,45 +7,12 @@ use diesel::prelude::*;
 use users_domain::UserId;
 
 use crate::effects::transaction;
+use crate::rows::session::end_all_in;
+use crate::rows::user::{StoredUser, UserRow};
 use crate::schema::{sessions, users};
-use crate::users::{StoredUser, UserRow};
 use crate::{DbConnection, Effects};
 
-/// A session as stored.
-#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable)]
-#[diesel(table_name = sessions)]
-pub struct SessionRow {
-    pub id: String,
-    pub user_id: String,
-    pub created_at: i64,
-    pub last_used_at: i64,
-    pub expires_at: i64,
-    pub ended_at: Option<i64>,
-    pub end_reason: Option<String>,
-    pub ip: Option<String>,
-    pub user_agent: Option<String>,
-    pub method: String,
-    pub aal: i64,
-    pub refresh_key_salt: Option<String>,
-    pub refresh_counter: i64,
-    pub refreshed_at: Option<i64>,
-}
-
-/// When sessions count as live: not ended, not past `expires_at`, used within
-/// `idle_ms`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Liveness {
-    pub now_ms: i64,
-    pub idle_ms: i64,
-}
-
-impl SessionRow {
-    pub fn is_live(&self, at: Liveness) -> bool {
-        self.ended_at.is_none()
-            && self.expires_at > at.now_ms
-            && self.last_used_at > at.now_ms - at.idle_ms
-    }
-}
+pub use crate::rows::session::{EndSessions, Liveness, SessionRow};
 
 /// A session to start.
 #[derive(Debug, Clone, Insertable)]
@@ -61,15 +28,6 @@ pub struct NewSession {
     pub method: String,
     pub aal: i64,
     pub refresh_key_salt: Option<String>,
-}
-
-/// Every session of a user, but `except`, ends (inside a change's transaction).
-#[derive(Debug, Clone)]
-pub struct EndSessions {
-    pub user_id: UserId,
-    pub except: Option<String>,
-    pub now_ms: i64,
-    pub reason: &'static str,
 }
 
 pub fn create(conn: &mut DbConnection, new: &NewSession, effects: &Effects) -> QueryResult<()> {
@@ -241,20 +199,6 @@ pub fn end_all(
         }
         Ok(n)
     })
-}
-
-pub(crate) fn end_all_in(conn: &mut DbConnection, end: &EndSessions) -> QueryResult<usize> {
-    let theirs = sessions::table
-        .filter(sessions::user_id.eq(end.user_id.to_string()))
-        .filter(sessions::ended_at.is_null())
-        // no session has the empty id: "but none"
-        .filter(sessions::id.ne(end.except.clone().unwrap_or_default()));
-    diesel::update(theirs)
-        .set((
-            sessions::ended_at.eq(Some(end.now_ms)),
-            sessions::end_reason.eq(Some(end.reason)),
-        ))
-        .execute(conn)
 }
 
 /// Forgets sessions that ended or expired before `before_ms`.

@@ -1,53 +1,17 @@
 //! The users table.
 
 use diesel::prelude::*;
-use diesel::result::Error as DieselError;
+use users_domain::email::email_key;
 use users_domain::{User, UserId};
 
-use crate::effects::transaction;
+use crate::effects::{or_taken, transaction, Happened};
 use crate::guards::{self, Cleared};
+use crate::rows::session::SessionRow;
+use crate::rows::user::UserRow;
 use crate::schema::{revoked_tokens, users};
 use crate::{DbConnection, Effects};
 
-#[derive(Debug, Clone, Queryable, Selectable)]
-#[diesel(table_name = users)]
-pub(crate) struct UserRow {
-    id: String,
-    email: String,
-    hashed_password: String,
-    is_active: bool,
-    is_superuser: bool,
-    is_verified: bool,
-    tokens_valid_after: i64,
-}
-
-/// A user with what only the server's auth code may see.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StoredUser {
-    pub user: User,
-    pub hashed_password: String,
-    /// Milliseconds since the epoch; access tokens issued earlier are refused.
-    pub tokens_valid_after: i64,
-}
-
-impl TryFrom<UserRow> for StoredUser {
-    type Error = DieselError;
-    fn try_from(row: UserRow) -> Result<Self, DieselError> {
-        let id = UserId::parse_str(&row.id)
-            .map_err(|e| DieselError::DeserializationError(Box::new(e)))?;
-        Ok(StoredUser {
-            user: User {
-                id,
-                email: row.email,
-                is_active: row.is_active,
-                is_superuser: row.is_superuser,
-                is_verified: row.is_verified,
-            },
-            hashed_password: row.hashed_password,
-            tokens_valid_after: row.tokens_valid_after,
-        })
-    }
-}
+pub use crate::rows::user::StoredUser;
 
 /// A user to create. `email_key` is the lower-cased normalised email.
 #[derive(Debug, Clone, Insertable)]
@@ -63,6 +27,25 @@ pub struct NewUser {
     pub tokens_valid_after: i64,
     pub created_at: i64,
     pub updated_at: i64,
+}
+
+impl NewUser {
+    /// `user`, with this password hash, created at `now_ms`. No token of theirs is
+    /// refused for its age (`tokens_valid_after` 0).
+    pub fn new(user: &User, hashed_password: String, now_ms: i64) -> NewUser {
+        NewUser {
+            id: user.id.to_string(),
+            email: user.email.clone(),
+            email_key: email_key(&user.email),
+            hashed_password,
+            is_active: user.is_active,
+            is_superuser: user.is_superuser,
+            is_verified: user.is_verified,
+            tokens_valid_after: 0,
+            created_at: now_ms,
+            updated_at: now_ms,
+        }
+    }
 }
 
 /// Fields to change; `None` leaves a column as it is.
@@ -112,10 +95,24 @@ pub fn insert(conn: &mut DbConnection, new: &NewUser) -> QueryResult<()> {
         .map(|_| ())
 }
 
-/// Creates a user with its effects, in one transaction. A duplicate email is a unique
-/// violation and writes nothing.
-pub fn create(conn: &mut DbConnection, new: &NewUser, effects: &Effects) -> QueryResult<()> {
-    transaction(conn, effects, |c| insert(c, new))
+/// What [`create`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Created {
+    Created,
+    /// Another user has the email (in any case): nothing was written.
+    EmailTaken,
+}
+
+impl Happened for Created {
+    fn happened(&self) -> bool {
+        *self == Created::Created
+    }
+}
+
+/// Creates a user with its effects, in one transaction.
+pub fn create(conn: &mut DbConnection, new: &NewUser, effects: &Effects) -> QueryResult<Created> {
+    let created = transaction(conn, effects, |c| insert(c, new).map(|()| Created::Created));
+    or_taken(created, Created::EmailTaken)
 }
 
 pub fn find_by_id(conn: &mut DbConnection, id: UserId) -> QueryResult<Option<StoredUser>> {
@@ -145,7 +142,7 @@ pub struct TokenCheck {
     /// That very token was revoked (logout of a token without a session).
     pub revoked: bool,
     /// The token's session, if it names one that belongs to the user.
-    pub session: Option<crate::sessions::SessionRow>,
+    pub session: Option<SessionRow>,
 }
 
 /// What one access-token check asks: the user the token names, and either the session
@@ -182,7 +179,6 @@ impl TokenKey {
 macro_rules! token_query {
     ($conn:expr, $user:expr, $scope:expr) => {{
         use crate::schema::sessions;
-        use crate::sessions::SessionRow;
         let user = $user.to_string();
         match $scope {
             TokenScope::Session(sid) => users::table
@@ -239,7 +235,6 @@ pub fn find_for_tokens(
     keys: &[TokenKey],
 ) -> QueryResult<Vec<Option<TokenCheck>>> {
     use crate::schema::sessions;
-    use crate::sessions::SessionRow;
     let pg = match conn {
         DbConnection::Postgresql(pg) if keys.len() > 1 => pg,
         _ => return keys.iter().map(|k| find_for_token(conn, k)).collect(),
@@ -335,25 +330,41 @@ pub fn update(
     Ok(n > 0)
 }
 
-/// Applies `changes` and its effects in one transaction; the user as stored afterwards,
-/// or `None` when there is no such user (then nothing is written). A new email another
-/// user has is a unique violation and writes nothing.
+/// What [`apply_update`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Updated {
+    /// The user as stored afterwards.
+    Updated(StoredUser),
+    /// No such user: nothing was written.
+    NoSuchUser,
+    /// The new email belongs to another user: nothing was written.
+    EmailTaken,
+}
+
+impl Happened for Updated {
+    fn happened(&self) -> bool {
+        matches!(self, Updated::Updated(_))
+    }
+}
+
+/// Applies `changes` and its effects in one transaction.
 pub fn apply_update(
     conn: &mut DbConnection,
     id: UserId,
     changes: &UserChanges,
     now_ms: i64,
     effects: &Effects,
-) -> QueryResult<Option<StoredUser>> {
-    transaction(conn, effects, |c| {
+) -> QueryResult<Updated> {
+    let updated = transaction(conn, effects, |c| {
         if !update(c, id, changes, now_ms)? {
-            return Ok(None);
+            return Ok(Updated::NoSuchUser);
         }
         if changes.is_verified == Some(true) {
             guards::vouch_for_setup(c, id)?;
         }
-        find_by_id(c, id)
-    })
+        Ok(find_by_id(c, id)?.map_or(Updated::NoSuchUser, Updated::Updated))
+    });
+    or_taken(updated, Updated::EmailTaken)
 }
 
 /// Replaces the password hash only if it is still `old` (a re-hash at login must not

@@ -3,11 +3,12 @@
 //! [`OidcClient::sign_in`], which strings them together with id_token verification.
 
 use std::borrow::Cow;
+use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU16, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use oauth2::basic::{
@@ -28,8 +29,9 @@ use url::Url;
 
 use crate::discovery::{discover_endpoints, ClientAuth, Endpoints};
 use crate::error::{describe, discovery, invalid, token_error, OAuthError};
-use crate::id_token::email_verified;
-use crate::keys::JwksCache;
+use crate::id_token;
+use crate::identity::{email_verified, Identity};
+use crate::keys::{self, JwksCache, PublishedKey};
 
 /// Scopes every authorization asks for: `openid` makes it OpenID Connect, `email` is
 /// what accounts are keyed on, `profile` is what fastapi-users asks Google for.
@@ -48,14 +50,6 @@ pub struct OidcConfig {
     /// The scopes every authorization asks for; empty: `openid email profile`.
     /// `openid` is always asked for.
     pub scopes: Vec<String>,
-}
-
-/// What a verified id_token (or userinfo) says.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Identity {
-    pub subject: String,
-    pub email: Option<String>,
-    pub email_verified: bool,
 }
 
 /// Tokens from the token endpoint. `Debug` does not print them.
@@ -352,6 +346,68 @@ impl OidcClient {
         let status = response.status();
         let body = response.bytes().await.map_err(unavailable)?;
         Ok((status, body.to_vec()))
+    }
+}
+
+impl OidcClient {
+    /// Verifies an id_token's signature and claims (`id_token.rs`); `now_secs` is unix
+    /// time.
+    pub async fn verify_id_token(
+        &self,
+        id_token: &str,
+        expected_nonce: &str,
+        now_secs: i64,
+    ) -> Result<Identity, OAuthError> {
+        let endpoints = &self.inner.endpoints;
+        let (alg, kid) = id_token::header(id_token, &endpoints.id_token_algs)?;
+        let published = self.decoding_key(&kid, now_secs).await?;
+        let expected = id_token::Expected {
+            issuer: &endpoints.issuer,
+            client_id: &self.inner.client_id,
+            nonce: expected_nonce,
+            now_secs,
+        };
+        id_token::verify(id_token, alg, &kid, &published, &expected)
+    }
+
+    /// The key named by `kid`, refetching the JWKS when the cache is stale or lacks it
+    /// (and the refetch limit allows); `now` is unix time.
+    async fn decoding_key(&self, kid: &str, now: i64) -> Result<PublishedKey, OAuthError> {
+        let (cached, refetch) = self.jwks().lookup(kid, now);
+        let unknown = || invalid("no key of the provider's JWKS has the token's kid");
+        if !refetch {
+            return cached.ok_or_else(unknown);
+        }
+        match self.fetch_jwks().await {
+            Ok(keys) => self.jwks().replace(keys, now, kid).ok_or_else(unknown),
+            // A stale key beats no sign-in while the provider hiccups.
+            Err(e) => match cached {
+                Some(key) => {
+                    tracing::warn!(error = %e, "JWKS refresh failed; using the cached key");
+                    Ok(key)
+                }
+                None => Err(e),
+            },
+        }
+    }
+
+    fn jwks(&self) -> MutexGuard<'_, JwksCache> {
+        // The cache is always consistent between statements, so a panic elsewhere
+        // while it was held leaves nothing to repair.
+        self.inner
+            .jwks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    async fn fetch_jwks(&self) -> Result<HashMap<String, PublishedKey>, OAuthError> {
+        let (status, body) = self.get("JWKS", &self.inner.endpoints.jwks, None).await?;
+        if !status.is_success() {
+            return Err(OAuthError::Unavailable(format!(
+                "the JWKS endpoint answered HTTP {status}"
+            )));
+        }
+        keys::parse(&body)
     }
 }
 

@@ -1,13 +1,17 @@
 //! id_token verification: the header (an alg the provider and we both accept, a `kid`
-//! the JWKS knows, a key of that alg) and the signature, then the claims: `iss` (with Google's bare issuer), `aud`/`azp`, `exp`
-//! and `iat` with leeway, `nonce`, `sub`, and `email_verified` however it is spelled.
+//! the JWKS knows, a key of that alg) and the signature, then the claims: `iss` (with
+//! Google's bare issuer), `aud`/`azp`, `exp` and `iat` with leeway, `nonce`, `sub`, and
+//! `email_verified` however it is spelled. It knows the provider only through what the
+//! client hands it: the announced algorithms, the issuer, the key a kid names.
 
 use jsonwebtoken::{Algorithm, AlgorithmFamily, Validation};
 use serde::Deserialize;
 use serde_json::Value;
+use users_domain::crypto::constant_time_eq;
 
-use crate::client::{Identity, OidcClient};
 use crate::error::{invalid, jwt_error, OAuthError};
+use crate::identity::{email_verified, Identity};
+use crate::keys::PublishedKey;
 
 /// Google's issuer, the default of `GOOGLE_ISSUER_URL`.
 pub const GOOGLE_ISSUER: &str = "https://accounts.google.com";
@@ -38,52 +42,67 @@ struct IdTokenClaims {
     email_verified: Option<Value>,
 }
 
-impl OidcClient {
-    /// Verifies an id_token's signature and claims; `now_secs` is unix time.
-    pub async fn verify_id_token(
-        &self,
-        id_token: &str,
-        expected_nonce: &str,
-        now_secs: i64,
-    ) -> Result<Identity, OAuthError> {
-        let header = jsonwebtoken::decode_header(id_token)
-            .map_err(|_| invalid("malformed header, or an unknown alg"))?;
-        // Only asymmetric algorithms the provider announced are taken from the header;
-        // anything else opens the alg-confusion attacks (HS256 keyed with the public
-        // key, "none").
-        let alg = header.alg;
-        if !self.inner.endpoints.id_token_algs.contains(&alg) {
-            return Err(invalid(format!("alg {alg:?} is not accepted")));
-        }
-        let kid = header.kid.ok_or_else(|| invalid("no kid in the header"))?;
-        let published = self.decoding_key(&kid, now_secs).await?;
-        // A key published for one algorithm verifies no other (an RSA key announced
-        // for RS256 does not verify PS256), and an RSA key never an ECDSA signature.
-        let family_fits = match alg {
-            Algorithm::ES256 => published.key.family() == AlgorithmFamily::Ec,
-            _ => published.key.family() == AlgorithmFamily::Rsa,
-        };
-        if !family_fits || published.alg.is_some_and(|a| a != alg) {
-            return Err(invalid(format!("the key {kid:?} is not for alg {alg:?}")));
-        }
-
-        // Time and audience checks use the caller's clock and rules, below.
-        let mut validation = Validation::new(alg);
-        validation.validate_exp = false;
-        validation.validate_nbf = false;
-        validation.validate_aud = false;
-        validation.required_spec_claims.clear();
-        let data = jsonwebtoken::decode::<IdTokenClaims>(id_token, &published.key, &validation)
-            .map_err(|e| invalid(jwt_error(e.kind())))?;
-
-        check_claims(
-            data.claims,
-            &accepted_issuers(&self.inner.endpoints.issuer),
-            &self.inner.client_id,
-            expected_nonce,
-            now_secs,
-        )
+/// The algorithm and the key id an id_token's header names. Only asymmetric algorithms
+/// the provider announced (`accepted`) are taken from the header; anything else opens
+/// the alg-confusion attacks (HS256 keyed with the public key, "none").
+pub(crate) fn header(
+    id_token: &str,
+    accepted: &[Algorithm],
+) -> Result<(Algorithm, String), OAuthError> {
+    let header = jsonwebtoken::decode_header(id_token)
+        .map_err(|_| invalid("malformed header, or an unknown alg"))?;
+    let alg = header.alg;
+    if !accepted.contains(&alg) {
+        return Err(invalid(format!("alg {alg:?} is not accepted")));
     }
+    let kid = header.kid.ok_or_else(|| invalid("no kid in the header"))?;
+    Ok((alg, kid))
+}
+
+/// What an id_token's claims must say: who issued it, for whom, the sign-in's nonce,
+/// and the caller's clock (unix seconds).
+pub(crate) struct Expected<'a> {
+    pub(crate) issuer: &'a str,
+    pub(crate) client_id: &'a str,
+    pub(crate) nonce: &'a str,
+    pub(crate) now_secs: i64,
+}
+
+/// Checks an id_token whose header [`header`] read: its signature with `published` (the
+/// key its kid names), then its claims against `expected`.
+pub(crate) fn verify(
+    id_token: &str,
+    alg: Algorithm,
+    kid: &str,
+    published: &PublishedKey,
+    expected: &Expected<'_>,
+) -> Result<Identity, OAuthError> {
+    // A key published for one algorithm verifies no other (an RSA key announced
+    // for RS256 does not verify PS256), and an RSA key never an ECDSA signature.
+    let family_fits = match alg {
+        Algorithm::ES256 => published.key.family() == AlgorithmFamily::Ec,
+        _ => published.key.family() == AlgorithmFamily::Rsa,
+    };
+    if !family_fits || published.alg.is_some_and(|a| a != alg) {
+        return Err(invalid(format!("the key {kid:?} is not for alg {alg:?}")));
+    }
+
+    // Time and audience checks use the caller's clock and rules, below.
+    let mut validation = Validation::new(alg);
+    validation.validate_exp = false;
+    validation.validate_nbf = false;
+    validation.validate_aud = false;
+    validation.required_spec_claims.clear();
+    let data = jsonwebtoken::decode::<IdTokenClaims>(id_token, &published.key, &validation)
+        .map_err(|e| invalid(jwt_error(e.kind())))?;
+
+    check_claims(
+        data.claims,
+        &accepted_issuers(expected.issuer),
+        expected.client_id,
+        expected.nonce,
+        expected.now_secs,
+    )
 }
 
 fn accepted_issuers(issuer: &str) -> Vec<String> {
@@ -92,15 +111,6 @@ fn accepted_issuers(issuer: &str) -> Vec<String> {
         issuers.push(GOOGLE_BARE_ISSUER.to_owned());
     }
     issuers
-}
-
-/// Providers send `email_verified` as a boolean or as a string: Google has sent both.
-pub(crate) fn email_verified(value: Option<&Value>) -> bool {
-    match value {
-        Some(Value::Bool(b)) => *b,
-        Some(Value::String(s)) => s.eq_ignore_ascii_case("true"),
-        _ => false,
-    }
 }
 
 fn check_claims(
@@ -153,15 +163,6 @@ fn check_claims(
         email: claims.email,
         email_verified: email_verified(claims.email_verified.as_ref()),
     })
-}
-
-/// Compares without an early exit, so timing does not reveal a matching prefix.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    let diff = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
-    std::hint::black_box(diff) == 0
 }
 
 #[cfg(test)]
@@ -295,13 +296,5 @@ mod tests {
             check(with("nonce", json!("x"))),
             Err(OAuthError::InvalidIdToken(_))
         ));
-    }
-
-    #[test]
-    fn constant_time_eq_compares() {
-        assert!(constant_time_eq(b"abc", b"abc"));
-        assert!(!constant_time_eq(b"abc", b"abd"));
-        assert!(!constant_time_eq(b"abc", b"abcd"));
-        assert!(constant_time_eq(b"", b""));
     }
 }

@@ -1,18 +1,16 @@
-//! The provider's signing keys: the JWKS is fetched on first use, kept for at most
+//! The provider's signing keys (the client fetches them): the JWKS is fetched on first use, kept for at most
 //! an hour, refetched at most once a minute when a token names an unknown `kid`, and
 //! looked up by `kid`. RSA keys (for RS256 and PS256) and P-256 keys (ES256) are kept;
 //! encryption keys and keys of other kinds are skipped.
 
 use std::collections::HashMap;
-use std::sync::MutexGuard;
 
 use jsonwebtoken::{Algorithm, DecodingKey};
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::client::OidcClient;
 use crate::discovery::{alg_name, SUPPORTED_ALGORITHMS};
-use crate::error::{invalid, OAuthError};
+use crate::error::OAuthError;
 
 /// An unknown `kid` may be a key rotation, so it triggers a JWKS refetch; anyone can
 /// mint tokens with made-up kids, so refetches are limited to one a minute.
@@ -51,6 +49,48 @@ impl JwksCache {
             Some(at) => now < at || now - at >= JWKS_MAX_AGE_SECS,
         }
     }
+
+    /// The key named by `kid`, if cached, and whether the JWKS is to be fetched again
+    /// first: when the cache is stale, or lacks the key and the refetch limit allows.
+    pub(crate) fn lookup(&self, kid: &str, now: i64) -> (Option<PublishedKey>, bool) {
+        let cached = self.keys.get(kid).cloned();
+        let refetch = match cached {
+            Some(_) => self.is_stale(now),
+            None => self.may_refetch(now),
+        };
+        (cached, refetch)
+    }
+
+    /// Keeps `keys`, fetched at `now`, in place of the old ones; the key of `kid`.
+    pub(crate) fn replace(
+        &mut self,
+        keys: HashMap<String, PublishedKey>,
+        now: i64,
+        kid: &str,
+    ) -> Option<PublishedKey> {
+        self.keys = keys;
+        self.fetched_at = Some(now);
+        self.keys.get(kid).cloned()
+    }
+}
+
+/// The usable signing keys of a JWKS document, by kid.
+pub(crate) fn parse(body: &[u8]) -> Result<HashMap<String, PublishedKey>, OAuthError> {
+    let set: JwkSet = serde_json::from_slice(body)
+        .map_err(|_| OAuthError::Unavailable("the JWKS is not the expected JSON".into()))?;
+    let keys: HashMap<String, PublishedKey> = set
+        .keys
+        .into_iter()
+        // Keys of other kinds may sit next to ours; they are not an error.
+        .filter_map(|value| serde_json::from_value::<Jwk>(value).ok())
+        .filter_map(Jwk::published)
+        .collect();
+    if keys.is_empty() {
+        return Err(OAuthError::Unavailable(
+            "the JWKS has no usable signing key".into(),
+        ));
+    }
+    Ok(keys)
 }
 
 #[derive(Deserialize)]
@@ -96,79 +136,6 @@ impl Jwk {
             _ => return None,
         };
         Some((self.kid?, PublishedKey { key, alg }))
-    }
-}
-
-impl OidcClient {
-    /// The key named by `kid`, refetching the JWKS when the cache is stale or lacks it
-    /// (and the refetch limit allows); `now` is unix time.
-    pub(crate) async fn decoding_key(
-        &self,
-        kid: &str,
-        now: i64,
-    ) -> Result<PublishedKey, OAuthError> {
-        let (cached, refetch) = {
-            let cache = self.jwks();
-            let cached = cache.keys.get(kid).cloned();
-            let refetch = match cached {
-                Some(_) => cache.is_stale(now),
-                None => cache.may_refetch(now),
-            };
-            (cached, refetch)
-        };
-        let unknown = || invalid("no key of the provider's JWKS has the token's kid");
-        if !refetch {
-            return cached.ok_or_else(unknown);
-        }
-        match self.fetch_jwks().await {
-            Ok(keys) => {
-                let mut cache = self.jwks();
-                cache.keys = keys;
-                cache.fetched_at = Some(now);
-                cache.keys.get(kid).cloned().ok_or_else(unknown)
-            }
-            // A stale key beats no sign-in while the provider hiccups.
-            Err(e) => match cached {
-                Some(key) => {
-                    tracing::warn!(error = %e, "JWKS refresh failed; using the cached key");
-                    Ok(key)
-                }
-                None => Err(e),
-            },
-        }
-    }
-
-    fn jwks(&self) -> MutexGuard<'_, JwksCache> {
-        // The cache is always consistent between statements, so a panic elsewhere
-        // while it was held leaves nothing to repair.
-        self.inner
-            .jwks
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    async fn fetch_jwks(&self) -> Result<HashMap<String, PublishedKey>, OAuthError> {
-        let (status, body) = self.get("JWKS", &self.inner.endpoints.jwks, None).await?;
-        if !status.is_success() {
-            return Err(OAuthError::Unavailable(format!(
-                "the JWKS endpoint answered HTTP {status}"
-            )));
-        }
-        let set: JwkSet = serde_json::from_slice(&body)
-            .map_err(|_| OAuthError::Unavailable("the JWKS is not the expected JSON".into()))?;
-        let keys: HashMap<String, PublishedKey> = set
-            .keys
-            .into_iter()
-            // Keys of other kinds may sit next to ours; they are not an error.
-            .filter_map(|value| serde_json::from_value::<Jwk>(value).ok())
-            .filter_map(Jwk::published)
-            .collect();
-        if keys.is_empty() {
-            return Err(OAuthError::Unavailable(
-                "the JWKS has no usable signing key".into(),
-            ));
-        }
-        Ok(keys)
     }
 }
 

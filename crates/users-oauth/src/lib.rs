@@ -13,8 +13,9 @@
 //! every flow against loopback providers.
 //!
 //! The modules: `discovery` (the discovery document and its checks), `keys` (the
-//! JWKS cache), `id_token` (id_token verification), `client` (the OpenID client and
-//! its flow), `github` (the GitHub client), `error` (the error type).
+//! JWKS cache), `id_token` (id_token verification), `identity` (what a provider says),
+//! `client` (the OpenID client and its flow), `github` (the GitHub client), `error`
+//! (the error type).
 //!
 //! Nothing here ever puts the client secret, an authorization code or a token into an
 //! error message or a `Debug` output: errors end up in logs and HTTP answers.
@@ -29,12 +30,14 @@ mod discovery;
 mod error;
 mod github;
 mod id_token;
+mod identity;
 mod keys;
 
-pub use client::{Identity, OidcClient, OidcConfig, ProviderTokens};
+pub use client::{OidcClient, OidcConfig, ProviderTokens};
 pub use error::{DiscoveryProblem, OAuthError};
 pub use github::{GithubClient, GithubConfig, GITHUB_API_URL, GITHUB_URL};
 pub use id_token::GOOGLE_ISSUER;
+pub use identity::Identity;
 
 /// A client of either kind of provider, behind the one interface the sign-in flow
 /// needs. Cheap to clone.

@@ -1,17 +1,17 @@
 //! Reading and changing accounts: the current user's own changes and the superuser's.
 
 use secrecy::{ExposeSecret, SecretString};
-use users_db::users::{self, StoredUser, UserChanges};
-use users_db::DbError;
+use users_db::users::{self, StoredUser, Updated, UserChanges};
+use users_db::{DbError, Effects};
 use users_domain::email::email_key;
 use users_domain::{EmailAddress, Timestamp, User, UserId};
 
 use users_mail::SecurityChange;
 
-use crate::events::{Event, EventType, Queued};
-use crate::flows::mfa;
-use crate::flows::session::ClientInfo;
-use crate::outbox::OutboxItem;
+use crate::change::Change;
+use crate::client::ClientInfo;
+use crate::events::{Event, EventType};
+use crate::outbox::{notice, OutboxItem};
 use crate::{Core, Fault};
 
 /// A change to a user (fastapi-users' `UserUpdate`). The flags are applied only when a
@@ -48,20 +48,13 @@ pub enum UpdateError {
 
 impl From<DbError> for UpdateError {
     fn from(e: DbError) -> Self {
-        if e.is_unique_violation() {
-            UpdateError::EmailAlreadyExists
-        } else {
-            UpdateError::Fault(e.into())
-        }
+        UpdateError::Fault(e.into())
     }
 }
 
 /// The user with this id, if any.
 pub async fn find(core: &Core, id: UserId) -> Result<Option<StoredUser>, Fault> {
-    Ok(core
-        .store
-        .run(move |c| Ok(users::find_by_id(c, id)?))
-        .await?)
+    Ok(core.store.run(move |c| users::find_by_id(c, id)).await?)
 }
 
 /// Applies `changes` to `target`. A new email clears `is_verified` (the same email,
@@ -76,9 +69,10 @@ pub async fn update(
     now: Timestamp,
 ) -> Result<User, UpdateError> {
     let id = target.user.id;
-    let current_key = email_key(&target.user.email);
-    let new_email = changes.email.filter(|e| e.as_str() != target.user.email);
-
+    let new_email = changes
+        .email
+        .clone()
+        .filter(|e| e.as_str() != target.user.email);
     if let Some(password) = &changes.password {
         let email = new_email
             .as_ref()
@@ -87,15 +81,60 @@ pub async fn update(
             .check(password.expose_secret(), email)
             .map_err(|r| UpdateError::InvalidPassword(r.reason()))?;
     }
+    let mut row = row_of(core, target, new_email, &changes, actor).await?;
+    let by = match actor {
+        Actor::Owner => None,
+        Actor::Superuser(admin) => Some(admin),
+    };
+    let events = events_of(&target.user, &row, changes.password.is_some(), by);
+    let mut effects = email_notices(core, &target.user, &row, now)?;
+    if let Some(password) = changes.password {
+        row.hashed_password = Some(core.hasher.hash(password).await.map_err(Fault::from)?);
+        row.tokens_valid_after = Some(now.millis());
+        let email = row.email.as_deref().unwrap_or(&target.user.email);
+        let mail = users_mail::Email::password_changed(&core.config.app_name, email);
+        effects = effects
+            .and(OutboxItem::Email { email: mail }.effects(now)?)
+            .ending_sessions(end_every_session(id, now, "password_changed"));
+    }
+    if row.is_active == Some(false) && target.user.is_active {
+        // a deactivated user, once reactivated, must sign in again
+        row.tokens_valid_after = Some(now.millis());
+        effects = effects.ending_sessions(end_every_session(id, now, "deactivated"));
+    }
+    let change = Change::new(events, client, now).and(effects);
+    let updated = core
+        .apply(change, move |c, raised| {
+            users::apply_update(c, id, &row, now.millis(), raised.effects())
+        })
+        .await?;
+    match updated {
+        Updated::Updated(user) => {
+            tracing::info!(user_id = %id, "user updated");
+            Ok(user.user)
+        }
+        Updated::NoSuchUser => Err(UpdateError::NotFound),
+        Updated::EmailTaken => Err(UpdateError::EmailAlreadyExists),
+    }
+}
 
+/// The columns a change sets, but the password's: a new email (unverified unless only
+/// its case changed), and the flags when a superuser makes it.
+async fn row_of(
+    core: &Core,
+    target: &StoredUser,
+    new_email: Option<EmailAddress>,
+    changes: &Changes,
+    actor: Actor,
+) -> Result<UserChanges, UpdateError> {
     let mut row = UserChanges::default();
     if let Some(email) = new_email {
         let key = email.key();
-        if key != current_key {
+        if key != email_key(&target.user.email) {
             let lookup_key = key.clone();
             let taken = core
                 .store
-                .run(move |c| Ok(users::find_by_email_key(c, &lookup_key)?.is_some()))
+                .run(move |c| users::find_by_email_key(c, &lookup_key).map(|u| u.is_some()))
                 .await?;
             if taken {
                 return Err(UpdateError::EmailAlreadyExists);
@@ -112,12 +151,14 @@ pub async fn update(
         row.is_active = changes.is_active;
         row.is_superuser = changes.is_superuser;
     }
-    let by = match actor {
-        Actor::Owner => None,
-        Actor::Superuser(admin) => Some(admin),
-    };
+    Ok(row)
+}
+
+/// `user.updated` when a field changes, `password.changed` for a new password.
+fn events_of(user: &User, row: &UserChanges, password: bool, by: Option<UserId>) -> Vec<Event> {
+    let id = user.id;
     let mut events = Vec::new();
-    let fields = changed_fields(&target.user, &row, changes.password.is_some());
+    let fields = changed_fields(user, row, password);
     if !fields.is_empty() {
         events.push(
             Event::new(EventType::UserUpdated, Some(id))
@@ -125,7 +166,7 @@ pub async fn update(
                 .with("fields", fields),
         );
     }
-    if changes.password.is_some() {
+    if password {
         let via = if by.is_some_and(|b| b != id) {
             "admin"
         } else {
@@ -137,40 +178,29 @@ pub async fn update(
                 .with("via", via),
         );
     }
-    let mut effects = core.raise(events, client, now)?;
-    if let Some(new) = row.email.as_deref().filter(|e| *e != target.user.email) {
-        // both addresses hear of it: the old one, in case it was not the owner's doing
-        let old = &target.user.email;
-        let from = SecurityChange::EmailChangedFrom {
-            new: new.to_owned(),
-        };
-        effects = effects
-            .and(mfa::notice(core, old, from, now)?)
-            .and(mfa::notice(core, new, SecurityChange::EmailChangedTo, now)?);
-    }
-    if let Some(password) = changes.password {
-        row.hashed_password = Some(core.hasher.hash(password).await.map_err(Fault::from)?);
-        row.tokens_valid_after = Some(now.millis());
-        let email = row.email.as_deref().unwrap_or(&target.user.email);
-        let mail = users_mail::Email::password_changed(&core.config.app_name, email);
-        effects = effects
-            .and(OutboxItem::Email { email: mail }.effects(now)?)
-            .ending_sessions(end_every_session(id, now, "password_changed"));
-    }
-    if row.is_active == Some(false) && target.user.is_active {
-        // a deactivated user, once reactivated, must sign in again
-        row.tokens_valid_after = Some(now.millis());
-        effects = effects.ending_sessions(end_every_session(id, now, "deactivated"));
-    }
-    let queued = Queued::of(&effects);
-    let updated = core
-        .store
-        .run(move |c| Ok(users::apply_update(c, id, &row, now.millis(), &effects)?))
-        .await?
-        .ok_or(UpdateError::NotFound)?;
-    core.committed(queued);
-    tracing::info!(user_id = %id, "user updated");
-    Ok(updated.user)
+    events
+}
+
+/// A new email: both addresses hear of it, the old one in case it was not the owner's
+/// doing.
+fn email_notices(
+    core: &Core,
+    user: &User,
+    row: &UserChanges,
+    now: Timestamp,
+) -> Result<Effects, Fault> {
+    let Some(new) = row.email.as_deref().filter(|e| *e != user.email) else {
+        return Ok(Effects::none());
+    };
+    let from = SecurityChange::EmailChangedFrom {
+        new: new.to_owned(),
+    };
+    Ok(notice(core, &user.email, from, now)?.and(notice(
+        core,
+        new,
+        SecurityChange::EmailChangedTo,
+        now,
+    )?))
 }
 
 /// The names of the fields a change sets to something new (never their values).
@@ -219,14 +249,13 @@ pub async fn delete(
     now: Timestamp,
 ) -> Result<bool, Fault> {
     let event = Event::new(EventType::UserDeleted, Some(id)).by(Some(by));
-    let effects = core.raise(vec![event], client, now)?;
-    let queued = Queued::of(&effects);
+    let change = Change::new(vec![event], client, now);
     let deleted = core
-        .store
-        .run(move |c| Ok(users::delete(c, id, &effects)?))
+        .apply(change, move |c, raised| {
+            users::delete(c, id, raised.effects())
+        })
         .await?;
     if deleted {
-        core.committed(queued);
         tracing::info!(user_id = %id, by = %by, "user deleted");
     }
     Ok(deleted)
@@ -243,12 +272,12 @@ pub async fn list(
     let (items, total) = core
         .store
         .run(move |c| {
-            Ok(users::list(
+            users::list(
                 c,
                 email_contains.as_deref(),
                 (page - 1) * per_page,
                 per_page,
-            )?)
+            )
         })
         .await?;
     Ok((items.into_iter().map(|s| s.user).collect(), total))

@@ -42,7 +42,7 @@ pub async fn list(core: &Core, filter: Filter) -> Result<Page, Fault> {
     };
     let mut rows = core
         .store
-        .run(move |c| Ok(users_db::audit::list(c, &query)?))
+        .run(move |c| users_db::audit::list(c, &query))
         .await?;
     let more = rows.len() as i64 > limit;
     rows.truncate(limit as usize);

@@ -3,15 +3,18 @@
 use secrecy::SecretString;
 use users_db::limits::Attempt;
 use users_db::users::{self, StoredUser, TokenKey, TokenScope};
+use users_domain::crypto::token_hash;
 use users_domain::email::email_key;
 use users_domain::{EmailAddress, Timestamp, User};
 
-use crate::events::{Event, EventType, Queued};
-use crate::flows::mfa::{self, FirstFactor, SignIn, Transport};
-use crate::flows::session::{self, ClientInfo, SignInMethod};
+use crate::change::Change;
+use crate::client::ClientInfo;
+use crate::events::{Event, EventType};
+use crate::flows::session::{self, SignInMethod};
+use crate::flows::sign_in::{self, failed, FirstFactor, SignIn, Transport};
 use crate::hashing::Verification;
 use crate::throttle::{self, Limited, ThrottleError};
-use crate::tokens::{token_hash, AccessClaims, TokenError};
+use crate::tokens::{AccessClaims, TokenError};
 use crate::{Core, Counters, Fault};
 
 /// An authenticated, active user and the access token that proved it.
@@ -169,13 +172,9 @@ pub async fn login(core: &Core, login: Login, now: Timestamp) -> Result<SignIn, 
     let (attempt, found) = core
         .store
         .run(move |c| {
-            Ok(users_db::sign_in::first_factor(
-                c,
-                &read_key,
-                now.millis(),
-                max,
-                |f| throttle::lock_ms(f, max),
-            )?)
+            users_db::sign_in::first_factor(c, &read_key, now.millis(), max, |f| {
+                throttle::lock_ms(f, max)
+            })
         })
         .await?;
     let reserved = match attempt {
@@ -230,7 +229,7 @@ pub async fn login(core: &Core, login: Login, now: Timestamp) -> Result<SignIn, 
         factors: Some(factors),
         attempt: Some((key, reserved)),
     };
-    let outcome = mfa::complete_first_factor(core, first, now).await?;
+    let outcome = sign_in::complete_first_factor(core, first, now).await?;
     if let SignIn::Done(grant) = &outcome {
         tracing::info!(user_id = %user_id, session_id = %grant.session_id, "login succeeded");
     }
@@ -243,21 +242,8 @@ async fn find(core: &Core, key: &str) -> Result<Option<StoredUser>, Fault> {
     let key = key.to_owned();
     Ok(core
         .store
-        .run(move |c| Ok(users::find_by_email_key(c, &key)?))
+        .run(move |c| users::find_by_email_key(c, &key))
         .await?)
-}
-
-/// Records a failed sign-in: of a known user, or (`None`) of an address no user has,
-/// which is not stored.
-pub(crate) async fn failed(
-    core: &Core,
-    user: Option<users_domain::UserId>,
-    reason: &'static str,
-    client: &ClientInfo,
-    now: Timestamp,
-) -> Result<(), Fault> {
-    let event = Event::new(EventType::LoginFailed, user).with("reason", reason);
-    core.record(vec![event], client, now).await
 }
 
 /// Re-hashes a password stored with other parameters (or bcrypt) after it verified.
@@ -274,7 +260,7 @@ async fn upgrade_hash(core: &Core, stored: &StoredUser, password: SecretString) 
     };
     match core
         .store
-        .run(move |c| Ok(users::replace_hash_if_unchanged(c, id, &old, &new)?))
+        .run(move |c| users::replace_hash_if_unchanged(c, id, &old, &new))
         .await
     {
         Ok(true) => {
@@ -309,22 +295,15 @@ pub async fn logout(
     }
     let hash = token_hash(&auth.token);
     let exp = auth.claims.exp;
-    let event = Event::new(EventType::LoggedOut, Some(id));
-    let effects = core.raise(vec![event], client, now)?;
-    let queued = Queued::of(&effects);
-    core.store
-        .run(move |c| {
-            Ok(users_db::revocations::revoke(
-                c,
-                &hash,
-                id,
-                exp,
-                now.secs(),
-                &effects,
-            )?)
-        })
-        .await?;
-    core.committed(queued);
+    let change = Change::new(
+        vec![Event::new(EventType::LoggedOut, Some(id))],
+        client,
+        now,
+    );
+    core.apply(change, move |c, raised| {
+        users_db::revocations::revoke(c, &hash, id, exp, now.secs(), raised.effects())
+    })
+    .await?;
     tracing::info!(user_id = %id, "logged out; token revoked");
     Ok(())
 }

@@ -5,8 +5,9 @@ use users_db::oauth::{self, Unlink};
 use users_db::DbError;
 use users_domain::{Timestamp, UserId};
 
-use crate::events::{Event, EventType, Queued};
-use crate::flows::session::ClientInfo;
+use crate::change::Change;
+use crate::client::ClientInfo;
+use crate::events::{Event, EventType};
 use crate::providers::{key_of, name_of};
 use crate::{Core, Fault};
 
@@ -46,7 +47,7 @@ pub struct IdentityInfo {
 pub async fn list(core: &Core, user: UserId) -> Result<Vec<IdentityInfo>, Fault> {
     let rows = core
         .store
-        .run(move |c| Ok(oauth::identities_of(c, user)?))
+        .run(move |c| oauth::identities_of(c, user))
         .await?;
     Ok(rows
         .into_iter()
@@ -74,25 +75,22 @@ pub async fn unlink(
     if let Some(subject) = subject {
         event = event.with("subject", subject);
     }
-    let effects = core.raise(vec![event], client, now)?;
-    let queued = Queued::of(&effects);
+    let change = Change::new(vec![event], client, now);
     let subject = subject.map(str::to_owned);
     let result = core
-        .store
-        .run(move |c| {
-            Ok(oauth::unlink(
+        .apply(change, move |c, raised| {
+            oauth::unlink(
                 c,
                 user,
                 &key,
                 subject.as_deref(),
                 now.millis(),
-                &effects,
-            )?)
+                raised.effects(),
+            )
         })
         .await?;
     match result {
         Unlink::Removed => {
-            core.committed(queued);
             tracing::info!(user_id = %user, provider = %provider, "provider account unlinked");
             Ok(())
         }

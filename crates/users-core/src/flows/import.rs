@@ -17,11 +17,11 @@
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 
-use users_db::fastapi_users::{Source, SourceError, SourceUser};
+use users_db::fastapi_users::{Page, Source, SourceAccount, SourceError, SourceUser};
 use users_db::import::{self, AccountOutcome, ImportAccount, ImportUser, UserOutcome};
 use users_db::users::NewUser;
 use users_db::{DbConnection, DbError};
-use users_domain::{EmailAddress, Timestamp, UserId};
+use users_domain::{EmailAddress, Timestamp, User, UserId};
 
 use crate::hashing::is_supported_hash;
 
@@ -192,43 +192,7 @@ pub fn import(
         after = Some(last.id.clone());
         let fetched = page.users.len();
 
-        let mut accounts_of: HashMap<&str, Vec<&users_db::fastapi_users::SourceAccount>> =
-            HashMap::new();
-        for account in &page.accounts {
-            accounts_of
-                .entry(account.user_id.as_str())
-                .or_default()
-                .push(account);
-        }
-        let mut rows = Vec::with_capacity(fetched);
-        let mut source_accounts = Vec::with_capacity(fetched);
-        for user in &page.users {
-            match check(user, &duplicates.others, now) {
-                Ok(new) => {
-                    let accounts = accounts_of.remove(user.id.as_str()).unwrap_or_default();
-                    rows.push(ImportUser {
-                        user: new,
-                        accounts: accounts
-                            .iter()
-                            .map(|a| ImportAccount {
-                                provider: identity_key(&a.oauth_name),
-                                subject: a.account_id.clone(),
-                                email: a.account_email.clone(),
-                            })
-                            .collect(),
-                    });
-                    source_accounts.push(accounts);
-                }
-                Err(problem) => {
-                    summary.users.conflicts += 1;
-                    progress.report(&Report::User {
-                        id: user.id.clone(),
-                        problem,
-                    });
-                }
-            }
-        }
-
+        let (rows, source_accounts) = rows_of(&page, &duplicates, now, &mut summary, progress);
         let outcomes = match &mut target {
             Target::Database(conn) => {
                 import::import_batch(conn, &rows, !options.dry_run, now.millis())
@@ -240,32 +204,7 @@ pub fn import(
                 .collect(),
         };
         for ((row, accounts), outcome) in rows.iter().zip(&source_accounts).zip(outcomes) {
-            match outcome.user {
-                UserOutcome::Imported => summary.users.imported += 1,
-                UserOutcome::AlreadyPresent => summary.users.skipped += 1,
-                UserOutcome::EmailTaken { by } => {
-                    summary.users.conflicts += 1;
-                    progress.report(&Report::User {
-                        id: row.user.id.clone(),
-                        problem: UserProblem::EmailTaken { by },
-                    });
-                }
-            }
-            for (account, outcome) in accounts.iter().zip(outcome.accounts) {
-                match outcome {
-                    AccountOutcome::Imported => summary.accounts.imported += 1,
-                    AccountOutcome::AlreadyLinked => summary.accounts.skipped += 1,
-                    AccountOutcome::LinkedToAnother { user_id } => {
-                        summary.accounts.conflicts += 1;
-                        progress.report(&Report::AccountLinkedToAnother {
-                            id: account.id.clone(),
-                            oauth_name: account.oauth_name.clone(),
-                            user_id: row.user.id.clone(),
-                            other_user_id: user_id,
-                        });
-                    }
-                }
-            }
+            tally(row, accounts, outcome, &mut summary, progress);
         }
         progress.batch_done(fetched as u64);
         if fetched < batch_size {
@@ -273,6 +212,89 @@ pub fn import(
         }
     }
     Ok(summary)
+}
+
+/// The users of a page that can be ours, with their accounts (as read, and as they
+/// are imported); those that cannot are counted and reported.
+fn rows_of<'p>(
+    page: &'p Page,
+    duplicates: &Duplicates,
+    now: Timestamp,
+    summary: &mut ImportSummary,
+    progress: &mut dyn ImportProgress,
+) -> (Vec<ImportUser>, Vec<Vec<&'p SourceAccount>>) {
+    let mut accounts_of: HashMap<&str, Vec<&SourceAccount>> = HashMap::new();
+    for account in &page.accounts {
+        accounts_of
+            .entry(account.user_id.as_str())
+            .or_default()
+            .push(account);
+    }
+    let mut rows = Vec::with_capacity(page.users.len());
+    let mut source_accounts = Vec::with_capacity(page.users.len());
+    for user in &page.users {
+        match check(user, &duplicates.others, now) {
+            Ok(new) => {
+                let accounts = accounts_of.remove(user.id.as_str()).unwrap_or_default();
+                rows.push(ImportUser {
+                    user: new,
+                    accounts: accounts
+                        .iter()
+                        .map(|a| ImportAccount {
+                            provider: identity_key(&a.oauth_name),
+                            subject: a.account_id.clone(),
+                            email: a.account_email.clone(),
+                        })
+                        .collect(),
+                });
+                source_accounts.push(accounts);
+            }
+            Err(problem) => {
+                summary.users.conflicts += 1;
+                progress.report(&Report::User {
+                    id: user.id.clone(),
+                    problem,
+                });
+            }
+        }
+    }
+    (rows, source_accounts)
+}
+
+/// Counts (and reports) what became of a user and their accounts.
+fn tally(
+    row: &ImportUser,
+    accounts: &[&SourceAccount],
+    outcome: import::RowOutcome,
+    summary: &mut ImportSummary,
+    progress: &mut dyn ImportProgress,
+) {
+    match outcome.user {
+        UserOutcome::Imported => summary.users.imported += 1,
+        UserOutcome::AlreadyPresent => summary.users.skipped += 1,
+        UserOutcome::EmailTaken { by } => {
+            summary.users.conflicts += 1;
+            progress.report(&Report::User {
+                id: row.user.id.clone(),
+                problem: UserProblem::EmailTaken { by },
+            });
+        }
+    }
+    for (account, outcome) in accounts.iter().zip(outcome.accounts) {
+        match outcome {
+            AccountOutcome::Imported => summary.accounts.imported += 1,
+            AccountOutcome::AlreadyLinked => summary.accounts.skipped += 1,
+            AccountOutcome::LinkedToAnother { user_id } => {
+                summary.accounts.conflicts += 1;
+                progress.report(&Report::AccountLinkedToAnother {
+                    id: account.id.clone(),
+                    oauth_name: account.oauth_name.clone(),
+                    user_id: row.user.id.clone(),
+                    other_user_id: user_id,
+                });
+            }
+        }
+    }
 }
 
 /// The rows of the first pass: how many users, and for each user whose email another
@@ -320,18 +342,18 @@ fn check(
     if !is_supported_hash(&user.hashed_password) {
         return Err(UserProblem::UnknownHashFormat);
     }
-    Ok(NewUser {
-        id: id.to_string(),
-        email_key: email.key(),
+    let ours = User {
+        id,
         email: email.into_string(),
-        hashed_password: user.hashed_password.clone(),
         is_active: user.is_active,
         is_superuser: user.is_superuser,
         is_verified: user.is_verified,
-        tokens_valid_after: 0,
-        created_at: now.millis(),
-        updated_at: now.millis(),
-    })
+    };
+    Ok(NewUser::new(
+        &ours,
+        user.hashed_password.clone(),
+        now.millis(),
+    ))
 }
 
 /// A dry run's outcome for a row when the target has no users at all.

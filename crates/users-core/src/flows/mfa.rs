@@ -4,152 +4,33 @@
 
 use secrecy::SecretString;
 use totp_rs::{Algorithm, Builder, Secret, Totp};
-use users_db::mfa::{self, Factors, MfaChallenge, TotpConfirmation};
+use users_db::mfa::{self, Factors, TotpConfirmation};
 use users_db::sessions::EndSessions;
 use users_db::users::{self, StoredUser};
 use users_db::{DbError, Effects};
+use users_domain::crypto::constant_time_eq;
 use users_domain::{Timestamp, User, UserId};
-
-use users_db::limits::Reserved;
 use users_mail::SecurityChange;
 
-use crate::events::{Event, EventType, Queued};
-use crate::flows::auth::{self, Authenticated};
+use crate::change::Change;
+use crate::client::ClientInfo;
+use crate::events::{Event, EventType};
+use crate::flows::auth::Authenticated;
+use crate::flows::passkeys;
 use crate::flows::reauth::{self, ReauthError};
-use crate::flows::session::{self, ClientInfo, Completed, SessionGrant, SignInMethod};
-use crate::outbox::OutboxItem;
+use crate::flows::session::{self, Completed, SessionGrant, SignInMethod};
+use crate::flows::sign_in;
+use crate::outbox::{notice, OutboxItem};
 use crate::throttle::{self, Limited, ThrottleError};
-use crate::tokens::{random_token, token_hash};
 use crate::{Core, Counters, Fault};
 
-/// How long an mfa_token lives.
-pub const MFA_TOKEN_LIFETIME_SECS: i64 = 300;
+// The second step's types, where the web layer and the tests import them.
+pub use crate::flows::sign_in::{MfaRequired, SignIn, Transport, MFA_TOKEN_LIFETIME_SECS};
+
 /// Bad codes an mfa_token survives.
 pub const MFA_TOKEN_MAX_FAILURES: i64 = 5;
 const RECOVERY_CODES: usize = 10;
 const TOTP_STEP_SECS: i64 = 30;
-
-/// What a sign-in hands out: tokens or a cookie.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Transport {
-    Bearer,
-    Cookie,
-}
-
-impl Transport {
-    fn as_str(self) -> &'static str {
-        match self {
-            Transport::Bearer => "bearer",
-            Transport::Cookie => "cookie",
-        }
-    }
-
-    fn parse(s: &str) -> Transport {
-        if s == "cookie" {
-            Transport::Cookie
-        } else {
-            Transport::Bearer
-        }
-    }
-}
-
-/// A first factor that succeeded: who, how, from where, and what they asked for.
-#[derive(Debug)]
-pub struct FirstFactor {
-    pub user: User,
-    pub method: SignInMethod,
-    pub client: ClientInfo,
-    pub offline_access: bool,
-    pub transport: Transport,
-    /// The user's factors, when the first factor read them already.
-    pub factors: Option<Factors>,
-    /// The attempt a password reserved against the account's lock (its key, and what it
-    /// changed): forgotten when the sign-in completes, given back when a second step is
-    /// pending, so that a correct password neither clears nor adds to the count.
-    pub attempt: Option<(String, Reserved)>,
-}
-
-/// The outcome of a first factor.
-#[derive(Debug)]
-pub enum SignIn {
-    /// No second factor: the session started.
-    Done(SessionGrant),
-    /// The user has a factor: finish with `POST /auth/mfa/verify`.
-    SecondFactor(MfaRequired),
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MfaRequired {
-    /// Five minutes, single use.
-    pub mfa_token: String,
-    /// Of `totp`, `recovery_code`, `passkey`: those the user has.
-    pub methods: Vec<&'static str>,
-}
-
-fn methods(f: &Factors) -> Vec<&'static str> {
-    let mut m = Vec::new();
-    if f.totp {
-        m.push("totp");
-    }
-    if f.recovery_codes_left > 0 {
-        m.push("recovery_code");
-    }
-    if f.passkeys > 0 {
-        m.push("passkey");
-    }
-    m
-}
-
-/// After a first factor: the session, or the second step when the user has a factor.
-pub(crate) async fn complete_first_factor(
-    core: &Core,
-    first: FirstFactor,
-    now: Timestamp,
-) -> Result<SignIn, Fault> {
-    let id = first.user.id;
-    let factors = match first.factors {
-        Some(f) => f,
-        None => core.store.run(move |c| Ok(mfa::factors_of(c, id)?)).await?,
-    };
-    if !factors.any() {
-        let done = Completed {
-            user: first.user,
-            method: first.method,
-            client: &first.client,
-            offline_access: first.offline_access,
-            failures_of: first.attempt.map(|(key, _)| key),
-        };
-        return Ok(SignIn::Done(session::start(core, done, now).await?));
-    }
-    let mfa_token = random_token(32);
-    let row = MfaChallenge {
-        id: token_hash(&mfa_token),
-        user_id: id.to_string(),
-        method: first.method.name,
-        transport: first.transport.as_str().to_owned(),
-        offline_access: first.offline_access,
-        ip: first.client.ip,
-        user_agent: first.client.user_agent,
-        failures: 0,
-        expires_at: now.plus_secs(MFA_TOKEN_LIFETIME_SECS).millis(),
-    };
-    let give_back = first.attempt;
-    core.store
-        .run(move |c| {
-            Ok(mfa::create_challenge(
-                c,
-                &row,
-                now.millis(),
-                give_back.as_ref().map(|(k, r)| (k.as_str(), r)),
-            )?)
-        })
-        .await?;
-    tracing::info!(user_id = %id, "first factor accepted; second factor required");
-    Ok(SignIn::SecondFactor(MfaRequired {
-        mfa_token,
-        methods: methods(&factors),
-    }))
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum MfaError {
@@ -238,7 +119,7 @@ fn matching_step(totp: &Totp, code: &str, now: Timestamp) -> Option<i64> {
         .into_iter()
         .find(|step| {
             let expected = totp.generate((step * TOTP_STEP_SECS) as u64).to_string();
-            crate::tokens::constant_time_eq(expected.as_bytes(), code.as_bytes())
+            constant_time_eq(expected.as_bytes(), code.as_bytes())
         })
 }
 
@@ -252,10 +133,7 @@ fn qr_svg(uri: &str) -> Result<String, Fault> {
 }
 
 async fn user_of(core: &Core, id: UserId) -> Result<Option<StoredUser>, Fault> {
-    Ok(core
-        .store
-        .run(move |c| Ok(users::find_by_id(c, id)?))
-        .await?)
+    Ok(core.store.run(move |c| users::find_by_id(c, id)).await?)
 }
 
 /// `POST /auth/mfa/totp`: a new secret, pending until confirmed from the same session.
@@ -268,7 +146,7 @@ pub async fn totp_enrol(
 ) -> Result<TotpEnrolment, MfaError> {
     let user = auth.user().clone();
     let id = user.id;
-    let existing = core.store.run(move |c| Ok(mfa::totp_of(c, id)?)).await?;
+    let existing = core.store.run(move |c| mfa::totp_of(c, id)).await?;
     if existing.is_some_and(|t| t.is_confirmed()) {
         return Err(MfaError::AlreadyEnabled);
     }
@@ -283,15 +161,7 @@ pub async fn totp_enrol(
     let sid = auth.session_id().map(str::to_owned);
     let started = core
         .store
-        .run(move |c| {
-            Ok(mfa::start_totp(
-                c,
-                id,
-                &sealed,
-                sid.as_deref(),
-                now.millis(),
-            )?)
-        })
+        .run(move |c| mfa::start_totp(c, id, &sealed, sid.as_deref(), now.millis()))
         .await?;
     if !started {
         return Err(MfaError::AlreadyEnabled);
@@ -340,7 +210,7 @@ pub async fn totp_confirm(
     let id = user.id;
     let pending = core
         .store
-        .run(move |c| Ok(mfa::totp_of(c, id)?))
+        .run(move |c| mfa::totp_of(c, id))
         .await?
         .filter(|t| !t.is_confirmed())
         .filter(|t| {
@@ -366,21 +236,16 @@ pub async fn totp_confirm(
         now_ms: now.millis(),
     };
     let event = Event::new(EventType::MfaEnabled, Some(id)).with("method", "totp");
-    let effects = core.raise(vec![event], client, now)?.and(notice(
-        core,
-        &user.email,
-        SecurityChange::TotpEnabled,
-        now,
-    )?);
-    let queued = Queued::of(&effects);
+    let notice = notice(core, &user.email, SecurityChange::TotpEnabled, now)?;
+    let change = Change::new(vec![event], client, now).and(notice);
     let confirmed = core
-        .store
-        .run(move |c| Ok(mfa::confirm_totp(c, id, &confirmation, &effects)?))
+        .apply(change, move |c, raised| {
+            mfa::confirm_totp(c, id, &confirmation, raised.effects())
+        })
         .await?;
     if !confirmed {
         return Err(MfaError::NotPending);
     }
-    core.committed(queued);
     Counters::inc(&core.counters.mfa_enabled);
     tracing::info!(user_id = %id, "TOTP enabled; other sessions ended");
     Ok(codes)
@@ -410,17 +275,6 @@ async fn use_code(
     Ok(valid)
 }
 
-/// The mail telling the account's owner of a change, as effects of that change.
-pub(crate) fn notice(
-    core: &Core,
-    to: &str,
-    change: SecurityChange,
-    now: Timestamp,
-) -> Result<Effects, Fault> {
-    let email = users_mail::Email::security_notice(&core.config.app_name, to, &change);
-    OutboxItem::Email { email }.effects(now)
-}
-
 async fn use_recovery_code(
     core: &Core,
     user: &User,
@@ -432,29 +286,19 @@ async fn use_recovery_code(
     let hash = core.sealer.code_hash(code);
     let left = core
         .store
-        .run(move |c| Ok(mfa::recovery_codes_left(c, id)?))
+        .run(move |c| mfa::recovery_codes_left(c, id))
         .await?;
     let mail = users_mail::Email::recovery_code_used(&core.config.app_name, &user.email, left - 1);
     let event =
         Event::new(EventType::MfaRecoveryCodeUsed, Some(id)).with("left", (left - 1).max(0));
-    let effects = OutboxItem::Email { email: mail }
-        .effects(now)?
-        .and(core.raise(vec![event], client, now)?);
-    let queued = Queued::of(&effects);
+    let change =
+        Change::new(vec![event], client, now).and(OutboxItem::Email { email: mail }.effects(now)?);
     let used = core
-        .store
-        .run(move |c| {
-            Ok(mfa::use_recovery_code(
-                c,
-                id,
-                &hash,
-                now.millis(),
-                &effects,
-            )?)
+        .apply(change, move |c, raised| {
+            mfa::use_recovery_code(c, id, &hash, now.millis(), raised.effects())
         })
         .await?;
     if used {
-        core.committed(queued);
         tracing::info!(user_id = %id, "a recovery code was used");
     }
     Ok(used)
@@ -474,21 +318,16 @@ pub async fn totp_disable(
     }
     let id = user.id;
     let event = Event::new(EventType::MfaDisabled, Some(id)).with("method", "totp");
-    let effects = core.raise(vec![event], client, now)?.and(notice(
-        core,
-        &user.email,
-        SecurityChange::TotpDisabled,
-        now,
-    )?);
-    let queued = Queued::of(&effects);
+    let notice = notice(core, &user.email, SecurityChange::TotpDisabled, now)?;
+    let change = Change::new(vec![event], client, now).and(notice);
     let disabled = core
-        .store
-        .run(move |c| Ok(mfa::disable_totp(c, id, &effects)?))
+        .apply(change, move |c, raised| {
+            mfa::disable_totp(c, id, raised.effects())
+        })
         .await?;
     if !disabled {
         return Err(MfaError::BadCode);
     }
-    core.committed(queued);
     tracing::info!(user_id = %id, "TOTP disabled");
     Ok(())
 }
@@ -508,15 +347,7 @@ pub async fn regenerate_recovery_codes(
     let (codes, hashes) = new_recovery_codes(core);
     let id = user.id;
     core.store
-        .run(move |c| {
-            Ok(mfa::replace_recovery_codes(
-                c,
-                id,
-                &hashes,
-                now.millis(),
-                &Effects::none(),
-            )?)
-        })
+        .run(move |c| mfa::replace_recovery_codes(c, id, &hashes, now.millis(), &Effects::none()))
         .await?;
     tracing::info!(user_id = %id, "recovery codes replaced");
     Ok(codes)
@@ -524,10 +355,7 @@ pub async fn regenerate_recovery_codes(
 
 /// `GET /auth/mfa`.
 pub async fn factors(core: &Core, user: UserId) -> Result<Factors, Fault> {
-    Ok(core
-        .store
-        .run(move |c| Ok(mfa::factors_of(c, user)?))
-        .await?)
+    Ok(core.store.run(move |c| mfa::factors_of(c, user)).await?)
 }
 
 /// `DELETE /users/{id}/mfa` (superusers, for a user who lost every factor): removes
@@ -548,16 +376,15 @@ pub async fn reset(
     let event = Event::new(EventType::MfaDisabled, Some(user))
         .by(Some(by))
         .with("method", "all");
-    let effects = core.raise(vec![event], client, now)?;
-    let queued = Queued::of(&effects);
+    let change = Change::new(vec![event], client, now);
     let done = core
-        .store
-        .run(move |c| Ok(mfa::reset(c, &end, &effects)?))
+        .apply(change, move |c, raised| {
+            mfa::reset(c, &end, raised.effects())
+        })
         .await?;
     if !done {
         return Err(MfaError::NotFound);
     }
-    core.committed(queued);
     tracing::warn!(user_id = %user, by = %by, "every second factor removed by a superuser");
     Ok(())
 }
@@ -587,13 +414,10 @@ pub async fn verify(
     trusted_origin: bool,
     now: Timestamp,
 ) -> Result<(SessionGrant, Transport), MfaError> {
-    let id = token_hash(mfa_token);
-    let lookup = id.clone();
-    let challenge = core
-        .store
-        .run(move |c| Ok(mfa::find_challenge(c, &lookup, now.millis())?))
+    let challenge = sign_in::live_challenge(core, mfa_token, now)
         .await?
         .ok_or(MfaError::TokenInvalid)?;
+    let id = challenge.id.clone();
     let transport = Transport::parse(&challenge.transport);
     if transport == Transport::Cookie && !trusted_origin {
         return Err(MfaError::CsrfOriginMismatch);
@@ -605,49 +429,23 @@ pub async fn verify(
         .ok_or(MfaError::TokenInvalid)?;
     let lookup = id.clone();
     core.store
-        .run(move |c| {
-            Ok(mfa::reserve_attempt(
-                c,
-                &lookup,
-                now.millis(),
-                MFA_TOKEN_MAX_FAILURES,
-            )?)
-        })
+        .run(move |c| mfa::reserve_attempt(c, &lookup, now.millis(), MFA_TOKEN_MAX_FAILURES))
         .await?
         .ok_or(MfaError::TokenInvalid)?;
     let key = users_domain::email::email_key(&stored.user.email);
     if let Err(e) = throttle::begin_attempt(core, &key, now).await {
         if matches!(e, ThrottleError::Limited(_)) {
-            auth::failed(core, Some(user_id), "locked", client, now).await?;
+            sign_in::failed(core, Some(user_id), "locked", client, now).await?;
         }
         return Err(e.into());
     }
-    let ok = match proof {
-        Proof::Totp(code) => use_code_totp_only(core, &stored.user, &code, now).await?,
-        Proof::RecoveryCode(code) => {
-            use_recovery_code(core, &stored.user, &code, client, now).await?
-        }
-        Proof::Passkey {
-            challenge_id,
-            credential,
-        } => {
-            crate::flows::passkeys::finish_second_step(
-                core,
-                &challenge_id,
-                &credential,
-                &id,
-                user_id,
-                now,
-            )
-            .await?
-        }
-    };
+    let ok = proves(core, proof, &stored.user, &id, client, now).await?;
     if !ok {
         Counters::inc(&core.counters.mfa_failures);
-        auth::failed(core, Some(user_id), "mfa_failed", client, now).await?;
+        sign_in::failed(core, Some(user_id), "mfa_failed", client, now).await?;
         let lookup = id.clone();
         core.store
-            .run(move |c| Ok(mfa::drop_if_exhausted(c, &lookup, MFA_TOKEN_MAX_FAILURES)?))
+            .run(move |c| mfa::drop_if_exhausted(c, &lookup, MFA_TOKEN_MAX_FAILURES))
             .await?;
         return Err(MfaError::BadCode);
     }
@@ -676,6 +474,29 @@ pub async fn verify(
     Ok((grant, transport))
 }
 
+/// Whether `proof` is a second factor of `user` for the challenge `mfa_id` (a code is
+/// used up, a passkey's counter moves on).
+async fn proves(
+    core: &Core,
+    proof: Proof,
+    user: &User,
+    mfa_id: &str,
+    client: &ClientInfo,
+    now: Timestamp,
+) -> Result<bool, Fault> {
+    match proof {
+        Proof::Totp(code) => use_code_totp_only(core, user, &code, now).await,
+        Proof::RecoveryCode(code) => use_recovery_code(core, user, &code, client, now).await,
+        Proof::Passkey {
+            challenge_id,
+            credential,
+        } => {
+            let user = user.id;
+            passkeys::finish_second_step(core, &challenge_id, &credential, mfa_id, user, now).await
+        }
+    }
+}
+
 /// A TOTP code only (the `code` of the second step).
 async fn use_code_totp_only(
     core: &Core,
@@ -686,7 +507,7 @@ async fn use_code_totp_only(
     let id = user.id;
     let Some(totp_row) = core
         .store
-        .run(move |c| Ok(mfa::totp_of(c, id)?))
+        .run(move |c| mfa::totp_of(c, id))
         .await?
         .filter(|t| t.is_confirmed())
     else {
@@ -698,23 +519,10 @@ async fn use_code_totp_only(
     match matching_step(&totp(core, &secret, &user.email)?, code, now) {
         Some(step) => Ok(core
             .store
-            .run(move |c| Ok(mfa::use_totp_step(c, id, step)?))
+            .run(move |c| mfa::use_totp_step(c, id, step))
             .await?),
         None => Ok(false),
     }
-}
-
-/// The mfa_token's challenge, for a passkey second step (its ceremony options).
-pub(crate) async fn live_challenge(
-    core: &Core,
-    mfa_token: &str,
-    now: Timestamp,
-) -> Result<MfaChallenge, MfaError> {
-    let id = token_hash(mfa_token);
-    core.store
-        .run(move |c| Ok(mfa::find_challenge(c, &id, now.millis())?))
-        .await?
-        .ok_or(MfaError::TokenInvalid)
 }
 
 #[cfg(test)]

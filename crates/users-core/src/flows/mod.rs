@@ -13,8 +13,9 @@ pub mod reauth;
 pub mod recovery;
 pub mod register;
 pub mod session;
+pub mod sign_in;
 
-use crate::tokens::random_token;
+use users_domain::crypto::random_token;
 
 /// A password hash no password matches (not a PHC string): such an account signs in
 /// through its provider, or after a password reset.

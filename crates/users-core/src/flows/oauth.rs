@@ -4,20 +4,26 @@
 //! usable once; for OpenID providers also a nonce and the id_token verified against the
 //! provider's keys. The checks of a callback come in the order docs/providers.md gives.
 
-use users_db::oauth::{self, Association, PendingState, ProviderAccount, Takeover};
+use users_db::oauth::{
+    self, Association, CreatedLinked, LinkedByEmail, PendingState, ProviderAccount, Takeover,
+};
 use users_db::users::{self, NewUser, StoredUser};
 use users_db::DbError;
+use users_domain::crypto::{constant_time_eq, random_token};
 use users_domain::{EmailAddress, Timestamp, User, UserId};
 use users_mail::SecurityChange;
 use users_oauth::{Identity, OAuthError};
 
-use crate::events::{Event, EventType, Queued};
-use crate::flows::mfa::{self, FirstFactor, SignIn, Transport};
-use crate::flows::session::{ClientInfo, SignInMethod};
+use crate::change::Change;
+use crate::client::ClientInfo;
+use crate::events::{Event, EventType};
+use crate::flows::session::SignInMethod;
+use crate::flows::sign_in::{self, FirstFactor, SignIn, Transport};
 use crate::flows::unusable_password;
-use crate::guards::{self, Why};
+use crate::guards::Why;
+use crate::outbox::notice;
 use crate::providers::Provider;
-use crate::tokens::{constant_time_eq, random_token, StateClaims, TokenError, STATE_AUDIENCE};
+use crate::tokens::{StateClaims, TokenError, STATE_AUDIENCE};
 use crate::{Core, Fault};
 
 #[derive(Debug, thiserror::Error)]
@@ -143,7 +149,7 @@ pub async fn begin(
     let signed = core.tokens.issue_state(&claims).map_err(Fault::internal)?;
     let nonce = pending.nonce.clone();
     core.store
-        .run(move |c| Ok(oauth::save_state(c, &pending, now.millis())?))
+        .run(move |c| oauth::save_state(c, &pending, now.millis()))
         .await?;
     let url = client.authorization_url(redirect_uri, &signed, &nonce, &challenge, extra_scopes);
     Ok(Authorization {
@@ -214,7 +220,7 @@ pub async fn finish(
     let jti = claims.jti.ok_or(OAuthFlowError::InvalidState)?;
     let pending = core
         .store
-        .run(move |c| Ok(oauth::take_state(c, &jti)?))
+        .run(move |c| oauth::take_state(c, &jti))
         .await?
         .filter(|p| {
             p.user_id == for_user.map(|u| u.to_string()) && p.provider == provider.settings.name
@@ -268,7 +274,7 @@ pub async fn sign_in(
         factors: None,
         attempt: None,
     };
-    let outcome = mfa::complete_first_factor(core, first, now).await?;
+    let outcome = sign_in::complete_first_factor(core, first, now).await?;
     tracing::info!(user_id = %id, provider = %name, "signed in with a provider");
     Ok(outcome)
 }
@@ -280,18 +286,24 @@ async fn user_for(
     client: &ClientInfo,
     now: Timestamp,
 ) -> Result<User, OAuthFlowError> {
-    let name = provider.settings.name.clone();
-    let key = provider.settings.key.clone();
     let email = EmailAddress::parse(identity.email.as_deref().unwrap_or_default())
         .map_err(|_| OAuthFlowError::NoEmail)?;
-    let subject = identity.subject.clone();
-    let account_email = email.as_str().to_owned();
+    let account = ProviderAccount {
+        provider: provider.settings.key.clone(),
+        subject: identity.subject,
+        email: email.as_str().to_owned(),
+        email_verified: identity.email_verified,
+    };
 
     // 1. a linked account
-    let (k, s, e) = (key.clone(), subject.clone(), account_email.clone());
+    let (k, s, e) = (
+        account.provider.clone(),
+        account.subject.clone(),
+        account.email.clone(),
+    );
     let linked: Option<StoredUser> = core
         .store
-        .run(move |c| Ok(oauth::linked_user(c, &k, &s, Some(&e), now.millis())?))
+        .run(move |c| oauth::linked_user(c, &k, &s, Some(&e), now.millis()))
         .await?;
     if let Some(user) = linked {
         return Ok(user.user);
@@ -301,113 +313,114 @@ async fn user_for(
     let email_key = email.key();
     let existing = core
         .store
-        .run(move |c| Ok(users::find_by_email_key(c, &email_key)?))
+        .run(move |c| users::find_by_email_key(c, &email_key))
         .await?;
-    let account = ProviderAccount {
-        provider: key.clone(),
-        subject: subject.clone(),
-        email: account_email.clone(),
-        email_verified: identity.email_verified,
-    };
     if let Some(existing) = existing {
-        if !provider.settings.associate_by_email || !identity.email_verified {
-            return Err(OAuthFlowError::UserAlreadyExists);
-        }
-        if !existing.user.is_active {
-            return Err(OAuthFlowError::Inactive);
-        }
-        let id = existing.user.id;
-        // Someone may have registered this address before its owner (pre-account
-        // takeover): the owner, proven by the provider, takes the account, and nothing
-        // the earlier registrant set up stays (docs/security.md).
-        let takeover = (!existing.user.is_verified).then(|| Takeover {
-            unusable_password: unusable_password(),
-            end_sessions: super::account::end_every_session(id, now, "account_taken_over"),
-        });
-        let event = Event::new(EventType::IdentityLinked, Some(id))
-            .with("provider", name.clone())
-            .with("via", "email")
-            .with("password_removed", takeover.is_some());
-        let linked_notice = SecurityChange::ProviderLinked {
-            provider: provider.settings.label.clone(),
-        };
-        let effects = core.raise(vec![event], client, now)?.and(mfa::notice(
-            core,
-            &existing.user.email,
-            linked_notice,
-            now,
-        )?);
-        let (effects, tally) = guards::with_cleared(core, id, Why::TakenOver, effects, client, now);
-        let linked = core
-            .store
-            .run(move |c| {
-                Ok(oauth::link_by_email(
-                    c,
-                    id,
-                    &account,
-                    takeover.as_ref(),
-                    now.millis(),
-                    effects,
-                )?)
-            })
-            .await;
-        return match linked {
-            Ok(Some(u)) => {
-                tally.committed(core);
-                tracing::info!(user_id = %id, taken_over = !existing.user.is_verified,
-                    "provider account linked by verified email");
-                Ok(u.user)
-            }
-            Ok(None) => Err(OAuthFlowError::UserAlreadyExists),
-            Err(e) if e.is_unique_violation() => Err(OAuthFlowError::UserAlreadyExists),
-            Err(e) => Err(e.into()),
-        };
+        return link_by_email(core, provider, existing, account, client, now).await;
     }
 
     // 3. a new user, linked
-    let new = NewUser {
-        id: UserId::new_v4().to_string(),
-        email: email.as_str().to_owned(),
-        email_key: email.key(),
-        hashed_password: unusable_password(),
+    sign_up(core, provider, email, account, client, now).await
+}
+
+/// Links the account to the user who has its email, when the provider allows it and
+/// says the email is verified.
+async fn link_by_email(
+    core: &Core,
+    provider: &Provider,
+    existing: StoredUser,
+    account: ProviderAccount,
+    client: &ClientInfo,
+    now: Timestamp,
+) -> Result<User, OAuthFlowError> {
+    if !provider.settings.associate_by_email || !account.email_verified {
+        return Err(OAuthFlowError::UserAlreadyExists);
+    }
+    if !existing.user.is_active {
+        return Err(OAuthFlowError::Inactive);
+    }
+    let id = existing.user.id;
+    // Someone may have registered this address before its owner (pre-account
+    // takeover): the owner, proven by the provider, takes the account, and nothing
+    // the earlier registrant set up stays (docs/security.md).
+    let takeover = (!existing.user.is_verified).then(|| Takeover {
+        unusable_password: unusable_password(),
+        end_sessions: super::account::end_every_session(id, now, "account_taken_over"),
+    });
+    let event = Event::new(EventType::IdentityLinked, Some(id))
+        .with("provider", provider.settings.name.clone())
+        .with("via", "email")
+        .with("password_removed", takeover.is_some());
+    let linked_notice = SecurityChange::ProviderLinked {
+        provider: provider.settings.label.clone(),
+    };
+    let notice = notice(core, &existing.user.email, linked_notice, now)?;
+    let change = Change::new(vec![event], client, now).and(notice);
+    let linked = core
+        .apply(change, move |c, raised| {
+            let effects = raised.with_cleared(id, Why::TakenOver);
+            oauth::link_by_email(c, id, &account, takeover.as_ref(), now.millis(), effects)
+        })
+        .await?;
+    match linked {
+        LinkedByEmail::Linked(u) => {
+            tracing::info!(user_id = %id, taken_over = !existing.user.is_verified,
+                "provider account linked by verified email");
+            Ok(u.user)
+        }
+        LinkedByEmail::NoSuchUser | LinkedByEmail::AccountTaken => {
+            Err(OAuthFlowError::UserAlreadyExists)
+        }
+    }
+}
+
+/// A new user with the provider's (verified or not) email, linked to the account.
+async fn sign_up(
+    core: &Core,
+    provider: &Provider,
+    email: EmailAddress,
+    account: ProviderAccount,
+    client: &ClientInfo,
+    now: Timestamp,
+) -> Result<User, OAuthFlowError> {
+    let new_id = UserId::new_v4();
+    let user = User {
+        id: new_id,
+        email: email.into_string(),
         is_active: true,
         is_superuser: false,
         is_verified: false,
-        tokens_valid_after: 0,
-        created_at: now.millis(),
-        updated_at: now.millis(),
     };
-    let new_id = UserId::parse_str(&new.id).map_err(Fault::internal)?;
+    let new = NewUser::new(&user, unusable_password(), now.millis());
     let events = vec![
         // the method as sessions name it (`oidc:<name>`); the provider as routes do
-        Event::new(EventType::UserRegistered, Some(new_id)).with("method", key.clone()),
+        Event::new(EventType::UserRegistered, Some(new_id))
+            .with("method", provider.settings.key.clone()),
         Event::new(EventType::IdentityLinked, Some(new_id))
-            .with("provider", name.clone())
+            .with("provider", provider.settings.name.clone())
             .with("via", "sign_up"),
     ];
-    let effects = core.raise(events, client, now)?;
-    let queued = Queued::of(&effects);
-    match core
-        .store
-        .run(move |c| Ok(oauth::create_linked_user(c, &new, &account, &effects)?))
-        .await
-    {
-        Ok(user) => {
-            core.committed(queued);
+    let (key, subject) = (account.provider.clone(), account.subject.clone());
+    let created = core
+        .apply(Change::new(events, client, now), move |c, raised| {
+            oauth::create_linked_user(c, &new, &account, raised.effects())
+        })
+        .await?;
+    match created {
+        CreatedLinked::Created(user) => {
             tracing::info!(user_id = %user.user.id, "user created through a provider");
             Ok(user.user)
         }
         // a concurrent first sign-in of the same account, or the email taken meanwhile
-        Err(e) if e.is_unique_violation() => {
+        CreatedLinked::Taken => {
             let raced = core
                 .store
-                .run(move |c| Ok(oauth::linked_user(c, &key, &subject, None, now.millis())?))
+                .run(move |c| oauth::linked_user(c, &key, &subject, None, now.millis()))
                 .await?;
             raced
                 .map(|u| u.user)
                 .ok_or(OAuthFlowError::UserAlreadyExists)
         }
-        Err(e) => Err(e.into()),
     }
 }
 
@@ -429,13 +442,8 @@ pub async fn associate(
     let linked_notice = SecurityChange::ProviderLinked {
         provider: provider.settings.label.clone(),
     };
-    let effects = core.raise(vec![event], client, now)?.and(mfa::notice(
-        core,
-        &user.email,
-        linked_notice,
-        now,
-    )?);
-    let queued = Queued::of(&effects);
+    let change =
+        Change::new(vec![event], client, now).and(notice(core, &user.email, linked_notice, now)?);
     let account = ProviderAccount {
         provider: provider.settings.key.clone(),
         subject: identity.subject,
@@ -443,21 +451,19 @@ pub async fn associate(
         email_verified: identity.email_verified,
     };
     let result = core
-        .store
-        .run(move |c| Ok(oauth::associate(c, id, &account, now.millis(), &effects)?))
-        .await;
+        .apply(change, move |c, raised| {
+            oauth::associate(c, id, &account, now.millis(), raised.effects())
+        })
+        .await?;
     match result {
-        Ok(Association::Linked) => {
-            core.committed(queued);
+        Association::Linked => {
             tracing::info!(user_id = %id, provider = %provider.settings.name, "provider account linked");
             Ok(user.clone())
         }
-        Ok(Association::Refreshed) => {
+        Association::Refreshed => {
             tracing::info!(user_id = %id, provider = %provider.settings.name, "provider account linked");
             Ok(user.clone())
         }
-        Ok(Association::LinkedToAnother) => Err(OAuthFlowError::AccountAlreadyLinked),
-        Err(e) if e.is_unique_violation() => Err(OAuthFlowError::AccountAlreadyLinked),
-        Err(e) => Err(e.into()),
+        Association::LinkedToAnother => Err(OAuthFlowError::AccountAlreadyLinked),
     }
 }

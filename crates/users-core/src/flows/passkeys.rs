@@ -7,9 +7,10 @@
 use base64::Engine;
 use secrecy::SecretString;
 use serde_json::Value;
-use users_db::passkeys::{self, Ceremony, PasskeyRow};
+use users_db::passkeys::{self, Added, Ceremony, PasskeyRow};
 use users_db::sessions::EndSessions;
 use users_db::DbError;
+use users_domain::crypto::random_token;
 use users_domain::{Timestamp, UserId};
 use users_mail::SecurityChange;
 use webauthn_rs::prelude::{
@@ -18,12 +19,14 @@ use webauthn_rs::prelude::{
 };
 use webauthn_rs::Webauthn;
 
-use crate::events::{Event, EventType, Queued};
+use crate::change::Change;
+use crate::client::ClientInfo;
+use crate::events::{Event, EventType};
 use crate::flows::auth::Authenticated;
-use crate::flows::mfa::{self, MfaError};
 use crate::flows::reauth::{self, ReauthError};
-use crate::flows::session::{ClientInfo, Completed, SessionGrant, SignInMethod};
-use crate::tokens::random_token;
+use crate::flows::session::{Completed, SessionGrant, SignInMethod};
+use crate::flows::sign_in;
+use crate::outbox::notice;
 use crate::{Core, Counters, Fault};
 
 /// How long a ceremony may take.
@@ -112,7 +115,7 @@ async fn save(
         expires_at: now.plus_secs(CEREMONY_SECS).millis(),
     };
     core.store
-        .run(move |c| Ok(passkeys::save_ceremony(c, &row, now.millis())?))
+        .run(move |c| passkeys::save_ceremony(c, &row, now.millis()))
         .await?;
     Ok(id)
 }
@@ -127,16 +130,13 @@ async fn take(
     let id = id.to_owned();
     let row = core
         .store
-        .run(move |c| Ok(passkeys::take_ceremony(c, &id, now.millis())?))
+        .run(move |c| passkeys::take_ceremony(c, &id, now.millis()))
         .await?;
     Ok(row.filter(|r| r.kind == kind))
 }
 
 async fn passkeys_of(core: &Core, user: UserId) -> Result<Vec<PasskeyRow>, Fault> {
-    Ok(core
-        .store
-        .run(move |c| Ok(passkeys::of_user(c, user)?))
-        .await?)
+    Ok(core.store.run(move |c| passkeys::of_user(c, user)).await?)
 }
 
 /// `POST /auth/passkeys/register/options`: a registration asking for a discoverable
@@ -264,30 +264,24 @@ pub async fn register(
     let added = SecurityChange::PasskeyAdded {
         name: info.name.clone(),
     };
-    let effects =
-        core.raise(vec![event], client, now)?
-            .and(mfa::notice(core, &user.email, added, now)?);
-    let queued = Queued::of(&effects);
+    let change = Change::new(vec![event], client, now).and(notice(core, &user.email, added, now)?);
     let others = EndSessions {
         user_id: user.id,
         except: auth.session_id().map(str::to_owned),
         now_ms: now.millis(),
         reason: "passkey_added",
     };
-    match core
-        .store
-        .run(move |c| Ok(passkeys::add(c, &row, &others, &effects)?))
-        .await
-    {
-        Ok(first) => {
-            core.committed(queued);
-            if first {
-                tracing::info!(user_id = %user.id, "first passkey: the other sessions ended");
-            }
+    let added = core
+        .apply(change, move |c, raised| {
+            passkeys::add(c, &row, &others, raised.effects())
+        })
+        .await?;
+    match added {
+        Added::First => {
+            tracing::info!(user_id = %user.id, "first passkey: the other sessions ended")
         }
-        // this authenticator's credential is registered already
-        Err(e) if e.is_unique_violation() => return Err(PasskeyError::Invalid),
-        Err(e) => return Err(e.into()),
+        Added::Another => {}
+        Added::AlreadyRegistered => return Err(PasskeyError::Invalid),
     }
     tracing::info!(user_id = %user.id, passkey_id = %info.id, "passkey registered");
     Ok(info)
@@ -316,22 +310,22 @@ pub async fn remove(
     reauth::reauthenticate(core, auth, password, now).await?;
     let user = auth.user().id;
     let event = Event::new(EventType::PasskeyRemoved, Some(user)).with("passkey_id", id);
-    let effects = core.raise(vec![event], client, now)?.and(mfa::notice(
+    let notice = notice(
         core,
         &auth.user().email,
         SecurityChange::PasskeyRemoved,
         now,
-    )?);
-    let queued = Queued::of(&effects);
+    )?;
+    let change = Change::new(vec![event], client, now).and(notice);
     let id = id.to_owned();
     let removed = core
-        .store
-        .run(move |c| Ok(passkeys::remove(c, user, &id, &effects)?))
+        .apply(change, move |c, raised| {
+            passkeys::remove(c, user, &id, raised.effects())
+        })
         .await?;
     if !removed {
         return Err(PasskeyError::NotFound);
     }
-    core.committed(queued);
     tracing::info!(user_id = %user, "passkey removed");
     Ok(())
 }
@@ -354,12 +348,9 @@ pub async fn login_options(
             public_key: public_key_of(&options)?,
         });
     };
-    let challenge = mfa::live_challenge(core, mfa_token, now)
-        .await
-        .map_err(|e| match e {
-            MfaError::Fault(f) => PasskeyError::Fault(f),
-            _ => PasskeyError::MfaTokenInvalid,
-        })?;
+    let challenge = sign_in::live_challenge(core, mfa_token, now)
+        .await?
+        .ok_or(PasskeyError::MfaTokenInvalid)?;
     let user = UserId::parse_str(&challenge.user_id).map_err(|_| PasskeyError::MfaTokenInvalid)?;
     let credentials: Vec<Passkey> = passkeys_of(core, user)
         .await?
@@ -393,15 +384,7 @@ async fn record_use(
     let (id, counter) = (row.id.clone(), i64::from(result.counter()));
     let recorded = core
         .store
-        .run(move |c| {
-            Ok(passkeys::record_use(
-                c,
-                &id,
-                counter,
-                &credential,
-                now.millis(),
-            )?)
-        })
+        .run(move |c| passkeys::record_use(c, &id, counter, &credential, now.millis()))
         .await?;
     if !recorded {
         tracing::warn!(user_id = %row.user_id, passkey_id = %row.id,
@@ -450,7 +433,7 @@ async fn login_inner(
     let credential_id = b64(credential_id);
     let row = core
         .store
-        .run(move |c| Ok(passkeys::by_credential(c, &credential_id)?))
+        .run(move |c| passkeys::by_credential(c, &credential_id))
         .await?
         .filter(|p| p.user_id == user_id.to_string())
         .ok_or(PasskeyError::Invalid)?;
@@ -463,12 +446,12 @@ async fn login_inner(
         }
     };
     if !used {
-        crate::flows::auth::failed(core, Some(user_id), "bad_credentials", &client, now).await?;
+        sign_in::failed(core, Some(user_id), "bad_credentials", &client, now).await?;
         return Err(PasskeyError::Invalid);
     }
     let user = core
         .store
-        .run(move |c| Ok(users_db::users::find_by_id(c, user_id)?))
+        .run(move |c| users_db::users::find_by_id(c, user_id))
         .await?
         .filter(|u| u.user.is_active)
         .ok_or(PasskeyError::Invalid)?;
@@ -516,7 +499,7 @@ pub(crate) async fn finish_second_step(
     let credential_id = b64(response.raw_id.as_ref());
     let Some(row) = core
         .store
-        .run(move |c| Ok(passkeys::by_credential(c, &credential_id)?))
+        .run(move |c| passkeys::by_credential(c, &credential_id))
         .await?
         .filter(|p| p.user_id == user.to_string())
     else {

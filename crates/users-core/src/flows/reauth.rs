@@ -74,7 +74,7 @@ pub async fn reauthenticate(
     };
     let session = core
         .store
-        .run(move |c| Ok(users_db::sessions::find(c, &sid)?))
+        .run(move |c| users_db::sessions::find(c, &sid))
         .await?;
     match session {
         Some(s) if now.millis() - s.created_at < RECENT_SIGN_IN_SECS * 1000 => Ok(()),

@@ -1,12 +1,13 @@
 //! Creating an account.
 
 use secrecy::{ExposeSecret, SecretString};
-use users_db::users::{self, NewUser};
+use users_db::users::{self, Created, NewUser};
 use users_db::DbError;
 use users_domain::{EmailAddress, Timestamp, User, UserId};
 
-use crate::events::{Event, EventType, Queued};
-use crate::flows::session::ClientInfo;
+use crate::change::Change;
+use crate::client::ClientInfo;
+use crate::events::{Event, EventType};
 use crate::{Core, Counters, Fault};
 
 /// A new account. Through the API it is always active, not superuser and not
@@ -31,11 +32,7 @@ pub enum RegisterError {
 
 impl From<DbError> for RegisterError {
     fn from(e: DbError) -> Self {
-        if e.is_unique_violation() {
-            RegisterError::AlreadyExists
-        } else {
-            RegisterError::Fault(e.into())
-        }
+        RegisterError::Fault(e.into())
     }
 }
 
@@ -56,11 +53,10 @@ pub async fn register(
     core.policy
         .check(password.expose_secret(), email.as_str())
         .map_err(|r| RegisterError::InvalidPassword(r.reason()))?;
-    let key = email.key();
-    let lookup_key = key.clone();
+    let lookup_key = email.key();
     let exists = core
         .store
-        .run(move |c| Ok(users::find_by_email_key(c, &lookup_key)?.is_some()))
+        .run(move |c| users::find_by_email_key(c, &lookup_key).map(|u| u.is_some()))
         .await?;
     if exists {
         return Err(RegisterError::AlreadyExists);
@@ -73,25 +69,17 @@ pub async fn register(
         is_superuser,
         is_verified,
     };
-    let row = NewUser {
-        id: user.id.to_string(),
-        email: user.email.clone(),
-        email_key: key,
-        hashed_password,
-        is_active: user.is_active,
-        is_superuser: user.is_superuser,
-        is_verified: user.is_verified,
-        tokens_valid_after: 0,
-        created_at: now.millis(),
-        updated_at: now.millis(),
-    };
+    let row = NewUser::new(&user, hashed_password, now.millis());
     let event = Event::new(EventType::UserRegistered, Some(user.id)).with("method", "password");
-    let effects = core.raise(vec![event], client, now)?;
-    let queued = Queued::of(&effects);
-    core.store
-        .run(move |c| Ok(users::create(c, &row, &effects)?))
+    let change = Change::new(vec![event], client, now);
+    let created = core
+        .apply(change, move |c, raised| {
+            users::create(c, &row, raised.effects())
+        })
         .await?;
-    core.committed(queued);
+    if created == Created::EmailTaken {
+        return Err(RegisterError::AlreadyExists);
+    }
     tracing::info!(user_id = %user.id, "user registered");
     Counters::inc(&core.counters.registrations);
     Ok(user)

@@ -2,24 +2,16 @@
 //! its id as `sid`; refresh tokens rotate with reuse detection; a user sees their live
 //! sessions and ends them.
 
-use users_db::sessions::{self, EndSessions, NewSession, SessionRow};
-use users_db::DbError;
+use users_db::sessions::{self, EndSessions, Liveness, NewSession, SessionRow};
+use users_db::{DbConnection, DbError};
 use users_domain::{Timestamp, User, UserId};
 
-use crate::events::{Event, EventType, Queued};
-use crate::tokens::RefreshKey;
+// where the web layer has always found it
+use crate::change::Change;
+pub use crate::client::ClientInfo;
+use crate::events::{Event, EventType};
+use crate::tokens::{RefreshClaim, RefreshKey};
 use crate::{Core, Counters, Fault};
-
-/// Where a request comes from: what a session and an audit event record of it.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct ClientInfo {
-    pub ip: Option<String>,
-    /// Kept to its first 256 characters.
-    pub user_agent: Option<String>,
-    /// The request's `X-Request-Id`.
-    #[serde(default)]
-    pub request_id: Option<String>,
-}
 
 /// How the user proved who they are.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -142,21 +134,20 @@ pub(crate) async fn start_spending(
         .with("method", session.method.clone())
         .with("aal", session.aal)
         .with("session_id", session.id.clone());
-    let effects = core.raise(vec![event], client, now)?;
-    let queued = Queued::of(&effects);
     let done = sessions::SignedIn {
         session,
         clear_failures: failures_of,
         spend_challenge: challenge,
     };
+    let change = Change::new(vec![event], client, now);
     let started = core
-        .store
-        .run(move |c| Ok(sessions::sign_in(c, &done, &effects)?))
+        .apply(change, move |c, raised| {
+            sessions::sign_in(c, &done, raised.effects())
+        })
         .await?;
     if !started {
         return Ok(None);
     }
-    core.committed(queued);
     Counters::inc(&core.counters.sessions_started);
     grant(core, user, &id.to_string(), salt.as_deref(), 0, now).map(Some)
 }
@@ -262,50 +253,10 @@ async fn refresh_inner(
     let presented = claim.counter;
     // read, check and rotate in one call on one connection: one hop off the executor
     // for the common case (the token is the current one and nobody races it)
-    let (key, at, id) = (
-        core.refresh_key.clone(),
-        core.config.liveness(now),
-        sid.clone(),
-    );
+    let (key, at) = (core.refresh_key.clone(), core.config.liveness(now));
     let step = core
         .store
-        .run(move |c| {
-            let Some((session, stored)) = sessions::find_with_user(c, &id)? else {
-                return Ok(Step::Invalid);
-            };
-            let Some(salt) = session.refresh_key_salt.clone() else {
-                return Ok(Step::Invalid);
-            };
-            if !key.verify(&claim, &salt) || !session.is_live(at) || !stored.user.is_active {
-                return Ok(Step::Invalid);
-            }
-            let user = stored.user;
-            let mut row = session;
-            if claim.counter == row.refresh_counter {
-                if sessions::rotate(c, &id, row.refresh_counter, at.now_ms)? {
-                    let counter = row.refresh_counter + 1;
-                    return Ok(Step::Rotated {
-                        user,
-                        salt,
-                        counter,
-                    });
-                }
-                // another request rotated it at the same instant: see where it is now
-                match sessions::find(c, &id)? {
-                    Some(r) if r.ended_at.is_none() => row = r,
-                    _ => return Ok(Step::Invalid),
-                }
-            }
-            if claim.counter > row.refresh_counter {
-                return Ok(Step::Invalid);
-            }
-            Ok(Step::Behind {
-                user,
-                salt,
-                current: row.refresh_counter,
-                refreshed_at: row.refreshed_at,
-            })
-        })
+        .run(move |c| rotation_step(c, &key, &claim, at))
         .await?;
     let (user, salt, current, refreshed_at) = match step {
         Step::Invalid => return Err(RefreshError::Invalid),
@@ -337,26 +288,66 @@ async fn refresh_inner(
     let (id, at) = (sid.clone(), core.config.liveness(now));
     let event =
         Event::new(EventType::RefreshTokenReused, Some(user_id)).with("session_id", sid.clone());
-    let effects = core.raise(vec![event], client, now)?;
-    let queued = Queued::of(&effects);
-    let ended = core
-        .store
-        .run(move |c| {
-            Ok(sessions::end(
-                c,
-                &id,
-                user_id,
-                at,
-                "refresh_token_reused",
-                &effects,
-            )?)
-        })
-        .await?;
-    if ended {
-        core.committed(queued);
-    }
+    let change = Change::new(vec![event], client, now);
+    core.apply(change, move |c, raised| {
+        sessions::end(
+            c,
+            &id,
+            user_id,
+            at,
+            "refresh_token_reused",
+            raised.effects(),
+        )
+    })
+    .await?;
     tracing::warn!(user_id = %user_id, session_id = %sid, "a spent refresh token was presented again; the session is ended");
     Err(RefreshError::Reused)
+}
+
+/// The blocking part of a refresh: the session the claim names and its user, checked,
+/// and rotated when the claim is the current token.
+fn rotation_step(
+    c: &mut DbConnection,
+    key: &RefreshKey,
+    claim: &RefreshClaim,
+    at: Liveness,
+) -> Result<Step, DbError> {
+    let id = claim.session_id.to_string();
+    let Some((session, stored)) = sessions::find_with_user(c, &id)? else {
+        return Ok(Step::Invalid);
+    };
+    let Some(salt) = session.refresh_key_salt.clone() else {
+        return Ok(Step::Invalid);
+    };
+    if !key.verify(claim, &salt) || !session.is_live(at) || !stored.user.is_active {
+        return Ok(Step::Invalid);
+    }
+    let user = stored.user;
+    let mut row = session;
+    if claim.counter == row.refresh_counter {
+        if sessions::rotate(c, &id, row.refresh_counter, at.now_ms)? {
+            let counter = row.refresh_counter + 1;
+            return Ok(Step::Rotated {
+                user,
+                salt,
+                counter,
+            });
+        }
+        // another request rotated it at the same instant: see where it is now
+        match sessions::find(c, &id)? {
+            Some(r) if r.ended_at.is_none() => row = r,
+            _ => return Ok(Step::Invalid),
+        }
+    }
+    if claim.counter > row.refresh_counter {
+        return Ok(Step::Invalid);
+    }
+    Ok(Step::Behind {
+        user,
+        salt,
+        current: row.refresh_counter,
+        refreshed_at: row.refreshed_at,
+    })
 }
 
 /// The user's live sessions, newest first; `current` marks the caller's.
@@ -369,7 +360,7 @@ pub async fn list(
     let at = core.config.liveness(now);
     let rows = core
         .store
-        .run(move |c| Ok(sessions::live_of_user(c, user_id, at)?))
+        .run(move |c| sessions::live_of_user(c, user_id, at))
         .await?;
     Ok(rows.into_iter().map(|r| info(r, current)).collect())
 }
@@ -406,14 +397,13 @@ pub async fn end(
     let reason = ending.reason;
     let (id, at) = (session_id.to_owned(), core.config.liveness(now));
     let event = ending_event(user_id, &ending).with("session_id", session_id);
-    let effects = core.raise(vec![event], ending.client, now)?;
-    let queued = Queued::of(&effects);
+    let change = Change::new(vec![event], ending.client, now);
     let ended = core
-        .store
-        .run(move |c| Ok(sessions::end(c, &id, user_id, at, reason, &effects)?))
+        .apply(change, move |c, raised| {
+            sessions::end(c, &id, user_id, at, reason, raised.effects())
+        })
         .await?;
     if ended {
-        core.committed(queued);
         tracing::info!(user_id = %user_id, session_id = %session_id, reason, "session ended");
     }
     Ok(ended)
@@ -437,15 +427,12 @@ pub async fn end_all(
     };
     let scope = if except.is_some() { "others" } else { "all" };
     let event = ending_event(user_id, &ending).with("sessions", scope);
-    let effects = core.raise(vec![event], ending.client, now)?;
-    let queued = Queued::of(&effects);
+    let change = Change::new(vec![event], ending.client, now);
     let n = core
-        .store
-        .run(move |c| Ok(sessions::end_all(c, &end, &effects)?))
+        .apply(change, move |c, raised| {
+            sessions::end_all(c, &end, raised.effects())
+        })
         .await?;
-    if n > 0 {
-        core.committed(queued);
-    }
     tracing::info!(user_id = %user_id, ended = n, reason, "sessions ended");
     Ok(n)
 }

@@ -122,27 +122,7 @@ fn is_ascii_hostname(s: &str) -> bool {
 }
 
 pub(super) fn validate_domain(raw: &str) -> Result<Domain> {
-    let chars = raw.chars().count();
-    if chars > DOMAIN_MAX_LENGTH {
-        return Err(EmailError::new(format!(
-            "The email address is too long after the @-sign {}.",
-            too_many(chars - DOMAIN_MAX_LENGTH, "character")
-        )));
-    }
-
-    let bad: Vec<char> = raw
-        .chars()
-        .filter(|&c| c.is_ascii() && !is_ascii_hostname_char(c))
-        .collect();
-    if !bad.is_empty() {
-        return Err(invalid_domain_chars(bad, false));
-    }
-    check_unsafe_chars(raw)?;
-    let bad: Vec<char> = raw.chars().filter(|&c| decomposes_to_period(c)).collect();
-    if !bad.is_empty() {
-        return Err(invalid_domain_chars(bad, false));
-    }
-
+    check_raw(raw)?;
     // UTS #46 mapping (lower case, NFC, label separators to '.') and Punycode
     // decoding. The `idna` crate also validates here (bidirectional text, joiners,
     // Punycode); email-validator does that later, after its checks on periods and
@@ -165,49 +145,9 @@ pub(super) fn validate_domain(raw: &str) -> Result<Domain> {
     let idna_failed = status.is_err();
     let mapped = mapped.into_owned();
 
-    let bad: Vec<char> = mapped
-        .chars()
-        .filter(|&c| c.is_ascii() && !is_ascii_hostname_char(c))
-        .collect();
-    if !bad.is_empty() {
-        return Err(invalid_domain_chars(bad, true));
-    }
-
-    check_dot_atom_domain(&mapped)?;
-
-    // RFC 5890 reserved LDH labels: "??--" other than Punycode's "xn--".
-    for label in mapped.split('.') {
-        let mut it = label.chars();
-        let (a, b, c, d) = (it.next(), it.next(), it.next(), it.next());
-        let is_xn = matches!((a, b), (Some('x' | 'X'), Some('n' | 'N')));
-        if a.is_some() && b.is_some() && c == Some('-') && d == Some('-') && !is_xn {
-            return Err(EmailError::new(
-                "An email address cannot have two letters followed by two dashes immediately after the @-sign or after a period, except Punycode.",
-            ));
-        }
-    }
-
+    check_mapped(&mapped)?;
     if idna_failed {
-        let leading_mark = raw
-            .split(['.', '\u{3002}', '\u{FF0E}', '\u{FF61}'])
-            .any(|label| label.chars().next().is_some_and(is_combining_mark));
-        if leading_mark {
-            return Err(idna_invalid(
-                "Label begins with an illegal combining character",
-            ));
-        }
-        // A label may still break a rule that email-validator checks before the
-        // bidirectional-text rule. The mapped output marks errors with U+FFFD, so
-        // approximate the mapping (lower case and NFC) on the input instead.
-        for label in raw.split(['.', '\u{3002}', '\u{FF0E}', '\u{FF61}']) {
-            let label: String = label.to_lowercase().nfc().collect();
-            if !label.is_ascii() {
-                check_idna2008_label(&label)?;
-            }
-        }
-        return Err(EmailError::new(
-            "The part after the @-sign is not valid IDNA.",
-        ));
+        return Err(idna_failure(raw));
     }
     for label in mapped.split('.').filter(|label| !label.is_ascii()) {
         check_idna2008_label(label)?;
@@ -228,6 +168,102 @@ pub(super) fn validate_domain(raw: &str) -> Result<Domain> {
         ));
     }
 
+    check_ascii(&ascii, raw)?;
+    let unicode = if ascii.contains("xn--") {
+        // The canonical Unicode form, from the ASCII form.
+        let (unicode, status) =
+            uts46.to_unicode(ascii.as_bytes(), AsciiDenyList::EMPTY, Hyphens::Allow);
+        if status.is_err() {
+            return Err(EmailError::new(
+                "The part after the @-sign is not valid IDNA.",
+            ));
+        }
+        unicode.into_owned()
+    } else {
+        ascii.clone()
+    };
+    Ok(Domain { unicode, ascii })
+}
+
+/// What the domain as typed may not hold: more than 255 characters, ASCII other than
+/// letters, digits, hyphens and periods, unsafe characters, what decomposes to a period.
+fn check_raw(raw: &str) -> Result<()> {
+    let chars = raw.chars().count();
+    if chars > DOMAIN_MAX_LENGTH {
+        return Err(EmailError::new(format!(
+            "The email address is too long after the @-sign {}.",
+            too_many(chars - DOMAIN_MAX_LENGTH, "character")
+        )));
+    }
+
+    let bad: Vec<char> = raw
+        .chars()
+        .filter(|&c| c.is_ascii() && !is_ascii_hostname_char(c))
+        .collect();
+    if !bad.is_empty() {
+        return Err(invalid_domain_chars(bad, false));
+    }
+    check_unsafe_chars(raw)?;
+    let bad: Vec<char> = raw.chars().filter(|&c| decomposes_to_period(c)).collect();
+    if !bad.is_empty() {
+        return Err(invalid_domain_chars(bad, false));
+    }
+    Ok(())
+}
+
+/// The domain after the UTS #46 mapping: host name characters, the dot-atom rules, and
+/// no reserved LDH label.
+fn check_mapped(mapped: &str) -> Result<()> {
+    let bad: Vec<char> = mapped
+        .chars()
+        .filter(|&c| c.is_ascii() && !is_ascii_hostname_char(c))
+        .collect();
+    if !bad.is_empty() {
+        return Err(invalid_domain_chars(bad, true));
+    }
+
+    check_dot_atom_domain(mapped)?;
+
+    // RFC 5890 reserved LDH labels: "??--" other than Punycode's "xn--".
+    for label in mapped.split('.') {
+        let mut it = label.chars();
+        let (a, b, c, d) = (it.next(), it.next(), it.next(), it.next());
+        let is_xn = matches!((a, b), (Some('x' | 'X'), Some('n' | 'N')));
+        if a.is_some() && b.is_some() && c == Some('-') && d == Some('-') && !is_xn {
+            return Err(EmailError::new(
+                "An email address cannot have two letters followed by two dashes immediately after the @-sign or after a period, except Punycode.",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Why a domain the UTS #46 mapping refused is not valid IDNA, as email-validator says
+/// it: a label's own rule when one is broken, else the plain refusal.
+fn idna_failure(raw: &str) -> EmailError {
+    let leading_mark = raw
+        .split(['.', '\u{3002}', '\u{FF0E}', '\u{FF61}'])
+        .any(|label| label.chars().next().is_some_and(is_combining_mark));
+    if leading_mark {
+        return idna_invalid("Label begins with an illegal combining character");
+    }
+    // A label may still break a rule that email-validator checks before the
+    // bidirectional-text rule. The mapped output marks errors with U+FFFD, so
+    // approximate the mapping (lower case and NFC) on the input instead.
+    for label in raw.split(['.', '\u{3002}', '\u{FF0E}', '\u{FF61}']) {
+        let label: String = label.to_lowercase().nfc().collect();
+        if !label.is_ascii() {
+            if let Err(e) = check_idna2008_label(&label) {
+                return e;
+            }
+        }
+    }
+    EmailError::new("The part after the @-sign is not valid IDNA.")
+}
+
+/// The ASCII (Punycode) form: its length, its labels' lengths, a period, a top-level
+/// domain, and no special-use name.
+fn check_ascii(ascii: &str, raw: &str) -> Result<()> {
     if ascii.len() > DOMAIN_MAX_LENGTH {
         let diff = ascii.len() - DOMAIN_MAX_LENGTH;
         let reason = if ascii == raw {
@@ -267,21 +303,7 @@ pub(super) fn validate_domain(raw: &str) -> Result<Domain> {
             "The part after the @-sign is a special-use or reserved name that cannot be used with email.",
         ));
     }
-
-    let unicode = if ascii.contains("xn--") {
-        // The canonical Unicode form, from the ASCII form.
-        let (unicode, status) =
-            uts46.to_unicode(ascii.as_bytes(), AsciiDenyList::EMPTY, Hyphens::Allow);
-        if status.is_err() {
-            return Err(EmailError::new(
-                "The part after the @-sign is not valid IDNA.",
-            ));
-        }
-        unicode.into_owned()
-    } else {
-        ascii.clone()
-    };
-    Ok(Domain { unicode, ascii })
+    Ok(())
 }
 
 /// The dot-atom rules applied to a host name (RFC 5322 3.2.3, RFC 952).

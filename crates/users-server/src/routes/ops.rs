@@ -166,5 +166,5 @@ pub async fn metrics(
 fn metrics_token_matches(given: &str, expected: &SecretString) -> bool {
     let given = Sha256::digest(given.as_bytes());
     let expected = Sha256::digest(expected.expose_secret().as_bytes());
-    users_core::tokens::constant_time_eq(&given, &expected)
+    users_domain::crypto::constant_time_eq(&given, &expected)
 }
