@@ -130,3 +130,63 @@ fn jsonwebtoken_signs_with_aws_lc_rs() {
         "jsonwebtoken is not in the graph: is this check still needed?"
     );
 }
+
+/// The arrows ARCHITECTURE.md draws between the workspace's crates, and no other: each
+/// crate's normal dependencies on crates of the workspace (dev-dependencies are the
+/// tests' business). users-domain is below everything and any crate may use it
+/// (users-mail needs nothing of ours).
+const ARROWS: &[(&str, &[&str])] = &[
+    ("users-domain", &[]),
+    ("users-db", &["users-domain"]),
+    ("users-oauth", &["users-domain"]),
+    ("users-mail", &[]),
+    (
+        "users-core",
+        &["users-db", "users-oauth", "users-mail", "users-domain"],
+    ),
+    ("users-server", &["users-core", "users-domain"]),
+];
+
+#[test]
+fn the_crates_depend_on_one_another_as_architecture_md_draws() {
+    let meta = metadata();
+    let ours: Vec<&str> = ARROWS.iter().map(|(name, _)| *name).collect();
+    let mut found: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for package in meta["packages"].as_array().expect("packages") {
+        let name = package["name"].as_str().expect("name");
+        if !name.starts_with("users-") {
+            continue;
+        }
+        let mut deps: Vec<String> = package["dependencies"]
+            .as_array()
+            .expect("dependencies")
+            .iter()
+            .filter(|d| d["kind"].is_null())
+            .map(|d| d["name"].as_str().expect("name").to_owned())
+            .filter(|d| d.starts_with("users-"))
+            .collect();
+        deps.sort();
+        found.insert(name.to_owned(), deps);
+    }
+    let drawn: BTreeMap<String, Vec<String>> = ARROWS
+        .iter()
+        .map(|(name, deps)| {
+            let mut deps: Vec<String> = deps.iter().map(|d| (*d).to_owned()).collect();
+            deps.sort();
+            ((*name).to_owned(), deps)
+        })
+        .collect();
+    let unknown: Vec<&String> = found
+        .keys()
+        .filter(|k| !ours.contains(&k.as_str()))
+        .collect();
+    assert!(
+        unknown.is_empty(),
+        "crates not in ARCHITECTURE.md's drawing (add them there and here): {unknown:?}"
+    );
+    assert_eq!(
+        found, drawn,
+        "the crates' dependencies differ from the arrows of ARCHITECTURE.md (a crate that \
+         needs what it may not reach asks the crate it may reach to pass it on)"
+    );
+}

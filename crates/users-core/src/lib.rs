@@ -21,6 +21,7 @@ mod guards;
 pub mod hashing;
 pub mod keyring;
 pub mod lookup;
+pub mod ops;
 pub mod outbox;
 pub mod providers;
 pub mod sealing;
@@ -35,6 +36,19 @@ pub mod worker;
 use std::sync::Arc;
 
 use users_domain::PasswordPolicy;
+
+/// The types of the database layer the web layer names (settings, the current user): it
+/// reaches the database only through this crate (ARCHITECTURE.md).
+pub mod db {
+    pub use users_db::users::StoredUser;
+    pub use users_db::{DatabaseUrl, PoolOptions};
+}
+
+/// The mail layer as the web layer sees it: building the mailer from its settings, and
+/// the HTML escaping the pages share with the mails.
+pub mod mail {
+    pub use users_mail::{escape_html, MailConfig, MailError, Mailer};
+}
 
 pub use config::CoreConfig;
 pub use counters::Counters;

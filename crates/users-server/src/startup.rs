@@ -31,7 +31,7 @@ pub enum StartupError {
         source: std::io::Error,
     },
     #[error("SMTP_URL / MAIL_FROM / MAIL_DIR: {0}")]
-    Mail(#[from] users_mail::MailError),
+    Mail(#[from] users_core::mail::MailError),
     /// A provider's discovery document names another issuer.
     #[error("{var}: {message}")]
     ProviderIssuer { var: String, message: String },
@@ -348,7 +348,7 @@ impl Application {
     ) -> Result<Self, StartupError> {
         let addr = settings.http.bind_addr.clone();
         let workers = settings.http.workers;
-        let mailer = users_mail::Mailer::new(&users_mail::MailConfig {
+        let mailer = users_core::mail::Mailer::new(&users_core::mail::MailConfig {
             smtp_url: settings.mail.smtp_url.clone(),
             mail_dir: settings.mail.mail_dir.clone(),
             from: settings.mail.mail_from.clone(),

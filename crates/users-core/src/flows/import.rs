@@ -17,13 +17,96 @@
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 
-use users_db::fastapi_users::{Page, Source, SourceAccount, SourceError, SourceUser};
+use users_db::fastapi_users::{
+    translate_url, Page, Source, SourceAccount, SourceError, SourceUser,
+};
 use users_db::import::{self, AccountOutcome, ImportAccount, ImportUser, UserOutcome};
 use users_db::users::NewUser;
-use users_db::{DbConnection, DbError};
+use users_db::{Database, DatabaseUrl, DbConnection, DbError, PoolOptions, PooledConnection};
 use users_domain::{EmailAddress, Timestamp, User, UserId};
 
 use crate::hashing::is_supported_hash;
+
+/// The two databases of an import, open: the fastapi-users source (read-only, checked)
+/// and this service's database (`None` for a dry run when it has no tables yet).
+pub struct Opened {
+    source: Source,
+    target: Option<PooledConnection>,
+}
+
+/// Why an import could not start. Nothing was written anywhere.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// `--from` is not a URL this command reads.
+    #[error("--from: {0}")]
+    Url(String),
+    /// The source cannot be read (its URL without the password, and why).
+    #[error("cannot import from {url}: {error}; nothing was written")]
+    Source { url: String, error: SourceError },
+    /// This service's database cannot be opened or migrated.
+    #[error("this service's database {url}: {error}")]
+    Target { url: String, error: DbError },
+}
+
+/// Opens the source named by `from` (the SQLAlchemy URL the app used) before this
+/// service's database is touched, so an unreadable source writes nothing; then this
+/// service's database at `url`, migrated (a dry run creates and migrates nothing).
+pub fn open(
+    from: &str,
+    url: &DatabaseUrl,
+    pool: &PoolOptions,
+    dry_run: bool,
+) -> Result<Opened, OpenError> {
+    let source_url = translate_url(from).map_err(OpenError::Url)?;
+    let source = Source::open(&source_url).map_err(|error| OpenError::Source {
+        url: source_url.redacted(),
+        error,
+    })?;
+    let target = open_target(url, pool, dry_run).map_err(|error| OpenError::Target {
+        url: url.redacted(),
+        error,
+    })?;
+    Ok(Opened { source, target })
+}
+
+fn open_target(
+    url: &DatabaseUrl,
+    pool: &PoolOptions,
+    dry_run: bool,
+) -> Result<Option<PooledConnection>, DbError> {
+    let opts = PoolOptions {
+        max_connections: 1,
+        ..pool.clone()
+    };
+    if !dry_run {
+        let db = Database::connect_and_migrate(url.clone(), &opts)?;
+        return Ok(Some(db.get()?));
+    }
+    if let DatabaseUrl::Sqlite(path) = url {
+        if !path.exists() {
+            return Ok(None);
+        }
+    }
+    let db = Database::connect_lazy(url.clone(), &opts)?;
+    let mut conn = db.get()?;
+    Ok(import::has_schema(&mut conn)?.then_some(conn))
+}
+
+impl Opened {
+    /// Runs the import ([`import`]).
+    pub fn run(
+        &mut self,
+        options: &ImportOptions,
+        now: Timestamp,
+        progress: &mut dyn ImportProgress,
+    ) -> Result<ImportSummary, ImportError> {
+        let target = match self.target.as_mut() {
+            Some(c) => Target::Database(c),
+            None => Target::Empty,
+        };
+        import(&mut self.source, target, options, now, progress)
+    }
+}
 
 /// How an import runs.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -7,10 +7,8 @@ use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use users_core::flows::import::{
-    self, ImportOptions, ImportProgress, ImportSummary, Report, Target,
+    self, ImportOptions, ImportProgress, ImportSummary, OpenError, Report,
 };
-use users_db::fastapi_users::{translate_url, Source};
-use users_db::{Database, DatabaseUrl, DbError, PoolOptions, PooledConnection};
 use users_domain::Clock;
 
 use super::Flags;
@@ -64,38 +62,22 @@ pub fn parse_import(args: &[String]) -> Result<ImportArgs, String> {
 
 /// Runs the command (blocking; it needs no async runtime); returns the exit code.
 pub fn import_command(settings: &Settings, args: &ImportArgs, abort_after: Option<u64>) -> u8 {
-    let url = match translate_url(&args.from) {
-        Ok(url) => url,
-        Err(e) => {
-            eprintln!("error: --from: {e}");
+    let database = &settings.database;
+    let mut opened = match import::open(
+        &args.from,
+        &database.database_url,
+        &database.pool,
+        args.dry_run,
+    ) {
+        Ok(opened) => opened,
+        Err(e @ OpenError::Url(_)) => {
+            eprintln!("error: {e}");
             return 2;
         }
-    };
-    // The source is opened and checked before this service's database is touched: an
-    // unreadable source writes nothing anywhere.
-    let mut source = match Source::open(&url) {
-        Ok(s) => s,
         Err(e) => {
-            eprintln!(
-                "error: cannot import from {}: {e}; nothing was written",
-                url.redacted()
-            );
+            eprintln!("error: {e}");
             return 1;
         }
-    };
-    let mut conn = match open_target(settings, args.dry_run) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!(
-                "error: this service's database {}: {e}",
-                settings.database.database_url.redacted()
-            );
-            return 1;
-        }
-    };
-    let target = match conn.as_mut() {
-        Some(c) => Target::Database(c),
-        None => Target::Empty,
     };
     let options = ImportOptions {
         batch_size: args.batch_size,
@@ -103,13 +85,7 @@ pub fn import_command(settings: &Settings, args: &ImportArgs, abort_after: Optio
     };
     let mut progress = Progress::new(abort_after);
     let started = Instant::now();
-    let outcome = import::import(
-        &mut source,
-        target,
-        &options,
-        SystemClock.now(),
-        &mut progress,
-    );
+    let outcome = opened.run(&options, SystemClock.now(), &mut progress);
     progress.bar.finish_and_clear();
     match outcome {
         Ok(summary) => {
@@ -129,28 +105,6 @@ pub fn import_command(settings: &Settings, args: &ImportArgs, abort_after: Optio
             1
         }
     }
-}
-
-/// This service's database, migrated. For a dry run nothing is created or migrated:
-/// `None` when there is no database with our tables yet.
-fn open_target(settings: &Settings, dry_run: bool) -> Result<Option<PooledConnection>, DbError> {
-    let opts = PoolOptions {
-        max_connections: 1,
-        ..settings.database.pool.clone()
-    };
-    let url = settings.database.database_url.clone();
-    if !dry_run {
-        let db = Database::connect_and_migrate(url, &opts)?;
-        return Ok(Some(db.get()?));
-    }
-    if let DatabaseUrl::Sqlite(path) = &url {
-        if !path.exists() {
-            return Ok(None);
-        }
-    }
-    let db = Database::connect_lazy(url, &opts)?;
-    let mut conn = db.get()?;
-    Ok(users_db::import::has_schema(&mut conn)?.then_some(conn))
 }
 
 fn print_summary(summary: &ImportSummary) {

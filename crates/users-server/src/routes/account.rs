@@ -11,7 +11,7 @@ use actix_web::http::header;
 use actix_web::{web, HttpResponse};
 use base64::Engine;
 use sha2::{Digest, Sha256};
-use users_mail::escape_html as escape;
+use users_core::mail::escape_html as escape;
 
 use crate::state::AppState;
 

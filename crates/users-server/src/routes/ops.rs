@@ -7,7 +7,6 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 use sha2::{Digest, Sha256};
-use users_core::outbox::Channel;
 
 use crate::error::{ApiError, ErrorDetail};
 use crate::metrics::Gauges;
@@ -45,32 +44,11 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
         return HttpResponse::ServiceUnavailable()
             .json(json!({ "detail": "Not ready: shutting down" }));
     }
-    let db = state.core.store.database().clone();
-    let result = web::block(move || {
-        let mut conn = db.get_within(Duration::from_secs(2))?;
-        let outcome = users_db::check_ready(&mut conn);
-        conn.record(&outcome);
-        outcome
-    })
-    .await;
-    match result {
-        Ok(Ok(())) => HttpResponse::Ok().json(json!({ "status": "ready" })),
-        Ok(Err(e)) => {
-            tracing::warn!(error = %e, "not ready");
-            HttpResponse::ServiceUnavailable()
-                .insert_header((header::RETRY_AFTER, "5"))
-                .json(json!({ "detail": format!("Not ready: {}", readiness_reason(&e)) }))
-        }
-        Err(_) => HttpResponse::ServiceUnavailable()
-            .json(json!({ "detail": "Not ready: the readiness check failed" })),
-    }
-}
-
-/// What to tell the caller: never connection strings or server messages.
-fn readiness_reason(e: &users_db::DbError) -> &'static str {
-    match e {
-        users_db::DbError::Migration(_) => "the database schema is not up to date",
-        _ => "the database is unreachable",
+    match users_core::ops::readiness(&state.core, Duration::from_secs(2)).await {
+        Ok(()) => HttpResponse::Ok().json(json!({ "status": "ready" })),
+        Err(not_ready) => HttpResponse::ServiceUnavailable()
+            .insert_header((header::RETRY_AFTER, "5"))
+            .json(json!({ "detail": format!("Not ready: {}", not_ready.reason()) })),
     }
 }
 
@@ -133,16 +111,7 @@ pub async fn metrics(
             return Err(ApiError::Unauthorized);
         }
     }
-    let db = state.core.store.database().clone();
-    let pending = web::block(move || -> Option<(i64, i64)> {
-        let mut conn = db.get_within(Duration::from_secs(1)).ok()?;
-        let mails = users_db::outbox::pending_count(&mut conn, Channel::Mail.kinds()).ok()?;
-        let hooks = users_db::outbox::pending_count(&mut conn, Channel::Webhooks.kinds()).ok()?;
-        Some((mails, hooks))
-    })
-    .await
-    .ok()
-    .flatten();
+    let pending = users_core::ops::outbox_backlog(&state.core, Duration::from_secs(1)).await;
     let (connections, idle) = state.core.store.database().pool_state();
     let body = state.metrics.render(
         &state.core.counters,

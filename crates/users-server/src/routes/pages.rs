@@ -6,7 +6,7 @@ use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use secrecy::ExposeSecret;
 use users_core::flows::recovery::{self, ResetError, VerifyError};
-use users_mail::escape_html as escape;
+use users_core::mail::escape_html as escape;
 
 use crate::bodies::ResetPasswordForm;
 use crate::client_ip::Client;

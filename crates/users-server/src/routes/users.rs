@@ -2,8 +2,8 @@ use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
 use actix_web::{web, FromRequest, HttpMessage, HttpRequest, HttpResponse};
+use users_core::db::StoredUser;
 use users_core::flows::account::{self, Actor};
-use users_db::users::StoredUser;
 use users_domain::UserId;
 
 use crate::answers::{Forbidden403, Unauthorized401, UnknownUser404, Validation422};

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use users_db::{DatabaseUrl, PoolOptions};
+use users_core::db::{DatabaseUrl, PoolOptions};
 
 use super::variables::{Variable, WhenUnset};
 use super::{err, Env, SettingsError};
