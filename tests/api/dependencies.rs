@@ -138,11 +138,11 @@ fn jsonwebtoken_signs_with_aws_lc_rs() {
 const ARROWS: &[(&str, &[&str])] = &[
     ("users-domain", &[]),
     ("users-db", &["users-domain"]),
-    ("users-oauth", &["users-domain"]),
+    ("users-upstream", &["users-domain"]),
     ("users-mail", &[]),
     (
         "users-core",
-        &["users-db", "users-oauth", "users-mail", "users-domain"],
+        &["users-db", "users-upstream", "users-mail", "users-domain"],
     ),
     ("users-server", &["users-core", "users-domain"]),
 ];

@@ -90,7 +90,7 @@ async fn github_sign_up_then_sign_in(backend: Backend) {
         ["/api/v3/user", "/api/v3/user/emails"].repeat(2)
     );
     for (_, headers) in api {
-        assert!(headers["user-agent"].starts_with("users-oauth/"));
+        assert!(headers["user-agent"].starts_with("users-upstream/"));
         assert!(headers["authorization"].starts_with("Bearer gho_"));
         assert_eq!(headers["x-github-api-version"], "2022-11-28");
     }

@@ -111,7 +111,7 @@ async fn identities_are_listed_and_unlinked(backend: Backend) {
         204
     );
     let id = uuid::Uuid::parse_str(user["id"].as_str().unwrap()).unwrap();
-    let left = users_db::oauth::identities_of(&mut app.db.get().unwrap(), id).unwrap();
+    let left = users_db::upstream::identities_of(&mut app.db.get().unwrap(), id).unwrap();
     assert!(left.is_empty());
 }
 

@@ -347,7 +347,7 @@ fn assert_rows(fixture: &Fixture, target: &TestDatabase) {
             } else {
                 format!("oidc:{name}")
             };
-            let linked = users_db::oauth::find_account(
+            let linked = users_db::upstream::find_account(
                 &mut conn,
                 &key,
                 account["account_id"].as_str().expect("account_id"),
@@ -363,7 +363,7 @@ fn assert_rows(fixture: &Fixture, target: &TestDatabase) {
         }
     }
     assert_eq!(accounts, 4);
-    assert_eq!(count(target, "oauth_accounts"), accounts);
+    assert_eq!(count(target, "upstream_identities"), accounts);
     assert_eq!(count(target, "users"), fixture.importable().count() as i64);
 }
 
@@ -573,7 +573,7 @@ async fn dry_run_writes_nothing(backend: Backend) {
     assert!(stdout.contains(&format!("{expected} (dry run")), "{stdout}");
     assert!(stdout.contains(&taken), "{stdout}");
     assert_eq!(count(&target, "users"), 1);
-    assert_eq!(count(&target, "oauth_accounts"), 0);
+    assert_eq!(count(&target, "upstream_identities"), 0);
 
     // for real: the same, and our user is left as it was
     let (code, stdout, _) = import(&target, &fixture.url, &[]);

@@ -221,7 +221,8 @@ async fn provider_authorize_is_limited_per_ip(backend: Backend) {
     let (_, token) = app.user_with_token().await;
     let mut db = users_db::admin::SqlSession::open(&app.database.url).unwrap();
     let states = |db: &mut users_db::admin::SqlSession| {
-        db.count("SELECT count(*) AS n FROM oauth_states").unwrap()
+        db.count("SELECT count(*) AS n FROM upstream_states")
+            .unwrap()
     };
     for (path, token) in [
         ("/auth/corp/authorize", None),

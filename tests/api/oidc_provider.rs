@@ -3,7 +3,7 @@
 //! signing key and client authentication, spoil id_tokens, rotate the signing key,
 //! slow down or go away.
 //!
-//! Shared by the users-oauth tests and the api tests (each includes this file as a
+//! Shared by the users-upstream tests and the api tests (each includes this file as a
 //! module), so it only uses crates both have: actix-web, base64, jsonwebtoken,
 //! reqwest, serde_json, sha2, tokio.
 

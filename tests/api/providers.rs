@@ -471,7 +471,7 @@ async fn provider_secrets_codes_and_tokens_stay_out_of_the_logs() {
     let mut env = process_env(&database.url);
     env.insert(
         "RUST_LOG".into(),
-        "info,users_oauth=debug,users_core=debug,users_server=debug".into(),
+        "info,users_upstream=debug,users_core=debug,users_server=debug".into(),
     );
     configure_oidc(&mut env, "alpha", &alpha);
     configure_oidc(&mut env, "beta-2", &beta);

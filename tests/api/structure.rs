@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 const CHECKED: [&str; 6] = [
     "users-domain",
     "users-db",
-    "users-oauth",
+    "users-upstream",
     "users-mail",
     "users-core",
     "users-server",

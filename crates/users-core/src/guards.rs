@@ -7,7 +7,7 @@ use users_db::guards::Cleared;
 use users_domain::UserId;
 
 use crate::events::{Event, EventType};
-use crate::providers::name_of;
+use crate::upstream::name_of;
 
 /// Why things were removed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

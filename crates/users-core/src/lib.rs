@@ -23,13 +23,13 @@ pub mod keyring;
 pub mod lookup;
 pub mod ops;
 pub mod outbox;
-pub mod providers;
 pub mod sealing;
 pub mod signing;
 pub mod startup;
 pub mod store;
 pub mod throttle;
 pub mod tokens;
+pub mod upstream;
 pub mod webhooks;
 pub mod worker;
 
@@ -56,10 +56,10 @@ pub use events::{Event, EventType, WebhookSettings};
 pub use fault::Fault;
 pub use hashing::{Argon2Params, PasswordHasher};
 pub use outbox::OutboxSignal;
-pub use providers::{ProviderKind, ProviderSettings, Providers};
 pub use startup::{CoreSetup, PasskeySettings, StartupError};
 pub use store::Store;
 pub use tokens::JwtKeys;
+pub use upstream::{ProviderKind, ProviderSettings, Providers};
 
 /// Everything the flows need. Cheap to clone; built once at start by [`Core::build`].
 #[derive(Debug, Clone)]

@@ -13,7 +13,7 @@ use users_mail::Mailer;
 
 use crate::hashing::HashError;
 use crate::outbox::Channel;
-use crate::providers::DiscoveryError;
+use crate::upstream::DiscoveryError;
 use crate::worker::{OutboxWorker, WorkerDeps};
 use crate::{
     Argon2Params, Core, CoreConfig, Counters, JwtKeys, OutboxSignal, PasswordHasher,

@@ -9,7 +9,7 @@ use diesel::prelude::*;
 use users_domain::UserId;
 
 use crate::schema::{
-    mfa_challenges, oauth_accounts, passkeys, recovery_codes, totp_factors, users,
+    mfa_challenges, passkeys, recovery_codes, totp_factors, upstream_identities, users,
     webauthn_challenges,
 };
 use crate::DbConnection;
@@ -48,16 +48,16 @@ pub fn clear(conn: &mut DbConnection, user_id: UserId, scope: &Scope) -> QueryRe
     let id = user_id.to_string();
     let mut cleared = Cleared::default();
 
-    let identities: Vec<(String, String, String, String, bool, bool)> = oauth_accounts::table
-        .filter(oauth_accounts::user_id.eq(&id))
-        .order(oauth_accounts::created_at.asc())
+    let identities: Vec<(String, String, String, String, bool, bool)> = upstream_identities::table
+        .filter(upstream_identities::user_id.eq(&id))
+        .order(upstream_identities::created_at.asc())
         .select((
-            oauth_accounts::id,
-            oauth_accounts::oauth_name,
-            oauth_accounts::account_id,
-            oauth_accounts::account_email,
-            oauth_accounts::unverified_at_setup,
-            oauth_accounts::email_verified,
+            upstream_identities::id,
+            upstream_identities::oauth_name,
+            upstream_identities::account_id,
+            upstream_identities::account_email,
+            upstream_identities::unverified_at_setup,
+            upstream_identities::email_verified,
         ))
         .load(conn)?;
     for (row_id, provider, subject, email, unverified, email_verified) in identities {
@@ -69,7 +69,7 @@ pub fn clear(conn: &mut DbConnection, user_id: UserId, scope: &Scope) -> QueryRe
             }
         };
         if goes {
-            diesel::delete(oauth_accounts::table.find(&row_id)).execute(conn)?;
+            diesel::delete(upstream_identities::table.find(&row_id)).execute(conn)?;
             cleared.identities.push((provider, subject));
         }
     }
@@ -158,8 +158,8 @@ pub fn clear_at_verification(conn: &mut DbConnection, user_id: UserId) -> QueryR
 /// until now is the owner's, and no later proof removes it.
 pub(crate) fn vouch_for_setup(conn: &mut DbConnection, user_id: UserId) -> QueryResult<()> {
     let id = user_id.to_string();
-    diesel::update(oauth_accounts::table.filter(oauth_accounts::user_id.eq(&id)))
-        .set(oauth_accounts::unverified_at_setup.eq(false))
+    diesel::update(upstream_identities::table.filter(upstream_identities::user_id.eq(&id)))
+        .set(upstream_identities::unverified_at_setup.eq(false))
         .execute(conn)?;
     diesel::update(passkeys::table.filter(passkeys::user_id.eq(&id)))
         .set(passkeys::unverified_at_setup.eq(false))

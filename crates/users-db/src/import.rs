@@ -8,7 +8,7 @@ use std::collections::{HashMap, HashSet};
 use diesel::prelude::*;
 use diesel::sql_types::BigInt;
 
-use crate::schema::{oauth_accounts, users};
+use crate::schema::{upstream_identities, users};
 use crate::users::NewUser;
 use crate::{is_unique_violation, DbConnection};
 
@@ -109,12 +109,12 @@ macro_rules! batch {
         let mut linked: HashMap<(String, String), String> = if subjects.is_empty() {
             HashMap::new()
         } else {
-            oauth_accounts::table
-                .filter(oauth_accounts::account_id.eq_any(&subjects))
+            upstream_identities::table
+                .filter(upstream_identities::account_id.eq_any(&subjects))
                 .select((
-                    oauth_accounts::oauth_name,
-                    oauth_accounts::account_id,
-                    oauth_accounts::user_id,
+                    upstream_identities::oauth_name,
+                    upstream_identities::account_id,
+                    upstream_identities::user_id,
                 ))
                 .load::<(String, String, String)>(c)?
                 .into_iter()
@@ -136,13 +136,13 @@ macro_rules! batch {
                         None => {
                             linked.insert(key, row.user.id.clone());
                             new_accounts.push((
-                                oauth_accounts::id.eq(uuid::Uuid::new_v4().to_string()),
-                                oauth_accounts::user_id.eq(row.user.id.clone()),
-                                oauth_accounts::oauth_name.eq(account.provider.clone()),
-                                oauth_accounts::account_id.eq(account.subject.clone()),
-                                oauth_accounts::account_email.eq(account.email.clone()),
-                                oauth_accounts::created_at.eq($now_ms),
-                                oauth_accounts::updated_at.eq($now_ms),
+                                upstream_identities::id.eq(uuid::Uuid::new_v4().to_string()),
+                                upstream_identities::user_id.eq(row.user.id.clone()),
+                                upstream_identities::oauth_name.eq(account.provider.clone()),
+                                upstream_identities::account_id.eq(account.subject.clone()),
+                                upstream_identities::account_email.eq(account.email.clone()),
+                                upstream_identities::created_at.eq($now_ms),
+                                upstream_identities::updated_at.eq($now_ms),
                             ));
                             AccountOutcome::Imported
                         }
@@ -157,7 +157,7 @@ macro_rules! batch {
                 diesel::insert_into(users::table).values(chunk).execute(c)?;
             }
             for chunk in new_accounts.chunks(ROWS_PER_INSERT) {
-                diesel::insert_into(oauth_accounts::table)
+                diesel::insert_into(upstream_identities::table)
                     .values(chunk)
                     .execute(c)?;
             }

@@ -14,7 +14,6 @@ pub mod guards;
 pub mod import;
 pub mod limits;
 pub mod mfa;
-pub mod oauth;
 pub mod outbox;
 pub mod passkeys;
 mod pool;
@@ -25,6 +24,7 @@ pub mod sessions;
 pub mod shared;
 pub mod sign_in;
 pub mod signing_keys;
+pub mod upstream;
 pub mod users;
 
 pub use effects::{Effects, Happened};

@@ -150,8 +150,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     revoked_tokens,
     service_settings,
     outbox,
-    oauth_accounts,
-    oauth_states,
+    upstream_identities,
+    upstream_states,
     login_failures,
     rate_limits,
     mail_sends
@@ -174,7 +174,7 @@ diesel::table! {
 }
 
 diesel::table! {
-    oauth_accounts (id) {
+    upstream_identities (id) {
         id -> Text,
         user_id -> Text,
         oauth_name -> Text,
@@ -188,7 +188,7 @@ diesel::table! {
 }
 
 diesel::table! {
-    oauth_states (id) {
+    upstream_states (id) {
         id -> Text,
         pkce_verifier -> Text,
         nonce -> Text,
@@ -208,7 +208,7 @@ diesel::table! {
     }
 }
 
-diesel::joinable!(oauth_accounts -> users (user_id));
+diesel::joinable!(upstream_identities -> users (user_id));
 
 diesel::table! {
     login_failures (email_key) {

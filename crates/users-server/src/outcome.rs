@@ -9,11 +9,11 @@ use users_core::flows::account::UpdateError;
 use users_core::flows::auth::{AuthError, LoginError};
 use users_core::flows::identities::IdentityError;
 use users_core::flows::mfa::{MfaError, MfaRequired};
-use users_core::flows::oauth::OAuthFlowError;
 use users_core::flows::passkeys::PasskeyError;
 use users_core::flows::recovery::{ResetError, VerifyError};
 use users_core::flows::register::RegisterError;
 use users_core::flows::session::RefreshError;
+use users_core::flows::upstream::UpstreamError;
 use users_core::throttle::{Limited, ThrottleError};
 
 use crate::answers::answers;
@@ -151,9 +151,9 @@ answers! {
     VerifyRefused = [VerifyUserBadToken, VerifyUserAlreadyVerified];
 }
 
-impl From<OAuthFlowError> for ApiError {
-    fn from(e: OAuthFlowError) -> Self {
-        use OAuthFlowError as E;
+impl From<UpstreamError> for ApiError {
+    fn from(e: UpstreamError) -> Self {
+        use UpstreamError as E;
         match e {
             E::NotConfigured => ApiError::NotFound,
             E::NotReady(_) => ApiError::NotReady(Relayed::relay(e.to_string())),
@@ -335,7 +335,7 @@ mod tests {
             IdentityError::LastSignInMethod.into(),
             cross_site(),
         ];
-        use OAuthFlowError as O;
+        use UpstreamError as O;
         all.extend(
             [
                 O::MissingCode,
@@ -431,12 +431,12 @@ mod tests {
 
     #[test]
     fn pages_get_no_code_for_the_generic_bad_request() {
-        assert_eq!(ApiError::from(OAuthFlowError::MissingCode).code(), None);
+        assert_eq!(ApiError::from(UpstreamError::MissingCode).code(), None);
         assert_eq!(
-            ApiError::from(OAuthFlowError::InvalidState).code(),
+            ApiError::from(UpstreamError::InvalidState).code(),
             Some("OAUTH_INVALID_STATE")
         );
-        let denied = ApiError::from(OAuthFlowError::Denied("access_denied".to_owned()));
+        let denied = ApiError::from(UpstreamError::Denied("access_denied".to_owned()));
         assert_eq!(body(&denied), r#"{"detail":"access_denied"}"#);
         assert_eq!(denied.code(), None);
     }

@@ -14,8 +14,8 @@ use users_domain::Clock;
 use crate::auth::{authenticated, superuser};
 use crate::rate_limit::per_ip;
 use crate::routes::{
-    self, account, audit, auth, identities, mail, mfa, oauth, ops, pages, passkeys, register,
-    sessions, users,
+    self, account, audit, auth, identities, mail, mfa, ops, pages, passkeys, register, sessions,
+    upstream, users,
 };
 use crate::settings::Settings;
 use crate::state::{AppState, SystemClock};
@@ -60,7 +60,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     let resource = |path: &str| {
         web::resource(path.to_owned()).default_service(web::to(routes::method_not_allowed))
     };
-    let provider = || guard::fn_guard(oauth::configured_provider);
+    let provider = || guard::fn_guard(upstream::configured_provider);
     // the busiest route first: the router tries resources in order, and each dynamic
     // one it passes costs a regex match
     cfg.service(
@@ -212,13 +212,13 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     )
     .service(resource("/verify").route(web::get().to(pages::verify_page).wrap(per_ip("verify"))))
     .service(resource("/account").route(web::get().to(account::page)))
-    .service(resource("/auth/providers").route(web::get().to(oauth::list_providers)))
+    .service(resource("/auth/providers").route(web::get().to(upstream::list_providers)))
     .service(
         resource("/auth/associate/{provider}/authorize")
             .guard(provider())
             .route(
                 web::get()
-                    .to(oauth::associate_authorize)
+                    .to(upstream::associate_authorize)
                     .wrap(from_fn(authenticated))
                     .wrap(per_ip("oauth-authorize")),
             ),
@@ -228,7 +228,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .guard(provider())
             .route(
                 web::get()
-                    .to(oauth::associate_callback)
+                    .to(upstream::associate_callback)
                     .wrap(from_fn(authenticated))
                     .wrap(per_ip("oauth-callback")),
             ),
@@ -239,7 +239,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             // each call writes a state row: unlimited, a client could fill the table
             .route(
                 web::get()
-                    .to(oauth::authorize)
+                    .to(upstream::authorize)
                     .wrap(per_ip("oauth-authorize")),
             ),
     )
@@ -248,7 +248,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .guard(provider())
             .route(
                 web::get()
-                    .to(oauth::callback)
+                    .to(upstream::callback)
                     .wrap(per_ip("oauth-callback")),
             ),
     )

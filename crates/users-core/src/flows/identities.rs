@@ -1,14 +1,14 @@
 //! The provider accounts linked to a user (docs/providers.md): listing them, and
 //! unlinking a provider unless that would leave the user no way to sign in.
 
-use users_db::oauth::{self, Unlink};
+use users_db::upstream::{self, Unlink};
 use users_db::DbError;
 use users_domain::{Timestamp, UserId};
 
 use crate::change::Change;
 use crate::client::ClientInfo;
 use crate::events::{Event, EventType};
-use crate::providers::{key_of, name_of};
+use crate::upstream::{key_of, name_of};
 use crate::{Core, Fault};
 
 #[derive(Debug, thiserror::Error)]
@@ -47,7 +47,7 @@ pub struct IdentityInfo {
 pub async fn list(core: &Core, user: UserId) -> Result<Vec<IdentityInfo>, Fault> {
     let rows = core
         .store
-        .run(move |c| oauth::identities_of(c, user))
+        .run(move |c| upstream::identities_of(c, user))
         .await?;
     Ok(rows
         .into_iter()
@@ -79,7 +79,7 @@ pub async fn unlink(
     let subject = subject.map(str::to_owned);
     let result = core
         .apply(change, move |c, raised| {
-            oauth::unlink(
+            upstream::unlink(
                 c,
                 user,
                 &key,

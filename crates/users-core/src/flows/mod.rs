@@ -7,13 +7,13 @@ pub mod auth;
 pub mod identities;
 pub mod import;
 pub mod mfa;
-pub mod oauth;
 pub mod passkeys;
 pub mod reauth;
 pub mod recovery;
 pub mod register;
 pub mod session;
 pub mod sign_in;
+pub mod upstream;
 
 use users_domain::crypto::random_token;
 

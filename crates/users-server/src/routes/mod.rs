@@ -6,12 +6,12 @@ pub mod auth;
 pub mod identities;
 pub mod mail;
 pub mod mfa;
-pub mod oauth;
 pub mod ops;
 pub mod pages;
 pub mod passkeys;
 pub mod register;
 pub mod sessions;
+pub mod upstream;
 pub mod users;
 
 use actix_web::HttpResponse;

@@ -101,13 +101,13 @@ pub(super) const VARIABLES: &[Variable] = &[
     ),
     Variable::text(
         "GITHUB_URL",
-        WhenUnset::Value(users_core::providers::GITHUB_URL),
+        WhenUnset::Value(users_core::upstream::GITHUB_URL),
         "an absolute http(s) URL without a query",
         "GitHub's sign-in pages (a GitHub Enterprise Server's URL)",
     ),
     Variable::text(
         "GITHUB_API_URL",
-        WhenUnset::Value(users_core::providers::GITHUB_API_URL),
+        WhenUnset::Value(users_core::upstream::GITHUB_API_URL),
         "an absolute http(s) URL without a query",
         "GitHub's REST API (https://<host>/api/v3 for GitHub Enterprise Server)",
     ),
@@ -351,7 +351,7 @@ fn oidc_provider(env: &Env<'_>, name: &str) -> Result<ProviderSettings, Settings
     };
     Ok(ProviderSettings {
         name: name.to_owned(),
-        key: users_core::providers::key_of(name),
+        key: users_core::upstream::key_of(name),
         label,
         kind: ProviderKind::OpenId { scopes },
         issuer_url,

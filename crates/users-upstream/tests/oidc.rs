@@ -15,7 +15,7 @@ use base64::Engine as _;
 use oidc_provider::{OidcProvider, Tamper};
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
-use users_oauth::{
+use users_upstream::{
     pkce_pair, random_nonce, Identity, OAuthError, OidcClient, OidcConfig, ProviderTokens,
 };
 

@@ -4,7 +4,7 @@
 //! usable once; for OpenID providers also a nonce and the id_token verified against the
 //! provider's keys. The checks of a callback come in the order docs/providers.md gives.
 
-use users_db::oauth::{
+use users_db::upstream::{
     self, Association, CreatedLinked, LinkedByEmail, PendingState, ProviderAccount, Takeover,
 };
 use users_db::users::{self, NewUser, StoredUser};
@@ -12,7 +12,7 @@ use users_db::DbError;
 use users_domain::crypto::{constant_time_eq, random_token};
 use users_domain::{EmailAddress, Timestamp, User, UserId};
 use users_mail::SecurityChange;
-use users_oauth::{Identity, OAuthError};
+use users_upstream::{Identity, OAuthError};
 
 use crate::change::Change;
 use crate::client::ClientInfo;
@@ -22,12 +22,12 @@ use crate::flows::sign_in::{self, FirstFactor, SignIn, Transport};
 use crate::flows::unusable_password;
 use crate::guards::Why;
 use crate::outbox::notice;
-use crate::providers::Provider;
 use crate::tokens::{StateClaims, TokenError, STATE_AUDIENCE};
+use crate::upstream::Provider;
 use crate::{Core, Fault};
 
 #[derive(Debug, thiserror::Error)]
-pub enum OAuthFlowError {
+pub enum UpstreamError {
     /// No provider of that name is configured.
     #[error("no such provider")]
     NotConfigured,
@@ -70,35 +70,33 @@ pub enum OAuthFlowError {
     Fault(#[from] Fault),
 }
 
-impl From<DbError> for OAuthFlowError {
+impl From<DbError> for UpstreamError {
     fn from(e: DbError) -> Self {
-        OAuthFlowError::Fault(e.into())
+        UpstreamError::Fault(e.into())
     }
 }
 
-impl From<OAuthError> for OAuthFlowError {
+impl From<OAuthError> for UpstreamError {
     fn from(e: OAuthError) -> Self {
         tracing::warn!(error = %e, "sign-in with the provider failed");
         match e {
             OAuthError::Unavailable(_) | OAuthError::Discovery(_) => {
-                OAuthFlowError::ProviderUnavailable
+                UpstreamError::ProviderUnavailable
             }
-            OAuthError::Rejected(_) => OAuthFlowError::CodeRejected,
-            OAuthError::InvalidIdToken(_) => OAuthFlowError::InvalidIdToken,
+            OAuthError::Rejected(_) => UpstreamError::CodeRejected,
+            OAuthError::InvalidIdToken(_) => UpstreamError::InvalidIdToken,
         }
     }
 }
 
-fn provider<'a>(core: &'a Core, name: &str) -> Result<&'a Provider, OAuthFlowError> {
-    core.providers
-        .get(name)
-        .ok_or(OAuthFlowError::NotConfigured)
+fn provider<'a>(core: &'a Core, name: &str) -> Result<&'a Provider, UpstreamError> {
+    core.providers.get(name).ok_or(UpstreamError::NotConfigured)
 }
 
-fn client(provider: &Provider) -> Result<users_oauth::ProviderClient, OAuthFlowError> {
+fn client(provider: &Provider) -> Result<users_upstream::ProviderClient, UpstreamError> {
     provider
         .client()
-        .ok_or_else(|| OAuthFlowError::NotReady(provider.settings.label.clone()))
+        .ok_or_else(|| UpstreamError::NotReady(provider.settings.label.clone()))
 }
 
 /// Where the browser goes, and what binds the authorization to it.
@@ -123,16 +121,16 @@ pub async fn begin(
     extra_scopes: &[String],
     return_to: Option<String>,
     now: Timestamp,
-) -> Result<Authorization, OAuthFlowError> {
+) -> Result<Authorization, UpstreamError> {
     let provider = provider(core, provider_name)?;
     let client = client(provider)?;
     let lifetime = core.config.oauth_state_lifetime_seconds;
     let csrf = random_token(32);
-    let (verifier, challenge) = users_oauth::pkce_pair();
+    let (verifier, challenge) = users_upstream::pkce_pair();
     let pending = PendingState {
         id: random_token(32),
         pkce_verifier: verifier,
-        nonce: users_oauth::random_nonce(),
+        nonce: users_upstream::random_nonce(),
         user_id: for_user.map(|u| u.to_string()),
         expires_at: now.plus_secs(lifetime).millis(),
         provider: provider.settings.name.clone(),
@@ -149,7 +147,7 @@ pub async fn begin(
     let signed = core.tokens.issue_state(&claims).map_err(Fault::internal)?;
     let nonce = pending.nonce.clone();
     core.store
-        .run(move |c| oauth::save_state(c, &pending, now.millis()))
+        .run(move |c| upstream::save_state(c, &pending, now.millis()))
         .await?;
     let url = client.authorization_url(redirect_uri, &signed, &nonce, &challenge, extra_scopes);
     Ok(Authorization {
@@ -186,46 +184,46 @@ pub async fn finish(
     for_user: Option<UserId>,
     redirect_uri: &str,
     now: Timestamp,
-) -> Result<Finished, OAuthFlowError> {
+) -> Result<Finished, UpstreamError> {
     let provider = provider(core, provider_name)?;
     if let Some(error) = callback.error {
-        return Err(OAuthFlowError::Denied(error));
+        return Err(UpstreamError::Denied(error));
     }
     let code = callback
         .code
         .filter(|c| !c.is_empty())
-        .ok_or(OAuthFlowError::MissingCode)?;
-    let raw_state = callback.state.ok_or(OAuthFlowError::StateUnreadable)?;
+        .ok_or(UpstreamError::MissingCode)?;
+    let raw_state = callback.state.ok_or(UpstreamError::StateUnreadable)?;
     let claims = core
         .tokens
         .decode_state(&raw_state, now)
         .map_err(|e| match e {
-            TokenError::Expired => OAuthFlowError::StateExpired,
-            TokenError::Invalid | TokenError::UnknownKey => OAuthFlowError::StateUnreadable,
+            TokenError::Expired => UpstreamError::StateExpired,
+            TokenError::Invalid | TokenError::UnknownKey => UpstreamError::StateUnreadable,
         })?;
     let cookie = callback.csrf_cookie.unwrap_or_default();
     if cookie.is_empty() || !constant_time_eq(cookie.as_bytes(), claims.csrftoken.as_bytes()) {
-        return Err(OAuthFlowError::InvalidState);
+        return Err(UpstreamError::InvalidState);
     }
     // A state made for another provider: its verifier and nonce are that provider's.
     if claims.provider.as_deref() != Some(provider.settings.name.as_str()) {
-        return Err(OAuthFlowError::InvalidState);
+        return Err(UpstreamError::InvalidState);
     }
     // A sign-in state on the associate callback, or one made for another user, and
     // an association state on the sign-in callback, are all refused.
     if claims.sub != for_user.map(|u| u.to_string()) {
-        return Err(OAuthFlowError::WrongUser);
+        return Err(UpstreamError::WrongUser);
     }
     let client = client(provider)?;
-    let jti = claims.jti.ok_or(OAuthFlowError::InvalidState)?;
+    let jti = claims.jti.ok_or(UpstreamError::InvalidState)?;
     let pending = core
         .store
-        .run(move |c| oauth::take_state(c, &jti))
+        .run(move |c| upstream::take_state(c, &jti))
         .await?
         .filter(|p| {
             p.user_id == for_user.map(|u| u.to_string()) && p.provider == provider.settings.name
         })
-        .ok_or(OAuthFlowError::InvalidState)?;
+        .ok_or(UpstreamError::InvalidState)?;
     let (identity, _tokens) = client
         .sign_in(
             &code,
@@ -236,7 +234,7 @@ pub async fn finish(
         )
         .await?;
     if identity.email.as_deref().is_none_or(str::is_empty) {
-        return Err(OAuthFlowError::NoEmail);
+        return Err(UpstreamError::NoEmail);
     }
     Ok(Finished {
         identity,
@@ -254,11 +252,11 @@ pub async fn sign_in(
     client: &ClientInfo,
     transport: Transport,
     now: Timestamp,
-) -> Result<SignIn, OAuthFlowError> {
+) -> Result<SignIn, UpstreamError> {
     let provider = provider(core, provider_name)?;
     let user = user_for(core, provider, identity, client, now).await?;
     if !user.is_active {
-        return Err(OAuthFlowError::Inactive);
+        return Err(UpstreamError::Inactive);
     }
     let (id, name) = (user.id, provider.settings.name.clone());
     let method = SignInMethod {
@@ -285,9 +283,9 @@ async fn user_for(
     identity: Identity,
     client: &ClientInfo,
     now: Timestamp,
-) -> Result<User, OAuthFlowError> {
+) -> Result<User, UpstreamError> {
     let email = EmailAddress::parse(identity.email.as_deref().unwrap_or_default())
-        .map_err(|_| OAuthFlowError::NoEmail)?;
+        .map_err(|_| UpstreamError::NoEmail)?;
     let account = ProviderAccount {
         provider: provider.settings.key.clone(),
         subject: identity.subject,
@@ -303,7 +301,7 @@ async fn user_for(
     );
     let linked: Option<StoredUser> = core
         .store
-        .run(move |c| oauth::linked_user(c, &k, &s, Some(&e), now.millis()))
+        .run(move |c| upstream::linked_user(c, &k, &s, Some(&e), now.millis()))
         .await?;
     if let Some(user) = linked {
         return Ok(user.user);
@@ -332,12 +330,12 @@ async fn link_by_email(
     account: ProviderAccount,
     client: &ClientInfo,
     now: Timestamp,
-) -> Result<User, OAuthFlowError> {
+) -> Result<User, UpstreamError> {
     if !provider.settings.associate_by_email || !account.email_verified {
-        return Err(OAuthFlowError::UserAlreadyExists);
+        return Err(UpstreamError::UserAlreadyExists);
     }
     if !existing.user.is_active {
-        return Err(OAuthFlowError::Inactive);
+        return Err(UpstreamError::Inactive);
     }
     let id = existing.user.id;
     // Someone may have registered this address before its owner (pre-account
@@ -359,7 +357,7 @@ async fn link_by_email(
     let linked = core
         .apply(change, move |c, raised| {
             let effects = raised.with_cleared(id, Why::TakenOver);
-            oauth::link_by_email(c, id, &account, takeover.as_ref(), now.millis(), effects)
+            upstream::link_by_email(c, id, &account, takeover.as_ref(), now.millis(), effects)
         })
         .await?;
     match linked {
@@ -369,7 +367,7 @@ async fn link_by_email(
             Ok(u.user)
         }
         LinkedByEmail::NoSuchUser | LinkedByEmail::AccountTaken => {
-            Err(OAuthFlowError::UserAlreadyExists)
+            Err(UpstreamError::UserAlreadyExists)
         }
     }
 }
@@ -382,7 +380,7 @@ async fn sign_up(
     account: ProviderAccount,
     client: &ClientInfo,
     now: Timestamp,
-) -> Result<User, OAuthFlowError> {
+) -> Result<User, UpstreamError> {
     let new_id = UserId::new_v4();
     let user = User {
         id: new_id,
@@ -403,7 +401,7 @@ async fn sign_up(
     let (key, subject) = (account.provider.clone(), account.subject.clone());
     let created = core
         .apply(Change::new(events, client, now), move |c, raised| {
-            oauth::create_linked_user(c, &new, &account, raised.effects())
+            upstream::create_linked_user(c, &new, &account, raised.effects())
         })
         .await?;
     match created {
@@ -415,11 +413,11 @@ async fn sign_up(
         CreatedLinked::Taken => {
             let raced = core
                 .store
-                .run(move |c| oauth::linked_user(c, &key, &subject, None, now.millis()))
+                .run(move |c| upstream::linked_user(c, &key, &subject, None, now.millis()))
                 .await?;
             raced
                 .map(|u| u.user)
-                .ok_or(OAuthFlowError::UserAlreadyExists)
+                .ok_or(UpstreamError::UserAlreadyExists)
         }
     }
 }
@@ -433,7 +431,7 @@ pub async fn associate(
     identity: Identity,
     client: &ClientInfo,
     now: Timestamp,
-) -> Result<User, OAuthFlowError> {
+) -> Result<User, UpstreamError> {
     let provider = provider(core, provider_name)?;
     let id = user.id;
     let event = Event::new(EventType::IdentityLinked, Some(id))
@@ -452,7 +450,7 @@ pub async fn associate(
     };
     let result = core
         .apply(change, move |c, raised| {
-            oauth::associate(c, id, &account, now.millis(), raised.effects())
+            upstream::associate(c, id, &account, now.millis(), raised.effects())
         })
         .await?;
     match result {
@@ -464,6 +462,6 @@ pub async fn associate(
             tracing::info!(user_id = %id, provider = %provider.settings.name, "provider account linked");
             Ok(user.clone())
         }
-        Association::LinkedToAnother => Err(OAuthFlowError::AccountAlreadyLinked),
+        Association::LinkedToAnother => Err(UpstreamError::AccountAlreadyLinked),
     }
 }

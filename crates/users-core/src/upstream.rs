@@ -9,8 +9,8 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use secrecy::SecretString;
-use users_oauth::{GithubClient, GithubConfig, OidcClient, OidcConfig, ProviderClient};
-pub use users_oauth::{GITHUB_API_URL, GITHUB_URL};
+use users_upstream::{GithubClient, GithubConfig, OidcClient, OidcConfig, ProviderClient};
+pub use users_upstream::{GITHUB_API_URL, GITHUB_URL};
 
 /// Why the providers cannot start (`StartupError` says it to the operator).
 #[derive(Debug, thiserror::Error)]

@@ -6,12 +6,12 @@ use users_domain::UserId;
 use crate::effects::{or_taken, transaction, Happened};
 use crate::guards::{self, Cleared, Scope};
 use crate::rows::session::EndSessions;
-use crate::schema::{oauth_accounts, oauth_states, passkeys, users as users_table};
+use crate::schema::{passkeys, upstream_identities, upstream_states, users as users_table};
 use crate::users::{self, NewUser, StoredUser};
 use crate::{DbConnection, Effects};
 
 #[derive(Debug, Clone, Queryable, Selectable)]
-#[diesel(table_name = oauth_accounts)]
+#[diesel(table_name = upstream_identities)]
 pub struct OAuthAccount {
     pub id: String,
     pub user_id: String,
@@ -26,9 +26,9 @@ pub fn find_account(
     provider: &str,
     subject: &str,
 ) -> QueryResult<Option<OAuthAccount>> {
-    oauth_accounts::table
-        .filter(oauth_accounts::oauth_name.eq(provider))
-        .filter(oauth_accounts::account_id.eq(subject))
+    upstream_identities::table
+        .filter(upstream_identities::oauth_name.eq(provider))
+        .filter(upstream_identities::account_id.eq(subject))
         .select(OAuthAccount::as_select())
         .first(conn)
         .optional()
@@ -45,17 +45,17 @@ pub fn link(
     now_ms: i64,
 ) -> QueryResult<()> {
     let unverified = guards::unverified(conn, user_id)?;
-    diesel::insert_into(oauth_accounts::table)
+    diesel::insert_into(upstream_identities::table)
         .values((
-            oauth_accounts::id.eq(uuid::Uuid::new_v4().to_string()),
-            oauth_accounts::user_id.eq(user_id.to_string()),
-            oauth_accounts::oauth_name.eq(&account.provider),
-            oauth_accounts::account_id.eq(&account.subject),
-            oauth_accounts::account_email.eq(&account.email),
-            oauth_accounts::created_at.eq(now_ms),
-            oauth_accounts::updated_at.eq(now_ms),
-            oauth_accounts::unverified_at_setup.eq(unverified),
-            oauth_accounts::email_verified.eq(account.email_verified),
+            upstream_identities::id.eq(uuid::Uuid::new_v4().to_string()),
+            upstream_identities::user_id.eq(user_id.to_string()),
+            upstream_identities::oauth_name.eq(&account.provider),
+            upstream_identities::account_id.eq(&account.subject),
+            upstream_identities::account_email.eq(&account.email),
+            upstream_identities::created_at.eq(now_ms),
+            upstream_identities::updated_at.eq(now_ms),
+            upstream_identities::unverified_at_setup.eq(unverified),
+            upstream_identities::email_verified.eq(account.email_verified),
         ))
         .execute(conn)
         .map(|_| ())
@@ -63,10 +63,10 @@ pub fn link(
 
 /// Refreshes the stored account email after a sign-in.
 pub fn touch(conn: &mut DbConnection, id: &str, email: &str, now_ms: i64) -> QueryResult<()> {
-    diesel::update(oauth_accounts::table.find(id))
+    diesel::update(upstream_identities::table.find(id))
         .set((
-            oauth_accounts::account_email.eq(email),
-            oauth_accounts::updated_at.eq(now_ms),
+            upstream_identities::account_email.eq(email),
+            upstream_identities::updated_at.eq(now_ms),
         ))
         .execute(conn)
         .map(|_| ())
@@ -248,7 +248,7 @@ pub fn associate(
 
 /// A pending authorization.
 #[derive(Debug, Clone, Queryable, Selectable)]
-#[diesel(table_name = oauth_states)]
+#[diesel(table_name = upstream_states)]
 pub struct PendingState {
     pub id: String,
     pub pkce_verifier: String,
@@ -263,17 +263,17 @@ pub struct PendingState {
 }
 
 pub fn save_state(conn: &mut DbConnection, state: &PendingState, now_ms: i64) -> QueryResult<()> {
-    diesel::delete(oauth_states::table.filter(oauth_states::expires_at.lt(now_ms)))
+    diesel::delete(upstream_states::table.filter(upstream_states::expires_at.lt(now_ms)))
         .execute(conn)?;
-    diesel::insert_into(oauth_states::table)
+    diesel::insert_into(upstream_states::table)
         .values((
-            oauth_states::id.eq(&state.id),
-            oauth_states::pkce_verifier.eq(&state.pkce_verifier),
-            oauth_states::nonce.eq(&state.nonce),
-            oauth_states::user_id.eq(&state.user_id),
-            oauth_states::expires_at.eq(state.expires_at),
-            oauth_states::provider.eq(&state.provider),
-            oauth_states::return_to.eq(&state.return_to),
+            upstream_states::id.eq(&state.id),
+            upstream_states::pkce_verifier.eq(&state.pkce_verifier),
+            upstream_states::nonce.eq(&state.nonce),
+            upstream_states::user_id.eq(&state.user_id),
+            upstream_states::expires_at.eq(state.expires_at),
+            upstream_states::provider.eq(&state.provider),
+            upstream_states::return_to.eq(&state.return_to),
         ))
         .execute(conn)
         .map(|_| ())
@@ -281,7 +281,7 @@ pub fn save_state(conn: &mut DbConnection, state: &PendingState, now_ms: i64) ->
 
 /// Takes a pending authorization out: only the first caller gets it (single use).
 pub fn take_state(conn: &mut DbConnection, id: &str) -> QueryResult<Option<PendingState>> {
-    let Some(state) = oauth_states::table
+    let Some(state) = upstream_states::table
         .find(id)
         .select(PendingState::as_select())
         .first(conn)
@@ -289,13 +289,13 @@ pub fn take_state(conn: &mut DbConnection, id: &str) -> QueryResult<Option<Pendi
     else {
         return Ok(None);
     };
-    let deleted = diesel::delete(oauth_states::table.find(id)).execute(conn)?;
+    let deleted = diesel::delete(upstream_states::table.find(id)).execute(conn)?;
     Ok((deleted == 1).then_some(state))
 }
 
 /// An account at a provider as its user sees it.
 #[derive(Debug, Clone, Queryable, Selectable)]
-#[diesel(table_name = oauth_accounts)]
+#[diesel(table_name = upstream_identities)]
 pub struct LinkedIdentity {
     /// The provider's key: `google`, `oidc:<name>`, `github`.
     pub oauth_name: String,
@@ -307,12 +307,12 @@ pub struct LinkedIdentity {
 
 /// The user's linked accounts, newest first.
 pub fn identities_of(conn: &mut DbConnection, user_id: UserId) -> QueryResult<Vec<LinkedIdentity>> {
-    oauth_accounts::table
-        .filter(oauth_accounts::user_id.eq(user_id.to_string()))
+    upstream_identities::table
+        .filter(upstream_identities::user_id.eq(user_id.to_string()))
         .order((
-            oauth_accounts::created_at.desc(),
-            oauth_accounts::oauth_name.asc(),
-            oauth_accounts::account_id.asc(),
+            upstream_identities::created_at.desc(),
+            upstream_identities::oauth_name.asc(),
+            upstream_identities::account_id.asc(),
         ))
         .select(LinkedIdentity::as_select())
         .load(conn)
@@ -328,8 +328,8 @@ pub fn sign_in_methods(conn: &mut DbConnection, user_id: UserId) -> QueryResult<
         .filter(users_table::hashed_password.not_like("!%"))
         .count()
         .get_result(conn)?;
-    let identities: i64 = oauth_accounts::table
-        .filter(oauth_accounts::user_id.eq(&id))
+    let identities: i64 = upstream_identities::table
+        .filter(upstream_identities::user_id.eq(&id))
         .count()
         .get_result(conn)?;
     let passkeys: i64 = passkeys::table
@@ -384,10 +384,10 @@ pub fn unlink(
         let touched = diesel::update(users_table::table.find(&id))
             .set(users_table::updated_at.eq(now_ms))
             .execute(c)?;
-        let linked: Vec<(String, String)> = oauth_accounts::table
-            .filter(oauth_accounts::user_id.eq(&id))
-            .filter(oauth_accounts::oauth_name.eq(provider))
-            .select((oauth_accounts::id, oauth_accounts::account_id))
+        let linked: Vec<(String, String)> = upstream_identities::table
+            .filter(upstream_identities::user_id.eq(&id))
+            .filter(upstream_identities::oauth_name.eq(provider))
+            .select((upstream_identities::id, upstream_identities::account_id))
             .load(c)?;
         let ids: Vec<String> = linked
             .into_iter()
@@ -400,7 +400,8 @@ pub fn unlink(
         if sign_in_methods(c, user_id)? - (ids.len() as i64) < 1 {
             return Err(Abort::Refused(Unlink::LastSignInMethod));
         }
-        diesel::delete(oauth_accounts::table.filter(oauth_accounts::id.eq_any(&ids))).execute(c)?;
+        diesel::delete(upstream_identities::table.filter(upstream_identities::id.eq_any(&ids)))
+            .execute(c)?;
         effects.write(c)?;
         Ok(Unlink::Removed)
     });

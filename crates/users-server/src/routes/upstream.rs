@@ -1,7 +1,7 @@
 //! Sign-in with an identity provider and linking a provider account
 //! (docs/providers.md): `/auth/{provider}/…` and `/auth/associate/{provider}/…` for every
 //! configured provider. The rules and the order of the checks are the flow's (users-core
-//! `flows::oauth`); here the query, the cookie and the answer's shape.
+//! `flows::upstream`); here the query, the cookie and the answer's shape.
 
 use actix_web::cookie::{time, Cookie, SameSite};
 use actix_web::guard::GuardContext;
@@ -9,7 +9,7 @@ use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse, HttpResponseBuilder};
 use serde_json::json;
 use users_core::flows::mfa::{MfaRequired, SignIn, Transport};
-use users_core::flows::oauth::{self, Authorization, Callback};
+use users_core::flows::upstream::{self, Authorization, Callback};
 
 use crate::answers::{NoProvider404, PerIp429, ProviderNotReady503, Unauthorized401};
 use crate::auth::CurrentUser;
@@ -179,7 +179,7 @@ pub async fn authorize(
     provider: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let uri = redirect_uri(&state, &provider, false);
-    let authorization = oauth::begin(
+    let authorization = upstream::begin(
         &state.core,
         &provider,
         None,
@@ -225,7 +225,7 @@ pub async fn associate_authorize(
     user: CurrentUser,
 ) -> Result<HttpResponse, ApiError> {
     let uri = redirect_uri(&state, &provider, true);
-    let authorization = oauth::begin(
+    let authorization = upstream::begin(
         &state.core,
         &provider,
         Some(user.user().id),
@@ -275,9 +275,9 @@ pub async fn callback(
     let now = state.now();
     let uri = redirect_uri(&state, &provider, false);
     let finished =
-        oauth::finish(&state.core, &provider, callback_of(&req), None, &uri, now).await?;
+        upstream::finish(&state.core, &provider, callback_of(&req), None, &uri, now).await?;
     if let Some(page) = finished.return_to {
-        let outcome = oauth::sign_in(
+        let outcome = upstream::sign_in(
             &state.core,
             &provider,
             finished.identity,
@@ -288,7 +288,7 @@ pub async fn callback(
         .await;
         return Ok(back_to_page(&state, &page, outcome.map_err(ApiError::from)));
     }
-    let outcome = oauth::sign_in(
+    let outcome = upstream::sign_in(
         &state.core,
         &provider,
         finished.identity,
@@ -414,7 +414,7 @@ pub async fn associate_callback(
     let now = state.now();
     let id = user.user().id;
     let uri = redirect_uri(&state, &provider, true);
-    let finished = oauth::finish(
+    let finished = upstream::finish(
         &state.core,
         &provider,
         callback_of(&req),
@@ -423,7 +423,7 @@ pub async fn associate_callback(
         now,
     )
     .await?;
-    let linked = oauth::associate(
+    let linked = upstream::associate(
         &state.core,
         &provider,
         user.user(),

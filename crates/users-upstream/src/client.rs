@@ -418,7 +418,7 @@ pub(crate) fn http_client(timeout: Duration) -> Result<reqwest::Client, OAuthErr
         .redirect(reqwest::redirect::Policy::none())
         .timeout(timeout)
         .connect_timeout(timeout)
-        .user_agent(concat!("users-oauth/", env!("CARGO_PKG_VERSION")))
+        .user_agent(concat!("users-upstream/", env!("CARGO_PKG_VERSION")))
         .build()
         .map_err(|e| {
             OAuthError::Unavailable(format!("cannot build the HTTP client: {}", describe(&e)))
