@@ -5,14 +5,13 @@
 // times they make (the service itself takes `now` as a parameter, see clippy.toml).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::disallowed_methods)]
 
-mod authenticator;
-mod github_provider;
+// The stand-ins of the outside world (users-testkit), under the names the tests use.
+use users_testkit::{
+    authenticator, github_provider, oidc_provider, smtp_sink, totp, webhook_receiver,
+};
+
 mod helpers;
-mod oidc_provider;
 mod provider_flow;
-mod smtp_sink;
-mod totp;
-mod webhook_receiver;
 
 mod admin;
 mod browser;

@@ -16,13 +16,14 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::{Path, PathBuf};
 
 /// The crates checked: every crate of the workspace.
-const CHECKED: [&str; 6] = [
+const CHECKED: [&str; 7] = [
     "users-domain",
     "users-db",
     "users-upstream",
     "users-mail",
     "users-core",
     "users-server",
+    "users-testkit",
 ];
 
 #[test]

@@ -4,8 +4,7 @@
 // times they make (the service itself takes `now` as a parameter, see clippy.toml).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::disallowed_methods)]
 
-#[path = "../../../tests/api/smtp_sink.rs"]
-mod smtp_sink;
+use users_testkit::smtp_sink;
 
 use std::{path::Path, time::Duration};
 

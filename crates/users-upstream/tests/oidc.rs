@@ -4,8 +4,7 @@
 // times they make (the service itself takes `now` as a parameter, see clippy.toml).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::disallowed_methods)]
 
-#[path = "../../../tests/api/oidc_provider.rs"]
-mod oidc_provider;
+use users_testkit::oidc_provider;
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};

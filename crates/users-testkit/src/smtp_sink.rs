@@ -5,8 +5,7 @@
 //! It runs on a thread of its own with its own Tokio runtime, so it keeps answering
 //! whatever the test's runtime is doing, and stopping it really closes the port.
 //!
-//! Shared by the api tests (`mod smtp_sink;`) and users-mail's own tests (`#[path]`),
-//! so it only depends on std and tokio.
+//! Shared by the api tests and users-mail's own tests; it depends only on std and tokio.
 
 use std::{
     io::ErrorKind,
