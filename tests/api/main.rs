@@ -34,6 +34,7 @@ mod limits;
 mod login;
 mod mail;
 mod mfa;
+mod oauth_provider;
 mod ops;
 mod passkeys;
 mod processes;

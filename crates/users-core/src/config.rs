@@ -30,6 +30,12 @@ pub struct CoreConfig {
     pub mfa_issuer: String,
     /// Audit events older than this many days are forgotten; 0 keeps them forever.
     pub audit_retention_days: i64,
+    /// `OAUTH_OPEN_REGISTRATION`: anyone may register a public client.
+    pub oauth_open_registration: bool,
+    /// `OAUTH_CODE_LIFETIME_SECONDS`.
+    pub oauth_code_lifetime_seconds: i64,
+    /// `OAUTH_ACCESS_TOKEN_LIFETIME_SECONDS`: the provider's access and ID tokens.
+    pub oauth_access_token_lifetime_seconds: i64,
 }
 
 impl CoreConfig {

@@ -36,10 +36,17 @@ pub enum EventType {
     MfaRecoveryCodeUsed,
     PasskeyAdded,
     PasskeyRemoved,
+    OauthClientCreated,
+    OauthClientUpdated,
+    OauthClientDeleted,
+    OauthClientSecretRotated,
+    OauthConsentGranted,
+    OauthGrantRevoked,
+    OauthCodeReused,
 }
 
 impl EventType {
-    pub const ALL: [EventType; 19] = [
+    pub const ALL: [EventType; 26] = [
         EventType::UserRegistered,
         EventType::LoginSucceeded,
         EventType::LoginFailed,
@@ -59,6 +66,13 @@ impl EventType {
         EventType::MfaRecoveryCodeUsed,
         EventType::PasskeyAdded,
         EventType::PasskeyRemoved,
+        EventType::OauthClientCreated,
+        EventType::OauthClientUpdated,
+        EventType::OauthClientDeleted,
+        EventType::OauthClientSecretRotated,
+        EventType::OauthConsentGranted,
+        EventType::OauthGrantRevoked,
+        EventType::OauthCodeReused,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -82,6 +96,13 @@ impl EventType {
             EventType::MfaRecoveryCodeUsed => "mfa.recovery_code_used",
             EventType::PasskeyAdded => "passkey.added",
             EventType::PasskeyRemoved => "passkey.removed",
+            EventType::OauthClientCreated => "oauth.client_created",
+            EventType::OauthClientUpdated => "oauth.client_updated",
+            EventType::OauthClientDeleted => "oauth.client_deleted",
+            EventType::OauthClientSecretRotated => "oauth.client_secret_rotated",
+            EventType::OauthConsentGranted => "oauth.consent_granted",
+            EventType::OauthGrantRevoked => "oauth.grant_revoked",
+            EventType::OauthCodeReused => "oauth.code_reused",
         }
     }
 

@@ -278,3 +278,66 @@ pub async fn reload_periodically(ring: Arc<KeyRing>, mut stop: tokio::sync::watc
         }
     }
 }
+
+/// The algorithms the provider signs ID tokens and access tokens with
+/// (docs/oauth-provider.md): RS256 by default, ES256 or EdDSA per client.
+pub const PROVIDER_ALGORITHMS: [SigningAlgorithm; 3] = [
+    SigningAlgorithm::Rs256,
+    SigningAlgorithm::Es256,
+    SigningAlgorithm::EdDsa,
+];
+
+/// A key ring per provider algorithm. The ring of an asymmetric `JWT_ALGORITHM` is
+/// shared with the access tokens of the service itself (one JWKS, one rotation); the
+/// others are generated once and kept sealed in the database like it.
+#[derive(Debug, Default)]
+pub struct KeyRings {
+    rings: Vec<Arc<KeyRing>>,
+}
+
+impl KeyRings {
+    /// Builds the rings (using `first_party` for its algorithm) and loads them, making
+    /// a first key of each that has none.
+    pub async fn start(
+        first_party: Option<Arc<KeyRing>>,
+        store: &Store,
+        sealer: &Sealer,
+        lifetime_secs: i64,
+        publish_ahead_secs: i64,
+        now: Timestamp,
+    ) -> Result<KeyRings, Fault> {
+        let mut rings = Vec::new();
+        for alg in PROVIDER_ALGORITHMS {
+            if let Some(ring) = first_party.as_ref().filter(|r| r.algorithm == alg) {
+                rings.push(ring.clone());
+                continue;
+            }
+            let ring = Arc::new(KeyRing::new(
+                alg,
+                KeySource::Stored,
+                store.clone(),
+                sealer.clone(),
+                lifetime_secs,
+                publish_ahead_secs,
+            ));
+            ring.start(now).await?;
+            rings.push(ring);
+        }
+        Ok(KeyRings { rings })
+    }
+
+    /// The ring of `algorithm`.
+    pub fn ring(&self, algorithm: SigningAlgorithm) -> Option<&Arc<KeyRing>> {
+        self.rings.iter().find(|r| r.algorithm == algorithm)
+    }
+
+    /// Every ring (to reload, to rotate).
+    pub fn all(&self) -> &[Arc<KeyRing>] {
+        &self.rings
+    }
+
+    /// Every published key of every ring.
+    pub fn jwks(&self, now: Timestamp) -> Vec<Jwk> {
+        self.rings.iter().flat_map(|r| r.jwks(now)).collect()
+    }
+}

@@ -81,4 +81,6 @@ pub struct Core {
     pub webhooks: Arc<events::WebhookSettings>,
     /// The per-request token check, coalesced across concurrent requests.
     pub lookups: lookup::TokenLookups,
+    /// The provider's signing keys, one ring per algorithm (docs/oauth-provider.md).
+    pub keys: Arc<keyring::KeyRings>,
 }

@@ -116,6 +116,16 @@ impl Core {
         let store = Store::new(db, setup.pool.max_connections, setup.pool.acquire_timeout);
         let sealer = crate::sealing::Sealer::new(&secret);
         let tokens = access_tokens(&setup, &secret, &store, &sealer, now).await?;
+        let keys = crate::keyring::KeyRings::start(
+            tokens.ring.clone(),
+            &store,
+            &sealer,
+            key_lifetime(&setup.config),
+            setup.jwks_publish_ahead_seconds,
+            now,
+        )
+        .await
+        .map_err(|e| StartupError::Task(format!("cannot load the provider's signing keys: {e}")))?;
         let counters = Arc::new(Counters::default());
         let lookups = crate::lookup::TokenLookups::new(
             store.clone(),
@@ -137,6 +147,7 @@ impl Core {
             providers: Providers::new(setup.providers),
             webhooks: Arc::new(setup.webhooks),
             lookups,
+            keys: Arc::new(keys),
         })
     }
 
@@ -164,7 +175,8 @@ impl Core {
         clock: Arc<dyn Clock>,
         stop: watch::Receiver<bool>,
     ) -> tokio::task::JoinHandle<()> {
-        if let Some(ring) = &self.tokens.ring {
+        // the provider's rings include the access tokens' one when it is asymmetric
+        for ring in self.keys.all() {
             tokio::spawn(crate::keyring::reload_periodically(
                 ring.clone(),
                 stop.clone(),
@@ -242,13 +254,20 @@ async fn access_tokens(
         source,
         store.clone(),
         sealer.clone(),
-        setup.config.access_token_lifetime_seconds,
+        key_lifetime(&setup.config),
         setup.jwks_publish_ahead_seconds,
     ));
     ring.start(now).await.map_err(|e| {
         StartupError::Task(format!("JWT_ALGORITHM: cannot load the signing keys: {e}"))
     })?;
     Ok(tokens.with_ring(ring, &setup.config.public_url))
+}
+
+/// How long a retired key stays published: the longest life of a token it signed.
+fn key_lifetime(config: &CoreConfig) -> i64 {
+    config
+        .access_token_lifetime_seconds
+        .max(config.oauth_access_token_lifetime_seconds)
 }
 
 /// Token checks that may run at once, each one statement for every request queued

@@ -9,8 +9,8 @@ use diesel::prelude::*;
 use users_domain::UserId;
 
 use crate::schema::{
-    mfa_challenges, passkeys, recovery_codes, totp_factors, upstream_identities, users,
-    webauthn_challenges,
+    mfa_challenges, oauth_consents, passkeys, recovery_codes, totp_factors, upstream_identities,
+    users, webauthn_challenges,
 };
 use crate::DbConnection;
 
@@ -109,6 +109,12 @@ pub fn clear(conn: &mut DbConnection, user_id: UserId, scope: &Scope) -> QueryRe
         }
     }
 
+    if matches!(scope, Scope::Everything) {
+        // the apps the earlier registrant let in are theirs, not the owner's: forget the
+        // consents (the grants' sessions end with every other session)
+        diesel::delete(oauth_consents::table.filter(oauth_consents::user_id.eq(&id)))
+            .execute(conn)?;
+    }
     diesel::delete(webauthn_challenges::table.filter(webauthn_challenges::user_id.eq(&id)))
         .execute(conn)?;
     diesel::delete(mfa_challenges::table.filter(mfa_challenges::user_id.eq(&id))).execute(conn)?;

@@ -14,6 +14,7 @@ pub mod guards;
 pub mod import;
 pub mod limits;
 pub mod mfa;
+pub mod oauth;
 pub mod outbox;
 pub mod passkeys;
 mod pool;

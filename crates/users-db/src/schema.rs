@@ -46,6 +46,7 @@ diesel::table! {
         refresh_key_salt -> Nullable<Text>,
         refresh_counter -> BigInt,
         refreshed_at -> Nullable<BigInt>,
+        second_factor -> Nullable<Text>,
     }
 }
 
@@ -154,7 +155,13 @@ diesel::allow_tables_to_appear_in_same_query!(
     upstream_states,
     login_failures,
     rate_limits,
-    mail_sends
+    mail_sends,
+    oauth_clients,
+    oauth_consents,
+    oauth_requests,
+    oauth_codes,
+    oauth_grants,
+    oauth_revoked
 );
 
 diesel::table! {
@@ -226,3 +233,73 @@ diesel::table! {
         hits -> BigInt,
     }
 }
+
+diesel::table! {
+    oauth_clients (client_id) {
+        client_id -> Text,
+        secret_hash -> Nullable<Text>,
+        metadata -> Text,
+        created_at -> BigInt,
+        updated_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    oauth_consents (user_id, client_id) {
+        user_id -> Text,
+        client_id -> Text,
+        scopes -> Text,
+        granted_at -> BigInt,
+        last_used_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    oauth_requests (id) {
+        id -> Text,
+        kind -> Text,
+        client_id -> Text,
+        params -> Text,
+        user_id -> Nullable<Text>,
+        session_id -> Nullable<Text>,
+        csrf -> Nullable<Text>,
+        created_at -> BigInt,
+        expires_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    oauth_codes (code_hash) {
+        code_hash -> Text,
+        client_id -> Text,
+        user_id -> Text,
+        data -> Text,
+        created_at -> BigInt,
+        expires_at -> BigInt,
+        used_at -> Nullable<BigInt>,
+        grant_session_id -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    oauth_grants (session_id) {
+        session_id -> Text,
+        client_id -> Text,
+        user_id -> Text,
+        scope -> Text,
+        resource -> Nullable<Text>,
+        auth_time -> BigInt,
+        amr -> Text,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    oauth_revoked (jti) {
+        jti -> Text,
+        expires_at -> BigInt,
+    }
+}
+
+diesel::joinable!(oauth_grants -> sessions (session_id));
+diesel::joinable!(oauth_consents -> oauth_clients (client_id));

@@ -28,6 +28,7 @@ pub struct NewSession {
     pub method: String,
     pub aal: i64,
     pub refresh_key_salt: Option<String>,
+    pub second_factor: Option<String>,
 }
 
 pub fn create(conn: &mut DbConnection, new: &NewSession, effects: &Effects) -> QueryResult<()> {

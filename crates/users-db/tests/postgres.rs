@@ -68,6 +68,7 @@ fn user(conn: &mut DbConnection, n: usize) -> (UserId, String) {
             method: "password".into(),
             aal: 1,
             refresh_key_salt: None,
+            second_factor: None,
         },
         &Effects::none(),
     )

@@ -6,6 +6,7 @@
 
 pub mod crypto;
 pub mod email;
+pub mod oauth;
 pub mod password;
 pub mod time;
 pub mod user;

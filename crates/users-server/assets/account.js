@@ -9,6 +9,10 @@
   // the mfa_token of a password or passkey sign-in's second step (from the JSON answer);
   // null for a provider sign-in's, whose token is in the users_mfa cookie
   let mfaToken = null;
+  // on /login (the provider's sign-in page): where to go once signed in, a path of
+  // this service (the server only renders local paths here)
+  const RETURN_TO = document.body.dataset.returnTo || null;
+  const LOGIN_HINT = document.body.dataset.loginHint || '';
 
   function say(text, kind) {
     const box = $('status');
@@ -114,7 +118,7 @@
 
   // ---- views ----
   function show(view) {
-    for (const id of ['signin', 'second-step', 'account']) $(id).hidden = id !== view;
+    for (const id of ['signin', 'signup', 'forgot', 'second-step', 'account']) $(id).hidden = id !== view;
     const heading = $(view).querySelector('h2');
     if (heading) heading.focus();
   }
@@ -122,6 +126,10 @@
   async function signedIn() {
     say('');
     mfaToken = null;
+    if (RETURN_TO) {
+      window.location.assign(RETURN_TO);
+      return;
+    }
     await loadAccount();
   }
 
@@ -133,7 +141,7 @@
     }
     $('who').textContent = me.data.email;
     show('account');
-    await Promise.all([loadPasskeys(), loadTotp(), loadSessions()]);
+    await Promise.all([loadPasskeys(), loadTotp(), loadSessions(), loadApps()]);
   }
 
   function item(text, buttonLabel, onClick, badge) {
@@ -194,13 +202,50 @@
     $('totp-setup').hidden = true;
   }
 
+  // "Chrome on Linux" from a user-agent string: the browser, then the system
+  function device(s) {
+    if (s.method && s.method.startsWith('oauth:')) return 'App ' + s.method.slice(6);
+    const ua = s.user_agent || '';
+    if (!ua) return 'Unknown device';
+    const browsers = [[/Edg\//, 'Edge'], [/OPR\/|Opera/, 'Opera'], [/Firefox\//, 'Firefox'],
+      [/Chrom(e|ium)\//, 'Chrome'], [/Safari\//, 'Safari'], [/curl\//, 'curl'],
+      [/python-requests|httpx|aiohttp/, 'a Python script']];
+    const systems = [[/Windows/, 'Windows'], [/Android/, 'Android'], [/iPhone|iPad|iOS/, 'iOS'],
+      [/Mac OS X|Macintosh/, 'macOS'], [/CrOS/, 'ChromeOS'], [/Linux/, 'Linux']];
+    const b = browsers.find(([re]) => re.test(ua));
+    const o = systems.find(([re]) => re.test(ua));
+    if (!b && !o) return ua.length > 60 ? ua.slice(0, 57) + '…' : ua;
+    return (b ? b[1] : 'A browser') + (o ? ' on ' + o[1] : '');
+  }
+  function how(method) {
+    if (method === 'password') return 'password';
+    if (method === 'passkey') return 'passkey';
+    if (method && method.startsWith('oauth:')) return 'connected app';
+    return 'with ' + method;
+  }
+
+  async function loadApps() {
+    const list = $('app-list');
+    list.textContent = '';
+    const r = await api('GET', '/users/me/grants');
+    const apps = r.status === 200 ? r.data : [];
+    for (const g of apps) {
+      list.appendChild(item(g.client_name + ' (' + g.scopes.join(', ') + '; allowed ' + when(g.granted_at) +
+        ', last used ' + when(g.last_used_at) + ')', 'Remove', async () => {
+        const d = await api('DELETE', '/users/me/grants/' + encodeURIComponent(g.client_id));
+        if (d.status === 204) { say(g.client_name + ' is disconnected.'); await loadApps(); } else say(detailText(d.data), 'error');
+      }));
+    }
+    $('apps-none').hidden = apps.length > 0;
+  }
+
   async function loadSessions() {
     const list = $('session-list');
     list.textContent = '';
     const r = await api('GET', '/auth/sessions');
     for (const s of r.data || []) {
-      const text = (s.user_agent || 'Unknown device') + ', ' + (s.ip || 'unknown address') +
-        ', signed in ' + when(s.created_at) + ' (' + s.method + '), last used ' + when(s.last_used_at);
+      const text = device(s) + ', ' + (s.ip || 'unknown address') +
+        ', signed in ' + when(s.created_at) + ' (' + how(s.method) + '), last used ' + when(s.last_used_at);
       list.appendChild(item(text, s.current ? null : 'Sign out this device', async () => {
         const d = await api('DELETE', '/auth/sessions/' + encodeURIComponent(s.id));
         if (d.status === 204) { say('That device is signed out.'); await loadSessions(); } else say(detailText(d.data), 'error');
@@ -259,12 +304,38 @@
 
   for (const button of document.querySelectorAll('button[data-provider]')) {
     button.addEventListener('click', async () => {
+      // back to this page: from /login, with the request to return to once signed in
+      const page = RETURN_TO ? '/login?via=provider&return_to=' + encodeURIComponent(RETURN_TO) : '/account';
       const r = await api('GET', '/auth/' + encodeURIComponent(button.dataset.provider) +
-        '/authorize?return_to=' + encodeURIComponent('/account'));
+        '/authorize?return_to=' + encodeURIComponent(page));
       if (r.status === 200) window.location.assign(r.data.authorization_url);
       else say(detailText(r.data), 'error');
     });
   }
+
+  // ---- sign up, forgot password ----
+  $('to-signup').addEventListener('click', (e) => { e.preventDefault(); say(''); $('signup-email').value = $('email').value; show('signup'); });
+  $('to-forgot').addEventListener('click', (e) => { e.preventDefault(); say(''); $('forgot-email').value = $('email').value; show('forgot'); });
+  for (const b of document.querySelectorAll('.back-to-signin')) {
+    b.addEventListener('click', () => { say(''); show('signin'); });
+  }
+  $('signup-form').addEventListener('submit', async (e) => {
+    e.preventDefault();
+    const email = $('signup-email').value;
+    const password = $('signup-password').value;
+    const r = await api('POST', '/auth/register', { email, password });
+    if (r.status !== 201) return say(detailText(r.data), 'error');
+    const l = await api('POST', '/auth/cookie/login', undefined, { username: email, password });
+    $('signup-password').value = '';
+    await afterFirstFactor(l);
+  });
+  $('forgot-form').addEventListener('submit', async (e) => {
+    e.preventDefault();
+    const r = await api('POST', '/auth/forgot-password', { email: $('forgot-email').value });
+    if (r.status !== 202) return say(detailText(r.data), 'error');
+    say('If an account has this address, a mail with a link is on its way.');
+    show('signin');
+  });
 
   // ---- second step ----
   async function verify(proof) {
@@ -390,8 +461,13 @@
   const back = new URLSearchParams(window.location.search);
   if (window.location.search || window.location.hash) history.replaceState(null, '', window.location.pathname);
   if (back.get('error')) say(detailText({ detail: back.get('error') }), 'error');
+  if (LOGIN_HINT) $('email').value = LOGIN_HINT;
   if (back.get('mfa')) {
     secondStep({ mfa_token: null, methods: back.get('mfa').split(',') });
+  } else if (RETURN_TO && back.get('via') === 'provider' && !back.get('error')) {
+    signedIn();
+  } else if (RETURN_TO) {
+    show('signin');
   } else {
     loadAccount();
   }

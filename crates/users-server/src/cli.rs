@@ -22,9 +22,10 @@ pub const USAGE: &str = "usage:
   users-server                      serve the API (configured by the environment)
   users-server create-user --email E --password P [--superuser] [--verified]
                                     create a user; prints it as JSON
-  users-server rotate-signing-key   make a new access-token signing key (JWT_ALGORITHM
-                                    EdDSA, ES256 or RS256): published at once, signing
-                                    from JWKS_PUBLISH_AHEAD_SECONDS later
+  users-server rotate-signing-key   make new signing keys (the access tokens' with
+                                    JWT_ALGORITHM EdDSA, ES256 or RS256, and the OAuth
+                                    provider's): published at once, signing from
+                                    JWKS_PUBLISH_AHEAD_SECONDS later
   users-server import-fastapi-users --from URL [--dry-run] [--batch-size N]
                                     import the users and OAuth accounts of a
                                     fastapi-users database; URL is the app's SQLAlchemy
@@ -157,12 +158,12 @@ pub async fn create_user_command(settings: Settings, args: CreateUserArgs) -> u8
     }
 }
 
-/// `users-server rotate-signing-key`; returns the process exit code.
+/// `users-server rotate-signing-key`; returns the process exit code. Rotates every key
+/// kept in the database: the access tokens' (an asymmetric `JWT_ALGORITHM` without
+/// `JWT_PRIVATE_KEY`) and the provider's (docs/oauth-provider.md). One JSON line: the
+/// access tokens' new `kid` and `signs_from` when there is one, and `provider`, each
+/// algorithm's new key.
 pub async fn rotate_signing_key_command(settings: Settings) -> u8 {
-    if settings.tokens.jwt_algorithm == users_core::signing::SigningAlgorithm::Hs256 {
-        eprintln!("error: JWT_ALGORITHM is HS256: access tokens are signed with JWT_SECRET; set JWT_ALGORITHM to EdDSA, ES256 or RS256 to use signing keys");
-        return 2;
-    }
     if settings.tokens.jwt_private_key.is_some() {
         eprintln!("error: JWT_PRIVATE_KEY is set: that key signs; rotate by giving it a new key");
         return 2;
@@ -175,23 +176,36 @@ pub async fn rotate_signing_key_command(settings: Settings) -> u8 {
             return 1;
         }
     };
-    let Some(ring) = &core.tokens.ring else {
-        eprintln!("error: no signing keys are configured");
-        return 1;
-    };
-    match ring.rotate(now).await {
-        Ok((kid, active_from)) => {
-            println!(
-                "{}",
-                serde_json::json!({"kid": kid, "signs_from": active_from, "published_from": now})
-            );
-            0
-        }
-        Err(e) => {
-            eprintln!("error: {e}");
-            1
+    let mut out = serde_json::Map::new();
+    let mut provider = Vec::new();
+    for ring in core.keys.all() {
+        match ring.rotate(now).await {
+            Ok((kid, active_from)) => {
+                let first_party = core
+                    .tokens
+                    .ring
+                    .as_ref()
+                    .is_some_and(|r| std::sync::Arc::ptr_eq(r, ring));
+                if first_party {
+                    out.insert("kid".into(), serde_json::json!(kid));
+                    out.insert("signs_from".into(), serde_json::json!(active_from));
+                }
+                provider.push(serde_json::json!({
+                    "algorithm": ring.algorithm.name(),
+                    "kid": kid,
+                    "signs_from": active_from,
+                }));
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                return 1;
+            }
         }
     }
+    out.insert("published_from".into(), serde_json::json!(now));
+    out.insert("provider".into(), serde_json::Value::Array(provider));
+    println!("{}", serde_json::Value::Object(out));
+    0
 }
 
 /// How long `users-server healthcheck` waits for the answer, connecting included.

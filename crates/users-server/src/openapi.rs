@@ -128,6 +128,24 @@ impl Modify for GoogleRoutes {
         crate::routes::pages::reset_submit,
         crate::routes::pages::verify_page,
         crate::routes::account::page,
+        crate::routes::account::login,
+        crate::routes::oauth::discovery,
+        crate::routes::oauth::register_client,
+        crate::routes::oauth::list_clients,
+        crate::routes::oauth::get_client,
+        crate::routes::oauth::replace_client,
+        crate::routes::oauth::delete_client,
+        crate::routes::oauth::rotate_secret,
+        crate::routes::oauth::authorize,
+        crate::routes::oauth::consent_page,
+        crate::routes::oauth::consent_decide,
+        crate::routes::oauth::token_endpoint,
+        crate::routes::oauth::userinfo,
+        crate::routes::oauth::introspect,
+        crate::routes::oauth::revoke,
+        crate::routes::oauth::logout,
+        crate::routes::oauth::my_grants,
+        crate::routes::oauth::revoke_grant,
         crate::routes::ops::healthz,
         crate::routes::ops::readyz,
         crate::routes::ops::jwks,
@@ -163,6 +181,10 @@ impl Modify for GoogleRoutes {
             description = "Security events: the audit log (webhooks carry the same events)"
         ),
         (name = "pages", description = "HTML pages the mailed links open"),
+        (
+            name = "oauth",
+            description = "The OAuth 2.1 / OpenID Connect provider: discovery, clients, authorization, tokens, userinfo, introspection, revocation, sign-out, the person's grants (docs/oauth-provider.md)"
+        ),
         (name = "operations", description = "Health, readiness, metrics")
     )
 )]

@@ -14,8 +14,8 @@ use users_domain::Clock;
 use crate::auth::{authenticated, superuser};
 use crate::rate_limit::per_ip;
 use crate::routes::{
-    self, account, audit, auth, identities, mail, mfa, ops, pages, passkeys, register, sessions,
-    upstream, users,
+    self, account, audit, auth, identities, mail, mfa, oauth, ops, pages, passkeys, register,
+    sessions, upstream, users,
 };
 use crate::settings::Settings;
 use crate::state::{AppState, SystemClock};
@@ -310,6 +310,73 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route(admin(web::delete().to(sessions::end_all_of_user))),
     )
     .service(resource("/users/{id}/mfa").route(admin(web::delete().to(mfa::reset))));
+    cfg.configure(configure_provider);
+}
+
+/// The routes of the OAuth 2.1 / OpenID Connect provider (docs/oauth-provider.md).
+/// Client authentication failures count against the per-IP budget inside the flow, so
+/// the token endpoint's successful calls are not limited.
+fn configure_provider(cfg: &mut web::ServiceConfig) {
+    let resource = |path: &str| {
+        web::resource(path.to_owned()).default_service(web::to(routes::method_not_allowed))
+    };
+    cfg.service(
+        resource("/.well-known/openid-configuration").route(web::get().to(oauth::discovery)),
+    )
+    .service(
+        resource("/.well-known/oauth-authorization-server").route(web::get().to(oauth::discovery)),
+    )
+    .service(resource("/login").route(web::get().to(account::login)))
+    .service(
+        resource("/oauth/clients")
+            .route(
+                web::post()
+                    .to(oauth::register_client)
+                    .wrap(per_ip("oauth-register")),
+            )
+            .route(web::get().to(oauth::list_clients)),
+    )
+    .service(
+        resource("/oauth/clients/{client_id}")
+            .route(web::get().to(oauth::get_client))
+            .route(web::put().to(oauth::replace_client))
+            .route(web::delete().to(oauth::delete_client)),
+    )
+    .service(
+        resource("/oauth/clients/{client_id}/secret").route(web::post().to(oauth::rotate_secret)),
+    )
+    .service(
+        resource("/oauth/authorize").route(
+            web::get()
+                .to(oauth::authorize)
+                .wrap(per_ip("oauth-provider-authorize")),
+        ),
+    )
+    .service(
+        resource("/oauth/consent")
+            .route(web::get().to(oauth::consent_page))
+            .route(web::post().to(oauth::consent_decide)),
+    )
+    .service(resource("/oauth/token").route(web::post().to(oauth::token_endpoint)))
+    .service(
+        resource("/oauth/userinfo")
+            .route(web::get().to(oauth::userinfo))
+            .route(web::post().to(oauth::userinfo)),
+    )
+    .service(resource("/oauth/introspect").route(web::post().to(oauth::introspect)))
+    .service(resource("/oauth/revoke").route(web::post().to(oauth::revoke)))
+    .service(resource("/oauth/logout").route(web::get().to(oauth::logout)))
+    .service(
+        resource("/users/me/grants")
+            .route(web::get().to(oauth::my_grants).wrap(from_fn(authenticated))),
+    )
+    .service(
+        resource("/users/me/grants/{client_id}").route(
+            web::delete()
+                .to(oauth::revoke_grant)
+                .wrap(from_fn(authenticated)),
+        ),
+    );
 }
 
 /// The state every handler sees: the flows' [`Core`] (database, migrations, secret,

@@ -236,6 +236,7 @@ pub(crate) fn end_every_session(
         except: None,
         now_ms: now.millis(),
         reason,
+        grants: true,
     }
 }
 

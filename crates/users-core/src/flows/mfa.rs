@@ -232,6 +232,7 @@ pub async fn totp_confirm(
             except: auth.session_id().map(str::to_owned),
             now_ms: now.millis(),
             reason: "mfa_enabled",
+            grants: false,
         },
         now_ms: now.millis(),
     };
@@ -372,6 +373,7 @@ pub async fn reset(
         except: None,
         now_ms: now.millis(),
         reason: "mfa_reset",
+        grants: true,
     };
     let event = Event::new(EventType::MfaDisabled, Some(user))
         .by(Some(by))
@@ -439,6 +441,11 @@ pub async fn verify(
         }
         return Err(e.into());
     }
+    let second_factor = match &proof {
+        Proof::Totp(_) => "otp",
+        Proof::RecoveryCode(_) => "rec",
+        Proof::Passkey { .. } => "hwk",
+    };
     let ok = proves(core, proof, &stored.user, &id, client, now).await?;
     if !ok {
         Counters::inc(&core.counters.mfa_failures);
@@ -452,6 +459,7 @@ pub async fn verify(
     let method = SignInMethod {
         name: challenge.method.clone(),
         aal: 2,
+        second_factor: Some(second_factor),
     };
     // the session is the first step's; the event, this request's
     let session_client = ClientInfo {

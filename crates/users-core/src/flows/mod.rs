@@ -7,6 +7,7 @@ pub mod auth;
 pub mod identities;
 pub mod import;
 pub mod mfa;
+pub mod oauth;
 pub mod passkeys;
 pub mod reauth;
 pub mod recovery;

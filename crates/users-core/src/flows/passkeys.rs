@@ -270,6 +270,7 @@ pub async fn register(
         except: auth.session_id().map(str::to_owned),
         now_ms: now.millis(),
         reason: "passkey_added",
+        grants: false,
     };
     let added = core
         .apply(change, move |c, raised| {
@@ -461,6 +462,7 @@ async fn login_inner(
         method: SignInMethod {
             name: "passkey".to_owned(),
             aal: 2,
+            second_factor: None,
         },
         client: &client,
         offline_access,

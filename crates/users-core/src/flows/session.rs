@@ -20,6 +20,8 @@ pub struct SignInMethod {
     pub name: String,
     /// 1, or 2 after a second factor or with a passkey.
     pub aal: i64,
+    /// How the second step was made (`otp`, `hwk`, `rec`), for the provider's `amr`.
+    pub second_factor: Option<&'static str>,
 }
 
 impl SignInMethod {
@@ -27,6 +29,7 @@ impl SignInMethod {
         SignInMethod {
             name: "password".to_owned(),
             aal: 1,
+            second_factor: None,
         }
     }
 }
@@ -129,6 +132,7 @@ pub(crate) async fn start_spending(
         method: method.name,
         aal: method.aal,
         refresh_key_salt: salt.clone(),
+        second_factor: method.second_factor.map(str::to_owned),
     };
     let event = Event::new(EventType::LoginSucceeded, Some(user.id))
         .with("method", session.method.clone())
@@ -207,7 +211,48 @@ pub async fn refresh(
     client: &ClientInfo,
     now: Timestamp,
 ) -> Result<SessionGrant, RefreshError> {
-    let outcome = refresh_inner(core, token, client, now).await;
+    let r = rotate(core, token, RefreshOf::FirstParty, client, now).await?;
+    grant(core, r.user, &r.session_id, Some(&r.salt), r.counter, now).map_err(Into::into)
+}
+
+/// Whose refresh tokens a rotation accepts: the service's own sessions (§8's
+/// `/auth/jwt/refresh`), or the grants of one client of the provider (`/oauth/token`).
+/// The two never cross.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum RefreshOf<'a> {
+    FirstParty,
+    Grant { client_id: &'a str },
+}
+
+impl RefreshOf<'_> {
+    fn accepts(&self, method: &str) -> bool {
+        match self {
+            RefreshOf::FirstParty => !method.starts_with("oauth:"),
+            RefreshOf::Grant { client_id } => method
+                .strip_prefix("oauth:")
+                .is_some_and(|c| c == *client_id),
+        }
+    }
+}
+
+/// A rotation's result: the session's user, and its refresh token's salt and counter.
+#[derive(Debug)]
+pub(crate) struct Rotated {
+    pub user: User,
+    pub session_id: String,
+    pub salt: String,
+    pub counter: i64,
+}
+
+/// The rotation of [`refresh`], for either kind of session; counted.
+pub(crate) async fn rotate(
+    core: &Core,
+    token: &str,
+    of: RefreshOf<'_>,
+    client: &ClientInfo,
+    now: Timestamp,
+) -> Result<Rotated, RefreshError> {
+    let outcome = refresh_inner(core, token, of, client, now).await;
     let counter = match &outcome {
         Ok((_, Rotation::Rotated)) => &core.counters.refreshes_rotated,
         Ok((_, Rotation::Converged)) => &core.counters.refreshes_converged,
@@ -245,18 +290,29 @@ enum Step {
 async fn refresh_inner(
     core: &Core,
     token: &str,
+    of: RefreshOf<'_>,
     client: &ClientInfo,
     now: Timestamp,
-) -> Result<(SessionGrant, Rotation), RefreshError> {
+) -> Result<(Rotated, Rotation), RefreshError> {
     let claim = RefreshKey::parse(token).ok_or(RefreshError::Invalid)?;
     let sid = claim.session_id.to_string();
     let presented = claim.counter;
     // read, check and rotate in one call on one connection: one hop off the executor
     // for the common case (the token is the current one and nobody races it)
     let (key, at) = (core.refresh_key.clone(), core.config.liveness(now));
+    let kind = match of {
+        RefreshOf::FirstParty => None,
+        RefreshOf::Grant { client_id } => Some(client_id.to_owned()),
+    };
     let step = core
         .store
-        .run(move |c| rotation_step(c, &key, &claim, at))
+        .run(move |c| {
+            let of = match &kind {
+                None => RefreshOf::FirstParty,
+                Some(client_id) => RefreshOf::Grant { client_id },
+            };
+            rotation_step(c, &key, &claim, of, at)
+        })
         .await?;
     let (user, salt, current, refreshed_at) = match step {
         Step::Invalid => return Err(RefreshError::Invalid),
@@ -266,8 +322,13 @@ async fn refresh_inner(
             counter,
         } => {
             tracing::info!(user_id = %user.id, session_id = %sid, "refresh token rotated");
-            let grant = grant(core, user, &sid, Some(&salt), counter, now)?;
-            return Ok((grant, Rotation::Rotated));
+            let rotated = Rotated {
+                user,
+                session_id: sid,
+                salt,
+                counter,
+            };
+            return Ok((rotated, Rotation::Rotated));
         }
         Step::Behind {
             user,
@@ -280,8 +341,13 @@ async fn refresh_inner(
     let just_spent =
         presented == current - 1 && refreshed_at.is_some_and(|at| now.millis() - at <= interval_ms);
     if just_spent {
-        let grant = grant(core, user, &sid, Some(&salt), current, now)?;
-        return Ok((grant, Rotation::Converged));
+        let rotated = Rotated {
+            user,
+            session_id: sid,
+            salt,
+            counter: current,
+        };
+        return Ok((rotated, Rotation::Converged));
     }
     // an older token, or the last one too late: someone else has this session's tokens
     let user_id = user.id;
@@ -310,6 +376,7 @@ fn rotation_step(
     c: &mut DbConnection,
     key: &RefreshKey,
     claim: &RefreshClaim,
+    of: RefreshOf<'_>,
     at: Liveness,
 ) -> Result<Step, DbError> {
     let id = claim.session_id.to_string();
@@ -319,7 +386,11 @@ fn rotation_step(
     let Some(salt) = session.refresh_key_salt.clone() else {
         return Ok(Step::Invalid);
     };
-    if !key.verify(claim, &salt) || !session.is_live(at) || !stored.user.is_active {
+    if !key.verify(claim, &salt)
+        || !of.accepts(&session.method)
+        || !session.is_live(at)
+        || !stored.user.is_active
+    {
         return Ok(Step::Invalid);
     }
     let user = stored.user;
@@ -424,6 +495,9 @@ pub async fn end_all(
         except: except.map(str::to_owned),
         now_ms: now.millis(),
         reason,
+        // the person's own "sign out everywhere" leaves the apps they let in (they end
+        // one by one, docs/oauth-provider.md); a superuser's ends them too
+        grants: ending.by.is_some(),
     };
     let scope = if except.is_some() { "others" } else { "all" };
     let event = ending_event(user_id, &ending).with("sessions", scope);

@@ -262,6 +262,7 @@ pub async fn sign_in(
     let method = SignInMethod {
         name: provider.settings.key.clone(),
         aal: 1,
+        second_factor: None,
     };
     let first = FirstFactor {
         user,

@@ -144,7 +144,8 @@ impl JwtKeys {
             return self.decode_access_hs256(token, now);
         };
         let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Invalid)?;
-        if header.alg != ring.algorithm.jwt() {
+        // the provider's access tokens (RFC 9068) are for other services, never for ours
+        if header.alg != ring.algorithm.jwt() || super::is_access_token_typ(header.typ.as_deref()) {
             return Err(TokenError::Invalid);
         }
         let kid = header.kid.ok_or(TokenError::Invalid)?;
@@ -187,7 +188,7 @@ impl JwtKeys {
         let header = b64.decode(header).map_err(|_| TokenError::Invalid)?;
         let header: jsonwebtoken::Header =
             serde_json::from_slice(&header).map_err(|_| TokenError::Invalid)?;
-        if header.alg != Algorithm::HS256 {
+        if header.alg != Algorithm::HS256 || super::is_access_token_typ(header.typ.as_deref()) {
             return Err(TokenError::Invalid);
         }
         let payload = b64.decode(payload).map_err(|_| TokenError::Invalid)?;

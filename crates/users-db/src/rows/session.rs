@@ -26,6 +26,8 @@ pub struct SessionRow {
     pub refresh_key_salt: Option<String>,
     pub refresh_counter: i64,
     pub refreshed_at: Option<i64>,
+    /// How the second step was made (`otp`, `hwk`), when there was one.
+    pub second_factor: Option<String>,
 }
 
 /// When sessions count as live: not ended, not past `expires_at`, used within
@@ -44,6 +46,9 @@ impl SessionRow {
     }
 }
 
+/// The `method` of the provider's grants (`oauth:<client_id>`), as a LIKE pattern.
+pub const GRANT_METHOD_LIKE: &str = "oauth:%";
+
 /// Every session of a user, but `except`, ends (inside a change's transaction).
 #[derive(Debug, Clone)]
 pub struct EndSessions {
@@ -51,6 +56,8 @@ pub struct EndSessions {
     pub except: Option<String>,
     pub now_ms: i64,
     pub reason: &'static str,
+    /// Whether the grants of the provider (sessions `oauth:<client_id>`) end too.
+    pub grants: bool,
 }
 
 /// Ends every session of `end.user_id` but `end.except`, inside the caller's
@@ -61,10 +68,15 @@ pub(crate) fn end_all_in(conn: &mut DbConnection, end: &EndSessions) -> QueryRes
         .filter(sessions::ended_at.is_null())
         // no session has the empty id: "but none"
         .filter(sessions::id.ne(end.except.clone().unwrap_or_default()));
-    diesel::update(theirs)
-        .set((
-            sessions::ended_at.eq(Some(end.now_ms)),
-            sessions::end_reason.eq(Some(end.reason)),
-        ))
-        .execute(conn)
+    let ended = (
+        sessions::ended_at.eq(Some(end.now_ms)),
+        sessions::end_reason.eq(Some(end.reason)),
+    );
+    if end.grants {
+        diesel::update(theirs).set(ended).execute(conn)
+    } else {
+        diesel::update(theirs.filter(sessions::method.not_like(GRANT_METHOD_LIKE)))
+            .set(ended)
+            .execute(conn)
+    }
 }

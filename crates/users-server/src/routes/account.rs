@@ -44,7 +44,68 @@ fn csp() -> &'static str {
     responses((status = 200, description = "The account page", content_type = "text/html"))
 )]
 pub async fn page(state: web::Data<AppState>) -> HttpResponse {
+    render(&state, None)
+}
+
+/// Where the sign-in page goes once the person is signed in.
+#[derive(Debug, Clone)]
+pub struct SignInFor {
+    /// A path of this service (the authorization request that sent the person here).
+    pub return_to: String,
+    pub login_hint: Option<String>,
+}
+
+/// A path of this service only (`/…`, never `//host` or `/\host`): the sign-in page
+/// never sends the browser, or a session, elsewhere.
+fn local_path(path: &str) -> bool {
+    path.starts_with('/')
+        && !path.starts_with("//")
+        && !path.starts_with("/\\")
+        && path.len() <= 2048
+        && !path.chars().any(|c| c.is_control() || c == '\\')
+}
+
+/// `GET /login?return_to=`: the hosted sign-in page of the provider
+/// (docs/oauth-provider.md): the account page's sign-in (password, passkey, providers,
+/// the second step, sign-up and forgot-password), which returns to `return_to`.
+#[utoipa::path(
+    get,
+    path = "/login",
+    tag = "pages",
+    params(("return_to" = Option<String>, Query), ("login_hint" = Option<String>, Query)),
+    responses((status = 200, description = "The sign-in page", content_type = "text/html"))
+)]
+pub async fn login(state: web::Data<AppState>, req: actix_web::HttpRequest) -> HttpResponse {
+    let query = crate::extract::urlencoded(req.query_string().as_bytes());
+    let signin = query
+        .get("return_to")
+        .filter(|p| local_path(p))
+        .map(|p| SignInFor {
+            return_to: p.clone(),
+            login_hint: query.get("login_hint").cloned(),
+        })
+        .unwrap_or(SignInFor {
+            return_to: "/account".into(),
+            login_hint: query.get("login_hint").cloned(),
+        });
+    render(&state, Some(signin))
+}
+
+fn render(state: &AppState, signin: Option<SignInFor>) -> HttpResponse {
     let app = escape(&state.core.config.app_name);
+    let passkeys_hidden = if state.core.webauthn.is_none() {
+        " hidden"
+    } else {
+        ""
+    };
+    let body_data = match &signin {
+        Some(s) => format!(
+            " data-return-to=\"{}\" data-login-hint=\"{}\"",
+            escape(&s.return_to),
+            escape(s.login_hint.as_deref().unwrap_or_default())
+        ),
+        None => String::new(),
+    };
     let mut providers = String::new();
     for name in state.core.providers.names() {
         let label = state
@@ -64,14 +125,15 @@ pub async fn page(state: web::Data<AppState>) -> HttpResponse {
     } else {
         format!("<div class=\"actions\">{providers}</div>")
     };
+    let min = state.core.policy.min_length;
     let html = format!(
-        r#"<!doctype html>
+        r##"<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width,initial-scale=1">
 <meta name="referrer" content="no-referrer">
 <title>Your account · {app}</title>
 <style>{STYLE}</style></head>
-<body><main>
+<body{body_data}><main>
 <header class="top"><h1>{app}</h1></header>
 <p id="status" class="message" role="status" aria-live="polite" hidden></p>
 
@@ -85,8 +147,31 @@ pub async fn page(state: web::Data<AppState>) -> HttpResponse {
     <div class="actions"><button type="submit">Sign in</button></div>
   </form>
   <p class="divider">or</p>
-  <div class="actions"><button type="button" id="signin-passkey" class="secondary">Sign in with a passkey</button></div>
+  <div class="actions"{passkeys_hidden}><button type="button" id="signin-passkey" class="secondary">Sign in with a passkey</button></div>
   {providers}
+  <p class="links"><a href="#signup" id="to-signup">Create an account</a> · <a href="#forgot" id="to-forgot">Forgot your password?</a></p>
+</section>
+
+<section id="signup" class="card" aria-labelledby="signup-heading" hidden>
+  <h2 id="signup-heading" tabindex="-1">Create an account</h2>
+  <form id="signup-form">
+    <label for="signup-email">Email</label>
+    <input id="signup-email" type="email" autocomplete="email" required>
+    <label for="signup-password">Password</label>
+    <input id="signup-password" type="password" autocomplete="new-password" minlength="{min}" maxlength="128" required>
+    <p class="hint">At least {min} characters. Common passwords and passwords containing your email address are refused.</p>
+    <div class="actions"><button type="submit">Create the account</button><button type="button" class="secondary back-to-signin">Back to sign in</button></div>
+  </form>
+</section>
+
+<section id="forgot" class="card" aria-labelledby="forgot-heading" hidden>
+  <h2 id="forgot-heading" tabindex="-1">Forgot your password?</h2>
+  <form id="forgot-form">
+    <label for="forgot-email">Email</label>
+    <input id="forgot-email" type="email" autocomplete="email" required>
+    <p class="hint">If an account has this address, a mail with a link to choose a new password is on its way.</p>
+    <div class="actions"><button type="submit">Send the link</button><button type="button" class="secondary back-to-signin">Back to sign in</button></div>
+  </form>
 </section>
 
 <section id="second-step" class="card" aria-labelledby="second-heading" hidden>
@@ -103,7 +188,7 @@ pub async fn page(state: web::Data<AppState>) -> HttpResponse {
     <div class="actions"><button type="submit" class="secondary">Use the recovery code</button></div>
   </form>
   <div class="actions">
-    <button type="button" id="mfa-passkey" class="secondary">Use a passkey</button>
+    <button type="button" id="mfa-passkey" class="secondary"{passkeys_hidden}>Use a passkey</button>
     <button type="button" id="mfa-cancel" class="secondary">Cancel</button>
   </div>
 </section>
@@ -115,7 +200,7 @@ pub async fn page(state: web::Data<AppState>) -> HttpResponse {
     <div class="actions"><button type="button" id="signout" class="secondary">Sign out</button></div>
   </section>
 
-  <section id="passkeys" class="card" aria-labelledby="passkeys-heading">
+  <section id="passkeys" class="card" aria-labelledby="passkeys-heading"{passkeys_hidden}>
     <h2 id="passkeys-heading">Passkeys</h2>
     <p class="hint">Sign in with your device's screen lock or a security key instead of a password.</p>
     <p id="passkey-none" class="hint">No passkeys yet.</p>
@@ -170,10 +255,17 @@ pub async fn page(state: web::Data<AppState>) -> HttpResponse {
     <ul id="session-list" class="items"></ul>
     <div class="actions"><button type="button" id="sessions-others" class="secondary">Sign out everywhere else</button></div>
   </section>
+
+  <section class="card" aria-labelledby="apps-heading">
+    <h2 id="apps-heading">Connected apps</h2>
+    <p class="hint">Apps you allowed to sign you in. Removing one signs it out and forgets what you allowed.</p>
+    <p id="apps-none" class="hint">No connected apps.</p>
+    <ul id="app-list" class="items"></ul>
+  </section>
 </div>
 </main>
 <script>{SCRIPT}</script>
-</body></html>"#
+</body></html>"##
     );
     HttpResponse::Ok()
         .insert_header((header::CONTENT_TYPE, "text/html; charset=utf-8"))

@@ -6,6 +6,7 @@ pub mod auth;
 pub mod identities;
 pub mod mail;
 pub mod mfa;
+pub mod oauth;
 pub mod ops;
 pub mod pages;
 pub mod passkeys;

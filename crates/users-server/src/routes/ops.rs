@@ -52,8 +52,10 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     }
 }
 
-/// `GET /.well-known/jwks.json`: the public keys of access tokens, for services that
-/// verify them on their own. Empty with HS256 (the secret is never published).
+/// `GET /.well-known/jwks.json`: the public keys of access tokens and ID tokens, for
+/// services that verify them on their own: the provider's (RS256, ES256, EdDSA), which
+/// include the access tokens' own with an asymmetric `JWT_ALGORITHM` (with HS256 the
+/// secret is never published).
 #[utoipa::path(
     get,
     path = "/.well-known/jwks.json",
@@ -61,21 +63,25 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     responses(
         (
             status = 200,
-            description = "`{\"keys\": [...]}`: every public key a live access token may carry, \
-                           and the next one (EdDSA, ES256 or RS256; empty with HS256)",
+            description = "`{\"keys\": [...]}`: every public key a live access or ID token may \
+                           carry, and the next one (EdDSA, ES256, RS256)",
             body = Object
         ),
     )
 )]
 pub async fn jwks(state: web::Data<AppState>) -> HttpResponse {
-    let (keys, max_age) = match &state.core.tokens.ring {
-        Some(ring) => (
-            ring.jwks(state.now()),
-            // shorter than the publish-ahead time, so caches learn a new key before it signs
-            (ring.publish_ahead_secs() / 2).clamp(0, 300),
-        ),
-        None => (Vec::new(), 300),
-    };
+    // the provider's rings hold the access tokens' one when it is asymmetric
+    let keys = state.core.keys.jwks(state.now());
+    let max_age = state
+        .core
+        .keys
+        .all()
+        .iter()
+        .map(|r| r.publish_ahead_secs())
+        .min()
+        // shorter than the publish-ahead time, so caches learn a new key before it signs
+        .map(|ahead| (ahead / 2).clamp(0, 300))
+        .unwrap_or(300);
     HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, format!("public, max-age={max_age}")))
         .json(json!({ "keys": keys }))

@@ -24,7 +24,8 @@ margin:1rem 0 .3rem;font-weight:600}input[type=password]{width:100%;box-sizing:b
 border:1px solid #c9ccd1;border-radius:6px;font-size:1rem}button{margin-top:1.3rem;width:100%;padding:.7rem;\
 border:0;border-radius:6px;background:#2557d6;color:#fff;font-size:1rem;cursor:pointer}.error{background:#fdecea;\
 color:#8a1c12;padding:.7rem;border-radius:6px}.ok{background:#e7f6ec;color:#135c2c;padding:.7rem;border-radius:6px}\
-.hint{color:#57606a;font-size:.9rem}";
+.hint{color:#57606a;font-size:.9rem}ul.scopes{padding-left:1.2rem}ul.scopes li{margin:.3rem 0}\
+button.secondary{background:#fff;color:#2557d6;border:1px solid #2557d6}";
 
 fn page(status: actix_web::http::StatusCode, app: &str, title: &str, body: &str) -> HttpResponse {
     let html = format!(
@@ -43,6 +44,16 @@ fn page(status: actix_web::http::StatusCode, app: &str, title: &str, body: &str)
         .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .body(html)
+}
+
+/// A page with a title and a body of HTML (the caller escapes what it puts in).
+pub fn message_page(
+    state: &AppState,
+    status: actix_web::http::StatusCode,
+    title: &str,
+    body: &str,
+) -> HttpResponse {
+    page(status, &state.core.config.app_name, title, body)
 }
 
 fn reset_form(state: &AppState, token: &str, error: Option<&str>) -> HttpResponse {

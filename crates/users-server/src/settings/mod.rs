@@ -16,6 +16,7 @@ mod limits;
 mod mail;
 mod ops;
 mod passwords;
+mod provider;
 mod providers;
 mod second_factor;
 mod sessions;
@@ -32,6 +33,7 @@ pub use limits::Limits;
 pub use mail::Mail;
 pub use ops::{LogFormat, Ops};
 pub use passwords::Passwords;
+pub use provider::Provider;
 pub use providers::{issuer_variable, oidc_variable, Providers, RESERVED_PROVIDER_NAMES};
 pub use second_factor::SecondFactor;
 pub use sessions::Sessions;
@@ -69,6 +71,7 @@ pub struct Settings {
     pub limits: Limits,
     pub ops: Ops,
     pub events: Events,
+    pub provider: Provider,
 }
 
 /// The rows of every section, in the order they are read: the table of variables.
@@ -84,6 +87,7 @@ const SECTIONS: &[&[Variable]] = &[
     limits::VARIABLES,
     ops::VARIABLES,
     events::VARIABLES,
+    provider::VARIABLES,
 ];
 
 impl Settings {
@@ -107,6 +111,7 @@ impl Settings {
         let limits = Limits::read(&env)?;
         let ops = Ops::read(&env)?;
         let events = Events::read(&env)?;
+        let provider = Provider::read(&env)?;
         Ok(Settings {
             database,
             http,
@@ -119,6 +124,7 @@ impl Settings {
             limits,
             ops,
             events,
+            provider,
         })
     }
 
@@ -146,6 +152,9 @@ impl Settings {
                 refresh_reuse_interval_seconds: self.sessions.refresh_reuse_interval_seconds,
                 mfa_issuer: self.second_factor.mfa_issuer.clone(),
                 audit_retention_days: self.events.audit_retention_days,
+                oauth_open_registration: self.provider.open_registration,
+                oauth_code_lifetime_seconds: self.provider.code_lifetime_seconds,
+                oauth_access_token_lifetime_seconds: self.provider.access_token_lifetime_seconds,
             },
             providers: self.providers.all().cloned().collect(),
             passkeys: self.second_factor.passkeys.clone(),

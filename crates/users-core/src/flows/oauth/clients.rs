@@ -1,0 +1,527 @@
+//! Registered clients (RFC 7591 / 7592 shapes; docs/oauth-provider.md): registration by
+//! a superuser (or, with `OAUTH_OPEN_REGISTRATION`, anyone, public clients only), the
+//! superuser's list, replacement, deletion and secret rotation, and client
+//! authentication at the token, introspection and revocation endpoints. A secret is
+//! 256 random bits kept as its SHA-256: checking it costs a hash, not a slow KDF.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use users_db::oauth::{self as db, ClientRow};
+use users_domain::crypto::{constant_time_eq, random_token, token_hash};
+use users_domain::oauth::{check_redirect_uri, parse_scope, DEFAULT_CLIENT_SCOPE, STANDARD_SCOPES};
+use users_domain::{Timestamp, UserId};
+
+use super::{
+    OAuthError, GRANT_AUTHORIZATION_CODE, GRANT_CLIENT_CREDENTIALS, GRANT_REFRESH_TOKEN,
+    GRANT_TOKEN_EXCHANGE,
+};
+use crate::change::Change;
+use crate::client::ClientInfo;
+use crate::events::{Event, EventType};
+use crate::throttle::{self, ThrottleError};
+use crate::{Core, Fault};
+
+/// The client authentication methods.
+pub const AUTH_METHODS: [&str; 3] = ["client_secret_basic", "client_secret_post", "none"];
+/// The algorithms an ID token may be signed with.
+pub const ID_TOKEN_ALGORITHMS: [&str; 3] = ["RS256", "ES256", "EdDSA"];
+const GRANT_TYPES: [&str; 4] = [
+    GRANT_AUTHORIZATION_CODE,
+    GRANT_REFRESH_TOKEN,
+    GRANT_CLIENT_CREDENTIALS,
+    GRANT_TOKEN_EXCHANGE,
+];
+
+/// A client's registered metadata, as answered (every value, defaults filled in).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientMetadata {
+    pub redirect_uris: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_name: Option<String>,
+    pub grant_types: Vec<String>,
+    pub response_types: Vec<String>,
+    pub token_endpoint_auth_method: String,
+    pub scope: String,
+    pub post_logout_redirect_uris: Vec<String>,
+    pub id_token_signed_response_alg: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_uri: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logo_uri: Option<String>,
+    pub skip_consent: bool,
+}
+
+/// What a registration may send; anything else is ignored (RFC 7591 §2).
+#[derive(Debug, Deserialize)]
+struct Requested {
+    redirect_uris: Option<Vec<String>>,
+    client_name: Option<String>,
+    grant_types: Option<Vec<String>>,
+    response_types: Option<Vec<String>>,
+    token_endpoint_auth_method: Option<String>,
+    scope: Option<String>,
+    post_logout_redirect_uris: Option<Vec<String>>,
+    id_token_signed_response_alg: Option<String>,
+    client_uri: Option<String>,
+    logo_uri: Option<String>,
+    skip_consent: Option<bool>,
+}
+
+fn metadata_error(message: impl Into<String>) -> OAuthError {
+    OAuthError::InvalidClientMetadata(message.into())
+}
+
+fn http_url(field: &str, value: &str) -> Result<(), OAuthError> {
+    match url::Url::parse(value) {
+        Ok(u) if matches!(u.scheme(), "https" | "http") => Ok(()),
+        _ => Err(metadata_error(format!("`{field}` must be an http(s) URL"))),
+    }
+}
+
+impl ClientMetadata {
+    /// Reads and checks a registration's JSON body. `extra_scopes`: the scopes beyond
+    /// the standard ones that a client may be registered for (the roles' permissions).
+    pub fn from_json(body: &Value, extra_scopes: &[String]) -> Result<ClientMetadata, OAuthError> {
+        if !body.is_object() {
+            return Err(metadata_error("the body must be a JSON object"));
+        }
+        let r: Requested = serde_json::from_value(body.clone())
+            .map_err(|e| metadata_error(format!("a field has the wrong type: {e}")))?;
+        let grant_types = r
+            .grant_types
+            .unwrap_or_else(|| vec![GRANT_AUTHORIZATION_CODE.to_owned()]);
+        if let Some(g) = grant_types
+            .iter()
+            .find(|g| !GRANT_TYPES.contains(&g.as_str()))
+        {
+            return Err(metadata_error(format!("unknown grant type `{g}`")));
+        }
+        let response_types = r.response_types.unwrap_or_else(|| {
+            if grant_types.iter().any(|g| g == GRANT_AUTHORIZATION_CODE) {
+                vec!["code".to_owned()]
+            } else {
+                Vec::new()
+            }
+        });
+        if let Some(t) = response_types.iter().find(|t| *t != "code") {
+            return Err(metadata_error(format!(
+                "unknown response type `{t}` (only `code`)"
+            )));
+        }
+        let method = r
+            .token_endpoint_auth_method
+            .unwrap_or_else(|| "client_secret_basic".to_owned());
+        if !AUTH_METHODS.contains(&method.as_str()) {
+            return Err(metadata_error(format!(
+                "unknown token_endpoint_auth_method `{method}`"
+            )));
+        }
+        let redirect_uris = r.redirect_uris.unwrap_or_default();
+        for uri in &redirect_uris {
+            check_redirect_uri(uri)
+                .map_err(|e| OAuthError::InvalidRedirectUri(format!("redirect URI `{uri}` {e}")))?;
+        }
+        let post_logout_redirect_uris = r.post_logout_redirect_uris.unwrap_or_default();
+        for uri in &post_logout_redirect_uris {
+            check_redirect_uri(uri).map_err(|e| {
+                OAuthError::InvalidRedirectUri(format!("post-logout redirect URI `{uri}` {e}"))
+            })?;
+        }
+        if grant_types.iter().any(|g| g == GRANT_AUTHORIZATION_CODE) && redirect_uris.is_empty() {
+            return Err(metadata_error(
+                "`redirect_uris` is required for the authorization_code grant",
+            ));
+        }
+        if method == "none" && grant_types.iter().any(|g| g == GRANT_CLIENT_CREDENTIALS) {
+            return Err(metadata_error(
+                "a public client (token_endpoint_auth_method none) cannot use client_credentials",
+            ));
+        }
+        let scope = r.scope.unwrap_or_else(|| DEFAULT_CLIENT_SCOPE.to_owned());
+        let scopes =
+            parse_scope(&scope).ok_or_else(|| metadata_error("`scope` is not a list of scopes"))?;
+        if let Some(s) = scopes
+            .iter()
+            .find(|s| !STANDARD_SCOPES.contains(&s.as_str()) && !extra_scopes.contains(s))
+        {
+            return Err(metadata_error(format!(
+                "scope `{s}` is neither a standard scope nor a permission of a role"
+            )));
+        }
+        let alg = r
+            .id_token_signed_response_alg
+            .unwrap_or_else(|| "RS256".to_owned());
+        if !ID_TOKEN_ALGORITHMS.contains(&alg.as_str()) {
+            return Err(metadata_error(format!(
+                "id_token_signed_response_alg `{alg}` is not one of RS256, ES256, EdDSA"
+            )));
+        }
+        for (field, value) in [("client_uri", &r.client_uri), ("logo_uri", &r.logo_uri)] {
+            if let Some(v) = value {
+                http_url(field, v)?;
+            }
+        }
+        if let Some(name) = &r.client_name {
+            if name.trim().is_empty() || name.chars().count() > 200 {
+                return Err(metadata_error("`client_name` must be 1 to 200 characters"));
+            }
+        }
+        Ok(ClientMetadata {
+            redirect_uris,
+            client_name: r.client_name,
+            grant_types,
+            response_types,
+            token_endpoint_auth_method: method,
+            scope: scopes.join(" "),
+            post_logout_redirect_uris,
+            id_token_signed_response_alg: alg,
+            client_uri: r.client_uri,
+            logo_uri: r.logo_uri,
+            skip_consent: r.skip_consent.unwrap_or(false),
+        })
+    }
+
+    pub fn is_public(&self) -> bool {
+        self.token_endpoint_auth_method == "none"
+    }
+
+    pub fn has_grant(&self, grant: &str) -> bool {
+        self.grant_types.iter().any(|g| g == grant)
+    }
+
+    /// The scopes the client may ask for.
+    pub fn scopes(&self) -> Vec<String> {
+        parse_scope(&self.scope).unwrap_or_default()
+    }
+
+    /// What people see it as: its name, else its id.
+    pub fn display_name<'a>(&'a self, client_id: &'a str) -> &'a str {
+        self.client_name.as_deref().unwrap_or(client_id)
+    }
+}
+
+/// A registered client.
+#[derive(Debug, Clone)]
+pub struct Client {
+    pub client_id: String,
+    pub metadata: ClientMetadata,
+    pub created_at: Timestamp,
+    secret_hash: Option<String>,
+}
+
+impl Client {
+    fn from_row(row: ClientRow) -> Result<Client, Fault> {
+        let metadata = serde_json::from_str(&row.metadata).map_err(Fault::internal)?;
+        Ok(Client {
+            client_id: row.client_id,
+            metadata,
+            created_at: Timestamp::from_millis(row.created_at),
+            secret_hash: row.secret_hash,
+        })
+    }
+}
+
+/// A registration's answer: the client, and its secret (shown once).
+#[derive(Debug)]
+pub struct Registered {
+    pub client: Client,
+    pub client_secret: Option<String>,
+}
+
+/// Who registers: a superuser, or anyone under `OAUTH_OPEN_REGISTRATION`.
+#[derive(Debug, Clone, Copy)]
+pub enum Registrar {
+    Superuser(UserId),
+    Anyone,
+}
+
+/// The scopes beyond the standard ones a client may be registered for (the roles'
+/// permissions, docs/roles-and-api-keys.md); none until roles exist.
+pub(crate) async fn known_permissions(_core: &Core) -> Result<Vec<String>, Fault> {
+    Ok(Vec::new())
+}
+
+fn new_secret() -> (String, String) {
+    let secret = random_token(32);
+    let hash = token_hash(&secret);
+    (secret, hash)
+}
+
+/// `POST /oauth/clients`.
+pub async fn register(
+    core: &Core,
+    by: Registrar,
+    body: &Value,
+    client: &ClientInfo,
+    now: Timestamp,
+) -> Result<Registered, OAuthError> {
+    let extra = known_permissions(core).await?;
+    let metadata = ClientMetadata::from_json(body, &extra)?;
+    let actor = match by {
+        Registrar::Superuser(id) => Some(id),
+        Registrar::Anyone => {
+            if !core.config.oauth_open_registration {
+                return Err(OAuthError::InvalidToken);
+            }
+            if !metadata.is_public() {
+                return Err(metadata_error(
+                    "open registration is for public clients only (token_endpoint_auth_method none)",
+                ));
+            }
+            if metadata.skip_consent {
+                return Err(metadata_error(
+                    "a client registered without a token cannot skip consent",
+                ));
+            }
+            None
+        }
+    };
+    let client_id = random_token(16);
+    let (client_secret, secret_hash) = if metadata.is_public() {
+        (None, None)
+    } else {
+        let (s, h) = new_secret();
+        (Some(s), Some(h))
+    };
+    let row = ClientRow {
+        client_id: client_id.clone(),
+        secret_hash: secret_hash.clone(),
+        metadata: serde_json::to_string(&metadata).map_err(Fault::internal)?,
+        created_at: now.millis(),
+        updated_at: now.millis(),
+    };
+    let event = Event::new(EventType::OauthClientCreated, None)
+        .by(actor)
+        .with("client_id", client_id.clone())
+        .with("client_name", metadata.client_name.clone());
+    let change = Change::new(vec![event], client, now);
+    core.apply(change, move |c, raised| {
+        db::insert_client(c, &row, raised.effects())
+    })
+    .await?;
+    tracing::info!(client_id = %client_id, "OAuth client registered");
+    Ok(Registered {
+        client: Client {
+            client_id,
+            metadata,
+            created_at: now,
+            secret_hash,
+        },
+        client_secret,
+    })
+}
+
+/// A client by its id.
+pub async fn get(core: &Core, client_id: &str) -> Result<Option<Client>, Fault> {
+    let id = client_id.to_owned();
+    let row = core.store.run(move |c| db::find_client(c, &id)).await?;
+    row.map(Client::from_row).transpose()
+}
+
+/// Every client, oldest first.
+pub async fn list(core: &Core) -> Result<Vec<Client>, Fault> {
+    let rows = core.store.run(db::list_clients).await?;
+    rows.into_iter().map(Client::from_row).collect()
+}
+
+/// `PUT /oauth/clients/{client_id}`: replaces the metadata (the secret stays; a client
+/// made public loses it, one made confidential gets one, answered once).
+pub async fn replace(
+    core: &Core,
+    by: UserId,
+    client_id: &str,
+    body: &Value,
+    client: &ClientInfo,
+    now: Timestamp,
+) -> Result<Registered, OAuthError> {
+    let existing = get(core, client_id)
+        .await?
+        .ok_or(OAuthError::UnknownClient)?;
+    let extra = known_permissions(core).await?;
+    let metadata = ClientMetadata::from_json(body, &extra)?;
+    let (client_secret, secret_hash) = match (metadata.is_public(), &existing.secret_hash) {
+        (true, _) => (None, Some(None)),
+        (false, Some(_)) => (None, None),
+        (false, None) => {
+            let (s, h) = new_secret();
+            (Some(s), Some(Some(h)))
+        }
+    };
+    let json = serde_json::to_string(&metadata).map_err(Fault::internal)?;
+    let event = Event::new(EventType::OauthClientUpdated, None)
+        .by(Some(by))
+        .with("client_id", client_id);
+    let change = Change::new(vec![event], client, now);
+    let id = client_id.to_owned();
+    let hash = secret_hash.clone();
+    let updated = core
+        .apply(change, move |c, raised| {
+            db::update_client(
+                c,
+                &id,
+                Some(&json),
+                hash.as_ref().map(|h| h.as_deref()),
+                now.millis(),
+                raised.effects(),
+            )
+        })
+        .await?;
+    if !updated {
+        return Err(OAuthError::UnknownClient);
+    }
+    Ok(Registered {
+        client: Client {
+            client_id: client_id.to_owned(),
+            metadata,
+            created_at: existing.created_at,
+            secret_hash: match secret_hash {
+                Some(h) => h,
+                None => existing.secret_hash,
+            },
+        },
+        client_secret,
+    })
+}
+
+/// `DELETE /oauth/clients/{client_id}`: every grant and token of the client ends.
+pub async fn delete(
+    core: &Core,
+    by: UserId,
+    client_id: &str,
+    client: &ClientInfo,
+    now: Timestamp,
+) -> Result<bool, Fault> {
+    let event = Event::new(EventType::OauthClientDeleted, None)
+        .by(Some(by))
+        .with("client_id", client_id);
+    let change = Change::new(vec![event], client, now);
+    let id = client_id.to_owned();
+    core.apply(change, move |c, raised| {
+        db::delete_client(c, &id, now.millis(), raised.effects())
+    })
+    .await
+}
+
+/// `POST /oauth/clients/{client_id}/secret`: a new secret; the old one stops at once.
+pub async fn rotate_secret(
+    core: &Core,
+    by: UserId,
+    client_id: &str,
+    client: &ClientInfo,
+    now: Timestamp,
+) -> Result<Registered, OAuthError> {
+    let existing = get(core, client_id)
+        .await?
+        .ok_or(OAuthError::UnknownClient)?;
+    if existing.metadata.is_public() {
+        return Err(metadata_error("a public client has no secret"));
+    }
+    let (secret, hash) = new_secret();
+    let event = Event::new(EventType::OauthClientSecretRotated, None)
+        .by(Some(by))
+        .with("client_id", client_id);
+    let change = Change::new(vec![event], client, now);
+    let (id, h) = (client_id.to_owned(), hash.clone());
+    let updated = core
+        .apply(change, move |c, raised| {
+            db::update_client(c, &id, None, Some(Some(&h)), now.millis(), raised.effects())
+        })
+        .await?;
+    if !updated {
+        return Err(OAuthError::UnknownClient);
+    }
+    Ok(Registered {
+        client: Client {
+            secret_hash: Some(hash),
+            ..existing
+        },
+        client_secret: Some(secret),
+    })
+}
+
+/// How a client presented itself at the token, introspection or revocation endpoint.
+#[derive(Debug, Clone, Default)]
+pub struct ClientAuth {
+    /// From HTTP Basic (`client_secret_basic`).
+    pub basic: Option<(String, String)>,
+    /// `client_id` of the form.
+    pub form_id: Option<String>,
+    /// `client_secret` of the form (`client_secret_post`).
+    pub form_secret: Option<String>,
+}
+
+/// Authenticates a client strictly by the method it was registered with. A failure
+/// counts toward the caller's per-IP budget (`oauth-client-auth`).
+pub async fn authenticate(
+    core: &Core,
+    auth: &ClientAuth,
+    from: &ClientInfo,
+    now: Timestamp,
+) -> Result<Client, OAuthError> {
+    let basic = auth.basic.is_some();
+    let outcome = check(core, auth).await?;
+    match outcome {
+        Some(client) => Ok(client),
+        None => {
+            if let Some(ip) = &from.ip {
+                if let Err(ThrottleError::Limited(l)) =
+                    throttle::hit(core, "oauth-client-auth", ip, now).await
+                {
+                    return Err(OAuthError::Limited {
+                        retry_after_secs: l.retry_after_secs,
+                    });
+                }
+            }
+            Err(OAuthError::InvalidClient { basic })
+        }
+    }
+}
+
+async fn check(core: &Core, auth: &ClientAuth) -> Result<Option<Client>, OAuthError> {
+    let (id, secret, method) = match (&auth.basic, &auth.form_secret) {
+        (Some(_), Some(_)) => {
+            return Err(OAuthError::InvalidRequest(
+                "use one way of client authentication, not two".into(),
+            ))
+        }
+        (Some((id, secret)), None) => {
+            if auth.form_id.as_deref().is_some_and(|f| f != id) {
+                return Err(OAuthError::InvalidRequest(
+                    "`client_id` differs from the one of the Authorization header".into(),
+                ));
+            }
+            (id.clone(), Some(secret.clone()), "client_secret_basic")
+        }
+        (None, Some(secret)) => match &auth.form_id {
+            Some(id) => (id.clone(), Some(secret.clone()), "client_secret_post"),
+            None => {
+                return Err(OAuthError::InvalidRequest(
+                    "`client_secret` without `client_id`".into(),
+                ))
+            }
+        },
+        (None, None) => match &auth.form_id {
+            Some(id) => (id.clone(), None, "none"),
+            None => {
+                return Err(OAuthError::InvalidClient { basic: false });
+            }
+        },
+    };
+    let Some(client) = get(core, &id).await? else {
+        return Ok(None);
+    };
+    if client.metadata.token_endpoint_auth_method != method {
+        return Ok(None);
+    }
+    let ok = match (&secret, &client.secret_hash) {
+        (None, None) => true,
+        (Some(s), Some(h)) => constant_time_eq(token_hash(s).as_bytes(), h.as_bytes()),
+        _ => false,
+    };
+    Ok(ok.then_some(client))
+}
+
+/// Whether `secret_hash` is kept (never answered).
+pub fn has_secret(client: &Client) -> bool {
+    client.secret_hash.is_some()
+}

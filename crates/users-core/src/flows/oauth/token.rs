@@ -1,0 +1,412 @@
+//! `POST /oauth/token` (docs/oauth-provider.md): the authorization code (single use; a
+//! replayed code ends every token issued from it), the refresh token of a grant (§8's
+//! rotation and reuse detection, on the grant's own session), and client credentials.
+//! Access tokens per RFC 9068, ID tokens per OpenID Connect Core, signed with the
+//! client's algorithm.
+
+use users_db::oauth::{self as db, GrantRow, Redeemed};
+use users_db::sessions::NewSession;
+use users_domain::crypto::{random_token, token_hash};
+use users_domain::oauth::{amr, at_hash, is_code_verifier, pkce_s256_matches, scope_string};
+use users_domain::{Timestamp, User};
+
+use super::authorize::CodeData;
+use super::clients::{self, Client, ClientAuth};
+use super::{scopes_of, within, OAuthError, Params};
+use crate::change::Change;
+use crate::client::ClientInfo;
+use crate::events::{Event, EventType};
+use crate::flows::session::{self, RefreshError, RefreshOf};
+use crate::signing::SigningAlgorithm;
+use crate::tokens::{IdClaims, ProviderAccessClaims, RefreshKey, AT_JWT};
+use crate::{Core, Fault};
+
+/// A token response (RFC 6749 §5.1).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TokenAnswer {
+    pub access_token: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub issued_token_type: Option<&'static str>,
+    pub token_type: &'static str,
+    pub expires_in: i64,
+    pub scope: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id_token: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
+}
+
+/// The scopes that only make sense for a person.
+const PERSON_SCOPES: [&str; 5] = ["openid", "email", "profile", "offline_access", "roles"];
+
+/// `POST /oauth/token`.
+pub async fn token(
+    core: &Core,
+    params: Params,
+    auth: ClientAuth,
+    from: &ClientInfo,
+    now: Timestamp,
+) -> Result<TokenAnswer, OAuthError> {
+    if let Some(name) = params.repeated() {
+        return Err(OAuthError::InvalidRequest(format!("`{name}` is repeated")));
+    }
+    let grant_type = params.require("grant_type")?.to_owned();
+    let known = [
+        super::GRANT_AUTHORIZATION_CODE,
+        super::GRANT_REFRESH_TOKEN,
+        super::GRANT_CLIENT_CREDENTIALS,
+    ];
+    if !known.contains(&grant_type.as_str()) {
+        return Err(OAuthError::UnsupportedGrantType(format!(
+            "grant_type `{grant_type}` is not supported"
+        )));
+    }
+    let client = clients::authenticate(core, &auth, from, now).await?;
+    if !client.metadata.has_grant(&grant_type) {
+        return Err(OAuthError::UnauthorizedClient(format!(
+            "the client is not registered for the {grant_type} grant"
+        )));
+    }
+    let answer = match grant_type.as_str() {
+        super::GRANT_AUTHORIZATION_CODE => code_grant(core, &client, &params, from, now).await?,
+        super::GRANT_REFRESH_TOKEN => refresh_grant(core, &client, &params, from, now).await?,
+        _ => client_credentials(core, &client, &params, now)?,
+    };
+    Ok(answer)
+}
+
+/// What a person's tokens say of the sign-in behind them.
+struct Person<'a> {
+    user: &'a User,
+    sid: &'a str,
+    scopes: &'a [String],
+    resource: Option<&'a str>,
+    auth_time: i64,
+    amr: Vec<String>,
+    acr: String,
+    nonce: Option<&'a str>,
+}
+
+fn algorithm(client: &Client) -> SigningAlgorithm {
+    SigningAlgorithm::parse(&client.metadata.id_token_signed_response_alg)
+        .filter(|a| *a != SigningAlgorithm::Hs256)
+        .unwrap_or(SigningAlgorithm::Rs256)
+}
+
+fn resource_of(params: &Params) -> Result<Option<String>, OAuthError> {
+    match params.get("resource") {
+        None => Ok(None),
+        Some(r) if r.starts_with("fastapi-users:") => Err(OAuthError::InvalidTarget(
+            "this resource is the service's own".into(),
+        )),
+        Some(r) => match url::Url::parse(r) {
+            Ok(u) if u.fragment().is_none() => Ok(Some(r.to_owned())),
+            _ => Err(OAuthError::InvalidTarget(
+                "`resource` must be an absolute URI without a fragment".into(),
+            )),
+        },
+    }
+}
+
+/// The access token (and, with `openid`, the ID token) of a person's grant.
+fn mint_for_person(
+    core: &Core,
+    client: &Client,
+    p: &Person<'_>,
+    now: Timestamp,
+) -> Result<(String, Option<String>), Fault> {
+    let lifetime = core.config.oauth_access_token_lifetime_seconds;
+    let alg = algorithm(client);
+    let issuer = core.config.public_url.clone();
+    let access = ProviderAccessClaims {
+        iss: issuer.clone(),
+        sub: p.user.id.to_string(),
+        aud: p
+            .resource
+            .map(str::to_owned)
+            .unwrap_or_else(|| client.client_id.clone()),
+        exp: now.secs() + lifetime,
+        iat: now.secs(),
+        jti: random_token(16),
+        client_id: client.client_id.clone(),
+        scope: scope_string(p.scopes),
+        auth_time: Some(p.auth_time),
+        sid: Some(p.sid.to_owned()),
+        acr: Some(p.acr.clone()),
+        amr: Some(p.amr.clone()),
+        roles: None,
+    };
+    let access_token = core.keys.sign(alg, AT_JWT, &access, now)?;
+    if !p.scopes.iter().any(|s| s == "openid") {
+        return Ok((access_token, None));
+    }
+    let with_email = p.scopes.iter().any(|s| s == "email");
+    let id = IdClaims {
+        iss: issuer,
+        sub: p.user.id.to_string(),
+        aud: client.client_id.clone(),
+        exp: now.secs() + lifetime,
+        iat: now.secs(),
+        auth_time: p.auth_time,
+        nonce: p.nonce.map(str::to_owned),
+        at_hash: Some(at_hash(&access_token, alg == SigningAlgorithm::EdDsa)),
+        sid: Some(p.sid.to_owned()),
+        amr: p.amr.clone(),
+        acr: p.acr.clone(),
+        email: with_email.then(|| p.user.email.clone()),
+        email_verified: with_email.then_some(p.user.is_verified),
+        roles: None,
+    };
+    let id_token = core.keys.sign(alg, "JWT", &id, now)?;
+    Ok((access_token, Some(id_token)))
+}
+
+async fn code_grant(
+    core: &Core,
+    client: &Client,
+    params: &Params,
+    from: &ClientInfo,
+    now: Timestamp,
+) -> Result<TokenAnswer, OAuthError> {
+    let code = params.require("code")?;
+    let verifier = params.require("code_verifier")?;
+    let hash = token_hash(code);
+    let lookup = hash.clone();
+    let row = core
+        .store
+        .run(move |c| db::find_code(c, &lookup))
+        .await?
+        .filter(|r| r.client_id == client.client_id)
+        .ok_or_else(|| {
+            OAuthError::InvalidGrant("the code is unknown, expired or not this client's".into())
+        })?;
+    let data: CodeData = serde_json::from_str(&row.data).map_err(Fault::internal)?;
+    if let Some(uri) = params.get("redirect_uri") {
+        if uri != data.redirect_uri {
+            return Err(OAuthError::InvalidGrant(
+                "`redirect_uri` is not the one of the authorization request".into(),
+            ));
+        }
+    }
+    if !is_code_verifier(verifier) || !pkce_s256_matches(verifier, &data.code_challenge) {
+        return Err(OAuthError::InvalidGrant(
+            "`code_verifier` does not match the code_challenge".into(),
+        ));
+    }
+    if let Some(r) = resource_of(params)? {
+        if data.resource.as_deref() != Some(r.as_str()) {
+            return Err(OAuthError::InvalidTarget(
+                "`resource` is not the one of the authorization request".into(),
+            ));
+        }
+    }
+    let user_id = users_domain::UserId::parse_str(&row.user_id).map_err(Fault::internal)?;
+    let user = core
+        .store
+        .run(move |c| users_db::users::find_by_id(c, user_id))
+        .await?
+        .map(|s| s.user)
+        .filter(|u| u.is_active)
+        .ok_or_else(|| OAuthError::InvalidGrant("the person's account is not active".into()))?;
+    let offline = data.scopes.iter().any(|s| s == "offline_access")
+        && client.metadata.has_grant(super::GRANT_REFRESH_TOKEN);
+    let sid = uuid::Uuid::new_v4();
+    let salt = offline.then(RefreshKey::new_salt);
+    let user_agent = from
+        .user_agent
+        .as_ref()
+        .map(|ua| ua.chars().take(256).collect::<String>());
+    let session = NewSession {
+        id: sid.to_string(),
+        user_id: row.user_id.clone(),
+        created_at: now.millis(),
+        last_used_at: now.millis(),
+        expires_at: now.plus_secs(core.config.session_lifetime_seconds).millis(),
+        ip: from.ip.clone(),
+        user_agent,
+        method: db::grant_method(&client.client_id),
+        aal: data.aal,
+        refresh_key_salt: salt.clone(),
+        second_factor: data.second_factor.clone(),
+    };
+    let amr = amr(&data.method, data.second_factor.as_deref());
+    let grant = GrantRow {
+        session_id: sid.to_string(),
+        client_id: client.client_id.clone(),
+        user_id: row.user_id.clone(),
+        scope: scope_string(&data.scopes),
+        resource: data.resource.clone(),
+        auth_time: data.auth_time,
+        amr: amr.join(" "),
+        created_at: now.millis(),
+    };
+    let event = Event::new(EventType::OauthCodeReused, Some(user.id))
+        .with("client_id", client.client_id.clone());
+    let change = Change::new(vec![event], from, now);
+    let now_ms = now.millis();
+    let redeemed = core
+        .apply(change, move |c, raised| {
+            db::redeem_code(c, &hash, now_ms, &session, &grant, raised.effects())
+        })
+        .await?;
+    match redeemed {
+        Redeemed::Started => {}
+        Redeemed::Invalid => {
+            return Err(OAuthError::InvalidGrant(
+                "the code is unknown, expired or not this client's".into(),
+            ))
+        }
+        Redeemed::Replayed { .. } => {
+            tracing::warn!(client_id = %client.client_id, user_id = %user.id, "an authorization code was presented twice; the grant it started is ended");
+            return Err(OAuthError::InvalidGrant(
+                "the code was used already; every token issued from it is revoked".into(),
+            ));
+        }
+    }
+    let sid = sid.to_string();
+    let person = Person {
+        user: &user,
+        sid: &sid,
+        scopes: &data.scopes,
+        resource: data.resource.as_deref(),
+        auth_time: data.auth_time,
+        amr,
+        acr: data.aal.to_string(),
+        nonce: data.nonce.as_deref(),
+    };
+    let (access_token, id_token) = mint_for_person(core, client, &person, now)?;
+    let refresh_token = match (&salt, uuid::Uuid::parse_str(&sid)) {
+        (Some(salt), Ok(id)) => Some(core.refresh_key.token(id, salt, 0)),
+        _ => None,
+    };
+    tracing::info!(client_id = %client.client_id, user_id = %user.id, session_id = %sid, "authorization code exchanged");
+    Ok(TokenAnswer {
+        access_token,
+        issued_token_type: None,
+        token_type: "Bearer",
+        expires_in: core.config.oauth_access_token_lifetime_seconds,
+        scope: scope_string(&data.scopes),
+        id_token,
+        refresh_token,
+    })
+}
+
+async fn refresh_grant(
+    core: &Core,
+    client: &Client,
+    params: &Params,
+    from: &ClientInfo,
+    now: Timestamp,
+) -> Result<TokenAnswer, OAuthError> {
+    let token = params.require("refresh_token")?;
+    let of = RefreshOf::Grant {
+        client_id: &client.client_id,
+    };
+    let rotated = match session::rotate(core, token, of, from, now).await {
+        Ok(r) => r,
+        Err(RefreshError::Invalid) => {
+            return Err(OAuthError::InvalidGrant(
+                "the refresh token is unknown, expired, ended or not this client's".into(),
+            ))
+        }
+        Err(RefreshError::Reused) => {
+            return Err(OAuthError::InvalidGrant(
+                "the refresh token was used already; the grant is ended".into(),
+            ))
+        }
+        Err(RefreshError::Fault(f)) => return Err(f.into()),
+    };
+    let sid = rotated.session_id.clone();
+    let grant = core
+        .store
+        .run(move |c| db::find_grant(c, &sid, None))
+        .await?
+        .ok_or_else(|| OAuthError::InvalidGrant("the grant has ended".into()))?;
+    let granted = scopes_of(&grant.grant.scope)?;
+    let scopes = match params.get("scope") {
+        None => granted,
+        Some(s) => within(&scopes_of(s)?, &granted).map_err(|outside| {
+            OAuthError::InvalidScope(format!(
+                "scope `{outside}` was not granted; a refresh may narrow, never widen"
+            ))
+        })?,
+    };
+    let amr: Vec<String> = grant.grant.amr.split(' ').map(str::to_owned).collect();
+    let person = Person {
+        user: &rotated.user,
+        sid: &rotated.session_id,
+        scopes: &scopes,
+        resource: grant.grant.resource.as_deref(),
+        auth_time: grant.grant.auth_time,
+        amr,
+        acr: grant.session.aal.to_string(),
+        nonce: None,
+    };
+    let (access_token, id_token) = mint_for_person(core, client, &person, now)?;
+    let refresh_token = uuid::Uuid::parse_str(&rotated.session_id)
+        .ok()
+        .map(|id| core.refresh_key.token(id, &rotated.salt, rotated.counter));
+    Ok(TokenAnswer {
+        access_token,
+        issued_token_type: None,
+        token_type: "Bearer",
+        expires_in: core.config.oauth_access_token_lifetime_seconds,
+        scope: scope_string(&scopes),
+        id_token,
+        refresh_token,
+    })
+}
+
+fn client_credentials(
+    core: &Core,
+    client: &Client,
+    params: &Params,
+    now: Timestamp,
+) -> Result<TokenAnswer, OAuthError> {
+    if client.metadata.is_public() {
+        return Err(OAuthError::UnauthorizedClient(
+            "a public client cannot use client_credentials".into(),
+        ));
+    }
+    let allowed: Vec<String> = client
+        .metadata
+        .scopes()
+        .into_iter()
+        .filter(|s| !PERSON_SCOPES.contains(&s.as_str()))
+        .collect();
+    let scopes = match params.get("scope") {
+        None => allowed,
+        Some(s) => within(&scopes_of(s)?, &allowed).map_err(|outside| {
+            OAuthError::InvalidScope(format!(
+                "scope `{outside}` is not one this client may hold for itself"
+            ))
+        })?,
+    };
+    let resource = resource_of(params)?;
+    let lifetime = core.config.oauth_access_token_lifetime_seconds;
+    let claims = ProviderAccessClaims {
+        iss: core.config.public_url.clone(),
+        sub: client.client_id.clone(),
+        aud: resource.unwrap_or_else(|| client.client_id.clone()),
+        exp: now.secs() + lifetime,
+        iat: now.secs(),
+        jti: random_token(16),
+        client_id: client.client_id.clone(),
+        scope: scope_string(&scopes),
+        auth_time: None,
+        sid: None,
+        acr: None,
+        amr: None,
+        roles: None,
+    };
+    let access_token = core.keys.sign(algorithm(client), AT_JWT, &claims, now)?;
+    Ok(TokenAnswer {
+        access_token,
+        issued_token_type: None,
+        token_type: "Bearer",
+        expires_in: lifetime,
+        scope: scope_string(&scopes),
+        id_token: None,
+        refresh_token: None,
+    })
+}

@@ -1,0 +1,1148 @@
+//! The OAuth 2.1 / OpenID Connect provider (docs/oauth-provider.md), judged by an
+//! independent relying party: the `openidconnect` crate configures itself from the
+//! discovery document alone, checks the ID token (signature from the JWKS, `iss`,
+//! `aud`, `nonce`, `at_hash`) and speaks PKCE. The browser's part (the cookie, the
+//! consent form) is played by hand over HTTP; the hosted pages' scripts have their own
+//! browser test.
+
+use std::time::Duration;
+
+use base64::Engine;
+use jsonwebtoken::jwk::JwkSet;
+use openidconnect::core::{CoreAuthenticationFlow, CoreClient, CoreProviderMetadata};
+use openidconnect::{
+    AccessTokenHash, AuthorizationCode, ClientId, ClientSecret, CsrfToken, IssuerUrl, Nonce,
+    OAuth2TokenResponse, PkceCodeChallenge, RedirectUrl, Scope, TokenResponse,
+};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+use crate::helpers::*;
+
+const REDIRECT: &str = "http://127.0.0.1:9/callback";
+
+/// An app whose PUBLIC_URL is its real address, so discovery and `iss` agree.
+async fn provider_app(backend: Backend) -> TestApp {
+    provider_app_with(backend, |_| {}).await
+}
+
+async fn provider_app_with(
+    backend: Backend,
+    configure: impl FnOnce(&mut std::collections::HashMap<String, String>),
+) -> TestApp {
+    let port = free_port();
+    spawn_app_with(backend, move |env| {
+        env.insert("BIND_ADDR".into(), format!("127.0.0.1:{port}"));
+        env.insert("PUBLIC_URL".into(), format!("http://127.0.0.1:{port}"));
+        configure(env);
+    })
+    .await
+}
+
+async fn register_client(app: &TestApp, admin: &str, body: Value) -> Value {
+    let r = app.post_json("/oauth/clients", &body, Some(admin)).await;
+    assert_eq!(r.status(), StatusCode::CREATED, "{body}");
+    assert_eq!(r.headers()["cache-control"], "no-store");
+    r.json().await.unwrap()
+}
+
+/// Signs in on the browser's side: the `fastapiusersauth` cookie's value.
+async fn browser_cookie(app: &TestApp, email: &str) -> String {
+    let r = app
+        .client
+        .post(app.url("/auth/cookie/login"))
+        .form(&[("username", email), ("password", PASSWORD)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let set = r.headers()["set-cookie"].to_str().unwrap().to_owned();
+    set.split(';')
+        .next()
+        .unwrap()
+        .trim_start_matches("fastapiusersauth=")
+        .to_owned()
+}
+
+/// A GET as the browser: with the cookie, no redirect followed.
+async fn browse(app: &TestApp, url: &str, cookie: Option<&str>) -> reqwest::Response {
+    let url = if url.starts_with("http") {
+        url.to_owned()
+    } else {
+        app.url(url)
+    };
+    let mut req = app.client.get(url);
+    if let Some(c) = cookie {
+        req = req.header("cookie", format!("fastapiusersauth={c}"));
+    }
+    req.send().await.unwrap()
+}
+
+fn location(r: &reqwest::Response) -> String {
+    r.headers()
+        .get("location")
+        .unwrap_or_else(|| panic!("no Location in a {}", r.status()))
+        .to_str()
+        .unwrap()
+        .to_owned()
+}
+
+fn query_of(url: &str) -> std::collections::HashMap<String, String> {
+    url::Url::parse(url)
+        .unwrap()
+        .query_pairs()
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect()
+}
+
+/// The hidden input `name` of a page.
+fn hidden(html: &str, name: &str) -> String {
+    let marker = format!("name=\"{name}\" value=\"");
+    let start = html
+        .find(&marker)
+        .unwrap_or_else(|| panic!("no {name} in {html}"))
+        + marker.len();
+    html[start..start + html[start..].find('"').unwrap()].to_owned()
+}
+
+/// Answers the consent page the browser was sent to.
+async fn decide(
+    app: &TestApp,
+    consent_url: &str,
+    cookie: &str,
+    decision: &str,
+) -> reqwest::Response {
+    let page = browse(app, consent_url, Some(cookie)).await;
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.unwrap();
+    assert!(
+        html.contains("<form method=\"post\" action=\"/oauth/consent\">"),
+        "{html}"
+    );
+    assert!(html.contains("value=\"allow\"") && html.contains("value=\"deny\""));
+    let (request, csrf) = (hidden(&html, "request"), hidden(&html, "csrf"));
+    app.client
+        .post(app.url("/oauth/consent"))
+        .header("cookie", format!("fastapiusersauth={cookie}"))
+        .header("origin", &app.address)
+        .form(&[
+            ("request", request.as_str()),
+            ("csrf", csrf.as_str()),
+            ("decision", decision),
+        ])
+        .send()
+        .await
+        .unwrap()
+}
+
+fn claims_of(jwt: &str) -> (Value, Value) {
+    let part = |i: usize| -> Value {
+        let raw = jwt.split('.').nth(i).unwrap();
+        serde_json::from_slice(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(raw)
+                .unwrap(),
+        )
+        .unwrap()
+    };
+    (part(0), part(1))
+}
+
+async fn token_form(
+    app: &TestApp,
+    basic: Option<(&str, &str)>,
+    form: &[(&str, &str)],
+) -> reqwest::Response {
+    let mut req = app.client.post(app.url("/oauth/token")).form(form);
+    if let Some((id, secret)) = basic {
+        req = req.basic_auth(id, Some(secret));
+    }
+    req.send().await.unwrap()
+}
+
+async fn oauth_error(r: reqwest::Response, status: u16, error: &str) -> Value {
+    assert_eq!(r.status().as_u16(), status);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"], error, "{body}");
+    assert!(body["error_description"]
+        .as_str()
+        .is_some_and(|d| !d.is_empty()));
+    assert!(body.get("detail").is_none());
+    body
+}
+
+async fn userinfo(app: &TestApp, token: &str) -> reqwest::Response {
+    app.client
+        .get(app.url("/oauth/userinfo"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn introspect(app: &TestApp, client: (&str, &str), token: &str) -> Value {
+    let r = app
+        .client
+        .post(app.url("/oauth/introspect"))
+        .basic_auth(client.0, Some(client.1))
+        .form(&[("token", token)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    r.json().await.unwrap()
+}
+
+/// The whole authorization code flow with a strict relying party: sign-in page, consent,
+/// code, ID token checked by the library, PKCE; then what the tokens open and how they end.
+async fn a_strict_relying_party_signs_in(backend: Backend) {
+    let app = provider_app(backend).await;
+    let (_, admin) = app.superuser_with_token().await;
+    let registered = register_client(
+        &app,
+        &admin,
+        json!({
+            "client_name": "Invoices",
+            "redirect_uris": [REDIRECT],
+            "grant_types": ["authorization_code", "refresh_token"],
+            "scope": "openid email offline_access",
+        }),
+    )
+    .await;
+    let client_id = registered["client_id"].as_str().unwrap().to_owned();
+    let secret = registered["client_secret"].as_str().unwrap().to_owned();
+    assert_eq!(
+        registered["token_endpoint_auth_method"],
+        "client_secret_basic"
+    );
+    assert_eq!(registered["client_secret_expires_at"], 0);
+    assert_eq!(registered["skip_consent"], false);
+
+    // the relying party knows only the issuer
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let metadata =
+        CoreProviderMetadata::discover_async(IssuerUrl::new(app.address.clone()).unwrap(), &http)
+            .await
+            .expect("discovery");
+    let rp = CoreClient::from_provider_metadata(
+        metadata,
+        ClientId::new(client_id.clone()),
+        Some(ClientSecret::new(secret.clone())),
+    )
+    .set_redirect_uri(RedirectUrl::new(REDIRECT.into()).unwrap());
+    let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+    let (auth_url, state, nonce) = rp
+        .authorize_url(
+            CoreAuthenticationFlow::AuthorizationCode,
+            CsrfToken::new_random,
+            Nonce::new_random,
+        )
+        .add_scope(Scope::new("email".into()))
+        .add_scope(Scope::new("offline_access".into()))
+        .set_pkce_challenge(challenge)
+        .url();
+
+    // not signed in: the hosted sign-in page, which comes back to a marker of this request
+    let r = browse(&app, auth_url.as_str(), None).await;
+    assert_eq!(r.status(), 302);
+    let to_login = location(&r);
+    assert!(
+        to_login.starts_with(&format!("{}/login?return_to=", app.address)),
+        "{to_login}"
+    );
+    let return_to = query_of(&to_login)["return_to"].clone();
+    assert!(
+        return_to.starts_with("/oauth/authorize?login_request="),
+        "{return_to}"
+    );
+    let login_page = browse(&app, &to_login, None).await;
+    assert_eq!(login_page.status(), 200);
+    let html = login_page.text().await.unwrap();
+    assert!(
+        html.contains("data-return-to=\"/oauth/authorize?login_request="),
+        "{html}"
+    );
+    assert!(html.contains("id=\"to-signup\"") && html.contains("id=\"to-forgot\""));
+
+    let email = unique_email();
+    let user = app.create_user(&email).await;
+    let cookie = browser_cookie(&app, &email).await;
+    let r = browse(&app, &return_to, Some(&cookie)).await;
+    assert_eq!(r.status(), 302);
+    let consent_url = location(&r);
+    assert!(
+        consent_url.starts_with(&format!("{}/oauth/consent?request=", app.address)),
+        "{consent_url}"
+    );
+
+    // a form posted from elsewhere is refused
+    let page = browse(&app, &consent_url, Some(&cookie))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains("Invoices") && page.contains("127.0.0.1"),
+        "{page}"
+    );
+    let forged = app
+        .client
+        .post(app.url("/oauth/consent"))
+        .header("cookie", format!("fastapiusersauth={cookie}"))
+        .header("origin", "https://evil.example")
+        .form(&[
+            ("request", hidden(&page, "request")),
+            ("csrf", hidden(&page, "csrf")),
+            ("decision", "allow".into()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 403);
+    let wrong_csrf = app
+        .client
+        .post(app.url("/oauth/consent"))
+        .header("cookie", format!("fastapiusersauth={cookie}"))
+        .header("origin", &app.address)
+        .form(&[
+            ("request", hidden(&page, "request")),
+            ("csrf", "nope".into()),
+            ("decision", "allow".into()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong_csrf.status(), 403);
+
+    let r = decide(&app, &consent_url, &cookie, "allow").await;
+    assert_eq!(r.status(), 302);
+    let back = location(&r);
+    assert!(back.starts_with(REDIRECT), "{back}");
+    let q = query_of(&back);
+    assert_eq!(q["state"], *state.secret());
+    assert_eq!(q["iss"], app.address, "RFC 9207");
+    // the request id was single use
+    assert_eq!(decide_again(&app, &consent_url, &cookie).await, 400);
+
+    let tokens = rp
+        .exchange_code(AuthorizationCode::new(q["code"].clone()))
+        .unwrap()
+        .set_pkce_verifier(verifier)
+        .request_async(&http)
+        .await
+        .expect("code exchange");
+    let id_token = tokens.id_token().expect("an ID token with openid");
+    let verifier = rp.id_token_verifier();
+    let id_claims = id_token
+        .claims(&verifier, &nonce)
+        .expect("the ID token checks out");
+    assert_eq!(id_claims.subject().as_str(), user["id"].as_str().unwrap());
+    assert_eq!(id_claims.email().map(|e| e.as_str()), Some(email.as_str()));
+    let expected = id_claims.access_token_hash().expect("at_hash");
+    let actual = AccessTokenHash::from_token(
+        tokens.access_token(),
+        id_token.signing_alg().unwrap(),
+        id_token.signing_key(&verifier).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(&actual, expected);
+    let access = tokens.access_token().secret().clone();
+    let refresh = tokens
+        .refresh_token()
+        .expect("offline_access")
+        .secret()
+        .clone();
+
+    // RFC 9068 access tokens; the grant is its own session
+    let (header, at) = claims_of(&access);
+    assert_eq!(header["typ"], "at+jwt");
+    assert_eq!(header["alg"], "RS256");
+    assert_eq!(at["client_id"], client_id);
+    assert_eq!(at["aud"], client_id);
+    assert_eq!(at["sub"], user["id"]);
+    assert_eq!(at["scope"], "openid email offline_access");
+    assert_eq!(at["amr"], json!(["pwd"]));
+    assert_eq!(at["acr"], "1");
+    let (_, idc) = claims_of(&id_token.to_string());
+    assert_eq!(idc["sid"], at["sid"]);
+    assert!(idc["auth_time"].as_i64().unwrap() <= idc["iat"].as_i64().unwrap());
+    let me_token = app.token(&email, PASSWORD).await;
+    let devices: Value = app
+        .get("/auth/sessions", Some(&me_token))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let grant_session = devices
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["method"] == format!("oauth:{client_id}"))
+        .expect("the grant in the devices list")
+        .clone();
+    assert_eq!(grant_session["id"], at["sid"]);
+
+    // not a token of the service's own routes
+    assert_eq!(app.me(&access).await.status(), 401);
+    let r = userinfo(&app, &access).await;
+    assert_eq!(r.status(), 200);
+    let info: Value = r.json().await.unwrap();
+    assert_eq!(
+        info,
+        json!({"sub": user["id"], "email": email, "email_verified": false})
+    );
+
+    // introspection of both tokens
+    let i = introspect(&app, (&client_id, &secret), &access).await;
+    assert_eq!(i["active"], true);
+    assert_eq!(i["username"], email.as_str());
+    assert_eq!(i["token_type"], "access_token");
+    let i = introspect(&app, (&client_id, &secret), &refresh).await;
+    assert_eq!(i["active"], true);
+    assert_eq!(i["token_type"], "refresh_token");
+    let i = introspect(&app, (&client_id, &secret), "not-a-token").await;
+    assert_eq!(i, json!({"active": false}));
+    // one of the service's own tokens
+    let i = introspect(&app, (&client_id, &secret), &me_token).await;
+    assert_eq!(i["active"], true);
+    assert_eq!(i["sub"], user["id"]);
+
+    // a refresh rotates; it may narrow the scope, never widen it
+    let r = token_form(
+        &app,
+        Some((&client_id, &secret)),
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", &refresh),
+            ("scope", "openid"),
+        ],
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    let rotated: Value = r.json().await.unwrap();
+    assert_eq!(rotated["scope"], "openid");
+    assert!(rotated["id_token"].is_string());
+    let refresh2 = rotated["refresh_token"].as_str().unwrap().to_owned();
+    assert_ne!(refresh2, refresh);
+    let r = token_form(
+        &app,
+        Some((&client_id, &secret)),
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", &refresh2),
+            ("scope", "openid profile"),
+        ],
+    )
+    .await;
+    oauth_error(r, 400, "invalid_scope").await;
+    // the two kinds of refresh token never cross
+    let r = app.refresh(&refresh2).await;
+    assert_eq!(r.status(), 400);
+    let first_party = app.login_offline(&email, PASSWORD).await;
+    let r = token_form(
+        &app,
+        Some((&client_id, &secret)),
+        &[
+            ("grant_type", "refresh_token"),
+            (
+                "refresh_token",
+                first_party["refresh_token"].as_str().unwrap(),
+            ),
+        ],
+    )
+    .await;
+    oauth_error(r, 400, "invalid_grant").await;
+    // another client's refresh token
+    let other = register_client(&app, &admin, json!({"redirect_uris": [REDIRECT], "grant_types": ["authorization_code", "refresh_token"]})).await;
+    let r = token_form(
+        &app,
+        Some((
+            other["client_id"].as_str().unwrap(),
+            other["client_secret"].as_str().unwrap(),
+        )),
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", &refresh2),
+        ],
+    )
+    .await;
+    oauth_error(r, 400, "invalid_grant").await;
+
+    // "sign out everywhere else" leaves the apps the person let in
+    let r = app
+        .client
+        .delete(app.url("/auth/sessions"))
+        .bearer_auth(&me_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let r = token_form(
+        &app,
+        Some((&client_id, &secret)),
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", &refresh2),
+        ],
+    )
+    .await;
+    assert_eq!(r.status(), 200, "the grant survives DELETE /auth/sessions");
+    let rotated: Value = r.json().await.unwrap();
+    let access3 = rotated["access_token"].as_str().unwrap().to_owned();
+    let refresh3 = rotated["refresh_token"].as_str().unwrap().to_owned();
+
+    // revocation: an access token stops at once, a refresh token ends its grant
+    let r = app
+        .client
+        .post(app.url("/oauth/revoke"))
+        .basic_auth(&client_id, Some(&secret))
+        .form(&[("token", access3.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(userinfo(&app, &access3).await.status(), 401);
+    assert_eq!(
+        introspect(&app, (&client_id, &secret), &access3).await,
+        json!({"active": false})
+    );
+    let r = app
+        .client
+        .post(app.url("/oauth/revoke"))
+        .basic_auth(&client_id, Some(&secret))
+        .form(&[("token", "unknown")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "unknown tokens get the same answer");
+
+    // the person's view: the grant, then its removal
+    let me_token = app.token(&email, PASSWORD).await;
+    let grants: Value = app
+        .get("/users/me/grants", Some(&me_token))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(grants.as_array().unwrap().len(), 1, "{grants}");
+    assert_eq!(grants[0]["client_id"], client_id);
+    assert_eq!(grants[0]["client_name"], "Invoices");
+    assert_eq!(
+        grants[0]["scopes"],
+        json!(["openid", "email", "offline_access"])
+    );
+    let r = app
+        .delete(&format!("/users/me/grants/{client_id}"), &me_token)
+        .await;
+    assert_eq!(r.status(), 204);
+    let r = token_form(
+        &app,
+        Some((&client_id, &secret)),
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", &refresh3),
+        ],
+    )
+    .await;
+    oauth_error(r, 400, "invalid_grant").await;
+    assert_eq!(
+        app.delete(&format!("/users/me/grants/{client_id}"), &me_token)
+            .await
+            .status(),
+        404
+    );
+    // the consent was forgotten: the next authorization asks again (the browser signs in
+    // again: "sign out everywhere else" above ended its session)
+    let cookie = browser_cookie(&app, &email).await;
+    let (challenge, _) = PkceCodeChallenge::new_random_sha256();
+    let (url, _, _) = rp
+        .authorize_url(
+            CoreAuthenticationFlow::AuthorizationCode,
+            CsrfToken::new_random,
+            Nonce::new_random,
+        )
+        .set_pkce_challenge(challenge)
+        .url();
+    let r = browse(&app, url.as_str(), Some(&cookie)).await;
+    assert!(location(&r).contains("/oauth/consent?request="));
+
+    let types = app.event_types(&admin, user["id"].as_str().unwrap()).await;
+    for t in ["oauth.consent_granted", "oauth.grant_revoked"] {
+        assert!(types.iter().any(|e| e == t), "{t} in {types:?}");
+    }
+}
+
+async fn decide_again(app: &TestApp, consent_url: &str, cookie: &str) -> u16 {
+    browse(app, consent_url, Some(cookie))
+        .await
+        .status()
+        .as_u16()
+}
+
+/// A code comes once: the second time it is `invalid_grant`, and what the first time
+/// gave is ended (RFC 6749 §4.1.2), with an event.
+async fn a_replayed_code_ends_its_grant(backend: Backend) {
+    let app = provider_app(backend).await;
+    let (_, admin) = app.superuser_with_token().await;
+    let client = register_client(
+        &app,
+        &admin,
+        json!({"redirect_uris": [REDIRECT], "grant_types": ["authorization_code", "refresh_token"], "skip_consent": true}),
+    )
+    .await;
+    let (id, secret) = (
+        client["client_id"].as_str().unwrap(),
+        client["client_secret"].as_str().unwrap(),
+    );
+    let email = unique_email();
+    let user = app.create_user(&email).await;
+    let cookie = browser_cookie(&app, &email).await;
+    let verifier = "v".repeat(50);
+    let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(<sha2::Sha256 as sha2::Digest>::digest(verifier.as_bytes()));
+    let authorize = format!(
+        "/oauth/authorize?response_type=code&client_id={id}&redirect_uri={}&scope=openid%20offline_access&state=s1&code_challenge={challenge}&code_challenge_method=S256",
+        urlencoding(REDIRECT)
+    );
+    // skip_consent: straight back with a code
+    let r = browse(&app, &authorize, Some(&cookie)).await;
+    let q = query_of(&location(&r));
+    let code = q["code"].clone();
+    // a wrong verifier does not spend it
+    let r = token_form(
+        &app,
+        Some((id, secret)),
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", REDIRECT),
+            ("code_verifier", &"w".repeat(50)),
+        ],
+    )
+    .await;
+    oauth_error(r, 400, "invalid_grant").await;
+    let first = token_form(
+        &app,
+        Some((id, secret)),
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", REDIRECT),
+            ("code_verifier", &verifier),
+        ],
+    )
+    .await;
+    assert_eq!(first.status(), 200);
+    assert_eq!(first.headers()["cache-control"], "no-store");
+    let first: Value = first.json().await.unwrap();
+    assert_eq!(first["token_type"], "Bearer");
+    assert_eq!(first["expires_in"], 900);
+    let access = first["access_token"].as_str().unwrap();
+    assert_eq!(userinfo(&app, access).await.status(), 200);
+    // no email scope: no email claims
+    let info: Value = userinfo(&app, access).await.json().await.unwrap();
+    assert_eq!(info, json!({"sub": user["id"]}));
+
+    let again = token_form(
+        &app,
+        Some((id, secret)),
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", REDIRECT),
+            ("code_verifier", &verifier),
+        ],
+    )
+    .await;
+    oauth_error(again, 400, "invalid_grant").await;
+    let r = userinfo(&app, access).await;
+    assert_eq!(r.status(), 401);
+    assert_eq!(
+        r.headers()["www-authenticate"],
+        "Bearer error=\"invalid_token\""
+    );
+    let r = token_form(
+        &app,
+        Some((id, secret)),
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", first["refresh_token"].as_str().unwrap()),
+        ],
+    )
+    .await;
+    oauth_error(r, 400, "invalid_grant").await;
+    let types = app.event_types(&admin, user["id"].as_str().unwrap()).await;
+    assert!(types.iter().any(|t| t == "oauth.code_reused"), "{types:?}");
+
+    // a password change ends the grants too
+    let r = browse(&app, &authorize, Some(&cookie)).await;
+    let code = query_of(&location(&r))["code"].clone();
+    let tokens: Value = token_form(
+        &app,
+        Some((id, secret)),
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", REDIRECT),
+            ("code_verifier", &verifier),
+        ],
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    let me = app.token(&email, PASSWORD).await;
+    let r = app
+        .patch(
+            "/users/me",
+            &me,
+            &json!({"password": "another long passphrase 42"}),
+        )
+        .await;
+    assert_eq!(r.status(), 200, "{:?}", r.text().await);
+    assert_eq!(
+        userinfo(&app, tokens["access_token"].as_str().unwrap())
+            .await
+            .status(),
+        401
+    );
+
+    // a code expires after OAUTH_CODE_LIFETIME_SECONDS
+    let cookie = browser_cookie_with(&app, &email, "another long passphrase 42").await;
+    let r = browse(&app, &authorize, Some(&cookie)).await;
+    let code = query_of(&location(&r))["code"].clone();
+    app.clock.advance(Duration::from_secs(61));
+    let r = token_form(
+        &app,
+        Some((id, secret)),
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", REDIRECT),
+            ("code_verifier", &verifier),
+        ],
+    )
+    .await;
+    oauth_error(r, 400, "invalid_grant").await;
+}
+
+async fn browser_cookie_with(app: &TestApp, email: &str, password: &str) -> String {
+    let r = app
+        .client
+        .post(app.url("/auth/cookie/login"))
+        .form(&[("username", email), ("password", password)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let set = r.headers()["set-cookie"].to_str().unwrap().to_owned();
+    set.split(';')
+        .next()
+        .unwrap()
+        .trim_start_matches("fastapiusersauth=")
+        .to_owned()
+}
+
+fn urlencoding(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+/// Registration's checks and who may register; the authorization request's errors, which
+/// never redirect to an unregistered URI; client credentials; client authentication.
+async fn clients_and_errors(backend: Backend) {
+    let app = provider_app(backend).await;
+    let (_, admin) = app.superuser_with_token().await;
+    let (_, plain) = app.user_with_token().await;
+    let body = json!({"redirect_uris": [REDIRECT]});
+    let r = app.post_json("/oauth/clients", &body, None).await;
+    oauth_error(r, 401, "invalid_token").await;
+    let r = app.post_json("/oauth/clients", &body, Some(&plain)).await;
+    oauth_error(r, 403, "insufficient_scope").await;
+    for (bad, error) in [
+        (
+            json!({"redirect_uris": ["http://app.example/cb"]}),
+            "invalid_redirect_uri",
+        ),
+        (
+            json!({"redirect_uris": ["https://app.example/cb#x"]}),
+            "invalid_redirect_uri",
+        ),
+        (json!({"redirect_uris": ["/cb"]}), "invalid_redirect_uri"),
+        (
+            json!({"grant_types": ["authorization_code"]}),
+            "invalid_client_metadata",
+        ),
+        (
+            json!({"grant_types": ["password"]}),
+            "invalid_client_metadata",
+        ),
+        (
+            json!({"grant_types": ["client_credentials"], "token_endpoint_auth_method": "none"}),
+            "invalid_client_metadata",
+        ),
+        (
+            json!({"redirect_uris": [REDIRECT], "scope": "openid admin:everything"}),
+            "invalid_client_metadata",
+        ),
+        (
+            json!({"redirect_uris": [REDIRECT], "token_endpoint_auth_method": "private_key_jwt"}),
+            "invalid_client_metadata",
+        ),
+        (
+            json!({"redirect_uris": "https://app.example/cb"}),
+            "invalid_client_metadata",
+        ),
+    ] {
+        let r = app.post_json("/oauth/clients", &bad, Some(&admin)).await;
+        oauth_error(r, 400, error).await;
+    }
+    // a native app's private-use scheme and a loopback redirect on any port
+    let native = register_client(
+        &app,
+        &admin,
+        json!({"redirect_uris": ["com.example.app:/cb", "http://127.0.0.1/cb"], "token_endpoint_auth_method": "none", "id_token_signed_response_alg": "EdDSA"}),
+    )
+    .await;
+    assert!(native.get("client_secret").is_none());
+    let nid = native["client_id"].as_str().unwrap();
+    let list: Value = app
+        .get("/oauth/clients", Some(&admin))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(list
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|c| c.get("client_secret").is_none()));
+    assert_eq!(
+        app.get("/oauth/clients/nope", Some(&admin)).await.status(),
+        404
+    );
+
+    // errors that cannot be trusted to a redirect are a page
+    let r = browse(
+        &app,
+        "/oauth/authorize?response_type=code&client_id=nope",
+        None,
+    )
+    .await;
+    assert_eq!(r.status(), 400);
+    assert!(r.headers().get("location").is_none());
+    let r = browse(
+        &app,
+        &format!(
+            "/oauth/authorize?response_type=code&client_id={nid}&redirect_uri={}",
+            urlencoding("https://evil.example/cb")
+        ),
+        None,
+    )
+    .await;
+    assert_eq!(r.status(), 400);
+    assert!(r.headers().get("location").is_none());
+    // the rest go back with error, state and iss
+    let loopback = urlencoding("http://127.0.0.1:53111/cb");
+    let challenge = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
+    for (query, error) in [
+        (format!("response_type=code&client_id={nid}&redirect_uri={loopback}&state=x"), "invalid_request"),
+        (format!("response_type=code&client_id={nid}&redirect_uri={loopback}&state=x&code_challenge={challenge}&code_challenge_method=plain"), "invalid_request"),
+        (format!("response_type=token&client_id={nid}&redirect_uri={loopback}&state=x&code_challenge={challenge}&code_challenge_method=S256"), "unsupported_response_type"),
+        (format!("response_type=code&client_id={nid}&redirect_uri={loopback}&state=x&code_challenge={challenge}&code_challenge_method=S256&scope=openid%20invoices:write"), "invalid_scope"),
+        (format!("response_type=code&client_id={nid}&redirect_uri={loopback}&state=x&code_challenge={challenge}&code_challenge_method=S256&prompt=none"), "login_required"),
+        (format!("response_type=code&client_id={nid}&redirect_uri={loopback}&state=x&state=y&code_challenge={challenge}&code_challenge_method=S256"), "invalid_request"),
+        (format!("response_type=code&client_id={nid}&redirect_uri={loopback}&state=x&code_challenge={challenge}&code_challenge_method=S256&resource=fastapi-users:auth"), "invalid_target"),
+    ] {
+        let r = browse(&app, &format!("/oauth/authorize?{query}"), None).await;
+        assert_eq!(r.status(), 302, "{query}");
+        let to = location(&r);
+        assert!(to.starts_with("http://127.0.0.1:53111/cb?"), "{to}");
+        let q = query_of(&to);
+        assert_eq!(q["error"], error, "{query}");
+        assert!(q.contains_key("error_description"));
+        assert_eq!(q["iss"], app.address);
+        assert!(q["state"] == "x" || error == "invalid_request");
+    }
+    // deny: access_denied
+    let email = unique_email();
+    app.create_user(&email).await;
+    let cookie = browser_cookie(&app, &email).await;
+    let r = browse(&app, &format!("/oauth/authorize?response_type=code&client_id={nid}&redirect_uri={loopback}&state=x&code_challenge={challenge}&code_challenge_method=S256&scope=openid"), Some(&cookie)).await;
+    let consent = location(&r);
+    let r = decide(&app, &consent, &cookie, "deny").await;
+    assert_eq!(query_of(&location(&r))["error"], "access_denied");
+    // prompt=none with no consent yet: consent_required
+    let r = browse(&app, &format!("/oauth/authorize?response_type=code&client_id={nid}&redirect_uri={loopback}&state=x&code_challenge={challenge}&code_challenge_method=S256&scope=openid&prompt=none"), Some(&cookie)).await;
+    assert_eq!(query_of(&location(&r))["error"], "consent_required");
+
+    // a public client's code with EdDSA ID tokens, verified with the JWKS alone
+    let verifier = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+    let r = browse(&app, &format!("/oauth/authorize?response_type=code&client_id={nid}&redirect_uri={loopback}&state=x&code_challenge={challenge}&code_challenge_method=S256&scope=openid%20email&nonce=n-1"), Some(&cookie)).await;
+    let r = decide(&app, &location(&r), &cookie, "allow").await;
+    let code = query_of(&location(&r))["code"].clone();
+    let r = token_form(
+        &app,
+        None,
+        &[
+            ("grant_type", "authorization_code"),
+            ("client_id", nid),
+            ("code", &code),
+            ("redirect_uri", "http://127.0.0.1:53111/cb"),
+            ("code_verifier", verifier),
+        ],
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    let tokens: Value = r.json().await.unwrap();
+    assert!(
+        tokens.get("refresh_token").is_none(),
+        "no refresh_token grant"
+    );
+    let jwks: JwkSet = app
+        .get("/.well-known/jwks.json", None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let id_token = tokens["id_token"].as_str().unwrap();
+    let header = jsonwebtoken::decode_header(id_token).unwrap();
+    assert_eq!(header.alg, jsonwebtoken::Algorithm::EdDSA);
+    let key =
+        jsonwebtoken::DecodingKey::from_jwk(jwks.find(header.kid.as_deref().unwrap()).unwrap())
+            .unwrap();
+    let mut v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::EdDSA);
+    v.set_audience(&[nid]);
+    v.set_issuer(&[&app.address]);
+    let claims = jsonwebtoken::decode::<Value>(id_token, &key, &v)
+        .unwrap()
+        .claims;
+    assert_eq!(claims["nonce"], "n-1");
+    assert_eq!(claims["email"], email.as_str());
+    let access = tokens["access_token"].as_str().unwrap();
+    let (ah, _) = claims_of(access);
+    let key = jsonwebtoken::DecodingKey::from_jwk(jwks.find(ah["kid"].as_str().unwrap()).unwrap())
+        .unwrap();
+    assert!(
+        jsonwebtoken::decode::<Value>(access, &key, &v).is_ok(),
+        "the access token verifies offline too"
+    );
+
+    // client credentials: a confidential client registered for it
+    let service = register_client(&app, &admin, json!({"grant_types": ["client_credentials"], "scope": "openid", "token_endpoint_auth_method": "client_secret_post"})).await;
+    let (sid, ssecret) = (
+        service["client_id"].as_str().unwrap(),
+        service["client_secret"].as_str().unwrap(),
+    );
+    let r = token_form(
+        &app,
+        None,
+        &[
+            ("grant_type", "client_credentials"),
+            ("client_id", sid),
+            ("client_secret", ssecret),
+        ],
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    let cc: Value = r.json().await.unwrap();
+    assert!(cc.get("refresh_token").is_none() && cc.get("id_token").is_none());
+    let (_, claims) = claims_of(cc["access_token"].as_str().unwrap());
+    assert_eq!(claims["sub"], sid);
+    assert!(claims.get("sid").is_none());
+    let r = token_form(
+        &app,
+        None,
+        &[
+            ("grant_type", "client_credentials"),
+            ("client_id", sid),
+            ("client_secret", ssecret),
+            ("scope", "openid"),
+        ],
+    )
+    .await;
+    oauth_error(r, 400, "invalid_scope").await;
+    // the method as registered: Basic for a client_secret_post client is refused
+    let r = token_form(
+        &app,
+        Some((sid, ssecret)),
+        &[("grant_type", "client_credentials")],
+    )
+    .await;
+    let r = oauth_error_keep(r, 401).await;
+    assert_eq!(r.0, "Basic realm=\"oauth\"");
+    let r = token_form(
+        &app,
+        None,
+        &[
+            ("grant_type", "client_credentials"),
+            ("client_id", sid),
+            ("client_secret", "wrong"),
+        ],
+    )
+    .await;
+    oauth_error(r, 401, "invalid_client").await;
+    let r = token_form(
+        &app,
+        None,
+        &[("grant_type", "client_credentials"), ("client_id", nid)],
+    )
+    .await;
+    oauth_error(r, 400, "unauthorized_client").await;
+    let r = token_form(
+        &app,
+        None,
+        &[("grant_type", "password"), ("client_id", nid)],
+    )
+    .await;
+    oauth_error(r, 400, "unsupported_grant_type").await;
+    let r = app.post_raw("/oauth/token", "application/json", "{}").await;
+    oauth_error(r, 400, "invalid_request").await;
+
+    // a new secret: the old one stops at once
+    let r = app
+        .client
+        .post(app.url(&format!("/oauth/clients/{sid}/secret")))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let rotated: Value = r.json().await.unwrap();
+    let new_secret = rotated["client_secret"].as_str().unwrap();
+    let r = token_form(
+        &app,
+        None,
+        &[
+            ("grant_type", "client_credentials"),
+            ("client_id", sid),
+            ("client_secret", ssecret),
+        ],
+    )
+    .await;
+    oauth_error(r, 401, "invalid_client").await;
+    let r = token_form(
+        &app,
+        None,
+        &[
+            ("grant_type", "client_credentials"),
+            ("client_id", sid),
+            ("client_secret", new_secret),
+        ],
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    let cc: Value = r.json().await.unwrap();
+    let i = introspect_post(
+        &app,
+        (sid, new_secret),
+        cc["access_token"].as_str().unwrap(),
+    )
+    .await;
+    assert_eq!(i["active"], true);
+    assert_eq!(i["sub"], sid);
+    assert!(i.get("username").is_none());
+    // deleting the client ends what it holds
+    let r = app.delete(&format!("/oauth/clients/{nid}"), &admin).await;
+    assert_eq!(r.status(), 204);
+    assert_eq!(userinfo(&app, access).await.status(), 401);
+    assert_eq!(
+        app.delete(&format!("/oauth/clients/{nid}"), &admin)
+            .await
+            .status(),
+        404
+    );
+
+    // discovery, both documents
+    let d: Value = app
+        .get("/.well-known/openid-configuration", None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let d2: Value = app
+        .get("/.well-known/oauth-authorization-server", None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(d, d2);
+    assert_eq!(d["issuer"], app.address);
+    assert_eq!(d["code_challenge_methods_supported"], json!(["S256"]));
+    assert_eq!(d["authorization_response_iss_parameter_supported"], true);
+}
+
+async fn oauth_error_keep(r: reqwest::Response, status: u16) -> (String, Value) {
+    assert_eq!(r.status().as_u16(), status);
+    let www = r
+        .headers()
+        .get("www-authenticate")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    (www, r.json().await.unwrap())
+}
+
+async fn introspect_post(app: &TestApp, client: (&str, &str), token: &str) -> Value {
+    let r = app
+        .client
+        .post(app.url("/oauth/introspect"))
+        .form(&[
+            ("token", token),
+            ("client_id", client.0),
+            ("client_secret", client.1),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    r.json().await.unwrap()
+}
+
+/// `prompt=login` and `max_age` send a signed-in person to sign in again, and a sign-in
+/// made for the request is not asked for twice; `auth_time` is that sign-in's.
+async fn prompt_login_and_max_age(backend: Backend) {
+    let app = provider_app(backend).await;
+    let (_, admin) = app.superuser_with_token().await;
+    let client = register_client(
+        &app,
+        &admin,
+        json!({"redirect_uris": [REDIRECT], "skip_consent": true}),
+    )
+    .await;
+    let id = client["client_id"].as_str().unwrap();
+    let email = unique_email();
+    app.create_user(&email).await;
+    let cookie = browser_cookie(&app, &email).await;
+    let challenge = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
+    let base = format!("/oauth/authorize?response_type=code&client_id={id}&code_challenge={challenge}&code_challenge_method=S256&scope=openid");
+    // signed in and no prompt: a code at once
+    let r = browse(&app, &base, Some(&cookie)).await;
+    assert!(query_of(&location(&r)).contains_key("code"));
+    for extra in ["&prompt=login", "&max_age=0"] {
+        app.clock.advance(Duration::from_secs(2));
+        let r = browse(&app, &format!("{base}{extra}"), Some(&cookie)).await;
+        let to = location(&r);
+        assert!(to.contains("/login?return_to="), "{extra}: {to}");
+        let return_to = query_of(&to)["return_to"].clone();
+        // the old session does not satisfy it
+        let r = browse(&app, &return_to, Some(&cookie)).await;
+        assert!(location(&r).contains("/login?return_to="), "{extra}");
+        // a sign-in made after the request does, once
+        let fresh = browser_cookie(&app, &email).await;
+        let r = browse(&app, &return_to, Some(&fresh)).await;
+        let back = location(&r);
+        assert!(
+            back.starts_with(REDIRECT) && back.contains("code="),
+            "{extra}: {back}"
+        );
+    }
+}
+
+crate::both_backends!(
+    a_strict_relying_party_signs_in,
+    a_replayed_code_ends_its_grant,
+    clients_and_errors,
+    prompt_login_and_max_age,
+);
