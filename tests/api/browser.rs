@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use base64::Engine;
 use fantoccini::{ClientBuilder, Locator};
 use serde_json::json;
 
@@ -604,4 +605,149 @@ async fn the_account_page_takes_no_token_from_its_url() {
     .await;
     let _ = client.close().await;
     result.expect("browser steps");
+}
+
+/// "Sign in with <the app>" in Chromium: an app's authorization request sends the browser
+/// to the hosted sign-in page; password and TOTP there, then the consent page, then back
+/// to the app with a code whose ID token says how the person signed in
+/// (docs/oauth-provider.md). Screenshots of both pages at 360 and 1280 px.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_app_signs_a_person_in_through_the_hosted_pages() {
+    let Some(driver) = start_driver().await else {
+        return;
+    };
+    let port = free_port();
+    let base = format!("http://localhost:{port}");
+    let public = base.clone();
+    let app = spawn_app_with(Backend::Sqlite, |env| {
+        env.insert("BIND_ADDR".into(), format!("127.0.0.1:{port}"));
+        env.insert("PUBLIC_URL".into(), public);
+        env.insert("APP_NAME".into(), "Acme".into());
+    })
+    .await;
+    let (_, admin) = app.superuser_with_token().await;
+    // the app's callback: a port nothing listens on; the browser's address bar tells
+    let callback = format!("http://127.0.0.1:{}/callback", free_port());
+    let r = app
+        .post_json(
+            "/oauth/clients",
+            &json!({"client_name": "Invoices", "redirect_uris": [callback], "scope": "openid email"}),
+            Some(&admin),
+        )
+        .await;
+    assert_eq!(r.status(), 201);
+    let client: serde_json::Value = r.json().await.unwrap();
+    let (client_id, secret) = (
+        client["client_id"].as_str().unwrap().to_owned(),
+        client["client_secret"].as_str().unwrap().to_owned(),
+    );
+    let (email, totp_secret, _, _) = crate::mfa::user_with_totp(&app).await;
+    let verifier = "a-verifier-of-the-app-that-is-long-enough-0123456789";
+    let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(<sha2::Sha256 as sha2::Digest>::digest(verifier.as_bytes()));
+    let authorize = format!(
+        "{base}/oauth/authorize?response_type=code&client_id={client_id}&scope=openid%20email&state=st-1&nonce=n-1&code_challenge={challenge}&code_challenge_method=S256"
+    );
+    let browser_client = browser(&driver).await;
+    let c = &browser_client;
+    let result = async {
+        c.set_window_size(1280, 1400).await?;
+        c.goto(&authorize).await?;
+        shown(c, "signin").await?;
+        assert!(c
+            .current_url()
+            .await?
+            .as_str()
+            .starts_with(&format!("{base}/login")));
+        screenshot(c, 360, "oauth-login").await?;
+        screenshot(c, 1280, "oauth-login").await?;
+        c.find(Locator::Css("#email"))
+            .await?
+            .send_keys(&email)
+            .await?;
+        c.find(Locator::Css("#password"))
+            .await?
+            .send_keys(PASSWORD)
+            .await?;
+        c.find(Locator::Css("#signin-form button[type=submit]"))
+            .await?
+            .click()
+            .await?;
+        shown(c, "second-step").await?;
+        let code = crate::mfa::fresh_code(&app, &totp_secret);
+        c.find(Locator::Css("#mfa-code"))
+            .await?
+            .send_keys(&code)
+            .await?;
+        c.find(Locator::Css("#mfa-totp button[type=submit]"))
+            .await?
+            .click()
+            .await?;
+        // back to the request, then to the consent page
+        let allow = c
+            .wait()
+            .at_most(Duration::from_secs(10))
+            .for_element(Locator::Css("button[value=allow]"))
+            .await?;
+        assert!(c
+            .current_url()
+            .await?
+            .as_str()
+            .contains("/oauth/consent?request="));
+        let text = c.find(Locator::Css("main")).await?.text().await?;
+        assert!(text.contains("Invoices") && text.contains(&email), "{text}");
+        screenshot(c, 360, "oauth-consent").await?;
+        screenshot(c, 1280, "oauth-consent").await?;
+        allow.click().await?;
+        let mut landed = String::new();
+        for _ in 0..50 {
+            landed = c.current_url().await?.to_string();
+            if landed.starts_with(&callback) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Ok::<String, fantoccini::error::CmdError>(landed)
+    }
+    .await;
+    let _ = browser_client.close().await;
+    let landed = result.expect("the browser flow");
+    assert!(landed.starts_with(&callback), "{landed}");
+    let q: std::collections::HashMap<String, String> = url::Url::parse(&landed)
+        .unwrap()
+        .query_pairs()
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    assert_eq!(q["state"], "st-1");
+    let r = app
+        .client
+        .post(app.url("/oauth/token"))
+        .basic_auth(&client_id, Some(&secret))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", q["code"].as_str()),
+            ("redirect_uri", callback.as_str()),
+            ("code_verifier", verifier),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let tokens: serde_json::Value = r.json().await.unwrap();
+    let payload = tokens["id_token"]
+        .as_str()
+        .unwrap()
+        .split('.')
+        .nth(1)
+        .unwrap();
+    let claims: serde_json::Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(claims["amr"], json!(["pwd", "otp", "mfa"]));
+    assert_eq!(claims["acr"], "2");
+    assert_eq!(claims["nonce"], "n-1");
+    assert_eq!(claims["email"], email.as_str());
 }

@@ -1140,7 +1140,191 @@ async fn prompt_login_and_max_age(backend: Backend) {
     }
 }
 
+/// What was let in while the address was unproven goes when the address is proven by
+/// mail (docs/security.md): the consent, the grant, and a code not yet redeemed; a code
+/// is also worthless once the sign-in it was issued in has ended.
+async fn a_proof_by_mail_ends_what_was_let_in_unverified(backend: Backend) {
+    let app = provider_app(backend).await;
+    let (_, admin) = app.superuser_with_token().await;
+    let client = register_client(
+        &app,
+        &admin,
+        json!({"redirect_uris": [REDIRECT], "grant_types": ["authorization_code", "refresh_token"], "scope": "openid offline_access"}),
+    )
+    .await;
+    let (id, secret) = (
+        client["client_id"].as_str().unwrap(),
+        client["client_secret"].as_str().unwrap(),
+    );
+    let email = unique_email();
+    let user = app.create_user(&email).await;
+    let cookie = browser_cookie(&app, &email).await;
+    let verifier = "v".repeat(64);
+    let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(<sha2::Sha256 as sha2::Digest>::digest(verifier.as_bytes()));
+    let authorize = format!(
+        "/oauth/authorize?response_type=code&client_id={id}&scope=openid%20offline_access&code_challenge={challenge}&code_challenge_method=S256"
+    );
+    let r = browse(&app, &authorize, Some(&cookie)).await;
+    let r = decide(&app, &location(&r), &cookie, "allow").await;
+    let code = query_of(&location(&r))["code"].clone();
+    let tokens: Value = token_form(
+        &app,
+        Some((id, secret)),
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("code_verifier", &verifier),
+        ],
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    let refresh = tokens["refresh_token"].as_str().unwrap().to_owned();
+    // remembered now: the next code comes without a page; it is not redeemed yet
+    let r = browse(&app, &authorize, Some(&cookie)).await;
+    let pending = query_of(&location(&r))["code"].clone();
+
+    let uid = uuid::Uuid::parse_str(user["id"].as_str().unwrap()).unwrap();
+    let now = users_domain::Clock::now(&*app.clock);
+    let token = app
+        .core
+        .tokens
+        .issue_verify(uid, &email, now.plus_secs(600))
+        .unwrap();
+    let r = app
+        .post_json("/auth/verify", &json!({"token": token}), None)
+        .await;
+    assert_eq!(r.status(), 200);
+
+    let r = token_form(
+        &app,
+        Some((id, secret)),
+        &[("grant_type", "refresh_token"), ("refresh_token", &refresh)],
+    )
+    .await;
+    oauth_error(r, 400, "invalid_grant").await;
+    let r = token_form(
+        &app,
+        Some((id, secret)),
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &pending),
+            ("code_verifier", &verifier),
+        ],
+    )
+    .await;
+    oauth_error(r, 400, "invalid_grant").await;
+    let me = app.token(&email, PASSWORD).await;
+    let grants: Value = app
+        .get("/users/me/grants", Some(&me))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(grants, json!([]));
+
+    // a code issued in a session that has since ended is worthless
+    let cookie = browser_cookie(&app, &email).await;
+    let r = browse(&app, &authorize, Some(&cookie)).await;
+    let r = decide(&app, &location(&r), &cookie, "allow").await;
+    let code = query_of(&location(&r))["code"].clone();
+    let r = app
+        .client
+        .post(app.url("/auth/cookie/logout"))
+        .header("cookie", format!("fastapiusersauth={cookie}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let r = token_form(
+        &app,
+        Some((id, secret)),
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("code_verifier", &verifier),
+        ],
+    )
+    .await;
+    oauth_error(r, 400, "invalid_grant").await;
+}
+
+/// `OAUTH_OPEN_REGISTRATION`: anyone registers a public client, never a confidential one
+/// or one that skips consent; its authorization errors are a page, never a redirect to
+/// URIs nobody vouched for.
+async fn open_registration(backend: Backend) {
+    let app = provider_app_with(backend, |env| {
+        env.insert("OAUTH_OPEN_REGISTRATION".into(), "true".into());
+    })
+    .await;
+    let r = app
+        .post_json(
+            "/oauth/clients",
+            &json!({"redirect_uris": ["https://evil.example/cb"]}),
+            None,
+        )
+        .await;
+    oauth_error(r, 400, "invalid_client_metadata").await;
+    let r = app.post_json("/oauth/clients", &json!({"redirect_uris": ["https://evil.example/cb"], "token_endpoint_auth_method": "none", "skip_consent": true}), None).await;
+    oauth_error(r, 400, "invalid_client_metadata").await;
+    let r = app.post_json("/oauth/clients", &json!({"redirect_uris": ["https://evil.example/cb"], "token_endpoint_auth_method": "none"}), None).await;
+    assert_eq!(r.status(), 201);
+    let client: Value = r.json().await.unwrap();
+    let id = client["client_id"].as_str().unwrap();
+    assert!(client.get("client_secret").is_none());
+    assert_eq!(client["registered_openly"], true);
+    for query in ["", "&response_type=code", "&response_type=code&code_challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM&code_challenge_method=S256&prompt=none"] {
+        let r = browse(&app, &format!("/oauth/authorize?client_id={id}{query}"), None).await;
+        assert_eq!(r.status(), 400, "{query}");
+        assert!(r.headers().get("location").is_none(), "{query}");
+    }
+}
+
+/// Two replicas redeem one code at the same instant: exactly one gets tokens.
+async fn replicas_redeem_a_code_once(backend: Backend) {
+    let app = provider_app(backend).await;
+    let replica = spawn_app_on(backend, app.database.clone(), |_| {}).await;
+    let (_, admin) = app.superuser_with_token().await;
+    let client = register_client(
+        &app,
+        &admin,
+        json!({"redirect_uris": [REDIRECT], "skip_consent": true}),
+    )
+    .await;
+    let (id, secret) = (
+        client["client_id"].as_str().unwrap(),
+        client["client_secret"].as_str().unwrap(),
+    );
+    let email = unique_email();
+    app.create_user(&email).await;
+    let cookie = browser_cookie(&app, &email).await;
+    let verifier = "r".repeat(43);
+    let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(<sha2::Sha256 as sha2::Digest>::digest(verifier.as_bytes()));
+    for _ in 0..5 {
+        let r = browse(&app, &format!("/oauth/authorize?response_type=code&client_id={id}&scope=openid&code_challenge={challenge}&code_challenge_method=S256"), Some(&cookie)).await;
+        let code = query_of(&location(&r))["code"].clone();
+        let form = [
+            ("grant_type", "authorization_code"),
+            ("code", code.as_str()),
+            ("code_verifier", verifier.as_str()),
+        ];
+        let (a, b) = tokio::join!(
+            token_form(&app, Some((id, secret)), &form),
+            token_form(&replica, Some((id, secret)), &form)
+        );
+        let mut statuses = [a.status().as_u16(), b.status().as_u16()];
+        statuses.sort();
+        assert_eq!(statuses, [200, 400], "one redemption wins");
+    }
+}
+
 crate::both_backends!(
+    open_registration,
+    a_proof_by_mail_ends_what_was_let_in_unverified,
+    replicas_redeem_a_code_once,
     a_strict_relying_party_signs_in,
     a_replayed_code_ends_its_grant,
     clients_and_errors,

@@ -55,6 +55,10 @@ pub struct KeyRing {
     sealer: Sealer,
     access_lifetime_ms: i64,
     publish_ahead_secs: i64,
+    /// Keys that do not open (kept under an earlier `JWT_SECRET`) are skipped, and a new
+    /// one made when none is left: the provider's own rings, whose keys nobody
+    /// configured (docs/oauth-provider.md).
+    tolerant: bool,
     state: RwLock<RingState>,
 }
 
@@ -86,8 +90,15 @@ impl KeyRing {
             sealer,
             access_lifetime_ms: access_lifetime_secs * 1000,
             publish_ahead_secs,
+            tolerant: false,
             state: RwLock::new(RingState::default()),
         }
+    }
+
+    /// A ring whose keys that no longer open are skipped (see `tolerant`).
+    pub fn tolerant(mut self) -> KeyRing {
+        self.tolerant = true;
+        self
     }
 
     pub fn publish_ahead_secs(&self) -> i64 {
@@ -105,10 +116,21 @@ impl KeyRing {
             if existing.is_empty() {
                 // a first key signs at once: no cache can have an older set
                 let kid = self.insert_new_key(now, now).await?;
-                tracing::info!(kid = %kid, algorithm = alg, "generated the first access-token signing key");
+                tracing::info!(kid = %kid, algorithm = alg, "generated the first signing key");
             }
         }
-        self.reload().await
+        self.reload().await?;
+        let none_usable = self
+            .state
+            .read()
+            .map(|s| s.keys.is_empty())
+            .unwrap_or(false);
+        if self.tolerant && none_usable {
+            let kid = self.insert_new_key(now, now).await?;
+            tracing::warn!(kid = %kid, algorithm = self.algorithm.name(), "no signing key of the algorithm opens with this JWT_SECRET; generated a new one");
+            self.reload().await?;
+        }
+        Ok(())
     }
 
     async fn insert_new_key(
@@ -169,6 +191,13 @@ impl KeyRing {
                     .run(move |c| signing_keys::of_algorithm(c, alg))
                     .await?;
                 let mut keys = Vec::with_capacity(rows.len());
+                let rows: Vec<SigningKeyRow> = if self.tolerant {
+                    rows.into_iter()
+                        .filter(|r| self.sealer.open(&r.private_key_sealed).is_some())
+                        .collect()
+                } else {
+                    rows
+                };
                 for (i, row) in rows.iter().enumerate() {
                     let pem = self.sealer.open(&row.private_key_sealed).ok_or_else(|| {
                         Fault::internal("a signing key does not open (was JWT_SECRET changed?)")
@@ -312,14 +341,17 @@ impl KeyRings {
                 rings.push(ring.clone());
                 continue;
             }
-            let ring = Arc::new(KeyRing::new(
-                alg,
-                KeySource::Stored,
-                store.clone(),
-                sealer.clone(),
-                lifetime_secs,
-                publish_ahead_secs,
-            ));
+            let ring = Arc::new(
+                KeyRing::new(
+                    alg,
+                    KeySource::Stored,
+                    store.clone(),
+                    sealer.clone(),
+                    lifetime_secs,
+                    publish_ahead_secs,
+                )
+                .tolerant(),
+            );
             ring.start(now).await?;
             rings.push(ring);
         }

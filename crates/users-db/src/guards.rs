@@ -9,8 +9,8 @@ use diesel::prelude::*;
 use users_domain::UserId;
 
 use crate::schema::{
-    mfa_challenges, oauth_consents, passkeys, recovery_codes, totp_factors, upstream_identities,
-    users, webauthn_challenges,
+    mfa_challenges, oauth_codes, oauth_consents, passkeys, recovery_codes, sessions, totp_factors,
+    upstream_identities, users, webauthn_challenges,
 };
 use crate::DbConnection;
 
@@ -44,7 +44,12 @@ impl Cleared {
 /// Removes what `scope` names from the user's account, and every pending enrolment and
 /// ceremony (they are worthless without the removed factors and sessions, and one made
 /// by the earlier registrant must not finish later). Call inside a transaction.
-pub fn clear(conn: &mut DbConnection, user_id: UserId, scope: &Scope) -> QueryResult<Cleared> {
+pub fn clear(
+    conn: &mut DbConnection,
+    user_id: UserId,
+    scope: &Scope,
+    now_ms: i64,
+) -> QueryResult<Cleared> {
     let id = user_id.to_string();
     let mut cleared = Cleared::default();
 
@@ -109,12 +114,24 @@ pub fn clear(conn: &mut DbConnection, user_id: UserId, scope: &Scope) -> QueryRe
         }
     }
 
-    if matches!(scope, Scope::Everything) {
-        // the apps the earlier registrant let in are theirs, not the owner's: forget the
-        // consents (the grants' sessions end with every other session)
-        diesel::delete(oauth_consents::table.filter(oauth_consents::user_id.eq(&id)))
-            .execute(conn)?;
-    }
+    // the apps let in while the address was unproven (at a takeover: by the earlier
+    // registrant) are not the owner's: their consents, unredeemed codes and grants go
+    diesel::delete(oauth_consents::table.filter(oauth_consents::user_id.eq(&id))).execute(conn)?;
+    diesel::delete(oauth_codes::table.filter(oauth_codes::user_id.eq(&id))).execute(conn)?;
+    diesel::update(
+        sessions::table
+            .filter(sessions::user_id.eq(&id))
+            .filter(sessions::ended_at.is_null())
+            .filter(sessions::method.like(crate::rows::session::GRANT_METHOD_LIKE)),
+    )
+    .set((
+        sessions::ended_at.eq(Some(now_ms)),
+        sessions::end_reason.eq(Some(match scope {
+            Scope::Everything => "account_taken_over",
+            Scope::SetUpUnverified { .. } => "unverified_at_setup",
+        })),
+    ))
+    .execute(conn)?;
     diesel::delete(webauthn_challenges::table.filter(webauthn_challenges::user_id.eq(&id)))
         .execute(conn)?;
     diesel::delete(mfa_challenges::table.filter(mfa_challenges::user_id.eq(&id))).execute(conn)?;
@@ -134,28 +151,38 @@ pub(crate) fn unverified(conn: &mut DbConnection, user_id: UserId) -> QueryResul
 /// A proof by mail of the user's address: when the account is unverified, clears what
 /// was set up while it was ([`Scope::SetUpUnverified`] with the user's current
 /// address). A verified account (a superuser may have verified it) loses nothing.
-pub fn clear_unproven(conn: &mut DbConnection, user_id: UserId) -> QueryResult<Cleared> {
+pub fn clear_unproven(
+    conn: &mut DbConnection,
+    user_id: UserId,
+    now_ms: i64,
+) -> QueryResult<Cleared> {
     let user: Option<(String, bool)> = users::table
         .find(user_id.to_string())
         .select((users::email_key, users::is_verified))
         .first(conn)
         .optional()?;
     match user {
-        Some((email_key, false)) => clear(conn, user_id, &Scope::SetUpUnverified { email_key }),
+        Some((email_key, false)) => {
+            clear(conn, user_id, &Scope::SetUpUnverified { email_key }, now_ms)
+        }
         _ => Ok(Cleared::default()),
     }
 }
 
 /// A verification by mail, which has just marked the account verified: clears what was
 /// set up while it was not.
-pub fn clear_at_verification(conn: &mut DbConnection, user_id: UserId) -> QueryResult<Cleared> {
+pub fn clear_at_verification(
+    conn: &mut DbConnection,
+    user_id: UserId,
+    now_ms: i64,
+) -> QueryResult<Cleared> {
     let key: Option<String> = users::table
         .find(user_id.to_string())
         .select(users::email_key)
         .first(conn)
         .optional()?;
     match key {
-        Some(email_key) => clear(conn, user_id, &Scope::SetUpUnverified { email_key }),
+        Some(email_key) => clear(conn, user_id, &Scope::SetUpUnverified { email_key }, now_ms),
         None => Ok(Cleared::default()),
     }
 }

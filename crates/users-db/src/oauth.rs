@@ -249,6 +249,12 @@ pub fn revoke_consent(
         let forgotten =
             diesel::delete(oauth_consents::table.find((uid.as_str(), client_id))).execute(c)?;
         let ended = end_grants_in(c, client_id, Some(&uid), now_ms, "grant_revoked")?;
+        diesel::delete(
+            oauth_codes::table
+                .filter(oauth_codes::user_id.eq(&uid))
+                .filter(oauth_codes::client_id.eq(client_id)),
+        )
+        .execute(c)?;
         Ok(forgotten + ended > 0)
     })
 }
@@ -398,9 +404,12 @@ impl crate::Happened for Redeemed {
 /// Redeems a code in one transaction: marks it used and starts its grant (the session
 /// and the grant row), or, for a code used before, ends the grant it started and
 /// writes `replayed` (the events of the replay).
+/// The browser session the code was issued in must still be live: a sign-out, a
+/// password change or a takeover in between makes the code worthless (it is spent).
 pub fn redeem_code(
     conn: &mut DbConnection,
     code_hash: &str,
+    browser_session: &str,
     now_ms: i64,
     session: &NewSession,
     grant: &GrantRow,
@@ -419,6 +428,17 @@ pub fn redeem_code(
         ))
         .execute(c)?;
         if marked == 1 {
+            let issuer_live = sessions::table
+                .find(browser_session)
+                .filter(sessions::ended_at.is_null())
+                .filter(sessions::expires_at.gt(now_ms))
+                .select(sessions::id)
+                .first::<String>(c)
+                .optional()?
+                .is_some();
+            if !issuer_live {
+                return Ok(Redeemed::Invalid);
+            }
             diesel::insert_into(sessions::table)
                 .values(session)
                 .execute(c)?;

@@ -167,7 +167,7 @@ pub fn link_by_email(
         users::lock(c, user_id)?;
         let mut cleared = Cleared::default();
         if let Some(takeover) = takeover {
-            cleared = guards::clear(c, user_id, &Scope::Everything)?;
+            cleared = guards::clear(c, user_id, &Scope::Everything, now_ms)?;
             let changes = users::UserChanges {
                 hashed_password: Some(takeover.unusable_password.clone()),
                 is_verified: Some(true),

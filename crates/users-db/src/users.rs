@@ -413,7 +413,7 @@ pub fn reset_password_if_unchanged(
         if n == 0 {
             return Ok(false);
         }
-        let cleared = guards::clear_unproven(c, id)?;
+        let cleared = guards::clear_unproven(c, id, now_ms)?;
         guards::effects_of(effects, &cleared)?.write(c)?;
         Ok(true)
     })
@@ -439,7 +439,7 @@ pub fn mark_verified(
         if n == 0 {
             return Ok(false);
         }
-        let cleared = guards::clear_at_verification(c, id)?;
+        let cleared = guards::clear_at_verification(c, id, now_ms)?;
         guards::effects_of(effects, &cleared)?.write(c)?;
         Ok(true)
     })

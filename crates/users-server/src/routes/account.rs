@@ -71,6 +71,7 @@ fn local_path(path: &str) -> bool {
 #[utoipa::path(
     get,
     path = "/login",
+    operation_id = "login_page",
     tag = "pages",
     params(("return_to" = Option<String>, Query), ("login_hint" = Option<String>, Query)),
     responses((status = 200, description = "The sign-in page", content_type = "text/html"))

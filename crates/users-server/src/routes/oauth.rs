@@ -216,6 +216,7 @@ pub fn discovery_document(state: &AppState) -> Value {
 #[utoipa::path(
     get,
     path = "/.well-known/openid-configuration",
+    operation_id = "oauth_discovery",
     tag = "oauth",
     responses((status = 200, description = "The provider's discovery document", body = Object))
 )]
@@ -287,6 +288,7 @@ fn json_body(body: &[u8]) -> Result<Value, OAuthReply> {
 #[utoipa::path(
     post,
     path = "/oauth/clients",
+    operation_id = "oauth_register_client",
     tag = "oauth",
     security(("bearer" = [])),
     request_body(content = Object, description = "Client metadata (RFC 7591)"),
@@ -323,6 +325,7 @@ pub async fn register_client(
 #[utoipa::path(
     get,
     path = "/oauth/clients",
+    operation_id = "oauth_list_clients",
     tag = "oauth",
     security(("bearer" = [])),
     responses(
@@ -342,6 +345,7 @@ pub async fn list_clients(state: web::Data<AppState>, req: HttpRequest) -> OAuth
 #[utoipa::path(
     get,
     path = "/oauth/clients/{client_id}",
+    operation_id = "oauth_get_client",
     tag = "oauth",
     security(("bearer" = [])),
     params(("client_id" = String, Path)),
@@ -371,6 +375,7 @@ pub async fn get_client(
 #[utoipa::path(
     put,
     path = "/oauth/clients/{client_id}",
+    operation_id = "oauth_replace_client",
     tag = "oauth",
     security(("bearer" = [])),
     params(("client_id" = String, Path)),
@@ -403,6 +408,7 @@ pub async fn replace_client(
 #[utoipa::path(
     delete,
     path = "/oauth/clients/{client_id}",
+    operation_id = "oauth_delete_client",
     tag = "oauth",
     security(("bearer" = [])),
     params(("client_id" = String, Path)),
@@ -430,6 +436,7 @@ pub async fn delete_client(
 #[utoipa::path(
     post,
     path = "/oauth/clients/{client_id}/secret",
+    operation_id = "oauth_rotate_secret",
     tag = "oauth",
     security(("bearer" = [])),
     params(("client_id" = String, Path)),
@@ -468,6 +475,7 @@ fn redirect(to: &str) -> HttpResponse {
 #[utoipa::path(
     get,
     path = "/oauth/authorize",
+    operation_id = "oauth_authorize",
     tag = "oauth",
     params(
         ("response_type" = String, Query), ("client_id" = String, Query),
@@ -563,6 +571,7 @@ fn consent_error_page(state: &AppState, e: ConsentError) -> Result<HttpResponse,
 #[utoipa::path(
     get,
     path = "/oauth/consent",
+    operation_id = "oauth_consent_page",
     tag = "oauth",
     params(("request" = String, Query)),
     responses(
@@ -607,11 +616,11 @@ pub async fn consent_page(
         request = escape(&view.request_id),
         csrf = escape(&view.csrf),
     );
-    Ok(crate::routes::pages::message_page(
+    Ok(crate::routes::pages::consent_page(
         &state,
-        StatusCode::OK,
         &format!("Allow {}?", view.client_name),
         &body,
+        &view.redirect_target,
     ))
 }
 
@@ -619,6 +628,7 @@ pub async fn consent_page(
 #[utoipa::path(
     post,
     path = "/oauth/consent",
+    operation_id = "oauth_consent_decide",
     tag = "oauth",
     request_body(content = Object, content_type = "application/x-www-form-urlencoded",
         description = "`request`, `csrf`, `decision` (`allow` or `deny`)"),
@@ -673,6 +683,7 @@ pub async fn consent_decide(
 #[utoipa::path(
     post,
     path = "/oauth/token",
+    operation_id = "oauth_token_endpoint",
     tag = "oauth",
     request_body(content = Object, content_type = "application/x-www-form-urlencoded",
         description = "`grant_type` and its parameters (RFC 6749 §4)"),
@@ -699,6 +710,7 @@ pub async fn token_endpoint(
 #[utoipa::path(
     get,
     path = "/oauth/userinfo",
+    operation_id = "oauth_userinfo",
     tag = "oauth",
     security(("bearer" = [])),
     responses(
@@ -733,6 +745,7 @@ pub async fn userinfo(
 #[utoipa::path(
     post,
     path = "/oauth/introspect",
+    operation_id = "oauth_introspect",
     tag = "oauth",
     request_body(content = Object, content_type = "application/x-www-form-urlencoded",
         description = "`token`, optional `token_type_hint`"),
@@ -758,6 +771,7 @@ pub async fn introspect(
 #[utoipa::path(
     post,
     path = "/oauth/revoke",
+    operation_id = "oauth_revoke",
     tag = "oauth",
     request_body(content = Object, content_type = "application/x-www-form-urlencoded",
         description = "`token`, optional `token_type_hint`"),
@@ -785,6 +799,7 @@ pub async fn revoke(
 #[utoipa::path(
     get,
     path = "/oauth/logout",
+    operation_id = "oauth_logout",
     tag = "oauth",
     params(
         ("id_token_hint" = Option<String>, Query),
@@ -794,6 +809,7 @@ pub async fn revoke(
     responses(
         (status = 302, description = "Signed out; back to the client's registered URI"),
         (status = 200, description = "Signed out; a page", content_type = "text/html"),
+        (status = 400, description = "No ID token of the browser's person: not signed out", content_type = "text/html"),
     )
 )]
 pub async fn logout(
@@ -812,6 +828,15 @@ pub async fn logout(
             "Signed out",
             "<p class=\"ok\" role=\"status\">You are signed out.</p>",
         ),
+        SignedOut::NotSignedOut => {
+            return Ok(crate::routes::pages::message_page(
+                &state,
+                StatusCode::BAD_REQUEST,
+                "Not signed out",
+                "<p class=\"error\">This sign-out request did not come with a sign-in of yours, so \
+                 nothing was changed. To sign out, use <a href=\"/account\">your account page</a>.</p>",
+            ))
+        }
     };
     if let Ok(v) = header::HeaderValue::from_str(&expired) {
         resp.headers_mut().append(header::SET_COOKIE, v);
@@ -825,6 +850,7 @@ pub async fn logout(
 #[utoipa::path(
     get,
     path = "/users/me/grants",
+    operation_id = "oauth_my_grants",
     tag = "oauth",
     security(("bearer" = [])),
     responses(
@@ -856,6 +882,7 @@ pub async fn my_grants(
 #[utoipa::path(
     delete,
     path = "/users/me/grants/{client_id}",
+    operation_id = "oauth_revoke_grant",
     tag = "oauth",
     security(("bearer" = [])),
     params(("client_id" = String, Path)),

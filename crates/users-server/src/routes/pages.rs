@@ -18,7 +18,7 @@ const CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; form-action 's
                    frame-ancestors 'none'; base-uri 'none'";
 
 const STYLE: &str = "body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;background:#f4f5f7;\
-color:#1f2328;margin:0;padding:2rem 1rem}main{max-width:26rem;margin:0 auto;background:#fff;border-radius:8px;\
+color:#1f2328;margin:0;padding:2rem 1rem;overflow-wrap:anywhere}main{max-width:26rem;margin:0 auto;background:#fff;border-radius:8px;\
 padding:2rem;box-shadow:0 1px 3px rgba(0,0,0,.12)}h1{font-size:1.35rem;margin-top:0}label{display:block;\
 margin:1rem 0 .3rem;font-weight:600}input[type=password]{width:100%;box-sizing:border-box;padding:.6rem;\
 border:1px solid #c9ccd1;border-radius:6px;font-size:1rem}button{margin-top:1.3rem;width:100%;padding:.7rem;\
@@ -28,18 +28,29 @@ color:#8a1c12;padding:.7rem;border-radius:6px}.ok{background:#e7f6ec;color:#135c
 button.secondary{background:#fff;color:#2557d6;border:1px solid #2557d6}";
 
 fn page(status: actix_web::http::StatusCode, app: &str, title: &str, body: &str) -> HttpResponse {
+    page_with(status, app, title, body, CSP, "no-referrer")
+}
+
+fn page_with(
+    status: actix_web::http::StatusCode,
+    app: &str,
+    title: &str,
+    body: &str,
+    csp: &str,
+    referrer: &str,
+) -> HttpResponse {
     let html = format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\
-         <meta name=\"referrer\" content=\"no-referrer\"><title>{title} · {app}</title>\
+         <meta name=\"referrer\" content=\"{referrer}\"><title>{title} · {app}</title>\
          <style>{STYLE}</style></head><body><main><h1>{title}</h1>{body}</main></body></html>",
         title = escape(title),
         app = escape(app),
     );
     HttpResponse::build(status)
         .insert_header((header::CONTENT_TYPE, "text/html; charset=utf-8"))
-        .insert_header((header::CONTENT_SECURITY_POLICY, CSP))
-        .insert_header((header::REFERRER_POLICY, "no-referrer"))
+        .insert_header((header::CONTENT_SECURITY_POLICY, csp))
+        .insert_header((header::REFERRER_POLICY, referrer))
         .insert_header((header::X_FRAME_OPTIONS, "DENY"))
         .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
         .insert_header((header::CACHE_CONTROL, "no-store"))
@@ -54,6 +65,29 @@ pub fn message_page(
     body: &str,
 ) -> HttpResponse {
     page(status, &state.core.config.app_name, title, body)
+}
+
+/// The consent page: its form posts to this origin (which sends `Origin`, hence
+/// `Referrer-Policy: same-origin`), and the answer redirects to the app, which the
+/// form's CSP must allow (`form-action` covers the redirects of a submission).
+pub fn consent_page(
+    state: &AppState,
+    title: &str,
+    body: &str,
+    redirect_target: &str,
+) -> HttpResponse {
+    let csp = format!(
+        "default-src 'none'; style-src 'unsafe-inline'; form-action 'self' {redirect_target}; \
+         frame-ancestors 'none'; base-uri 'none'"
+    );
+    page_with(
+        actix_web::http::StatusCode::OK,
+        &state.core.config.app_name,
+        title,
+        body,
+        &csp,
+        "same-origin",
+    )
 }
 
 fn reset_form(state: &AppState, token: &str, error: Option<&str>) -> HttpResponse {

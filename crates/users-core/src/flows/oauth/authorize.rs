@@ -46,6 +46,25 @@ pub enum Authorized {
     Consent { request_id: String },
 }
 
+/// The parameters of an authorization request that are kept with it (the rest are
+/// ignored, RFC 6749 §3.1).
+const KNOWN: [&str; 12] = [
+    "response_type",
+    "client_id",
+    "redirect_uri",
+    "scope",
+    "state",
+    "nonce",
+    "code_challenge",
+    "code_challenge_method",
+    "prompt",
+    "max_age",
+    "login_hint",
+    "resource",
+];
+/// The longest query an authorization request may have.
+const MAX_QUERY_BYTES: usize = 4096;
+
 /// What a code keeps of its request and sign-in, for the token endpoint.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct CodeData {
@@ -59,6 +78,10 @@ pub(crate) struct CodeData {
     pub method: String,
     pub second_factor: Option<String>,
     pub aal: i64,
+    /// The browser session the code was issued in: it must still be live at redemption.
+    pub browser_session: String,
+    /// Whether the request named its `redirect_uri` (then the token request must too).
+    pub redirect_uri_given: bool,
 }
 
 /// An authorization request whose client and redirect URI are known good: every
@@ -67,6 +90,7 @@ pub(crate) struct CodeData {
 struct Bound {
     client: Client,
     redirect_uri: String,
+    redirect_uri_given: bool,
     state: Option<String>,
 }
 
@@ -93,6 +117,15 @@ fn back(code: &'static str, description: impl Into<String>) -> Back {
 }
 
 impl Bound {
+    /// An error before the person answered: back to the client, or for a client
+    /// registered without a token, a page (its redirect URIs are nobody's word).
+    fn refuse(&self, issuer: &str, e: Back) -> Authorized {
+        if self.client.metadata.registered_openly {
+            return Authorized::Page(format!("The request was refused: {} ({}).", e.1, e.0));
+        }
+        self.error(issuer, e)
+    }
+
     fn error(&self, issuer: &str, e: Back) -> Authorized {
         let mut pairs = vec![("error", e.0.to_owned()), ("error_description", e.1)];
         if let Some(s) = &self.state {
@@ -155,6 +188,7 @@ async fn bind(core: &Core, params: &Params) -> Result<Result<Bound, String>, Fau
     Ok(Ok(Bound {
         client,
         redirect_uri,
+        redirect_uri_given: params.get("redirect_uri").is_some(),
         state: params.get("state").map(str::to_owned),
     }))
 }
@@ -361,8 +395,13 @@ pub async fn authorize(
     now: Timestamp,
 ) -> Result<Authorized, Fault> {
     let issuer = core.config.public_url.clone();
+    let size: usize = query.0.iter().map(|(k, v)| k.len() + v.len() + 2).sum();
+    if size > MAX_QUERY_BYTES {
+        return Ok(Authorized::Page("The request is too long.".into()));
+    }
     // a request coming back from the sign-in page: the stored parameters, and since when
     // a sign-in counts as made for it
+    let marker = query.get(LOGIN_MARKER).map(str::to_owned);
     let (params, signed_in_since) = match query.get(LOGIN_MARKER) {
         Some(id) => {
             let id = id.to_owned();
@@ -383,7 +422,16 @@ pub async fn authorize(
                 )),
             }
         }
-        None => (query, None),
+        None => (
+            Params(
+                query
+                    .0
+                    .into_iter()
+                    .filter(|(k, _)| KNOWN.contains(&k.as_str()))
+                    .collect(),
+            ),
+            None,
+        ),
     };
     let bound = match bind(core, &params).await? {
         Ok(b) => b,
@@ -393,7 +441,7 @@ pub async fn authorize(
         Ok(v) => v,
         Err(refused) => {
             let (bound, e) = *refused;
-            return Ok(bound.error(&issuer, e));
+            return Ok(bound.refuse(&issuer, e));
         }
     };
     let session = browser_session(core, cookie, now).await?;
@@ -414,7 +462,7 @@ pub async fn authorize(
         Some((u, s)) if fresh_enough(&s) => (u, s),
         _ => {
             if valid.prompt_none {
-                return Ok(valid.bound.error(
+                return Ok(valid.bound.refuse(
                     &issuer,
                     back("login_required", "the person is not signed in"),
                 ));
@@ -459,9 +507,13 @@ pub async fn authorize(
             None => true,
         }
     };
+    if let Some(id) = marker {
+        // the marker did its work: a sign-in made for this request; once
+        core.store.run(move |c| db::spend_request(c, &id)).await?;
+    }
     if needs_consent {
         if valid.prompt_none {
-            return Ok(valid.bound.error(
+            return Ok(valid.bound.refuse(
                 &issuer,
                 back("consent_required", "the person has not allowed this yet"),
             ));
@@ -520,6 +572,8 @@ async fn issue_code(
         method: session.method.clone(),
         second_factor: session.second_factor.clone(),
         aal: session.aal,
+        browser_session: session.id.clone(),
+        redirect_uri_given: valid.bound.redirect_uri_given,
     };
     let row = CodeRow {
         code_hash: token_hash(&code),
@@ -569,6 +623,9 @@ pub struct ConsentView {
     pub client_uri: Option<String>,
     /// The host the person will be sent back to.
     pub redirect_host: String,
+    /// Where the decision redirects, as a CSP source: the redirect URI's origin, or its
+    /// scheme (`com.example.app:`) for a native app.
+    pub redirect_target: String,
     pub scopes: Vec<String>,
     pub user_email: String,
 }
@@ -644,6 +701,12 @@ pub async fn consent_view(
             .ok()
             .and_then(|u| u.host_str().map(str::to_owned))
             .unwrap_or_else(|| valid.bound.redirect_uri.clone()),
+        redirect_target: url::Url::parse(&valid.bound.redirect_uri)
+            .map(|u| match u.scheme() {
+                "http" | "https" => u.origin().ascii_serialization(),
+                scheme => format!("{scheme}:"),
+            })
+            .unwrap_or_default(),
         scopes: valid.scopes,
         user_email: user.user.email,
     })

@@ -11,10 +11,7 @@ use users_domain::crypto::{constant_time_eq, random_token, token_hash};
 use users_domain::oauth::{check_redirect_uri, parse_scope, DEFAULT_CLIENT_SCOPE, STANDARD_SCOPES};
 use users_domain::{Timestamp, UserId};
 
-use super::{
-    OAuthError, GRANT_AUTHORIZATION_CODE, GRANT_CLIENT_CREDENTIALS, GRANT_REFRESH_TOKEN,
-    GRANT_TOKEN_EXCHANGE,
-};
+use super::{OAuthError, GRANT_AUTHORIZATION_CODE, GRANT_CLIENT_CREDENTIALS, GRANT_REFRESH_TOKEN};
 use crate::change::Change;
 use crate::client::ClientInfo;
 use crate::events::{Event, EventType};
@@ -25,11 +22,10 @@ use crate::{Core, Fault};
 pub const AUTH_METHODS: [&str; 3] = ["client_secret_basic", "client_secret_post", "none"];
 /// The algorithms an ID token may be signed with.
 pub const ID_TOKEN_ALGORITHMS: [&str; 3] = ["RS256", "ES256", "EdDSA"];
-const GRANT_TYPES: [&str; 4] = [
+const GRANT_TYPES: [&str; 3] = [
     GRANT_AUTHORIZATION_CODE,
     GRANT_REFRESH_TOKEN,
     GRANT_CLIENT_CREDENTIALS,
-    GRANT_TOKEN_EXCHANGE,
 ];
 
 /// A client's registered metadata, as answered (every value, defaults filled in).
@@ -49,6 +45,11 @@ pub struct ClientMetadata {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub logo_uri: Option<String>,
     pub skip_consent: bool,
+    /// Registered without a token (`OAUTH_OPEN_REGISTRATION`): its redirect URIs are
+    /// nobody's word, so the authorization request's errors are a page, never a
+    /// redirect there (RFC 9700 §4.11.2). A superuser's replacement vouches for it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub registered_openly: bool,
 }
 
 /// What a registration may send; anything else is ignored (RFC 7591 §2).
@@ -178,6 +179,7 @@ impl ClientMetadata {
             client_uri: r.client_uri,
             logo_uri: r.logo_uri,
             skip_consent: r.skip_consent.unwrap_or(false),
+            registered_openly: false,
         })
     }
 
@@ -256,7 +258,7 @@ pub async fn register(
     now: Timestamp,
 ) -> Result<Registered, OAuthError> {
     let extra = known_permissions(core).await?;
-    let metadata = ClientMetadata::from_json(body, &extra)?;
+    let mut metadata = ClientMetadata::from_json(body, &extra)?;
     let actor = match by {
         Registrar::Superuser(id) => Some(id),
         Registrar::Anyone => {
@@ -273,6 +275,7 @@ pub async fn register(
                     "a client registered without a token cannot skip consent",
                 ));
             }
+            metadata.registered_openly = true;
             None
         }
     };

@@ -273,14 +273,18 @@ pub async fn revoke(
 /// Where `GET /oauth/logout` sends the browser.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SignedOut {
-    /// 302 to the client's registered post-logout URI (with `state`).
+    /// Signed out; 302 to the client's registered post-logout URI (with `state`).
     Redirect(String),
-    /// A page saying the person is signed out.
+    /// Signed out; a page says so.
     Page,
+    /// Not signed out: no ID token of this person came with the request, so it may be
+    /// another site's doing (a sign-out is only made for the app that holds the hint).
+    NotSignedOut,
 }
 
-/// `GET /oauth/logout` (RP-Initiated Logout 1.0): ends the browser's session and goes
-/// back to a registered post-logout redirect URI of the hint's client.
+/// `GET /oauth/logout` (RP-Initiated Logout 1.0): with an `id_token_hint` of ours whose
+/// person is the browser's (or with no browser session left), ends the browser's session
+/// and goes back to a post-logout redirect URI registered for the hint's client.
 pub async fn logout(
     core: &Core,
     params: Params,
@@ -288,24 +292,36 @@ pub async fn logout(
     from: &ClientInfo,
     now: Timestamp,
 ) -> Result<SignedOut, Fault> {
-    if let Some(token) = cookie {
-        if let Ok(a) = auth::authenticate(core, token, now).await {
-            if let Some(sid) = a.session_id() {
-                let ending = Ending {
-                    reason: "logout",
-                    by: None,
-                    client: from,
-                };
-                session::end(core, a.user().id, sid, ending, now).await?;
-            }
-        }
-    }
     let hint = params.get("id_token_hint").and_then(|t| {
         core.keys
             .decode_id_token_hint(t, &core.config.public_url, now)
             .ok()
     });
-    let (Some(hint), Some(uri)) = (hint, params.get("post_logout_redirect_uri")) else {
+    let Some(hint) = hint else {
+        return Ok(SignedOut::NotSignedOut);
+    };
+    let browser = match cookie {
+        Some(token) => match auth::authenticate(core, token, now).await {
+            Ok(a) => Some(a),
+            Err(auth::AuthError::Unauthorized) => None,
+            Err(auth::AuthError::Fault(f)) => return Err(f),
+        },
+        None => None,
+    };
+    if let Some(a) = &browser {
+        if a.user().id.to_string() != hint.sub {
+            return Ok(SignedOut::NotSignedOut);
+        }
+        if let Some(sid) = a.session_id() {
+            let ending = Ending {
+                reason: "logout",
+                by: None,
+                client: from,
+            };
+            session::end(core, a.user().id, sid, ending, now).await?;
+        }
+    }
+    let Some(uri) = params.get("post_logout_redirect_uri") else {
         return Ok(SignedOut::Page);
     };
     let Some(client) = clients::get(core, &hint.aud).await? else {

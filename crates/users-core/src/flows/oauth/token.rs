@@ -181,12 +181,18 @@ async fn code_grant(
             OAuthError::InvalidGrant("the code is unknown, expired or not this client's".into())
         })?;
     let data: CodeData = serde_json::from_str(&row.data).map_err(Fault::internal)?;
-    if let Some(uri) = params.get("redirect_uri") {
-        if uri != data.redirect_uri {
+    match params.get("redirect_uri") {
+        Some(uri) if uri != data.redirect_uri => {
             return Err(OAuthError::InvalidGrant(
                 "`redirect_uri` is not the one of the authorization request".into(),
-            ));
+            ))
         }
+        None if data.redirect_uri_given => {
+            return Err(OAuthError::InvalidRequest(
+                "`redirect_uri` is required: the authorization request named one".into(),
+            ))
+        }
+        _ => {}
     }
     if !is_code_verifier(verifier) || !pkce_s256_matches(verifier, &data.code_challenge) {
         return Err(OAuthError::InvalidGrant(
@@ -244,16 +250,25 @@ async fn code_grant(
         .with("client_id", client.client_id.clone());
     let change = Change::new(vec![event], from, now);
     let now_ms = now.millis();
+    let browser = data.browser_session.clone();
     let redeemed = core
         .apply(change, move |c, raised| {
-            db::redeem_code(c, &hash, now_ms, &session, &grant, raised.effects())
+            db::redeem_code(
+                c,
+                &hash,
+                &browser,
+                now_ms,
+                &session,
+                &grant,
+                raised.effects(),
+            )
         })
         .await?;
     match redeemed {
         Redeemed::Started => {}
         Redeemed::Invalid => {
             return Err(OAuthError::InvalidGrant(
-                "the code is unknown, expired or not this client's".into(),
+                "the code has expired, or the sign-in it was issued in has ended".into(),
             ))
         }
         Redeemed::Replayed { .. } => {
