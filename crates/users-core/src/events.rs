@@ -36,10 +36,16 @@ pub enum EventType {
     MfaRecoveryCodeUsed,
     PasskeyAdded,
     PasskeyRemoved,
+    RoleCreated,
+    RoleUpdated,
+    RoleDeleted,
+    UserRolesChanged,
+    ApiKeyCreated,
+    ApiKeyRevoked,
 }
 
 impl EventType {
-    pub const ALL: [EventType; 19] = [
+    pub const ALL: [EventType; 25] = [
         EventType::UserRegistered,
         EventType::LoginSucceeded,
         EventType::LoginFailed,
@@ -59,6 +65,12 @@ impl EventType {
         EventType::MfaRecoveryCodeUsed,
         EventType::PasskeyAdded,
         EventType::PasskeyRemoved,
+        EventType::RoleCreated,
+        EventType::RoleUpdated,
+        EventType::RoleDeleted,
+        EventType::UserRolesChanged,
+        EventType::ApiKeyCreated,
+        EventType::ApiKeyRevoked,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -82,6 +94,12 @@ impl EventType {
             EventType::MfaRecoveryCodeUsed => "mfa.recovery_code_used",
             EventType::PasskeyAdded => "passkey.added",
             EventType::PasskeyRemoved => "passkey.removed",
+            EventType::RoleCreated => "role.created",
+            EventType::RoleUpdated => "role.updated",
+            EventType::RoleDeleted => "role.deleted",
+            EventType::UserRolesChanged => "user.roles_changed",
+            EventType::ApiKeyCreated => "api_key.created",
+            EventType::ApiKeyRevoked => "api_key.revoked",
         }
     }
 

@@ -145,24 +145,43 @@ pub(crate) async fn start_spending(
             sessions::sign_in(c, &done, raised.effects())
         })
         .await?;
-    if !started {
+    let Some(roles) = started else {
         return Ok(None);
-    }
+    };
     Counters::inc(&core.counters.sessions_started);
-    grant(core, user, &id.to_string(), salt.as_deref(), 0, now).map(Some)
+    let session = Minted {
+        id: &id.to_string(),
+        salt: salt.as_deref(),
+        counter: 0,
+        roles: &roles,
+    };
+    grant(core, user, session, now).map(Some)
+}
+
+/// What the tokens of a grant are made of: the session, its refresh key's salt and
+/// counter, and the names of the user's roles (the access token's `roles`).
+struct Minted<'a> {
+    id: &'a str,
+    salt: Option<&'a str>,
+    counter: i64,
+    roles: &'a [String],
 }
 
 fn grant(
     core: &Core,
     user: User,
-    session_id: &str,
-    salt: Option<&str>,
-    counter: i64,
+    session: Minted<'_>,
     now: Timestamp,
 ) -> Result<SessionGrant, Fault> {
+    let Minted {
+        id: session_id,
+        salt,
+        counter,
+        roles,
+    } = session;
     let access_token = core
         .tokens
-        .issue_access(user.id, Some(session_id), now)
+        .issue_access(user.id, Some(session_id), roles, now)
         .map_err(Fault::internal)?;
     let refresh_token = match (salt, uuid::Uuid::parse_str(session_id)) {
         (Some(salt), Ok(sid)) => Some(core.refresh_key.token(sid, salt, counter)),
@@ -232,6 +251,7 @@ enum Step {
         user: User,
         salt: String,
         counter: i64,
+        roles: Vec<String>,
     },
     /// The token checks out but is not (or no longer) the current one.
     Behind {
@@ -239,6 +259,7 @@ enum Step {
         salt: String,
         current: i64,
         refreshed_at: Option<i64>,
+        roles: Vec<String>,
     },
 }
 
@@ -258,15 +279,22 @@ async fn refresh_inner(
         .store
         .run(move |c| rotation_step(c, &key, &claim, at))
         .await?;
-    let (user, salt, current, refreshed_at) = match step {
+    let (user, salt, current, refreshed_at, roles) = match step {
         Step::Invalid => return Err(RefreshError::Invalid),
         Step::Rotated {
             user,
             salt,
             counter,
+            roles,
         } => {
             tracing::info!(user_id = %user.id, session_id = %sid, "refresh token rotated");
-            let grant = grant(core, user, &sid, Some(&salt), counter, now)?;
+            let session = Minted {
+                id: &sid,
+                salt: Some(&salt),
+                counter,
+                roles: &roles,
+            };
+            let grant = grant(core, user, session, now)?;
             return Ok((grant, Rotation::Rotated));
         }
         Step::Behind {
@@ -274,13 +302,20 @@ async fn refresh_inner(
             salt,
             current,
             refreshed_at,
-        } => (user, salt, current, refreshed_at),
+            roles,
+        } => (user, salt, current, refreshed_at, roles),
     };
     let interval_ms = core.config.refresh_reuse_interval_seconds * 1000;
     let just_spent =
         presented == current - 1 && refreshed_at.is_some_and(|at| now.millis() - at <= interval_ms);
     if just_spent {
-        let grant = grant(core, user, &sid, Some(&salt), current, now)?;
+        let session = Minted {
+            id: &sid,
+            salt: Some(&salt),
+            counter: current,
+            roles: &roles,
+        };
+        let grant = grant(core, user, session, now)?;
         return Ok((grant, Rotation::Converged));
     }
     // an older token, or the last one too late: someone else has this session's tokens
@@ -327,10 +362,12 @@ fn rotation_step(
     if claim.counter == row.refresh_counter {
         if sessions::rotate(c, &id, row.refresh_counter, at.now_ms)? {
             let counter = row.refresh_counter + 1;
+            let roles = sessions::role_names(c, &row.user_id)?;
             return Ok(Step::Rotated {
                 user,
                 salt,
                 counter,
+                roles,
             });
         }
         // another request rotated it at the same instant: see where it is now
@@ -342,11 +379,13 @@ fn rotation_step(
     if claim.counter > row.refresh_counter {
         return Ok(Step::Invalid);
     }
+    let roles = sessions::role_names(c, &row.user_id)?;
     Ok(Step::Behind {
         user,
         salt,
         current: row.refresh_counter,
         refreshed_at: row.refreshed_at,
+        roles,
     })
 }
 
