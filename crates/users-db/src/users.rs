@@ -350,7 +350,7 @@ pub fn find_for_credentials(
             .bind::<Array<Text>, _>(user_ids)
             .sql(r#", ARRAY(SELECT "k"."user_id" FROM "api_keys" AS "k" WHERE "k"."key_hash" = ANY("#)
             .bind::<Array<Text>, _>(key_hashes.clone())
-            .sql(")))");
+            .sql("))))");
         #[allow(deprecated)]
         users::table
             .left_join(
