@@ -299,7 +299,7 @@ impl From<IdentityError> for ApiError {
 
 answers! {
     /// Unlinking a provider's account, by the owner's Bearer token or cookie.
-    UnlinkRefused = [IdentityLastSignInMethod, CsrfOriginMismatch];
+    UnlinkRefused = [IdentityLastSignInMethod, CsrfOriginMismatch, ApiKeyNotAllowed];
 }
 
 /// 403 `API_KEY_NOT_ALLOWED`: an API key on a write that changes how the person signs

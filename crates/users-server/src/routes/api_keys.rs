@@ -19,6 +19,7 @@ use crate::state::AppState;
 #[utoipa::path(
     post,
     path = "/users/me/api-keys",
+    operation_id = "create_api_key",
     tag = "api-keys",
     security(("bearer" = [])),
     request_body = ApiKeyCreate,
@@ -54,6 +55,7 @@ pub async fn create(
 #[utoipa::path(
     get,
     path = "/users/me/api-keys",
+    operation_id = "list_api_keys",
     tag = "api-keys",
     security(("bearer" = [])),
     responses(
@@ -70,6 +72,7 @@ pub async fn list(state: web::Data<AppState>, user: CurrentUser) -> Result<HttpR
 #[utoipa::path(
     delete,
     path = "/users/me/api-keys/{id}",
+    operation_id = "revoke_api_key",
     tag = "api-keys",
     security(("bearer" = [])),
     params(("id" = String, Path, description = "The key's id")),
@@ -96,6 +99,7 @@ pub async fn revoke(
 #[utoipa::path(
     get,
     path = "/users/{id}/api-keys",
+    operation_id = "list_user_api_keys",
     tag = "api-keys",
     security(("bearer" = [])),
     params(("id" = String, Path, description = "The user's id (a UUID)")),
@@ -118,6 +122,7 @@ pub async fn list_of_user(
 #[utoipa::path(
     delete,
     path = "/users/{id}/api-keys/{key_id}",
+    operation_id = "revoke_user_api_key",
     tag = "api-keys",
     security(("bearer" = [])),
     params(

@@ -18,6 +18,7 @@ use crate::state::AppState;
 #[utoipa::path(
     post,
     path = "/roles",
+    operation_id = "create_role",
     tag = "roles",
     security(("bearer" = [])),
     request_body = RoleCreate,
@@ -49,6 +50,7 @@ pub async fn create(
 #[utoipa::path(
     get,
     path = "/roles",
+    operation_id = "list_roles",
     tag = "roles",
     security(("bearer" = [])),
     responses(
@@ -66,6 +68,7 @@ pub async fn list(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> 
 #[utoipa::path(
     get,
     path = "/roles/{name}",
+    operation_id = "get_role",
     tag = "roles",
     security(("bearer" = [])),
     params(("name" = String, Path, description = "The role's name")),
@@ -88,6 +91,7 @@ pub async fn get(
 #[utoipa::path(
     patch,
     path = "/roles/{name}",
+    operation_id = "update_role",
     tag = "roles",
     security(("bearer" = [])),
     params(("name" = String, Path, description = "The role's name")),
@@ -125,6 +129,7 @@ pub async fn update(
 #[utoipa::path(
     delete,
     path = "/roles/{name}",
+    operation_id = "delete_role",
     tag = "roles",
     security(("bearer" = [])),
     params(("name" = String, Path, description = "The role's name")),
@@ -150,6 +155,7 @@ pub async fn delete(
 #[utoipa::path(
     get,
     path = "/users/me/roles",
+    operation_id = "my_roles",
     tag = "roles",
     security(("bearer" = [])),
     responses(
@@ -166,6 +172,7 @@ pub async fn mine(state: web::Data<AppState>, user: CurrentUser) -> Result<HttpR
 #[utoipa::path(
     get,
     path = "/users/{id}/roles",
+    operation_id = "user_roles",
     tag = "roles",
     security(("bearer" = [])),
     params(("id" = String, Path, description = "The user's id (a UUID)")),
@@ -189,6 +196,7 @@ pub async fn of_user(
 #[utoipa::path(
     put,
     path = "/users/{id}/roles",
+    operation_id = "set_user_roles",
     tag = "roles",
     security(("bearer" = [])),
     params(("id" = String, Path, description = "The user's id (a UUID)")),
