@@ -111,7 +111,7 @@ async fn keys_are_made_listed_and_revoked(backend: Backend) {
     assert!(key[4..].bytes().all(|b| b.is_ascii_alphanumeric()));
     assert_eq!(
         &key[38..],
-        base62_6(u64::from(crc32(key[4..38].as_bytes()))),
+        base62_6(u64::from(crc32(&key.as_bytes()[4..38]))),
         "the last 6 are the CRC-32 of the 34 before them"
     );
     assert_eq!(first["prefix"], key[..12]);
