@@ -278,6 +278,21 @@ pub fn find_for_tokens(
     find_for_credentials(conn, &credentials)
 }
 
+diesel::define_sql_function! {
+    /// PostgreSQL's `array_agg` over text: `NULL` for no rows.
+    #[aggregate]
+    fn array_agg(x: diesel::sql_types::Text) -> diesel::sql_types::Nullable<diesel::sql_types::Array<diesel::sql_types::Text>>;
+}
+
+diesel::define_sql_function! {
+    /// PostgreSQL's `array_cat` of text arrays, the second possibly `NULL` (then the first).
+    #[sql_name = "array_cat"]
+    fn array_cat_text(
+        a: diesel::sql_types::Array<diesel::sql_types::Text>,
+        b: diesel::sql_types::Nullable<diesel::sql_types::Array<diesel::sql_types::Text>>,
+    ) -> diesel::sql_types::Array<diesel::sql_types::Text>;
+}
+
 /// [`find_for_token`] and [`find_for_api_key`] for many credentials at once, in the
 /// order of `credentials`. On PostgreSQL one statement answers every one (users,
 /// sessions and API keys by `= ANY($1)`; the users of the keys are found through the
@@ -343,14 +358,21 @@ pub fn find_for_credentials(
             .map(|(u, s)| (u, s, None))
             .collect()
     } else {
-        use diesel::sql_types::{Array, Bool, Text};
         // the users are those the tokens name and those of the keys, found through the
-        // keys' hashes as an array (so the users' primary key answers both)
-        let users_of = diesel::dsl::sql::<Bool>(r#""users"."id" = ANY(array_cat("#)
-            .bind::<Array<Text>, _>(user_ids)
-            .sql(r#", ARRAY(SELECT "k"."user_id" FROM "api_keys" AS "k" WHERE "k"."key_hash" = ANY("#)
-            .bind::<Array<Text>, _>(key_hashes.clone())
-            .sql("))))");
+        // keys' hashes: one array, so the users' primary key answers both; typed, so the
+        // statement is prepared once per connection like the one above
+        let batch_keys = diesel::alias!(api_keys as batch_keys);
+        #[allow(deprecated)]
+        let of_keys = batch_keys
+            .filter(
+                batch_keys
+                    .field(api_keys::key_hash)
+                    .eq(diesel::dsl::any(key_hashes.clone())),
+            )
+            .select(array_agg(batch_keys.field(api_keys::user_id)))
+            .single_value();
+        #[allow(deprecated)]
+        let users_of = users::id.eq(diesel::dsl::any(array_cat_text(user_ids, of_keys)));
         #[allow(deprecated)]
         users::table
             .left_join(
