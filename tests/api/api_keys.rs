@@ -607,7 +607,117 @@ async fn revocation_is_seen_by_every_later_request(backend: Backend) {
     assert!(sessions_ok > 50);
 }
 
+/// What users-core offers the OAuth provider: a user's permissions and role names, and a
+/// key string checked into its user and the permissions it holds now.
+async fn the_core_verifies_keys_and_their_permissions(backend: Backend) {
+    use users_core::flows::{api_keys, roles};
+    let app = spawn_app(backend).await;
+    let (_, admin) = app.superuser_with_token().await;
+    let (user, token) = app.user_with_token().await;
+    let id = user["id"].as_str().unwrap();
+    let uid = uuid::Uuid::parse_str(id).unwrap();
+    for (name, permissions) in [
+        ("reader", json!(["invoices:read", "reports:read"])),
+        ("writer", json!(["invoices:read", "invoices:write"])),
+    ] {
+        let r = app
+            .post_json(
+                "/roles",
+                &json!({"name": name, "permissions": permissions}),
+                Some(&admin),
+            )
+            .await;
+        assert_eq!(r.status(), 201);
+    }
+    let set = |names: Value| {
+        let app = &app;
+        let admin = admin.clone();
+        async move {
+            let r = app
+                .client
+                .put(app.url(&format!("/users/{id}/roles")))
+                .bearer_auth(&admin)
+                .json(&json!({ "roles": names }))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200);
+        }
+    };
+    set(json!(["reader", "writer"])).await;
+    assert_eq!(
+        roles::permissions_of(&app.core, uid).await.unwrap(),
+        ["invoices:read", "invoices:write", "reports:read"]
+    );
+    assert_eq!(
+        roles::role_names_of(&app.core, uid).await.unwrap(),
+        ["reader", "writer"]
+    );
+    let all = make_key(&app, &token, json!({"name": "all"})).await["key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let narrow = make_key(
+        &app,
+        &token,
+        json!({"name": "narrow", "permissions": ["invoices:write", "reports:read"]}),
+    )
+    .await;
+    let narrow_key = narrow["key"].as_str().unwrap().to_owned();
+    let now = users_domain::Clock::now(&*app.clock);
+    let verified = api_keys::verify(&app.core, &all, now)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(verified.user.id, uid);
+    assert_eq!(
+        verified.permissions,
+        ["invoices:read", "invoices:write", "reports:read"]
+    );
+    let verified = api_keys::verify(&app.core, &narrow_key, now)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(verified.key_id, narrow["id"].as_str().unwrap());
+    assert_eq!(verified.permissions, ["invoices:write", "reports:read"]);
+
+    // the user loses `writer`: the keys hold what the user still holds
+    set(json!(["reader"])).await;
+    let verified = api_keys::verify(&app.core, &narrow_key, now)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(verified.permissions, ["reports:read"]);
+    let verified = api_keys::verify(&app.core, &all, now)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(verified.permissions, ["invoices:read", "reports:read"]);
+
+    // refused: malformed, unknown, revoked
+    assert!(api_keys::verify(&app.core, &all[..43], now)
+        .await
+        .unwrap()
+        .is_none());
+    assert!(api_keys::verify(&app.core, &forged_key(), now)
+        .await
+        .unwrap()
+        .is_none());
+    let narrow_id = narrow["id"].as_str().unwrap();
+    assert_eq!(
+        app.delete(&format!("/users/me/api-keys/{narrow_id}"), &token)
+            .await
+            .status(),
+        204
+    );
+    assert!(api_keys::verify(&app.core, &narrow_key, now)
+        .await
+        .unwrap()
+        .is_none());
+}
+
 both_backends!(
+    the_core_verifies_keys_and_their_permissions,
     keys_are_made_listed_and_revoked,
     a_bad_checksum_is_refused_without_a_query,
     keys_may_not_change_how_the_person_signs_in,
