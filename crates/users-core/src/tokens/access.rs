@@ -279,6 +279,32 @@ mod tests {
         }
     }
 
+    /// The payload of a JWT, unverified.
+    fn payload(token: &str) -> serde_json::Value {
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let part = token.split('.').nth(1).unwrap();
+        serde_json::from_slice(&b64.decode(part).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn roles_are_carried_only_when_there_are_some() {
+        let k = keys();
+        let roles = ["billing".to_owned(), "support".to_owned()];
+        let with = k
+            .issue_access(UserId::new_v4(), Some("s-1"), &roles, NOW)
+            .unwrap();
+        assert_eq!(payload(&with)["roles"], json!(["billing", "support"]));
+        // and the token still checks out
+        assert_eq!(
+            k.decode_access(&with, NOW).unwrap().sid.as_deref(),
+            Some("s-1")
+        );
+        let without = k
+            .issue_access(UserId::new_v4(), Some("s-1"), &[], NOW)
+            .unwrap();
+        assert!(payload(&without).get("roles").is_none());
+    }
+
     #[test]
     fn the_access_fast_path_answers_as_the_generic_decoder() {
         let secret = "test-secret-0123456789-0123456789";
