@@ -674,6 +674,7 @@ async fn the_account_page_makes_copies_and_revokes_api_keys() {
             .text()
             .await?;
         assert!(key.starts_with("usr_") && key.len() == 44, "{key}");
+        screenshot(&client, 360, "api-key").await?;
         let listed = client
             .wait()
             .at_most(Duration::from_secs(10))
@@ -696,12 +697,17 @@ async fn the_account_page_makes_copies_and_revokes_api_keys() {
             .await?
             .click()
             .await?;
-        let status = client
-            .wait()
-            .at_most(Duration::from_secs(10))
-            .for_element(Locator::Css("#status:not([hidden])"))
-            .await?;
-        assert_eq!(status.text().await?, "Copied.");
+        // the status said "created" already: wait for it to change
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let mut status = String::new();
+        while std::time::Instant::now() < deadline {
+            status = client.find(Locator::Css("#status")).await?.text().await?;
+            if status != "API key created. Copy it now: it is shown only this once." {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(status, "Copied.");
         let copied = client
             .execute_async(
                 "const done = arguments[arguments.length - 1];\
