@@ -76,6 +76,9 @@ SCENARIOS = {
     # tokens minted as fastapi-users mints them (no `sid`): the same route without the
     # session check
     "me_nosession": ("GET", "/users/me", "tokens"),
+    # API keys (`usr_…`, one per seeded user, made with POST /users/me/api-keys): the same
+    # route, the key's hash checked by the same coalesced lookup as a session (users only)
+    "me_apikey": ("GET", "/users/me", "tokens"),
     # refresh-token rotations, one chain per wrk connection (users only)
     "refresh": ("POST", "/auth/jwt/refresh", "refresh"),
     "login": ("POST", "/auth/jwt/login", "login"),
@@ -90,6 +93,7 @@ SCENARIO_LABEL = {
     "me_401": "GET /users/me, no token (401)",
     "me": "GET /users/me",
     "me_nosession": "GET /users/me, token without a session",
+    "me_apikey": "GET /users/me, API key",
     "refresh": "POST /auth/jwt/refresh (rotation)",
     "login": "POST /auth/jwt/login",
     "register": "POST /auth/register",
@@ -98,7 +102,8 @@ SCENARIO_LABEL = {
 }
 MAIN_SCENARIOS = ["healthz", "me", "login", "register"]
 # users only: the floor of /users/me, /users/me without the session check, rotations
-USERS_SCENARIOS = ["healthz", "me_401", "me", "me_nosession", "refresh", "login", "register"]
+USERS_SCENARIOS = ["healthz", "me_401", "me", "me_nosession", "me_apikey", "refresh", "login",
+                   "register"]
 # the main table's rows, in this order
 TABLE_SCENARIOS = USERS_SCENARIOS
 # scenarios whose every answer should be this status (anything else counts as an error)
@@ -676,6 +681,23 @@ def seed_over_http(base, n, run_id, password=SEED_PASSWORD, workers=8):
 
     with concurrent.futures.ThreadPoolExecutor(workers) as ex:
         return list(ex.map(one, emails))
+
+
+def make_api_keys(base, tokens, workers=8) -> list[str]:
+    """One API key per session token (POST /users/me/api-keys; the sessions are fresh, so
+    no password is needed): the keys, in the order of `tokens`."""
+    def one(i_token):
+        i, token = i_token
+        body = json.dumps({"name": f"bench-{i}"}).encode()
+        status, raw = http("POST", base + "/users/me/api-keys", data=body,
+                           headers={"content-type": "application/json",
+                                    "authorization": f"Bearer {token}"})
+        if status != 201:
+            raise BenchError(f"POST /users/me/api-keys answered {status}: {raw[:300]!r}")
+        return json.loads(raw)["key"]
+
+    with concurrent.futures.ThreadPoolExecutor(workers) as ex:
+        return list(ex.map(one, enumerate(tokens)))
 
 
 def scrape_status_counts(base) -> dict:
@@ -1326,6 +1348,18 @@ class Bench:
                 f"bench-nobody-{run_id}-{i}@example.com\t{SEED_PASSWORD}"
                 for i in range(UNKNOWN_EMAILS)]),
         }
+        if info["kind"] == "users" and "me_apikey" in SYSTEMS[name]["scenarios"]:
+            # made now, while the seeded sessions are fresh enough to re-authenticate
+            t0 = time.time()
+            try:
+                keys = make_api_keys(srv.base, [s[2] for s in seeded])
+                log(f"{name}: made {len(keys)} API keys in {time.time() - t0:.1f} s")
+                sut["data"]["me_apikey"] = self.write_lines(f"apikeys-{name}", keys)
+            except BenchError as e:
+                # a --baseline revision without API keys: its cells are skipped
+                def no_keys(conns, why=str(e)):
+                    raise CellError(f"no API keys: {why}")
+                sut["data"]["me_apikey"] = no_keys
         info["idle_rss_kib"] = srv.sampler.peak(time.monotonic() - 0.5)
 
     def refresh_chains(self, sut: dict, conns: int) -> Path:
@@ -1648,6 +1682,7 @@ class Report:
             self.main_table(out)
         self.db_ceiling_table(out)
         self.session_table(out)
+        self.api_key_table(out)
         self.refresh_table(out)
         comparisons = self.comparisons()
         if comparisons:
@@ -1861,6 +1896,30 @@ class Report:
             a, b = self.run(name, "me", conns), self.run(name, "me_nosession", conns)
             la, lb = a["latency_us"], b["latency_us"]
             x = f"{a['ok_rps'] / b['ok_rps']:.3f}" if b["ok_rps"] > 0 else "–"
+            out.append(f"| {name} | {conns} | {a['ok_rps']:,.1f} | {fmt_ms(la['p50'])} | "
+                       f"{fmt_ms(la['p99'])} | {b['ok_rps']:,.1f} | {fmt_ms(lb['p50'])} | "
+                       f"{fmt_ms(lb['p99'])} | {x} | {a['non_2xx'] + a['socket_errors']} / "
+                       f"{b['non_2xx'] + b['socket_errors']} |")
+        out.append("")
+
+    def api_key_table(self, out: list):
+        meta = self.r["meta"]
+        pairs = [(name, conns) for name in SYSTEMS for conns in meta["connections"]
+                 if self.run(name, "me", conns) and self.run(name, "me_apikey", conns)]
+        if not pairs:
+            return
+        out.append("## An API key against a session token: GET /users/me\n")
+        out.append("`session`: tokens from `POST /auth/jwt/login`; `API key`: a `usr_…` key "
+                   "per seeded user, whose checksum is checked in memory and whose hash goes "
+                   "through the same coalesced lookup as a session id. `×`: API key ÷ session "
+                   "2xx/s (the goal: within 10%, so 0.90 or more).\n")
+        out.append("| system | conns | session 2xx/s | p50 ms | p99 ms | API key 2xx/s | "
+                   "p50 ms | p99 ms | × | errors (session / API key) |")
+        out.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+        for name, conns in pairs:
+            a, b = self.run(name, "me", conns), self.run(name, "me_apikey", conns)
+            la, lb = a["latency_us"], b["latency_us"]
+            x = f"{b['ok_rps'] / a['ok_rps']:.3f}" if a["ok_rps"] > 0 else "–"
             out.append(f"| {name} | {conns} | {a['ok_rps']:,.1f} | {fmt_ms(la['p50'])} | "
                        f"{fmt_ms(la['p99'])} | {b['ok_rps']:,.1f} | {fmt_ms(lb['p50'])} | "
                        f"{fmt_ms(lb['p99'])} | {x} | {a['non_2xx'] + a['socket_errors']} / "

@@ -607,6 +607,147 @@ async fn the_account_page_takes_no_token_from_its_url() {
     result.expect("browser steps");
 }
 
+/// The API keys of the account page in Chromium: create one (shown once), copy it to the
+/// clipboard, see it listed by name and prefix, use it over HTTP, revoke it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_account_page_makes_copies_and_revokes_api_keys() {
+    let Some(driver) = start_driver().await else {
+        return;
+    };
+    let port = free_port();
+    let base = format!("http://localhost:{port}");
+    let public = base.clone();
+    let app = spawn_app_with(Backend::Sqlite, |env| {
+        env.insert("BIND_ADDR".into(), format!("127.0.0.1:{port}"));
+        env.insert("PUBLIC_URL".into(), public);
+        env.insert("WEBAUTHN_RP_ID".into(), "localhost".into());
+    })
+    .await;
+    let email = unique_email();
+    app.create_user(&email).await;
+    let client = browser(&driver).await;
+    let result = async {
+        client.goto(&format!("{base}/account")).await?;
+        shown(&client, "signin").await?;
+        client
+            .find(Locator::Css("#email"))
+            .await?
+            .send_keys(&email)
+            .await?;
+        client
+            .find(Locator::Css("#password"))
+            .await?
+            .send_keys(PASSWORD)
+            .await?;
+        client
+            .find(Locator::Css("#signin-form button[type=submit]"))
+            .await?
+            .click()
+            .await?;
+        shown(&client, "account").await?;
+        shown(&client, "key-none").await?;
+        // (on the page's origin) the page may write to the clipboard, and the test reads it back
+        for name in ["clipboard-read", "clipboard-write"] {
+            client
+                .issue_cmd(WebAuthnCommand {
+                    method: http::Method::POST,
+                    path: "permissions".into(),
+                    body: Some(json!({"descriptor": {"name": name}, "state": "granted"})),
+                })
+                .await?;
+        }
+
+        // create: a sign-in of a moment ago needs no password
+        client
+            .find(Locator::Css("#key-name"))
+            .await?
+            .send_keys("CI")
+            .await?;
+        client
+            .find(Locator::Css("#key-add button[type=submit]"))
+            .await?
+            .click()
+            .await?;
+        shown(&client, "key-new").await?;
+        let key = client
+            .find(Locator::Css("#key-value"))
+            .await?
+            .text()
+            .await?;
+        assert!(key.starts_with("usr_") && key.len() == 44, "{key}");
+        screenshot(&client, 360, "api-key").await?;
+        let listed = client
+            .wait()
+            .at_most(Duration::from_secs(10))
+            .for_element(Locator::Css("#key-list li"))
+            .await?
+            .text()
+            .await?;
+        assert!(
+            listed.contains("CI") && listed.contains(&key[..12]),
+            "{listed}"
+        );
+        assert!(
+            !listed.contains(&key[12..]),
+            "the list shows the prefix only"
+        );
+
+        // copy
+        client
+            .find(Locator::Css("#key-copy"))
+            .await?
+            .click()
+            .await?;
+        // the status said "created" already: wait for it to change
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let mut status = String::new();
+        while std::time::Instant::now() < deadline {
+            status = client.find(Locator::Css("#status")).await?.text().await?;
+            if status != "API key created. Copy it now: it is shown only this once." {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(status, "Copied.");
+        let copied = client
+            .execute_async(
+                "const done = arguments[arguments.length - 1];\
+                 navigator.clipboard.readText().then(done, () => done(null));",
+                vec![],
+            )
+            .await?;
+        assert_eq!(copied, json!(key), "the clipboard holds the key");
+        client
+            .find(Locator::Css("#key-done"))
+            .await?
+            .click()
+            .await?;
+        assert_eq!(
+            client
+                .find(Locator::Css("#key-value"))
+                .await?
+                .text()
+                .await?,
+            "",
+            "the key is not kept on the page"
+        );
+
+        // the key works, until it is revoked from the page
+        assert_eq!(app.me(&key).await.status(), 200);
+        client
+            .find(Locator::Css("#key-list li button"))
+            .await?
+            .click()
+            .await?;
+        shown(&client, "key-none").await?;
+        assert_eq!(app.me(&key).await.status(), 401);
+        Ok::<_, fantoccini::error::CmdError>(())
+    }
+    .await;
+    let _ = client.close().await;
+    result.expect("browser steps");
+}
+
 /// "Sign in with <the app>" in Chromium: an app's authorization request sends the browser
 /// to the hosted sign-in page; password and TOTP there, then the consent page, then back
 /// to the app with a code whose ID token says how the person signed in

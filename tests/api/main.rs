@@ -14,6 +14,7 @@ mod helpers;
 mod provider_flow;
 
 mod admin;
+mod api_keys;
 mod browser;
 mod cli;
 mod consistency;
@@ -41,6 +42,7 @@ mod processes;
 mod providers;
 mod register;
 mod replicas;
+mod roles;
 mod sessions;
 mod structure;
 mod takeover;

@@ -1165,3 +1165,135 @@ both_backends!(
     passkey_changes_need_a_recent_sign_in_or_the_password,
     a_reset_of_a_verified_account_removes_nothing,
 );
+
+/// A new API key of the holder of `token` (re-authenticated by the recent sign-in): its
+/// JSON, with the key.
+async fn make_api_key(app: &TestApp, token: &str, name: &str) -> Value {
+    let (status, made) = json_of(
+        app.post_json("/users/me/api-keys", &json!({ "name": name }), Some(token))
+            .await,
+    )
+    .await;
+    assert_eq!(status, 201, "{made}");
+    made
+}
+
+/// A squatter's API key goes with the rest at a takeover (docs/roles-and-api-keys.md).
+async fn a_takeover_revokes_every_api_key(backend: Backend) {
+    let stage = stage(backend).await;
+    let app = &stage.app;
+    let owners_address = unique_email();
+    app.create_user(&owners_address).await;
+    let squatter = app.token(&owners_address, PASSWORD).await;
+    let made = make_api_key(app, &squatter, "squatter's script").await;
+    let key = made["key"].as_str().unwrap().to_owned();
+    assert_eq!(app.me(&key).await.status(), 200);
+
+    stage
+        .corp
+        .set_identity(Identity::new("owner-at-corp", &owners_address));
+    let owner = token_of(sign_in(app, "corp", &stage.corp).await).await;
+    assert_json(app.me(&key).await, 401, json!({"detail": "Unauthorized"})).await;
+    assert_json(
+        app.get("/users/me/api-keys", Some(&owner)).await,
+        200,
+        json!([]),
+    )
+    .await;
+    let log = events(app, &owner).await;
+    let revoked: Vec<_> = with_reason(&log, "account_taken_over")
+        .into_iter()
+        .filter(|(t, _)| t == "api_key.revoked")
+        .collect();
+    assert_eq!(
+        revoked,
+        [&(
+            "api_key.revoked".to_owned(),
+            json!({"api_key_id": made["id"], "name": "squatter's script", "reason": "account_taken_over"})
+        )]
+    );
+}
+
+/// A proof by mail revokes the keys made while the account was unverified; a key made
+/// afterwards survives, a password reset included.
+async fn a_proof_by_mail_revokes_the_api_keys_made_unverified(backend: Backend) {
+    let stage = stage(backend).await;
+    let app = &stage.app;
+    let email = unique_email();
+    app.create_user(&email).await;
+    let token = app.token(&email, PASSWORD).await;
+    let early = make_api_key(app, &token, "early").await;
+    let early_key = early["key"].as_str().unwrap().to_owned();
+    assert_eq!(app.me(&early_key).await.status(), 200);
+
+    let verify = mailed_token(
+        &stage,
+        "/auth/request-verify-token",
+        &email,
+        "Verify your email",
+        "/verify",
+    )
+    .await;
+    let (status, _) = json_of(
+        app.post_json("/auth/verify", &json!({"token": verify}), None)
+            .await,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        app.me(&early_key).await.status(),
+        401,
+        "made while unverified"
+    );
+    assert_eq!(
+        app.me(&token).await.status(),
+        200,
+        "a verification ends no session"
+    );
+    let log = events(app, &token).await;
+    let revoked: Vec<_> = with_reason(&log, "unverified_at_setup")
+        .into_iter()
+        .filter(|(t, _)| t == "api_key.revoked")
+        .collect();
+    assert_eq!(
+        revoked,
+        [&(
+            "api_key.revoked".to_owned(),
+            json!({"api_key_id": early["id"], "name": "early", "reason": "unverified_at_setup"})
+        )]
+    );
+
+    let later = make_api_key(app, &token, "later").await;
+    let later_key = later["key"].as_str().unwrap().to_owned();
+    let reset = mailed_token(
+        &stage,
+        "/auth/forgot-password",
+        &email,
+        "Reset your",
+        "/reset-password",
+    )
+    .await;
+    let r = app
+        .post_json(
+            "/auth/reset-password",
+            &json!({"token": reset, "password": NEW_PASSWORD}),
+            None,
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        app.me(&token).await.status(),
+        401,
+        "a reset ends the sessions"
+    );
+    assert_eq!(
+        app.me(&later_key).await.status(),
+        200,
+        "keys survive a reset"
+    );
+}
+
+both_backends!(
+    a_takeover_revokes_every_api_key,
+    a_proof_by_mail_revokes_the_api_keys_made_unverified,
+);

@@ -43,10 +43,16 @@ pub enum EventType {
     OauthConsentGranted,
     OauthGrantRevoked,
     OauthCodeReused,
+    RoleCreated,
+    RoleUpdated,
+    RoleDeleted,
+    UserRolesChanged,
+    ApiKeyCreated,
+    ApiKeyRevoked,
 }
 
 impl EventType {
-    pub const ALL: [EventType; 26] = [
+    pub const ALL: [EventType; 32] = [
         EventType::UserRegistered,
         EventType::LoginSucceeded,
         EventType::LoginFailed,
@@ -73,6 +79,12 @@ impl EventType {
         EventType::OauthConsentGranted,
         EventType::OauthGrantRevoked,
         EventType::OauthCodeReused,
+        EventType::RoleCreated,
+        EventType::RoleUpdated,
+        EventType::RoleDeleted,
+        EventType::UserRolesChanged,
+        EventType::ApiKeyCreated,
+        EventType::ApiKeyRevoked,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -103,6 +115,12 @@ impl EventType {
             EventType::OauthConsentGranted => "oauth.consent_granted",
             EventType::OauthGrantRevoked => "oauth.grant_revoked",
             EventType::OauthCodeReused => "oauth.code_reused",
+            EventType::RoleCreated => "role.created",
+            EventType::RoleUpdated => "role.updated",
+            EventType::RoleDeleted => "role.deleted",
+            EventType::UserRolesChanged => "user.roles_changed",
+            EventType::ApiKeyCreated => "api_key.created",
+            EventType::ApiKeyRevoked => "api_key.revoked",
         }
     }
 

@@ -53,6 +53,14 @@ pub(crate) fn events(user: UserId, cleared: &Cleared, why: Why) -> Vec<Event> {
                 .with("reason", why.reason()),
         );
     }
+    for (id, name) in &cleared.api_keys {
+        events.push(
+            Event::new(EventType::ApiKeyRevoked, Some(user))
+                .with("api_key_id", id.clone())
+                .with("name", name.clone())
+                .with("reason", why.reason()),
+        );
+    }
     if cleared.totp {
         events.push(
             Event::new(EventType::MfaDisabled, Some(user))

@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex};
 use crate::{Counters, Fault, Store};
 use tokio::sync::oneshot;
 use users_db::sessions::Liveness;
-use users_db::users::{TokenCheck, TokenKey};
+use users_db::users::{Credential, TokenCheck};
 
 /// A session's last use is written at most this often (a busy session is not written
 /// on every request).
@@ -33,7 +33,7 @@ type Reply = oneshot::Sender<Result<Option<TokenCheck>, Fault>>;
 
 struct Waiting {
     ticket: u64,
-    key: TokenKey,
+    key: Credential,
     now_ms: i64,
     reply: Reply,
 }
@@ -76,9 +76,10 @@ impl TokenLookups {
         }
     }
 
-    /// The user, revocation and session of `key`, as committed when this was called;
-    /// the session's use is recorded (about once a minute) on the way.
-    pub async fn check(&self, key: TokenKey, now_ms: i64) -> Result<Option<TokenCheck>, Fault> {
+    /// The user, revocation and session of an access token, or the user and key of an
+    /// API key, as committed when this was called; the use of the session or key is
+    /// recorded (about once a minute) on the way.
+    pub async fn check(&self, key: Credential, now_ms: i64) -> Result<Option<TokenCheck>, Fault> {
         match self.queue_and_wait(key.clone(), now_ms).await {
             // the runner went away unanswered: it ran on the runtime of another HTTP
             // worker, which stops when it has no connections left (at shutdown, while
@@ -93,7 +94,7 @@ impl TokenLookups {
 
     async fn queue_and_wait(
         &self,
-        key: TokenKey,
+        key: Credential,
         now_ms: i64,
     ) -> Result<Result<Option<TokenCheck>, Fault>, Dropped> {
         let (reply, mut answer) = oneshot::channel();
@@ -185,13 +186,13 @@ impl TokenLookups {
             .token_checks
             .fetch_add(batch.len() as u64, std::sync::atomic::Ordering::Relaxed);
         let now_ms = batch.iter().map(|w| w.now_ms).max().unwrap_or_default();
-        let (keys, replies): (Vec<TokenKey>, Vec<Reply>) =
+        let (keys, replies): (Vec<Credential>, Vec<Reply>) =
             batch.into_iter().map(|w| (w.key, w.reply)).unzip();
         let idle_ms = self.idle_ms;
         let found = self
             .store
             .run(move |c| -> Result<_, users_db::DbError> {
-                let found = users_db::users::find_for_tokens(c, &keys)?;
+                let found = users_db::users::find_for_credentials(c, &keys)?;
                 let stale = now_ms - TOUCH_EVERY_MS;
                 let at = Liveness { now_ms, idle_ms };
                 let mut touch: Vec<String> = found
@@ -205,6 +206,20 @@ impl TokenLookups {
                     touch.sort_unstable();
                     touch.dedup();
                     users_db::sessions::touch_many(c, &touch, now_ms, stale)?;
+                }
+                // a key's use, as a session's: at most once a minute, and only for a
+                // key that is still good
+                let mut used: Vec<String> = found
+                    .iter()
+                    .flatten()
+                    .filter_map(|check| check.api_key.as_ref())
+                    .filter(|k| !k.is_expired(now_ms) && k.last_used_at.is_none_or(|t| t < stale))
+                    .map(|k| k.id.clone())
+                    .collect();
+                if !used.is_empty() {
+                    used.sort_unstable();
+                    used.dedup();
+                    users_db::api_keys::touch_many(c, &used, now_ms, stale)?;
                 }
                 Ok(found)
             })

@@ -9,8 +9,8 @@ use diesel::prelude::*;
 use users_domain::UserId;
 
 use crate::schema::{
-    mfa_challenges, oauth_codes, oauth_consents, passkeys, recovery_codes, sessions, totp_factors,
-    upstream_identities, users, webauthn_challenges,
+    api_keys, mfa_challenges, oauth_codes, oauth_consents, passkeys, recovery_codes, sessions,
+    totp_factors, upstream_identities, users, webauthn_challenges,
 };
 use crate::DbConnection;
 
@@ -33,11 +33,16 @@ pub struct Cleared {
     pub passkeys: Vec<(String, String)>,
     /// A confirmed TOTP (with its recovery codes) was removed.
     pub totp: bool,
+    /// Revoked API keys: (id, name).
+    pub api_keys: Vec<(String, String)>,
 }
 
 impl Cleared {
     pub fn is_empty(&self) -> bool {
-        self.identities.is_empty() && self.passkeys.is_empty() && !self.totp
+        self.identities.is_empty()
+            && self.passkeys.is_empty()
+            && !self.totp
+            && self.api_keys.is_empty()
     }
 }
 
@@ -132,6 +137,22 @@ pub fn clear(
         })),
     ))
     .execute(conn)?;
+    let keys = api_keys::table
+        .filter(api_keys::user_id.eq(&id))
+        .into_boxed();
+    let keys = match scope {
+        Scope::Everything => keys,
+        Scope::SetUpUnverified { .. } => keys.filter(api_keys::unverified_at_setup.eq(true)),
+    };
+    let revoked: Vec<(String, String)> = keys
+        .select((api_keys::id, api_keys::name))
+        .order(api_keys::created_at.asc())
+        .load(conn)?;
+    for (key_id, _) in &revoked {
+        diesel::delete(api_keys::table.find(key_id)).execute(conn)?;
+    }
+    cleared.api_keys = revoked;
+
     diesel::delete(webauthn_challenges::table.filter(webauthn_challenges::user_id.eq(&id)))
         .execute(conn)?;
     diesel::delete(mfa_challenges::table.filter(mfa_challenges::user_id.eq(&id))).execute(conn)?;
@@ -199,6 +220,9 @@ pub(crate) fn vouch_for_setup(conn: &mut DbConnection, user_id: UserId) -> Query
         .execute(conn)?;
     diesel::update(totp_factors::table.find(&id))
         .set(totp_factors::unverified_at_setup.eq(false))
+        .execute(conn)?;
+    diesel::update(api_keys::table.filter(api_keys::user_id.eq(&id)))
+        .set(api_keys::unverified_at_setup.eq(false))
         .execute(conn)?;
     Ok(())
 }

@@ -7,6 +7,7 @@
 //! return `QueryResult`. Blocking by nature: callers run these off the async executor.
 
 pub mod admin;
+pub mod api_keys;
 pub mod audit;
 mod effects;
 pub mod fastapi_users;
@@ -19,6 +20,7 @@ pub mod outbox;
 pub mod passkeys;
 mod pool;
 pub mod revocations;
+pub mod roles;
 mod rows;
 pub mod schema;
 pub mod sessions;

@@ -136,7 +136,42 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    roles (name) {
+        name -> Text,
+        description -> Text,
+        permissions -> Text,
+        created_at -> BigInt,
+        updated_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    user_roles (user_id, role_name) {
+        user_id -> Text,
+        role_name -> Text,
+    }
+}
+
+diesel::table! {
+    api_keys (id) {
+        id -> Text,
+        user_id -> Text,
+        name -> Text,
+        key_hash -> Text,
+        prefix -> Text,
+        permissions -> Nullable<Text>,
+        created_at -> BigInt,
+        expires_at -> Nullable<BigInt>,
+        last_used_at -> Nullable<BigInt>,
+        unverified_at_setup -> Bool,
+    }
+}
+
 diesel::joinable!(revoked_tokens -> users (user_id));
+diesel::joinable!(user_roles -> users (user_id));
+diesel::joinable!(user_roles -> roles (role_name));
+diesel::joinable!(api_keys -> users (user_id));
 diesel::joinable!(sessions -> users (user_id));
 diesel::allow_tables_to_appear_in_same_query!(
     users,
@@ -161,7 +196,10 @@ diesel::allow_tables_to_appear_in_same_query!(
     oauth_requests,
     oauth_codes,
     oauth_grants,
-    oauth_revoked
+    oauth_revoked,
+    roles,
+    user_roles,
+    api_keys
 );
 
 diesel::table! {

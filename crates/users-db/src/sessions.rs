@@ -52,13 +52,18 @@ pub struct SignedIn {
 }
 
 /// Starts the session of a completed sign-in with its effects, forgetting the account's
-/// failures and spending its challenge, in one transaction (one write per sign-in).
-/// `false` when the challenge was spent already (then nothing is written).
-pub fn sign_in(conn: &mut DbConnection, done: &SignedIn, effects: &Effects) -> QueryResult<bool> {
+/// failures and spending its challenge, in one transaction (one write per sign-in), and
+/// reads the names of the user's roles there (what its access token carries). `None`
+/// when the challenge was spent already (then nothing is written).
+pub fn sign_in(
+    conn: &mut DbConnection,
+    done: &SignedIn,
+    effects: &Effects,
+) -> QueryResult<Option<Vec<String>>> {
     transaction(conn, effects, |c| {
         if let Some(id) = &done.spend_challenge {
             if !crate::mfa::spend_challenge(c, id)? {
-                return Ok(false);
+                return Ok(None);
             }
         }
         diesel::insert_into(sessions::table)
@@ -67,8 +72,18 @@ pub fn sign_in(conn: &mut DbConnection, done: &SignedIn, effects: &Effects) -> Q
         if let Some(key) = &done.clear_failures {
             crate::limits::clear_login_failures(c, key)?;
         }
-        Ok(true)
+        role_names(c, &done.session.user_id).map(Some)
     })
+}
+
+/// The names of the roles of a user, sorted (the `roles` claim of an access token).
+pub fn role_names(conn: &mut DbConnection, user_id: &str) -> QueryResult<Vec<String>> {
+    use crate::schema::user_roles;
+    user_roles::table
+        .filter(user_roles::user_id.eq(user_id))
+        .order(user_roles::role_name.asc())
+        .select(user_roles::role_name)
+        .load(conn)
 }
 
 pub fn find(conn: &mut DbConnection, id: &str) -> QueryResult<Option<SessionRow>> {

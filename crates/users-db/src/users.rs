@@ -6,9 +6,10 @@ use users_domain::{User, UserId};
 
 use crate::effects::{or_taken, transaction, Happened};
 use crate::guards::{self, Cleared};
+use crate::rows::api_key::ApiKeyRow;
 use crate::rows::session::SessionRow;
 use crate::rows::user::UserRow;
-use crate::schema::{revoked_tokens, users};
+use crate::schema::{api_keys, revoked_tokens, users};
 use crate::{DbConnection, Effects};
 
 pub use crate::rows::user::StoredUser;
@@ -143,6 +144,16 @@ pub struct TokenCheck {
     pub revoked: bool,
     /// The token's session, if it names one that belongs to the user.
     pub session: Option<SessionRow>,
+    /// The API key, when the credential is one (it is found with its user).
+    pub api_key: Option<ApiKeyRow>,
+}
+
+/// What one request presents: an access token (its [`TokenKey`]), or an API key (its
+/// SHA-256, hex), whose user is found through it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Credential {
+    Token(TokenKey),
+    ApiKey { key_hash: String },
 }
 
 /// What one access-token check asks: the user the token names, and either the session
@@ -221,24 +232,106 @@ pub fn find_for_token(conn: &mut DbConnection, key: &TokenKey) -> QueryResult<Op
                 user,
                 revoked,
                 session,
+                api_key: None,
             })
         })
         .transpose()
 }
 
-/// [`find_for_token`] for many tokens at once, in the order of `keys`. On PostgreSQL
-/// one statement answers every key (users and sessions by `= ANY($1)`, prepared once per
-/// connection), and a second one the revocations, only when a token without a session
-/// is among them. On SQLite, in-process, each key is its own cached statement.
+/// The user of an API key, with the key: one statement (a key names no session).
+pub fn find_for_api_key(
+    conn: &mut DbConnection,
+    key_hash: &str,
+) -> QueryResult<Option<TokenCheck>> {
+    macro_rules! api_key_query {
+        ($conn:expr) => {
+            users::table
+                .inner_join(api_keys::table.on(api_keys::user_id.eq(users::id)))
+                .filter(api_keys::key_hash.eq(key_hash.to_owned()))
+                .select((UserRow::as_select(), ApiKeyRow::as_select()))
+                .first::<(UserRow, ApiKeyRow)>($conn)
+                .optional()?
+        };
+    }
+    let found = match conn {
+        DbConnection::Postgresql(c) => api_key_query!(c),
+        DbConnection::Sqlite(c) => api_key_query!(c),
+    };
+    found
+        .map(|(row, key)| {
+            StoredUser::try_from(row).map(|user| TokenCheck {
+                user,
+                revoked: false,
+                session: None,
+                api_key: Some(key),
+            })
+        })
+        .transpose()
+}
+
+/// [`find_for_credentials`] for access tokens only.
 pub fn find_for_tokens(
     conn: &mut DbConnection,
     keys: &[TokenKey],
 ) -> QueryResult<Vec<Option<TokenCheck>>> {
+    let credentials: Vec<Credential> = keys.iter().cloned().map(Credential::Token).collect();
+    find_for_credentials(conn, &credentials)
+}
+
+diesel::define_sql_function! {
+    /// PostgreSQL's `array_agg` over text: `NULL` for no rows.
+    #[aggregate]
+    fn array_agg(x: diesel::sql_types::Text) -> diesel::sql_types::Nullable<diesel::sql_types::Array<diesel::sql_types::Text>>;
+}
+
+diesel::define_sql_function! {
+    /// PostgreSQL's `array_cat` of text arrays, the second possibly `NULL` (then the first).
+    #[sql_name = "array_cat"]
+    fn array_cat_text(
+        a: diesel::sql_types::Array<diesel::sql_types::Text>,
+        b: diesel::sql_types::Nullable<diesel::sql_types::Array<diesel::sql_types::Text>>,
+    ) -> diesel::sql_types::Array<diesel::sql_types::Text>;
+}
+
+/// [`find_for_token`] and [`find_for_api_key`] for many credentials at once, in the
+/// order of `credentials`. On PostgreSQL one statement answers every one (users,
+/// sessions and API keys by `= ANY($1)`; the users of the keys are found through the
+/// keys' hashes in the same statement), and a second one the revocations, only when a
+/// token without a session is among them. On SQLite, in-process, each credential is its
+/// own cached statement.
+pub fn find_for_credentials(
+    conn: &mut DbConnection,
+    credentials: &[Credential],
+) -> QueryResult<Vec<Option<TokenCheck>>> {
     use crate::schema::sessions;
     let pg = match conn {
-        DbConnection::Postgresql(pg) if keys.len() > 1 => pg,
-        _ => return keys.iter().map(|k| find_for_token(conn, k)).collect(),
+        DbConnection::Postgresql(pg) if credentials.len() > 1 => pg,
+        _ => {
+            return credentials
+                .iter()
+                .map(|k| match k {
+                    Credential::Token(key) => find_for_token(conn, key),
+                    Credential::ApiKey { key_hash } => find_for_api_key(conn, key_hash),
+                })
+                .collect()
+        }
     };
+    let keys: Vec<&TokenKey> = credentials
+        .iter()
+        .filter_map(|c| match c {
+            Credential::Token(k) => Some(k),
+            Credential::ApiKey { .. } => None,
+        })
+        .collect();
+    let mut key_hashes: Vec<String> = credentials
+        .iter()
+        .filter_map(|c| match c {
+            Credential::ApiKey { key_hash } => Some(key_hash.clone()),
+            Credential::Token(_) => None,
+        })
+        .collect();
+    key_hashes.sort_unstable();
+    key_hashes.dedup();
     let mut user_ids: Vec<String> = keys.iter().map(|k| k.user_id.to_string()).collect();
     user_ids.sort_unstable();
     user_ids.dedup();
@@ -248,18 +341,58 @@ pub fn find_for_tokens(
         .collect();
     session_ids.sort_unstable();
     session_ids.dedup();
-    // `any` rather than `eq_any`: its query type is static, so the statement is found
-    // by type, never rebuilt (`eq_any` builds the SQL to find it)
-    #[allow(deprecated)]
-    let rows: Vec<(UserRow, Option<SessionRow>)> = users::table
-        .left_join(
-            sessions::table.on(sessions::user_id
-                .eq(users::id)
-                .and(sessions::id.eq(diesel::dsl::any(session_ids)))),
-        )
-        .filter(users::id.eq(diesel::dsl::any(user_ids)))
-        .select((UserRow::as_select(), Option::<SessionRow>::as_select()))
-        .load(pg)?;
+    let rows: Vec<(UserRow, Option<SessionRow>, Option<ApiKeyRow>)> = if key_hashes.is_empty() {
+        // `any` rather than `eq_any`: its query type is static, so the statement is
+        // found by type, never rebuilt (`eq_any` builds the SQL to find it)
+        #[allow(deprecated)]
+        users::table
+            .left_join(
+                sessions::table.on(sessions::user_id
+                    .eq(users::id)
+                    .and(sessions::id.eq(diesel::dsl::any(session_ids)))),
+            )
+            .filter(users::id.eq(diesel::dsl::any(user_ids)))
+            .select((UserRow::as_select(), Option::<SessionRow>::as_select()))
+            .load::<(UserRow, Option<SessionRow>)>(pg)?
+            .into_iter()
+            .map(|(u, s)| (u, s, None))
+            .collect()
+    } else {
+        // the users are those the tokens name and those of the keys, found through the
+        // keys' hashes: one array, so the users' primary key answers both; typed, so the
+        // statement is prepared once per connection like the one above
+        let batch_keys = diesel::alias!(api_keys as batch_keys);
+        #[allow(deprecated)]
+        let of_keys = batch_keys
+            .filter(
+                batch_keys
+                    .field(api_keys::key_hash)
+                    .eq(diesel::dsl::any(key_hashes.clone())),
+            )
+            .select(array_agg(batch_keys.field(api_keys::user_id)))
+            .single_value();
+        #[allow(deprecated)]
+        let users_of = users::id.eq(diesel::dsl::any(array_cat_text(user_ids, of_keys)));
+        #[allow(deprecated)]
+        users::table
+            .left_join(
+                sessions::table.on(sessions::user_id
+                    .eq(users::id)
+                    .and(sessions::id.eq(diesel::dsl::any(session_ids)))),
+            )
+            .left_join(
+                api_keys::table.on(api_keys::user_id
+                    .eq(users::id)
+                    .and(api_keys::key_hash.eq(diesel::dsl::any(key_hashes)))),
+            )
+            .filter(users_of)
+            .select((
+                UserRow::as_select(),
+                Option::<SessionRow>::as_select(),
+                Option::<ApiKeyRow>::as_select(),
+            ))
+            .load(pg)?
+    };
     let hashes: Vec<String> = keys
         .iter()
         .filter_map(|k| match &k.scope {
@@ -278,15 +411,37 @@ pub fn find_for_tokens(
             .into_iter()
             .collect()
     };
-    // each user's row, with the sessions the batch named for them
+    // each user's row, with the sessions the batch named for them; each key with its user
     let mut by_user: std::collections::HashMap<&str, (&UserRow, Vec<&SessionRow>)> =
         std::collections::HashMap::with_capacity(rows.len());
-    for (u, s) in &rows {
+    let mut by_key: std::collections::HashMap<&str, (&UserRow, &ApiKeyRow)> =
+        std::collections::HashMap::new();
+    for (u, s, k) in &rows {
         let entry = by_user.entry(u.id.as_str()).or_insert((u, Vec::new()));
         entry.1.extend(s.as_ref());
+        if let Some(k) = k {
+            by_key.insert(k.key_hash.as_str(), (u, k));
+        }
     }
-    keys.iter()
-        .map(|k| {
+    credentials
+        .iter()
+        .map(|c| {
+            let k = match c {
+                Credential::Token(k) => k,
+                Credential::ApiKey { key_hash } => {
+                    let Some((user, key)) = by_key.get(key_hash.as_str()) else {
+                        return Ok(None);
+                    };
+                    return StoredUser::try_from((*user).clone()).map(|user| {
+                        Some(TokenCheck {
+                            user,
+                            revoked: false,
+                            session: None,
+                            api_key: Some((*key).clone()),
+                        })
+                    });
+                }
+            };
             let Some((user, sessions)) = by_user.get(k.user_id.to_string().as_str()) else {
                 return Ok(None);
             };
@@ -303,6 +458,7 @@ pub fn find_for_tokens(
                     user,
                     revoked,
                     session,
+                    api_key: None,
                 })
             })
         })

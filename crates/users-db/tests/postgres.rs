@@ -169,6 +169,99 @@ fn one_statement_prepared_once_answers_every_token() {
     users_db::admin::drop_postgres_database(&postgres_base(), &name).unwrap();
 }
 
+/// API keys in the batch: one statement answers tokens and keys together (the keys'
+/// users found through their hashes), prepared once per connection and reused.
+#[test]
+fn one_statement_answers_tokens_and_api_keys() {
+    use users_db::api_keys::ApiKeyRow;
+    use users_db::users::Credential;
+    let name = format!("users_check_{}", uuid::Uuid::new_v4().simple());
+    users_db::admin::create_postgres_database(&postgres_base(), &name).unwrap();
+    let url = DatabaseUrl::parse(&format!("{}/{name}", postgres_base())).unwrap();
+    let db = Database::connect_and_migrate(url, &PoolOptions::default()).unwrap();
+    let mut conn = db.get().unwrap();
+    let users: Vec<(UserId, String)> = (0..4).map(|n| user(&mut conn, n)).collect();
+    let key_of = |conn: &mut DbConnection, n: usize, hash: &str| {
+        let row = ApiKeyRow {
+            id: uuid::Uuid::new_v4().to_string(),
+            user_id: users[n].0.to_string(),
+            name: format!("key {n}"),
+            key_hash: hash.to_owned(),
+            prefix: "usr_00000000".into(),
+            permissions: None,
+            created_at: 0,
+            expires_at: None,
+            last_used_at: None,
+        };
+        assert!(users_db::api_keys::create(conn, &row, &Effects::none()).unwrap());
+        row
+    };
+    let k1 = key_of(&mut conn, 1, "hash-1");
+    let k2 = key_of(&mut conn, 2, "hash-2");
+    let token = |n: usize| {
+        Credential::Token(TokenKey {
+            user_id: users[n].0,
+            scope: TokenScope::Session(users[n].1.clone()),
+        })
+    };
+    let api_key = |hash: &str| Credential::ApiKey {
+        key_hash: hash.to_owned(),
+    };
+
+    let before = prepared(&mut conn);
+    // a user with both a session token and a key in the batch, a key alone, an unknown key
+    let batch = vec![
+        token(0),
+        api_key("hash-1"),
+        token(1),
+        api_key("unknown"),
+        api_key("hash-2"),
+    ];
+    let found = users_db::users::find_for_credentials(&mut conn, &batch).unwrap();
+    assert_eq!(prepared(&mut conn), before + 1, "one statement");
+    let user_of = |i: usize| found[i].as_ref().unwrap().user.user.id;
+    assert_eq!(user_of(0), users[0].0);
+    assert!(found[0].as_ref().unwrap().api_key.is_none());
+    assert_eq!(
+        found[0].as_ref().unwrap().session.as_ref().unwrap().id,
+        users[0].1
+    );
+    assert_eq!(user_of(1), users[1].0);
+    assert_eq!(
+        found[1].as_ref().unwrap().api_key.as_ref().unwrap().id,
+        k1.id
+    );
+    assert!(found[1].as_ref().unwrap().session.is_none());
+    assert_eq!(user_of(2), users[1].0);
+    assert_eq!(
+        found[2].as_ref().unwrap().session.as_ref().unwrap().id,
+        users[1].1
+    );
+    assert!(found[3].is_none(), "an unknown key");
+    assert_eq!(user_of(4), users[2].0);
+    assert_eq!(
+        found[4].as_ref().unwrap().api_key.as_ref().unwrap().id,
+        k2.id
+    );
+
+    // other batches of keys: the same statement, reused
+    let keys_only = vec![api_key("hash-2"), api_key("hash-1")];
+    let found = users_db::users::find_for_credentials(&mut conn, &keys_only).unwrap();
+    assert_eq!(found[0].as_ref().unwrap().user.user.id, users[2].0);
+    assert_eq!(found[1].as_ref().unwrap().user.user.id, users[1].0);
+    assert_eq!(prepared(&mut conn), before + 1, "prepared once, reused");
+
+    // a revoked key is gone at once
+    assert!(users_db::api_keys::revoke(&mut conn, users[1].0, &k1.id, &Effects::none()).unwrap());
+    let found = users_db::users::find_for_credentials(&mut conn, &keys_only).unwrap();
+    assert!(found[1].is_none());
+    assert!(found[0].is_some());
+
+    drop(conn);
+    drop(db);
+    users_db::admin::drop_postgres_database(&postgres_base(), &name).unwrap();
+}
+
 /// The first failures of an address counted at the same instant from many connections:
 /// the race to create the row is lost without failing the transaction (PostgreSQL
 /// aborts a transaction on any error unless a savepoint holds it).

@@ -4,6 +4,7 @@
 //! rule here is unit-testable and shared by the server, the CLI and the persistence
 //! layer alike.
 
+pub mod access;
 pub mod crypto;
 pub mod email;
 pub mod oauth;

@@ -1,6 +1,6 @@
 'use strict';
 // The account page: sign in (password, passkey, provider, second step), passkeys,
-// TOTP with recovery codes, sessions, sign out. It talks to the JSON API of the same
+// TOTP with recovery codes, API keys, sessions, sign out. It talks to the JSON API of the same
 // origin with the session cookie (fastapiusersauth) only. It never takes a token from
 // its URL: a provider sign-in ends with the callback setting the cookie, and a second
 // step it needs keeps its mfa_token in an HttpOnly cookie (docs/security.md).
@@ -43,6 +43,8 @@
     PASSKEY_INVALID: 'The passkey could not be used.',
     PASSKEYS_NOT_CONFIGURED: 'Passkeys are not set up on this service.',
     CSRF_ORIGIN_MISMATCH: 'Request refused (wrong origin).',
+    API_KEY_PERMISSION_NOT_HELD: 'You do not hold one of those permissions.',
+    API_KEY_NOT_ALLOWED: 'An API key cannot do that.',
   };
 
   async function api(method, path, body, form) {
@@ -141,7 +143,7 @@
     }
     $('who').textContent = me.data.email;
     show('account');
-    await Promise.all([loadPasskeys(), loadTotp(), loadSessions(), loadApps()]);
+    await Promise.all([loadPasskeys(), loadTotp(), loadKeys(), loadSessions(), loadApps()]);
   }
 
   function item(text, buttonLabel, onClick, badge) {
@@ -237,6 +239,20 @@
       }));
     }
     $('apps-none').hidden = apps.length > 0;
+  }
+
+  async function loadKeys() {
+    const list = $('key-list');
+    list.textContent = '';
+    const r = await api('GET', '/users/me/api-keys');
+    for (const k of r.data || []) {
+      list.appendChild(item(k.name + ' (' + k.prefix + '…, created ' + when(k.created_at) + ', last used ' + when(k.last_used_at) + ')',
+        'Revoke', async () => {
+          const d = await api('DELETE', '/users/me/api-keys/' + encodeURIComponent(k.id));
+          if (d.status === 204) { say('API key revoked.'); await loadKeys(); } else say(detailText(d.data), 'error');
+        }));
+    }
+    $('key-none').hidden = (r.data || []).length > 0;
   }
 
   async function loadSessions() {
@@ -445,12 +461,54 @@
     }
   });
 
+  // ---- API keys: made with re-authentication, shown once ----
+  $('key-add').addEventListener('submit', async (e) => {
+    e.preventDefault();
+    const password = $('key-password').value;
+    const body = { name: $('key-name').value.trim() };
+    if (password) body.password = password;
+    const r = await api('POST', '/users/me/api-keys', body);
+    $('key-password').value = '';
+    if (r.status !== 201) return say(detailText(r.data), 'error');
+    $('key-name').value = '';
+    $('key-value').textContent = r.data.key;
+    $('key-new').hidden = false;
+    $('key-add').hidden = true;
+    say('API key created. Copy it now: it is shown only this once.');
+    $('key-new-heading').focus();
+    await loadKeys();
+  });
+  $('key-copy').addEventListener('click', async () => {
+    const key = $('key-value').textContent;
+    try {
+      await navigator.clipboard.writeText(key);
+    } catch (err) {
+      // without the clipboard API (an insecure origin): select it and copy
+      const range = document.createRange();
+      range.selectNodeContents($('key-value'));
+      const selection = window.getSelection();
+      selection.removeAllRanges();
+      selection.addRange(range);
+      if (!document.execCommand('copy')) return say('Select the key and copy it yourself.', 'error');
+    }
+    say('Copied.');
+  });
+  $('key-done').addEventListener('click', () => {
+    $('key-value').textContent = '';
+    $('key-new').hidden = true;
+    $('key-add').hidden = false;
+    say('');
+  });
+
   // ---- sessions, sign out ----
   $('sessions-others').addEventListener('click', async () => {
     const r = await api('DELETE', '/auth/sessions');
     if (r.status === 204) { say('Every other device is signed out.'); await loadSessions(); } else say(detailText(r.data), 'error');
   });
   $('signout').addEventListener('click', async () => {
+    $('key-value').textContent = '';
+    $('key-new').hidden = true;
+    $('key-add').hidden = false;
     await api('POST', '/auth/cookie/logout');
     say('Signed out.');
     show('signin');

@@ -190,3 +190,25 @@ pub async fn superuser<B: MessageBody>(
         )),
     }
 }
+
+/// Route middleware for the writes that change how the person signs in (password,
+/// email, second factor, passkeys, sessions, API keys, identities): 403
+/// `API_KEY_NOT_ALLOWED` for a request an API key authenticated
+/// (docs/roles-and-api-keys.md). Goes inside [`authenticated`].
+pub async fn no_api_key<B: MessageBody>(
+    req: ServiceRequest,
+    next: Next<B>,
+) -> Result<ServiceResponse<EitherBody<B>>, actix_web::Error> {
+    let by_key = req
+        .extensions()
+        .get::<CurrentUser>()
+        .map(|u| u.by_api_key());
+    match by_key {
+        Some(false) => Ok(next.call(req).await?.map_into_left_body()),
+        Some(true) => Ok(refuse(req, crate::outcome::api_key_not_allowed())),
+        None => Ok(refuse(
+            req,
+            ApiError::internal("route not wrapped in `authenticated`"),
+        )),
+    }
+}

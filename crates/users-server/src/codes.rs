@@ -132,6 +132,16 @@ codes! {
         "the provider (or GitHub's API) cannot be reached or answers 5xx"),
     IdentityLastSignInMethod(BAD_REQUEST, Detail, "IDENTITY_LAST_SIGN_IN_METHOD",
         "unlinking would leave no password, identity or passkey"),
+    RoleAlreadyExists(BAD_REQUEST, Detail, "ROLE_ALREADY_EXISTS",
+        "`POST /roles` with the name of an existing role"),
+    RoleNotFound(NOT_FOUND, Detail, "ROLE_NOT_FOUND",
+        "no role has this name (`PUT /users/{id}/roles` answers 400 \
+         `{\"detail\": {\"code\": \"ROLE_NOT_FOUND\", \"role\": …}}` naming the first unknown one)"),
+    ApiKeyPermissionNotHeld(BAD_REQUEST, Detail, "API_KEY_PERMISSION_NOT_HELD",
+        "a new API key asks for a permission the user's roles do not grant"),
+    ApiKeyNotAllowed(FORBIDDEN, Detail, "API_KEY_NOT_ALLOWED",
+        "an API key on a write that changes how the person signs in (password, email, \
+         second factor, passkeys, sessions, API keys, identities)"),
 }
 
 impl fmt::Display for Code {

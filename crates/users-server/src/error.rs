@@ -75,6 +75,10 @@ pub enum ApiError {
     /// [`crate::codes::Body::Password`]).
     #[error("password refused: {code}")]
     InvalidPassword { code: Code, reason: String },
+    /// 400 `{"detail": {"code": "ROLE_NOT_FOUND", "role": …}}`: a set of roles names
+    /// one that does not exist.
+    #[error("unknown role")]
+    UnknownRole { role: String },
     #[error("unauthorized")]
     Unauthorized,
     #[error("forbidden")]
@@ -124,7 +128,7 @@ impl ResponseError for ApiError {
         match self {
             ApiError::Code(code) | ApiError::InvalidPassword { code, .. } => code.status(),
             ApiError::MfaRequired { .. } => Code::LoginMfaRequired.status(),
-            ApiError::Detail(_) => StatusCode::BAD_REQUEST,
+            ApiError::Detail(_) | ApiError::UnknownRole { .. } => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden => StatusCode::FORBIDDEN,
             ApiError::NotFound => StatusCode::NOT_FOUND,
@@ -156,6 +160,12 @@ impl ResponseError for ApiError {
                 detail: PasswordRejection {
                     code: code.as_str().to_owned(),
                     reason: reason.clone(),
+                },
+            }),
+            ApiError::UnknownRole { role } => resp.json(UnknownRoleError {
+                detail: UnknownRoleDetail {
+                    code: Code::RoleNotFound.as_str().to_owned(),
+                    role: role.clone(),
                 },
             }),
             ApiError::Validation(errors) => resp.json(ValidationError {
@@ -239,6 +249,7 @@ impl ApiError {
             ApiError::InvalidPassword { code, .. } => code.as_str().to_owned(),
             ApiError::MfaRequired { .. } => Code::LoginMfaRequired.as_str().to_owned(),
             ApiError::Validation(_) => "Unprocessable Entity".to_owned(),
+            ApiError::UnknownRole { .. } => Code::RoleNotFound.as_str().to_owned(),
         }
     }
 }
@@ -278,6 +289,21 @@ pub struct MfaRequiredDetail {
 #[derive(Serialize, ToSchema)]
 pub struct MfaRequiredError {
     pub detail: MfaRequiredDetail,
+}
+
+/// Which role of a set does not exist.
+#[derive(Serialize, ToSchema)]
+pub struct UnknownRoleDetail {
+    /// `ROLE_NOT_FOUND`
+    pub code: String,
+    /// The first name of the set that is no role.
+    pub role: String,
+}
+
+/// `{"detail": {"code": "ROLE_NOT_FOUND", "role": …}}`.
+#[derive(Serialize, ToSchema)]
+pub struct UnknownRoleError {
+    pub detail: UnknownRoleDetail,
 }
 
 /// Either kind of 400 body.

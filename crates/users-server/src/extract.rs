@@ -372,6 +372,141 @@ impl<'a> Fields<'a> {
         }
     }
 
+    /// A role name or a permission (`[a-z0-9][a-z0-9_.:-]{0,63}`) at `loc`.
+    fn access_name(&mut self, loc: Vec<Value>, v: Value) -> Option<String> {
+        let Value::String(s) = v else {
+            let e = FieldError::new("string_type", loc, "Input should be a valid string", v);
+            self.push(e);
+            return None;
+        };
+        if users_domain::access::is_valid_name(&s) {
+            return Some(s);
+        }
+        let pattern = NAME_PATTERN;
+        let e = FieldError::new(
+            "string_pattern_mismatch",
+            loc,
+            format!("String should match pattern '{pattern}'"),
+            json!(s),
+        )
+        .with_ctx(json!({ "pattern": pattern }));
+        self.push(e);
+        None
+    }
+
+    /// A required role name (or permission).
+    pub fn required_access_name(&mut self, name: &str) -> Option<String> {
+        match self.raw(name) {
+            None => {
+                self.missing(name);
+                None
+            }
+            Some(v) => {
+                let loc = self.loc(name);
+                self.access_name(loc, v)
+            }
+        }
+    }
+
+    /// An optional list of role names (or permissions); `null` counts as absent. Each
+    /// item's problem is reported at its index.
+    pub fn optional_access_names(&mut self, name: &str) -> Option<Option<Vec<String>>> {
+        let items = match self.raw(name) {
+            None | Some(Value::Null) => return Some(None),
+            Some(Value::Array(items)) => items,
+            Some(other) => {
+                let e = FieldError::new(
+                    "list_type",
+                    self.loc(name),
+                    "Input should be a valid list",
+                    other,
+                );
+                self.push(e);
+                return None;
+            }
+        };
+        let mut names = Vec::with_capacity(items.len());
+        let mut ok = true;
+        for (i, item) in items.into_iter().enumerate() {
+            let mut loc = self.loc(name);
+            loc.push(json!(i));
+            match self.access_name(loc, item) {
+                Some(n) => names.push(n),
+                None => ok = false,
+            }
+        }
+        ok.then_some(Some(names))
+    }
+
+    /// A required list of role names (or permissions).
+    pub fn required_access_names(&mut self, name: &str) -> Option<Vec<String>> {
+        if self.raw(name).is_none() {
+            self.missing(name);
+            return None;
+        }
+        match self.optional_access_names(name)? {
+            Some(names) => Some(names),
+            None => {
+                let e = FieldError::new(
+                    "list_type",
+                    self.loc(name),
+                    "Input should be a valid list",
+                    Value::Null,
+                );
+                self.push(e);
+                None
+            }
+        }
+    }
+
+    /// A required string of `min..=max` characters.
+    pub fn required_text(&mut self, name: &str, min: usize, max: usize) -> Option<String> {
+        let s = self.required_str(name)?;
+        let n = s.chars().count();
+        if n < min {
+            let e = FieldError::new(
+                "string_too_short",
+                self.loc(name),
+                format!("String should have at least {min} character{}", plural(min)),
+                json!(s),
+            )
+            .with_ctx(json!({ "min_length": min }));
+            self.push(e);
+            return None;
+        }
+        if n > max {
+            let e = FieldError::new(
+                "string_too_long",
+                self.loc(name),
+                format!("String should have at most {max} character{}", plural(max)),
+                json!(s),
+            )
+            .with_ctx(json!({ "max_length": max }));
+            self.push(e);
+            return None;
+        }
+        Some(s)
+    }
+
+    /// An optional string of at most `max` characters.
+    pub fn optional_text(&mut self, name: &str, max: usize) -> Option<Option<String>> {
+        let s = self.optional_str(name)?;
+        match s {
+            Some(s) if s.chars().count() > max => {
+                let e = FieldError::new(
+                    "string_too_long",
+                    self.loc(name),
+                    format!("String should have at most {max} character{}", plural(max)),
+                    json!(s),
+                )
+                .with_ctx(json!({ "max_length": max }));
+                self.push(e);
+                None
+            }
+            other => Some(other),
+        }
+    }
+
     /// Records a problem found across fields (pydantic's model validators).
     pub fn refuse(&mut self, name: &str, msg: &str) {
         let e = FieldError::new(
@@ -390,6 +525,17 @@ impl<'a> Fields<'a> {
         } else {
             Err(ApiError::Validation(self.errors))
         }
+    }
+}
+
+/// The pattern of a role name and of a permission.
+pub const NAME_PATTERN: &str = "^[a-z0-9][a-z0-9_.:-]{0,63}$";
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 {
+        ""
+    } else {
+        "s"
     }
 }
 

@@ -8,15 +8,17 @@ use utoipa::{Modify, OpenApi};
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::bodies::{
-    AuthorizationUrl, BearerToken, CeremonyOptions, CodeRequest, EmailRequest, EventRead,
-    EventsPage, IdentityRead, LoginForm, MfaStatus, MfaVerify, PasskeyLogin, PasskeyLoginOptions,
-    PasskeyRead, PasskeyRegister, ProviderRead, Reauthentication, RecoveryCodes, RefreshRequest,
-    RefreshableToken, ResetPassword, ResetPasswordForm, SessionRead, TotpEnrolRequest,
-    TotpEnrolment, UserCreate, UserRead, UserUpdate, UsersPage, VerifyToken,
+    ApiKeyCreate, ApiKeyCreated, ApiKeyRead, AuthorizationUrl, BearerToken, CeremonyOptions,
+    CodeRequest, EmailRequest, EventRead, EventsPage, IdentityRead, LoginForm, MfaStatus,
+    MfaVerify, PasskeyLogin, PasskeyLoginOptions, PasskeyRead, PasskeyRegister, ProviderRead,
+    Reauthentication, RecoveryCodes, RefreshRequest, RefreshableToken, ResetPassword,
+    ResetPasswordForm, RoleCreate, RoleRead, RoleUpdate, SessionRead, TotpEnrolRequest,
+    TotpEnrolment, UserCreate, UserRead, UserRolesRead, UserRolesUpdate, UserUpdate, UsersPage,
+    VerifyToken,
 };
 use crate::error::{
     BadRequestBody, ErrorDetail, FieldError, MfaRequiredDetail, MfaRequiredError, Null,
-    PasswordErrorDetail, PasswordRejection, ValidationError,
+    PasswordErrorDetail, PasswordRejection, UnknownRoleDetail, UnknownRoleError, ValidationError,
 };
 
 struct BearerAuth;
@@ -124,6 +126,19 @@ impl Modify for GoogleRoutes {
         crate::routes::identities::list_identities,
         crate::routes::identities::unlink_identity,
         crate::routes::identities::unlink_identity_subject,
+        crate::routes::roles::create,
+        crate::routes::roles::list,
+        crate::routes::roles::get,
+        crate::routes::roles::update,
+        crate::routes::roles::delete,
+        crate::routes::roles::mine,
+        crate::routes::roles::of_user,
+        crate::routes::roles::set_for_user,
+        crate::routes::api_keys::create,
+        crate::routes::api_keys::list,
+        crate::routes::api_keys::revoke,
+        crate::routes::api_keys::list_of_user,
+        crate::routes::api_keys::revoke_of_user,
         crate::routes::pages::reset_page,
         crate::routes::pages::reset_submit,
         crate::routes::pages::verify_page,
@@ -158,7 +173,9 @@ impl Modify for GoogleRoutes {
         RefreshRequest, RefreshableToken, SessionRead, TotpEnrolRequest, TotpEnrolment,
         CodeRequest, RecoveryCodes, MfaStatus, MfaVerify, Reauthentication, MfaRequiredDetail,
         MfaRequiredError, CeremonyOptions, PasskeyRegister, PasskeyRead, PasskeyLoginOptions,
-        PasskeyLogin, EventRead, EventsPage, ProviderRead, IdentityRead
+        PasskeyLogin, EventRead, EventsPage, ProviderRead, IdentityRead, RoleCreate, RoleUpdate,
+        RoleRead, UserRolesRead, UserRolesUpdate, ApiKeyCreate, ApiKeyRead, ApiKeyCreated,
+        UnknownRoleError, UnknownRoleDetail
     )),
     modifiers(&BearerAuth, &GoogleRoutes),
     tags(
@@ -179,6 +196,14 @@ impl Modify for GoogleRoutes {
         (
             name = "audit",
             description = "Security events: the audit log (webhooks carry the same events)"
+        ),
+        (
+            name = "roles",
+            description = "Roles and permissions (superusers), and a user's own roles"
+        ),
+        (
+            name = "api-keys",
+            description = "API keys: credentials for scripts and CI, accepted as `Bearer`"
         ),
         (name = "pages", description = "HTML pages the mailed links open"),
         (

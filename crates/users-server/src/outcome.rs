@@ -6,12 +6,14 @@
 //! documented codes are the answered ones.
 
 use users_core::flows::account::UpdateError;
+use users_core::flows::api_keys::ApiKeyError;
 use users_core::flows::auth::{AuthError, LoginError};
 use users_core::flows::identities::IdentityError;
 use users_core::flows::mfa::{MfaError, MfaRequired};
 use users_core::flows::passkeys::PasskeyError;
 use users_core::flows::recovery::{ResetError, VerifyError};
 use users_core::flows::register::RegisterError;
+use users_core::flows::roles::RoleError;
 use users_core::flows::session::RefreshError;
 use users_core::flows::upstream::UpstreamError;
 use users_core::throttle::{Limited, ThrottleError};
@@ -297,7 +299,57 @@ impl From<IdentityError> for ApiError {
 
 answers! {
     /// Unlinking a provider's account, by the owner's Bearer token or cookie.
-    UnlinkRefused = [IdentityLastSignInMethod, CsrfOriginMismatch];
+    UnlinkRefused = [IdentityLastSignInMethod, CsrfOriginMismatch, ApiKeyNotAllowed];
+}
+
+/// 403 `API_KEY_NOT_ALLOWED`: an API key on a write that changes how the person signs
+/// in (docs/roles-and-api-keys.md).
+pub fn api_key_not_allowed() -> ApiError {
+    ApiError::Code(Code::ApiKeyNotAllowed)
+}
+
+answers! {
+    /// A write that changes how the person signs in: refused to an API key.
+    SignInWrite = [ApiKeyNotAllowed];
+    /// A sign-in write a cookie can also act on.
+    SignInWriteCrossSite = [ApiKeyNotAllowed, CsrfOriginMismatch];
+}
+
+impl From<RoleError> for ApiError {
+    fn from(e: RoleError) -> Self {
+        match e {
+            RoleError::AlreadyExists => ApiError::Code(Code::RoleAlreadyExists),
+            RoleError::NotFound => ApiError::Code(Code::RoleNotFound),
+            RoleError::UnknownRole(role) => ApiError::UnknownRole { role },
+            RoleError::NoSuchUser => ApiError::NotFound,
+            RoleError::Fault(f) => f.into(),
+        }
+    }
+}
+
+answers! {
+    /// `POST /roles`.
+    RoleCreateRefused = [RoleAlreadyExists];
+    /// A route naming a role by `{name}`.
+    RoleUnknown = [RoleNotFound];
+}
+
+impl From<ApiKeyError> for ApiError {
+    fn from(e: ApiKeyError) -> Self {
+        match e {
+            ApiKeyError::BadPassword => ApiError::Code(Code::MfaBadPassword),
+            ApiKeyError::ReauthenticationRequired => ApiError::Code(Code::ReauthenticationRequired),
+            ApiKeyError::Locked(l) => l.into(),
+            ApiKeyError::PermissionNotHeld => ApiError::Code(Code::ApiKeyPermissionNotHeld),
+            ApiKeyError::NotFound => ApiError::NotFound,
+            ApiKeyError::Fault(f) => f.into(),
+        }
+    }
+}
+
+answers! {
+    /// `POST /users/me/api-keys`.
+    ApiKeyCreateRefused = [MfaBadPassword, ReauthenticationRequired, ApiKeyPermissionNotHeld];
 }
 
 #[cfg(test)]
@@ -334,6 +386,12 @@ mod tests {
             RefreshError::Reused.into(),
             IdentityError::LastSignInMethod.into(),
             cross_site(),
+            api_key_not_allowed(),
+            RoleError::AlreadyExists.into(),
+            RoleError::NotFound.into(),
+            ApiKeyError::BadPassword.into(),
+            ApiKeyError::ReauthenticationRequired.into(),
+            ApiKeyError::PermissionNotHeld.into(),
         ];
         use UpstreamError as O;
         all.extend(
@@ -416,6 +474,16 @@ mod tests {
             let same_name = Code::ALL.iter().filter(|c| c.as_str() == code.as_str());
             assert_eq!(same_name.count(), 1, "{code} is declared twice");
         }
+    }
+
+    #[test]
+    fn an_unknown_role_of_a_set_is_named_in_a_400() {
+        let e = ApiError::from(RoleError::UnknownRole("ops".to_owned()));
+        assert_eq!(e.status_code(), StatusCode::BAD_REQUEST);
+        assert_eq!(
+            body(&e),
+            r#"{"detail":{"code":"ROLE_NOT_FOUND","role":"ops"}}"#
+        );
     }
 
     #[test]

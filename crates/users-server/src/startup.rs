@@ -11,11 +11,11 @@ use tracing_actix_web::TracingLogger;
 use users_core::Core;
 use users_domain::Clock;
 
-use crate::auth::{authenticated, superuser};
+use crate::auth::{authenticated, no_api_key, superuser};
 use crate::rate_limit::per_ip;
 use crate::routes::{
-    self, account, audit, auth, identities, mail, mfa, oauth, ops, pages, passkeys, register,
-    sessions, upstream, users,
+    self, account, api_keys, audit, auth, identities, mail, mfa, oauth, ops, pages, passkeys,
+    register, roles, sessions, upstream, users,
 };
 use crate::settings::Settings;
 use crate::state::{AppState, SystemClock};
@@ -83,8 +83,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     )
     .service(resource("/auth/jwt/login").route(web::post().to(auth::login).wrap(per_ip("login"))))
     .service(
-        resource("/auth/jwt/logout")
-            .route(web::post().to(auth::logout).wrap(from_fn(authenticated))),
+        resource("/auth/jwt/logout").route(
+            web::post()
+                .to(auth::logout)
+                .wrap(from_fn(no_api_key))
+                .wrap(from_fn(authenticated)),
+        ),
     )
     .service(
         resource("/auth/jwt/refresh").route(web::post().to(auth::refresh).wrap(per_ip("refresh"))),
@@ -97,6 +101,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         resource("/auth/cookie/logout").route(
             web::post()
                 .to(auth::cookie_logout)
+                .wrap(from_fn(no_api_key))
                 .wrap(from_fn(authenticated)),
         ),
     )
@@ -106,16 +111,23 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route(
                 web::delete()
                     .to(sessions::end_others)
+                    .wrap(from_fn(no_api_key))
                     .wrap(from_fn(authenticated)),
             ),
     )
     .service(resource("/auth/mfa").route(web::get().to(mfa::status).wrap(from_fn(authenticated))))
     .service(
         resource("/auth/mfa/totp")
-            .route(web::post().to(mfa::totp_enrol).wrap(from_fn(authenticated)))
+            .route(
+                web::post()
+                    .to(mfa::totp_enrol)
+                    .wrap(from_fn(no_api_key))
+                    .wrap(from_fn(authenticated)),
+            )
             .route(
                 web::delete()
                     .to(mfa::totp_disable)
+                    .wrap(from_fn(no_api_key))
                     .wrap(from_fn(authenticated)),
             ),
     )
@@ -123,6 +135,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         resource("/auth/mfa/totp/confirm").route(
             web::post()
                 .to(mfa::totp_confirm)
+                .wrap(from_fn(no_api_key))
                 .wrap(from_fn(authenticated)),
         ),
     )
@@ -130,6 +143,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         resource("/auth/mfa/recovery-codes").route(
             web::post()
                 .to(mfa::recovery_codes)
+                .wrap(from_fn(no_api_key))
                 .wrap(from_fn(authenticated)),
         ),
     )
@@ -144,6 +158,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         resource("/auth/passkeys/register/options").route(
             web::post()
                 .to(passkeys::register_options)
+                .wrap(from_fn(no_api_key))
                 .wrap(from_fn(authenticated)),
         ),
     )
@@ -151,6 +166,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         resource("/auth/passkeys/register").route(
             web::post()
                 .to(passkeys::register)
+                .wrap(from_fn(no_api_key))
                 .wrap(from_fn(authenticated)),
         ),
     )
@@ -172,6 +188,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         resource("/auth/passkeys/{id}").route(
             web::delete()
                 .to(passkeys::remove)
+                .wrap(from_fn(no_api_key))
                 .wrap(from_fn(authenticated)),
         ),
     )
@@ -179,6 +196,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         resource("/auth/sessions/{id}").route(
             web::delete()
                 .to(sessions::end_one)
+                .wrap(from_fn(no_api_key))
                 .wrap(from_fn(authenticated)),
         ),
     )
@@ -219,6 +237,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route(
                 web::get()
                     .to(upstream::associate_authorize)
+                    .wrap(from_fn(no_api_key))
                     .wrap(from_fn(authenticated))
                     .wrap(per_ip("oauth-authorize")),
             ),
@@ -229,6 +248,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route(
                 web::get()
                     .to(upstream::associate_callback)
+                    .wrap(from_fn(no_api_key))
                     .wrap(from_fn(authenticated))
                     .wrap(per_ip("oauth-callback")),
             ),
@@ -274,6 +294,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         resource("/users/me/identities/{provider}").route(
             web::delete()
                 .to(identities::unlink_identity)
+                .wrap(from_fn(no_api_key))
                 .wrap(from_fn(authenticated)),
         ),
     )
@@ -281,6 +302,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         resource("/users/me/identities/{provider}/{subject}").route(
             web::delete()
                 .to(identities::unlink_identity_subject)
+                .wrap(from_fn(no_api_key))
                 .wrap(from_fn(authenticated)),
         ),
     )
@@ -291,6 +313,41 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .wrap(from_fn(superuser))
                 .wrap(from_fn(authenticated)),
         ),
+    )
+    // before `/users/{id}/…`, which "me" would match
+    .service(
+        resource("/users/me/roles").route(web::get().to(roles::mine).wrap(from_fn(authenticated))),
+    )
+    .service(
+        resource("/users/me/api-keys")
+            .route(web::get().to(api_keys::list).wrap(from_fn(authenticated)))
+            .route(
+                web::post()
+                    .to(api_keys::create)
+                    .wrap(from_fn(no_api_key))
+                    .wrap(from_fn(authenticated)),
+            ),
+    )
+    .service(
+        resource("/users/me/api-keys/{id}").route(
+            web::delete()
+                .to(api_keys::revoke)
+                .wrap(from_fn(no_api_key))
+                .wrap(from_fn(authenticated)),
+        ),
+    );
+    let superusers =
+        |route: actix_web::Route| route.wrap(from_fn(superuser)).wrap(from_fn(authenticated));
+    cfg.service(
+        resource("/roles")
+            .route(superusers(web::get().to(roles::list)))
+            .route(superusers(web::post().to(roles::create))),
+    )
+    .service(
+        resource("/roles/{name}")
+            .route(superusers(web::get().to(roles::get)))
+            .route(superusers(web::patch().to(roles::update)))
+            .route(superusers(web::delete().to(roles::delete))),
     );
     let admin = |route: actix_web::Route| {
         route
@@ -309,7 +366,17 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route(admin(web::get().to(sessions::list_of_user)))
             .route(admin(web::delete().to(sessions::end_all_of_user))),
     )
-    .service(resource("/users/{id}/mfa").route(admin(web::delete().to(mfa::reset))));
+    .service(resource("/users/{id}/mfa").route(admin(web::delete().to(mfa::reset))))
+    .service(
+        resource("/users/{id}/roles")
+            .route(admin(web::get().to(roles::of_user)))
+            .route(admin(web::put().to(roles::set_for_user))),
+    )
+    .service(resource("/users/{id}/api-keys").route(admin(web::get().to(api_keys::list_of_user))))
+    .service(
+        resource("/users/{id}/api-keys/{key_id}")
+            .route(admin(web::delete().to(api_keys::revoke_of_user))),
+    );
     cfg.configure(configure_provider);
 }
 

@@ -2,7 +2,8 @@
 
 use secrecy::SecretString;
 use users_db::limits::Attempt;
-use users_db::users::{self, StoredUser, TokenKey, TokenScope};
+use users_db::users::{self, Credential, StoredUser, TokenKey, TokenScope};
+use users_domain::access::{is_well_formed_api_key, looks_like_api_key};
 use users_domain::crypto::token_hash;
 use users_domain::email::email_key;
 use users_domain::{EmailAddress, Timestamp, User};
@@ -17,12 +18,16 @@ use crate::throttle::{self, Limited, ThrottleError};
 use crate::tokens::{AccessClaims, TokenError};
 use crate::{Core, Counters, Fault};
 
-/// An authenticated, active user and the access token that proved it.
+/// An authenticated, active user and the access token (or API key) that proved it.
 #[derive(Debug, Clone)]
 pub struct Authenticated {
     pub stored: StoredUser,
     pub token: String,
+    /// The access token's claims. For an API key: its user as `sub`, its expiry (or
+    /// none) as `exp`, and no session.
     pub claims: AccessClaims,
+    /// The id of the API key that authenticated the request, when it was one.
+    pub api_key: Option<String>,
 }
 
 impl Authenticated {
@@ -33,6 +38,11 @@ impl Authenticated {
     /// The session the token belongs to (none for tokens minted by fastapi-users).
     pub fn session_id(&self) -> Option<&str> {
         self.claims.sid.as_deref()
+    }
+
+    /// Whether an API key authenticated the request (not a sign-in's access token).
+    pub fn by_api_key(&self) -> bool {
+        self.api_key.is_some()
     }
 }
 
@@ -61,6 +71,9 @@ pub async fn authenticate(
     token: String,
     now: Timestamp,
 ) -> Result<Authenticated, AuthError> {
+    if looks_like_api_key(&token) {
+        return authenticate_key(core, token, now).await;
+    }
     let claims = match core.tokens.decode_access(&token, now) {
         Ok(claims) => claims,
         // a key made by another replica (a rotation) that this one has not loaded yet
@@ -80,7 +93,7 @@ pub async fn authenticate(
             token_hash: token_hash(&token),
         },
     };
-    let key = TokenKey { user_id: id, scope };
+    let key = Credential::Token(TokenKey { user_id: id, scope });
     let liveness = core.config.liveness(now);
     let check = core
         .lookups
@@ -104,6 +117,50 @@ pub async fn authenticate(
         stored: check.user,
         token,
         claims,
+        api_key: None,
+    })
+}
+
+/// An API key (docs/roles-and-api-keys.md): its format and checksum are checked here,
+/// before any database read; then its hash goes through the same coalesced lookup as
+/// an access token's session. Revoked (deleted), expired, or of an inactive user:
+/// refused like a bad token.
+async fn authenticate_key(
+    core: &Core,
+    token: String,
+    now: Timestamp,
+) -> Result<Authenticated, AuthError> {
+    if !is_well_formed_api_key(&token) {
+        return Err(AuthError::Unauthorized);
+    }
+    let key = Credential::ApiKey {
+        key_hash: token_hash(&token),
+    };
+    let check = core
+        .lookups
+        .check(key, now.millis())
+        .await?
+        .ok_or(AuthError::Unauthorized)?;
+    let Some(api_key) = check.api_key else {
+        return Err(AuthError::Unauthorized);
+    };
+    if api_key.is_expired(now.millis()) || !check.user.user.is_active {
+        return Err(AuthError::Unauthorized);
+    }
+    let claims = AccessClaims {
+        sub: check.user.user.id.to_string(),
+        exp: api_key
+            .expires_at
+            .map_or(i64::MAX, |ms| ms.div_euclid(1000)),
+        sid: None,
+        iat: None,
+        iat_ms: Some(api_key.created_at),
+    };
+    Ok(Authenticated {
+        stored: check.user,
+        token,
+        claims,
+        api_key: Some(api_key.id),
     })
 }
 

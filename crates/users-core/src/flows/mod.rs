@@ -2,6 +2,7 @@
 //! and returns the flow's own outcome enum; the order of the checks is the flow's.
 
 pub mod account;
+pub mod api_keys;
 pub mod audit;
 pub mod auth;
 pub mod identities;
@@ -12,6 +13,7 @@ pub mod passkeys;
 pub mod reauth;
 pub mod recovery;
 pub mod register;
+pub mod roles;
 pub mod session;
 pub mod sign_in;
 pub mod upstream;

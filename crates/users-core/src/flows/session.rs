@@ -149,24 +149,43 @@ pub(crate) async fn start_spending(
             sessions::sign_in(c, &done, raised.effects())
         })
         .await?;
-    if !started {
+    let Some(roles) = started else {
         return Ok(None);
-    }
+    };
     Counters::inc(&core.counters.sessions_started);
-    grant(core, user, &id.to_string(), salt.as_deref(), 0, now).map(Some)
+    let session = Minted {
+        id: &id.to_string(),
+        salt: salt.as_deref(),
+        counter: 0,
+        roles: &roles,
+    };
+    grant(core, user, session, now).map(Some)
+}
+
+/// What the tokens of a grant are made of: the session, its refresh key's salt and
+/// counter, and the names of the user's roles (the access token's `roles`).
+struct Minted<'a> {
+    id: &'a str,
+    salt: Option<&'a str>,
+    counter: i64,
+    roles: &'a [String],
 }
 
 fn grant(
     core: &Core,
     user: User,
-    session_id: &str,
-    salt: Option<&str>,
-    counter: i64,
+    session: Minted<'_>,
     now: Timestamp,
 ) -> Result<SessionGrant, Fault> {
+    let Minted {
+        id: session_id,
+        salt,
+        counter,
+        roles,
+    } = session;
     let access_token = core
         .tokens
-        .issue_access(user.id, Some(session_id), now)
+        .issue_access(user.id, Some(session_id), roles, now)
         .map_err(Fault::internal)?;
     let refresh_token = match (salt, uuid::Uuid::parse_str(session_id)) {
         (Some(salt), Ok(sid)) => Some(core.refresh_key.token(sid, salt, counter)),
@@ -212,7 +231,13 @@ pub async fn refresh(
     now: Timestamp,
 ) -> Result<SessionGrant, RefreshError> {
     let r = rotate(core, token, RefreshOf::FirstParty, client, now).await?;
-    grant(core, r.user, &r.session_id, Some(&r.salt), r.counter, now).map_err(Into::into)
+    let session = Minted {
+        id: &r.session_id,
+        salt: Some(&r.salt),
+        counter: r.counter,
+        roles: &r.roles,
+    };
+    grant(core, r.user, session, now).map_err(Into::into)
 }
 
 /// Whose refresh tokens a rotation accepts: the service's own sessions (§8's
@@ -242,6 +267,8 @@ pub(crate) struct Rotated {
     pub session_id: String,
     pub salt: String,
     pub counter: i64,
+    /// The names of the user's roles now.
+    pub roles: Vec<String>,
 }
 
 /// The rotation of [`refresh`], for either kind of session; counted.
@@ -277,6 +304,7 @@ enum Step {
         user: User,
         salt: String,
         counter: i64,
+        roles: Vec<String>,
     },
     /// The token checks out but is not (or no longer) the current one.
     Behind {
@@ -284,6 +312,7 @@ enum Step {
         salt: String,
         current: i64,
         refreshed_at: Option<i64>,
+        roles: Vec<String>,
     },
 }
 
@@ -314,12 +343,13 @@ async fn refresh_inner(
             rotation_step(c, &key, &claim, of, at)
         })
         .await?;
-    let (user, salt, current, refreshed_at) = match step {
+    let (user, salt, current, refreshed_at, roles) = match step {
         Step::Invalid => return Err(RefreshError::Invalid),
         Step::Rotated {
             user,
             salt,
             counter,
+            roles,
         } => {
             tracing::info!(user_id = %user.id, session_id = %sid, "refresh token rotated");
             let rotated = Rotated {
@@ -327,6 +357,7 @@ async fn refresh_inner(
                 session_id: sid,
                 salt,
                 counter,
+                roles,
             };
             return Ok((rotated, Rotation::Rotated));
         }
@@ -335,7 +366,8 @@ async fn refresh_inner(
             salt,
             current,
             refreshed_at,
-        } => (user, salt, current, refreshed_at),
+            roles,
+        } => (user, salt, current, refreshed_at, roles),
     };
     let interval_ms = core.config.refresh_reuse_interval_seconds * 1000;
     let just_spent =
@@ -346,6 +378,7 @@ async fn refresh_inner(
             session_id: sid,
             salt,
             counter: current,
+            roles,
         };
         return Ok((rotated, Rotation::Converged));
     }
@@ -398,10 +431,12 @@ fn rotation_step(
     if claim.counter == row.refresh_counter {
         if sessions::rotate(c, &id, row.refresh_counter, at.now_ms)? {
             let counter = row.refresh_counter + 1;
+            let roles = sessions::role_names(c, &row.user_id)?;
             return Ok(Step::Rotated {
                 user,
                 salt,
                 counter,
+                roles,
             });
         }
         // another request rotated it at the same instant: see where it is now
@@ -413,11 +448,13 @@ fn rotation_step(
     if claim.counter > row.refresh_counter {
         return Ok(Step::Invalid);
     }
+    let roles = sessions::role_names(c, &row.user_id)?;
     Ok(Step::Behind {
         user,
         salt,
         current: row.refresh_counter,
         refreshed_at: row.refreshed_at,
+        roles,
     })
 }
 

@@ -52,6 +52,9 @@ struct AccessClaimsOut<'a> {
     jti: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     sid: Option<&'a str>,
+    /// The names of the user's roles (RFC 9068 §2.2.3.1), only when there are any.
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    roles: &'a [String],
     #[serde(skip_serializing_if = "Option::is_none")]
     iss: Option<&'a str>,
 }
@@ -102,11 +105,13 @@ struct HsClaims {
 }
 
 impl JwtKeys {
-    /// A new access token for `user` in session `sid`, issued at `now`.
+    /// A new access token for `user` in session `sid`, issued at `now`, carrying the
+    /// names of the user's `roles` (no `roles` claim when there are none).
     pub fn issue_access(
         &self,
         user: UserId,
         sid: Option<&str>,
+        roles: &[String],
         now: Timestamp,
     ) -> Result<String, jsonwebtoken::errors::Error> {
         let claims = AccessClaimsOut {
@@ -117,6 +122,7 @@ impl JwtKeys {
             iat_ms: now.millis(),
             jti: random_token(16),
             sid,
+            roles,
             iss: None,
         };
         let Some(ring) = &self.ring else {
@@ -274,6 +280,32 @@ mod tests {
         }
     }
 
+    /// The payload of a JWT, unverified.
+    fn payload(token: &str) -> serde_json::Value {
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let part = token.split('.').nth(1).unwrap();
+        serde_json::from_slice(&b64.decode(part).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn roles_are_carried_only_when_there_are_some() {
+        let k = keys();
+        let roles = ["billing".to_owned(), "support".to_owned()];
+        let with = k
+            .issue_access(UserId::new_v4(), Some("s-1"), &roles, NOW)
+            .unwrap();
+        assert_eq!(payload(&with)["roles"], json!(["billing", "support"]));
+        // and the token still checks out
+        assert_eq!(
+            k.decode_access(&with, NOW).unwrap().sid.as_deref(),
+            Some("s-1")
+        );
+        let without = k
+            .issue_access(UserId::new_v4(), Some("s-1"), &[], NOW)
+            .unwrap();
+        assert!(payload(&without).get("roles").is_none());
+    }
+
     #[test]
     fn the_access_fast_path_answers_as_the_generic_decoder() {
         let secret = "test-secret-0123456789-0123456789";
@@ -281,11 +313,12 @@ mod tests {
         let hs = json!({"alg": "HS256", "typ": "JWT"});
         let exp = NOW_MS / 1000 + 60;
         let mut tokens = vec![
-            k.issue_access(UserId::new_v4(), Some("s-1"), NOW).unwrap(),
-            k.issue_access(UserId::new_v4(), None, NOW).unwrap(),
+            k.issue_access(UserId::new_v4(), Some("s-1"), &[], NOW)
+                .unwrap(),
+            k.issue_access(UserId::new_v4(), None, &[], NOW).unwrap(),
             // signed with another secret
             JwtKeys::new(&SecretString::from("another secret"), 3600)
-                .issue_access(UserId::new_v4(), None, NOW)
+                .issue_access(UserId::new_v4(), None, &[], NOW)
                 .unwrap(),
             // other algorithms, and none
             jsonwebtoken::encode(
@@ -406,7 +439,7 @@ mod tests {
         let k = keys();
         let id = UserId::new_v4();
         let t = k
-            .issue_access(id, Some("s-1"), NOW.plus_millis(123))
+            .issue_access(id, Some("s-1"), &[], NOW.plus_millis(123))
             .unwrap();
         let c = k.decode_access(&t, NOW.plus_millis(1000)).unwrap();
         assert_eq!(c.sub, id.to_string());
@@ -454,7 +487,9 @@ mod tests {
             &SecretString::from("another-secret-0123456789-01234567"),
             3600,
         );
-        let t = other.issue_access(UserId::new_v4(), None, NOW).unwrap();
+        let t = other
+            .issue_access(UserId::new_v4(), None, &[], NOW)
+            .unwrap();
         assert_eq!(k.decode_access(&t, NOW).unwrap_err(), TokenError::Invalid);
         let hs512 = jsonwebtoken::encode(
             &Header::new(Algorithm::HS512),

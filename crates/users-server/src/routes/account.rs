@@ -1,7 +1,8 @@
 //! `GET /account`: the page where a person uses their account (docs/second-factor.md): sign
 //! in with a password, a passkey or a provider (with the second step when needed), add and
-//! remove passkeys, turn on TOTP from a QR code and see the recovery codes once, see the
-//! sessions and end them, sign out. Server-rendered HTML with one script and one style
+//! remove passkeys, turn on TOTP from a QR code and see the recovery codes once, make API
+//! keys (each shown once, with a copy button) and revoke them, see the sessions and end
+//! them, sign out. Server-rendered HTML with one script and one style
 //! sheet of its own, inline and allowed by their hashes in the CSP: no CDN, nothing
 //! external. The script talks to the JSON API with the cookie transport.
 
@@ -248,6 +249,29 @@ fn render(state: &AppState, signin: Option<SignInFor>) -> HttpResponse {
           <button type="submit" id="totp-off" class="danger">Turn off</button>
         </div>
       </div>
+    </form>
+  </section>
+
+  <section id="api-keys" class="card" aria-labelledby="keys-heading">
+    <h2 id="keys-heading">API keys</h2>
+    <p class="hint">For scripts and CI: a key acts as you until you revoke it, but cannot change how you sign in.</p>
+    <p id="key-none" class="hint">No API keys yet.</p>
+    <ul id="key-list" class="items"></ul>
+    <div id="key-new" hidden>
+      <h3 id="key-new-heading" tabindex="-1">Your new key</h3>
+      <p>Copy it now: it is shown only this once.</p>
+      <code id="key-value" class="secret"></code>
+      <div class="actions">
+        <button type="button" id="key-copy">Copy</button>
+        <button type="button" id="key-done" class="secondary">Done</button>
+      </div>
+    </div>
+    <form id="key-add">
+      <label for="key-name">Name of the new key</label>
+      <input id="key-name" type="text" maxlength="100" required placeholder="e.g. CI">
+      <label for="key-password">Your password, to create a key (not needed within 10 minutes of signing in)</label>
+      <input id="key-password" type="password" autocomplete="current-password">
+      <div class="actions"><button type="submit">Create a key</button></div>
     </form>
   </section>
 

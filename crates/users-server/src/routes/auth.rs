@@ -15,6 +15,7 @@ use crate::client_ip::Client;
 use crate::error::{ApiError, ErrorDetail};
 use crate::extract::{ValidatedBody, ValidatedForm};
 use crate::outcome::{CrossSite, LoginRefused, RefreshRefused};
+use crate::outcome::{SignInWrite, SignInWriteCrossSite};
 use crate::state::AppState;
 
 fn login_of(form: LoginForm, client: Client, transport: Transport) -> Login {
@@ -116,6 +117,7 @@ pub async fn login(
     responses(
         (status = 204, description = "The session is ended"),
         Unauthorized401,
+        SignInWrite,
     )
 )]
 #[tracing::instrument(name = "logout", skip_all)]
@@ -182,7 +184,7 @@ pub async fn cookie_login(
             description = "`Unauthorized`: no valid fastapiusersauth cookie",
             body = ErrorDetail
         ),
-        CrossSite,
+        SignInWriteCrossSite,
     )
 )]
 #[tracing::instrument(name = "cookie_logout", skip_all)]

@@ -15,6 +15,7 @@ use crate::bodies::{
 use crate::client_ip::Client;
 use crate::error::{ApiError, FieldError};
 use crate::extract::ValidatedJson;
+use crate::outcome::SignInWrite;
 use crate::outcome::{SecondStepRefused, TotpCodeRefused, TotpConfirmRefused, TotpEnrolRefused};
 use crate::routes::auth::signed_in;
 use crate::routes::users::TargetUser;
@@ -41,6 +42,7 @@ fn no_store(mut resp: actix_web::HttpResponseBuilder) -> actix_web::HttpResponse
         ),
         TotpEnrolRefused,
         Unauthorized401,
+        SignInWrite,
         Validation422,
         Locked429,
     )
@@ -74,6 +76,7 @@ pub async fn totp_enrol(
         ),
         TotpConfirmRefused,
         Unauthorized401,
+        SignInWrite,
         Validation422,
     )
 )]
@@ -100,6 +103,7 @@ pub async fn totp_confirm(
         (status = 204, description = "TOTP and the recovery codes removed"),
         TotpCodeRefused,
         Unauthorized401,
+        SignInWrite,
         Validation422,
         Locked429,
     )
@@ -126,6 +130,7 @@ pub async fn totp_disable(
         (status = 200, description = "A new set of ten, shown once", body = RecoveryCodes),
         TotpCodeRefused,
         Unauthorized401,
+        SignInWrite,
         Validation422,
         Locked429,
     )

@@ -1,6 +1,7 @@
 //! The HTTP routes (docs/api.md).
 
 pub mod account;
+pub mod api_keys;
 pub mod audit;
 pub mod auth;
 pub mod identities;
@@ -11,6 +12,7 @@ pub mod ops;
 pub mod pages;
 pub mod passkeys;
 pub mod register;
+pub mod roles;
 pub mod sessions;
 pub mod upstream;
 pub mod users;

@@ -13,6 +13,7 @@ use crate::bodies::{
 use crate::client_ip::Client;
 use crate::error::{ApiError, ErrorDetail};
 use crate::extract::{OptionalJson, ValidatedJson};
+use crate::outcome::SignInWrite;
 use crate::outcome::{
     PasskeyLoginOptionsRefused, PasskeyLoginRefused, PasskeyReauthRefused, PasskeyRegisterRefused,
     PasskeysOff,
@@ -40,6 +41,7 @@ use crate::state::AppState;
         ),
         PasskeyReauthRefused,
         Unauthorized401,
+        SignInWrite,
         Validation422,
         Locked429,
     )
@@ -70,6 +72,7 @@ pub async fn register_options(
         ),
         PasskeyRegisterRefused,
         Unauthorized401,
+        SignInWrite,
         Validation422,
         Locked429,
     )
@@ -131,6 +134,7 @@ pub async fn list(state: web::Data<AppState>, user: CurrentUser) -> Result<HttpR
         (status = 204, description = "Removed"),
         PasskeyReauthRefused,
         Unauthorized401,
+        SignInWrite,
         (
             status = 404,
             description = "`Not Found`: no passkey of the user has this id",

@@ -8,7 +8,7 @@ use crate::auth::CurrentUser;
 use crate::bodies::SessionRead;
 use crate::client_ip::Client;
 use crate::error::{ApiError, ErrorDetail};
-use crate::outcome::CrossSite;
+use crate::outcome::SignInWriteCrossSite;
 use crate::routes::users::TargetUser;
 use crate::state::AppState;
 
@@ -48,7 +48,7 @@ pub async fn list(state: web::Data<AppState>, user: CurrentUser) -> Result<HttpR
     responses(
         (status = 204, description = "Every other session is ended"),
         Unauthorized401,
-        CrossSite,
+        SignInWriteCrossSite,
     )
 )]
 #[tracing::instrument(name = "end_other_sessions", skip_all)]
@@ -77,7 +77,7 @@ pub async fn end_others(
     responses(
         (status = 204, description = "Ended"),
         Unauthorized401,
-        CrossSite,
+        SignInWriteCrossSite,
         (
             status = 404,
             description = "`Not Found`: no live session of the caller has this id",

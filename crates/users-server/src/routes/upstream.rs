@@ -18,6 +18,7 @@ use crate::client_ip::Client;
 use crate::codes::Code;
 use crate::error::{ApiError, FieldError};
 use crate::extract::urlencoded;
+use crate::outcome::SignInWrite;
 use crate::outcome::{AssociateCallbackRefused, CallbackRefused};
 use crate::state::AppState;
 
@@ -213,6 +214,7 @@ pub async fn authorize(
             body = AuthorizationUrl
         ),
         Unauthorized401,
+        SignInWrite,
         PerIp429,
         NoProvider404,
         ProviderNotReady503,
@@ -399,6 +401,7 @@ fn mfa_required(state: &AppState, required: MfaRequired) -> Result<HttpResponse,
         (status = 200, description = "Linked; the current user", body = UserRead),
         AssociateCallbackRefused,
         Unauthorized401,
+        SignInWrite,
         NoProvider404,
         ProviderNotReady503,
     )

@@ -12,7 +12,7 @@ use crate::bodies::{UserRead, UserUpdate, UsersPage, UsersQuery, DEFAULT_PER_PAG
 use crate::client_ip::Client;
 use crate::error::ApiError;
 use crate::extract::{ValidatedJson, ValidatedQuery};
-use crate::outcome::UpdateRefused;
+use crate::outcome::{api_key_not_allowed, SignInWrite, UpdateRefused};
 use crate::state::AppState;
 
 /// The user a superuser route names by `{id}`, loaded by [`target_user`].
@@ -87,6 +87,7 @@ pub async fn me(user: CurrentUser) -> HttpResponse {
         (status = 200, description = "Updated", body = UserRead),
         UpdateRefused,
         Unauthorized401,
+        SignInWrite,
         Validation422,
     )
 )]
@@ -97,6 +98,10 @@ pub async fn update_me(
     Client(client): Client,
     ValidatedJson(body): ValidatedJson<UserUpdate>,
 ) -> Result<HttpResponse, ApiError> {
+    // the email and the password are how the person signs in: not an API key's to change
+    if user.by_api_key() && (body.email.is_some() || body.password.is_some()) {
+        return Err(api_key_not_allowed());
+    }
     let updated = account::update(
         &state.core,
         &user.stored,
