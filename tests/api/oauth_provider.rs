@@ -1321,7 +1321,255 @@ async fn replicas_redeem_a_code_once(backend: Backend) {
     }
 }
 
+/// §15 in the provider: a permission is a scope held only when the person's (or, for
+/// client credentials, the client's) roles grant it, dropped otherwise and the answer
+/// says what was issued; scope `roles` adds the claim; a change shows from the next
+/// refresh; an API key is exchanged (RFC 8693) for an access token verified offline.
+async fn permissions_are_scopes(backend: Backend) {
+    let app = provider_app(backend).await;
+    let (_, admin) = app.superuser_with_token().await;
+    let r = app.post_json("/roles", &json!({"name": "billing", "description": "Invoices", "permissions": ["invoices:read", "invoices:write"]}), Some(&admin)).await;
+    assert_eq!(r.status(), 201);
+    let r = app
+        .post_json(
+            "/oauth/clients",
+            &json!({"redirect_uris": [REDIRECT], "scope": "openid payroll:read"}),
+            Some(&admin),
+        )
+        .await;
+    oauth_error(r, 400, "invalid_client_metadata").await;
+    let client = register_client(
+        &app,
+        &admin,
+        json!({"redirect_uris": [REDIRECT], "grant_types": ["authorization_code", "refresh_token", "client_credentials"], "scope": "openid roles offline_access invoices:read invoices:write", "skip_consent": true}),
+    )
+    .await;
+    let (id, secret) = (
+        client["client_id"].as_str().unwrap().to_owned(),
+        client["client_secret"].as_str().unwrap().to_owned(),
+    );
+    let email = unique_email();
+    let user = app.create_user(&email).await;
+    let cookie = browser_cookie(&app, &email).await;
+    let verifier = "p".repeat(50);
+    let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(<sha2::Sha256 as sha2::Digest>::digest(verifier.as_bytes()));
+    let r = browse(&app, &format!("/oauth/authorize?response_type=code&client_id={id}&scope=openid%20roles%20offline_access%20invoices:read&code_challenge={challenge}&code_challenge_method=S256"), Some(&cookie)).await;
+    let code = query_of(&location(&r))["code"].clone();
+    let r = token_form(
+        &app,
+        Some((&id, &secret)),
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("code_verifier", &verifier),
+        ],
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    let tokens: Value = r.json().await.unwrap();
+    // no role yet: the permission is dropped, and the answer says so
+    assert_eq!(tokens["scope"], "openid roles offline_access");
+    let (_, at) = claims_of(tokens["access_token"].as_str().unwrap());
+    assert_eq!(at["roles"], json!([]));
+    let refresh = tokens["refresh_token"].as_str().unwrap().to_owned();
+
+    // a role given: the next refresh holds the permission and names the role
+    let uid = user["id"].as_str().unwrap();
+    let r = app
+        .client
+        .put(app.url(&format!("/users/{uid}/roles")))
+        .bearer_auth(&admin)
+        .json(&json!({"roles": ["billing"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = token_form(
+        &app,
+        Some((&id, &secret)),
+        &[("grant_type", "refresh_token"), ("refresh_token", &refresh)],
+    )
+    .await;
+    let tokens: Value = r.json().await.unwrap();
+    assert_eq!(tokens["scope"], "openid roles offline_access invoices:read");
+    let (_, at) = claims_of(tokens["access_token"].as_str().unwrap());
+    assert_eq!(at["roles"], json!(["billing"]));
+    let (_, idt) = claims_of(tokens["id_token"].as_str().unwrap());
+    assert_eq!(idt["roles"], json!(["billing"]));
+    let info: Value = userinfo(&app, tokens["access_token"].as_str().unwrap())
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(info["roles"], json!(["billing"]));
+    // taken away: gone from the next refresh
+    let r = app
+        .client
+        .put(app.url(&format!("/users/{uid}/roles")))
+        .bearer_auth(&admin)
+        .json(&json!({"roles": []}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = token_form(
+        &app,
+        Some((&id, &secret)),
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", tokens["refresh_token"].as_str().unwrap()),
+        ],
+    )
+    .await;
+    let tokens: Value = r.json().await.unwrap();
+    assert_eq!(tokens["scope"], "openid roles offline_access");
+
+    // client credentials: what the client's roles grant
+    let r: Value = token_form(
+        &app,
+        Some((&id, &secret)),
+        &[
+            ("grant_type", "client_credentials"),
+            ("scope", "invoices:read"),
+        ],
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(r["scope"], "", "no role: nothing of what was asked is left");
+    let r = app
+        .client
+        .put(app.url(&format!("/oauth/clients/{id}/roles")))
+        .bearer_auth(&admin)
+        .json(&json!({"roles": ["nope"]}))
+        .send()
+        .await
+        .unwrap();
+    oauth_error(r, 400, "invalid_request").await;
+    let r = app
+        .client
+        .put(app.url(&format!("/oauth/clients/{id}/roles")))
+        .bearer_auth(&admin)
+        .json(&json!({"roles": ["billing"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let roles: Value = r.json().await.unwrap();
+    assert_eq!(
+        roles,
+        json!({"roles": ["billing"], "permissions": ["invoices:read", "invoices:write"]})
+    );
+    let r: Value = token_form(
+        &app,
+        Some((&id, &secret)),
+        &[
+            ("grant_type", "client_credentials"),
+            ("scope", "invoices:read"),
+        ],
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(r["scope"], "invoices:read");
+    let r = app
+        .client
+        .get(app.url("/oauth/clients/nope/roles"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    oauth_error(r, 404, "invalid_client_id").await;
+
+    // an API key for an access token (RFC 8693), verified with the JWKS alone
+    let r = app
+        .client
+        .put(app.url(&format!("/users/{uid}/roles")))
+        .bearer_auth(&admin)
+        .json(&json!({"roles": ["billing"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let me = app.token(&email, PASSWORD).await;
+    let r = app
+        .post_json(
+            "/users/me/api-keys",
+            &json!({"name": "ci", "permissions": ["invoices:read"], "password": PASSWORD}),
+            Some(&me),
+        )
+        .await;
+    assert_eq!(r.status(), 201);
+    let key = r.json::<Value>().await.unwrap()["key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let exchange = |scope: Option<&'static str>, subject: String| {
+        let mut form = vec![
+            (
+                "grant_type".to_owned(),
+                "urn:ietf:params:oauth:grant-type:token-exchange".to_owned(),
+            ),
+            ("subject_token".to_owned(), subject),
+            (
+                "subject_token_type".to_owned(),
+                "urn:users:params:oauth:token-type:api-key".to_owned(),
+            ),
+            ("resource".to_owned(), "https://invoices.example".to_owned()),
+        ];
+        if let Some(s) = scope {
+            form.push(("scope".to_owned(), s.to_owned()));
+        }
+        app.client.post(app.url("/oauth/token")).form(&form).send()
+    };
+    let r = exchange(None, key.clone()).await.unwrap();
+    assert_eq!(r.status(), 200);
+    let issued: Value = r.json().await.unwrap();
+    assert_eq!(
+        issued["issued_token_type"],
+        "urn:ietf:params:oauth:token-type:access_token"
+    );
+    assert_eq!(issued["scope"], "invoices:read");
+    let access = issued["access_token"].as_str().unwrap();
+    let jwks: JwkSet = app
+        .get("/.well-known/jwks.json", None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let header = jsonwebtoken::decode_header(access).unwrap();
+    assert_eq!(header.typ.as_deref(), Some("at+jwt"));
+    let key_jwk = jwks.find(header.kid.as_deref().unwrap()).unwrap();
+    let mut v = jsonwebtoken::Validation::new(header.alg);
+    v.set_audience(&["https://invoices.example"]);
+    v.set_issuer(&[&app.address]);
+    let claims = jsonwebtoken::decode::<Value>(
+        access,
+        &jsonwebtoken::DecodingKey::from_jwk(key_jwk).unwrap(),
+        &v,
+    )
+    .unwrap()
+    .claims;
+    assert_eq!(claims["sub"], user["id"]);
+    assert_eq!(
+        app.me(access).await.status(),
+        401,
+        "not a token of the service's own routes"
+    );
+    let r = exchange(Some("invoices:write"), key.clone()).await.unwrap();
+    oauth_error(r, 400, "invalid_scope").await;
+    let mut bad = key.clone();
+    bad.pop();
+    bad.push(if key.ends_with('0') { '1' } else { '0' });
+    let r = exchange(None, bad).await.unwrap();
+    oauth_error(r, 400, "invalid_request").await;
+}
+
 crate::both_backends!(
+    permissions_are_scopes,
     open_registration,
     a_proof_by_mail_ends_what_was_let_in_unverified,
     replicas_redeem_a_code_once,

@@ -568,3 +568,78 @@ pub fn is_revoked(conn: &mut DbConnection, jti: &str) -> QueryResult<bool> {
         .optional()
         .map(|r| r.is_some())
 }
+
+// ---- the roles of a client ----
+
+/// What replacing a client's roles did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SetClientRoles {
+    /// Its roles now.
+    Set(Vec<crate::roles::RoleRow>),
+    NoSuchClient,
+    /// The first name no role has; nothing changed.
+    UnknownRole(String),
+}
+
+impl crate::Happened for SetClientRoles {
+    fn happened(&self) -> bool {
+        matches!(self, SetClientRoles::Set(_))
+    }
+}
+
+/// The roles of a client, by name.
+pub fn client_roles(
+    conn: &mut DbConnection,
+    client_id: &str,
+) -> QueryResult<Vec<crate::roles::RoleRow>> {
+    use crate::schema::{oauth_client_roles, roles};
+    oauth_client_roles::table
+        .inner_join(roles::table.on(roles::name.eq(oauth_client_roles::role_name)))
+        .filter(oauth_client_roles::client_id.eq(client_id))
+        .order(roles::name.asc())
+        .select(crate::roles::RoleRow::as_select())
+        .load(conn)
+}
+
+/// Replaces the roles of a client, in one transaction that starts with a write (the
+/// client's row).
+pub fn set_client_roles(
+    conn: &mut DbConnection,
+    client_id: &str,
+    names: &[String],
+    now_ms: i64,
+    effects: &Effects,
+) -> QueryResult<SetClientRoles> {
+    use crate::schema::{oauth_client_roles, roles};
+    transaction(conn, effects, |c| {
+        let found = diesel::update(oauth_clients::table.find(client_id))
+            .set(oauth_clients::updated_at.eq(now_ms))
+            .execute(c)?;
+        if found == 0 {
+            return Ok(SetClientRoles::NoSuchClient);
+        }
+        let known: Vec<String> = roles::table
+            .filter(roles::name.eq_any(names))
+            .select(roles::name)
+            .load(c)?;
+        if let Some(unknown) = names.iter().find(|n| !known.contains(n)) {
+            return Ok(SetClientRoles::UnknownRole(unknown.clone()));
+        }
+        diesel::delete(
+            oauth_client_roles::table.filter(oauth_client_roles::client_id.eq(client_id)),
+        )
+        .execute(c)?;
+        let mut wanted: Vec<&String> = names.iter().collect();
+        wanted.sort_unstable();
+        wanted.dedup();
+        for name in wanted {
+            diesel::insert_into(oauth_client_roles::table)
+                .values((
+                    oauth_client_roles::client_id.eq(client_id),
+                    oauth_client_roles::role_name.eq(name),
+                ))
+                .execute(c)?;
+        }
+        Ok(SetClientRoles::Set(client_roles(c, client_id)?))
+    })
+}

@@ -197,6 +197,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     oauth_codes,
     oauth_grants,
     oauth_revoked,
+    oauth_client_roles,
     roles,
     user_roles,
     api_keys
@@ -341,3 +342,10 @@ diesel::table! {
 
 diesel::joinable!(oauth_grants -> sessions (session_id));
 diesel::joinable!(oauth_consents -> oauth_clients (client_id));
+
+diesel::table! {
+    oauth_client_roles (client_id, role_name) {
+        client_id -> Text,
+        role_name -> Text,
+    }
+}

@@ -151,6 +151,8 @@ impl Modify for GoogleRoutes {
         crate::routes::oauth::replace_client,
         crate::routes::oauth::delete_client,
         crate::routes::oauth::rotate_secret,
+        crate::routes::oauth::client_roles,
+        crate::routes::oauth::set_client_roles,
         crate::routes::oauth::authorize,
         crate::routes::oauth::consent_page,
         crate::routes::oauth::consent_decide,

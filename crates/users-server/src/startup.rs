@@ -413,6 +413,11 @@ fn configure_provider(cfg: &mut web::ServiceConfig) {
         resource("/oauth/clients/{client_id}/secret").route(web::post().to(oauth::rotate_secret)),
     )
     .service(
+        resource("/oauth/clients/{client_id}/roles")
+            .route(web::get().to(oauth::client_roles))
+            .route(web::put().to(oauth::set_client_roles)),
+    )
+    .service(
         resource("/oauth/authorize").route(
             web::get()
                 .to(oauth::authorize)

@@ -195,6 +195,7 @@ pub fn discovery_document(state: &AppState) -> Value {
             "authorization_code",
             "refresh_token",
             "client_credentials",
+            "urn:ietf:params:oauth:grant-type:token-exchange",
         ],
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": clients::ID_TOKEN_ALGORITHMS,
@@ -204,7 +205,7 @@ pub fn discovery_document(state: &AppState) -> Value {
         "code_challenge_methods_supported": ["S256"],
         "claims_supported": [
             "iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "at_hash", "sid", "amr",
-            "acr", "email", "email_verified",
+            "acr", "email", "email_verified", "roles",
         ],
         "authorization_response_iss_parameter_supported": true,
         "request_parameter_supported": false,
@@ -460,6 +461,70 @@ pub async fn rotate_secret(
         StatusCode::OK,
         &client_json(&rotated.client, rotated.client_secret.as_deref(), &state),
     ))
+}
+
+fn roles_json(roles: &clients::ClientRoles) -> Value {
+    json!({"roles": roles.roles, "permissions": roles.permissions})
+}
+
+/// `GET /oauth/clients/{client_id}/roles`: what the client's own tokens may hold.
+#[utoipa::path(
+    get,
+    path = "/oauth/clients/{client_id}/roles",
+    operation_id = "oauth_client_roles",
+    tag = "oauth",
+    security(("bearer" = [])),
+    params(("client_id" = String, Path)),
+    responses(
+        (status = 200, description = "`{\"roles\": [names], \"permissions\": [union]}`", body = Object),
+        (status = 401, description = "`invalid_token`", body = Object),
+        (status = 403, description = "`insufficient_scope`", body = Object),
+        (status = 404, description = "`invalid_client_id`", body = Object),
+    )
+)]
+pub async fn client_roles(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    id: web::Path<String>,
+) -> OAuthResult {
+    require_superuser(&state, &req).await?;
+    let roles = clients::roles_of(&state.core, &id).await?;
+    Ok(no_store(StatusCode::OK, &roles_json(&roles)))
+}
+
+/// `PUT /oauth/clients/{client_id}/roles` `{"roles": [names]}`: replaces the set.
+#[utoipa::path(
+    put,
+    path = "/oauth/clients/{client_id}/roles",
+    operation_id = "oauth_set_client_roles",
+    tag = "oauth",
+    security(("bearer" = [])),
+    params(("client_id" = String, Path)),
+    request_body(content = Object, description = "`{\"roles\": [names]}`"),
+    responses(
+        (status = 200, description = "`{\"roles\": [names], \"permissions\": [union]}`", body = Object),
+        (status = 400, description = "`invalid_request`: an unknown role, or not a list of names", body = Object),
+        (status = 401, description = "`invalid_token`", body = Object),
+        (status = 403, description = "`insufficient_scope`", body = Object),
+        (status = 404, description = "`invalid_client_id`", body = Object),
+    )
+)]
+pub async fn set_client_roles(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    Client(from): Client,
+    id: web::Path<String>,
+    body: web::Bytes,
+) -> OAuthResult {
+    let by = require_superuser(&state, &req).await?;
+    let body: Value = serde_json::from_slice(&body)
+        .map_err(|e| OAuthError::InvalidRequest(format!("the body is not JSON: {e}")))?;
+    let names: Vec<String> = body
+        .get("roles")
+        .and_then(|r| serde_json::from_value(r.clone()).ok())
+        .ok_or_else(|| OAuthError::InvalidRequest("`roles` must be a list of role names".into()))?;
+    let roles = clients::set_roles(&state.core, by, &id, names, &from, state.now()).await?;
+    Ok(no_store(StatusCode::OK, &roles_json(&roles)))
 }
 
 // ---- authorization and consent ----

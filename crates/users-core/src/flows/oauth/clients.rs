@@ -237,10 +237,72 @@ pub enum Registrar {
     Anyone,
 }
 
-/// The scopes beyond the standard ones a client may be registered for (the roles'
-/// permissions, docs/roles-and-api-keys.md); none until roles exist.
-pub(crate) async fn known_permissions(_core: &Core) -> Result<Vec<String>, Fault> {
-    Ok(Vec::new())
+/// The scopes beyond the standard ones a client may be registered for: the roles'
+/// permissions (docs/roles-and-api-keys.md).
+pub(crate) async fn known_permissions(core: &Core) -> Result<Vec<String>, Fault> {
+    let roles = crate::flows::roles::list(core).await?;
+    let mut all: Vec<String> = roles.into_iter().flat_map(|r| r.permissions).collect();
+    all.sort_unstable();
+    all.dedup();
+    Ok(all)
+}
+
+/// The roles of a client (what its client-credentials tokens may hold): their names
+/// and the union of their permissions, both sorted.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClientRoles {
+    pub roles: Vec<String>,
+    pub permissions: Vec<String>,
+}
+
+impl ClientRoles {
+    fn of(rows: &[users_db::roles::RoleRow]) -> ClientRoles {
+        let roles = rows.iter().map(|r| r.name.clone()).collect();
+        let mut permissions: Vec<String> = rows.iter().flat_map(|r| r.permission_list()).collect();
+        permissions.sort_unstable();
+        permissions.dedup();
+        ClientRoles { roles, permissions }
+    }
+}
+
+/// `GET /oauth/clients/{client_id}/roles`.
+pub async fn roles_of(core: &Core, client_id: &str) -> Result<ClientRoles, OAuthError> {
+    if get(core, client_id).await?.is_none() {
+        return Err(OAuthError::UnknownClient);
+    }
+    let id = client_id.to_owned();
+    let rows = core.store.run(move |c| db::client_roles(c, &id)).await?;
+    Ok(ClientRoles::of(&rows))
+}
+
+/// `PUT /oauth/clients/{client_id}/roles`: replaces the set; an unknown role is
+/// `invalid_request` and nothing changes.
+pub async fn set_roles(
+    core: &Core,
+    by: UserId,
+    client_id: &str,
+    names: Vec<String>,
+    client: &ClientInfo,
+    now: Timestamp,
+) -> Result<ClientRoles, OAuthError> {
+    let event = Event::new(EventType::OauthClientUpdated, None)
+        .by(Some(by))
+        .with("client_id", client_id)
+        .with("roles", names.clone());
+    let change = Change::new(vec![event], client, now);
+    let id = client_id.to_owned();
+    let set = core
+        .apply(change, move |c, raised| {
+            db::set_client_roles(c, &id, &names, now.millis(), raised.effects())
+        })
+        .await?;
+    match set {
+        db::SetClientRoles::Set(rows) => Ok(ClientRoles::of(&rows)),
+        db::SetClientRoles::NoSuchClient => Err(OAuthError::UnknownClient),
+        db::SetClientRoles::UnknownRole(name) => Err(OAuthError::InvalidRequest(format!(
+            "no role is named `{name}`"
+        ))),
+    }
 }
 
 fn new_secret() -> (String, String) {

@@ -21,6 +21,7 @@ use crate::Fault;
 pub const GRANT_AUTHORIZATION_CODE: &str = "authorization_code";
 pub const GRANT_REFRESH_TOKEN: &str = "refresh_token";
 pub const GRANT_CLIENT_CREDENTIALS: &str = "client_credentials";
+pub const GRANT_TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
 
 /// The errors of the token, introspection and revocation endpoints and of
 /// registration (RFC 6749 §5.2, RFC 7591 §3.2.2), each with what is wrong.

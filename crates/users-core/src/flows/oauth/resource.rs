@@ -59,6 +59,29 @@ pub async fn live_access_token(
         return Ok(None);
     };
     let jti = claims.jti.clone();
+    if claims.sid.is_none() && claims.sub != claims.client_id {
+        // an API key exchanged for a token (RFC 8693): live while its user is active and
+        // it was not revoked
+        let Ok(user_id) = users_domain::UserId::parse_str(&claims.sub) else {
+            return Ok(None);
+        };
+        let (revoked, user) = core
+            .store
+            .run(move |c| {
+                Ok::<_, users_db::DbError>((
+                    db::is_revoked(c, &jti)?,
+                    users_db::users::find_by_id(c, user_id)?,
+                ))
+            })
+            .await?;
+        return Ok(match user {
+            Some(u) if u.user.is_active && !revoked => Some(LiveToken {
+                claims,
+                user: Some(u.user),
+            }),
+            _ => None,
+        });
+    }
     let Some(sid) = claims.sid.clone() else {
         // a client's own token: live unless revoked, or its client deleted
         let client_id = claims.client_id.clone();
@@ -123,6 +146,10 @@ pub async fn userinfo(core: &Core, token: &str, now: Timestamp) -> Result<Value,
     if scopes.iter().any(|s| s == "email") {
         out.insert("email".into(), json!(user.email));
         out.insert("email_verified".into(), json!(user.is_verified));
+    }
+    if scopes.iter().any(|s| s == "roles") {
+        let roles = crate::flows::roles::role_names_of(core, user.id).await?;
+        out.insert("roles".into(), json!(roles));
     }
     Ok(Value::Object(out))
 }

@@ -56,6 +56,9 @@ pub async fn token(
         super::GRANT_REFRESH_TOKEN,
         super::GRANT_CLIENT_CREDENTIALS,
     ];
+    if grant_type == super::GRANT_TOKEN_EXCHANGE {
+        return token_exchange(core, &params, &auth, from, now).await;
+    }
     if !known.contains(&grant_type.as_str()) {
         return Err(OAuthError::UnsupportedGrantType(format!(
             "grant_type `{grant_type}` is not supported"
@@ -70,7 +73,7 @@ pub async fn token(
     let answer = match grant_type.as_str() {
         super::GRANT_AUTHORIZATION_CODE => code_grant(core, &client, &params, from, now).await?,
         super::GRANT_REFRESH_TOKEN => refresh_grant(core, &client, &params, from, now).await?,
-        _ => client_credentials(core, &client, &params, now)?,
+        _ => client_credentials(core, &client, &params, now).await?,
     };
     Ok(answer)
 }
@@ -85,6 +88,8 @@ struct Person<'a> {
     amr: Vec<String>,
     acr: String,
     nonce: Option<&'a str>,
+    /// The `roles` claim, with scope `roles`.
+    roles: Option<Vec<String>>,
 }
 
 fn algorithm(client: &Client) -> SigningAlgorithm {
@@ -106,6 +111,29 @@ fn resource_of(params: &Params) -> Result<Option<String>, OAuthError> {
             )),
         },
     }
+}
+
+/// What of `scopes` a person's token may hold now: the standard scopes, and the
+/// permissions their roles grant (docs/roles-and-api-keys.md); the rest are dropped.
+/// With scope `roles`, the names of their roles for the `roles` claim.
+async fn held_by_person(
+    core: &Core,
+    user: &User,
+    scopes: &[String],
+) -> Result<(Vec<String>, Option<Vec<String>>), Fault> {
+    let standard = |s: &str| users_domain::oauth::STANDARD_SCOPES.contains(&s);
+    let needs_roles = scopes.iter().any(|s| !standard(s) || s == "roles");
+    if !needs_roles {
+        return Ok((scopes.to_vec(), None));
+    }
+    let held = crate::flows::roles::of_user(core, user.id).await?;
+    let kept: Vec<String> = scopes
+        .iter()
+        .filter(|s| standard(s) || held.permissions.contains(s))
+        .cloned()
+        .collect();
+    let roles = kept.iter().any(|s| s == "roles").then_some(held.roles);
+    Ok((kept, roles))
 }
 
 /// The access token (and, with `openid`, the ID token) of a person's grant.
@@ -134,7 +162,7 @@ fn mint_for_person(
         sid: Some(p.sid.to_owned()),
         acr: Some(p.acr.clone()),
         amr: Some(p.amr.clone()),
-        roles: None,
+        roles: p.roles.clone(),
     };
     let access_token = core.keys.sign(alg, AT_JWT, &access, now)?;
     if !p.scopes.iter().any(|s| s == "openid") {
@@ -155,7 +183,7 @@ fn mint_for_person(
         acr: p.acr.clone(),
         email: with_email.then(|| p.user.email.clone()),
         email_verified: with_email.then_some(p.user.is_verified),
-        roles: None,
+        roles: p.roles.clone(),
     };
     let id_token = core.keys.sign(alg, "JWT", &id, now)?;
     Ok((access_token, Some(id_token)))
@@ -279,15 +307,17 @@ async fn code_grant(
         }
     }
     let sid = sid.to_string();
+    let (scopes, roles) = held_by_person(core, &user, &data.scopes).await?;
     let person = Person {
         user: &user,
         sid: &sid,
-        scopes: &data.scopes,
+        scopes: &scopes,
         resource: data.resource.as_deref(),
         auth_time: data.auth_time,
         amr,
         acr: data.aal.to_string(),
         nonce: data.nonce.as_deref(),
+        roles,
     };
     let (access_token, id_token) = mint_for_person(core, client, &person, now)?;
     let refresh_token = match (&salt, uuid::Uuid::parse_str(&sid)) {
@@ -300,7 +330,7 @@ async fn code_grant(
         issued_token_type: None,
         token_type: "Bearer",
         expires_in: core.config.oauth_access_token_lifetime_seconds,
-        scope: scope_string(&data.scopes),
+        scope: scope_string(&scopes),
         id_token,
         refresh_token,
     })
@@ -347,6 +377,7 @@ async fn refresh_grant(
         })?,
     };
     let amr: Vec<String> = grant.grant.amr.split(' ').map(str::to_owned).collect();
+    let (scopes, roles) = held_by_person(core, &rotated.user, &scopes).await?;
     let person = Person {
         user: &rotated.user,
         sid: &rotated.session_id,
@@ -356,6 +387,7 @@ async fn refresh_grant(
         amr,
         acr: grant.session.aal.to_string(),
         nonce: None,
+        roles,
     };
     let (access_token, id_token) = mint_for_person(core, client, &person, now)?;
     let refresh_token = uuid::Uuid::parse_str(&rotated.session_id)
@@ -372,7 +404,7 @@ async fn refresh_grant(
     })
 }
 
-fn client_credentials(
+async fn client_credentials(
     core: &Core,
     client: &Client,
     params: &Params,
@@ -396,6 +428,17 @@ fn client_credentials(
                 "scope `{outside}` is not one this client may hold for itself"
             ))
         })?,
+    };
+    // a permission is held only when the client's roles grant it; dropped otherwise
+    let standard = |s: &str| users_domain::oauth::STANDARD_SCOPES.contains(&s);
+    let scopes = if scopes.iter().all(|s| standard(s)) {
+        scopes
+    } else {
+        let held = clients::roles_of(core, &client.client_id).await?;
+        scopes
+            .into_iter()
+            .filter(|s| standard(s) || held.permissions.contains(s))
+            .collect()
     };
     let resource = resource_of(params)?;
     let lifetime = core.config.oauth_access_token_lifetime_seconds;
@@ -425,3 +468,100 @@ fn client_credentials(
         refresh_token: None,
     })
 }
+
+/// The subject token type of an API key (docs/roles-and-api-keys.md).
+pub const API_KEY_TOKEN_TYPE: &str = "urn:users:params:oauth:token-type:api-key";
+/// The issued token type of an exchange.
+const ACCESS_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";
+
+/// `grant_type=urn:ietf:params:oauth:grant-type:token-exchange` (RFC 8693): an API key
+/// for a short-lived access token of its user, which resource servers verify offline.
+/// A client may authenticate (then `aud` defaults to its id), or none at all.
+async fn token_exchange(
+    core: &Core,
+    params: &Params,
+    auth: &ClientAuth,
+    from: &ClientInfo,
+    now: Timestamp,
+) -> Result<TokenAnswer, OAuthError> {
+    let presented = auth.basic.is_some() || auth.form_id.is_some() || auth.form_secret.is_some();
+    let client = if presented {
+        Some(clients::authenticate(core, auth, from, now).await?)
+    } else {
+        None
+    };
+    let subject = params.require("subject_token")?;
+    match params.get("subject_token_type") {
+        Some(API_KEY_TOKEN_TYPE) => {}
+        Some(other) => {
+            return Err(OAuthError::InvalidRequest(format!(
+                "subject_token_type `{other}` is not supported (only {API_KEY_TOKEN_TYPE})"
+            )))
+        }
+        None => {
+            return Err(OAuthError::InvalidRequest(
+                "`subject_token_type` is required".into(),
+            ))
+        }
+    }
+    if let Some(t) = params.get("requested_token_type") {
+        if t != ACCESS_TOKEN_TYPE {
+            return Err(OAuthError::InvalidRequest(format!(
+                "requested_token_type `{t}` is not supported"
+            )));
+        }
+    }
+    let key = crate::flows::api_keys::verify(core, subject, now)
+        .await?
+        .ok_or_else(|| {
+            OAuthError::InvalidRequest(
+                "the subject token is not a live API key of an active user".into(),
+            )
+        })?;
+    let scopes = match params.get("scope") {
+        None => key.permissions.clone(),
+        Some(s) => within(&scopes_of(s)?, &key.permissions).map_err(|outside| {
+            OAuthError::InvalidScope(format!("the key does not hold `{outside}`"))
+        })?,
+    };
+    let resource = resource_of(params)?;
+    let aud = resource
+        .or_else(|| client.as_ref().map(|c| c.client_id.clone()))
+        .unwrap_or_else(|| core.config.public_url.clone());
+    let lifetime = core.config.oauth_access_token_lifetime_seconds;
+    let claims = ProviderAccessClaims {
+        iss: core.config.public_url.clone(),
+        sub: key.user.id.to_string(),
+        aud,
+        exp: now.secs() + lifetime,
+        iat: now.secs(),
+        jti: random_token(16),
+        client_id: client
+            .as_ref()
+            .map(|c| c.client_id.clone())
+            .unwrap_or_else(|| format!("{EXCHANGED_PREFIX}{}", key.key_id)),
+        scope: scope_string(&scopes),
+        auth_time: None,
+        sid: None,
+        acr: None,
+        amr: None,
+        roles: None,
+    };
+    let alg = client
+        .as_ref()
+        .map(algorithm)
+        .unwrap_or(SigningAlgorithm::Rs256);
+    let access_token = core.keys.sign(alg, AT_JWT, &claims, now)?;
+    Ok(TokenAnswer {
+        access_token,
+        issued_token_type: Some(ACCESS_TOKEN_TYPE),
+        token_type: "Bearer",
+        expires_in: lifetime,
+        scope: scope_string(&scopes),
+        id_token: None,
+        refresh_token: None,
+    })
+}
+
+/// The `client_id` of a token exchanged without a client: the key's id after this.
+pub const EXCHANGED_PREFIX: &str = "api_key:";
