@@ -83,8 +83,8 @@ async fn tokens_verify_with_the_jwks_alone(backend: Backend) {
         let all = jwks(&app).await;
         assert_eq!(
             all.keys.len(),
-            3,
-            "one key per algorithm, the access tokens' shared"
+            1,
+            "only the access tokens' key until an OAuth client is registered"
         );
         let set = only(&all, alg);
         assert_eq!(set.keys.len(), 1);
@@ -290,26 +290,48 @@ async fn the_rotate_command_publishes_a_key_ahead(backend: Backend) {
         .unwrap();
     let set = jwks(&app).await;
     assert!(set.find(&kid).is_some());
-    // the provider's keys of the other algorithms rotated with it
+    // no OAuth client yet: the provider's other rings have no keys to rotate
     let provider = printed["provider"].as_array().unwrap();
-    assert_eq!(provider.len(), 3, "{printed}");
-    assert!(provider
-        .iter()
-        .any(|k| k["algorithm"] == "RS256" && k["kid"] == printed["kid"]));
-    // with HS256 only the provider's keys rotate; the secret is never published
+    assert_eq!(provider.len(), 1, "{printed}");
+    assert_eq!(provider[0]["algorithm"], "RS256");
+    assert_eq!(provider[0]["kid"], printed["kid"]);
+    // with HS256 the access tokens have no key; the RS256 keys this database keeps are
+    // the provider's now, and rotate
     env.insert("JWT_ALGORITHM".into(), "HS256".into());
     let (code, out, err) = run_binary(&env, &["rotate-signing-key"]);
     assert_eq!(code, 0, "{err}");
     let printed: Value = serde_json::from_str(out.trim()).unwrap();
     assert!(printed.get("kid").is_none(), "{printed}");
-    assert_eq!(printed["provider"].as_array().unwrap().len(), 3);
+    assert_eq!(
+        printed["provider"].as_array().unwrap().len(),
+        1,
+        "{printed}"
+    );
+    // a fresh database with HS256 and no client publishes nothing
     let plain = spawn_app(backend).await;
+    assert_eq!(jwks(&plain).await.keys.len(), 0);
+    // once a client is registered, every provider algorithm has a published key
+    let (_, admin) = plain.superuser_with_token().await;
+    let r = plain
+        .post_json(
+            "/oauth/clients",
+            &json!({"redirect_uris": ["https://app.example/cb"]}),
+            Some(&admin),
+        )
+        .await;
+    assert_eq!(r.status(), 201);
     let set = jwks(&plain).await;
-    assert!(set.keys.iter().all(|k| !matches!(
-        k.algorithm,
-        jsonwebtoken::jwk::AlgorithmParameters::OctetKey(_)
-    )));
     assert_eq!(set.keys.len(), 3, "one key per provider algorithm");
+    let mut env = process_env(&plain.database.url);
+    env.insert("JWT_SECRET".into(), TEST_SECRET.into());
+    let (code, out, err) = run_binary(&env, &["rotate-signing-key"]);
+    assert_eq!(code, 0, "{err}");
+    let printed: Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(
+        printed["provider"].as_array().unwrap().len(),
+        3,
+        "{printed}"
+    );
 }
 
 crate::both_backends!(

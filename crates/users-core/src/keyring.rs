@@ -119,18 +119,35 @@ impl KeyRing {
                 tracing::info!(kid = %kid, algorithm = alg, "generated the first signing key");
             }
         }
-        self.reload().await?;
-        let none_usable = self
-            .state
-            .read()
-            .map(|s| s.keys.is_empty())
-            .unwrap_or(false);
-        if self.tolerant && none_usable {
-            let kid = self.insert_new_key(now, now).await?;
-            tracing::warn!(kid = %kid, algorithm = self.algorithm.name(), "no signing key of the algorithm opens with this JWT_SECRET; generated a new one");
-            self.reload().await?;
+        self.reload().await
+    }
+
+    /// Makes sure a key signs at `now`: loads the keys, and makes one when none does
+    /// (the provider's rings make their first key when the first client is registered
+    /// or the first token signed, so nothing is published before; a ring whose keys no
+    /// longer open, under another `JWT_SECRET`, gets a new one).
+    pub async fn ensure_key(&self, now: Timestamp) -> Result<(), Fault> {
+        if self.signer(now).is_some() {
+            return Ok(());
         }
-        Ok(())
+        self.reload().await?;
+        if self.signer(now).is_some() {
+            return Ok(());
+        }
+        if let KeySource::Configured(_) = self.source {
+            return Err(Fault::internal("the configured key does not sign"));
+        }
+        let kid = self.insert_new_key(now, now).await?;
+        tracing::info!(kid = %kid, algorithm = self.algorithm.name(), "generated a signing key");
+        self.reload().await
+    }
+
+    /// Whether any key is kept (published or not).
+    pub fn has_keys(&self) -> bool {
+        self.state
+            .read()
+            .map(|s| !s.keys.is_empty())
+            .unwrap_or(false)
     }
 
     async fn insert_new_key(
@@ -325,15 +342,14 @@ pub struct KeyRings {
 }
 
 impl KeyRings {
-    /// Builds the rings (using `first_party` for its algorithm) and loads them, making
-    /// a first key of each that has none.
+    /// Builds the rings (using `first_party` for its algorithm) and loads their keys; a
+    /// ring without keys makes its first when it is first needed ([`KeyRing::ensure_key`]).
     pub async fn start(
         first_party: Option<Arc<KeyRing>>,
         store: &Store,
         sealer: &Sealer,
         lifetime_secs: i64,
         publish_ahead_secs: i64,
-        now: Timestamp,
     ) -> Result<KeyRings, Fault> {
         let mut rings = Vec::new();
         for alg in PROVIDER_ALGORITHMS {
@@ -352,7 +368,7 @@ impl KeyRings {
                 )
                 .tolerant(),
             );
-            ring.start(now).await?;
+            ring.reload().await?;
             rings.push(ring);
         }
         Ok(KeyRings { rings })
@@ -366,6 +382,15 @@ impl KeyRings {
     /// Every ring (to reload, to rotate).
     pub fn all(&self) -> &[Arc<KeyRing>] {
         &self.rings
+    }
+
+    /// Makes sure every ring has a key that signs (at the first client's registration,
+    /// so relying parties find the keys before the first token).
+    pub async fn ensure_all(&self, now: Timestamp) -> Result<(), Fault> {
+        for ring in &self.rings {
+            ring.ensure_key(now).await?;
+        }
+        Ok(())
     }
 
     /// Every published key of every ring.

@@ -122,7 +122,6 @@ impl Core {
             &sealer,
             key_lifetime(&setup.config),
             setup.jwks_publish_ahead_seconds,
-            now,
         )
         .await
         .map_err(|e| StartupError::Task(format!("cannot load the provider's signing keys: {e}")))?;

@@ -178,7 +178,8 @@ pub async fn rotate_signing_key_command(settings: Settings) -> u8 {
     };
     let mut out = serde_json::Map::new();
     let mut provider = Vec::new();
-    for ring in core.keys.all() {
+    // a ring without keys (no client registered yet) makes its first when needed
+    for ring in core.keys.all().iter().filter(|r| r.has_keys()) {
         match ring.rotate(now).await {
             Ok((kid, active_from)) => {
                 let first_party = core

@@ -83,8 +83,9 @@ fn algorithm_of(alg: Algorithm) -> Option<SigningAlgorithm> {
 }
 
 impl KeyRings {
-    /// Signs `claims` with the key of `algorithm` that signs at `now`, with `typ`.
-    pub fn sign<T: Serialize>(
+    /// Signs `claims` with the key of `algorithm` that signs at `now` (made first if the
+    /// ring has none), with `typ`.
+    pub async fn sign<T: Serialize>(
         &self,
         algorithm: SigningAlgorithm,
         typ: &str,
@@ -94,9 +95,14 @@ impl KeyRings {
         let ring = self
             .ring(algorithm)
             .ok_or_else(|| crate::Fault::internal("no key ring for the algorithm"))?;
-        let (kid, key) = ring
-            .signer(now)
-            .ok_or_else(|| crate::Fault::internal("no signing key is active"))?;
+        let (kid, key) = match ring.signer(now) {
+            Some(signer) => signer,
+            None => {
+                ring.ensure_key(now).await?;
+                ring.signer(now)
+                    .ok_or_else(|| crate::Fault::internal("no signing key is active"))?
+            }
+        };
         let mut header = Header::new(algorithm.jwt());
         header.kid = Some(kid);
         header.typ = Some(typ.to_owned());

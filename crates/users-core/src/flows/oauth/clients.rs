@@ -341,6 +341,8 @@ pub async fn register(
             None
         }
     };
+    // the provider's keys exist, and are published, before any token they sign
+    core.keys.ensure_all(now).await?;
     let client_id = random_token(16);
     let (client_secret, secret_hash) = if metadata.is_public() {
         (None, None)

@@ -137,7 +137,7 @@ async fn held_by_person(
 }
 
 /// The access token (and, with `openid`, the ID token) of a person's grant.
-fn mint_for_person(
+async fn mint_for_person(
     core: &Core,
     client: &Client,
     p: &Person<'_>,
@@ -164,7 +164,7 @@ fn mint_for_person(
         amr: Some(p.amr.clone()),
         roles: p.roles.clone(),
     };
-    let access_token = core.keys.sign(alg, AT_JWT, &access, now)?;
+    let access_token = core.keys.sign(alg, AT_JWT, &access, now).await?;
     if !p.scopes.iter().any(|s| s == "openid") {
         return Ok((access_token, None));
     }
@@ -185,7 +185,7 @@ fn mint_for_person(
         email_verified: with_email.then_some(p.user.is_verified),
         roles: p.roles.clone(),
     };
-    let id_token = core.keys.sign(alg, "JWT", &id, now)?;
+    let id_token = core.keys.sign(alg, "JWT", &id, now).await?;
     Ok((access_token, Some(id_token)))
 }
 
@@ -319,7 +319,7 @@ async fn code_grant(
         nonce: data.nonce.as_deref(),
         roles,
     };
-    let (access_token, id_token) = mint_for_person(core, client, &person, now)?;
+    let (access_token, id_token) = mint_for_person(core, client, &person, now).await?;
     let refresh_token = match (&salt, uuid::Uuid::parse_str(&sid)) {
         (Some(salt), Ok(id)) => Some(core.refresh_key.token(id, salt, 0)),
         _ => None,
@@ -389,7 +389,7 @@ async fn refresh_grant(
         nonce: None,
         roles,
     };
-    let (access_token, id_token) = mint_for_person(core, client, &person, now)?;
+    let (access_token, id_token) = mint_for_person(core, client, &person, now).await?;
     let refresh_token = uuid::Uuid::parse_str(&rotated.session_id)
         .ok()
         .map(|id| core.refresh_key.token(id, &rotated.salt, rotated.counter));
@@ -457,7 +457,10 @@ async fn client_credentials(
         amr: None,
         roles: None,
     };
-    let access_token = core.keys.sign(algorithm(client), AT_JWT, &claims, now)?;
+    let access_token = core
+        .keys
+        .sign(algorithm(client), AT_JWT, &claims, now)
+        .await?;
     Ok(TokenAnswer {
         access_token,
         issued_token_type: None,
@@ -551,7 +554,7 @@ async fn token_exchange(
         .as_ref()
         .map(algorithm)
         .unwrap_or(SigningAlgorithm::Rs256);
-    let access_token = core.keys.sign(alg, AT_JWT, &claims, now)?;
+    let access_token = core.keys.sign(alg, AT_JWT, &claims, now).await?;
     Ok(TokenAnswer {
         access_token,
         issued_token_type: Some(ACCESS_TOKEN_TYPE),
