@@ -8,6 +8,7 @@ pub mod crypto;
 pub mod email;
 pub mod password;
 pub mod time;
+pub mod trace_context;
 pub mod user;
 
 pub use email::{EmailAddress, EmailError};

@@ -20,6 +20,7 @@ mod providers;
 mod second_factor;
 mod sessions;
 mod tokens;
+mod traces;
 mod variables;
 
 use users_core::{CoreConfig, CoreSetup};
@@ -36,6 +37,7 @@ pub use providers::{issuer_variable, oidc_variable, Providers, RESERVED_PROVIDER
 pub use second_factor::SecondFactor;
 pub use sessions::Sessions;
 pub use tokens::Tokens;
+pub use traces::{Sampler, Traces};
 pub use variables::{
     is_known_variable, variable, variables, Allowed, Variable, WhenUnset, PROVIDER_PLACEHOLDER,
 };
@@ -68,6 +70,7 @@ pub struct Settings {
     pub sessions: Sessions,
     pub limits: Limits,
     pub ops: Ops,
+    pub traces: Traces,
     pub events: Events,
 }
 
@@ -83,6 +86,7 @@ const SECTIONS: &[&[Variable]] = &[
     sessions::VARIABLES,
     limits::VARIABLES,
     ops::VARIABLES,
+    traces::VARIABLES,
     events::VARIABLES,
 ];
 
@@ -106,6 +110,7 @@ impl Settings {
         let sessions = Sessions::read(&env)?;
         let limits = Limits::read(&env)?;
         let ops = Ops::read(&env)?;
+        let traces = Traces::read(&env)?;
         let events = Events::read(&env)?;
         Ok(Settings {
             database,
@@ -118,6 +123,7 @@ impl Settings {
             sessions,
             limits,
             ops,
+            traces,
             events,
         })
     }
