@@ -191,6 +191,10 @@ pub struct WebhookDelivery {
     /// The event id: the `webhook-id` of every attempt.
     pub event_id: String,
     pub body: String,
+    /// The W3C trace context of the request that raised the event, when traces are
+    /// exported: the delivery continues that trace (docs/operations.md#traces).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub trace_context: Vec<(String, String)>,
 }
 
 /// The rows of `events`, and a webhook delivery per (event, URL) that wants it.
@@ -201,6 +205,7 @@ pub fn effects(
     now: Timestamp,
 ) -> Result<Effects, Fault> {
     let mut effects = Effects::none();
+    let trace_context = users_domain::trace_context::headers();
     for event in events {
         let stored = StoredEvent {
             id: uuid::Uuid::now_v7().to_string(),
@@ -225,6 +230,7 @@ pub fn effects(
                     url: url.clone(),
                     event_id: stored.id.clone(),
                     body: body.clone(),
+                    trace_context: trace_context.clone(),
                 };
                 effects.outbox.push(NewOutboxRow {
                     id: uuid::Uuid::new_v4().to_string(),

@@ -116,7 +116,11 @@ impl TokenLookups {
             (start, ticket)
         };
         if start {
-            tokio::spawn(self.clone().run());
+            // the batches answer several requests: a trace of their own, linked from the
+            // request that started them (a child would hold that request's span open)
+            let batches = tracing::debug_span!(parent: None, "token lookups");
+            batches.follows_from(tracing::Span::current());
+            tokio::spawn(tracing::Instrument::instrument(self.clone().run(), batches));
         }
         // Behind batches that do not end (a lock, a stalled database), a request waits
         // in the queue no longer than it would wait for a connection of its own
