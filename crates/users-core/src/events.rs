@@ -205,7 +205,8 @@ pub fn effects(
     now: Timestamp,
 ) -> Result<Effects, Fault> {
     let mut effects = Effects::none();
-    let trace_context = users_domain::trace_context::headers();
+    // the trace context, read once and only for an event that goes out as a webhook
+    let mut trace_context: Option<Vec<(String, String)>> = None;
     for event in events {
         let stored = StoredEvent {
             id: uuid::Uuid::now_v7().to_string(),
@@ -230,7 +231,9 @@ pub fn effects(
                     url: url.clone(),
                     event_id: stored.id.clone(),
                     body: body.clone(),
-                    trace_context: trace_context.clone(),
+                    trace_context: trace_context
+                        .get_or_insert_with(users_domain::trace_context::headers)
+                        .clone(),
                 };
                 effects.outbox.push(NewOutboxRow {
                     id: uuid::Uuid::new_v4().to_string(),

@@ -116,11 +116,9 @@ impl TokenLookups {
             (start, ticket)
         };
         if start {
-            // the batches answer several requests: a trace of their own, linked from the
-            // request that started them (a child would hold that request's span open)
-            let batches = tracing::debug_span!(parent: None, "token lookups");
-            batches.follows_from(tracing::Span::current());
-            tokio::spawn(tracing::Instrument::instrument(self.clone().run(), batches));
+            // Outside every span: a batch answers several requests, and is in none of
+            // their traces (docs/operations.md#traces).
+            tokio::spawn(self.clone().run());
         }
         // Behind batches that do not end (a lock, a stalled database), a request waits
         // in the queue no longer than it would wait for a connection of its own

@@ -4,7 +4,8 @@
 //!
 //! Traces (docs/operations.md#traces): with `OTEL_EXPORTER_OTLP_ENDPOINT` set, a second
 //! layer hands the spans of the service's own crates (the request, its flow, its
-//! database calls; debug-level spans included) to OpenTelemetry, which exports them
+//! database calls; debug-level spans included; not the log's events) to OpenTelemetry,
+//! which exports them
 //! over OTLP/HTTP, and the W3C propagator joins incoming and outgoing `traceparent`
 //! headers (`users_domain::trace_context`). Unset, that layer is not installed: the
 //! debug-level spans are disabled at their call sites and the logs are as they were.
@@ -84,13 +85,23 @@ pub fn init_serving(rust_log: &str, format: LogFormat, traces: &Traces) -> Resul
     for name in TRACED_CRATES {
         targets = targets.with_target(*name, tracing::Level::DEBUG);
     }
+    // Spans only: the log's lines stay in the log (as span events they would cost every
+    // request their formatting and double what is exported). No busy/idle times, which
+    // would read the clock at every poll of every span.
     let layer = tracing_opentelemetry::layer()
         .with_tracer(tracer)
         .with_location(false)
         .with_threads(false)
         .with_level(false)
         .with_target(false)
+        .with_tracked_inactivity(false)
         .with_filter(targets)
+        .with_filter(
+            tracing_subscriber::filter::filter_fn(|meta| {
+                meta.is_span() && *meta.level() <= tracing::Level::DEBUG
+            })
+            .with_max_level_hint(tracing::Level::DEBUG),
+        )
         .boxed();
     opentelemetry::global::set_text_map_propagator(
         opentelemetry_sdk::propagation::TraceContextPropagator::new(),
