@@ -315,6 +315,10 @@ def main() -> int:
     ap.add_argument("--current", metavar="REV",
                     help="measure git revision REV's users-server as the current one instead "
                          "of the working tree's (built like --baseline)")
+    ap.add_argument("--otel", action="store_true",
+                    help="run the servers with traces on (OTEL_EXPORTER_OTLP_ENDPOINT set to "
+                         "run.py's loopback OTLP sink, the default sampler): the exporter's "
+                         "thread counts too")
     ap.add_argument("--no-build", action="store_true", help="use the binaries already built")
     ap.add_argument("--postgres-url", default=os.environ.get(
         "BENCH_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432"),
@@ -355,6 +359,11 @@ def main() -> int:
                                                         "--porcelain", "--untracked-files=no"]))},
         })
         log(f"counting with {tool}")
+        if args.otel:
+            sink = harness.OtlpSink()
+            harness.OTEL_ENDPOINT = sink.endpoint
+            meta["otel"] = True
+            log(f"traces on: the servers export to {sink.endpoint}")
         binaries = {}
         if args.baseline:
             meta["baseline"] = harness.resolve_baseline(args.baseline)

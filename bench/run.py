@@ -177,8 +177,45 @@ SERVICE_VARS = [
     "CORS_ALLOWED_ORIGINS", "RUST_LOG", "LOG_FORMAT", "GOOGLE_CLIENT_ID",
     "GOOGLE_CLIENT_SECRET", "GOOGLE_ISSUER_URL", "LOGIN_MAX_FAILURES",
     "RATE_LIMIT_PER_IP_PER_MINUTE", "TRUSTED_PROXIES", "OAUTH_SUCCESS_REDIRECT_URL",
-    "SHUTDOWN_DRAIN_SECONDS",
+    "SHUTDOWN_DRAIN_SECONDS", "OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_SERVICE_NAME",
+    "OTEL_TRACES_SAMPLER", "OTEL_TRACES_SAMPLER_ARG",
 ]
+
+# --otel: where the users servers export their traces (a loopback sink of this harness
+# that takes every OTLP/HTTP request and answers 200, as a collector would); None: off.
+OTEL_ENDPOINT: str | None = None
+
+
+class OtlpSink:
+    """A loopback OTLP/HTTP receiver that accepts and counts export requests (no decoding:
+    only the service's cost of tracing is measured)."""
+
+    def __init__(self):
+        import http.server
+        sink = self
+        self.requests = 0
+        self.bytes = 0
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                n = int(self.headers.get("Content-Length") or 0)
+                self.rfile.read(n)
+                sink.requests += 1
+                sink.bytes += n
+                self.send_response(200)
+                self.send_header("Content-Type", "application/x-protobuf")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.endpoint = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self):
+        self.server.shutdown()
 
 
 def log(msg: str) -> None:
@@ -646,6 +683,9 @@ def service_env(database_url: str, port: int, jwt_secret: str, mail_dir: Path, a
         # One process and no load balancer: nothing to drain, stop at SIGTERM.
         "SHUTDOWN_DRAIN_SECONDS": "0",
     })
+    if OTEL_ENDPOINT:
+        # traces on, with OpenTelemetry's default sampler (every trace)
+        env["OTEL_EXPORTER_OTLP_ENDPOINT"] = OTEL_ENDPOINT
     return env
 
 
@@ -2248,6 +2288,10 @@ def main() -> int:
     ap.add_argument("--db-pool", type=int, default=DB_POOL,
                     help=f"DATABASE_MAX_CONNECTIONS of the users servers, and the pgbench "
                          f"ceiling's client count (default {DB_POOL}, the service's default)")
+    ap.add_argument("--otel", action="store_true",
+                    help="run the users servers with traces on (OTEL_EXPORTER_OTLP_ENDPOINT "
+                         "set to a loopback sink of the harness, the default sampler); compare "
+                         "with a run without it (docs/operations.md#traces)")
     ap.add_argument("--no-build", action="store_true", help="use the binaries already built")
     ap.add_argument("--out", help="output folder (default bench/results)")
     ap.add_argument("--out-name", help="output file stem (default latest; quick: quick)")
@@ -2276,6 +2320,12 @@ def main() -> int:
         for s in args.scenarios.split(","):
             if s.strip() not in SCENARIOS and s.strip() != TIMING:
                 ap.error(f"--scenarios: unknown {s!r}")
+    global OTEL_ENDPOINT
+    sink = None
+    if args.otel:
+        sink = OtlpSink()
+        OTEL_ENDPOINT = sink.endpoint
+        log(f"traces on: the users servers export to {sink.endpoint}")
     bench = Bench(args)
     try:
         bench.run()
@@ -2288,6 +2338,9 @@ def main() -> int:
     finally:
         if not args.keep_temp:  # also when it failed before measuring (build, --baseline)
             shutil.rmtree(bench.tmp, ignore_errors=True)
+        if sink:
+            log(f"traces: {sink.requests} export requests, {sink.bytes} bytes")
+            sink.stop()
     return 0
 
 

@@ -7,7 +7,7 @@
 
 // The stand-ins of the outside world (users-testkit), under the names the tests use.
 use users_testkit::{
-    authenticator, github_provider, oidc_provider, smtp_sink, totp, webhook_receiver,
+    authenticator, github_provider, oidc_provider, otlp_receiver, smtp_sink, totp, webhook_receiver,
 };
 
 mod helpers;
@@ -47,4 +47,5 @@ mod sessions;
 mod structure;
 mod takeover;
 mod tokens;
+mod traces;
 mod users_me;

@@ -230,6 +230,10 @@ pub struct WebhookDelivery {
     /// The event id: the `webhook-id` of every attempt.
     pub event_id: String,
     pub body: String,
+    /// The W3C trace context of the request that raised the event, when traces are
+    /// exported: the delivery continues that trace (docs/operations.md#traces).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub trace_context: Vec<(String, String)>,
 }
 
 /// The rows of `events`, and a webhook delivery per (event, URL) that wants it.
@@ -240,6 +244,8 @@ pub fn effects(
     now: Timestamp,
 ) -> Result<Effects, Fault> {
     let mut effects = Effects::none();
+    // the trace context, read once and only for an event that goes out as a webhook
+    let mut trace_context: Option<Vec<(String, String)>> = None;
     for event in events {
         let stored = StoredEvent {
             id: uuid::Uuid::now_v7().to_string(),
@@ -264,6 +270,9 @@ pub fn effects(
                     url: url.clone(),
                     event_id: stored.id.clone(),
                     body: body.clone(),
+                    trace_context: trace_context
+                        .get_or_insert_with(users_domain::trace_context::headers)
+                        .clone(),
                 };
                 effects.outbox.push(NewOutboxRow {
                     id: uuid::Uuid::new_v4().to_string(),

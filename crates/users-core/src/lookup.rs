@@ -117,6 +117,8 @@ impl TokenLookups {
             (start, ticket)
         };
         if start {
+            // Outside every span: a batch answers several requests, and is in none of
+            // their traces (docs/operations.md#traces).
             tokio::spawn(self.clone().run());
         }
         // Behind batches that do not end (a lock, a stalled database), a request waits

@@ -53,6 +53,25 @@ impl Store {
         E: Into<DbError>,
         F: FnOnce(&mut DbConnection) -> Result<T, E> + Send + 'static,
     {
+        // A child of the caller's span (a flow's) while traces are exported
+        // (docs/operations.md#traces): the wait for a connection and the call. Disabled
+        // at its call site otherwise, and then `Span::none()`; none either for a call
+        // outside every span (background work, the token lookups' batches), which would
+        // be a trace of its own at every poll.
+        let caller = tracing::Span::current();
+        let span = if caller.is_none() {
+            tracing::Span::none()
+        } else {
+            tracing::debug_span!(
+                "db",
+                otel.kind = "client",
+                db.system.name = if self.db.url().is_sqlite() {
+                    "sqlite"
+                } else {
+                    "postgresql"
+                },
+            )
+        };
         let wait = self.wait;
         let deadline = tokio::time::Instant::now() + wait;
         let permit = tokio::time::timeout_at(deadline, self.permits.clone().acquire_owned())
@@ -60,7 +79,9 @@ impl Store {
             .map_err(|_| DbError::Busy(wait))?
             .map_err(|_| DbError::Other("the database gate is closed".into()))?;
         let db = self.db.clone();
-        let span = tracing::Span::current();
+        // entered on the blocking thread, so that what the call logs is in the caller's
+        // span (the log shows the caller's; a disabled `db` span passes through)
+        let span = if span.is_disabled() { caller } else { span };
         tokio::task::spawn_blocking(move || {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
             let outcome = span.in_scope(|| db.run(left, |c| f(c).map_err(Into::into)));

@@ -74,8 +74,12 @@ pub async fn attempt(
 ) -> Result<(), AttemptFailed> {
     let sig = signature(secret, &delivery.event_id, now_secs, &delivery.body);
     let host = host_of(&delivery.url);
-    let answer = client
-        .post(&delivery.url)
+    let mut request = client.post(&delivery.url);
+    // the trace this attempt belongs to (nothing while traces are off)
+    for (name, value) in users_domain::trace_context::headers() {
+        request = request.header(name, value);
+    }
+    let answer = request
         .header("content-type", "application/json")
         .header("webhook-id", &delivery.event_id)
         .header("webhook-timestamp", now_secs.to_string())
@@ -182,6 +186,7 @@ mod tests {
             url: format!("http://127.0.0.1:{port}/hooks/path-secret?token=query-secret"),
             event_id: "evt".to_owned(),
             body: "{}".to_owned(),
+            trace_context: Vec::new(),
         };
         let failed = attempt(&client().unwrap(), b"key", &delivery, 0)
             .await

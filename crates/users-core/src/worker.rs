@@ -211,6 +211,21 @@ impl OutboxWorker {
     /// Delivers a claimed row, renewing its lease until the outcome is recorded.
     async fn deliver(&self, row: outbox::OutboxRow) {
         let span = tracing::info_span!("outbox", id = %row.id, kind = %row.kind, attempt = row.attempts + 1);
+        // a webhook's delivery belongs to the trace of the request that raised its event
+        if self.channel == Channel::Webhooks {
+            let delivery: Option<WebhookDelivery> = row
+                .payload
+                .as_deref()
+                .and_then(|p| serde_json::from_str(p).ok());
+            if let Some(d) = delivery.filter(|d| !d.trace_context.is_empty()) {
+                users_domain::trace_context::continue_from(
+                    &span,
+                    d.trace_context
+                        .iter()
+                        .map(|(k, v)| (k.as_str(), v.as_str())),
+                );
+            }
+        }
         let renewing = self.keep_lease(row.id.clone()).instrument(span.clone());
         let delivering = async {
             match self.channel {

@@ -10,6 +10,7 @@ pub mod email;
 pub mod oauth;
 pub mod password;
 pub mod time;
+pub mod trace_context;
 pub mod user;
 
 pub use email::{EmailAddress, EmailError};

@@ -53,8 +53,22 @@ fn main() -> ExitCode {
     };
     match command {
         None | Some("serve") => {
-            telemetry::init(&settings.ops.rust_log, settings.ops.log_format, false);
-            runtime.block_on(serve(settings))
+            let export = match telemetry::init_serving(
+                &settings.ops.rust_log,
+                settings.ops.log_format,
+                &settings.traces,
+            ) {
+                Ok(export) => export,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let code = runtime.block_on(serve(settings));
+            // the spans of the last requests, once the runtime no longer needs the thread
+            drop(runtime);
+            export.finish();
+            code
         }
         Some("create-user") => {
             telemetry::init(&settings.ops.rust_log, settings.ops.log_format, true);

@@ -1,40 +1,162 @@
 //! Logging with `tracing`: human-readable by default, one JSON object per line with
 //! `LOG_FORMAT=json`. Request spans carry the method and the path only: query strings
 //! can hold tokens and are never logged.
+//!
+//! Traces (docs/operations.md#traces): with `OTEL_EXPORTER_OTLP_ENDPOINT` set, a second
+//! layer hands the spans of the service's own crates (the request, its flow, its
+//! database calls; debug-level spans included; not the log's events) to OpenTelemetry,
+//! which exports them
+//! over OTLP/HTTP, and the W3C propagator joins incoming and outgoing `traceparent`
+//! headers (`users_domain::trace_context`). Unset, that layer is not installed: the
+//! debug-level spans are disabled at their call sites and the logs are as they were.
 
 use std::io::IsTerminal;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_otlp::WithExportConfig;
+use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing::Span;
 use tracing_actix_web::RootSpanBuilder;
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::Targets;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer, Registry};
 
-use crate::settings::LogFormat;
+use crate::settings::{LogFormat, Sampler, Traces};
+
+/// Whether spans are exported: the request span then carries OpenTelemetry's names.
+static EXPORTING: AtomicBool = AtomicBool::new(false);
+
+/// The crates whose spans are exported: the service's own (a dependency's spans, such
+/// as the HTTP client's, say nothing an operator can act on).
+const TRACED_CRATES: &[&str] = &[
+    "users_server",
+    "users_core",
+    "users_db",
+    "users_upstream",
+    "users_mail",
+    "users_domain",
+];
 
 /// Installs the global subscriber. `to_stderr` for the command line, whose stdout is
 /// the machine-readable result.
 pub fn init(rust_log: &str, format: LogFormat, to_stderr: bool) {
+    install(rust_log, format, to_stderr, None);
+}
+
+/// [`init`] for the server: also exports traces when `traces` names an endpoint. The
+/// answer flushes what is still buffered when the process ends ([`Export::finish`]).
+pub fn init_serving(rust_log: &str, format: LogFormat, traces: &Traces) -> Result<Export, String> {
+    let Some(url) = traces.export_url.as_deref() else {
+        install(rust_log, format, false, None);
+        return Ok(Export { provider: None });
+    };
+    let exporter = opentelemetry_otlp::SpanExporter::builder()
+        .with_http()
+        .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
+        .with_endpoint(url)
+        .with_timeout(std::time::Duration::from_secs(10))
+        .build()
+        .map_err(|e| format!("OTEL_EXPORTER_OTLP_ENDPOINT: {e}"))?;
+    let sampler = match traces.sampler {
+        Sampler::AlwaysOn => opentelemetry_sdk::trace::Sampler::AlwaysOn,
+        Sampler::AlwaysOff => opentelemetry_sdk::trace::Sampler::AlwaysOff,
+        Sampler::TraceIdRatio(r) => opentelemetry_sdk::trace::Sampler::TraceIdRatioBased(r),
+    };
+    let sampler = if traces.parent_based {
+        opentelemetry_sdk::trace::Sampler::ParentBased(Box::new(sampler))
+    } else {
+        sampler
+    };
+    let provider = SdkTracerProvider::builder()
+        .with_batch_exporter(exporter)
+        .with_sampler(sampler)
+        .with_resource(
+            opentelemetry_sdk::Resource::builder()
+                .with_service_name(traces.service_name.clone())
+                .build(),
+        )
+        .build();
+    let tracer = provider.tracer("users");
+    let mut targets = Targets::new();
+    for name in TRACED_CRATES {
+        targets = targets.with_target(*name, tracing::Level::DEBUG);
+    }
+    // Spans only: the log's lines stay in the log (as span events they would cost every
+    // request their formatting and double what is exported). No busy/idle times, which
+    // would read the clock at every poll of every span.
+    let layer = tracing_opentelemetry::layer()
+        .with_tracer(tracer)
+        .with_location(false)
+        .with_threads(false)
+        .with_level(false)
+        .with_target(false)
+        .with_tracked_inactivity(false)
+        .with_filter(targets)
+        .with_filter(
+            tracing_subscriber::filter::filter_fn(|meta| {
+                meta.is_span() && *meta.level() <= tracing::Level::DEBUG
+            })
+            .with_max_level_hint(tracing::Level::DEBUG),
+        )
+        .boxed();
+    opentelemetry::global::set_text_map_propagator(
+        opentelemetry_sdk::propagation::TraceContextPropagator::new(),
+    );
+    EXPORTING.store(true, Ordering::Relaxed);
+    install(rust_log, format, false, Some(layer));
+    Ok(Export {
+        provider: Some(provider),
+    })
+}
+
+/// The export of traces, while the server runs.
+#[must_use]
+pub struct Export {
+    provider: Option<SdkTracerProvider>,
+}
+
+impl Export {
+    /// Exports what is still buffered and stops exporting (outside the async runtime:
+    /// it waits for the exporter's thread).
+    pub fn finish(self) {
+        if let Some(provider) = self.provider {
+            if let Err(e) = provider.shutdown() {
+                eprintln!("warning: the last spans were not all exported: {e}");
+            }
+        }
+    }
+}
+
+type BoxedLayer = Box<dyn Layer<Registry> + Send + Sync>;
+
+fn install(rust_log: &str, format: LogFormat, to_stderr: bool, traces: Option<BoxedLayer>) {
     let filter = EnvFilter::try_new(rust_log).unwrap_or_else(|_| EnvFilter::new("info"));
     let ansi = !to_stderr && std::io::stdout().is_terminal();
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(false);
-    let result = match (format, to_stderr) {
-        (LogFormat::Json, false) => builder.json().flatten_event(true).try_init(),
-        (LogFormat::Json, true) => builder
+    let fmt = tracing_subscriber::fmt::layer().with_target(false);
+    // the log's filter is the log's own: the traces' layer sees the spans it filters out
+    let logs: BoxedLayer = match (format, to_stderr) {
+        (LogFormat::Json, false) => fmt.json().flatten_event(true).with_filter(filter).boxed(),
+        (LogFormat::Json, true) => fmt
             .json()
             .flatten_event(true)
             .with_writer(std::io::stderr)
-            .try_init(),
-        (LogFormat::Pretty, false) => builder.with_ansi(ansi).try_init(),
-        (LogFormat::Pretty, true) => builder
+            .with_filter(filter)
+            .boxed(),
+        (LogFormat::Pretty, false) => fmt.with_ansi(ansi).with_filter(filter).boxed(),
+        (LogFormat::Pretty, true) => fmt
             .with_ansi(false)
             .with_writer(std::io::stderr)
-            .try_init(),
+            .with_filter(filter)
+            .boxed(),
     };
+    let mut layers = vec![logs];
+    layers.extend(traces);
     // Already installed (tests start several apps in one process): keep the first.
-    let _ = result;
+    let _ = tracing_subscriber::registry().with(layers).try_init();
 }
 
 /// Outermost middleware: gives every request an id (the client's `X-Request-Id` when it
@@ -79,6 +201,9 @@ pub async fn observe(
 }
 
 /// The root span of each request: method, path (no query), a request id, the status.
+/// While traces are exported, under OpenTelemetry's names (`http.request.method`,
+/// `url.path`, `http.route`, `http.response.status_code`), named by the route, and the
+/// child of the caller's span when the request carries a `traceparent`.
 pub struct RequestSpan;
 
 impl RootSpanBuilder for RequestSpan {
@@ -90,13 +215,38 @@ impl RootSpanBuilder for RequestSpan {
             .filter(|v| !v.is_empty() && v.len() <= 128)
             .map(str::to_owned)
             .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-        tracing::info_span!(
+        if !EXPORTING.load(Ordering::Relaxed) {
+            return tracing::info_span!(
+                "request",
+                method = %request.method(),
+                path = %request.path(),
+                request_id = %request_id,
+                status = tracing::field::Empty,
+            );
+        }
+        let route = request.match_pattern();
+        let span = tracing::info_span!(
             "request",
-            method = %request.method(),
-            path = %request.path(),
+            otel.name = %format_args!(
+                "{} {}",
+                request.method(),
+                route.as_deref().unwrap_or("(unmatched)")
+            ),
+            otel.kind = "server",
+            otel.status_code = tracing::field::Empty,
+            http.request.method = %request.method(),
+            url.path = %request.path(),
+            http.route = route,
             request_id = %request_id,
-            status = tracing::field::Empty,
-        )
+            http.response.status_code = tracing::field::Empty,
+        );
+        let headers = request
+            .headers()
+            .iter()
+            .filter(|(name, _)| *name == "traceparent" || *name == "tracestate")
+            .filter_map(|(name, value)| Some((name.as_str(), value.to_str().ok()?)));
+        users_domain::trace_context::continue_from(&span, headers);
+        span
     }
 
     fn on_request_end<B: MessageBody>(
@@ -108,6 +258,10 @@ impl RootSpanBuilder for RequestSpan {
             Err(e) => e.as_response_error().status_code().as_u16(),
         };
         span.record("status", status);
+        span.record("http.response.status_code", status);
+        if status >= 500 {
+            span.record("otel.status_code", "ERROR");
+        }
         span.in_scope(|| {
             if status >= 500 {
                 tracing::error!(status, "request failed");

@@ -1,6 +1,7 @@
 //! The outside world as the tests of `users` meet it, for real over the loopback: an SMTP
 //! sink that speaks SMTP, an OpenID provider and a GitHub with their real protocols and
-//! paths, a webhook receiver that checks Standard Webhooks signatures, a software WebAuthn
+//! paths, a webhook receiver that checks Standard Webhooks signatures, an OTLP/HTTP receiver
+//! that decodes exported traces, a software WebAuthn
 //! authenticator, and RFC 6238 codes. Shared by the API tests and the crates' own tests as
 //! a dev-dependency (never part of the service).
 
@@ -11,6 +12,7 @@
 pub mod authenticator;
 pub mod github_provider;
 pub mod oidc_provider;
+pub mod otlp_receiver;
 pub mod smtp_sink;
 pub mod totp;
 pub mod webhook_receiver;

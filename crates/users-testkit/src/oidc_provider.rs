@@ -507,6 +507,13 @@ async fn token(
     if let Some(a) = &authorization {
         recorded.insert("authorization".into(), a.clone());
     }
+    if let Some(t) = request
+        .headers()
+        .get("traceparent")
+        .and_then(|h| h.to_str().ok())
+    {
+        recorded.insert("traceparent".into(), t.to_owned());
+    }
     s.token_requests.push(recorded);
 
     let Some(client_id) = authenticate(&s, authorization.as_deref(), &form) else {

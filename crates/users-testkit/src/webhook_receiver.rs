@@ -22,6 +22,8 @@ pub struct Delivery {
     pub signed: bool,
     /// Whether the receiver answered 2xx.
     pub accepted: bool,
+    /// The W3C `traceparent` header, if the attempt carried one.
+    pub traceparent: Option<String>,
 }
 
 impl Delivery {
@@ -77,12 +79,14 @@ async fn receive(
         .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
         .is_ok();
     let accepted = signed && !failing && header("content-type") == "application/json";
+    let traceparent = Some(header("traceparent")).filter(|t| !t.is_empty());
     shared.deliveries.lock().expect("lock").push(Delivery {
         id,
         timestamp,
         body,
         signed,
         accepted,
+        traceparent,
     });
     if !signed {
         HttpResponse::Unauthorized().finish()

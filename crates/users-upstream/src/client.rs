@@ -332,10 +332,7 @@ impl OidcClient {
         url: &Url,
         bearer: Option<&SecretString>,
     ) -> Result<(StatusCode, Vec<u8>), OAuthError> {
-        let mut request = self
-            .inner
-            .http
-            .get(url.clone())
+        let mut request = crate::traced::traced(self.inner.http.get(url.clone()))
             .header(reqwest::header::ACCEPT, "application/json");
         if let Some(token) = bearer {
             request = request.bearer_auth(token.expose_secret());
@@ -440,7 +437,15 @@ impl<'c> AsyncHttpClient<'c> for StatusRecorder<'_> {
     type Future =
         Pin<Box<dyn Future<Output = Result<HttpResponse, Self::Error>> + Send + Sync + 'c>>;
 
-    fn call(&'c self, request: HttpRequest) -> Self::Future {
+    fn call(&'c self, mut request: HttpRequest) -> Self::Future {
+        for (name, value) in users_domain::trace_context::headers() {
+            if let (Ok(name), Ok(value)) = (
+                oauth2::http::HeaderName::try_from(name),
+                oauth2::http::HeaderValue::try_from(value),
+            ) {
+                request.headers_mut().insert(name, value);
+            }
+        }
         Box::pin(async move {
             let response = AsyncHttpClient::call(self.http, request).await?;
             self.status

@@ -89,8 +89,7 @@ pub(crate) async fn discover_endpoints(
     let require_https = base_url.scheme() == "https";
 
     let url = format!("{base}/.well-known/openid-configuration");
-    let response = http
-        .get(&url)
+    let response = crate::traced::traced(http.get(&url))
         .header(reqwest::header::ACCEPT, "application/json")
         .send()
         .await

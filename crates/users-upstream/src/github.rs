@@ -247,10 +247,7 @@ impl GithubClient {
         let unavailable = |e: reqwest::Error| {
             OAuthError::Unavailable(format!("GitHub API {path}: {}", describe(&e)))
         };
-        let response = self
-            .inner
-            .http
-            .get(&url)
+        let response = crate::traced::traced(self.inner.http.get(&url))
             .header(reqwest::header::ACCEPT, "application/vnd.github+json")
             .header("X-GitHub-Api-Version", API_VERSION)
             .bearer_auth(token.expose_secret())

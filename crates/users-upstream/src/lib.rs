@@ -32,6 +32,7 @@ mod github;
 mod id_token;
 mod identity;
 mod keys;
+mod traced;
 
 pub use client::{OidcClient, OidcConfig, ProviderTokens};
 pub use error::{DiscoveryProblem, OAuthError};

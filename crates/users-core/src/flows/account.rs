@@ -53,6 +53,7 @@ impl From<DbError> for UpdateError {
 }
 
 /// The user with this id, if any.
+#[tracing::instrument(level = "debug", name = "account::find", skip_all)]
 pub async fn find(core: &Core, id: UserId) -> Result<Option<StoredUser>, Fault> {
     Ok(core.store.run(move |c| users::find_by_id(c, id)).await?)
 }
@@ -60,6 +61,7 @@ pub async fn find(core: &Core, id: UserId) -> Result<Option<StoredUser>, Fault> 
 /// Applies `changes` to `target`. A new email clears `is_verified` (the same email,
 /// in any case, changes nothing of it); a new password revokes every token issued
 /// before it and mails a notice, in the same transaction.
+#[tracing::instrument(level = "debug", name = "account::update", skip_all)]
 pub async fn update(
     core: &Core,
     target: &StoredUser,
@@ -242,6 +244,7 @@ pub(crate) fn end_every_session(
 
 /// Deletes a user (their sessions, links and revocations go with them); `false` when
 /// there was none.
+#[tracing::instrument(level = "debug", name = "account::delete", skip_all)]
 pub async fn delete(
     core: &Core,
     id: UserId,
@@ -264,6 +267,7 @@ pub async fn delete(
 
 /// One page of users in creation order, optionally only those whose email contains
 /// `email_contains` (case-insensitive), with the total count.
+#[tracing::instrument(level = "debug", name = "account::list", skip_all)]
 pub async fn list(
     core: &Core,
     email_contains: Option<String>,

@@ -111,6 +111,7 @@ pub struct NewApiKey {
 
 /// Makes a key for the caller (`api_key.created`, and the notice mail), after
 /// re-authentication; the permissions asked must be within the user's own.
+#[tracing::instrument(level = "debug", name = "api_keys::create", skip_all)]
 pub async fn create(
     core: &Core,
     auth: &Authenticated,
@@ -170,6 +171,7 @@ pub async fn create(
 }
 
 /// The user's keys, newest first.
+#[tracing::instrument(level = "debug", name = "api_keys::list", skip_all)]
 pub async fn list(core: &Core, user: UserId) -> Result<Vec<ApiKeyInfo>, Fault> {
     let rows = core.store.run(move |c| api_keys::of_user(c, user)).await?;
     Ok(rows.into_iter().map(ApiKeyInfo::from).collect())
@@ -177,6 +179,7 @@ pub async fn list(core: &Core, user: UserId) -> Result<Vec<ApiKeyInfo>, Fault> {
 
 /// Revokes the user's key `id` (`api_key.revoked`; `by` a superuser, or `None` for the
 /// owner): it stops at once, on every replica.
+#[tracing::instrument(level = "debug", name = "api_keys::revoke", skip_all)]
 pub async fn revoke(
     core: &Core,
     user: UserId,
@@ -230,6 +233,7 @@ pub struct VerifiedKey {
 /// `None` for any refusal. For callers that need the key's permissions (the OAuth
 /// provider's token exchange); the first-party routes authenticate keys through
 /// `flows::auth::authenticate`.
+#[tracing::instrument(level = "debug", name = "api_keys::verify", skip_all)]
 pub async fn verify(core: &Core, key: &str, now: Timestamp) -> Result<Option<VerifiedKey>, Fault> {
     if !is_well_formed_api_key(key) {
         return Ok(None);

@@ -31,6 +31,7 @@ pub struct Page {
 }
 
 /// A page of the events `filter` selects.
+#[tracing::instrument(level = "debug", name = "audit::list", skip_all)]
 pub async fn list(core: &Core, filter: Filter) -> Result<Page, Fault> {
     let limit = filter.limit.clamp(1, MAX_LIMIT);
     let query = AuditQuery {

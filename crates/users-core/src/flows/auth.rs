@@ -66,6 +66,7 @@ impl From<users_db::DbError> for AuthError {
 /// tokens at once, on every replica. One round trip, shared with the requests checked
 /// at the same moment (`lookup.rs`); about once a minute per session, a second records
 /// its use.
+#[tracing::instrument(level = "debug", name = "auth::authenticate", skip_all)]
 pub async fn authenticate(
     core: &Core,
     token: String,
@@ -214,6 +215,7 @@ impl From<users_db::DbError> for LoginError {
 /// verification; the lock works the same for known and unknown addresses, so it
 /// reveals nothing either. The session, its event and forgetting the failures are one
 /// write.
+#[tracing::instrument(level = "debug", name = "auth::login", skip_all)]
 pub async fn login(core: &Core, login: Login, now: Timestamp) -> Result<SignIn, LoginError> {
     let Login {
         credentials: Credentials { username, password },
@@ -333,6 +335,7 @@ async fn upgrade_hash(core: &Core, stored: &StoredUser, password: SecretString) 
 /// Ends the token's session, so every token of it fails at once on every replica; a
 /// token without a session (minted by fastapi-users) is revoked alone (kept, as a
 /// SHA-256, until it would have expired).
+#[tracing::instrument(level = "debug", name = "auth::logout", skip_all)]
 pub async fn logout(
     core: &Core,
     auth: &Authenticated,

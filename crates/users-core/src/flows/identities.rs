@@ -44,6 +44,7 @@ pub struct IdentityInfo {
 }
 
 /// The user's linked accounts, newest first.
+#[tracing::instrument(level = "debug", name = "identities::list", skip_all)]
 pub async fn list(core: &Core, user: UserId) -> Result<Vec<IdentityInfo>, Fault> {
     let rows = core
         .store
@@ -62,6 +63,7 @@ pub async fn list(core: &Core, user: UserId) -> Result<Vec<IdentityInfo>, Fault>
 
 /// Unlinks every account of the provider named `provider` from the user, or only the
 /// one of `subject` when given. A provider no longer configured can still be unlinked.
+#[tracing::instrument(level = "debug", name = "identities::unlink", skip_all)]
 pub async fn unlink(
     core: &Core,
     user: UserId,

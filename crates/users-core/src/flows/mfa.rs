@@ -138,6 +138,7 @@ async fn user_of(core: &Core, id: UserId) -> Result<Option<StoredUser>, Fault> {
 
 /// `POST /auth/mfa/totp`: a new secret, pending until confirmed from the same session.
 /// Re-authentication first: the password, or a sign-in of the last ten minutes.
+#[tracing::instrument(level = "debug", name = "mfa::totp_enrol", skip_all)]
 pub async fn totp_enrol(
     core: &Core,
     auth: &Authenticated,
@@ -199,6 +200,7 @@ fn new_recovery_codes(core: &Core) -> (Vec<String>, Vec<String>) {
 /// `POST /auth/mfa/totp/confirm`: the first code confirms the enrolment of this very
 /// session; ten recovery codes come back (shown once, stored hashed); this session
 /// becomes `aal` 2 and the user's other sessions end.
+#[tracing::instrument(level = "debug", name = "mfa::totp_confirm", skip_all)]
 pub async fn totp_confirm(
     core: &Core,
     auth: &Authenticated,
@@ -306,6 +308,7 @@ async fn use_recovery_code(
 }
 
 /// `DELETE /auth/mfa/totp`: with a valid code, TOTP and the recovery codes go.
+#[tracing::instrument(level = "debug", name = "mfa::totp_disable", skip_all)]
 pub async fn totp_disable(
     core: &Core,
     auth: &Authenticated,
@@ -334,6 +337,7 @@ pub async fn totp_disable(
 }
 
 /// `POST /auth/mfa/recovery-codes`: with a valid code, a new set; the old set dies.
+#[tracing::instrument(level = "debug", name = "mfa::regenerate_recovery_codes", skip_all)]
 pub async fn regenerate_recovery_codes(
     core: &Core,
     auth: &Authenticated,
@@ -355,12 +359,14 @@ pub async fn regenerate_recovery_codes(
 }
 
 /// `GET /auth/mfa`.
+#[tracing::instrument(level = "debug", name = "mfa::factors", skip_all)]
 pub async fn factors(core: &Core, user: UserId) -> Result<Factors, Fault> {
     Ok(core.store.run(move |c| mfa::factors_of(c, user)).await?)
 }
 
 /// `DELETE /users/{id}/mfa` (superusers, for a user who lost every factor): removes
 /// TOTP, recovery codes and passkeys, and ends the user's sessions.
+#[tracing::instrument(level = "debug", name = "mfa::reset", skip_all)]
 pub async fn reset(
     core: &Core,
     user: UserId,
@@ -408,6 +414,7 @@ pub enum Proof {
 /// and against the account's lock (however they are interleaved with sign-ins). A
 /// second step that answers with the cookie refuses a request from another site
 /// (`trusted_origin` false).
+#[tracing::instrument(level = "debug", name = "mfa::verify", skip_all)]
 pub async fn verify(
     core: &Core,
     mfa_token: &str,

@@ -142,6 +142,7 @@ async fn passkeys_of(core: &Core, user: UserId) -> Result<Vec<PasskeyRow>, Fault
 /// `POST /auth/passkeys/register/options`: a registration asking for a discoverable
 /// credential with user verification; the user's passkeys are excluded. Needs
 /// re-authentication (the password, or a recent sign-in).
+#[tracing::instrument(level = "debug", name = "passkeys::register_options", skip_all)]
 pub async fn register_options(
     core: &Core,
     auth: &Authenticated,
@@ -212,6 +213,7 @@ pub struct Registration<'a> {
 /// re-authentication again. The user's first passkey ends their other sessions (a
 /// passkey is a second factor: what was signed in without it must sign in again); the
 /// owner is told by mail.
+#[tracing::instrument(level = "debug", name = "passkeys::register", skip_all)]
 pub async fn register(
     core: &Core,
     auth: &Authenticated,
@@ -289,6 +291,7 @@ pub async fn register(
 }
 
 /// `GET /auth/passkeys`.
+#[tracing::instrument(level = "debug", name = "passkeys::list", skip_all)]
 pub async fn list(core: &Core, user: UserId) -> Result<Vec<PasskeyInfo>, PasskeyError> {
     webauthn(core)?;
     Ok(passkeys_of(core, user)
@@ -299,6 +302,7 @@ pub async fn list(core: &Core, user: UserId) -> Result<Vec<PasskeyInfo>, Passkey
 }
 
 /// `DELETE /auth/passkeys/{id}`, with re-authentication; the owner is told by mail.
+#[tracing::instrument(level = "debug", name = "passkeys::remove", skip_all)]
 pub async fn remove(
     core: &Core,
     auth: &Authenticated,
@@ -333,6 +337,7 @@ pub async fn remove(
 
 /// `POST /auth/passkeys/login/options`: without an mfa_token, a passwordless sign-in
 /// with any discoverable passkey; with one, a second step with the user's passkeys.
+#[tracing::instrument(level = "debug", name = "passkeys::login_options", skip_all)]
 pub async fn login_options(
     core: &Core,
     mfa_token: Option<&str>,
@@ -395,6 +400,7 @@ async fn record_use(
 }
 
 /// `POST /auth/passkeys/login`: a passwordless sign-in (method `passkey`, `aal` 2).
+#[tracing::instrument(level = "debug", name = "passkeys::login", skip_all)]
 pub async fn login(
     core: &Core,
     challenge_id: &str,

@@ -47,6 +47,7 @@ impl From<users_db::DbError> for ReauthError {
 /// Passes with the right `password` (whatever the session's age; a wrong one counts
 /// toward the account's lock like a failed sign-in), or without one when the request's
 /// session was signed in less than [`RECENT_SIGN_IN_SECS`] ago.
+#[tracing::instrument(level = "debug", name = "reauth::reauthenticate", skip_all)]
 pub async fn reauthenticate(
     core: &Core,
     auth: &Authenticated,

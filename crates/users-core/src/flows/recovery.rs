@@ -21,6 +21,7 @@ use crate::{Core, Counters, Fault};
 /// Queues a reset mail for `email` and returns at once, whatever the address: the same
 /// work for every address, so neither the answer nor its timing tells whether it is
 /// known. The worker sends a mail only to an active user.
+#[tracing::instrument(level = "debug", name = "recovery::forgot_password", skip_all)]
 pub async fn forgot_password(
     core: &Core,
     email: EmailAddress,
@@ -41,6 +42,7 @@ pub async fn forgot_password(
 }
 
 /// Queues a verification mail for `email` (sent only to an active, unverified user).
+#[tracing::instrument(level = "debug", name = "recovery::request_verification", skip_all)]
 pub async fn request_verification(
     core: &Core,
     email: EmailAddress,
@@ -268,6 +270,7 @@ impl From<users_db::DbError> for ResetError {
 /// matches the current password hash, for an active user; a password the policy
 /// accepts. The new hash, the revocation of every earlier access token and the
 /// "password changed" mail are one transaction, which also spends the token.
+#[tracing::instrument(level = "debug", name = "recovery::reset_password", skip_all)]
 pub async fn reset_password(
     core: &Core,
     token: &str,
@@ -340,6 +343,7 @@ impl From<users_db::DbError> for VerifyError {
 
 /// Verifies the email of the user a verification token names, if the token was made
 /// for the user's current email.
+#[tracing::instrument(level = "debug", name = "recovery::verify_email", skip_all)]
 pub async fn verify_email(
     core: &Core,
     token: &str,

@@ -38,6 +38,7 @@ impl From<DbError> for RegisterError {
 
 /// Password policy first, then the (case-insensitive) duplicate check, then the hash,
 /// then one INSERT; a racing duplicate is caught by the unique index and writes nothing.
+#[tracing::instrument(level = "debug", name = "register::register", skip_all)]
 pub async fn register(
     core: &Core,
     account: NewAccount,

@@ -80,6 +80,7 @@ pub struct NewRole {
 }
 
 /// Creates a role (`role.created`, by `actor`).
+#[tracing::instrument(level = "debug", name = "roles::create", skip_all)]
 pub async fn create(
     core: &Core,
     new: NewRole,
@@ -111,11 +112,13 @@ pub async fn create(
 }
 
 /// Every role, by name.
+#[tracing::instrument(level = "debug", name = "roles::list", skip_all)]
 pub async fn list(core: &Core) -> Result<Vec<Role>, Fault> {
     let rows = core.store.run(roles::list).await?;
     Ok(rows.into_iter().map(Role::from).collect())
 }
 
+#[tracing::instrument(level = "debug", name = "roles::get", skip_all)]
 pub async fn get(core: &Core, name: &str) -> Result<Role, RoleError> {
     let name = name.to_owned();
     core.store
@@ -126,6 +129,7 @@ pub async fn get(core: &Core, name: &str) -> Result<Role, RoleError> {
 }
 
 /// Changes the fields given (`role.updated`, by `actor`).
+#[tracing::instrument(level = "debug", name = "roles::update", skip_all)]
 pub async fn update(
     core: &Core,
     name: &str,
@@ -154,6 +158,7 @@ pub async fn update(
 
 /// Deletes a role (`role.deleted`, by `actor`): its users lose it, and their next
 /// refresh carries it no more.
+#[tracing::instrument(level = "debug", name = "roles::delete", skip_all)]
 pub async fn delete(
     core: &Core,
     name: &str,
@@ -179,6 +184,7 @@ pub async fn delete(
 }
 
 /// The roles of a user and the union of their permissions.
+#[tracing::instrument(level = "debug", name = "roles::of_user", skip_all)]
 pub async fn of_user(core: &Core, user: UserId) -> Result<UserRoles, Fault> {
     let rows = core.store.run(move |c| roles::of_user(c, user)).await?;
     Ok(UserRoles::of(&rows))
@@ -186,6 +192,7 @@ pub async fn of_user(core: &Core, user: UserId) -> Result<UserRoles, Fault> {
 
 /// Replaces the roles of a user (`user.roles_changed`, by `actor`); an unknown name
 /// changes nothing.
+#[tracing::instrument(level = "debug", name = "roles::set_for_user", skip_all)]
 pub async fn set_for_user(
     core: &Core,
     user: UserId,
@@ -215,11 +222,13 @@ pub async fn set_for_user(
 
 /// The permissions of a user: the union of those of their roles, sorted. For the OAuth
 /// provider: a permission is a scope the user may be granted.
+#[tracing::instrument(level = "debug", name = "roles::permissions_of", skip_all)]
 pub async fn permissions_of(core: &Core, user: UserId) -> Result<Vec<String>, Fault> {
     Ok(of_user(core, user).await?.permissions)
 }
 
 /// The names of the roles of a user, sorted: the `roles` claim.
+#[tracing::instrument(level = "debug", name = "roles::role_names_of", skip_all)]
 pub async fn role_names_of(core: &Core, user: UserId) -> Result<Vec<String>, Fault> {
     Ok(core.store.run(move |c| roles::names_of(c, user)).await?)
 }

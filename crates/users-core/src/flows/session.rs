@@ -224,6 +224,7 @@ impl From<DbError> for RefreshError {
 /// `REFRESH_REUSE_INTERVAL_SECONDS` of its rotation, gets the session's current token
 /// (two tabs refreshing at once converge on one); any older one, or that one later, is
 /// theft: the session ends. A failed rotation spends nothing.
+#[tracing::instrument(level = "debug", name = "session::refresh", skip_all)]
 pub async fn refresh(
     core: &Core,
     token: &str,
@@ -459,6 +460,7 @@ fn rotation_step(
 }
 
 /// The user's live sessions, newest first; `current` marks the caller's.
+#[tracing::instrument(level = "debug", name = "session::list", skip_all)]
 pub async fn list(
     core: &Core,
     user_id: UserId,
@@ -495,6 +497,7 @@ fn ending_event(user_id: UserId, ending: &Ending<'_>) -> Event {
 }
 
 /// Ends one live session of the user; `false` when they have none with that id.
+#[tracing::instrument(level = "debug", name = "session::end", skip_all)]
 pub async fn end(
     core: &Core,
     user_id: UserId,
@@ -519,6 +522,7 @@ pub async fn end(
 
 /// Ends every session of the user but `except` (sign out everywhere else; or, with
 /// `None`, everywhere).
+#[tracing::instrument(level = "debug", name = "session::end_all", skip_all)]
 pub async fn end_all(
     core: &Core,
     user_id: UserId,

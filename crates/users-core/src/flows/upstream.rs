@@ -113,6 +113,7 @@ pub struct Authorization {
 /// `for_user`: the current user, when linking an account to it. `return_to`: the page
 /// of the service that started a sign-in (a path), where its callback returns with the
 /// cookie set.
+#[tracing::instrument(level = "debug", name = "upstream::begin", skip_all)]
 pub async fn begin(
     core: &Core,
     provider_name: &str,
@@ -177,6 +178,7 @@ pub struct Finished {
 
 /// The checks of docs/providers.md, in order, then the exchange with the provider: the
 /// verified identity. `for_user`: the current user on the associate callback.
+#[tracing::instrument(level = "debug", name = "upstream::finish", skip_all)]
 pub async fn finish(
     core: &Core,
     provider_name: &str,
@@ -245,6 +247,7 @@ pub async fn finish(
 /// Signs in the user a verified identity belongs to: the linked one; else, when the
 /// provider allows linking by email and the provider says the email is verified, the
 /// user with that email; else a new user, created with the link in one transaction.
+#[tracing::instrument(level = "debug", name = "upstream::sign_in", skip_all)]
 pub async fn sign_in(
     core: &Core,
     provider_name: &str,
@@ -425,6 +428,7 @@ async fn sign_up(
 
 /// Links the provider account of a verified identity to `user` (the current user),
 /// without touching their email.
+#[tracing::instrument(level = "debug", name = "upstream::associate", skip_all)]
 pub async fn associate(
     core: &Core,
     provider_name: &str,

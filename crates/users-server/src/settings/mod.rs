@@ -21,6 +21,7 @@ mod providers;
 mod second_factor;
 mod sessions;
 mod tokens;
+mod traces;
 mod variables;
 
 use users_core::{CoreConfig, CoreSetup};
@@ -38,6 +39,7 @@ pub use providers::{issuer_variable, oidc_variable, Providers, RESERVED_PROVIDER
 pub use second_factor::SecondFactor;
 pub use sessions::Sessions;
 pub use tokens::Tokens;
+pub use traces::{Sampler, Traces};
 pub use variables::{
     is_known_variable, variable, variables, Allowed, Variable, WhenUnset, PROVIDER_PLACEHOLDER,
 };
@@ -70,6 +72,7 @@ pub struct Settings {
     pub sessions: Sessions,
     pub limits: Limits,
     pub ops: Ops,
+    pub traces: Traces,
     pub events: Events,
     pub provider: Provider,
 }
@@ -86,6 +89,7 @@ const SECTIONS: &[&[Variable]] = &[
     sessions::VARIABLES,
     limits::VARIABLES,
     ops::VARIABLES,
+    traces::VARIABLES,
     events::VARIABLES,
     provider::VARIABLES,
 ];
@@ -110,6 +114,7 @@ impl Settings {
         let sessions = Sessions::read(&env)?;
         let limits = Limits::read(&env)?;
         let ops = Ops::read(&env)?;
+        let traces = Traces::read(&env)?;
         let events = Events::read(&env)?;
         let provider = Provider::read(&env)?;
         Ok(Settings {
@@ -123,6 +128,7 @@ impl Settings {
             sessions,
             limits,
             ops,
+            traces,
             events,
             provider,
         })

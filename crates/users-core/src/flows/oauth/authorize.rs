@@ -388,6 +388,7 @@ async fn browser_session(
 }
 
 /// `GET /oauth/authorize` with its query, and the `fastapiusersauth` cookie if any.
+#[tracing::instrument(level = "debug", name = "oauth::authorize::authorize", skip_all)]
 pub async fn authorize(
     core: &Core,
     query: Params,
@@ -676,6 +677,7 @@ async fn consent_request(
 }
 
 /// `GET /oauth/consent?request=`.
+#[tracing::instrument(level = "debug", name = "oauth::authorize::consent_view", skip_all)]
 pub async fn consent_view(
     core: &Core,
     request_id: &str,
@@ -713,6 +715,7 @@ pub async fn consent_view(
 }
 
 /// `POST /oauth/consent`: the person's decision. Answers the redirect to the client.
+#[tracing::instrument(level = "debug", name = "oauth::authorize::decide", skip_all)]
 pub async fn decide(
     core: &Core,
     request_id: &str,

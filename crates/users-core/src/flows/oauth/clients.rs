@@ -266,6 +266,7 @@ impl ClientRoles {
 }
 
 /// `GET /oauth/clients/{client_id}/roles`.
+#[tracing::instrument(level = "debug", name = "oauth::clients::roles_of", skip_all)]
 pub async fn roles_of(core: &Core, client_id: &str) -> Result<ClientRoles, OAuthError> {
     if get(core, client_id).await?.is_none() {
         return Err(OAuthError::UnknownClient);
@@ -277,6 +278,7 @@ pub async fn roles_of(core: &Core, client_id: &str) -> Result<ClientRoles, OAuth
 
 /// `PUT /oauth/clients/{client_id}/roles`: replaces the set; an unknown role is
 /// `invalid_request` and nothing changes.
+#[tracing::instrument(level = "debug", name = "oauth::clients::set_roles", skip_all)]
 pub async fn set_roles(
     core: &Core,
     by: UserId,
@@ -312,6 +314,7 @@ fn new_secret() -> (String, String) {
 }
 
 /// `POST /oauth/clients`.
+#[tracing::instrument(level = "debug", name = "oauth::clients::register", skip_all)]
 pub async fn register(
     core: &Core,
     by: Registrar,
@@ -379,6 +382,7 @@ pub async fn register(
 }
 
 /// A client by its id.
+#[tracing::instrument(level = "debug", name = "oauth::clients::get", skip_all)]
 pub async fn get(core: &Core, client_id: &str) -> Result<Option<Client>, Fault> {
     let id = client_id.to_owned();
     let row = core.store.run(move |c| db::find_client(c, &id)).await?;
@@ -386,6 +390,7 @@ pub async fn get(core: &Core, client_id: &str) -> Result<Option<Client>, Fault> 
 }
 
 /// Every client, oldest first.
+#[tracing::instrument(level = "debug", name = "oauth::clients::list", skip_all)]
 pub async fn list(core: &Core) -> Result<Vec<Client>, Fault> {
     let rows = core.store.run(db::list_clients).await?;
     rows.into_iter().map(Client::from_row).collect()
@@ -393,6 +398,7 @@ pub async fn list(core: &Core) -> Result<Vec<Client>, Fault> {
 
 /// `PUT /oauth/clients/{client_id}`: replaces the metadata (the secret stays; a client
 /// made public loses it, one made confidential gets one, answered once).
+#[tracing::instrument(level = "debug", name = "oauth::clients::replace", skip_all)]
 pub async fn replace(
     core: &Core,
     by: UserId,
@@ -451,6 +457,7 @@ pub async fn replace(
 }
 
 /// `DELETE /oauth/clients/{client_id}`: every grant and token of the client ends.
+#[tracing::instrument(level = "debug", name = "oauth::clients::delete", skip_all)]
 pub async fn delete(
     core: &Core,
     by: UserId,
@@ -470,6 +477,7 @@ pub async fn delete(
 }
 
 /// `POST /oauth/clients/{client_id}/secret`: a new secret; the old one stops at once.
+#[tracing::instrument(level = "debug", name = "oauth::clients::rotate_secret", skip_all)]
 pub async fn rotate_secret(
     core: &Core,
     by: UserId,
@@ -519,6 +527,7 @@ pub struct ClientAuth {
 
 /// Authenticates a client strictly by the method it was registered with. A failure
 /// counts toward the caller's per-IP budget (`oauth-client-auth`).
+#[tracing::instrument(level = "debug", name = "oauth::clients::authenticate", skip_all)]
 pub async fn authenticate(
     core: &Core,
     auth: &ClientAuth,

@@ -24,6 +24,7 @@ pub struct GrantInfo {
 }
 
 /// The person's consents, oldest first.
+#[tracing::instrument(level = "debug", name = "oauth::grants::list", skip_all)]
 pub async fn list(core: &Core, user_id: UserId) -> Result<Vec<GrantInfo>, Fault> {
     let (consents, uses) = core
         .store
@@ -57,6 +58,7 @@ pub async fn list(core: &Core, user_id: UserId) -> Result<Vec<GrantInfo>, Fault>
 
 /// Forgets the consent and ends the app's grants for the person; `false` when they had
 /// neither.
+#[tracing::instrument(level = "debug", name = "oauth::grants::revoke", skip_all)]
 pub async fn revoke(
     core: &Core,
     user_id: UserId,

@@ -50,6 +50,7 @@ async fn decode(
 }
 
 /// A provider access token if it is live now; `None` otherwise.
+#[tracing::instrument(level = "debug", name = "oauth::resource::live_access_token", skip_all)]
 pub async fn live_access_token(
     core: &Core,
     token: &str,
@@ -129,6 +130,7 @@ pub enum UserinfoError {
 }
 
 /// `GET|POST /oauth/userinfo`.
+#[tracing::instrument(level = "debug", name = "oauth::resource::userinfo", skip_all)]
 pub async fn userinfo(core: &Core, token: &str, now: Timestamp) -> Result<Value, UserinfoError> {
     let live = live_access_token(core, token, now)
         .await?
@@ -159,6 +161,7 @@ fn inactive() -> Value {
 }
 
 /// `POST /oauth/introspect`: any confidential client authenticates.
+#[tracing::instrument(level = "debug", name = "oauth::resource::introspect", skip_all)]
 pub async fn introspect(
     core: &Core,
     params: Params,
@@ -249,6 +252,7 @@ pub async fn introspect(
 
 /// `POST /oauth/revoke`: a refresh token of the client ends its grant; an access token
 /// of the client stops at once; anything else is left alone, with the same answer.
+#[tracing::instrument(level = "debug", name = "oauth::resource::revoke", skip_all)]
 pub async fn revoke(
     core: &Core,
     params: Params,
@@ -312,6 +316,7 @@ pub enum SignedOut {
 /// `GET /oauth/logout` (RP-Initiated Logout 1.0): with an `id_token_hint` of ours whose
 /// person is the browser's (or with no browser session left), ends the browser's session
 /// and goes back to a post-logout redirect URI registered for the hint's client.
+#[tracing::instrument(level = "debug", name = "oauth::resource::logout", skip_all)]
 pub async fn logout(
     core: &Core,
     params: Params,

@@ -40,6 +40,7 @@ pub struct TokenAnswer {
 const PERSON_SCOPES: [&str; 5] = ["openid", "email", "profile", "offline_access", "roles"];
 
 /// `POST /oauth/token`.
+#[tracing::instrument(level = "debug", name = "oauth::token::token", skip_all)]
 pub async fn token(
     core: &Core,
     params: Params,
