@@ -892,3 +892,160 @@ async fn an_app_signs_a_person_in_through_the_hosted_pages() {
     assert_eq!(claims["nonce"], "n-1");
     assert_eq!(claims["email"], email.as_str());
 }
+
+/// The same with a passkey (Chromium's virtual authenticator): added on the account page,
+/// then used on the hosted sign-in page an app sent the browser to; the ID token says
+/// `hwk`. The account page then lists the app among the connected apps (screenshots).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_app_signs_a_person_in_with_a_passkey() {
+    let Some(driver) = start_driver().await else {
+        return;
+    };
+    let port = free_port();
+    let base = format!("http://localhost:{port}");
+    let public = base.clone();
+    let app = spawn_app_with(Backend::Sqlite, |env| {
+        env.insert("BIND_ADDR".into(), format!("127.0.0.1:{port}"));
+        env.insert("PUBLIC_URL".into(), public);
+        env.insert("WEBAUTHN_RP_ID".into(), "localhost".into());
+        env.insert("APP_NAME".into(), "Acme".into());
+    })
+    .await;
+    let (_, admin) = app.superuser_with_token().await;
+    let callback = format!("http://127.0.0.1:{}/callback", free_port());
+    let r = app
+        .post_json(
+            "/oauth/clients",
+            &json!({"client_name": "Invoices", "redirect_uris": [callback], "scope": "openid email"}),
+            Some(&admin),
+        )
+        .await;
+    assert_eq!(r.status(), 201);
+    let client: serde_json::Value = r.json().await.unwrap();
+    let (client_id, secret) = (
+        client["client_id"].as_str().unwrap().to_owned(),
+        client["client_secret"].as_str().unwrap().to_owned(),
+    );
+    let email = unique_email();
+    app.create_user(&email).await;
+    let verifier = "another-verifier-of-the-app-long-enough-0123456789";
+    let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(<sha2::Sha256 as sha2::Digest>::digest(verifier.as_bytes()));
+    let authorize = format!(
+        "{base}/oauth/authorize?response_type=code&client_id={client_id}&scope=openid&state=st-2&code_challenge={challenge}&code_challenge_method=S256"
+    );
+    let browser_client = browser(&driver).await;
+    let c = &browser_client;
+    let result = async {
+        add_virtual_authenticator(c).await?;
+        c.set_window_size(1280, 1400).await?;
+        // a passkey, added on the account page, then signed out
+        c.goto(&format!("{base}/account")).await?;
+        shown(c, "signin").await?;
+        c.find(Locator::Css("#email"))
+            .await?
+            .send_keys(&email)
+            .await?;
+        c.find(Locator::Css("#password"))
+            .await?
+            .send_keys(PASSWORD)
+            .await?;
+        c.find(Locator::Css("#signin-form button[type=submit]"))
+            .await?
+            .click()
+            .await?;
+        shown(c, "account").await?;
+        c.find(Locator::Css("#passkey-name"))
+            .await?
+            .send_keys("Chromium")
+            .await?;
+        c.find(Locator::Css("#passkey-add button[type=submit]"))
+            .await?
+            .click()
+            .await?;
+        c.wait()
+            .at_most(Duration::from_secs(10))
+            .for_element(Locator::Css("#passkey-list li"))
+            .await?;
+        c.find(Locator::Css("#signout")).await?.click().await?;
+        shown(c, "signin").await?;
+        // the app sends the browser to sign in: the passkey alone
+        c.goto(&authorize).await?;
+        shown(c, "signin").await?;
+        c.find(Locator::Css("#signin-passkey"))
+            .await?
+            .click()
+            .await?;
+        let allow = c
+            .wait()
+            .at_most(Duration::from_secs(10))
+            .for_element(Locator::Css("button[value=allow]"))
+            .await?;
+        allow.click().await?;
+        let mut landed = String::new();
+        for _ in 0..50 {
+            landed = c.current_url().await?.to_string();
+            if landed.starts_with(&callback) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        // the account page lists the app
+        c.goto(&format!("{base}/account")).await?;
+        let app_item = c
+            .wait()
+            .at_most(Duration::from_secs(10))
+            .for_element(Locator::Css("#app-list li"))
+            .await?;
+        assert!(app_item.text().await?.contains("Invoices"));
+        for width in [360, 1280] {
+            c.set_window_size(width, 1400).await?;
+            c.execute(
+                "document.getElementById('sessions-heading').scrollIntoView()",
+                vec![],
+            )
+            .await?;
+            screenshot(c, width, "connected-apps").await?;
+        }
+        Ok::<String, fantoccini::error::CmdError>(landed)
+    }
+    .await;
+    let _ = browser_client.close().await;
+    let landed = result.expect("the browser flow");
+    assert!(landed.starts_with(&callback), "{landed}");
+    let code = url::Url::parse(&landed)
+        .unwrap()
+        .query_pairs()
+        .find(|(k, _)| k == "code")
+        .map(|(_, v)| v.into_owned())
+        .expect("a code");
+    let r = app
+        .client
+        .post(app.url("/oauth/token"))
+        .basic_auth(&client_id, Some(&secret))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", code.as_str()),
+            ("redirect_uri", callback.as_str()),
+            ("code_verifier", verifier),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let tokens: serde_json::Value = r.json().await.unwrap();
+    let payload = tokens["id_token"]
+        .as_str()
+        .unwrap()
+        .split('.')
+        .nth(1)
+        .unwrap();
+    let claims: serde_json::Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(claims["amr"], json!(["hwk"]));
+    assert_eq!(claims["acr"], "2");
+}

@@ -1568,7 +1568,32 @@ async fn permissions_are_scopes(backend: Backend) {
     oauth_error(r, 400, "invalid_request").await;
 }
 
+/// Consent given through one replica holds on the other: the second authorization,
+/// served by the other process, goes straight back with a code.
+async fn consent_holds_across_replicas(backend: Backend) {
+    let app = provider_app(backend).await;
+    let replica = spawn_app_on(backend, app.database.clone(), |_| {}).await;
+    let (_, admin) = app.superuser_with_token().await;
+    let client = register_client(&app, &admin, json!({"redirect_uris": [REDIRECT]})).await;
+    let id = client["client_id"].as_str().unwrap();
+    let email = unique_email();
+    app.create_user(&email).await;
+    let cookie = browser_cookie(&app, &email).await;
+    let challenge = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
+    let path = format!("/oauth/authorize?response_type=code&client_id={id}&scope=openid&code_challenge={challenge}&code_challenge_method=S256");
+    let r = browse(&app, &path, Some(&cookie)).await;
+    let r = decide(&app, &location(&r), &cookie, "allow").await;
+    assert!(query_of(&location(&r)).contains_key("code"));
+    let r = browse(&replica, &path, Some(&cookie)).await;
+    let back = location(&r);
+    assert!(
+        back.starts_with(REDIRECT) && query_of(&back).contains_key("code"),
+        "{back}"
+    );
+}
+
 crate::both_backends!(
+    consent_holds_across_replicas,
     permissions_are_scopes,
     open_registration,
     a_proof_by_mail_ends_what_was_let_in_unverified,
