@@ -124,8 +124,11 @@ async fn keys_are_made_listed_and_revoked(backend: Backend) {
     let me: Value = app.me(&key).await.json().await.unwrap();
     assert_eq!(me["id"], id);
     assert_eq!(me["email"], email);
-    assert_eq!(app.get("/users/me/roles", Some(&key)).await.status(), 200);
     assert_eq!(app.get("/auth/sessions", Some(&key)).await.status(), 200);
+    // not on the routes of roles, API keys and the provider (Part three)
+    for path in ["/users/me/roles", "/users/me/api-keys", "/users/me/grants"] {
+        assert_eq!(app.get(path, Some(&key)).await.status(), 401, "{path}");
+    }
 
     // the notice mail of a new key, which never holds the key
     let mail = sink
@@ -446,7 +449,8 @@ async fn keys_may_not_change_how_the_person_signs_in(backend: Backend) {
     assert_eq!(app.get("/auth/mfa", Some(&key)).await.status(), 200);
     assert_eq!(
         app.get("/users/me/api-keys", Some(&key)).await.status(),
-        200
+        401,
+        "not on the routes of Part three"
     );
     // the same writes with the session's token are not refused for it
     let r = app

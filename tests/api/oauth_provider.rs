@@ -761,6 +761,21 @@ async fn clients_and_errors(backend: Backend) {
     oauth_error(r, 401, "invalid_token").await;
     let r = app.post_json("/oauth/clients", &body, Some(&plain)).await;
     oauth_error(r, 403, "insufficient_scope").await;
+    // a superuser's API key is not accepted on the provider's routes
+    let r = app
+        .post_json(
+            "/users/me/api-keys",
+            &json!({"name": "ops", "password": PASSWORD}),
+            Some(&admin),
+        )
+        .await;
+    assert_eq!(r.status(), 201);
+    let key = r.json::<Value>().await.unwrap()["key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let r = app.post_json("/oauth/clients", &body, Some(&key)).await;
+    oauth_error(r, 401, "invalid_token").await;
     for (bad, error) in [
         (
             json!({"redirect_uris": ["http://app.example/cb"]}),

@@ -212,3 +212,24 @@ pub async fn no_api_key<B: MessageBody>(
         )),
     }
 }
+
+/// Route middleware for the routes of the provider, roles and API keys (Part three of
+/// the contract; docs/roles-and-api-keys.md): an API key is not accepted there, so a
+/// request it authenticated is 401 as with a bad token. Goes inside [`authenticated`].
+pub async fn not_by_api_key<B: MessageBody>(
+    req: ServiceRequest,
+    next: Next<B>,
+) -> Result<ServiceResponse<EitherBody<B>>, actix_web::Error> {
+    let by_key = req
+        .extensions()
+        .get::<CurrentUser>()
+        .map(|u| u.by_api_key());
+    match by_key {
+        Some(false) => Ok(next.call(req).await?.map_into_left_body()),
+        Some(true) => Ok(refuse(req, ApiError::Unauthorized)),
+        None => Ok(refuse(
+            req,
+            ApiError::internal("route not wrapped in `authenticated`"),
+        )),
+    }
+}

@@ -11,7 +11,7 @@ use tracing_actix_web::TracingLogger;
 use users_core::Core;
 use users_domain::Clock;
 
-use crate::auth::{authenticated, no_api_key, superuser};
+use crate::auth::{authenticated, no_api_key, not_by_api_key, superuser};
 use crate::rate_limit::per_ip;
 use crate::routes::{
     self, account, api_keys, audit, auth, identities, mail, mfa, oauth, ops, pages, passkeys,
@@ -316,11 +316,21 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     )
     // before `/users/{id}/…`, which "me" would match
     .service(
-        resource("/users/me/roles").route(web::get().to(roles::mine).wrap(from_fn(authenticated))),
+        resource("/users/me/roles").route(
+            web::get()
+                .to(roles::mine)
+                .wrap(from_fn(not_by_api_key))
+                .wrap(from_fn(authenticated)),
+        ),
     )
     .service(
         resource("/users/me/api-keys")
-            .route(web::get().to(api_keys::list).wrap(from_fn(authenticated)))
+            .route(
+                web::get()
+                    .to(api_keys::list)
+                    .wrap(from_fn(not_by_api_key))
+                    .wrap(from_fn(authenticated)),
+            )
             .route(
                 web::post()
                     .to(api_keys::create)
@@ -336,8 +346,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .wrap(from_fn(authenticated)),
         ),
     );
-    let superusers =
-        |route: actix_web::Route| route.wrap(from_fn(superuser)).wrap(from_fn(authenticated));
+    let superusers = |route: actix_web::Route| {
+        route
+            .wrap(from_fn(superuser))
+            .wrap(from_fn(not_by_api_key))
+            .wrap(from_fn(authenticated))
+    };
     cfg.service(
         resource("/roles")
             .route(superusers(web::get().to(roles::list)))
@@ -355,6 +369,14 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .wrap(from_fn(superuser))
             .wrap(from_fn(authenticated))
     };
+    // the superuser routes of Part three: no API key (docs/roles-and-api-keys.md)
+    let part_three = |route: actix_web::Route| {
+        route
+            .wrap(from_fn(users::target_user))
+            .wrap(from_fn(superuser))
+            .wrap(from_fn(not_by_api_key))
+            .wrap(from_fn(authenticated))
+    };
     cfg.service(
         resource("/users/{id}")
             .route(admin(web::get().to(users::get_user)))
@@ -369,13 +391,15 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(resource("/users/{id}/mfa").route(admin(web::delete().to(mfa::reset))))
     .service(
         resource("/users/{id}/roles")
-            .route(admin(web::get().to(roles::of_user)))
-            .route(admin(web::put().to(roles::set_for_user))),
+            .route(part_three(web::get().to(roles::of_user)))
+            .route(part_three(web::put().to(roles::set_for_user))),
     )
-    .service(resource("/users/{id}/api-keys").route(admin(web::get().to(api_keys::list_of_user))))
+    .service(
+        resource("/users/{id}/api-keys").route(part_three(web::get().to(api_keys::list_of_user))),
+    )
     .service(
         resource("/users/{id}/api-keys/{key_id}")
-            .route(admin(web::delete().to(api_keys::revoke_of_user))),
+            .route(part_three(web::delete().to(api_keys::revoke_of_user))),
     );
     cfg.configure(configure_provider);
 }
@@ -439,13 +463,18 @@ fn configure_provider(cfg: &mut web::ServiceConfig) {
     .service(resource("/oauth/revoke").route(web::post().to(oauth::revoke)))
     .service(resource("/oauth/logout").route(web::get().to(oauth::logout)))
     .service(
-        resource("/users/me/grants")
-            .route(web::get().to(oauth::my_grants).wrap(from_fn(authenticated))),
+        resource("/users/me/grants").route(
+            web::get()
+                .to(oauth::my_grants)
+                .wrap(from_fn(not_by_api_key))
+                .wrap(from_fn(authenticated)),
+        ),
     )
     .service(
         resource("/users/me/grants/{client_id}").route(
             web::delete()
                 .to(oauth::revoke_grant)
+                .wrap(from_fn(not_by_api_key))
                 .wrap(from_fn(authenticated)),
         ),
     );

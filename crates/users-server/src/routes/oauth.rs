@@ -264,6 +264,8 @@ async fn superuser(
         return Ok(None);
     };
     match auth::authenticate(&state.core, token, state.now()).await {
+        // not an API key: the provider's routes take none (docs/roles-and-api-keys.md)
+        Ok(a) if a.by_api_key() => Err(OAuthError::InvalidToken.into()),
         Ok(a) if a.user().is_superuser => Ok(Some(a.user().id)),
         Ok(_) => Err(OAuthError::InsufficientScope.into()),
         Err(auth::AuthError::Unauthorized) => Err(OAuthError::InvalidToken.into()),
