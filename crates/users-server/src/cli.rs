@@ -164,11 +164,9 @@ pub async fn create_user_command(settings: Settings, args: CreateUserArgs) -> u8
 /// access tokens' new `kid` and `signs_from` when there is one, and `provider`, each
 /// algorithm's new key.
 pub async fn rotate_signing_key_command(settings: Settings) -> u8 {
-    if settings.tokens.jwt_private_key.is_some() {
-        eprintln!("error: JWT_PRIVATE_KEY is set: that key signs; rotate by giving it a new key");
-        return 2;
-    }
     let now = SystemClock.now();
+    let configured = settings.tokens.jwt_private_key.is_some();
+    let hs256 = settings.tokens.jwt_algorithm == users_core::signing::SigningAlgorithm::Hs256;
     let core = match Core::build(settings.core_setup(), now).await {
         Ok(c) => c,
         Err(e) => {
@@ -178,16 +176,23 @@ pub async fn rotate_signing_key_command(settings: Settings) -> u8 {
     };
     let mut out = serde_json::Map::new();
     let mut provider = Vec::new();
-    // a ring without keys (no client registered yet) makes its first when needed
-    for ring in core.keys.all().iter().filter(|r| r.has_keys()) {
+    let first_party = |ring: &std::sync::Arc<users_core::keyring::KeyRing>| {
+        core.tokens
+            .ring
+            .as_ref()
+            .is_some_and(|r| std::sync::Arc::ptr_eq(r, ring))
+    };
+    // the key given in JWT_PRIVATE_KEY is the operator's to change; a ring without keys
+    // (no OAuth client registered yet) makes its first when it is needed
+    let kept = core
+        .keys
+        .all()
+        .iter()
+        .filter(|r| r.has_keys() && !(configured && first_party(r)));
+    for ring in kept {
         match ring.rotate(now).await {
             Ok((kid, active_from)) => {
-                let first_party = core
-                    .tokens
-                    .ring
-                    .as_ref()
-                    .is_some_and(|r| std::sync::Arc::ptr_eq(r, ring));
-                if first_party {
+                if first_party(ring) {
                     out.insert("kid".into(), serde_json::json!(kid));
                     out.insert("signs_from".into(), serde_json::json!(active_from));
                 }
@@ -202,6 +207,21 @@ pub async fn rotate_signing_key_command(settings: Settings) -> u8 {
                 return 1;
             }
         }
+    }
+    if provider.is_empty() {
+        if configured {
+            eprintln!(
+                "error: JWT_PRIVATE_KEY is set: that key signs; rotate by giving it a new key"
+            );
+        } else if hs256 {
+            eprintln!("error: JWT_ALGORITHM is HS256: access tokens are signed with JWT_SECRET; set JWT_ALGORITHM to EdDSA, ES256 or RS256 to use signing keys (the OAuth provider's keys are made with its first client)");
+        } else {
+            eprintln!("error: no signing keys are kept");
+        }
+        return 2;
+    }
+    if configured {
+        eprintln!("note: JWT_PRIVATE_KEY is set: that key signs the access tokens; rotate it by giving a new one (the provider's other keys are rotated)");
     }
     out.insert("published_from".into(), serde_json::json!(now));
     out.insert("provider".into(), serde_json::Value::Array(provider));

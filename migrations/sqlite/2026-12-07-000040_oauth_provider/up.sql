@@ -67,5 +67,15 @@ CREATE TABLE oauth_revoked (
     expires_at BIGINT NOT NULL
 );
 
+-- What the provider's queries look up and purge by.
+CREATE INDEX oauth_consents_client ON oauth_consents (client_id);
+CREATE INDEX oauth_requests_expires ON oauth_requests (expires_at);
+CREATE INDEX oauth_requests_client ON oauth_requests (client_id);
+CREATE INDEX oauth_codes_user_client ON oauth_codes (user_id, client_id);
+CREATE INDEX oauth_codes_client ON oauth_codes (client_id);
+CREATE INDEX oauth_codes_expires ON oauth_codes (expires_at);
+CREATE INDEX oauth_grants_user ON oauth_grants (user_id);
+CREATE INDEX oauth_revoked_expires ON oauth_revoked (expires_at);
+
 -- How the second step of a sign-in was made (`otp`, `hwk`), for `amr`.
 ALTER TABLE sessions ADD COLUMN second_factor TEXT;

@@ -70,13 +70,21 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     )
 )]
 pub async fn jwks(state: web::Data<AppState>) -> HttpResponse {
-    // the provider's rings hold the access tokens' one when it is asymmetric
+    // the provider's rings hold the access tokens' one when it is asymmetric; a ring
+    // without keys looks again (at most every few seconds): another replica may have
+    // made the first one
+    for ring in state.core.keys.all().iter().filter(|r| !r.has_keys()) {
+        if let Err(e) = ring.reload_for_unknown_kid().await {
+            tracing::warn!(error = %e, "cannot reload the signing keys");
+        }
+    }
     let keys = state.core.keys.jwks(state.now());
     let max_age = state
         .core
         .keys
         .all()
         .iter()
+        .filter(|r| r.has_keys())
         .map(|r| r.publish_ahead_secs())
         .min()
         // shorter than the publish-ahead time, so caches learn a new key before it signs

@@ -345,29 +345,21 @@ async fn refresh_grant(
     now: Timestamp,
 ) -> Result<TokenAnswer, OAuthError> {
     let token = params.require("refresh_token")?;
-    let of = RefreshOf::Grant {
-        client_id: &client.client_id,
+    let invalid = || {
+        OAuthError::InvalidGrant(
+            "the refresh token is unknown, expired, ended or not this client's".into(),
+        )
     };
-    let rotated = match session::rotate(core, token, of, from, now).await {
-        Ok(r) => r,
-        Err(RefreshError::Invalid) => {
-            return Err(OAuthError::InvalidGrant(
-                "the refresh token is unknown, expired, ended or not this client's".into(),
-            ))
-        }
-        Err(RefreshError::Reused) => {
-            return Err(OAuthError::InvalidGrant(
-                "the refresh token was used already; the grant is ended".into(),
-            ))
-        }
-        Err(RefreshError::Fault(f)) => return Err(f.into()),
-    };
-    let sid = rotated.session_id.clone();
+    // the grant and the scope asked for are checked before the rotation, which then
+    // spends the token only for an answer that succeeds
+    let claim = RefreshKey::parse(token).ok_or_else(invalid)?;
+    let sid = claim.session_id.to_string();
     let grant = core
         .store
         .run(move |c| db::find_grant(c, &sid, None))
         .await?
-        .ok_or_else(|| OAuthError::InvalidGrant("the grant has ended".into()))?;
+        .filter(|g| g.grant.client_id == client.client_id)
+        .ok_or_else(invalid)?;
     let granted = scopes_of(&grant.grant.scope)?;
     let scopes = match params.get("scope") {
         None => granted,
@@ -376,6 +368,19 @@ async fn refresh_grant(
                 "scope `{outside}` was not granted; a refresh may narrow, never widen"
             ))
         })?,
+    };
+    let of = RefreshOf::Grant {
+        client_id: &client.client_id,
+    };
+    let rotated = match session::rotate(core, token, of, from, now).await {
+        Ok(r) => r,
+        Err(RefreshError::Invalid) => return Err(invalid()),
+        Err(RefreshError::Reused) => {
+            return Err(OAuthError::InvalidGrant(
+                "the refresh token was used already; the grant is ended".into(),
+            ))
+        }
+        Err(RefreshError::Fault(f)) => return Err(f.into()),
     };
     let amr: Vec<String> = grant.grant.amr.split(' ').map(str::to_owned).collect();
     let (scopes, roles) = held_by_person(core, &rotated.user, &scopes).await?;
