@@ -2093,7 +2093,8 @@ class Report:
                    f"grants/s per vCPU. Targets (issue 23): client credentials ≥ 10,000/s, "
                    f"introspection ≥ 20,000/s, the code exchange ≥ 3,000/s (EdDSA), userinfo ≥ 80% "
                    f"of `GET /users/me` on the same system and connections, RS256 ≥ 90% of the "
-                   f"RS256 signing ceiling above; p99 < 20 ms, 0 errors.\n")
+                   f"RS256 signing ceiling above (per wall second and per CPU-second, × cores; "
+                   f"`met` against the higher); p99 < 20 ms, 0 errors.\n")
         out.append("| scenario | conns | system | ok/s | p50 ms | p99 ms | non-200 | socket err | "
                    "server CPU µs/req | per vCPU | × Keycloak | target | met |")
         out.append("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|")
@@ -2115,9 +2116,15 @@ class Report:
                             target = (f"≥ 80% of /users/me ({me['ok_rps']:,.0f}): "
                                       f"{100 * ok / me['ok_rps']:.0f}%")
                     elif scenario == "oauth_cc_rs256" and rs:
-                        goal = 0.9 * rs["sign_ceiling_per_s"]
-                        target = (f"≥ 90% of {rs['sign_ceiling_per_s']:,}: "
-                                  f"{100 * ok / rs['sign_ceiling_per_s']:.0f}%")
+                        # judged against the stricter of the two ceilings: signatures per
+                        # wall second (what the cores gave the example while it ran) and per
+                        # CPU-second (what they give when nothing else runs), × cores
+                        cpu_ceiling = rs["sign_per_cpu_s"] * rs["cores"]
+                        goal = 0.9 * max(rs["sign_ceiling_per_s"], cpu_ceiling)
+                        target = (f"≥ 90% of {rs['sign_ceiling_per_s']:,} (wall) / "
+                                  f"{cpu_ceiling:,} (CPU-s): "
+                                  f"{100 * ok / rs['sign_ceiling_per_s']:.0f}% / "
+                                  f"{100 * ok / cpu_ceiling:.0f}%")
                     met = "–"
                     if goal is not None:
                         met = mark(ok >= goal and lat["p99"] < 20_000 and not row["non_2xx"]
