@@ -18,6 +18,21 @@
 --                              stays alive. A chain broken (a non-200, a lost response)
 --                              leaves a connection without a token: it then sends an
 --                              invalid one (answered 400), counted as "starved".
+--                  form     -- POST urlencoded, lines "<Authorization header>\t<form body>" from
+--                              BENCH_DATA, cycled (the provider's client credentials and
+--                              introspection: HTTP Basic of a client, a fixed body)
+--                  once     -- as form, but each line is sent once (single-use codes: the
+--                              code exchange); the lines are dealt to the threads as for
+--                              refresh, and a thread whose lines are spent stops (so the run
+--                              stop early: wrk still waits out its duration, so each thread
+--                              notes (monotonic clock, through LuaJIT's ffi) its first
+--                              request and when it stopped, and done() reports the span
+--                              from the first to the last stop as "once_active_us" when
+--                              every thread stopped, 0 otherwise)
+--                  mint     -- GET the path of BENCH_DATA's second line with the cookie of its
+--                              first line ("name=value"): /oauth/authorize of a client with
+--                              skip_consent; the code of each 302's Location is kept, and
+--                              done() writes them, one a line, to BENCH_DATA .. ".codes"
 --   BENCH_DATA     file of tokens or credentials (one per line)
 --   BENCH_THREADS  wrk's thread count (refresh: to deal the tokens)
 --   BENCH_PREFIX   random, per wrk invocation (register)
@@ -35,6 +50,23 @@ local track = os.getenv("BENCH_TRACK") == "1"
 local nthreads = tonumber(os.getenv("BENCH_THREADS") or "1") or 1
 
 local threads = {}
+
+-- microseconds of CLOCK_MONOTONIC (once: when a thread started and stopped)
+local now_us = function() return 0 end
+if mode == "once" then
+  local ok, ffi = pcall(require, "ffi")
+  if ok then
+    ffi.cdef [[
+      typedef struct { long tv_sec; long tv_nsec; } bench_timespec;
+      int clock_gettime(int clk_id, bench_timespec *tp);
+    ]]
+    local ts = ffi.new("bench_timespec")
+    now_us = function()
+      ffi.C.clock_gettime(1, ts)
+      return tonumber(ts.tv_sec) * 1000000 + math.floor(tonumber(ts.tv_nsec) / 1000)
+    end
+  end
+end
 
 function setup(thread)
   thread:set("tid", #threads)
@@ -69,7 +101,9 @@ function init(args)
   -- any connection, to check what it returns (script_verify_request): that call must
   -- not take a token, or one connection of that thread would have none
   verifying = (tid or 0) == 0
-  if mode == "refresh" then
+  codes, ncodes = {}, 0
+  first_us, stop_us = 0, 0
+  if mode == "refresh" or mode == "once" then
     for i, tok in ipairs(read_lines(data_path)) do
       if (i - 1) % nthreads == (tid or 0) then
         qtail = qtail + 1
@@ -81,6 +115,16 @@ function init(args)
     for _, tok in ipairs(read_lines(data_path)) do
       reqs[#reqs + 1] = wrk.format("GET", wrk.path, { ["Authorization"] = "Bearer " .. tok })
     end
+  elseif mode == "form" then
+    for _, line in ipairs(read_lines(data_path)) do
+      local auth, body = line:match("^([^\t]+)\t(.+)$")
+      reqs[#reqs + 1] = wrk.format("POST", wrk.path,
+        { ["Content-Type"] = "application/x-www-form-urlencoded", ["Authorization"] = auth },
+        body)
+    end
+  elseif mode == "mint" then
+    local lines = read_lines(data_path)
+    reqs[1] = wrk.format("GET", lines[2], { ["Cookie"] = lines[1] })
   elseif mode == "login" then
     for _, line in ipairs(read_lines(data_path)) do
       local email, pw = line:match("^([^\t]+)\t(.+)$")
@@ -93,7 +137,7 @@ function init(args)
   idx = (((tid or 0) * 7919) % math.max(#reqs, 1))
 end
 
-if mode == "tokens" or mode == "login" then
+if mode == "tokens" or mode == "login" or mode == "form" or mode == "mint" then
   function request()
     idx = idx % #reqs + 1
     return reqs[idx]
@@ -126,6 +170,30 @@ elseif mode == "refresh" then
   end
 end
 
+if mode == "once" then
+  function request()
+    local line
+    if verifying then
+      verifying = false
+      return wrk.format("POST", wrk.path, nil, "")
+    elseif qhead <= qtail then
+      line = queue[qhead]
+      queue[qhead] = nil
+      qhead = qhead + 1
+      if first_us == 0 then first_us = now_us() end
+    else
+      -- this thread's lines are spent: stop it
+      starved = starved + 1
+      if stop_us == 0 then stop_us = now_us() end
+      wrk.thread:stop()
+      return wrk.format("POST", wrk.path, nil, "")
+    end
+    local auth, body = line:match("^([^\t]+)\t(.+)$")
+    return wrk.format("POST", wrk.path,
+      { ["Content-Type"] = "application/x-www-form-urlencoded", ["Authorization"] = auth }, body)
+  end
+end
+
 local function record(status, body)
   statuses[status] = (statuses[status] or 0) + 1
   if (status < 200 or status > 299) and samples[status] == nil then
@@ -143,6 +211,16 @@ if mode == "refresh" then
       else
         unparsed = unparsed + 1
       end
+    end
+    if track then record(status, body) end
+  end
+elseif mode == "mint" then
+  function response(status, headers, body)
+    local loc = headers["location"] or headers["Location"] or ""
+    local code = string.match(loc, "[?&]code=([^&]+)")
+    if code then
+      ncodes = ncodes + 1
+      codes[ncodes] = code
     end
     if track then record(status, body) end
   end
@@ -165,7 +243,11 @@ end
 function done(summary, latency, requests)
   local counts, bodies = {}, {}
   local ntokens, nstarved, nunparsed = 0, 0, 0
+  local t_first, t_last, all_stopped = nil, 0, true
   for _, t in ipairs(threads) do
+    local f, st = t:get("first_us") or 0, t:get("stop_us") or 0
+    if f > 0 and (t_first == nil or f < t_first) then t_first = f end
+    if st == 0 then all_stopped = false elseif st > t_last then t_last = st end
     ntokens = ntokens + (t:get("tokens") or 0)
     nstarved = nstarved + (t:get("starved") or 0)
     nunparsed = nunparsed + (t:get("unparsed") or 0)
@@ -177,6 +259,13 @@ function done(summary, latency, requests)
     for k, v in pairs(sm) do
       if bodies[k] == nil then bodies[k] = v end
     end
+  end
+  if mode == "mint" then
+    local f = assert(io.open(data_path .. ".codes", "w"))
+    for _, t in ipairs(threads) do
+      for _, c in ipairs(t:get("codes") or {}) do f:write(c, "\n") end
+    end
+    f:close()
   end
   local cs, bs = {}, {}
   for k, v in pairs(counts) do cs[#cs + 1] = jstr(k) .. ":" .. string.format("%d", v) end
@@ -191,7 +280,7 @@ function done(summary, latency, requests)
     '"errors":{"connect":%d,"read":%d,"write":%d,"status":%d,"timeout":%d},' ..
     '"latency_us":{"min":%d,"mean":%.1f,"stdev":%.1f,"max":%d,"p50":%d,"p75":%d,"p90":%d,"p99":%d,"p999":%d},' ..
     '"tracked":%s,"statuses":{%s},"samples":{%s},' ..
-    '"chains":{"tokens":%d,"starved":%d,"unparsed":%d}}\n',
+    '"chains":{"tokens":%d,"starved":%d,"unparsed":%d},"once_active_us":%d}\n',
     summary.requests, summary.duration, summary.bytes,
     e.connect, e.read, e.write, e.status, e.timeout,
     summary.requests > 0 and latency.min or 0,
@@ -199,5 +288,6 @@ function done(summary, latency, requests)
     summary.requests > 0 and latency.max or 0,
     p(50), p(75), p(90), p(99), p(99.9),
     track and "true" or "false", table.concat(cs, ","), table.concat(bs, ","),
-    ntokens, nstarved, nunparsed))
+    ntokens, nstarved, nunparsed,
+    (mode == "once" and all_stopped and t_first) and (t_last - t_first) or 0))
 end
