@@ -1576,6 +1576,16 @@ async fn permissions_are_scopes(backend: Backend) {
         401,
         "not a token of the service's own routes"
     );
+    let keys: Value = app
+        .get("/users/me/api-keys", Some(&me))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        keys[0]["last_used_at"].is_string(),
+        "the exchange records the key's use: {keys}"
+    );
     let r = exchange(Some("invoices:write"), key.clone()).await.unwrap();
     oauth_error(r, 400, "invalid_scope").await;
     let mut bad = key.clone();

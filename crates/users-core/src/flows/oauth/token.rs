@@ -527,6 +527,11 @@ async fn token_exchange(
                 "the subject token is not a live API key of an active user".into(),
             )
         })?;
+    // its use is recorded, at most once a minute, as a request with it would be
+    let (ids, now_ms) = (vec![key.key_id.clone()], now.millis());
+    core.store
+        .run(move |c| users_db::api_keys::touch_many(c, &ids, now_ms, now_ms - 60_000))
+        .await?;
     let scopes = match params.get("scope") {
         None => key.permissions.clone(),
         Some(s) => within(&scopes_of(s)?, &key.permissions).map_err(|outside| {
