@@ -757,31 +757,7 @@ async fn an_app_signs_a_person_in_through_the_hosted_pages() {
     let Some(driver) = start_driver().await else {
         return;
     };
-    let port = free_port();
-    let base = format!("http://localhost:{port}");
-    let public = base.clone();
-    let app = spawn_app_with(Backend::Sqlite, |env| {
-        env.insert("BIND_ADDR".into(), format!("127.0.0.1:{port}"));
-        env.insert("PUBLIC_URL".into(), public);
-        env.insert("APP_NAME".into(), "Acme".into());
-    })
-    .await;
-    let (_, admin) = app.superuser_with_token().await;
-    // the app's callback: a port nothing listens on; the browser's address bar tells
-    let callback = format!("http://127.0.0.1:{}/callback", free_port());
-    let r = app
-        .post_json(
-            "/oauth/clients",
-            &json!({"client_name": "Invoices", "redirect_uris": [callback], "scope": "openid email"}),
-            Some(&admin),
-        )
-        .await;
-    assert_eq!(r.status(), 201);
-    let client: serde_json::Value = r.json().await.unwrap();
-    let (client_id, secret) = (
-        client["client_id"].as_str().unwrap().to_owned(),
-        client["client_secret"].as_str().unwrap().to_owned(),
-    );
+    let (app, base, callback, client_id, secret) = hosted_app(false).await;
     let (email, totp_secret, _, _) = crate::mfa::user_with_totp(&app).await;
     let verifier = "a-verifier-of-the-app-that-is-long-enough-0123456789";
     let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD
@@ -860,33 +836,14 @@ async fn an_app_signs_a_person_in_through_the_hosted_pages() {
         .map(|(k, v)| (k.into_owned(), v.into_owned()))
         .collect();
     assert_eq!(q["state"], "st-1");
-    let r = app
-        .client
-        .post(app.url("/oauth/token"))
-        .basic_auth(&client_id, Some(&secret))
-        .form(&[
-            ("grant_type", "authorization_code"),
-            ("code", q["code"].as_str()),
-            ("redirect_uri", callback.as_str()),
-            ("code_verifier", verifier),
-        ])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    let tokens: serde_json::Value = r.json().await.unwrap();
-    let payload = tokens["id_token"]
-        .as_str()
-        .unwrap()
-        .split('.')
-        .nth(1)
-        .unwrap();
-    let claims: serde_json::Value = serde_json::from_slice(
-        &base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(payload)
-            .unwrap(),
+    let claims = id_token_of(
+        &app,
+        (&client_id, &secret),
+        q["code"].as_str(),
+        &callback,
+        verifier,
     )
-    .unwrap();
+    .await;
     assert_eq!(claims["amr"], json!(["pwd", "otp", "mfa"]));
     assert_eq!(claims["acr"], "2");
     assert_eq!(claims["nonce"], "n-1");
@@ -901,31 +858,7 @@ async fn an_app_signs_a_person_in_with_a_passkey() {
     let Some(driver) = start_driver().await else {
         return;
     };
-    let port = free_port();
-    let base = format!("http://localhost:{port}");
-    let public = base.clone();
-    let app = spawn_app_with(Backend::Sqlite, |env| {
-        env.insert("BIND_ADDR".into(), format!("127.0.0.1:{port}"));
-        env.insert("PUBLIC_URL".into(), public);
-        env.insert("WEBAUTHN_RP_ID".into(), "localhost".into());
-        env.insert("APP_NAME".into(), "Acme".into());
-    })
-    .await;
-    let (_, admin) = app.superuser_with_token().await;
-    let callback = format!("http://127.0.0.1:{}/callback", free_port());
-    let r = app
-        .post_json(
-            "/oauth/clients",
-            &json!({"client_name": "Invoices", "redirect_uris": [callback], "scope": "openid email"}),
-            Some(&admin),
-        )
-        .await;
-    assert_eq!(r.status(), 201);
-    let client: serde_json::Value = r.json().await.unwrap();
-    let (client_id, secret) = (
-        client["client_id"].as_str().unwrap().to_owned(),
-        client["client_secret"].as_str().unwrap().to_owned(),
-    );
+    let (app, base, callback, client_id, secret) = hosted_app(true).await;
     let email = unique_email();
     app.create_user(&email).await;
     let verifier = "another-verifier-of-the-app-long-enough-0123456789";
@@ -1019,14 +952,68 @@ async fn an_app_signs_a_person_in_with_a_passkey() {
         .find(|(k, _)| k == "code")
         .map(|(_, v)| v.into_owned())
         .expect("a code");
+    let claims = id_token_of(
+        &app,
+        (&client_id, &secret),
+        code.as_str(),
+        &callback,
+        verifier,
+    )
+    .await;
+    assert_eq!(claims["amr"], json!(["hwk"]));
+    assert_eq!(claims["acr"], "2");
+}
+
+/// An app for the hosted pages' browser tests: PUBLIC_URL on `localhost` (passkeys on
+/// with `passkeys`), and a client "Invoices" whose callback is a port nothing listens on
+/// (the browser's address bar tells where it went). (app, base URL, callback, id, secret)
+async fn hosted_app(passkeys: bool) -> (TestApp, String, String, String, String) {
+    let port = free_port();
+    let base = format!("http://localhost:{port}");
+    let public = base.clone();
+    let app = spawn_app_with(Backend::Sqlite, move |env| {
+        env.insert("BIND_ADDR".into(), format!("127.0.0.1:{port}"));
+        env.insert("PUBLIC_URL".into(), public);
+        env.insert("APP_NAME".into(), "Acme".into());
+        if passkeys {
+            env.insert("WEBAUTHN_RP_ID".into(), "localhost".into());
+        }
+    })
+    .await;
+    let (_, admin) = app.superuser_with_token().await;
+    let callback = format!("http://127.0.0.1:{}/callback", free_port());
+    let r = app
+        .post_json(
+            "/oauth/clients",
+            &json!({"client_name": "Invoices", "redirect_uris": [callback], "scope": "openid email"}),
+            Some(&admin),
+        )
+        .await;
+    assert_eq!(r.status(), 201);
+    let client: serde_json::Value = r.json().await.unwrap();
+    let (client_id, secret) = (
+        client["client_id"].as_str().unwrap().to_owned(),
+        client["client_secret"].as_str().unwrap().to_owned(),
+    );
+    (app, base, callback, client_id, secret)
+}
+
+/// The app's side: the code exchanged (200), and the claims of its ID token.
+async fn id_token_of(
+    app: &TestApp,
+    (client_id, secret): (&str, &str),
+    code: &str,
+    callback: &str,
+    verifier: &str,
+) -> serde_json::Value {
     let r = app
         .client
         .post(app.url("/oauth/token"))
-        .basic_auth(&client_id, Some(&secret))
+        .basic_auth(client_id, Some(secret))
         .form(&[
             ("grant_type", "authorization_code"),
-            ("code", code.as_str()),
-            ("redirect_uri", callback.as_str()),
+            ("code", code),
+            ("redirect_uri", callback),
             ("code_verifier", verifier),
         ])
         .send()
@@ -1040,12 +1027,10 @@ async fn an_app_signs_a_person_in_with_a_passkey() {
         .split('.')
         .nth(1)
         .unwrap();
-    let claims: serde_json::Value = serde_json::from_slice(
+    serde_json::from_slice(
         &base64::engine::general_purpose::URL_SAFE_NO_PAD
             .decode(payload)
             .unwrap(),
     )
-    .unwrap();
-    assert_eq!(claims["amr"], json!(["hwk"]));
-    assert_eq!(claims["acr"], "2");
+    .unwrap()
 }

@@ -48,20 +48,7 @@ async fn register_client(app: &TestApp, admin: &str, body: Value) -> Value {
 
 /// Signs in on the browser's side: the `fastapiusersauth` cookie's value.
 async fn browser_cookie(app: &TestApp, email: &str) -> String {
-    let r = app
-        .client
-        .post(app.url("/auth/cookie/login"))
-        .form(&[("username", email), ("password", PASSWORD)])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 204);
-    let set = r.headers()["set-cookie"].to_str().unwrap().to_owned();
-    set.split(';')
-        .next()
-        .unwrap()
-        .trim_start_matches("fastapiusersauth=")
-        .to_owned()
+    browser_cookie_with(app, email, PASSWORD).await
 }
 
 /// A GET as the browser: with the cookie, no redirect followed.

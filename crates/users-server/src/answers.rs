@@ -10,7 +10,7 @@ use utoipa::openapi::{Ref, RefOr};
 use utoipa::{IntoResponses, ToSchema};
 
 use crate::codes::{Body, Code};
-use crate::error::{ApiError, BadRequestBody, ErrorDetail, ValidationError};
+use crate::error::{ApiError, BadRequestBody, ErrorDetail, OAuthErrorBody, ValidationError};
 
 // ---- Responses built from the codes ----------------------------------------------
 //
@@ -153,6 +153,19 @@ shared_answers! {
         ApiError::NotFound,
         "no such provider is configured",
     );
+    /// 401 of the provider's client registry (OAuth's shape).
+    RegistryNoToken401 = UNAUTHORIZED, OAuthErrorBody,
+        "`invalid_token`: no superuser's access token (an API key is not one)".to_owned();
+    /// 403 of the provider's client registry.
+    RegistryNotSuperuser403 = FORBIDDEN, OAuthErrorBody,
+        "`insufficient_scope`: the caller is not a superuser".to_owned();
+    /// 404 of a registry route naming a client by `{client_id}`.
+    UnknownClient404 = NOT_FOUND, OAuthErrorBody,
+        "`invalid_client_id`: no client has this id".to_owned();
+    /// 401 of the token, introspection and revocation endpoints.
+    InvalidClient401 = UNAUTHORIZED, OAuthErrorBody,
+        "`invalid_client`: client authentication failed (`WWW-Authenticate: Basic` when \
+        Basic was used)".to_owned();
     /// 422: a body, form or query that does not parse (FastAPI's list of problems).
     Validation422 = UNPROCESSABLE_ENTITY, ValidationError, "Malformed input".to_owned();
     /// 429 of a route counting failed attempts at the account's secrets.

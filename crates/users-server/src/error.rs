@@ -256,6 +256,14 @@ impl ApiError {
 
 // ---- The bodies of these answers -------------------------------------------------
 
+/// `{"error": "code", "error_description": "…"}`: the errors under `/oauth/` (RFC 6749
+/// §5.2; docs/oauth-provider.md).
+#[derive(Serialize, ToSchema)]
+pub struct OAuthErrorBody {
+    pub error: String,
+    pub error_description: String,
+}
+
 /// `{"detail": "CODE"}`.
 #[derive(Serialize, ToSchema)]
 pub struct ErrorDetail {

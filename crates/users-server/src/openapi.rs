@@ -18,7 +18,8 @@ use crate::bodies::{
 };
 use crate::error::{
     BadRequestBody, ErrorDetail, FieldError, MfaRequiredDetail, MfaRequiredError, Null,
-    PasswordErrorDetail, PasswordRejection, UnknownRoleDetail, UnknownRoleError, ValidationError,
+    OAuthErrorBody, PasswordErrorDetail, PasswordRejection, UnknownRoleDetail, UnknownRoleError,
+    ValidationError,
 };
 
 struct BearerAuth;
@@ -170,7 +171,7 @@ impl Modify for GoogleRoutes {
     ),
     components(schemas(
         UserRead, UserCreate, UserUpdate, LoginForm, BearerToken, EmailRequest, ResetPassword,
-        ResetPasswordForm, VerifyToken, ErrorDetail, PasswordRejection, PasswordErrorDetail,
+        ResetPasswordForm, VerifyToken, ErrorDetail, OAuthErrorBody, PasswordRejection, PasswordErrorDetail,
         BadRequestBody, FieldError, ValidationError, UsersPage, AuthorizationUrl, Null,
         RefreshRequest, RefreshableToken, SessionRead, TotpEnrolRequest, TotpEnrolment,
         CodeRequest, RecoveryCodes, MfaStatus, MfaVerify, Reauthentication, MfaRequiredDetail,

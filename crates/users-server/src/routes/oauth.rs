@@ -17,9 +17,12 @@ use users_core::flows::oauth::{grants, token, OAuthError, Params};
 use users_core::mail::escape_html as escape;
 use users_core::Fault;
 
+use crate::answers::{
+    InvalidClient401, RegistryNoToken401, RegistryNotSuperuser403, UnknownClient404,
+};
 use crate::auth::{bearer_token, trusted_origin, CurrentUser, AUTH_COOKIE};
 use crate::client_ip::Client;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorDetail, OAuthErrorBody};
 use crate::state::AppState;
 
 /// An OAuth error as the wire carries it (RFC 6749 §5.2), with its status.
@@ -297,9 +300,9 @@ fn json_body(body: &[u8]) -> Result<Value, OAuthReply> {
     request_body(content = Object, description = "Client metadata (RFC 7591)"),
     responses(
         (status = 201, description = "Registered; `client_secret` is shown once", body = Object),
-        (status = 400, description = "`invalid_redirect_uri` or `invalid_client_metadata`", body = Object),
-        (status = 401, description = "`invalid_token`: no superuser token (and no open registration)", body = Object),
-        (status = 403, description = "`insufficient_scope`: not a superuser", body = Object),
+        (status = 400, description = "`invalid_redirect_uri` or `invalid_client_metadata`", body = OAuthErrorBody),
+        RegistryNoToken401,
+        RegistryNotSuperuser403,
     )
 )]
 pub async fn register_client(
@@ -333,8 +336,8 @@ pub async fn register_client(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The registered clients", body = [Object]),
-        (status = 401, description = "`invalid_token`", body = Object),
-        (status = 403, description = "`insufficient_scope`", body = Object),
+        RegistryNoToken401,
+        RegistryNotSuperuser403,
     )
 )]
 pub async fn list_clients(state: web::Data<AppState>, req: HttpRequest) -> OAuthResult {
@@ -354,9 +357,9 @@ pub async fn list_clients(state: web::Data<AppState>, req: HttpRequest) -> OAuth
     params(("client_id" = String, Path)),
     responses(
         (status = 200, description = "The client's metadata", body = Object),
-        (status = 401, description = "`invalid_token`", body = Object),
-        (status = 403, description = "`insufficient_scope`", body = Object),
-        (status = 404, description = "`invalid_client_id`", body = Object),
+        RegistryNoToken401,
+        RegistryNotSuperuser403,
+        UnknownClient404,
     )
 )]
 pub async fn get_client(
@@ -385,10 +388,10 @@ pub async fn get_client(
     request_body(content = Object, description = "Client metadata (RFC 7591)"),
     responses(
         (status = 200, description = "The new metadata", body = Object),
-        (status = 400, description = "`invalid_redirect_uri` or `invalid_client_metadata`", body = Object),
-        (status = 401, description = "`invalid_token`", body = Object),
-        (status = 403, description = "`insufficient_scope`", body = Object),
-        (status = 404, description = "`invalid_client_id`", body = Object),
+        (status = 400, description = "`invalid_redirect_uri` or `invalid_client_metadata`", body = OAuthErrorBody),
+        RegistryNoToken401,
+        RegistryNotSuperuser403,
+        UnknownClient404,
     )
 )]
 pub async fn replace_client(
@@ -417,9 +420,9 @@ pub async fn replace_client(
     params(("client_id" = String, Path)),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 401, description = "`invalid_token`", body = Object),
-        (status = 403, description = "`insufficient_scope`", body = Object),
-        (status = 404, description = "`invalid_client_id`", body = Object),
+        RegistryNoToken401,
+        RegistryNotSuperuser403,
+        UnknownClient404,
     )
 )]
 pub async fn delete_client(
@@ -445,10 +448,10 @@ pub async fn delete_client(
     params(("client_id" = String, Path)),
     responses(
         (status = 200, description = "The client with its new `client_secret`", body = Object),
-        (status = 400, description = "`invalid_client_metadata`: a public client", body = Object),
-        (status = 401, description = "`invalid_token`", body = Object),
-        (status = 403, description = "`insufficient_scope`", body = Object),
-        (status = 404, description = "`invalid_client_id`", body = Object),
+        (status = 400, description = "`invalid_client_metadata`: a public client", body = OAuthErrorBody),
+        RegistryNoToken401,
+        RegistryNotSuperuser403,
+        UnknownClient404,
     )
 )]
 pub async fn rotate_secret(
@@ -479,9 +482,9 @@ fn roles_json(roles: &clients::ClientRoles) -> Value {
     params(("client_id" = String, Path)),
     responses(
         (status = 200, description = "`{\"roles\": [names], \"permissions\": [union]}`", body = Object),
-        (status = 401, description = "`invalid_token`", body = Object),
-        (status = 403, description = "`insufficient_scope`", body = Object),
-        (status = 404, description = "`invalid_client_id`", body = Object),
+        RegistryNoToken401,
+        RegistryNotSuperuser403,
+        UnknownClient404,
     )
 )]
 pub async fn client_roles(
@@ -505,10 +508,10 @@ pub async fn client_roles(
     request_body(content = Object, description = "`{\"roles\": [names]}`"),
     responses(
         (status = 200, description = "`{\"roles\": [names], \"permissions\": [union]}`", body = Object),
-        (status = 400, description = "`invalid_request`: an unknown role, or not a list of names", body = Object),
-        (status = 401, description = "`invalid_token`", body = Object),
-        (status = 403, description = "`insufficient_scope`", body = Object),
-        (status = 404, description = "`invalid_client_id`", body = Object),
+        (status = 400, description = "`invalid_request`: an unknown role, or not a list of names", body = OAuthErrorBody),
+        RegistryNoToken401,
+        RegistryNotSuperuser403,
+        UnknownClient404,
     )
 )]
 pub async fn set_client_roles(
@@ -756,8 +759,8 @@ pub async fn consent_decide(
         description = "`grant_type` and its parameters (RFC 6749 §4)"),
     responses(
         (status = 200, description = "The tokens", body = Object),
-        (status = 400, description = "`invalid_request`, `invalid_grant`, `unauthorized_client`, `unsupported_grant_type`, `invalid_scope`, `invalid_target`", body = Object),
-        (status = 401, description = "`invalid_client`", body = Object),
+        (status = 400, description = "`invalid_request`, `invalid_grant`, `unauthorized_client`, `unsupported_grant_type`, `invalid_scope`, `invalid_target`", body = OAuthErrorBody),
+        InvalidClient401,
     )
 )]
 #[tracing::instrument(name = "oauth_token", skip_all)]
@@ -782,8 +785,8 @@ pub async fn token_endpoint(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "`sub`, and with scope `email` `email` and `email_verified`", body = Object),
-        (status = 401, description = "`invalid_token`", body = Object),
-        (status = 403, description = "`insufficient_scope`: no `openid`", body = Object),
+        (status = 401, description = "`invalid_token`: expired, revoked, of an ended grant or session, of an inactive user, or not ours", body = OAuthErrorBody),
+        (status = 403, description = "`insufficient_scope`: no `openid`", body = OAuthErrorBody),
     )
 )]
 pub async fn userinfo(
@@ -818,8 +821,8 @@ pub async fn userinfo(
         description = "`token`, optional `token_type_hint`"),
     responses(
         (status = 200, description = "`{\"active\": true, …}` or `{\"active\": false}`", body = Object),
-        (status = 400, description = "`invalid_request`, `unauthorized_client`", body = Object),
-        (status = 401, description = "`invalid_client`", body = Object),
+        (status = 400, description = "`invalid_request`, `unauthorized_client`", body = OAuthErrorBody),
+        InvalidClient401,
     )
 )]
 pub async fn introspect(
@@ -844,8 +847,8 @@ pub async fn introspect(
         description = "`token`, optional `token_type_hint`"),
     responses(
         (status = 200, description = "Revoked, or not a token of this client (the same answer)"),
-        (status = 400, description = "`invalid_request`", body = Object),
-        (status = 401, description = "`invalid_client`", body = Object),
+        (status = 400, description = "`invalid_request`", body = OAuthErrorBody),
+        InvalidClient401,
     )
 )]
 pub async fn revoke(
@@ -956,7 +959,7 @@ pub async fn my_grants(
     responses(
         (status = 204, description = "Removed"),
         crate::answers::Unauthorized401,
-        (status = 404, description = "No grant of this client", body = Object),
+        (status = 404, description = "`Not Found`: no grant of this client", body = ErrorDetail),
     )
 )]
 pub async fn revoke_grant(

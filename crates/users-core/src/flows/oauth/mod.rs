@@ -104,7 +104,9 @@ impl OAuthError {
             OAuthError::InvalidClient { .. } => {
                 "client authentication failed (unknown client, wrong secret, or not the method the client was registered with)".into()
             }
-            OAuthError::InvalidToken => "a superuser's access token is required".into(),
+            OAuthError::InvalidToken => {
+                "the access token is missing, expired, revoked or not one this route takes (the client registry takes a superuser's)".into()
+            }
             OAuthError::InsufficientScope => "only a superuser may do this".into(),
             OAuthError::UnknownClient => "no client has this client_id".into(),
             OAuthError::Limited { .. } => "too many failed attempts from this address; try again later".into(),
