@@ -5,8 +5,8 @@
 //! against what the old app did.
 //!
 //! The generator needs a Python venv with its requirements (from PyPI): made once under
-//! the target folder (`.ci/run` makes it before the tests). Where it cannot be made,
-//! these tests say SKIPPED, except in CI, where they fail.
+//! the target folder (`.ci/run` makes it before the tests; venvs.rs). Where it cannot
+//! be made, these tests say SKIPPED, except in CI, where they fail.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -19,10 +19,6 @@ use crate::google::{sign_in, token_of};
 use crate::helpers::*;
 use crate::oidc_provider::{Identity, OidcProvider};
 
-const FIXTURE_DIR: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../tests/fixtures/fastapi_users"
-);
 /// The old app's JWT_SECRET.
 const OLD_SECRET: &str = "the-old-fastapi-users-app-secret-0123456789";
 
@@ -30,81 +26,9 @@ const OLD_SECRET: &str = "the-old-fastapi-users-app-secret-0123456789";
 // The generator: its venv, and the databases it makes
 // ---------------------------------------------------------------------------------
 
-/// The target folder (the parent of cargo's tmp folder for integration tests).
-fn target_dir() -> PathBuf {
-    let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
-    tmp.parent().unwrap_or(tmp).to_path_buf()
-}
-
-/// The venv's python, made on first use; `None` (with a SKIPPED message) where it
-/// cannot be made, outside CI.
+/// The generator's python (`target/fastapi-users-venv`, see venvs.rs).
 fn python() -> Option<PathBuf> {
-    static VENV: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    match VENV.get_or_init(make_venv) {
-        Ok(venv) => Some(venv.join("bin").join("python")),
-        Err(e) => {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "the fastapi-users venv must be made in CI: {e}"
-            );
-            eprintln!("SKIPPED: cannot make the fastapi-users venv ({e}); the import tests need python3 -m venv and PyPI");
-            None
-        }
-    }
-}
-
-/// `target/fastapi-users-venv`, holding a copy of the requirements it was made from
-/// (as `.ci/run` makes it). A stale or missing one is made beside it and renamed into
-/// place, so two test processes at once never see a half-made venv.
-fn make_venv() -> Result<PathBuf, String> {
-    let requirements_path = Path::new(FIXTURE_DIR).join("requirements.txt");
-    let requirements = std::fs::read_to_string(&requirements_path).map_err(|e| e.to_string())?;
-    let venv = target_dir().join("fastapi-users-venv");
-    let stamp = |dir: &Path| std::fs::read_to_string(dir.join("requirements.txt")).ok();
-    if stamp(&venv).as_deref() == Some(requirements.as_str()) {
-        return Ok(venv);
-    }
-    let building = target_dir().join(format!("fastapi-users-venv.{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&building);
-    let run = |cmd: &mut std::process::Command| -> Result<(), String> {
-        let out = cmd.output().map_err(|e| format!("{cmd:?}: {e}"))?;
-        if out.status.success() {
-            Ok(())
-        } else {
-            Err(format!(
-                "{cmd:?}: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            ))
-        }
-    };
-    run(std::process::Command::new("python3")
-        .args(["-m", "venv"])
-        .arg(&building))?;
-    run(
-        std::process::Command::new(building.join("bin").join("python"))
-            .args([
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                "--disable-pip-version-check",
-                "-r",
-            ])
-            .arg(&requirements_path),
-    )?;
-    std::fs::write(building.join("requirements.txt"), &requirements).map_err(|e| e.to_string())?;
-    if stamp(&venv).as_deref() != Some(requirements.as_str()) {
-        let _ = std::fs::remove_dir_all(&venv);
-    }
-    if std::fs::rename(&building, &venv).is_err() {
-        // another process put a fresh one there first
-        let _ = std::fs::remove_dir_all(&building);
-    }
-    if stamp(&venv).as_deref() == Some(requirements.as_str()) {
-        Ok(venv)
-    } else {
-        Err(format!("{} was not made", venv.display()))
-    }
+    crate::venvs::FASTAPI_USERS.python()
 }
 
 /// A folder for this test process's fixtures, under cargo's tmp folder; those of test
@@ -131,7 +55,7 @@ fn scratch(name: &str) -> PathBuf {
 fn generate(python: &Path, url: &str, bulk: usize) -> Value {
     let out = scratch("manifest").join("manifest.json");
     let status = std::process::Command::new(python)
-        .arg(Path::new(FIXTURE_DIR).join("make_fixture.py"))
+        .arg(Path::new(crate::venvs::FIXTURES).join("fastapi_users/make_fixture.py"))
         .args([
             "--url",
             url,

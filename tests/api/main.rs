@@ -12,6 +12,7 @@ use users_testkit::{
 
 mod helpers;
 mod provider_flow;
+mod venvs;
 
 mod admin;
 mod api_keys;
@@ -40,6 +41,7 @@ mod ops;
 mod passkeys;
 mod processes;
 mod providers;
+mod python_relying_party;
 mod register;
 mod replicas;
 mod roles;

@@ -22,7 +22,7 @@ use crate::helpers::*;
 const REDIRECT: &str = "http://127.0.0.1:9/callback";
 
 /// An app whose PUBLIC_URL is its real address, so discovery and `iss` agree.
-async fn provider_app(backend: Backend) -> TestApp {
+pub(crate) async fn provider_app(backend: Backend) -> TestApp {
     provider_app_with(backend, |_| {}).await
 }
 
@@ -39,7 +39,7 @@ async fn provider_app_with(
     .await
 }
 
-async fn register_client(app: &TestApp, admin: &str, body: Value) -> Value {
+pub(crate) async fn register_client(app: &TestApp, admin: &str, body: Value) -> Value {
     let r = app.post_json("/oauth/clients", &body, Some(admin)).await;
     assert_eq!(r.status(), StatusCode::CREATED, "{body}");
     assert_eq!(r.headers()["cache-control"], "no-store");
@@ -47,12 +47,12 @@ async fn register_client(app: &TestApp, admin: &str, body: Value) -> Value {
 }
 
 /// Signs in on the browser's side: the `fastapiusersauth` cookie's value.
-async fn browser_cookie(app: &TestApp, email: &str) -> String {
+pub(crate) async fn browser_cookie(app: &TestApp, email: &str) -> String {
     browser_cookie_with(app, email, PASSWORD).await
 }
 
 /// A GET as the browser: with the cookie, no redirect followed.
-async fn browse(app: &TestApp, url: &str, cookie: Option<&str>) -> reqwest::Response {
+pub(crate) async fn browse(app: &TestApp, url: &str, cookie: Option<&str>) -> reqwest::Response {
     let url = if url.starts_with("http") {
         url.to_owned()
     } else {
@@ -65,7 +65,7 @@ async fn browse(app: &TestApp, url: &str, cookie: Option<&str>) -> reqwest::Resp
     req.send().await.unwrap()
 }
 
-fn location(r: &reqwest::Response) -> String {
+pub(crate) fn location(r: &reqwest::Response) -> String {
     r.headers()
         .get("location")
         .unwrap_or_else(|| panic!("no Location in a {}", r.status()))
@@ -74,7 +74,7 @@ fn location(r: &reqwest::Response) -> String {
         .to_owned()
 }
 
-fn query_of(url: &str) -> std::collections::HashMap<String, String> {
+pub(crate) fn query_of(url: &str) -> std::collections::HashMap<String, String> {
     url::Url::parse(url)
         .unwrap()
         .query_pairs()
@@ -93,7 +93,7 @@ fn hidden(html: &str, name: &str) -> String {
 }
 
 /// Answers the consent page the browser was sent to.
-async fn decide(
+pub(crate) async fn decide(
     app: &TestApp,
     consent_url: &str,
     cookie: &str,
