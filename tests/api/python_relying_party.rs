@@ -4,8 +4,9 @@
 //! that `.ci/run` makes; venvs.rs). The script configures itself from the discovery
 //! document, builds the authorization URL (PKCE S256, state, nonce), exchanges the code,
 //! has the library check the ID token (signature from the JWKS, `iss`, `aud`, `exp`,
-//! `nonce`, `at_hash`) and refuse altered ones, calls userinfo and refreshes; the test
-//! plays the browser between its two steps and checks what it reports.
+//! `nonce`, `at_hash`) and refuse altered ones, calls userinfo, refreshes and makes the
+//! RP-Initiated Logout URL; the test plays the browser between its two steps and after
+//! them, and checks what it reports.
 
 use std::path::{Path, PathBuf};
 
@@ -20,6 +21,7 @@ use crate::oauth_provider::{
 use crate::venvs::{FIXTURES, RELYING_PARTY};
 
 const REDIRECT: &str = "http://127.0.0.1:9/python/callback";
+const POST_LOGOUT: &str = "http://127.0.0.1:9/python/signed-out";
 const SCOPE: &str = "openid email offline_access";
 
 /// How one client is registered, and what the relying party should see.
@@ -73,6 +75,7 @@ async fn sign_in_with(app: &TestApp, admin: &str, python: &Path, case: &Case) {
     let mut metadata = json!({
         "client_name": format!("Python {label}"),
         "redirect_uris": [REDIRECT],
+        "post_logout_redirect_uris": [POST_LOGOUT],
         "grant_types": ["authorization_code", "refresh_token"],
         "scope": SCOPE,
         "token_endpoint_auth_method": case.auth_method,
@@ -105,6 +108,8 @@ async fn sign_in_with(app: &TestApp, admin: &str, python: &Path, case: &Case) {
             REDIRECT.into(),
             "--scope".into(),
             SCOPE.into(),
+            "--post-logout-redirect-uri".into(),
+            POST_LOGOUT.into(),
             "--session".into(),
             session.display().to_string(),
         ],
@@ -220,6 +225,41 @@ async fn sign_in_with(app: &TestApp, admin: &str, python: &Path, case: &Case) {
         .unwrap();
     assert_eq!(grants.as_array().unwrap().len(), 1, "{label}: {grants}");
     assert_eq!(grants[0]["client_id"], client_id, "{label}");
+
+    // RP-Initiated Logout with the library's URL (the latest ID token as the hint): the
+    // browser's session ends and it is sent back with the state
+    let logout = summary["logout_url"].as_str().unwrap();
+    assert!(
+        logout.starts_with(&format!("{}/oauth/logout?", app.address)),
+        "{label}: {logout}"
+    );
+    assert_eq!(me_by_cookie(app, &cookie).await, 200, "{label}");
+    let r = browse(app, logout, Some(&cookie)).await;
+    assert_eq!(r.status(), 302, "{label}");
+    let back = location(&r);
+    assert!(back.starts_with(POST_LOGOUT), "{label}: {back}");
+    assert_eq!(
+        query_of(&back)["state"],
+        summary["logout_state"].as_str().unwrap(),
+        "{label}"
+    );
+    assert_eq!(
+        me_by_cookie(app, &cookie).await,
+        401,
+        "{label}: the browser's session ended"
+    );
+}
+
+/// `GET /users/me` as the browser: its status.
+async fn me_by_cookie(app: &TestApp, cookie: &str) -> u16 {
+    app.client
+        .get(app.url("/users/me"))
+        .header("cookie", format!("fastapiusersauth={cookie}"))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
 }
 
 /// Authlib signs people in through the provider as a confidential client with
