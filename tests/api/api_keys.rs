@@ -463,6 +463,41 @@ async fn keys_may_not_change_how_the_person_signs_in(backend: Backend) {
     assert_eq!(r.status(), 200);
     // keys survive a password change
     assert_eq!(app.me(&key).await.status(), 200);
+
+    // a superuser's key may not set someone else's email or password either (a leaked
+    // key must not become every account), but may change the flags
+    let (_, admin) = app.superuser_with_token().await;
+    let admin_key = make_key(&app, &admin, json!({"name": "ops"})).await["key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let id = me["id"].as_str().unwrap();
+    let path = format!("/users/{id}");
+    let taken = unique_email();
+    for body in [
+        json!({"email": taken}),
+        json!({"password": "the squatter's password"}),
+    ] {
+        let r = app.patch(&path, &admin_key, &body).await;
+        assert_json(r, 403, not_allowed()).await;
+    }
+    assert_eq!(
+        app.login(&email, "the squatter's password").await.status(),
+        400,
+        "the refused password was not set"
+    );
+    let r = app
+        .patch(&path, &admin_key, &json!({"is_verified": true}))
+        .await;
+    assert_eq!(r.status(), 200);
+    let user: Value = r.json().await.unwrap();
+    assert_eq!(
+        (user["email"].as_str(), user["is_verified"].as_bool()),
+        (Some(email.as_str()), Some(true))
+    );
+    // the superuser's own token still may
+    let r = app.patch(&path, &admin, &json!({"email": taken})).await;
+    assert_eq!(r.status(), 200);
 }
 
 async fn keys_end_with_their_user_and_their_time(backend: Backend) {

@@ -132,7 +132,8 @@ pub async fn get_user(target: TargetUser) -> HttpResponse {
     HttpResponse::Ok().json(UserRead::from(target.0.user))
 }
 
-/// `PATCH /users/{id}` (superuser): every field may be set.
+/// `PATCH /users/{id}` (superuser): every field may be set; not the email or the password
+/// with an API key (docs/roles-and-api-keys.md).
 #[utoipa::path(
     patch,
     path = "/users/{id}",
@@ -145,6 +146,7 @@ pub async fn get_user(target: TargetUser) -> HttpResponse {
         UpdateRefused,
         Unauthorized401,
         Forbidden403,
+        SignInWrite,
         UnknownUser404,
         Validation422,
     )
@@ -157,6 +159,11 @@ pub async fn patch_user(
     Client(client): Client,
     ValidatedJson(body): ValidatedJson<UserUpdate>,
 ) -> Result<HttpResponse, ApiError> {
+    // a leaked superuser's key must not become every account: setting someone's email or
+    // password is how one takes their account over
+    if admin.by_api_key() && (body.email.is_some() || body.password.is_some()) {
+        return Err(api_key_not_allowed());
+    }
     let actor = Actor::Superuser(admin.user().id);
     let updated = account::update(
         &state.core,
