@@ -31,6 +31,7 @@ mod guessing;
 mod identities;
 mod import;
 mod jwks;
+mod lengths;
 mod limits;
 mod login;
 mod mail;
