@@ -32,6 +32,7 @@ mod guessing;
 mod identities;
 mod import;
 mod jwks;
+mod lengths;
 mod limits;
 mod login;
 mod mail;

@@ -225,7 +225,7 @@ impl Graph {
     }
 }
 
-fn collect(dir: &Path, files: &mut Vec<PathBuf>) {
+pub(crate) fn collect(dir: &Path, files: &mut Vec<PathBuf>) {
     let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -324,7 +324,7 @@ fn resolve(from: &str, path: &[String], names: &Names) -> Option<String> {
 
 /// `text` with comments, string and character literals blanked out (newlines kept, so
 /// lines still count).
-fn code_only(text: &str) -> String {
+pub(crate) fn code_only(text: &str) -> String {
     let chars: Vec<char> = text.chars().collect();
     let mut out = String::with_capacity(text.len());
     let mut i = 0;
@@ -426,10 +426,24 @@ fn raw_string_start(chars: &[char], i: usize) -> Option<(usize, usize)> {
 
 /// `code` without the items marked `#[cfg(test)]` (a test module, a test-only
 /// function or import): what they import is not the crate's.
-fn without_tests(code: &str) -> String {
+pub(crate) fn without_tests(code: &str) -> String {
+    let mut out: Vec<char> = code.chars().collect();
+    for span in test_items(code) {
+        for c in &mut out[span] {
+            if *c != '\n' {
+                *c = ' ';
+            }
+        }
+    }
+    out.into_iter().collect()
+}
+
+/// Where the items marked `#[cfg(test)]` are in `code` (comments and literals blanked):
+/// character ranges from the mark through the item's `;` or closing brace.
+pub(crate) fn test_items(code: &str) -> Vec<std::ops::Range<usize>> {
     const MARK: &str = "#[cfg(test)]";
     let chars: Vec<char> = code.chars().collect();
-    let mut out: Vec<char> = chars.clone();
+    let mut spans = Vec::new();
     let mut from = 0;
     while let Some(found) = code_index(&chars, MARK, from) {
         let mut i = found + MARK.chars().count();
@@ -464,29 +478,32 @@ fn without_tests(code: &str) -> String {
             end += 1;
         }
         if chars.get(end) == Some(&'{') {
-            let mut depth = 0;
-            while end < chars.len() {
-                match chars[end] {
-                    '{' => depth += 1,
-                    '}' => {
-                        depth -= 1;
-                        if depth == 0 {
-                            break;
-                        }
-                    }
-                    _ => {}
-                }
-                end += 1;
-            }
+            end = matching_brace(&chars, end);
         }
-        for c in out.iter_mut().take((end + 1).min(chars.len())).skip(found) {
-            if *c != '\n' {
-                *c = ' ';
-            }
-        }
+        spans.push(found..(end + 1).min(chars.len()));
         from = end + 1;
     }
-    out.into_iter().collect()
+    spans
+}
+
+/// The index of the `}` that closes the `{` at `open` (the end of `chars` without one).
+pub(crate) fn matching_brace(chars: &[char], open: usize) -> usize {
+    let mut depth = 0;
+    let mut end = open;
+    while end < chars.len() {
+        match chars[end] {
+            '{' => depth += 1,
+            '}' => {
+                depth -= 1;
+                if depth == 0 {
+                    break;
+                }
+            }
+            _ => {}
+        }
+        end += 1;
+    }
+    end
 }
 
 fn code_index(chars: &[char], needle: &str, from: usize) -> Option<usize> {

@@ -56,10 +56,31 @@ pub fn clear(
     now_ms: i64,
 ) -> QueryResult<Cleared> {
     let id = user_id.to_string();
-    let mut cleared = Cleared::default();
+    let identities = clear_identities(conn, &id, scope)?;
+    let passkeys = clear_passkeys(conn, &id, scope)?;
+    let totp = clear_totp(conn, &id, scope)?;
+    end_grants(conn, &id, scope, now_ms)?;
+    let api_keys = revoke_api_keys(conn, &id, scope)?;
+    diesel::delete(webauthn_challenges::table.filter(webauthn_challenges::user_id.eq(&id)))
+        .execute(conn)?;
+    diesel::delete(mfa_challenges::table.filter(mfa_challenges::user_id.eq(&id))).execute(conn)?;
+    Ok(Cleared {
+        identities,
+        passkeys,
+        totp,
+        api_keys,
+    })
+}
 
+/// The identities `scope` names, unlinked: (provider key, subject) of each.
+fn clear_identities(
+    conn: &mut DbConnection,
+    id: &str,
+    scope: &Scope,
+) -> QueryResult<Vec<(String, String)>> {
+    let mut removed = Vec::new();
     let identities: Vec<(String, String, String, String, bool, bool)> = upstream_identities::table
-        .filter(upstream_identities::user_id.eq(&id))
+        .filter(upstream_identities::user_id.eq(id))
         .order(upstream_identities::created_at.asc())
         .select((
             upstream_identities::id,
@@ -80,12 +101,20 @@ pub fn clear(
         };
         if goes {
             diesel::delete(upstream_identities::table.find(&row_id)).execute(conn)?;
-            cleared.identities.push((provider, subject));
+            removed.push((provider, subject));
         }
     }
+    Ok(removed)
+}
 
+/// The passkeys `scope` names, removed: (id, name) of each.
+fn clear_passkeys(
+    conn: &mut DbConnection,
+    id: &str,
+    scope: &Scope,
+) -> QueryResult<Vec<(String, String)>> {
     let keys = passkeys::table
-        .filter(passkeys::user_id.eq(&id))
+        .filter(passkeys::user_id.eq(id))
         .into_boxed();
     let keys = match scope {
         Scope::Everything => keys,
@@ -98,10 +127,14 @@ pub fn clear(
     for (key_id, _) in &removed {
         diesel::delete(passkeys::table.find(key_id)).execute(conn)?;
     }
-    cleared.passkeys = removed;
+    Ok(removed)
+}
 
+/// The TOTP factor (with its recovery codes) when `scope` names it or it is pending;
+/// whether a confirmed one went.
+fn clear_totp(conn: &mut DbConnection, id: &str, scope: &Scope) -> QueryResult<bool> {
     let totp: Option<(Option<i64>, bool)> = totp_factors::table
-        .find(&id)
+        .find(id)
         .select((
             totp_factors::confirmed_at,
             totp_factors::unverified_at_setup,
@@ -112,20 +145,24 @@ pub fn clear(
         let pending = confirmed_at.is_none();
         let goes = pending || matches!(scope, Scope::Everything) || unverified;
         if goes {
-            diesel::delete(totp_factors::table.find(&id)).execute(conn)?;
-            diesel::delete(recovery_codes::table.filter(recovery_codes::user_id.eq(&id)))
+            diesel::delete(totp_factors::table.find(id)).execute(conn)?;
+            diesel::delete(recovery_codes::table.filter(recovery_codes::user_id.eq(id)))
                 .execute(conn)?;
-            cleared.totp = !pending;
+            return Ok(!pending);
         }
     }
+    Ok(false)
+}
 
+/// Ends the grants of the provider and forgets the consents and unredeemed codes.
+fn end_grants(conn: &mut DbConnection, id: &str, scope: &Scope, now_ms: i64) -> QueryResult<()> {
     // the apps let in while the address was unproven (at a takeover: by the earlier
     // registrant) are not the owner's: their consents, unredeemed codes and grants go
-    diesel::delete(oauth_consents::table.filter(oauth_consents::user_id.eq(&id))).execute(conn)?;
-    diesel::delete(oauth_codes::table.filter(oauth_codes::user_id.eq(&id))).execute(conn)?;
+    diesel::delete(oauth_consents::table.filter(oauth_consents::user_id.eq(id))).execute(conn)?;
+    diesel::delete(oauth_codes::table.filter(oauth_codes::user_id.eq(id))).execute(conn)?;
     diesel::update(
         sessions::table
-            .filter(sessions::user_id.eq(&id))
+            .filter(sessions::user_id.eq(id))
             .filter(sessions::ended_at.is_null())
             .filter(sessions::method.like(crate::rows::session::GRANT_METHOD_LIKE)),
     )
@@ -137,8 +174,17 @@ pub fn clear(
         })),
     ))
     .execute(conn)?;
+    Ok(())
+}
+
+/// The API keys `scope` names, revoked: (id, name) of each.
+fn revoke_api_keys(
+    conn: &mut DbConnection,
+    id: &str,
+    scope: &Scope,
+) -> QueryResult<Vec<(String, String)>> {
     let keys = api_keys::table
-        .filter(api_keys::user_id.eq(&id))
+        .filter(api_keys::user_id.eq(id))
         .into_boxed();
     let keys = match scope {
         Scope::Everything => keys,
@@ -151,12 +197,7 @@ pub fn clear(
     for (key_id, _) in &revoked {
         diesel::delete(api_keys::table.find(key_id)).execute(conn)?;
     }
-    cleared.api_keys = revoked;
-
-    diesel::delete(webauthn_challenges::table.filter(webauthn_challenges::user_id.eq(&id)))
-        .execute(conn)?;
-    diesel::delete(mfa_challenges::table.filter(mfa_challenges::user_id.eq(&id))).execute(conn)?;
-    Ok(cleared)
+    Ok(revoked)
 }
 
 /// Whether the user's address is unproven now: what is set up now is marked so.

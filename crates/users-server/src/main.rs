@@ -52,28 +52,47 @@ fn main() -> ExitCode {
         }
     };
     match command {
-        None | Some("serve") => {
-            let export = match telemetry::init_serving(
-                &settings.ops.rust_log,
-                settings.ops.log_format,
-                &settings.traces,
-            ) {
-                Ok(export) => export,
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    return ExitCode::FAILURE;
-                }
-            };
-            let code = runtime.block_on(serve(settings));
-            // the spans of the last requests, once the runtime no longer needs the thread
-            drop(runtime);
-            export.finish();
-            code
+        None | Some("serve") => serve_until_stopped(settings, runtime),
+        Some(command) => run_command(command, &args[1..], settings, &runtime),
+    }
+}
+
+/// Serves until SIGTERM, then exports the spans of the last requests.
+fn serve_until_stopped(settings: Settings, runtime: tokio::runtime::Runtime) -> ExitCode {
+    let export = match telemetry::init_serving(
+        &settings.ops.rust_log,
+        settings.ops.log_format,
+        &settings.traces,
+    ) {
+        Ok(export) => export,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
         }
-        Some("create-user") => {
-            telemetry::init(&settings.ops.rust_log, settings.ops.log_format, true);
-            let parsed =
-                cli::parse_create_user(&args[1..], std::env::var("USERS_CREATE_PASSWORD").ok());
+    };
+    let code = runtime.block_on(serve(settings));
+    // the spans of the last requests, once the runtime no longer needs the thread
+    drop(runtime);
+    export.finish();
+    code
+}
+
+/// A command of the command line other than `serve` (the usage: `cli::USAGE`).
+fn run_command(
+    command: &str,
+    args: &[String],
+    settings: Settings,
+    runtime: &tokio::runtime::Runtime,
+) -> ExitCode {
+    let known = ["create-user", "rotate-signing-key", "import-fastapi-users"];
+    if !known.contains(&command) {
+        eprintln!("error: unknown command `{command}`\n{USAGE}");
+        return ExitCode::from(2);
+    }
+    telemetry::init(&settings.ops.rust_log, settings.ops.log_format, true);
+    match command {
+        "create-user" => {
+            let parsed = cli::parse_create_user(args, std::env::var("USERS_CREATE_PASSWORD").ok());
             match parsed {
                 Ok(a) => ExitCode::from(runtime.block_on(cli::create_user_command(settings, a))),
                 Err(e) => {
@@ -82,29 +101,21 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Some("rotate-signing-key") => {
-            telemetry::init(&settings.ops.rust_log, settings.ops.log_format, true);
+        "rotate-signing-key" => {
             ExitCode::from(runtime.block_on(cli::rotate_signing_key_command(settings)))
         }
-        Some("import-fastapi-users") => {
-            telemetry::init(&settings.ops.rust_log, settings.ops.log_format, true);
-            match cli::import::parse_import(&args[1..]) {
-                Ok(a) => {
-                    let abort_after = std::env::var(cli::import::ABORT_AFTER_BATCHES_VARIABLE)
-                        .ok()
-                        .and_then(|v| v.parse().ok());
-                    ExitCode::from(cli::import::import_command(&settings, &a, abort_after))
-                }
-                Err(e) => {
-                    eprintln!("error: {e}\n{USAGE}");
-                    ExitCode::from(2)
-                }
+        _ => match cli::import::parse_import(args) {
+            Ok(a) => {
+                let abort_after = std::env::var(cli::import::ABORT_AFTER_BATCHES_VARIABLE)
+                    .ok()
+                    .and_then(|v| v.parse().ok());
+                ExitCode::from(cli::import::import_command(&settings, &a, abort_after))
             }
-        }
-        Some(other) => {
-            eprintln!("error: unknown command `{other}`\n{USAGE}");
-            ExitCode::from(2)
-        }
+            Err(e) => {
+                eprintln!("error: {e}\n{USAGE}");
+                ExitCode::from(2)
+            }
+        },
     }
 }
 

@@ -69,6 +69,37 @@ impl Metrics {
     /// The text exposition of the request metrics, the flows' counters and `gauges`.
     pub fn render(&self, c: &Counters, gauges: &Gauges) -> String {
         let mut out = String::new();
+        self.write_requests(&mut out);
+        self.write_latency(&mut out);
+        let counters = account_and_mail_counters(c)
+            .into_iter()
+            .chain(session_and_check_counters(c));
+        for (name, help, series) in counters {
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} counter");
+            for (labels, v) in series {
+                let v = Counters::get(v);
+                if labels.is_empty() {
+                    let _ = writeln!(out, "{name} {v}");
+                } else {
+                    let _ = writeln!(out, "{name}{{{labels}}} {v}");
+                }
+            }
+        }
+        let _ = writeln!(
+            out,
+            "# HELP users_events_total Audit events written by this process, by type."
+        );
+        let _ = writeln!(out, "# TYPE users_events_total counter");
+        for (kind, n) in c.events_by_type() {
+            let _ = writeln!(out, "users_events_total{{type=\"{kind}\"}} {n}");
+        }
+        write_gauges(&mut out, gauges);
+        out
+    }
+
+    /// `users_http_requests_total`, by route pattern, method and status.
+    fn write_requests(&self, out: &mut String) {
         let _ = writeln!(
             out,
             "# HELP users_http_requests_total HTTP requests by route pattern, method and status."
@@ -84,6 +115,10 @@ impl Metrics {
                 );
             }
         }
+    }
+
+    /// `users_http_request_duration_seconds`, a histogram per route pattern.
+    fn write_latency(&self, out: &mut String) {
         let _ = writeln!(
             out,
             "# HELP users_http_request_duration_seconds HTTP request latency by route pattern."
@@ -112,150 +147,144 @@ impl Metrics {
                 );
             }
         }
-        let counters: [Family<'_>; 15] = [
-            (
-                "users_logins_total",
-                "Password logins by outcome.",
-                vec![
-                    ("result=\"success\"", &c.logins_succeeded),
-                    ("result=\"failure\"", &c.logins_failed),
-                ],
-            ),
-            (
-                "users_registrations_total",
-                "Users registered (API and command line).",
-                vec![("", &c.registrations)],
-            ),
-            (
-                "users_mails_queued_total",
-                "Mails (and mail requests) written to the outbox.",
-                vec![("", &c.mails_queued)],
-            ),
-            (
-                "users_mails_sent_total",
-                "Mails accepted by the mail server or written to MAIL_DIR.",
-                vec![("", &c.mails_sent)],
-            ),
-            (
-                "users_mails_failed_total",
-                "Mails given up.",
-                vec![("", &c.mails_failed)],
-            ),
-            (
-                "users_mails_over_quota_total",
-                "Reset and verification mails not sent: the address had its quota in the last 15 minutes.",
-                vec![("", &c.mails_over_quota)],
-            ),
-            (
-                "users_sessions_started_total",
-                "Sessions started (sign-ins of every kind).",
-                vec![("", &c.sessions_started)],
-            ),
-            (
-                "users_refreshes_total",
-                "Refresh-token requests by outcome: rotated; converged (a spent token within the reuse interval got the current one); reused (a spent token later: the session was ended, theft suspected); invalid.",
-                vec![
-                    ("result=\"rotated\"", &c.refreshes_rotated),
-                    ("result=\"converged\"", &c.refreshes_converged),
-                    ("result=\"reused\"", &c.refresh_reuse_detected),
-                    ("result=\"invalid\"", &c.refreshes_invalid),
-                ],
-            ),
-            (
-                "users_mfa_enabled_total",
-                "TOTP enrolments confirmed.",
-                vec![("", &c.mfa_enabled)],
-            ),
-            (
-                "users_mfa_checks_total",
-                "Second-factor checks (sign-in second steps, and codes to disable TOTP or renew recovery codes) by outcome.",
-                vec![
-                    ("result=\"success\"", &c.mfa_successes),
-                    ("result=\"failure\"", &c.mfa_failures),
-                ],
-            ),
-            (
-                "users_passkey_sign_ins_total",
-                "Passwordless sign-ins with a passkey by outcome.",
-                vec![
-                    ("result=\"success\"", &c.passkey_sign_ins),
-                    ("result=\"failure\"", &c.passkey_failures),
-                ],
-            ),
-            (
-                "users_token_checks_total",
-                "Access-token checks (user, session, revocation) made against the database.",
-                vec![("", &c.token_checks)],
-            ),
-            (
-                "users_token_check_batches_total",
-                "Statements that answered those checks: concurrent checks share one.",
-                vec![("", &c.token_check_batches)],
-            ),
-            (
-                "users_webhooks_delivered_total",
-                "Webhook deliveries a receiver answered with 2xx.",
-                vec![("", &c.webhooks_delivered)],
-            ),
-            (
-                "users_webhooks_failed_total",
-                "Webhook deliveries given up after 24 hours of failures.",
-                vec![("", &c.webhooks_failed)],
-            ),
-        ];
-        for (name, help, series) in counters {
-            let _ = writeln!(out, "# HELP {name} {help}");
-            let _ = writeln!(out, "# TYPE {name} counter");
-            for (labels, v) in series {
-                let v = Counters::get(v);
-                if labels.is_empty() {
-                    let _ = writeln!(out, "{name} {v}");
-                } else {
-                    let _ = writeln!(out, "{name}{{{labels}}} {v}");
-                }
-            }
-        }
-        let _ = writeln!(
-            out,
-            "# HELP users_events_total Audit events written by this process, by type."
-        );
-        let _ = writeln!(out, "# TYPE users_events_total counter");
-        for (kind, n) in c.events_by_type() {
-            let _ = writeln!(out, "users_events_total{{type=\"{kind}\"}} {n}");
-        }
-        let _ = writeln!(
-            out,
-            "# HELP users_outbox_pending Mails waiting in the outbox (all replicas)."
-        );
-        let _ = writeln!(out, "# TYPE users_outbox_pending gauge");
-        if let Some(n) = gauges.outbox_pending {
-            let _ = writeln!(out, "users_outbox_pending {n}");
-        }
-        let _ = writeln!(
-            out,
-            "# HELP users_webhooks_pending Webhook deliveries waiting in the outbox (all replicas)."
-        );
-        let _ = writeln!(out, "# TYPE users_webhooks_pending gauge");
-        if let Some(n) = gauges.webhooks_pending {
-            let _ = writeln!(out, "users_webhooks_pending {n}");
-        }
-        let _ = writeln!(
-            out,
-            "# HELP users_db_pool_connections Database connections of this process by state."
-        );
-        let _ = writeln!(out, "# TYPE users_db_pool_connections gauge");
-        let in_use = gauges.pool_connections.saturating_sub(gauges.pool_idle);
-        let _ = writeln!(
-            out,
-            "users_db_pool_connections{{state=\"in_use\"}} {in_use}"
-        );
-        let _ = writeln!(
-            out,
-            "users_db_pool_connections{{state=\"idle\"}} {}",
-            gauges.pool_idle
-        );
-        out
     }
+}
+
+/// The flows' counters of accounts and mail, in the order they are rendered.
+fn account_and_mail_counters(c: &Counters) -> [Family<'_>; 6] {
+    [
+    (
+        "users_logins_total",
+        "Password logins by outcome.",
+        vec![
+            ("result=\"success\"", &c.logins_succeeded),
+            ("result=\"failure\"", &c.logins_failed),
+        ],
+    ),
+    (
+        "users_registrations_total",
+        "Users registered (API and command line).",
+        vec![("", &c.registrations)],
+    ),
+    (
+        "users_mails_queued_total",
+        "Mails (and mail requests) written to the outbox.",
+        vec![("", &c.mails_queued)],
+    ),
+    (
+        "users_mails_sent_total",
+        "Mails accepted by the mail server or written to MAIL_DIR.",
+        vec![("", &c.mails_sent)],
+    ),
+    (
+        "users_mails_failed_total",
+        "Mails given up.",
+        vec![("", &c.mails_failed)],
+    ),
+    (
+        "users_mails_over_quota_total",
+        "Reset and verification mails not sent: the address had its quota in the last 15 minutes.",
+        vec![("", &c.mails_over_quota)],
+    ),
+    ]
+}
+
+/// The flows' counters of sessions, second factors, token checks and webhooks, rendered
+/// after [`account_and_mail_counters`].
+fn session_and_check_counters(c: &Counters) -> [Family<'_>; 9] {
+    [
+    (
+        "users_sessions_started_total",
+        "Sessions started (sign-ins of every kind).",
+        vec![("", &c.sessions_started)],
+    ),
+    (
+        "users_refreshes_total",
+        "Refresh-token requests by outcome: rotated; converged (a spent token within the reuse interval got the current one); reused (a spent token later: the session was ended, theft suspected); invalid.",
+        vec![
+            ("result=\"rotated\"", &c.refreshes_rotated),
+            ("result=\"converged\"", &c.refreshes_converged),
+            ("result=\"reused\"", &c.refresh_reuse_detected),
+            ("result=\"invalid\"", &c.refreshes_invalid),
+        ],
+    ),
+    (
+        "users_mfa_enabled_total",
+        "TOTP enrolments confirmed.",
+        vec![("", &c.mfa_enabled)],
+    ),
+    (
+        "users_mfa_checks_total",
+        "Second-factor checks (sign-in second steps, and codes to disable TOTP or renew recovery codes) by outcome.",
+        vec![
+            ("result=\"success\"", &c.mfa_successes),
+            ("result=\"failure\"", &c.mfa_failures),
+        ],
+    ),
+    (
+        "users_passkey_sign_ins_total",
+        "Passwordless sign-ins with a passkey by outcome.",
+        vec![
+            ("result=\"success\"", &c.passkey_sign_ins),
+            ("result=\"failure\"", &c.passkey_failures),
+        ],
+    ),
+    (
+        "users_token_checks_total",
+        "Access-token checks (user, session, revocation) made against the database.",
+        vec![("", &c.token_checks)],
+    ),
+    (
+        "users_token_check_batches_total",
+        "Statements that answered those checks: concurrent checks share one.",
+        vec![("", &c.token_check_batches)],
+    ),
+    (
+        "users_webhooks_delivered_total",
+        "Webhook deliveries a receiver answered with 2xx.",
+        vec![("", &c.webhooks_delivered)],
+    ),
+    (
+        "users_webhooks_failed_total",
+        "Webhook deliveries given up after 24 hours of failures.",
+        vec![("", &c.webhooks_failed)],
+    ),
+    ]
+}
+
+/// The outbox and pool gauges, read at scrape time.
+fn write_gauges(out: &mut String, gauges: &Gauges) {
+    let _ = writeln!(
+        out,
+        "# HELP users_outbox_pending Mails waiting in the outbox (all replicas)."
+    );
+    let _ = writeln!(out, "# TYPE users_outbox_pending gauge");
+    if let Some(n) = gauges.outbox_pending {
+        let _ = writeln!(out, "users_outbox_pending {n}");
+    }
+    let _ = writeln!(
+        out,
+        "# HELP users_webhooks_pending Webhook deliveries waiting in the outbox (all replicas)."
+    );
+    let _ = writeln!(out, "# TYPE users_webhooks_pending gauge");
+    if let Some(n) = gauges.webhooks_pending {
+        let _ = writeln!(out, "users_webhooks_pending {n}");
+    }
+    let _ = writeln!(
+        out,
+        "# HELP users_db_pool_connections Database connections of this process by state."
+    );
+    let _ = writeln!(out, "# TYPE users_db_pool_connections gauge");
+    let in_use = gauges.pool_connections.saturating_sub(gauges.pool_idle);
+    let _ = writeln!(
+        out,
+        "users_db_pool_connections{{state=\"in_use\"}} {in_use}"
+    );
+    let _ = writeln!(
+        out,
+        "users_db_pool_connections{{state=\"idle\"}} {}",
+        gauges.pool_idle
+    );
 }
 
 fn label(v: &str) -> String {

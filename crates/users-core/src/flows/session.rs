@@ -384,7 +384,18 @@ async fn refresh_inner(
         return Ok((rotated, Rotation::Converged));
     }
     // an older token, or the last one too late: someone else has this session's tokens
-    let user_id = user.id;
+    end_reused(core, sid, user.id, client, now).await
+}
+
+/// Ends the session whose spent refresh token was presented again (an older one, or the
+/// last one after the reuse interval), with its event.
+async fn end_reused(
+    core: &Core,
+    sid: String,
+    user_id: UserId,
+    client: &ClientInfo,
+    now: Timestamp,
+) -> Result<(Rotated, Rotation), RefreshError> {
     let (id, at) = (sid.clone(), core.config.liveness(now));
     let event =
         Event::new(EventType::RefreshTokenReused, Some(user_id)).with("session_id", sid.clone());

@@ -108,6 +108,35 @@ fn render(state: &AppState, signin: Option<SignInFor>) -> HttpResponse {
         ),
         None => String::new(),
     };
+    let signed_out = signed_out_sections(state, passkeys_hidden);
+    let account = account_sections(passkeys_hidden);
+    let html = format!(
+        r##"<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width,initial-scale=1">
+<meta name="referrer" content="no-referrer">
+<title>Your account · {app}</title>
+<style>{STYLE}</style></head>
+<body{body_data}><main>
+<header class="top"><h1>{app}</h1></header>
+<p id="status" class="message" role="status" aria-live="polite" hidden></p>
+
+{signed_out}{account}{ACCOUNT_LISTS}</main>
+<script>{SCRIPT}</script>
+</body></html>"##
+    );
+    HttpResponse::Ok()
+        .insert_header((header::CONTENT_TYPE, "text/html; charset=utf-8"))
+        .insert_header((header::CONTENT_SECURITY_POLICY, csp()))
+        .insert_header((header::REFERRER_POLICY, "no-referrer"))
+        .insert_header((header::X_FRAME_OPTIONS, "DENY"))
+        .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .body(html)
+}
+
+/// A "Sign in with …" button per configured provider, in one row; nothing without any.
+fn provider_buttons(state: &AppState) -> String {
     let mut providers = String::new();
     for name in state.core.providers.names() {
         let label = state
@@ -122,24 +151,20 @@ fn render(state: &AppState, signin: Option<SignInFor>) -> HttpResponse {
             escape(&label)
         ));
     }
-    let providers = if providers.is_empty() {
+    if providers.is_empty() {
         String::new()
     } else {
         format!("<div class=\"actions\">{providers}</div>")
-    };
-    let min = state.core.policy.min_length;
-    let html = format!(
-        r##"<!doctype html>
-<html lang="en"><head><meta charset="utf-8">
-<meta name="viewport" content="width=device-width,initial-scale=1">
-<meta name="referrer" content="no-referrer">
-<title>Your account · {app}</title>
-<style>{STYLE}</style></head>
-<body{body_data}><main>
-<header class="top"><h1>{app}</h1></header>
-<p id="status" class="message" role="status" aria-live="polite" hidden></p>
+    }
+}
 
-<section id="signin" class="card" aria-labelledby="signin-heading" hidden>
+/// What a person who is not signed in sees: sign-in, sign-up, forgot-password and the
+/// second step.
+fn signed_out_sections(state: &AppState, passkeys_hidden: &str) -> String {
+    let providers = provider_buttons(state);
+    let min = state.core.policy.min_length;
+    format!(
+        r##"<section id="signin" class="card" aria-labelledby="signin-heading" hidden>
   <h2 id="signin-heading" tabindex="-1">Sign in</h2>
   <form id="signin-form">
     <label for="email">Email</label>
@@ -195,7 +220,14 @@ fn render(state: &AppState, signin: Option<SignInFor>) -> HttpResponse {
   </div>
 </section>
 
-<div id="account" hidden>
+"##
+    )
+}
+
+/// The signed-in person's account, passkeys and second factor.
+fn account_sections(passkeys_hidden: &str) -> String {
+    format!(
+        r##"<div id="account" hidden>
   <section class="card" aria-labelledby="account-heading">
     <h2 id="account-heading" tabindex="-1">Your account</h2>
     <p>Signed in as <strong id="who"></strong>.</p>
@@ -252,7 +284,13 @@ fn render(state: &AppState, signin: Option<SignInFor>) -> HttpResponse {
     </form>
   </section>
 
-  <section id="api-keys" class="card" aria-labelledby="keys-heading">
+"##
+    )
+}
+
+/// The signed-in person's API keys, sessions and connected apps (the end of the account
+/// part the script fills in).
+const ACCOUNT_LISTS: &str = r##"  <section id="api-keys" class="card" aria-labelledby="keys-heading">
     <h2 id="keys-heading">API keys</h2>
     <p class="hint">For scripts and CI: a key acts as you until you revoke it, but cannot change how you sign in.</p>
     <p id="key-none" class="hint">No API keys yet.</p>
@@ -288,16 +326,4 @@ fn render(state: &AppState, signin: Option<SignInFor>) -> HttpResponse {
     <ul id="app-list" class="items"></ul>
   </section>
 </div>
-</main>
-<script>{SCRIPT}</script>
-</body></html>"##
-    );
-    HttpResponse::Ok()
-        .insert_header((header::CONTENT_TYPE, "text/html; charset=utf-8"))
-        .insert_header((header::CONTENT_SECURITY_POLICY, csp()))
-        .insert_header((header::REFERRER_POLICY, "no-referrer"))
-        .insert_header((header::X_FRAME_OPTIONS, "DENY"))
-        .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
-        .insert_header((header::CACHE_CONTROL, "no-store"))
-        .body(html)
-}
+"##;

@@ -88,27 +88,8 @@ impl ClientMetadata {
         }
         let r: Requested = serde_json::from_value(body.clone())
             .map_err(|e| metadata_error(format!("a field has the wrong type: {e}")))?;
-        let grant_types = r
-            .grant_types
-            .unwrap_or_else(|| vec![GRANT_AUTHORIZATION_CODE.to_owned()]);
-        if let Some(g) = grant_types
-            .iter()
-            .find(|g| !GRANT_TYPES.contains(&g.as_str()))
-        {
-            return Err(metadata_error(format!("unknown grant type `{g}`")));
-        }
-        let response_types = r.response_types.unwrap_or_else(|| {
-            if grant_types.iter().any(|g| g == GRANT_AUTHORIZATION_CODE) {
-                vec!["code".to_owned()]
-            } else {
-                Vec::new()
-            }
-        });
-        if let Some(t) = response_types.iter().find(|t| *t != "code") {
-            return Err(metadata_error(format!(
-                "unknown response type `{t}` (only `code`)"
-            )));
-        }
+        let (grant_types, response_types) =
+            grant_and_response_types(r.grant_types, r.response_types)?;
         let method = r
             .token_endpoint_auth_method
             .unwrap_or_else(|| "client_secret_basic".to_owned());
@@ -117,17 +98,9 @@ impl ClientMetadata {
                 "unknown token_endpoint_auth_method `{method}`"
             )));
         }
-        let redirect_uris = r.redirect_uris.unwrap_or_default();
-        for uri in &redirect_uris {
-            check_redirect_uri(uri)
-                .map_err(|e| OAuthError::InvalidRedirectUri(format!("redirect URI `{uri}` {e}")))?;
-        }
-        let post_logout_redirect_uris = r.post_logout_redirect_uris.unwrap_or_default();
-        for uri in &post_logout_redirect_uris {
-            check_redirect_uri(uri).map_err(|e| {
-                OAuthError::InvalidRedirectUri(format!("post-logout redirect URI `{uri}` {e}"))
-            })?;
-        }
+        let redirect_uris = checked_redirect_uris(r.redirect_uris, "redirect URI")?;
+        let post_logout_redirect_uris =
+            checked_redirect_uris(r.post_logout_redirect_uris, "post-logout redirect URI")?;
         if grant_types.iter().any(|g| g == GRANT_AUTHORIZATION_CODE) && redirect_uris.is_empty() {
             return Err(metadata_error(
                 "`redirect_uris` is required for the authorization_code grant",
@@ -138,17 +111,7 @@ impl ClientMetadata {
                 "a public client (token_endpoint_auth_method none) cannot use client_credentials",
             ));
         }
-        let scope = r.scope.unwrap_or_else(|| DEFAULT_CLIENT_SCOPE.to_owned());
-        let scopes =
-            parse_scope(&scope).ok_or_else(|| metadata_error("`scope` is not a list of scopes"))?;
-        if let Some(s) = scopes
-            .iter()
-            .find(|s| !STANDARD_SCOPES.contains(&s.as_str()) && !extra_scopes.contains(s))
-        {
-            return Err(metadata_error(format!(
-                "scope `{s}` is neither a standard scope nor a permission of a role"
-            )));
-        }
+        let scopes = client_scopes(r.scope, extra_scopes)?;
         let alg = r
             .id_token_signed_response_alg
             .unwrap_or_else(|| "RS256".to_owned());
@@ -200,6 +163,64 @@ impl ClientMetadata {
     pub fn display_name<'a>(&'a self, client_id: &'a str) -> &'a str {
         self.client_name.as_deref().unwrap_or(client_id)
     }
+}
+
+/// The grant types of a registration (the authorization code without any), and its
+/// response types (`code` for that grant without any).
+fn grant_and_response_types(
+    grant_types: Option<Vec<String>>,
+    response_types: Option<Vec<String>>,
+) -> Result<(Vec<String>, Vec<String>), OAuthError> {
+    let grant_types = grant_types.unwrap_or_else(|| vec![GRANT_AUTHORIZATION_CODE.to_owned()]);
+    if let Some(g) = grant_types
+        .iter()
+        .find(|g| !GRANT_TYPES.contains(&g.as_str()))
+    {
+        return Err(metadata_error(format!("unknown grant type `{g}`")));
+    }
+    let response_types = response_types.unwrap_or_else(|| {
+        if grant_types.iter().any(|g| g == GRANT_AUTHORIZATION_CODE) {
+            vec!["code".to_owned()]
+        } else {
+            Vec::new()
+        }
+    });
+    if let Some(t) = response_types.iter().find(|t| *t != "code") {
+        return Err(metadata_error(format!(
+            "unknown response type `{t}` (only `code`)"
+        )));
+    }
+    Ok((grant_types, response_types))
+}
+
+/// Redirect URIs of a registration, each checked; `what` names them in the error.
+fn checked_redirect_uris(uris: Option<Vec<String>>, what: &str) -> Result<Vec<String>, OAuthError> {
+    let uris = uris.unwrap_or_default();
+    for uri in &uris {
+        check_redirect_uri(uri)
+            .map_err(|e| OAuthError::InvalidRedirectUri(format!("{what} `{uri}` {e}")))?;
+    }
+    Ok(uris)
+}
+
+/// The scopes of a registration (the default without any): standard ones and the
+/// permissions of roles (`extra_scopes`) only.
+fn client_scopes(
+    scope: Option<String>,
+    extra_scopes: &[String],
+) -> Result<Vec<String>, OAuthError> {
+    let scope = scope.unwrap_or_else(|| DEFAULT_CLIENT_SCOPE.to_owned());
+    let scopes =
+        parse_scope(&scope).ok_or_else(|| metadata_error("`scope` is not a list of scopes"))?;
+    if let Some(s) = scopes
+        .iter()
+        .find(|s| !STANDARD_SCOPES.contains(&s.as_str()) && !extra_scopes.contains(s))
+    {
+        return Err(metadata_error(format!(
+            "scope `{s}` is neither a standard scope nor a permission of a role"
+        )));
+    }
+    Ok(scopes)
 }
 
 /// A registered client.

@@ -215,7 +215,18 @@ pub async fn introspect(
         };
     }
     // a grant's refresh token
-    let Some(claim) = RefreshKey::parse(&token) else {
+    introspect_refresh_token(core, &token, issuer, now).await
+}
+
+/// What introspection says of a grant's refresh token: active while its grant's session
+/// is live, its user active and the token the session's current one.
+async fn introspect_refresh_token(
+    core: &Core,
+    token: &str,
+    issuer: String,
+    now: Timestamp,
+) -> Result<Value, OAuthError> {
+    let Some(claim) = RefreshKey::parse(token) else {
         return Ok(inactive());
     };
     let sid = claim.session_id.to_string();

@@ -197,6 +197,76 @@ async fn code_grant(
     from: &ClientInfo,
     now: Timestamp,
 ) -> Result<TokenAnswer, OAuthError> {
+    let (hash, row, data) = code_of_request(core, client, params).await?;
+    let user_id = users_domain::UserId::parse_str(&row.user_id).map_err(Fault::internal)?;
+    let user = core
+        .store
+        .run(move |c| users_db::users::find_by_id(c, user_id))
+        .await?
+        .map(|s| s.user)
+        .filter(|u| u.is_active)
+        .ok_or_else(|| OAuthError::InvalidGrant("the person's account is not active".into()))?;
+    let offline = data.scopes.iter().any(|s| s == "offline_access")
+        && client.metadata.has_grant(super::GRANT_REFRESH_TOKEN);
+    let salt = offline.then(RefreshKey::new_salt);
+    let (session, grant, amr) =
+        session_and_grant(core, client, &row.user_id, &data, &salt, from, now);
+    let sid = session.id.clone();
+    let event = Event::new(EventType::OauthCodeReused, Some(user.id))
+        .with("client_id", client.client_id.clone());
+    let change = Change::new(vec![event], from, now);
+    let now_ms = now.millis();
+    let browser = data.browser_session.clone();
+    let redeemed = core
+        .apply(change, move |c, raised| {
+            db::redeem_code(
+                c,
+                &hash,
+                &browser,
+                now_ms,
+                &session,
+                &grant,
+                raised.effects(),
+            )
+        })
+        .await?;
+    started(redeemed, client, &user)?;
+    let (scopes, roles) = held_by_person(core, &user, &data.scopes).await?;
+    let person = Person {
+        user: &user,
+        sid: &sid,
+        scopes: &scopes,
+        resource: data.resource.as_deref(),
+        auth_time: data.auth_time,
+        amr,
+        acr: data.aal.to_string(),
+        nonce: data.nonce.as_deref(),
+        roles,
+    };
+    let (access_token, id_token) = mint_for_person(core, client, &person, now).await?;
+    let refresh_token = match (&salt, uuid::Uuid::parse_str(&sid)) {
+        (Some(salt), Ok(id)) => Some(core.refresh_key.token(id, salt, 0)),
+        _ => None,
+    };
+    tracing::info!(client_id = %client.client_id, user_id = %user.id, session_id = %sid, "authorization code exchanged");
+    Ok(TokenAnswer {
+        access_token,
+        issued_token_type: None,
+        token_type: "Bearer",
+        expires_in: core.config.oauth_access_token_lifetime_seconds,
+        scope: scope_string(&scopes),
+        id_token,
+        refresh_token,
+    })
+}
+
+/// The code of a token request, checked against its authorization request (redirect
+/// URI, PKCE verifier, resource): its hash, its row and what it keeps.
+async fn code_of_request(
+    core: &Core,
+    client: &Client,
+    params: &Params,
+) -> Result<(String, db::CodeRow, CodeData), OAuthError> {
     let code = params.require("code")?;
     let verifier = params.require("code_verifier")?;
     let hash = token_hash(code);
@@ -235,25 +305,29 @@ async fn code_grant(
             ));
         }
     }
-    let user_id = users_domain::UserId::parse_str(&row.user_id).map_err(Fault::internal)?;
-    let user = core
-        .store
-        .run(move |c| users_db::users::find_by_id(c, user_id))
-        .await?
-        .map(|s| s.user)
-        .filter(|u| u.is_active)
-        .ok_or_else(|| OAuthError::InvalidGrant("the person's account is not active".into()))?;
-    let offline = data.scopes.iter().any(|s| s == "offline_access")
-        && client.metadata.has_grant(super::GRANT_REFRESH_TOKEN);
+    Ok((hash, row, data))
+}
+
+/// The session and the grant a redeemed code starts (a new session id), and the
+/// sign-in's `amr`.
+fn session_and_grant(
+    core: &Core,
+    client: &Client,
+    user_id: &str,
+    data: &CodeData,
+    salt: &Option<String>,
+    from: &ClientInfo,
+    now: Timestamp,
+) -> (NewSession, GrantRow, Vec<String>) {
     let sid = uuid::Uuid::new_v4();
-    let salt = offline.then(RefreshKey::new_salt);
+    let amr = amr(&data.method, data.second_factor.as_deref());
     let user_agent = from
         .user_agent
         .as_ref()
         .map(|ua| ua.chars().take(256).collect::<String>());
     let session = NewSession {
         id: sid.to_string(),
-        user_id: row.user_id.clone(),
+        user_id: user_id.to_owned(),
         created_at: now.millis(),
         last_used_at: now.millis(),
         expires_at: now.plus_secs(core.config.session_lifetime_seconds).millis(),
@@ -264,77 +338,34 @@ async fn code_grant(
         refresh_key_salt: salt.clone(),
         second_factor: data.second_factor.clone(),
     };
-    let amr = amr(&data.method, data.second_factor.as_deref());
     let grant = GrantRow {
         session_id: sid.to_string(),
         client_id: client.client_id.clone(),
-        user_id: row.user_id.clone(),
+        user_id: user_id.to_owned(),
         scope: scope_string(&data.scopes),
         resource: data.resource.clone(),
         auth_time: data.auth_time,
         amr: amr.join(" "),
         created_at: now.millis(),
     };
-    let event = Event::new(EventType::OauthCodeReused, Some(user.id))
-        .with("client_id", client.client_id.clone());
-    let change = Change::new(vec![event], from, now);
-    let now_ms = now.millis();
-    let browser = data.browser_session.clone();
-    let redeemed = core
-        .apply(change, move |c, raised| {
-            db::redeem_code(
-                c,
-                &hash,
-                &browser,
-                now_ms,
-                &session,
-                &grant,
-                raised.effects(),
-            )
-        })
-        .await?;
+    (session, grant, amr)
+}
+
+/// Whether a code's redemption started its grant; the error of a code that did not (a
+/// replayed one ended the grant it started).
+fn started(redeemed: Redeemed, client: &Client, user: &User) -> Result<(), OAuthError> {
     match redeemed {
-        Redeemed::Started => {}
-        Redeemed::Invalid => {
-            return Err(OAuthError::InvalidGrant(
-                "the code has expired, or the sign-in it was issued in has ended".into(),
-            ))
-        }
+        Redeemed::Started => Ok(()),
+        Redeemed::Invalid => Err(OAuthError::InvalidGrant(
+            "the code has expired, or the sign-in it was issued in has ended".into(),
+        )),
         Redeemed::Replayed { .. } => {
             tracing::warn!(client_id = %client.client_id, user_id = %user.id, "an authorization code was presented twice; the grant it started is ended");
-            return Err(OAuthError::InvalidGrant(
+            Err(OAuthError::InvalidGrant(
                 "the code was used already; every token issued from it is revoked".into(),
-            ));
+            ))
         }
     }
-    let sid = sid.to_string();
-    let (scopes, roles) = held_by_person(core, &user, &data.scopes).await?;
-    let person = Person {
-        user: &user,
-        sid: &sid,
-        scopes: &scopes,
-        resource: data.resource.as_deref(),
-        auth_time: data.auth_time,
-        amr,
-        acr: data.aal.to_string(),
-        nonce: data.nonce.as_deref(),
-        roles,
-    };
-    let (access_token, id_token) = mint_for_person(core, client, &person, now).await?;
-    let refresh_token = match (&salt, uuid::Uuid::parse_str(&sid)) {
-        (Some(salt), Ok(id)) => Some(core.refresh_key.token(id, salt, 0)),
-        _ => None,
-    };
-    tracing::info!(client_id = %client.client_id, user_id = %user.id, session_id = %sid, "authorization code exchanged");
-    Ok(TokenAnswer {
-        access_token,
-        issued_token_type: None,
-        token_type: "Bearer",
-        expires_in: core.config.oauth_access_token_lifetime_seconds,
-        scope: scope_string(&scopes),
-        id_token,
-        refresh_token,
-    })
 }
 
 async fn refresh_grant(
@@ -499,27 +530,7 @@ async fn token_exchange(
     } else {
         None
     };
-    let subject = params.require("subject_token")?;
-    match params.get("subject_token_type") {
-        Some(API_KEY_TOKEN_TYPE) => {}
-        Some(other) => {
-            return Err(OAuthError::InvalidRequest(format!(
-                "subject_token_type `{other}` is not supported (only {API_KEY_TOKEN_TYPE})"
-            )))
-        }
-        None => {
-            return Err(OAuthError::InvalidRequest(
-                "`subject_token_type` is required".into(),
-            ))
-        }
-    }
-    if let Some(t) = params.get("requested_token_type") {
-        if t != ACCESS_TOKEN_TYPE {
-            return Err(OAuthError::InvalidRequest(format!(
-                "requested_token_type `{t}` is not supported"
-            )));
-        }
-    }
+    let subject = exchanged_api_key(params)?;
     let key = crate::flows::api_keys::verify(core, subject, now)
         .await?
         .ok_or_else(|| {
@@ -575,6 +586,33 @@ async fn token_exchange(
         id_token: None,
         refresh_token: None,
     })
+}
+
+/// The API key of an RFC 8693 exchange request (`subject_token`), whose types must be
+/// an API key in, an access token out.
+fn exchanged_api_key(params: &Params) -> Result<&str, OAuthError> {
+    let subject = params.require("subject_token")?;
+    match params.get("subject_token_type") {
+        Some(API_KEY_TOKEN_TYPE) => {}
+        Some(other) => {
+            return Err(OAuthError::InvalidRequest(format!(
+                "subject_token_type `{other}` is not supported (only {API_KEY_TOKEN_TYPE})"
+            )))
+        }
+        None => {
+            return Err(OAuthError::InvalidRequest(
+                "`subject_token_type` is required".into(),
+            ))
+        }
+    }
+    if let Some(t) = params.get("requested_token_type") {
+        if t != ACCESS_TOKEN_TYPE {
+            return Err(OAuthError::InvalidRequest(format!(
+                "requested_token_type `{t}` is not supported"
+            )));
+        }
+    }
+    Ok(subject)
 }
 
 /// The `client_id` of a token exchanged without a client: the key's id after this.

@@ -18,72 +18,15 @@ use actix_web::dev::ServerHandle;
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine as _;
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 
-const KEY_PEM: &str = include_str!("../fixtures/oidc-test-key.pem");
-const KEY_JWK: &str = include_str!("../fixtures/oidc-test-key.jwk.json");
-const OTHER_KEY_PEM: &str = include_str!("../fixtures/oidc-other-test-key.pem");
-const OTHER_KEY_JWK: &str = include_str!("../fixtures/oidc-other-test-key.jwk.json");
-const EC_KEY_PEM: &str = include_str!("../fixtures/oidc-ec-test-key.pem");
-const EC_KEY_JWK: &str = include_str!("../fixtures/oidc-ec-test-key.jwk.json");
+mod id_token;
+mod keys;
 
-/// The keys a provider can sign id_tokens with (tests/fixtures).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TestKey {
-    /// `oidc-test-key.pem`, RS256 (the default).
-    Rsa,
-    /// `oidc-other-test-key.pem`, RS256: the key after a rotation.
-    OtherRsa,
-    /// `oidc-ec-test-key.pem`, ES256 on P-256.
-    Ec,
-}
-
-impl TestKey {
-    pub fn kid(self) -> &'static str {
-        match self {
-            TestKey::Rsa => OidcProvider::KID,
-            TestKey::OtherRsa => OidcProvider::ROTATED_KID,
-            TestKey::Ec => OidcProvider::EC_KID,
-        }
-    }
-
-    fn alg(self) -> Algorithm {
-        match self {
-            TestKey::Rsa | TestKey::OtherRsa => Algorithm::RS256,
-            TestKey::Ec => Algorithm::ES256,
-        }
-    }
-
-    fn alg_name(self) -> &'static str {
-        match self {
-            TestKey::Rsa | TestKey::OtherRsa => "RS256",
-            TestKey::Ec => "ES256",
-        }
-    }
-
-    fn public_jwk(self) -> Value {
-        let text = match self {
-            TestKey::Rsa => KEY_JWK,
-            TestKey::OtherRsa => OTHER_KEY_JWK,
-            TestKey::Ec => EC_KEY_JWK,
-        };
-        let mut jwk: Value = serde_json::from_str(text).unwrap();
-        jwk["kid"] = json!(self.kid());
-        jwk["alg"] = json!(self.alg_name());
-        jwk["use"] = json!("sig");
-        jwk
-    }
-
-    fn encoding_key(self) -> EncodingKey {
-        match self {
-            TestKey::Rsa => encoding_key(KEY_PEM),
-            TestKey::OtherRsa => encoding_key(OTHER_KEY_PEM),
-            TestKey::Ec => EncodingKey::from_ec_der(&der(EC_KEY_PEM)),
-        }
-    }
-}
+use id_token::id_token;
+pub use id_token::Tamper;
+pub use keys::TestKey;
 
 /// Who the provider says the user is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -102,33 +45,6 @@ impl Identity {
             email_verified: true,
         }
     }
-}
-
-/// How the id_tokens issued from now on are spoiled.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Tamper {
-    None,
-    WrongAudience,
-    WrongIssuer,
-    Expired,
-    IssuedInFuture,
-    WrongNonce,
-    MissingNonce,
-    /// `alg: none`, empty signature.
-    Unsigned,
-    /// A valid token with one signature byte flipped.
-    BadSignature,
-    /// Signed by a key other than the one its kid names.
-    OtherKey,
-    /// A kid the JWKS never lists.
-    UnknownKid,
-    /// HS256 keyed with the public key's modulus: the alg-confusion attack.
-    Hs256WithPublicKey,
-    /// The token response carries no id_token at all.
-    NoIdToken,
-    /// Signed with another key, under that key's own kid and alg (another provider's
-    /// key, say): a valid signature by a key this provider does not publish.
-    SignedWith(TestKey),
 }
 
 /// One authorization, from `/authorize` until its code is redeemed.
@@ -551,106 +467,6 @@ async fn token(
         answer["id_token"] = json!(id_token);
     }
     HttpResponse::Ok().json(answer)
-}
-
-/// The DER inside a PEM: jsonwebtoken's PEM parsing is a feature this workspace
-/// leaves off.
-fn der(pem: &str) -> Vec<u8> {
-    let body: String = pem
-        .lines()
-        .filter(|line| !line.starts_with("-----"))
-        .collect();
-    STANDARD.decode(body).unwrap()
-}
-
-fn encoding_key(pem: &str) -> EncodingKey {
-    EncodingKey::from_rsa_der(&der(pem))
-}
-
-fn id_token(s: &State, grant: &Grant) -> Option<String> {
-    let now = unix_now();
-    let identity = &grant.identity;
-    let mut claims = json!({
-        "iss": s.base_url,
-        "aud": OidcProvider::CLIENT_ID,
-        "azp": OidcProvider::CLIENT_ID,
-        "sub": identity.sub,
-        "iat": now,
-        "exp": now + 3600,
-    });
-    if let Some(nonce) = &grant.nonce {
-        claims["nonce"] = json!(nonce);
-    }
-    if s.email_in_id_token {
-        if let Some(email) = &identity.email {
-            claims["email"] = json!(email);
-        }
-        claims["email_verified"] = json!(identity.email_verified);
-    }
-    let signing = if s.rotated { TestKey::OtherRsa } else { s.key };
-    let mut key = signing.encoding_key();
-    let mut kid = signing.kid();
-    let mut alg = signing.alg();
-
-    match s.tamper {
-        Tamper::None | Tamper::BadSignature => {}
-        Tamper::SignedWith(other) => {
-            key = other.encoding_key();
-            kid = other.kid();
-            alg = other.alg();
-        }
-        Tamper::NoIdToken => return None,
-        Tamper::WrongAudience => claims["aud"] = json!("someone-else.apps.example"),
-        Tamper::WrongIssuer => claims["iss"] = json!("https://issuer.invalid"),
-        Tamper::Expired => {
-            claims["iat"] = json!(now - 7200);
-            claims["exp"] = json!(now - 3600);
-        }
-        Tamper::IssuedInFuture => {
-            claims["iat"] = json!(now + 3600);
-            claims["exp"] = json!(now + 7200);
-        }
-        Tamper::WrongNonce => claims["nonce"] = json!("not-the-nonce"),
-        Tamper::MissingNonce => {
-            claims.as_object_mut().unwrap().remove("nonce");
-        }
-        Tamper::OtherKey => {
-            let other = match signing {
-                TestKey::Rsa => TestKey::OtherRsa,
-                TestKey::OtherRsa | TestKey::Ec => TestKey::Rsa,
-            };
-            key = other.encoding_key();
-            alg = other.alg();
-        }
-        Tamper::UnknownKid => kid = "no-such-kid",
-        Tamper::Unsigned => {
-            let header = json!({ "alg": "none", "typ": "JWT", "kid": kid });
-            return Some(format!(
-                "{}.{}.",
-                URL_SAFE_NO_PAD.encode(header.to_string()),
-                URL_SAFE_NO_PAD.encode(claims.to_string()),
-            ));
-        }
-        Tamper::Hs256WithPublicKey => {
-            let mut header = Header::new(Algorithm::HS256);
-            header.kid = Some(kid.to_owned());
-            let jwk: Value = serde_json::from_str(KEY_JWK).unwrap();
-            let secret = jwk["n"].as_str().unwrap().as_bytes().to_vec();
-            let key = EncodingKey::from_secret(&secret);
-            return Some(jsonwebtoken::encode(&header, &claims, &key).unwrap());
-        }
-    }
-
-    let mut header = Header::new(alg);
-    header.kid = Some(kid.to_owned());
-    let token = jsonwebtoken::encode(&header, &claims, &key).unwrap();
-    if s.tamper == Tamper::BadSignature {
-        let (signed, signature) = token.rsplit_once('.').unwrap();
-        let mut signature = URL_SAFE_NO_PAD.decode(signature).unwrap();
-        signature[0] ^= 0x01;
-        return Some(format!("{signed}.{}", URL_SAFE_NO_PAD.encode(signature)));
-    }
-    Some(token)
 }
 
 async fn userinfo(state: Shared, request: HttpRequest) -> HttpResponse {
