@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Instructions per request of GET /users/me, in the users-server process (bench/README.md).
+"""Instructions per request of GET /users/me and POST /auth/jwt/login, in the users-server
+process (bench/README.md).
 
     python3 bench/instructions.py                      # this tree, SQLite and PostgreSQL
     python3 bench/instructions.py --baseline HEAD~1    # and git revision HEAD~1, side by side
@@ -37,6 +38,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 from http.client import HTTPConnection
 from pathlib import Path
 
@@ -49,8 +51,13 @@ SCENARIOS = {
     "me": "GET /users/me with a token from POST /auth/jwt/login (a session token, with `sid`, from servers that have sessions)",
     "me_nosession": "GET /users/me with a token minted as fastapi-users mints it (no `sid`)",
     "me_401": "GET /users/me without a token (401: the route's HTTP floor)",
+    "login": "POST /auth/jwt/login with the right password (200; one argon2id verification of "
+             "the bench's parameters, the session row and the event)",
 }
-EXPECTED = {"me": 200, "me_nosession": 200, "me_401": 401}
+EXPECTED = {"me": 200, "me_nosession": 200, "me_401": 401, "login": 200}
+# A login is a password hash (tens of millions of instructions, thousands of times slower
+# under callgrind than a token check): it runs this many times fewer requests.
+LOGIN_DIVISOR = 50
 
 
 # ----------------------------------------------------------------------------------------
@@ -161,10 +168,17 @@ class Perf:
 # one server
 # ----------------------------------------------------------------------------------------
 
-def send(conn: HTTPConnection, headers: dict, n: int, expected: int) -> dict:
+def send(conn: HTTPConnection, headers: dict, n: int, expected: int,
+         login: bytes | None = None) -> dict:
+    """`n` requests: GET /users/me with `headers`, or POST /auth/jwt/login with the form
+    `login`."""
     statuses = {}
     for _ in range(n):
-        conn.request("GET", "/users/me", headers=headers)
+        if login is None:
+            conn.request("GET", "/users/me", headers=headers)
+        else:
+            conn.request("POST", "/auth/jwt/login", body=login, headers={
+                "content-type": "application/x-www-form-urlencoded"})
         resp = conn.getresponse()
         resp.read()
         statuses[resp.status] = statuses.get(resp.status, 0) + 1
@@ -204,7 +218,13 @@ def measure_server(args, counter, binary: Path, label: str, backend: str, tmp: P
             raise BenchError(f"register answered {status}: {raw[:300]!r}")
         user_id = json.loads(raw)["id"]
         session_token = harness.login(srv.base, email, harness.SEED_PASSWORD)
+        login_form = urllib.parse.urlencode(
+            {"username": email, "password": harness.SEED_PASSWORD}).encode()
         for scenario in args.scenarios:
+            form = login_form if scenario == "login" else None
+            divisor = LOGIN_DIVISOR if scenario == "login" else 1
+            warmup = max(1, args.warmup // divisor) if args.warmup else 0
+            requests = max(1, args.requests // divisor)
             if scenario == "me":
                 headers = {"Authorization": f"Bearer {session_token}"}
             elif scenario == "me_nosession":
@@ -213,7 +233,7 @@ def measure_server(args, counter, binary: Path, label: str, backend: str, tmp: P
             else:
                 headers = {}
             conn = HTTPConnection("127.0.0.1", port, timeout=300)
-            send(conn, headers, args.warmup, EXPECTED[scenario])
+            send(conn, headers, warmup, EXPECTED[scenario], form)
             # idle: what the server does on its own in a while (timers, background tasks)
             counter.start()
             i0 = time.monotonic()
@@ -223,14 +243,14 @@ def measure_server(args, counter, binary: Path, label: str, backend: str, tmp: P
             # the measured requests
             counter.start()
             m0 = time.monotonic()
-            statuses = send(conn, headers, args.requests, EXPECTED[scenario])
+            statuses = send(conn, headers, requests, EXPECTED[scenario], form)
             wall = time.monotonic() - m0
             total = counter.stop()
             conn.close()
             idle_rate = idle / idle_s if idle_s > 0 else 0.0
-            per_request = (total - idle_rate * wall) / args.requests
+            per_request = (total - idle_rate * wall) / requests
             row = {"binary": label, "backend": backend, "scenario": scenario,
-                   "requests": args.requests, "warmup": args.warmup,
+                   "requests": requests, "warmup": warmup,
                    "instructions_total": total, "wall_s": round(wall, 2),
                    "idle_instructions": idle, "idle_s": round(idle_s, 2),
                    "idle_per_s": round(idle_rate), "instructions_per_request": per_request,
@@ -238,7 +258,7 @@ def measure_server(args, counter, binary: Path, label: str, backend: str, tmp: P
                    "statuses": {str(k): v for k, v in statuses.items()}}
             rows.append(row)
             log(f"{tag} {scenario}: {per_request:,.0f} instructions a request "
-                f"({total:,} in {wall:.1f} s for {args.requests}, idle {idle_rate:,.0f}/s "
+                f"({total:,} in {wall:.1f} s for {requests}, idle {idle_rate:,.0f}/s "
                 f"subtracted: {100 * row['idle_share']:.1f}%)")
     finally:
         info = srv.stop()
@@ -257,13 +277,14 @@ def measure_server(args, counter, binary: Path, label: str, backend: str, tmp: P
 
 def markdown(res: dict) -> str:
     meta = res["meta"]
-    out = ["# users: instructions per GET /users/me\n"]
+    out = ["# users: instructions per request\n"]
     out.append(f"- run: {meta['started_at']}, commit {meta['git']['commit'][:12]}"
                f"{' (dirty tree)' if meta['git']['dirty'] else ''}; counter: {meta['tool']} "
                f"(the server process, all threads, user space; compare numbers of one "
                f"counter only)")
     out.append(f"- per scenario: {meta['warmup']} warm-up requests, then {meta['requests']} "
-               f"measured, one at a time on one keep-alive connection; an idle window of "
+               f"measured (logins: {LOGIN_DIVISOR} times fewer), one at a time on one "
+               f"keep-alive connection; an idle window of "
                f"{meta['idle_seconds']} s counted the same way, its rate × the measured "
                f"window's duration subtracted")
     c = meta.get("current")
