@@ -9,7 +9,7 @@ use crate::guards::{self, Cleared};
 use crate::rows::api_key::ApiKeyRow;
 use crate::rows::session::SessionRow;
 use crate::rows::user::UserRow;
-use crate::schema::{api_keys, revoked_tokens, users};
+use crate::schema::{api_keys, oauth_revoked, revoked_tokens, users};
 use crate::{DbConnection, Effects};
 
 pub use crate::rows::user::StoredUser;
@@ -153,7 +153,16 @@ pub struct TokenCheck {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Credential {
     Token(TokenKey),
-    ApiKey { key_hash: String },
+    ApiKey {
+        key_hash: String,
+    },
+    /// An access token of the OAuth provider's grant (docs/oauth-provider.md): its user
+    /// and the grant's session, as a token of a session, and whether its `jti` was
+    /// revoked (`TokenCheck::revoked`).
+    Grant {
+        key: TokenKey,
+        jti: String,
+    },
 }
 
 /// What one access-token check asks: the user the token names, and either the session
@@ -238,6 +247,16 @@ pub fn find_for_token(conn: &mut DbConnection, key: &TokenKey) -> QueryResult<Op
         .transpose()
 }
 
+/// Whether a provider access token's `jti` was revoked (as `oauth::is_revoked`).
+fn jti_revoked(conn: &mut DbConnection, jti: &str) -> QueryResult<bool> {
+    oauth_revoked::table
+        .find(jti)
+        .select(oauth_revoked::jti)
+        .first::<String>(conn)
+        .optional()
+        .map(|r| r.is_some())
+}
+
 /// The user of an API key, with the key: one statement (a key names no session).
 pub fn find_for_api_key(
     conn: &mut DbConnection,
@@ -297,7 +316,8 @@ diesel::define_sql_function! {
 /// order of `credentials`. On PostgreSQL one statement answers every one (users,
 /// sessions and API keys by `= ANY($1)`; the users of the keys are found through the
 /// keys' hashes in the same statement), and a second one the revocations, only when a
-/// token without a session is among them. On SQLite, in-process, each credential is its
+/// token without a session is among them (and one the revoked `jti`s of the provider's
+/// access tokens, only when a grant's token is among them). On SQLite, in-process, each credential is its
 /// own cached statement.
 pub fn find_for_credentials(
     conn: &mut DbConnection,
@@ -312,6 +332,13 @@ pub fn find_for_credentials(
                 .map(|k| match k {
                     Credential::Token(key) => find_for_token(conn, key),
                     Credential::ApiKey { key_hash } => find_for_api_key(conn, key_hash),
+                    Credential::Grant { key, jti } => {
+                        let Some(mut check) = find_for_token(conn, key)? else {
+                            return Ok(None);
+                        };
+                        check.revoked = jti_revoked(conn, jti)?;
+                        Ok(Some(check))
+                    }
                 })
                 .collect()
         }
@@ -319,7 +346,7 @@ pub fn find_for_credentials(
     let keys: Vec<&TokenKey> = credentials
         .iter()
         .filter_map(|c| match c {
-            Credential::Token(k) => Some(k),
+            Credential::Token(k) | Credential::Grant { key: k, .. } => Some(k),
             Credential::ApiKey { .. } => None,
         })
         .collect();
@@ -327,7 +354,14 @@ pub fn find_for_credentials(
         .iter()
         .filter_map(|c| match c {
             Credential::ApiKey { key_hash } => Some(key_hash.clone()),
-            Credential::Token(_) => None,
+            Credential::Token(_) | Credential::Grant { .. } => None,
+        })
+        .collect();
+    let jtis: Vec<String> = credentials
+        .iter()
+        .filter_map(|c| match c {
+            Credential::Grant { jti, .. } => Some(jti.clone()),
+            Credential::Token(_) | Credential::ApiKey { .. } => None,
         })
         .collect();
     key_hashes.sort_unstable();
@@ -411,6 +445,19 @@ pub fn find_for_credentials(
             .into_iter()
             .collect()
     };
+    // the grants' access tokens revoked by their `jti` (a third statement, only when a
+    // grant's token is in the batch)
+    let revoked_jtis: std::collections::HashSet<String> = if jtis.is_empty() {
+        Default::default()
+    } else {
+        #[allow(deprecated)]
+        oauth_revoked::table
+            .select(oauth_revoked::jti)
+            .filter(oauth_revoked::jti.eq(diesel::dsl::any(jtis)))
+            .load::<String>(pg)?
+            .into_iter()
+            .collect()
+    };
     // each user's row, with the sessions the batch named for them; each key with its user
     let mut by_user: std::collections::HashMap<&str, (&UserRow, Vec<&SessionRow>)> =
         std::collections::HashMap::with_capacity(rows.len());
@@ -426,8 +473,9 @@ pub fn find_for_credentials(
     credentials
         .iter()
         .map(|c| {
-            let k = match c {
-                Credential::Token(k) => k,
+            let (k, jti) = match c {
+                Credential::Token(k) => (k, None),
+                Credential::Grant { key, jti } => (key, Some(jti)),
                 Credential::ApiKey { key_hash } => {
                     let Some((user, key)) = by_key.get(key_hash.as_str()) else {
                         return Ok(None);
@@ -451,7 +499,7 @@ pub fn find_for_credentials(
                 .map(|s| (*s).clone());
             let revoked = match &k.scope {
                 TokenScope::Unscoped { token_hash } => revoked.contains(token_hash),
-                TokenScope::Session(_) => false,
+                TokenScope::Session(_) => jti.is_some_and(|j| revoked_jtis.contains(j)),
             };
             StoredUser::try_from((*user).clone()).map(|user| {
                 Some(TokenCheck {
