@@ -33,6 +33,19 @@
 --                              first line ("name=value"): /oauth/authorize of a client with
 --                              skip_consent; the code of each 302's Location is kept, and
 --                              done() writes them, one a line, to BENCH_DATA .. ".codes"
+--                  oauth_refresh -- as refresh, for the provider's grants: POST urlencoded
+--                              grant_type=refresh_token to /oauth/token with the client's
+--                              HTTP Basic; BENCH_DATA's lines are "<Authorization
+--                              header>\t<refresh token>", one grant per connection
+--                  flow     -- the whole code flow of a signed-in person, each connection
+--                              in turn: GET the authorize path of BENCH_DATA's second line
+--                              with the cookie of its first, then POST the code of the
+--                              302's Location to /oauth/token with the Authorization header
+--                              of its third line (the exchange form of
+--                              BENCH_VERIFIER/BENCH_REDIRECT); a thread keeps the codes its
+--                              302s carried in a queue, and request() sends a code when one
+--                              waits, else an authorization request (so each connection
+--                              alternates; the 200s counted are the flows completed)
 --   BENCH_DATA     file of tokens or credentials (one per line)
 --   BENCH_THREADS  wrk's thread count (refresh: to deal the tokens)
 --   BENCH_PREFIX   random, per wrk invocation (register)
@@ -48,6 +61,8 @@ local prefix = os.getenv("BENCH_PREFIX") or "run"
 local password = os.getenv("BENCH_PASSWORD") or "a benchmark passphrase 7f3a"
 local track = os.getenv("BENCH_TRACK") == "1"
 local nthreads = tonumber(os.getenv("BENCH_THREADS") or "1") or 1
+local verifier = os.getenv("BENCH_VERIFIER") or ""
+local redirect = os.getenv("BENCH_REDIRECT") or ""
 
 local threads = {}
 
@@ -103,14 +118,22 @@ function init(args)
   verifying = (tid or 0) == 0
   codes, ncodes = {}, 0
   first_us, stop_us = 0, 0
-  if mode == "refresh" or mode == "once" then
+  if mode == "refresh" or mode == "once" or mode == "oauth_refresh" then
     for i, tok in ipairs(read_lines(data_path)) do
+      if mode == "oauth_refresh" then
+        local auth, t = tok:match("^([^\t]+)\t(.+)$")
+        client_auth, tok = auth, t
+      end
       if (i - 1) % nthreads == (tid or 0) then
         qtail = qtail + 1
         queue[qtail] = tok
       end
     end
     tokens = qtail
+  elseif mode == "flow" then
+    local lines = read_lines(data_path)
+    reqs[1] = wrk.format("GET", lines[2], { ["Cookie"] = lines[1] })
+    client_auth = lines[3]
   elseif mode == "tokens" then
     for _, tok in ipairs(read_lines(data_path)) do
       reqs[#reqs + 1] = wrk.format("GET", wrk.path, { ["Authorization"] = "Bearer " .. tok })
@@ -170,6 +193,47 @@ elseif mode == "refresh" then
   end
 end
 
+if mode == "oauth_refresh" then
+  local headers = nil
+  function request()
+    headers = headers or { ["Content-Type"] = "application/x-www-form-urlencoded",
+                           ["Authorization"] = client_auth or "" }
+    local tok
+    if verifying then
+      verifying = false
+      tok = "wrk-verifies-the-request"
+    elseif qhead <= qtail then
+      tok = queue[qhead]
+      queue[qhead] = nil
+      qhead = qhead + 1
+    else
+      starved = starved + 1
+      tok = "no-token-left"
+    end
+    return wrk.format("POST", wrk.path, headers,
+      "grant_type=refresh_token&refresh_token=" .. urlencode(tok))
+  end
+elseif mode == "flow" then
+  local headers = nil
+  function request()
+    headers = headers or { ["Content-Type"] = "application/x-www-form-urlencoded",
+                           ["Authorization"] = client_auth or "" }
+    if verifying then
+      verifying = false
+      return reqs[1]
+    end
+    if qhead <= qtail then
+      local code = queue[qhead]
+      queue[qhead] = nil
+      qhead = qhead + 1
+      return wrk.format("POST", "/oauth/token", headers,
+        "grant_type=authorization_code&code=" .. code .. "&redirect_uri=" ..
+        urlencode(redirect) .. "&code_verifier=" .. urlencode(verifier))
+    end
+    return reqs[1]
+  end
+end
+
 if mode == "once" then
   function request()
     local line
@@ -201,13 +265,27 @@ local function record(status, body)
   end
 end
 
-if mode == "refresh" then
+if mode == "refresh" or mode == "oauth_refresh" then
   function response(status, headers, body)
     if status == 200 then
       local tok = string.match(body or "", '"refresh_token"%s*:%s*"([^"]+)"')
       if tok then
         qtail = qtail + 1
         queue[qtail] = tok
+      else
+        unparsed = unparsed + 1
+      end
+    end
+    if track then record(status, body) end
+  end
+elseif mode == "flow" then
+  function response(status, headers, body)
+    if status == 302 then
+      local loc = headers["location"] or headers["Location"] or ""
+      local code = string.match(loc, "[?&]code=([^&]+)")
+      if code then
+        qtail = qtail + 1
+        queue[qtail] = code
       else
         unparsed = unparsed + 1
       end

@@ -8,7 +8,7 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use jsonwebtoken::jwk::Jwk;
-use jsonwebtoken::{DecodingKey, EncodingKey};
+use jsonwebtoken::DecodingKey;
 use secrecy::{ExposeSecret, SecretString};
 use users_db::signing_keys::{self, SigningKeyRow};
 use users_domain::Timestamp;
@@ -24,7 +24,7 @@ const UNKNOWN_KID_RELOAD: Duration = Duration::from_secs(5);
 
 #[derive(Clone)]
 struct RingKey {
-    key: SigningKey,
+    key: Arc<SigningKey>,
     decoding: DecodingKey,
     /// When it starts signing (milliseconds).
     active_from: i64,
@@ -197,7 +197,7 @@ impl KeyRing {
         let keys = match &self.source {
             KeySource::Configured(key) => vec![RingKey {
                 decoding: decoding(key)?,
-                key: (**key).clone(),
+                key: Arc::new((**key).clone()),
                 active_from: i64::MIN,
                 until: None,
             }],
@@ -224,7 +224,7 @@ impl KeyRing {
                         signing::load_private_key(&pem, self.algorithm).map_err(Fault::internal)?;
                     keys.push(RingKey {
                         decoding: decoding(&key)?,
-                        key,
+                        key: Arc::new(key),
                         active_from: row.active_from,
                         until: rows.get(i + 1).map(|next| next.active_from),
                     });
@@ -268,38 +268,58 @@ impl KeyRing {
             .map(|s| {
                 s.keys
                     .iter()
-                    .filter(|k| k.until.is_none_or(|until| until + lifetime > now))
+                    .filter(|k| Self::published(k, now, lifetime))
                     .cloned()
                     .collect()
             })
             .unwrap_or_default()
     }
 
-    /// The key that signs at `now`: the latest one active.
-    pub fn signer(&self, now: Timestamp) -> Option<(String, EncodingKey)> {
+    /// The key that signs at `now`: the latest one active (shared, not copied: this
+    /// runs for every token signed).
+    pub fn signer(&self, now: Timestamp) -> Option<Arc<SigningKey>> {
         let now = now.millis();
         self.state.read().ok().and_then(|s| {
             s.keys
                 .iter()
                 .filter(|k| k.active_from <= now)
                 .max_by_key(|k| k.active_from)
-                .map(|k| (k.key.kid.clone(), k.key.encoding.clone()))
+                .map(|k| k.key.clone())
         })
     }
 
-    /// A published key by its kid, to verify with.
+    /// Whether the key of `kid` is published at `now` (see `published_keys`).
+    fn published(k: &RingKey, now_ms: i64, lifetime_ms: i64) -> bool {
+        k.until.is_none_or(|until| until + lifetime_ms > now_ms)
+    }
+
+    /// A published key by its kid, to verify with (only that key is copied).
     pub fn verifier(&self, kid: &str, now: Timestamp) -> Option<DecodingKey> {
-        self.published_keys(now)
-            .into_iter()
-            .find(|k| k.key.kid == kid)
-            .map(|k| k.decoding)
+        let (now, lifetime) = (now.millis(), self.access_lifetime_ms);
+        self.state.read().ok().and_then(|s| {
+            s.keys
+                .iter()
+                .find(|k| k.key.kid == kid && Self::published(k, now, lifetime))
+                .map(|k| k.decoding.clone())
+        })
+    }
+
+    /// Whether a key of this kid is published at `now` (a token it verified earlier
+    /// still verifies).
+    pub fn is_published(&self, kid: &str, now: Timestamp) -> bool {
+        let (now, lifetime) = (now.millis(), self.access_lifetime_ms);
+        self.state.read().is_ok_and(|s| {
+            s.keys
+                .iter()
+                .any(|k| k.key.kid == kid && Self::published(k, now, lifetime))
+        })
     }
 
     /// The JWKS: every key a live token may carry, and the next one.
     pub fn jwks(&self, now: Timestamp) -> Vec<Jwk> {
         self.published_keys(now)
             .into_iter()
-            .map(|k| k.key.public_jwk)
+            .map(|k| k.key.public_jwk.clone())
             .collect()
     }
 }
@@ -339,6 +359,9 @@ pub const PROVIDER_ALGORITHMS: [SigningAlgorithm; 3] = [
 #[derive(Debug, Default)]
 pub struct KeyRings {
     rings: Vec<Arc<KeyRing>>,
+    /// The provider's access tokens whose signature was checked here
+    /// (`tokens::provider`).
+    pub(crate) verified: crate::tokens::VerifiedTokens,
 }
 
 impl KeyRings {
@@ -371,7 +394,10 @@ impl KeyRings {
             ring.reload().await?;
             rings.push(ring);
         }
-        Ok(KeyRings { rings })
+        Ok(KeyRings {
+            rings,
+            verified: Default::default(),
+        })
     }
 
     /// The ring of `algorithm`.

@@ -12,6 +12,7 @@
 
 mod change;
 pub mod client;
+pub mod coalesce;
 pub mod config;
 pub mod counters;
 pub mod events;
@@ -83,4 +84,8 @@ pub struct Core {
     pub lookups: lookup::TokenLookups,
     /// The provider's signing keys, one ring per algorithm (docs/oauth-provider.md).
     pub keys: Arc<keyring::KeyRings>,
+    /// The provider's client rows, read coalesced across concurrent requests.
+    pub client_rows: coalesce::Coalesced<String, Option<users_db::oauth::ClientRow>>,
+    /// Whether clients' own access tokens (jti, client_id) are live, read coalesced.
+    pub client_tokens: coalesce::Coalesced<(String, String), bool>,
 }

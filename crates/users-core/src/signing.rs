@@ -14,7 +14,7 @@ use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::rsa::KeySize;
 use aws_lc_rs::signature::{
     EcdsaKeyPair, Ed25519KeyPair, KeyPair, RsaKeyPair, RsaPublicKeyComponents,
-    ECDSA_P256_SHA256_FIXED_SIGNING,
+    ECDSA_P256_SHA256_FIXED_SIGNING, RSA_PKCS1_SHA256,
 };
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -128,6 +128,17 @@ pub struct SigningKey {
     pub algorithm: SigningAlgorithm,
     pub encoding: EncodingKey,
     pub public_jwk: Jwk,
+    /// The key as aws-lc-rs signs with it, read once when the key is loaded
+    /// (`jsonwebtoken::encode` reads the DER again for every signature: for RSA a key
+    /// check that costs a good part of a signature).
+    prepared: std::sync::Arc<Prepared>,
+}
+
+/// A private key ready to sign.
+enum Prepared {
+    Ed(Ed25519KeyPair),
+    Ec(EcdsaKeyPair),
+    Rsa(RsaKeyPair),
 }
 
 impl std::fmt::Debug for SigningKey {
@@ -140,6 +151,63 @@ impl std::fmt::Debug for SigningKey {
 }
 
 impl SigningKey {
+    /// Signs `claims` as a compact JWS (RFC 7515 §7.1) with `header`, whose `alg` must be
+    /// this key's: the same bytes `jsonwebtoken::encode` makes (the header and the
+    /// claims as JSON, base64url without padding, and the signature of the two), with
+    /// the key read once rather than for every signature.
+    pub fn sign_jwt<T: serde::Serialize>(
+        &self,
+        header: &jsonwebtoken::Header,
+        claims: &T,
+    ) -> Result<String, KeyError> {
+        if header.alg != self.algorithm.jwt() {
+            return Err(KeyError::Invalid(format!(
+                "a header of {:?} for {} key",
+                header.alg,
+                self.algorithm.key_kind()
+            )));
+        }
+        let bad_json = |e: serde_json::Error| KeyError::Invalid(e.to_string());
+        let head = serde_json::to_vec(header).map_err(bad_json)?;
+        let body = serde_json::to_vec(claims).map_err(bad_json)?;
+        let mut out = String::with_capacity(
+            (head.len() + body.len()) * 4 / 3 + 8 + self.signature_len() * 4 / 3,
+        );
+        URL_SAFE_NO_PAD.encode_string(&head, &mut out);
+        out.push('.');
+        URL_SAFE_NO_PAD.encode_string(&body, &mut out);
+        let failed = |e: aws_lc_rs::error::Unspecified| KeyError::Invalid(e.to_string());
+        let signature = match &*self.prepared {
+            Prepared::Ed(pair) => pair.sign(out.as_bytes()).as_ref().to_vec(),
+            Prepared::Ec(pair) => pair
+                .sign(&SystemRandom::new(), out.as_bytes())
+                .map_err(failed)?
+                .as_ref()
+                .to_vec(),
+            Prepared::Rsa(pair) => {
+                let mut sig = vec![0; pair.public_modulus_len()];
+                pair.sign(
+                    &RSA_PKCS1_SHA256,
+                    &SystemRandom::new(),
+                    out.as_bytes(),
+                    &mut sig,
+                )
+                .map_err(failed)?;
+                sig
+            }
+        };
+        out.push('.');
+        URL_SAFE_NO_PAD.encode_string(&signature, &mut out);
+        Ok(out)
+    }
+
+    fn signature_len(&self) -> usize {
+        match &*self.prepared {
+            Prepared::Ed(_) | Prepared::Ec(_) => 64,
+            Prepared::Rsa(pair) => pair.public_modulus_len(),
+        }
+    }
+
     /// What verifies this key's tokens.
     pub fn decoding_key(&self) -> Result<DecodingKey, KeyError> {
         DecodingKey::from_jwk(&self.public_jwk).map_err(|e| KeyError::Invalid(e.to_string()))
@@ -201,22 +269,18 @@ pub fn load_private_key(pem: &str, algorithm: SigningAlgorithm) -> Result<Signin
     let invalid = |e: &dyn std::fmt::Display| KeyError::Invalid(e.to_string());
     // Each key is checked by the very call jsonwebtoken makes on its bytes for every
     // signature, so a key that loads here also signs.
-    let (encoding, params) = match algorithm {
+    let (encoding, params, prepared) = match algorithm {
         SigningAlgorithm::EdDsa => {
             // PKCS#8 v1 (OpenSSL) and v2 (with the public key, which must match)
             let pair = Ed25519KeyPair::from_pkcs8(&der).map_err(|e| invalid(&e))?;
-            (
-                EncodingKey::from_ed_der(&der),
-                ed25519_params(pair.public_key().as_ref()),
-            )
+            let params = ed25519_params(pair.public_key().as_ref());
+            (EncodingKey::from_ed_der(&der), params, Prepared::Ed(pair))
         }
         SigningAlgorithm::Es256 => {
             let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &der)
                 .map_err(|e| invalid(&e))?;
-            (
-                EncodingKey::from_ec_der(&der),
-                p256_params(pair.public_key().as_ref())?,
-            )
+            let params = p256_params(pair.public_key().as_ref())?;
+            (EncodingKey::from_ec_der(&der), params, Prepared::Ec(pair))
         }
         // jsonwebtoken signs RS256 with a PKCS#1 key: the one inside the envelope
         SigningAlgorithm::Rs256 => rsa_key(info.private_key.as_bytes())?,
@@ -229,11 +293,12 @@ pub fn load_private_key(pem: &str, algorithm: SigningAlgorithm) -> Result<Signin
         algorithm,
         encoding,
         public_jwk,
+        prepared: std::sync::Arc::new(prepared),
     })
 }
 
 /// An RS256 signing key and its public parameters, from a PKCS#1 `RSAPrivateKey`.
-fn rsa_key(pkcs1: &[u8]) -> Result<(EncodingKey, AlgorithmParameters), KeyError> {
+fn rsa_key(pkcs1: &[u8]) -> Result<(EncodingKey, AlgorithmParameters, Prepared), KeyError> {
     let pair = RsaKeyPair::from_der(pkcs1).map_err(|e| {
         // aws-lc-rs refuses a key of another size without saying its size; the
         // operator is told it
@@ -254,7 +319,11 @@ fn rsa_key(pkcs1: &[u8]) -> Result<(EncodingKey, AlgorithmParameters), KeyError>
         n: URL_SAFE_NO_PAD.encode(&public.n),
         e: URL_SAFE_NO_PAD.encode(&public.e),
     });
-    Ok((EncodingKey::from_rsa_der(pkcs1), params))
+    Ok((
+        EncodingKey::from_rsa_der(pkcs1),
+        params,
+        Prepared::Rsa(pair),
+    ))
 }
 
 /// The size in bits of the modulus of a PKCS#1 `RSAPrivateKey` (`SEQUENCE { version,
@@ -403,6 +472,45 @@ mod tests {
                     .kid,
                 key.kid
             );
+        }
+    }
+
+    /// A token signed with the prepared key is the one `jsonwebtoken::encode` makes
+    /// (Ed25519 and RSA PKCS#1 v1.5 are deterministic: byte for byte; ECDSA is not: it
+    /// verifies), and a header of another algorithm is refused.
+    #[test]
+    fn prepared_signatures_are_jsonwebtokens() {
+        let claims = serde_json::json!({"sub": "x", "exp": 4_000_000_000u64, "n": "é\"<"});
+        for alg in [
+            SigningAlgorithm::EdDsa,
+            SigningAlgorithm::Es256,
+            SigningAlgorithm::Rs256,
+        ] {
+            let key = load_private_key(&generate_private_key(alg).unwrap(), alg).unwrap();
+            let mut header = jsonwebtoken::Header::new(alg.jwt());
+            header.kid = Some(key.kid.clone());
+            header.typ = Some("at+jwt".into());
+            let ours = key.sign_jwt(&header, &claims).unwrap();
+            let theirs = jsonwebtoken::encode(&header, &claims, &key.encoding).unwrap();
+            if alg == SigningAlgorithm::Es256 {
+                let signed = |t: &str| t.rsplit_once('.').unwrap().0.to_owned();
+                assert_eq!(signed(&ours), signed(&theirs), "{alg:?}");
+            } else {
+                assert_eq!(ours, theirs, "{alg:?}");
+            }
+            let mut v = jsonwebtoken::Validation::new(alg.jwt());
+            v.validate_aud = false;
+            let got =
+                jsonwebtoken::decode::<serde_json::Value>(&ours, &key.decoding_key().unwrap(), &v)
+                    .unwrap();
+            assert_eq!(got.claims, claims, "{alg:?}");
+            let other = if alg == SigningAlgorithm::Rs256 {
+                SigningAlgorithm::EdDsa
+            } else {
+                SigningAlgorithm::Rs256
+            };
+            let wrong = jsonwebtoken::Header::new(other.jwt());
+            assert!(key.sign_jwt(&wrong, &claims).is_err(), "{alg:?}");
         }
     }
 

@@ -132,7 +132,13 @@ impl Core {
             setup.config.liveness(now).idle_ms,
             counters.clone(),
         );
+        // the provider's reads, coalesced as the token check (a connection at most each
+        // while the token check may hold half the pool)
+        let client_rows = crate::coalesce::Coalesced::new(store.clone(), 2, read_client_rows);
+        let client_tokens = crate::coalesce::Coalesced::new(store.clone(), 1, read_client_tokens);
         Ok(Core {
+            client_rows,
+            client_tokens,
             store,
             hasher,
             tokens,
@@ -275,3 +281,17 @@ const MAX_LOOKUP_SLOTS: usize = 4;
 
 /// How long the shutdown waits for the worker to finish a delivery in progress.
 pub const WORKER_STOP_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn read_client_rows(
+    c: &mut users_db::DbConnection,
+    ids: &[String],
+) -> Result<Vec<Option<users_db::oauth::ClientRow>>, users_db::DbError> {
+    Ok(users_db::oauth::find_clients(c, ids)?)
+}
+
+fn read_client_tokens(
+    c: &mut users_db::DbConnection,
+    tokens: &[(String, String)],
+) -> Result<Vec<bool>, users_db::DbError> {
+    Ok(users_db::oauth::client_tokens_live(c, tokens)?)
+}

@@ -55,6 +55,31 @@ pub fn find_client(conn: &mut DbConnection, client_id: &str) -> QueryResult<Opti
         .optional()
 }
 
+/// The rows of `client_ids`, in their order (`None` for an unknown one): on PostgreSQL
+/// one statement (`= ANY($1)`), on SQLite, in-process, one lookup each.
+pub fn find_clients(
+    conn: &mut DbConnection,
+    client_ids: &[String],
+) -> QueryResult<Vec<Option<ClientRow>>> {
+    let pg = match conn {
+        DbConnection::Postgresql(pg) if client_ids.len() > 1 => pg,
+        _ => return client_ids.iter().map(|id| find_client(conn, id)).collect(),
+    };
+    let mut ids = client_ids.to_vec();
+    ids.sort_unstable();
+    ids.dedup();
+    // `any` rather than `eq_any`: a static query type, so a statement prepared once
+    #[allow(deprecated)]
+    let rows: Vec<ClientRow> = oauth_clients::table
+        .filter(oauth_clients::client_id.eq(diesel::dsl::any(ids)))
+        .select(ClientRow::as_select())
+        .load(pg)?;
+    Ok(client_ids
+        .iter()
+        .map(|id| rows.iter().find(|r| &r.client_id == id).cloned())
+        .collect())
+}
+
 pub fn list_clients(conn: &mut DbConnection) -> QueryResult<Vec<ClientRow>> {
     oauth_clients::table
         .order((
@@ -558,6 +583,44 @@ pub fn revoke_jti(
         Err(e) if crate::is_unique_violation(&e) => Ok(()),
         Err(e) => Err(e),
     }
+}
+
+/// For each (jti, client_id) of a client's own access token: whether it is live (its
+/// `jti` not revoked, its client not deleted), in their order. On PostgreSQL two
+/// statements (`= ANY($1)`), on SQLite, in-process, two lookups each.
+pub fn client_tokens_live(
+    conn: &mut DbConnection,
+    tokens: &[(String, String)],
+) -> QueryResult<Vec<bool>> {
+    let pg = match conn {
+        DbConnection::Postgresql(pg) if tokens.len() > 1 => pg,
+        _ => {
+            return tokens
+                .iter()
+                .map(|(jti, client_id)| {
+                    Ok(!is_revoked(conn, jti)? && find_client(conn, client_id)?.is_some())
+                })
+                .collect()
+        }
+    };
+    let jtis: Vec<String> = tokens.iter().map(|(j, _)| j.clone()).collect();
+    let mut ids: Vec<String> = tokens.iter().map(|(_, c)| c.clone()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    #[allow(deprecated)]
+    let revoked: Vec<String> = oauth_revoked::table
+        .filter(oauth_revoked::jti.eq(diesel::dsl::any(jtis)))
+        .select(oauth_revoked::jti)
+        .load(pg)?;
+    #[allow(deprecated)]
+    let clients: Vec<String> = oauth_clients::table
+        .filter(oauth_clients::client_id.eq(diesel::dsl::any(ids)))
+        .select(oauth_clients::client_id)
+        .load(pg)?;
+    Ok(tokens
+        .iter()
+        .map(|(jti, client_id)| !revoked.contains(jti) && clients.contains(client_id))
+        .collect())
 }
 
 pub fn is_revoked(conn: &mut DbConnection, jti: &str) -> QueryResult<bool> {

@@ -2,6 +2,7 @@
 
 use secrecy::SecretString;
 use users_db::limits::Attempt;
+use users_db::sessions::SessionRow;
 use users_db::users::{self, Credential, StoredUser, TokenKey, TokenScope};
 use users_domain::access::{is_well_formed_api_key, looks_like_api_key};
 use users_domain::crypto::token_hash;
@@ -28,6 +29,9 @@ pub struct Authenticated {
     pub claims: AccessClaims,
     /// The id of the API key that authenticated the request, when it was one.
     pub api_key: Option<String>,
+    /// The token's session as the check read it (`None` for a token without one and an
+    /// API key).
+    pub session: Option<SessionRow>,
 }
 
 impl Authenticated {
@@ -104,9 +108,13 @@ pub async fn authenticate(
     if check.revoked || !check.user.user.is_active {
         return Err(AuthError::Unauthorized);
     }
-    if claims.sid.is_some() && !check.session.is_some_and(|s| s.is_live(liveness)) {
-        return Err(AuthError::Unauthorized);
-    }
+    let session = match claims.sid {
+        Some(_) => match check.session {
+            Some(s) if s.is_live(liveness) => Some(s),
+            _ => return Err(AuthError::Unauthorized),
+        },
+        None => None,
+    };
     // A token with a session lives and dies with it; `tokens_valid_after` is for the
     // tokens without one (minted by fastapi-users), which nothing else can end.
     if claims.sid.is_none()
@@ -119,6 +127,7 @@ pub async fn authenticate(
         token,
         claims,
         api_key: None,
+        session,
     })
 }
 
@@ -162,6 +171,7 @@ async fn authenticate_key(
         token,
         claims,
         api_key: Some(api_key.id),
+        session: None,
     })
 }
 

@@ -128,19 +128,19 @@ impl JwtKeys {
         let Some(ring) = &self.ring else {
             return self.encode(&claims);
         };
-        let (kid, key) = ring
+        let key = ring
             .signer(now)
             .ok_or(jsonwebtoken::errors::ErrorKind::InvalidKeyFormat)?;
         let mut header = Header::new(ring.algorithm.jwt());
-        header.kid = Some(kid);
-        jsonwebtoken::encode(
+        header.kid = Some(key.kid.clone());
+        key.sign_jwt(
             &header,
             &AccessClaimsOut {
                 iss: Some(&self.issuer),
                 ..claims
             },
-            &key,
         )
+        .map_err(|_| jsonwebtoken::errors::ErrorKind::InvalidKeyFormat.into())
     }
 
     /// Checks an access token: HS256 with `JWT_SECRET`, or, with an asymmetric

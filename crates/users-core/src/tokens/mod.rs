@@ -25,7 +25,7 @@ use users_domain::Timestamp;
 
 pub use access::{AccessClaims, AUTH_AUDIENCE};
 pub use mail::{ResetClaims, VerifyClaims, RESET_AUDIENCE, VERIFY_AUDIENCE};
-pub use provider::{is_access_token_typ, IdClaims, ProviderAccessClaims, AT_JWT};
+pub use provider::{is_access_token_typ, IdClaims, ProviderAccessClaims, VerifiedTokens, AT_JWT};
 pub use refresh::{RefreshClaim, RefreshKey};
 pub use state::{StateClaims, STATE_AUDIENCE};
 

@@ -73,6 +73,62 @@ pub struct IdClaims {
     pub roles: Option<Vec<String>>,
 }
 
+/// How many checked tokens [`VerifiedTokens`] keeps.
+const VERIFIED_CAPACITY: usize = 16_384;
+
+/// The provider's access tokens whose signature, `typ` and `iss` were checked on this
+/// replica, by the SHA-256 of the token (docs/oauth-provider.md): a resource server
+/// introspects, and an app calls userinfo with, the same token again and again, and a
+/// signature check costs more than the rest of the request. What is kept only replaces
+/// the signature check: expiry is compared with `now` on every use, a key no longer
+/// published stops its tokens at once, and whether the token is live (its grant, its
+/// person, its revocation) is asked of the database every time.
+#[derive(Default)]
+pub struct VerifiedTokens {
+    map: std::sync::Mutex<std::collections::HashMap<[u8; 32], Checked>>,
+}
+
+impl std::fmt::Debug for VerifiedTokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VerifiedTokens").finish_non_exhaustive()
+    }
+}
+
+/// A token that was checked: what it says, and the key that signed it.
+struct Checked {
+    claims: ProviderAccessClaims,
+    algorithm: SigningAlgorithm,
+    kid: String,
+}
+
+fn digest(token: &str) -> [u8; 32] {
+    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes());
+    let mut out = [0u8; 32];
+    out.copy_from_slice(d.as_ref());
+    out
+}
+
+impl VerifiedTokens {
+    fn get(&self, key: &[u8; 32]) -> Option<(ProviderAccessClaims, SigningAlgorithm, String)> {
+        let map = self.map.lock().ok()?;
+        map.get(key)
+            .map(|c| (c.claims.clone(), c.algorithm, c.kid.clone()))
+    }
+
+    fn put(&self, key: [u8; 32], checked: Checked, now: Timestamp) {
+        let Ok(mut map) = self.map.lock() else {
+            return;
+        };
+        if map.len() >= VERIFIED_CAPACITY {
+            map.retain(|_, c| c.claims.exp > now.secs());
+            if map.len() >= VERIFIED_CAPACITY {
+                map.clear();
+            }
+        }
+        map.insert(key, checked);
+    }
+}
+
 fn algorithm_of(alg: Algorithm) -> Option<SigningAlgorithm> {
     match alg {
         Algorithm::RS256 => Some(SigningAlgorithm::Rs256),
@@ -95,7 +151,7 @@ impl KeyRings {
         let ring = self
             .ring(algorithm)
             .ok_or_else(|| crate::Fault::internal("no key ring for the algorithm"))?;
-        let (kid, key) = match ring.signer(now) {
+        let key = match ring.signer(now) {
             Some(signer) => signer,
             None => {
                 ring.ensure_key(now).await?;
@@ -104,9 +160,10 @@ impl KeyRings {
             }
         };
         let mut header = Header::new(algorithm.jwt());
-        header.kid = Some(kid);
+        header.kid = Some(key.kid.clone());
         header.typ = Some(typ.to_owned());
-        jsonwebtoken::encode(&header, claims, &key).map_err(crate::Fault::internal)
+        key.sign_jwt(&header, claims)
+            .map_err(crate::Fault::internal)
     }
 
     /// The ring and key that verify a token's header; `UnknownKey` when the kid is not
@@ -136,12 +193,38 @@ impl KeyRings {
         ring.reload_for_unknown_kid().await
     }
 
-    /// Checks a provider access token: `typ: at+jwt`, a published key, `iss`, `exp`.
+    /// Checks a provider access token: `typ: at+jwt`, a published key, `iss`, `exp`. A
+    /// token checked before on this replica is found by its hash and not verified
+    /// again, while its key is published (see [`VerifiedTokens`]).
     pub fn decode_provider_access(
         &self,
         token: &str,
         issuer: &str,
         now: Timestamp,
+    ) -> Result<ProviderAccessClaims, TokenError> {
+        let hash = digest(token);
+        if let Some((claims, algorithm, kid)) = self.verified.get(&hash) {
+            let published = self
+                .ring(algorithm)
+                .is_some_and(|ring| ring.is_published(&kid, now));
+            if published && claims.iss == issuer {
+                if now.secs() >= claims.exp {
+                    return Err(TokenError::Expired);
+                }
+                return Ok(claims);
+            }
+        }
+        self.verify_provider_access(token, issuer, now, hash)
+    }
+
+    /// [`Self::decode_provider_access`] without the kept checks; a token that passes is
+    /// kept.
+    fn verify_provider_access(
+        &self,
+        token: &str,
+        issuer: &str,
+        now: Timestamp,
+        hash: [u8; 32],
     ) -> Result<ProviderAccessClaims, TokenError> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Invalid)?;
         if !is_access_token_typ(header.typ.as_deref()) {
@@ -158,6 +241,14 @@ impl KeyRings {
             .map_err(|_| TokenError::Invalid)?;
         if now.secs() >= data.claims.exp {
             return Err(TokenError::Expired);
+        }
+        if let (Some(algorithm), Some(kid)) = (algorithm_of(alg), header.kid) {
+            let checked = Checked {
+                claims: data.claims.clone(),
+                algorithm,
+                kid,
+            };
+            self.verified.put(hash, checked, now);
         }
         Ok(data.claims)
     }

@@ -8,7 +8,7 @@ use users_domain::UserId;
 use crate::rows::api_key::ApiKeyRow;
 use crate::rows::session::SessionRow;
 use crate::rows::user::UserRow;
-use crate::schema::{api_keys, revoked_tokens, users};
+use crate::schema::{api_keys, oauth_revoked, revoked_tokens, users};
 use crate::DbConnection;
 
 use crate::rows::user::StoredUser;
@@ -30,7 +30,16 @@ pub struct TokenCheck {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Credential {
     Token(TokenKey),
-    ApiKey { key_hash: String },
+    ApiKey {
+        key_hash: String,
+    },
+    /// An access token of the OAuth provider's grant (docs/oauth-provider.md): its user
+    /// and the grant's session, as a token of a session, and whether its `jti` was
+    /// revoked (`TokenCheck::revoked`).
+    Grant {
+        key: TokenKey,
+        jti: String,
+    },
 }
 
 /// What one access-token check asks: the user the token names, and either the session
@@ -115,6 +124,16 @@ pub fn find_for_token(conn: &mut DbConnection, key: &TokenKey) -> QueryResult<Op
         .transpose()
 }
 
+/// Whether a provider access token's `jti` was revoked (as `oauth::is_revoked`).
+fn jti_revoked(conn: &mut DbConnection, jti: &str) -> QueryResult<bool> {
+    oauth_revoked::table
+        .find(jti)
+        .select(oauth_revoked::jti)
+        .first::<String>(conn)
+        .optional()
+        .map(|r| r.is_some())
+}
+
 /// The user of an API key, with the key: one statement (a key names no session).
 pub fn find_for_api_key(
     conn: &mut DbConnection,
@@ -174,7 +193,8 @@ diesel::define_sql_function! {
 /// order of `credentials`. On PostgreSQL one statement answers every one (users,
 /// sessions and API keys by `= ANY($1)`; the users of the keys are found through the
 /// keys' hashes in the same statement), and a second one the revocations, only when a
-/// token without a session is among them. On SQLite, in-process, each credential is its
+/// token without a session is among them (and one the revoked `jti`s of the provider's
+/// access tokens, only when a grant's token is among them). On SQLite, in-process, each credential is its
 /// own cached statement.
 pub fn find_for_credentials(
     conn: &mut DbConnection,
@@ -188,6 +208,13 @@ pub fn find_for_credentials(
                 .map(|k| match k {
                     Credential::Token(key) => find_for_token(conn, key),
                     Credential::ApiKey { key_hash } => find_for_api_key(conn, key_hash),
+                    Credential::Grant { key, jti } => {
+                        let Some(mut check) = find_for_token(conn, key)? else {
+                            return Ok(None);
+                        };
+                        check.revoked = jti_revoked(conn, jti)?;
+                        Ok(Some(check))
+                    }
                 })
                 .collect()
         }
@@ -195,7 +222,7 @@ pub fn find_for_credentials(
     let keys: Vec<&TokenKey> = credentials
         .iter()
         .filter_map(|c| match c {
-            Credential::Token(k) => Some(k),
+            Credential::Token(k) | Credential::Grant { key: k, .. } => Some(k),
             Credential::ApiKey { .. } => None,
         })
         .collect();
@@ -203,7 +230,14 @@ pub fn find_for_credentials(
         .iter()
         .filter_map(|c| match c {
             Credential::ApiKey { key_hash } => Some(key_hash.clone()),
-            Credential::Token(_) => None,
+            Credential::Token(_) | Credential::Grant { .. } => None,
+        })
+        .collect();
+    let jtis: Vec<String> = credentials
+        .iter()
+        .filter_map(|c| match c {
+            Credential::Grant { jti, .. } => Some(jti.clone()),
+            Credential::Token(_) | Credential::ApiKey { .. } => None,
         })
         .collect();
     key_hashes.sort_unstable();
@@ -219,7 +253,10 @@ pub fn find_for_credentials(
     session_ids.dedup();
     let rows = load_batch(pg, user_ids, session_ids, key_hashes)?;
     let revoked = load_revoked(pg, &keys)?;
-    answer_batch(credentials, &rows, &revoked)
+    // the grants' access tokens revoked by their `jti`: a third statement, only when a
+    // grant's token is in the batch
+    let revoked_jtis = load_revoked_jtis(pg, jtis)?;
+    answer_batch(credentials, &rows, &revoked, &revoked_jtis)
 }
 
 /// A user, with a session and an API key of the batch (each row one of each at most).
@@ -313,11 +350,31 @@ fn load_revoked(
     })
 }
 
+/// Which of the batch's provider access tokens are revoked by their `jti` (no statement
+/// when the batch has none).
+fn load_revoked_jtis(
+    pg: &mut diesel::PgConnection,
+    jtis: Vec<String>,
+) -> QueryResult<std::collections::HashSet<String>> {
+    Ok(if jtis.is_empty() {
+        Default::default()
+    } else {
+        #[allow(deprecated)]
+        oauth_revoked::table
+            .select(oauth_revoked::jti)
+            .filter(oauth_revoked::jti.eq(diesel::dsl::any(jtis)))
+            .load::<String>(pg)?
+            .into_iter()
+            .collect()
+    })
+}
+
 /// The answer to each credential of the batch, in order, from the rows loaded for it.
 fn answer_batch(
     credentials: &[Credential],
     rows: &[BatchRow],
     revoked: &std::collections::HashSet<String>,
+    revoked_jtis: &std::collections::HashSet<String>,
 ) -> QueryResult<Vec<Option<TokenCheck>>> {
     // each user's row, with the sessions the batch named for them; each key with its user
     let mut by_user: std::collections::HashMap<&str, (&UserRow, Vec<&SessionRow>)> =
@@ -334,8 +391,9 @@ fn answer_batch(
     credentials
         .iter()
         .map(|c| {
-            let k = match c {
-                Credential::Token(k) => k,
+            let (k, jti) = match c {
+                Credential::Token(k) => (k, None),
+                Credential::Grant { key, jti } => (key, Some(jti)),
                 Credential::ApiKey { key_hash } => {
                     let Some((user, key)) = by_key.get(key_hash.as_str()) else {
                         return Ok(None);
@@ -359,7 +417,7 @@ fn answer_batch(
                 .map(|s| (*s).clone());
             let revoked = match &k.scope {
                 TokenScope::Unscoped { token_hash } => revoked.contains(token_hash),
-                TokenScope::Session(_) => false,
+                TokenScope::Session(_) => jti.is_some_and(|j| revoked_jtis.contains(j)),
             };
             StoredUser::try_from((*user).clone()).map(|user| {
                 Some(TokenCheck {

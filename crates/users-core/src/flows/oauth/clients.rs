@@ -555,9 +555,24 @@ pub async fn authenticate(
     from: &ClientInfo,
     now: Timestamp,
 ) -> Result<Client, OAuthError> {
-    let basic = auth.basic.is_some();
-    let outcome = check(core, auth).await?;
-    match outcome {
+    let presented = Presented::of(auth)?;
+    // read fresh for every request (a rotated or deleted client stops at once), in one
+    // trip with the other requests' that arrive together
+    let row = core.client_rows.get(presented.id.clone()).await?;
+    authenticate_with(core, auth, &presented, row, from, now).await
+}
+
+/// [`authenticate`], with the client's row read by the caller (in the same trip as what
+/// else the request reads, e.g. introspection).
+pub(crate) async fn authenticate_with(
+    core: &Core,
+    auth: &ClientAuth,
+    presented: &Presented,
+    row: Option<ClientRow>,
+    from: &ClientInfo,
+    now: Timestamp,
+) -> Result<Client, OAuthError> {
+    match presented.judge(row)? {
         Some(client) => Ok(client),
         None => {
             if let Some(ip) = &from.ip {
@@ -569,53 +584,74 @@ pub async fn authenticate(
                     });
                 }
             }
-            Err(OAuthError::InvalidClient { basic })
+            Err(OAuthError::InvalidClient {
+                basic: auth.basic.is_some(),
+            })
         }
     }
 }
 
-async fn check(core: &Core, auth: &ClientAuth) -> Result<Option<Client>, OAuthError> {
-    let (id, secret, method) = match (&auth.basic, &auth.form_secret) {
-        (Some(_), Some(_)) => {
-            return Err(OAuthError::InvalidRequest(
-                "use one way of client authentication, not two".into(),
-            ))
-        }
-        (Some((id, secret)), None) => {
-            if auth.form_id.as_deref().is_some_and(|f| f != id) {
+/// The client authentication a request presents: which client, its secret if any, and
+/// so which method.
+#[derive(Debug)]
+pub(crate) struct Presented {
+    pub(crate) id: String,
+    secret: Option<String>,
+    method: &'static str,
+}
+
+impl Presented {
+    /// What `auth` presents; two ways at once, or none at all, are refused here.
+    pub(crate) fn of(auth: &ClientAuth) -> Result<Presented, OAuthError> {
+        let (id, secret, method) = match (&auth.basic, &auth.form_secret) {
+            (Some(_), Some(_)) => {
                 return Err(OAuthError::InvalidRequest(
-                    "`client_id` differs from the one of the Authorization header".into(),
-                ));
-            }
-            (id.clone(), Some(secret.clone()), "client_secret_basic")
-        }
-        (None, Some(secret)) => match &auth.form_id {
-            Some(id) => (id.clone(), Some(secret.clone()), "client_secret_post"),
-            None => {
-                return Err(OAuthError::InvalidRequest(
-                    "`client_secret` without `client_id`".into(),
+                    "use one way of client authentication, not two".into(),
                 ))
             }
-        },
-        (None, None) => match &auth.form_id {
-            Some(id) => (id.clone(), None, "none"),
-            None => {
-                return Err(OAuthError::InvalidClient { basic: false });
+            (Some((id, secret)), None) => {
+                if auth.form_id.as_deref().is_some_and(|f| f != id) {
+                    return Err(OAuthError::InvalidRequest(
+                        "`client_id` differs from the one of the Authorization header".into(),
+                    ));
+                }
+                (id.clone(), Some(secret.clone()), "client_secret_basic")
             }
-        },
-    };
-    let Some(client) = get(core, &id).await? else {
-        return Ok(None);
-    };
-    if client.metadata.token_endpoint_auth_method != method {
-        return Ok(None);
+            (None, Some(secret)) => match &auth.form_id {
+                Some(id) => (id.clone(), Some(secret.clone()), "client_secret_post"),
+                None => {
+                    return Err(OAuthError::InvalidRequest(
+                        "`client_secret` without `client_id`".into(),
+                    ))
+                }
+            },
+            (None, None) => match &auth.form_id {
+                Some(id) => (id.clone(), None, "none"),
+                None => {
+                    return Err(OAuthError::InvalidClient { basic: false });
+                }
+            },
+        };
+        Ok(Presented { id, secret, method })
     }
-    let ok = match (&secret, &client.secret_hash) {
-        (None, None) => true,
-        (Some(s), Some(h)) => constant_time_eq(token_hash(s).as_bytes(), h.as_bytes()),
-        _ => false,
-    };
-    Ok(ok.then_some(client))
+
+    /// The client, when `row` is the presented client's and the presented method and
+    /// secret are its own.
+    fn judge(&self, row: Option<ClientRow>) -> Result<Option<Client>, Fault> {
+        let Some(row) = row.filter(|r| r.client_id == self.id) else {
+            return Ok(None);
+        };
+        let client = Client::from_row(row)?;
+        if client.metadata.token_endpoint_auth_method != self.method {
+            return Ok(None);
+        }
+        let ok = match (&self.secret, &client.secret_hash) {
+            (None, None) => true,
+            (Some(s), Some(h)) => constant_time_eq(token_hash(s).as_bytes(), h.as_bytes()),
+            _ => false,
+        };
+        Ok(ok.then_some(client))
+    }
 }
 
 /// Whether `secret_hash` is kept (never answered).

@@ -4,14 +4,14 @@
 //! Access tokens per RFC 9068, ID tokens per OpenID Connect Core, signed with the
 //! client's algorithm.
 
-use users_db::oauth::{self as db, GrantRow, Redeemed};
+use users_db::oauth::{self as db, CodeRow, GrantRow, Redeemed};
 use users_db::sessions::NewSession;
 use users_domain::crypto::{random_token, token_hash};
 use users_domain::oauth::{amr, at_hash, is_code_verifier, pkce_s256_matches, scope_string};
 use users_domain::{Timestamp, User};
 
 use super::authorize::CodeData;
-use super::clients::{self, Client, ClientAuth};
+use super::clients::{self, Client, ClientAuth, Presented};
 use super::{scopes_of, within, OAuthError, Params};
 use crate::change::Change;
 use crate::client::ClientInfo;
@@ -65,14 +65,45 @@ pub async fn token(
             "grant_type `{grant_type}` is not supported"
         )));
     }
-    let client = clients::authenticate(core, &auth, from, now).await?;
+    // the client's row, and for a code the code's row and its person, in one trip
+    let presented = Presented::of(&auth)?;
+    let code_hash = match grant_type.as_str() {
+        super::GRANT_AUTHORIZATION_CODE => params.get("code").map(token_hash),
+        _ => None,
+    };
+    let id = presented.id.clone();
+    let (row, code) = match code_hash {
+        // client credentials and refreshes: the client's row alone, coalesced
+        None => (core.client_rows.get(id).await?, None),
+        Some(code_hash) => {
+            core.store
+                .run(move |c| {
+                    let row = db::find_client(c, &id)?;
+                    let code = match db::find_code(c, &code_hash)? {
+                        Some(code) => {
+                            let user = match users_domain::UserId::parse_str(&code.user_id) {
+                                Ok(user_id) => users_db::users::find_by_id(c, user_id)?,
+                                Err(_) => None,
+                            };
+                            Some((code, user.map(|s| s.user)))
+                        }
+                        None => None,
+                    };
+                    Ok::<_, users_db::DbError>((row, code))
+                })
+                .await?
+        }
+    };
+    let client = clients::authenticate_with(core, &auth, &presented, row, from, now).await?;
     if !client.metadata.has_grant(&grant_type) {
         return Err(OAuthError::UnauthorizedClient(format!(
             "the client is not registered for the {grant_type} grant"
         )));
     }
     let answer = match grant_type.as_str() {
-        super::GRANT_AUTHORIZATION_CODE => code_grant(core, &client, &params, from, now).await?,
+        super::GRANT_AUTHORIZATION_CODE => {
+            code_grant(core, &client, &params, code, from, now).await?
+        }
         super::GRANT_REFRESH_TOKEN => refresh_grant(core, &client, &params, from, now).await?,
         _ => client_credentials(core, &client, &params, now).await?,
     };
@@ -190,20 +221,18 @@ async fn mint_for_person(
     Ok((access_token, Some(id_token)))
 }
 
+/// The code grant; `found`: the code's row and its person's, read with the client's.
 async fn code_grant(
     core: &Core,
     client: &Client,
     params: &Params,
+    found: Option<(CodeRow, Option<User>)>,
     from: &ClientInfo,
     now: Timestamp,
 ) -> Result<TokenAnswer, OAuthError> {
-    let (hash, row, data) = code_of_request(core, client, params).await?;
-    let user_id = users_domain::UserId::parse_str(&row.user_id).map_err(Fault::internal)?;
-    let user = core
-        .store
-        .run(move |c| users_db::users::find_by_id(c, user_id))
-        .await?
-        .map(|s| s.user)
+    let (hash, row, data, person) = code_of_request(client, params, found)?;
+    users_domain::UserId::parse_str(&row.user_id).map_err(Fault::internal)?;
+    let user = person
         .filter(|u| u.is_active)
         .ok_or_else(|| OAuthError::InvalidGrant("the person's account is not active".into()))?;
     let offline = data.scopes.iter().any(|s| s == "offline_access")
@@ -261,21 +290,18 @@ async fn code_grant(
 }
 
 /// The code of a token request, checked against its authorization request (redirect
-/// URI, PKCE verifier, resource): its hash, its row and what it keeps.
-async fn code_of_request(
-    core: &Core,
+/// URI, PKCE verifier, resource), from `found` (the code's row and its person's, read
+/// with the client's): its hash, its row, what it keeps and the person.
+fn code_of_request(
     client: &Client,
     params: &Params,
-) -> Result<(String, db::CodeRow, CodeData), OAuthError> {
+    found: Option<(CodeRow, Option<User>)>,
+) -> Result<(String, db::CodeRow, CodeData, Option<User>), OAuthError> {
     let code = params.require("code")?;
     let verifier = params.require("code_verifier")?;
     let hash = token_hash(code);
-    let lookup = hash.clone();
-    let row = core
-        .store
-        .run(move |c| db::find_code(c, &lookup))
-        .await?
-        .filter(|r| r.client_id == client.client_id)
+    let (row, person) = found
+        .filter(|(r, _)| r.client_id == client.client_id && r.code_hash == hash)
         .ok_or_else(|| {
             OAuthError::InvalidGrant("the code is unknown, expired or not this client's".into())
         })?;
@@ -305,7 +331,7 @@ async fn code_of_request(
             ));
         }
     }
-    Ok((hash, row, data))
+    Ok((hash, row, data, person))
 }
 
 /// The session and the grant a redeemed code starts (a new session id), and the

@@ -102,15 +102,9 @@ async fn browser_session(
         Err(auth::AuthError::Unauthorized) => return Ok(None),
         Err(auth::AuthError::Fault(f)) => return Err(f),
     };
-    let Some(sid) = authenticated.session_id().map(str::to_owned) else {
-        return Ok(None);
-    };
+    // the session as the token's check read it (live, the user's): no second read
     let user_id = authenticated.user().id;
-    let row = core
-        .store
-        .run(move |c| users_db::sessions::find(c, &sid))
-        .await?;
-    Ok(row.map(|r| (user_id, r)))
+    Ok(authenticated.session.map(|r| (user_id, r)))
 }
 
 /// `GET /oauth/authorize` with its query, and the `fastapiusersauth` cookie if any.
