@@ -4,6 +4,7 @@ process (bench/README.md).
 
     python3 bench/instructions.py                      # this tree, SQLite and PostgreSQL
     python3 bench/instructions.py --baseline HEAD~1    # and git revision HEAD~1, side by side
+    python3 bench/instructions.py --otel-both          # each server with traces off, then on
 
 Starts the release users-server (and, with --baseline REV, REV's, built in a git worktree
 exactly as run.py --baseline does) on a fresh SQLite file and on a fresh PostgreSQL
@@ -189,8 +190,8 @@ def send(conn: HTTPConnection, headers: dict, n: int, expected: int,
 
 
 def measure_server(args, counter, binary: Path, label: str, backend: str, tmp: Path,
-                   pg_admin: str) -> list[dict]:
-    tag = f"{label}-{backend}"
+                   pg_admin: str, traces: str) -> list[dict]:
+    tag = f"{label}-{backend}-traces-{traces}"
     pg_db = None
     if backend == "sqlite":
         d = tmp / tag
@@ -234,6 +235,12 @@ def measure_server(args, counter, binary: Path, label: str, backend: str, tmp: P
                 headers = {}
             conn = HTTPConnection("127.0.0.1", port, timeout=300)
             send(conn, headers, warmup, EXPECTED[scenario], form)
+            if args.otel or args.otel_both:
+                # the warm-up's spans are exported before the idle window, not in it; the
+                # wait outlasts the server's keep-alive: the measured requests connect anew
+                time.sleep(args.otel_settle)
+                conn.close()
+                conn = HTTPConnection("127.0.0.1", port, timeout=300)
             # idle: what the server does on its own in a while (timers, background tasks)
             counter.start()
             i0 = time.monotonic()
@@ -244,12 +251,16 @@ def measure_server(args, counter, binary: Path, label: str, backend: str, tmp: P
             counter.start()
             m0 = time.monotonic()
             statuses = send(conn, headers, requests, EXPECTED[scenario], form)
+            if args.otel or args.otel_both:
+                # the spans still queued are exported at the batch's scheduled delay (5 s):
+                # their export is the requests' work too (the idle rate covers the wait)
+                time.sleep(args.otel_settle)
             wall = time.monotonic() - m0
             total = counter.stop()
             conn.close()
             idle_rate = idle / idle_s if idle_s > 0 else 0.0
             per_request = (total - idle_rate * wall) / requests
-            row = {"binary": label, "backend": backend, "scenario": scenario,
+            row = {"binary": label, "backend": backend, "scenario": scenario, "traces": traces,
                    "requests": requests, "warmup": warmup,
                    "instructions_total": total, "wall_s": round(wall, 2),
                    "idle_instructions": idle, "idle_s": round(idle_s, 2),
@@ -298,20 +309,33 @@ def markdown(res: dict) -> str:
                "PostgreSQL rows count the client side only (libpq, the pool), not the "
                "database server's work")
     out.append("")
-    out.append("| binary | backend | scenario | instructions / request | measured total | "
-               "wall s | idle subtracted |")
-    out.append("|---|---|---|---:|---:|---:|---:|")
+    if meta.get("otel"):
+        out.append("- traces on: OTEL_EXPORTER_OTLP_ENDPOINT set to a loopback OTLP sink, the "
+                   "default sampler (parentbased_always_on: every trace kept); the exporter's "
+                   "thread counts too")
+    out.append("")
+    out.append("| binary | traces | backend | scenario | instructions / request | "
+               "measured total | wall s | idle subtracted |")
+    out.append("|---|---|---|---|---:|---:|---:|---:|")
     for r in res["rows"]:
-        out.append(f"| {r['binary']} | {r['backend']} | {SCENARIOS[r['scenario']]} | "
+        out.append(f"| {r['binary']} | {r.get('traces', 'off')} | {r['backend']} | "
+                   f"{SCENARIOS[r['scenario']]} | "
                    f"{r['instructions_per_request']:,.0f} | {r['instructions_total']:,} | "
                    f"{r['wall_s']} | {100 * r['idle_share']:.1f}% |")
     out.append("")
     if res.get("comparisons"):
-        out.append("| backend | scenario | current | baseline | current ÷ baseline |")
-        out.append("|---|---|---:|---:|---:|")
+        out.append("| backend | scenario | traces | current | baseline | current ÷ baseline |")
+        out.append("|---|---|---|---:|---:|---:|")
         for c in res["comparisons"]:
-            out.append(f"| {c['backend']} | {c['scenario']} | {c['current']:,.0f} | "
-                       f"{c['baseline']:,.0f} | {c['ratio']:.3f} |")
+            out.append(f"| {c['backend']} | {c['scenario']} | {c['traces']} | "
+                       f"{c['current']:,.0f} | {c['baseline']:,.0f} | {c['ratio']:.3f} |")
+        out.append("")
+    if res.get("traces_cost"):
+        out.append("| binary | backend | scenario | traces off | traces on | on ÷ off |")
+        out.append("|---|---|---|---:|---:|---:|")
+        for c in res["traces_cost"]:
+            out.append(f"| {c['binary']} | {c['backend']} | {c['scenario']} | "
+                       f"{c['off']:,.0f} | {c['on']:,.0f} | {c['ratio']:.3f} |")
         out.append("")
     for s in res.get("skipped", []):
         out.append(f"- skipped: {s}")
@@ -340,7 +364,17 @@ def main() -> int:
                     help="run the servers with traces on (OTEL_EXPORTER_OTLP_ENDPOINT set to "
                          "run.py's loopback OTLP sink, the default sampler): the exporter's "
                          "thread counts too")
+    ap.add_argument("--otel-both", action="store_true",
+                    help="measure each server twice, with traces off and then on (as --otel), "
+                         "the same binary side by side: the cost of traces as on ÷ off")
+    ap.add_argument("--otel-settle", type=float, default=6.0,
+                    help="with traces, seconds the measured window goes on after the last "
+                         "answer, so that the last batch's export is counted (6 s: the "
+                         "batch's scheduled delay is 5 s)")
     ap.add_argument("--no-build", action="store_true", help="use the binaries already built")
+    ap.add_argument("--server", metavar="PATH",
+                    help="measure this users-server binary as the current one (nothing is "
+                         "built for it)")
     ap.add_argument("--postgres-url", default=os.environ.get(
         "BENCH_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432"),
         help="server URL without database; a fresh database is created and dropped")
@@ -380,16 +414,21 @@ def main() -> int:
                                                         "--porcelain", "--untracked-files=no"]))},
         })
         log(f"counting with {tool}")
-        if args.otel:
+        sink = None
+        if args.otel or args.otel_both:
             sink = harness.OtlpSink()
             harness.OTEL_ENDPOINT = sink.endpoint
             meta["otel"] = True
+            meta["otel_both"] = bool(args.otel_both)
             log(f"traces on: the servers export to {sink.endpoint}")
         binaries = {}
         if args.baseline:
             meta["baseline"] = harness.resolve_baseline(args.baseline)
         server = harness.cargo_target_dir() / "release" / "users-server"
-        if not args.no_build and not args.current:
+        if args.server:
+            server = Path(args.server).resolve()
+            meta["server"] = server.name
+        elif not args.no_build and not args.current:
             cmd = ["cargo", "build", "--release", "-p", "users-server", "--bin", "users-server"]
             log(" ".join(cmd))
             if subprocess.run(cmd, cwd=harness.ROOT).returncode != 0:
@@ -412,23 +451,41 @@ def main() -> int:
                 backends.remove("postgres")
                 res["skipped"].append(f"postgres: not reachable at {pg_admin}")
                 log("skipping postgres: not reachable")
+        modes = ["off", "on"] if args.otel_both else ["on" if args.otel else "off"]
         for backend in backends:
             for label, binary in binaries.items():
-                try:
-                    res["rows"] += measure_server(args, counter, binary, label, backend, tmp,
-                                                  pg_admin)
-                except BenchError as e:
-                    log(f"{label} {backend} FAILED: {e}")
-                    res["skipped"].append(f"{label} {backend}: {str(e)[:500]}")
+                for traces in modes:
+                    # run.py's service_env sets the endpoint when this is set
+                    harness.OTEL_ENDPOINT = sink.endpoint if traces == "on" else None
+                    try:
+                        res["rows"] += measure_server(args, counter, binary, label, backend,
+                                                      tmp, pg_admin, traces)
+                    except BenchError as e:
+                        log(f"{label} {backend} traces {traces} FAILED: {e}")
+                        res["skipped"].append(
+                            f"{label} {backend} traces {traces}: {str(e)[:500]}")
+        for r in res["rows"]:
+            if r["traces"] != "on":
+                continue
+            off = next((o for o in res["rows"] if o["traces"] == "off"
+                        and o["binary"] == r["binary"] and o["backend"] == r["backend"]
+                        and o["scenario"] == r["scenario"]), None)
+            if off and off["instructions_per_request"] > 0:
+                res.setdefault("traces_cost", []).append({
+                    "binary": r["binary"], "backend": r["backend"], "scenario": r["scenario"],
+                    "off": off["instructions_per_request"],
+                    "on": r["instructions_per_request"],
+                    "ratio": r["instructions_per_request"] / off["instructions_per_request"]})
         for r in res["rows"]:
             if r["binary"] != "current":
                 continue
             base = next((b for b in res["rows"] if b["binary"] == "baseline"
-                         and b["backend"] == r["backend"] and b["scenario"] == r["scenario"]),
+                         and b["backend"] == r["backend"] and b["scenario"] == r["scenario"]
+                         and b["traces"] == r["traces"]),
                         None)
             if base and base["instructions_per_request"] > 0:
                 res["comparisons"].append({
-                    "backend": r["backend"], "scenario": r["scenario"],
+                    "backend": r["backend"], "scenario": r["scenario"], "traces": r["traces"],
                     "current": r["instructions_per_request"],
                     "baseline": base["instructions_per_request"],
                     "ratio": r["instructions_per_request"] / base["instructions_per_request"]})

@@ -212,7 +212,19 @@ async fn traces_follow_a_request_and_hold_no_secret(backend: Backend) {
         .find(|s| s.name == "GET /users/me")
         .expect("the span of /users/me");
     assert_eq!(me.attribute("http.response.status_code"), Some("200"));
-    one(&spans, &me.trace_id, "auth::authenticate");
+    assert_eq!(me.attribute("http.route"), Some("/users/me"));
+    assert_eq!(me.kind, 2, "a server span");
+    assert!(me.parent_span_id.is_empty(), "{me:?}");
+    // the request and its flow, and nothing else (the token check's batch has no span)
+    let me_flow = one(&spans, &me.trace_id, "auth::authenticate");
+    assert_eq!(me_flow.parent_span_id, me.span_id);
+    assert_eq!(me_flow.kind, 1, "an internal span");
+    assert_eq!(
+        trace(&spans, &me.trace_id).len(),
+        2,
+        "{:#?}",
+        trace(&spans, &me.trace_id)
+    );
 
     // the provider's token endpoint was called in the callback's trace
     let exchange = provider.token_requests().pop().expect("a token request");

@@ -16,7 +16,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use opentelemetry::trace::TracerProvider as _;
-use opentelemetry_otlp::WithExportConfig;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing::Span;
 use tracing_actix_web::RootSpanBuilder;
@@ -26,6 +25,8 @@ use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer, Registry};
 
 use crate::settings::{LogFormat, Sampler, Traces};
+
+mod otlp;
 
 /// Whether spans are exported: the request span then carries OpenTelemetry's names.
 static EXPORTING: AtomicBool = AtomicBool::new(false);
@@ -54,13 +55,7 @@ pub fn init_serving(rust_log: &str, format: LogFormat, traces: &Traces) -> Resul
         install(rust_log, format, false, None);
         return Ok(Export { provider: None });
     };
-    let exporter = opentelemetry_otlp::SpanExporter::builder()
-        .with_http()
-        .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
-        .with_endpoint(url)
-        .with_timeout(std::time::Duration::from_secs(10))
-        .build()
-        .map_err(|e| format!("OTEL_EXPORTER_OTLP_ENDPOINT: {e}"))?;
+    let exporter = otlp::Exporter::new(url, std::time::Duration::from_secs(10))?;
     let sampler = match traces.sampler {
         Sampler::AlwaysOn => opentelemetry_sdk::trace::Sampler::AlwaysOn,
         Sampler::AlwaysOff => opentelemetry_sdk::trace::Sampler::AlwaysOff,
@@ -87,7 +82,10 @@ pub fn init_serving(rust_log: &str, format: LogFormat, traces: &Traces) -> Resul
     }
     // Spans only: the log's lines stay in the log (as span events they would cost every
     // request their formatting and double what is exported). No busy/idle times, which
-    // would read the clock at every poll of every span.
+    // would read the clock at every poll of every span. No OpenTelemetry context made
+    // current at every poll of every span (attached, then detached): nothing here reads
+    // it, a span's parent is found through `tracing`'s own current span, and the calls
+    // the service makes take theirs from the span (`users_domain::trace_context`).
     let layer = tracing_opentelemetry::layer()
         .with_tracer(tracer)
         .with_location(false)
@@ -95,6 +93,7 @@ pub fn init_serving(rust_log: &str, format: LogFormat, traces: &Traces) -> Resul
         .with_level(false)
         .with_target(false)
         .with_tracked_inactivity(false)
+        .with_context_activation(false)
         .with_filter(targets)
         .with_filter(
             tracing_subscriber::filter::filter_fn(|meta| {
@@ -224,20 +223,24 @@ impl RootSpanBuilder for RequestSpan {
                 status = tracing::field::Empty,
             );
         }
-        let route = request.match_pattern();
+        // every field a `&str` (no formatting machinery: each is copied once, into its
+        // attribute); the name is made once
+        let method = request.method().as_str();
+        let matched = request.match_pattern();
+        let route = matched.as_deref().unwrap_or("(unmatched)");
+        let mut name = String::with_capacity(method.len() + 1 + route.len());
+        name.push_str(method);
+        name.push(' ');
+        name.push_str(route);
         let span = tracing::info_span!(
             "request",
-            otel.name = %format_args!(
-                "{} {}",
-                request.method(),
-                route.as_deref().unwrap_or("(unmatched)")
-            ),
+            otel.name = name.as_str(),
             otel.kind = "server",
             otel.status_code = tracing::field::Empty,
-            http.request.method = %request.method(),
-            url.path = %request.path(),
-            http.route = route,
-            request_id = %request_id,
+            http.request.method = method,
+            url.path = request.path(),
+            http.route = matched.as_deref(),
+            request_id = request_id.as_str(),
             http.response.status_code = tracing::field::Empty,
         );
         let headers = request
@@ -262,12 +265,14 @@ impl RootSpanBuilder for RequestSpan {
         if status >= 500 {
             span.record("otel.status_code", "ERROR");
         }
-        span.in_scope(|| {
-            if status >= 500 {
-                tracing::error!(status, "request failed");
-            } else {
-                tracing::info!(status, "request done");
+        // the line is logged in the request's span; entering it costs a traced request
+        // its bookkeeping, which a line the log's filter drops does not need
+        if status >= 500 {
+            if tracing::enabled!(tracing::Level::ERROR) {
+                span.in_scope(|| tracing::error!(status, "request failed"));
             }
-        });
+        } else if tracing::enabled!(tracing::Level::INFO) {
+            span.in_scope(|| tracing::info!(status, "request done"));
+        }
     }
 }
