@@ -359,9 +359,6 @@ pub const PROVIDER_ALGORITHMS: [SigningAlgorithm; 3] = [
 #[derive(Debug, Default)]
 pub struct KeyRings {
     rings: Vec<Arc<KeyRing>>,
-    /// The provider's access tokens whose signature was checked here
-    /// (`tokens::provider`).
-    pub(crate) verified: crate::tokens::VerifiedTokens,
 }
 
 impl KeyRings {
@@ -394,10 +391,7 @@ impl KeyRings {
             ring.reload().await?;
             rings.push(ring);
         }
-        Ok(KeyRings {
-            rings,
-            verified: Default::default(),
-        })
+        Ok(KeyRings { rings })
     }
 
     /// The ring of `algorithm`.

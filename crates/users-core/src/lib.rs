@@ -88,4 +88,6 @@ pub struct Core {
     pub client_rows: coalesce::Coalesced<String, Option<users_db::oauth::ClientRow>>,
     /// Whether clients' own access tokens (jti, client_id) are live, read coalesced.
     pub client_tokens: coalesce::Coalesced<(String, String), bool>,
+    /// The provider's access tokens whose signature was checked here (`tokens::provider`).
+    pub(crate) verified_tokens: Arc<tokens::VerifiedTokens>,
 }

@@ -139,6 +139,7 @@ impl Core {
         Ok(Core {
             client_rows,
             client_tokens,
+            verified_tokens: Default::default(),
             store,
             hasher,
             tokens,

@@ -198,12 +198,13 @@ impl KeyRings {
     /// again, while its key is published (see [`VerifiedTokens`]).
     pub fn decode_provider_access(
         &self,
+        verified: &VerifiedTokens,
         token: &str,
         issuer: &str,
         now: Timestamp,
     ) -> Result<ProviderAccessClaims, TokenError> {
         let hash = digest(token);
-        if let Some((claims, algorithm, kid)) = self.verified.get(&hash) {
+        if let Some((claims, algorithm, kid)) = verified.get(&hash) {
             let published = self
                 .ring(algorithm)
                 .is_some_and(|ring| ring.is_published(&kid, now));
@@ -214,13 +215,14 @@ impl KeyRings {
                 return Ok(claims);
             }
         }
-        self.verify_provider_access(token, issuer, now, hash)
+        self.verify_provider_access(verified, token, issuer, now, hash)
     }
 
     /// [`Self::decode_provider_access`] without the kept checks; a token that passes is
     /// kept.
     fn verify_provider_access(
         &self,
+        verified: &VerifiedTokens,
         token: &str,
         issuer: &str,
         now: Timestamp,
@@ -248,7 +250,7 @@ impl KeyRings {
                 algorithm,
                 kid,
             };
-            self.verified.put(hash, checked, now);
+            verified.put(hash, checked, now);
         }
         Ok(data.claims)
     }

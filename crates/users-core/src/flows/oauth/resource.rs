@@ -37,11 +37,17 @@ async fn decode(
     now: Timestamp,
 ) -> Result<Option<ProviderAccessClaims>, Fault> {
     let issuer = &core.config.public_url;
-    match core.keys.decode_provider_access(token, issuer, now) {
+    match core
+        .keys
+        .decode_provider_access(&core.verified_tokens, token, issuer, now)
+    {
         Ok(c) => Ok(Some(c)),
         Err(TokenError::UnknownKey) => {
             if core.keys.reload_for(token).await? {
-                Ok(core.keys.decode_provider_access(token, issuer, now).ok())
+                Ok(core
+                    .keys
+                    .decode_provider_access(&core.verified_tokens, token, issuer, now)
+                    .ok())
             } else {
                 Ok(None)
             }
