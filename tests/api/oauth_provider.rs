@@ -968,6 +968,33 @@ async fn clients_and_errors(backend: Backend) {
     )
     .await;
     oauth_error(r, 400, "invalid_scope").await;
+    // a client id no client can have (a NUL byte, which PostgreSQL refuses in text; too
+    // long) is invalid_client without a read, and fails no other request of its batch:
+    // good and bad requests at once each get their own answer
+    let long = "c".repeat(300);
+    let mut calls = Vec::new();
+    let app_ref = &app;
+    for i in 0..12 {
+        let bad_id = if i % 4 == 1 { long.as_str() } else { "x\u{0}y" };
+        let (id, secret) = if i % 2 == 0 {
+            (sid, ssecret)
+        } else {
+            (bad_id, "s")
+        };
+        let form = vec![
+            ("grant_type", "client_credentials"),
+            ("client_id", id),
+            ("client_secret", secret),
+        ];
+        calls.push(async move { (i % 2 == 0, token_form(app_ref, None, &form).await) });
+    }
+    for (good, r) in futures_util::future::join_all(calls).await {
+        if good {
+            assert_eq!(r.status(), 200);
+        } else {
+            oauth_error(r, 401, "invalid_client").await;
+        }
+    }
     // the method as registered: Basic for a client_secret_post client is refused
     let r = token_form(
         &app,

@@ -73,6 +73,8 @@ pub struct IdClaims {
     pub roles: Option<Vec<String>>,
 }
 
+/// The longest token [`VerifiedTokens`] keeps (longer ones are verified each time).
+const MAX_CACHED_TOKEN_LEN: usize = 4096;
 /// How many checked tokens [`VerifiedTokens`] keeps.
 const VERIFIED_CAPACITY: usize = 16_384;
 
@@ -250,7 +252,11 @@ impl KeyRings {
                 algorithm,
                 kid,
             };
-            verified.put(hash, checked, now);
+            // a token of an ordinary size only: the entries stay small however long a
+            // `resource` (its `aud`) a person asked for
+            if token.len() <= MAX_CACHED_TOKEN_LEN {
+                verified.put(hash, checked, now);
+            }
         }
         Ok(data.claims)
     }

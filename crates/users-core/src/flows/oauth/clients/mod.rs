@@ -397,6 +397,9 @@ pub(crate) struct Presented {
     method: &'static str,
 }
 
+/// The longest client id looked up (the ids this service issues are far shorter).
+const MAX_CLIENT_ID_LEN: usize = 255;
+
 impl Presented {
     /// What `auth` presents; two ways at once, or none at all, are refused here.
     pub(crate) fn of(auth: &ClientAuth) -> Result<Presented, OAuthError> {
@@ -429,6 +432,14 @@ impl Presented {
                 }
             },
         };
+        // no client has such an id (ours are short and printable): refused before any
+        // read, so that it cannot fail the reads it would be batched with (PostgreSQL
+        // refuses a NUL byte in text)
+        if id.is_empty() || id.len() > MAX_CLIENT_ID_LEN || id.chars().any(char::is_control) {
+            return Err(OAuthError::InvalidClient {
+                basic: method == "client_secret_basic",
+            });
+        }
         Ok(Presented { id, secret, method })
     }
 
