@@ -166,7 +166,7 @@ where
             let n = keys.len();
             let found = self
                 .store
-                .run(move |c| read(c, &keys))
+                .read(move |c| read(c, &keys))
                 .await
                 .map_err(Fault::from)
                 .and_then(|found| {

@@ -191,41 +191,10 @@ impl TokenLookups {
         let (keys, replies): (Vec<Credential>, Vec<Reply>) =
             batch.into_iter().map(|w| (w.key, w.reply)).unzip();
         let idle_ms = self.idle_ms;
-        let found = self
-            .store
-            .run(move |c| -> Result<_, users_db::DbError> {
-                let found = users_db::users::find_for_credentials(c, &keys)?;
-                let stale = now_ms - TOUCH_EVERY_MS;
-                let at = Liveness { now_ms, idle_ms };
-                let mut touch: Vec<String> = found
-                    .iter()
-                    .flatten()
-                    .filter_map(|check| check.session.as_ref())
-                    .filter(|s| s.is_live(at) && s.last_used_at < stale)
-                    .map(|s| s.id.clone())
-                    .collect();
-                if !touch.is_empty() {
-                    touch.sort_unstable();
-                    touch.dedup();
-                    users_db::sessions::touch_many(c, &touch, now_ms, stale)?;
-                }
-                // a key's use, as a session's: at most once a minute, and only for a
-                // key that is still good
-                let mut used: Vec<String> = found
-                    .iter()
-                    .flatten()
-                    .filter_map(|check| check.api_key.as_ref())
-                    .filter(|k| !k.is_expired(now_ms) && k.last_used_at.is_none_or(|t| t < stale))
-                    .map(|k| k.id.clone())
-                    .collect();
-                if !used.is_empty() {
-                    used.sort_unstable();
-                    used.dedup();
-                    users_db::api_keys::touch_many(c, &used, now_ms, stale)?;
-                }
-                Ok(found)
-            })
-            .await;
+        let found = match self.store.read(move |c| read_batch(c, &keys, now_ms, idle_ms)).await {
+            Ok((found, due)) => self.touch(due, now_ms).await.map(|()| found),
+            Err(e) => Err(e),
+        };
         match found {
             Ok(found) => {
                 for (reply, check) in replies.into_iter().zip(found) {
@@ -242,6 +211,72 @@ impl TokenLookups {
             }
         }
     }
+
+    /// Writes the last use of what `due` names (nothing when nothing is due).
+    async fn touch(&self, due: Due, now_ms: i64) -> Result<(), users_db::DbError> {
+        if due.sessions.is_empty() && due.api_keys.is_empty() {
+            return Ok(());
+        }
+        let stale = now_ms - TOUCH_EVERY_MS;
+        self.store
+            .run(move |c| -> Result<(), users_db::DbError> {
+                if !due.sessions.is_empty() {
+                    users_db::sessions::touch_many(c, &due.sessions, now_ms, stale)?;
+                }
+                if !due.api_keys.is_empty() {
+                    users_db::api_keys::touch_many(c, &due.api_keys, now_ms, stale)?;
+                }
+                Ok(())
+            })
+            .await
+    }
+}
+
+/// The sessions and API keys a batch found in use whose last use is older than
+/// [`TOUCH_EVERY_MS`]: written after the read, as the writer they are (on SQLite they take
+/// the writers' turn, docs/operations.md#sqlite-writers), before the batch is answered.
+#[derive(Default)]
+struct Due {
+    sessions: Vec<String>,
+    api_keys: Vec<String>,
+}
+
+/// The read of a batch: what each key names, and what is due a touch.
+fn read_batch(
+    c: &mut users_db::DbConnection,
+    keys: &[Credential],
+    now_ms: i64,
+    idle_ms: i64,
+) -> Result<(Vec<Option<TokenCheck>>, Due), users_db::DbError> {
+    let found = users_db::users::find_for_credentials(c, keys)?;
+    let stale = now_ms - TOUCH_EVERY_MS;
+    let at = Liveness { now_ms, idle_ms };
+    let sessions = found
+        .iter()
+        .flatten()
+        .filter_map(|check| check.session.as_ref())
+        .filter(|s| s.is_live(at) && s.last_used_at < stale)
+        .map(|s| s.id.clone());
+    // a key's use, as a session's: at most once a minute, and only for a key that is
+    // still good
+    let api_keys = found
+        .iter()
+        .flatten()
+        .filter_map(|check| check.api_key.as_ref())
+        .filter(|k| !k.is_expired(now_ms) && k.last_used_at.is_none_or(|t| t < stale))
+        .map(|k| k.id.clone());
+    let due = Due {
+        sessions: sorted(sessions),
+        api_keys: sorted(api_keys),
+    };
+    Ok((found, due))
+}
+
+fn sorted(ids: impl Iterator<Item = String>) -> Vec<String> {
+    let mut ids: Vec<String> = ids.collect();
+    ids.sort_unstable();
+    ids.dedup();
+    ids
 }
 
 /// A runner went away without answering.
