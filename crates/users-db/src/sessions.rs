@@ -94,19 +94,29 @@ pub fn find(conn: &mut DbConnection, id: &str) -> QueryResult<Option<SessionRow>
         .optional()
 }
 
-/// A session and its user, in one query (refresh).
+/// A session, its user and the names of the user's roles, sorted, in one query (what a
+/// refresh reads before it rotates: docs/sessions-and-tokens.md).
 pub fn find_with_user(
     conn: &mut DbConnection,
     id: &str,
-) -> QueryResult<Option<(SessionRow, StoredUser)>> {
-    sessions::table
-        .inner_join(users::table)
+) -> QueryResult<Option<(SessionRow, StoredUser, Vec<String>)>> {
+    use crate::schema::user_roles;
+    // one row per role (one with no role name when the user has none)
+    let rows: Vec<(SessionRow, UserRow, Option<String>)> = sessions::table
+        .inner_join(users::table.left_join(user_roles::table))
         .filter(sessions::id.eq(id))
-        .select((SessionRow::as_select(), UserRow::as_select()))
-        .first::<(SessionRow, UserRow)>(conn)
-        .optional()?
-        .map(|(s, u)| StoredUser::try_from(u).map(|u| (s, u)))
-        .transpose()
+        .order(user_roles::role_name.asc())
+        .select((
+            SessionRow::as_select(),
+            UserRow::as_select(),
+            user_roles::role_name.nullable(),
+        ))
+        .load(conn)?;
+    let roles: Vec<String> = rows.iter().filter_map(|(_, _, r)| r.clone()).collect();
+    let Some((session, user, _)) = rows.into_iter().next() else {
+        return Ok(None);
+    };
+    StoredUser::try_from(user).map(|u| Some((session, u, roles)))
 }
 
 /// The live sessions of a user, newest first.

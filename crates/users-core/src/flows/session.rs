@@ -425,7 +425,7 @@ fn rotation_step(
     at: Liveness,
 ) -> Result<Step, DbError> {
     let id = claim.session_id.to_string();
-    let Some((session, stored)) = sessions::find_with_user(c, &id)? else {
+    let Some((session, stored, roles)) = sessions::find_with_user(c, &id)? else {
         return Ok(Step::Invalid);
     };
     let Some(salt) = session.refresh_key_salt.clone() else {
@@ -443,7 +443,6 @@ fn rotation_step(
     if claim.counter == row.refresh_counter {
         if sessions::rotate(c, &id, row.refresh_counter, at.now_ms)? {
             let counter = row.refresh_counter + 1;
-            let roles = sessions::role_names(c, &row.user_id)?;
             return Ok(Step::Rotated {
                 user,
                 salt,
@@ -460,7 +459,6 @@ fn rotation_step(
     if claim.counter > row.refresh_counter {
         return Ok(Step::Invalid);
     }
-    let roles = sessions::role_names(c, &row.user_id)?;
     Ok(Step::Behind {
         user,
         salt,
