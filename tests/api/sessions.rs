@@ -232,6 +232,51 @@ async fn refresh_tokens_rotate_and_a_late_reuse_ends_the_session(backend: Backen
     assert!(metrics.contains("users_refreshes_total{result=\"reused\"} 2"));
 }
 
+/// Many sessions refreshing at once, each along its own chain: every rotation is
+/// answered 200 with the next token, none is lost or counted twice (on SQLite the
+/// writers take turns: docs/operations.md#sqlite-writers).
+async fn many_sessions_refreshing_at_once_all_rotate(backend: Backend) {
+    let app = std::sync::Arc::new(spawn_app(backend).await);
+    let email = unique_email();
+    app.create_user(&email).await;
+    let mut tasks = Vec::new();
+    for _ in 0..16 {
+        let app = app.clone();
+        let first = app.login_offline(&email, PASSWORD).await["refresh_token"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        tasks.push(tokio::spawn(async move {
+            let mut token = first;
+            let mut seen = vec![token.clone()];
+            for _ in 0..4 {
+                let r = app.refresh(&token).await;
+                let status = r.status().as_u16();
+                let body: Value = r.json().await.unwrap();
+                assert_eq!(status, 200, "{body}");
+                token = body["refresh_token"].as_str().unwrap().to_owned();
+                assert!(!seen.contains(&token), "a new token each time");
+                seen.push(token.clone());
+            }
+            token
+        }));
+    }
+    let mut last = BTreeSet::new();
+    for t in tasks {
+        last.insert(t.await.unwrap());
+    }
+    assert_eq!(last.len(), 16, "sixteen chains, sixteen current tokens");
+    let metrics = app.get("/metrics", None).await.text().await.unwrap();
+    assert!(
+        metrics.contains("users_refreshes_total{result=\"rotated\"} 64"),
+        "{metrics}"
+    );
+    // each chain's current token still rotates
+    for token in last {
+        assert_eq!(app.refresh(&token).await.status(), 200);
+    }
+}
+
 async fn concurrent_refreshes_converge_on_one_token(backend: Backend) {
     let app = std::sync::Arc::new(spawn_app(backend).await);
     let email = unique_email();
@@ -709,6 +754,7 @@ both_backends!(
     devices_are_listed_and_ended_one_by_one,
     refresh_tokens_rotate_and_a_late_reuse_ends_the_session,
     concurrent_refreshes_converge_on_one_token,
+    many_sessions_refreshing_at_once_all_rotate,
     two_processes_refreshing_at_once_converge,
     bad_refresh_tokens_are_refused,
     sessions_expire_when_idle_and_at_their_lifetime,

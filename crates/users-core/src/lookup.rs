@@ -191,7 +191,11 @@ impl TokenLookups {
         let (keys, replies): (Vec<Credential>, Vec<Reply>) =
             batch.into_iter().map(|w| (w.key, w.reply)).unzip();
         let idle_ms = self.idle_ms;
-        let found = match self.store.read(move |c| read_batch(c, &keys, now_ms, idle_ms)).await {
+        let found = match self
+            .store
+            .read(move |c| read_batch(c, &keys, now_ms, idle_ms))
+            .await
+        {
             Ok((found, due)) => self.touch(due, now_ms).await.map(|()| found),
             Err(e) => Err(e),
         };
