@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Load benchmark of the `users` service against its peer, fastapi-users 15.
+"""Load benchmark of the `users` service against its peer, fastapi-users 15, on SQLite
+and on PostgreSQL.
 
 One command (see bench/README.md):
 
@@ -15,7 +16,7 @@ the server's process tree, measures what PostgreSQL alone answers (pgbench -S) n
 writes a Markdown report and the raw numbers as JSON. Instructions per request:
 bench/instructions.py.
 
-Only the standard library is used here; the peer runs from a venv under bench/.venv,
+Only the standard library is used here; the peers run from a venv under bench/.venv,
 created on demand from bench/requirements.txt. Temporary databases, mail and logs live
 in a temporary directory that is removed at the end (--keep-temp keeps it).
 """
@@ -160,12 +161,19 @@ SYSTEMS = {
                            + [TIMING]),
     "fastapi-users": dict(kind="peer", backend="sqlite", argon2=ARGON2_FASTAPI_USERS,
                           scenarios=MAIN_SCENARIOS + PROBE_SCENARIOS + [TIMING]),
+    # the same app on a fresh PostgreSQL database, through asyncpg
+    "fastapi-users-postgres": dict(kind="peer", backend="postgres", argon2=ARGON2_FASTAPI_USERS,
+                                   scenarios=MAIN_SCENARIOS + PROBE_SCENARIOS + [TIMING]),
     "users-sqlite-fapi-argon2": dict(kind="users", backend="sqlite", argon2=ARGON2_FASTAPI_USERS,
                                      scenarios=["login", "register"]),
     "users-postgres-fapi-argon2": dict(kind="users", backend="postgres",
                                        argon2=ARGON2_FASTAPI_USERS,
                                        scenarios=["login", "register"]),
 }
+# The peer each users system is compared with: the one on its backend (runs written before
+# fastapi-users-postgres, whose meta has no "peers", compared every system with
+# fastapi-users: Report.peer_of)
+PEERS = {"sqlite": "fastapi-users", "postgres": "fastapi-users-postgres"}
 # Baseline twins (--baseline REV): configured exactly like their system but running the
 # users-server built from REV. Each follows its system here (and so in the report); the two
 # are measured interleaved, cell by cell (see Bench.system).
@@ -354,7 +362,7 @@ def ensure_venv() -> Path:
 def peer_versions(py: Path) -> dict:
     code = ("import importlib.metadata as m, json; print(json.dumps({n: m.version(n) for n in "
             "['fastapi-users','fastapi','uvicorn','uvloop','httptools','SQLAlchemy','aiosqlite',"
-            "'pwdlib','argon2-cffi','PyJWT','pydantic']}))")
+            "'asyncpg','pwdlib','argon2-cffi','PyJWT','pydantic']}))")
     p = run_cmd([str(py), "-c", code], check=False)
     try:
         return json.loads(p.stdout)
@@ -692,6 +700,14 @@ def mint_access_token(secret: str, user_id: str, lifetime: int = MINTED_TOKEN_LI
     signing_input = f"{header}.{payload}".encode()
     sig = hmac.new(secret.encode(), signing_input, hashlib.sha256).digest()
     return f"{header}.{payload}.{b64url(sig)}"
+
+
+def asyncpg_url(libpq_url: str, sslmode: str) -> str:
+    """The SQLAlchemy URL of a database for asyncpg: `postgres://u@h:p/db?sslmode=m` →
+    `postgresql+asyncpg://u@h:p/db?ssl=m` (asyncpg takes libpq's modes as `ssl`)."""
+    u = urllib.parse.urlsplit(libpq_url)
+    return urllib.parse.urlunsplit(("postgresql+asyncpg", u.netloc, u.path,
+                                    urllib.parse.urlencode({"ssl": sslmode}), ""))
 
 
 def jwt_claim_names(token: str) -> list[str]:
@@ -1180,16 +1196,30 @@ class Bench:
             raise
         return srv
 
+    def peer_pool(self) -> dict:
+        """The PostgreSQL peer's SQLAlchemy pool per uvicorn worker: the users server's
+        connections (--db-pool) shared out over the workers, no overflow, so that both hold
+        at most as many PostgreSQL connections (10 on 2 cores: 5 a worker)."""
+        return {"workers": self.nproc, "pool_size": max(1, -(-self.db_pool // self.nproc)),
+                "max_overflow": 0}
+
     def start_peer(self, name: str) -> Server:
         py = self.peer_py
-        db = self.tmp / f"fastapi-users-{secrets.token_hex(3)}.db"
         port = free_port()
         env = {k: v for k, v in os.environ.items() if k not in SERVICE_VARS}
-        env.update({
-            "DATABASE_URL": f"sqlite+aiosqlite:///{db}",
-            "JWT_SECRET": self.jwt_secret,
-            "PYTHONDONTWRITEBYTECODE": "1",
-        })
+        env.update({"JWT_SECRET": self.jwt_secret, "PYTHONDONTWRITEBYTECODE": "1"})
+        pool = None
+        if SYSTEMS[name]["backend"] == "postgres":
+            pool = self.peer_pool()
+            env.update({
+                "DATABASE_URL": asyncpg_url(self.pg_create(name.replace("-", "_")),
+                                            self.args.pg_sslmode),
+                "DATABASE_POOL_SIZE": str(pool["pool_size"]),
+                "DATABASE_MAX_OVERFLOW": str(pool["max_overflow"]),
+            })
+        else:
+            db = self.tmp / f"fastapi-users-{secrets.token_hex(3)}.db"
+            env["DATABASE_URL"] = f"sqlite+aiosqlite:///{db}"
         run_cmd([str(py), str(PEER_APP_DIR / "app.py"), "--create-tables"], env=env,
                 cwd=self.tmp, timeout=120)
         cmd = [str(VENV / "bin" / "uvicorn"), "app:app", "--app-dir", str(PEER_APP_DIR),
@@ -1197,6 +1227,7 @@ class Bench:
                "--loop", "uvloop", "--http", "httptools", "--no-access-log",
                "--log-level", "warning"]
         srv = Server(name, cmd, env, port, self.tmp, self.tmp)
+        srv.db_pool = pool  # for the report (Bench.start_system)
         try:
             srv.wait_ready()
         except BenchError:
@@ -1574,6 +1605,8 @@ class Bench:
             srv = self.start_peer(name)
         info = {"kind": spec["kind"], "backend": spec["backend"],
                 "argon2": list(spec["argon2"]), "port": srv.port}
+        if getattr(srv, "db_pool", None):
+            info["db_pool"] = srv.db_pool
         if spec.get("baseline_of"):
             info["baseline_commit"] = self.results["meta"]["baseline"]["commit"]
         return {"name": name, "srv": srv, "info": info, "run_id": secrets.token_hex(3)}
@@ -1864,7 +1897,8 @@ class Bench:
                          "postgres": ""}
         self.wrk = Wrk(wrk, a.wrk_threads or self.nproc, self.tmp, self.quick)
         meta["wrk_threads"] = self.wrk.threads
-        need_peer = self.selected("fastapi-users")
+        meta["peers"] = PEERS  # each users system is compared with its backend's peer
+        need_peer = any(self.selected(n) for n, s in SYSTEMS.items() if s["kind"] == "peer")
         if need_peer:
             self.peer_py = ensure_venv()
             meta["peer_versions"] = peer_versions(self.peer_py)
@@ -1968,6 +2002,10 @@ def fmt_mib(kib) -> str:
     return f"{kib / 1024:.1f}" if kib else "–"
 
 
+def fmt_cpu(us) -> str:
+    return f"{us:,.0f}" if us is not None else "–"
+
+
 def mark(ok) -> str:
     return "–" if ok is None else ("✅" if ok else "❌")
 
@@ -1990,6 +2028,18 @@ class Report:
         vals = [row["peak_rss_kib"] for row in self.r["runs"] if row["system"] == system]
         return max(vals) if vals else None
 
+    def peer_of(self, system) -> str | None:
+        """The peer a users system is compared with: the one on its backend. Runs written
+        before fastapi-users-postgres (no `peers` in their meta) compared every system with
+        fastapi-users, on SQLite, and are rendered so."""
+        spec = SYSTEMS.get(system)
+        if not spec or spec["kind"] == "peer":
+            return None
+        peers = self.r["meta"].get("peers")
+        if peers is None:
+            return "fastapi-users"
+        return peers.get(spec["backend"])
+
     def markdown(self) -> str:
         r, meta = self.r, self.r["meta"]
         m = meta["machine"]
@@ -2008,7 +2058,19 @@ class Report:
                    f"threads, {meta['warmup_s']} s warm-up then {meta['duration_s']} s measured per "
                    f"cell, connections {meta['connections']}; client and server share the cores")
         pv = meta.get("peer_versions") or {}
-        if pv:
+        pool = (r.get("systems", {}).get("fastapi-users-postgres") or {}).get("db_pool")
+        if pv and pv.get("asyncpg"):
+            pg_pool = (f", a pool of {pool['pool_size']} connections per worker, overflow "
+                       f"{pool['max_overflow']}" if pool else "")
+            out.append("- peers: fastapi-users {} (FastAPI {}, SQLAlchemy {}, pwdlib {}): "
+                       "`fastapi-users` on SQLite through aiosqlite {}, "
+                       "`fastapi-users-postgres` on the same PostgreSQL as `users` through "
+                       "asyncpg {}{}; uvicorn {} --workers {} --loop uvloop --http httptools; "
+                       "each users system is compared with the peer on its backend".format(
+                           pv.get("fastapi-users"), pv.get("fastapi"), pv.get("SQLAlchemy"),
+                           pv.get("pwdlib"), pv.get("aiosqlite"), pv.get("asyncpg"), pg_pool,
+                           pv.get("uvicorn"), m["nproc"]))
+        elif pv:
             out.append("- peer: fastapi-users {} (FastAPI {}, SQLAlchemy {} + aiosqlite {}, pwdlib {}), "
                        "uvicorn {} --workers {} --loop uvloop --http httptools".format(
                            pv.get("fastapi-users"), pv.get("fastapi"), pv.get("SQLAlchemy"),
@@ -2080,6 +2142,7 @@ class Report:
         # main table
         if any(row["scenario"] in TABLE_SCENARIOS for row in r["runs"]):
             self.main_table(out)
+        self.peer_table(out)
         self.db_ceiling_table(out)
         self.session_table(out)
         self.api_key_table(out)
@@ -2172,46 +2235,103 @@ class Report:
     def main_table(self, out: list):
         r, meta = self.r, self.r["meta"]
         out.append("## Throughput and latency\n")
-        out.append("`req/s`: all completed responses; `vs fastapi-users`: this row's 2xx responses/s ÷ "
-                   "fastapi-users' in the same scenario and connections. `% ceiling`: req/s ÷ argon2id hashes/s with the row's parameters "
+        if meta.get("peers"):
+            vs = ("`vs peer`: this row's 2xx responses/s ÷ those of the peer on the same "
+                  "backend (" + ", ".join(f"{b}: {p}" for b, p in meta["peers"].items())
+                  + ") in the same scenario and connections")
+        else:
+            vs = ("`vs peer`: this row's 2xx responses/s ÷ fastapi-users' (on SQLite, the "
+                  "only peer when this run was made) in the same scenario and connections")
+        out.append("`req/s`: all completed responses; " + vs + ". `% ceiling`: req/s ÷ "
+                   "argon2id hashes/s with the row's parameters "
                    "(a login verifies one hash, a registration computes one). `non-2xx`: for "
                    "`/users/me` without a token, answers other than 401; for refresh, other "
-                   "than 200.\n")
+                   "than 200. `CPU µs/req`: the server's process tree's CPU time (user + "
+                   "system) during the measured run ÷ its requests; `peak RSS`: the tree's "
+                   "summed RSS, sampled every 100 ms during the measured run.\n")
         twins = any(SYSTEMS.get(row["system"], {}).get("baseline_of") for row in r["runs"])
         if twins:
             out.append(f"`current ÷ baseline`: this row's 2xx responses/s ÷ its `{BASELINE}` "
                        f"twin's (see the section after this table).\n")
         out.append("| scenario | conns | system | argon2 m/t/p | req/s | p50 ms | p99 ms | non-2xx | "
-                   "socket err | peak RSS MiB | vs fastapi-users | % ceiling |"
+                   "socket err | CPU µs/req | peak RSS MiB | vs peer | % ceiling |"
                    + (" current ÷ baseline |" if twins else ""))
-        out.append("|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+        out.append("|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
                    + ("---:|" if twins else ""))
         for scenario in TABLE_SCENARIOS:
             for conns in meta["connections"]:
-                peer = self.run("fastapi-users", scenario, conns)
                 for sysname in SYSTEMS:
                     row = self.run(sysname, scenario, conns)
                     if not row:
                         continue
                     ratio = "–"
-                    if peer and sysname != "fastapi-users" and peer["ok_rps"] > 0:
+                    peer_name = self.peer_of(sysname)
+                    peer = self.run(peer_name, scenario, conns) if peer_name else None
+                    if peer and peer["ok_rps"] > 0:
                         ratio = f"{row['ok_rps'] / peer['ok_rps']:.1f}×"
                     pct = "–"
                     if scenario in ("login", "register"):
                         c = self.ceiling(row["argon2"])
-                        if c and sysname != "fastapi-users":
+                        if c and SYSTEMS.get(sysname, {}).get("kind") != "peer":
                             pct = f"{100 * row['ok_rps'] / c:.0f}%"
                     lat = row["latency_us"]
                     line = (
                         f"| {SCENARIO_LABEL[scenario]} | {conns} | {sysname} | "
                         f"{'/'.join(map(str, row['argon2']))} | {row['rps']:,.1f} | "
                         f"{fmt_ms(lat['p50'])} | {fmt_ms(lat['p99'])} | {row['non_2xx']} | "
-                        f"{row['socket_errors']} | {fmt_mib(row['peak_rss_kib'])} | {ratio} | {pct} |")
+                        f"{row['socket_errors']} | {fmt_cpu(row.get('server_cpu_us_per_request'))} | "
+                        f"{fmt_mib(row['peak_rss_kib'])} | {ratio} | {pct} |")
                     if twins:
                         base = self.run(sysname + BASELINE, scenario, conns)
                         line += (f" {row['ok_rps'] / base['ok_rps']:.3f} |"
                                  if base and base["ok_rps"] > 0 else " – |")
                     out.append(line)
+        out.append("")
+
+    def peer_table(self, out: list):
+        """Each users system (not the @base twins) beside the peer on its backend, cell by
+        cell: 2xx/s, latencies, errors, CPU per request and peak RSS of both."""
+        pairs = []
+        for scenario in MAIN_SCENARIOS + PROBE_SCENARIOS:
+            for conns in self.r["meta"]["connections"]:
+                for sysname, spec in SYSTEMS.items():
+                    if spec["kind"] != "users" or spec.get("baseline_of"):
+                        continue
+                    peer_name = self.peer_of(sysname)
+                    row = self.run(sysname, scenario, conns)
+                    peer = self.run(peer_name, scenario, conns) if peer_name else None
+                    if row and peer:
+                        pairs.append((scenario, conns, sysname, peer_name, row, peer))
+        if not pairs:
+            return
+        out.append("## Against the peer on the same backend\n")
+        out.append("Each cell of a users system beside the same cell of the peer it is compared "
+                   "with, `users / peer`. `2xx/s ×`: users ÷ peer (above 1: users answers more); "
+                   "`CPU ×`: the server's CPU time per request, users ÷ peer (below 1: users "
+                   "spends less). `errors`: non-2xx (for failed logins, answers other than 400) "
+                   "+ socket errors. For login and register the two hash with their own argon2 "
+                   "parameters unless the system is a `-fapi-argon2` one.\n")
+        out.append("| scenario | conns | system | peer | 2xx/s | 2xx/s × | p50 ms | p99 ms | "
+                   "errors | CPU µs/req | CPU × | peak RSS MiB |")
+        out.append("|---|---:|---|---|---|---:|---|---|---|---|---:|---|")
+        rows = []
+        for scenario, conns, sysname, peer_name, a, b in pairs:
+            ca, cb = a.get("server_cpu_us_per_request"), b.get("server_cpu_us_per_request")
+            x = a["ok_rps"] / b["ok_rps"] if b["ok_rps"] > 0 else None
+            cx = ca / cb if ca and cb else None
+            rows.append({"scenario": scenario, "connections": conns, "system": sysname,
+                         "peer": peer_name, "ok_rps_ratio": x, "cpu_per_request_ratio": cx})
+            la, lb = a["latency_us"], b["latency_us"]
+            out.append(
+                f"| {SCENARIO_LABEL[scenario]} | {conns} | {sysname} | {peer_name} | "
+                f"{a['ok_rps']:,.1f} / {b['ok_rps']:,.1f} | "
+                f"{f'{x:.1f}' if x is not None else '–'} | "
+                f"{fmt_ms(la['p50'])} / {fmt_ms(lb['p50'])} | "
+                f"{fmt_ms(la['p99'])} / {fmt_ms(lb['p99'])} | "
+                f"{a['non_2xx'] + a['socket_errors']} / {b['non_2xx'] + b['socket_errors']} | "
+                f"{fmt_cpu(ca)} / {fmt_cpu(cb)} | {f'{cx:.2f}' if cx is not None else '–'} | "
+                f"{fmt_mib(a['peak_rss_kib'])} / {fmt_mib(b['peak_rss_kib'])} |")
+        self.r["peer_comparisons"] = rows
         out.append("")
 
     # the provider's targets (issue 23, "Speed"): absolute with EdDSA, relative otherwise
@@ -2589,10 +2709,12 @@ class Report:
         meta = self.r["meta"]
         conns = 64 if 64 in meta["connections"] else max(meta["connections"])
         for system in ("users-sqlite", "users-postgres"):
-            row, peer = self.run(system, "me", conns), self.run("fastapi-users", "me", conns)
+            peer_name = self.peer_of(system)
+            row, peer = self.run(system, "me", conns), self.run(peer_name, "me", conns)
             if row and peer and peer["ok_rps"] > 0:
                 x = row["ok_rps"] / peer["ok_rps"]
-                t.append({"target": f"{system}: GET /users/me ≥ 25× fastapi-users' req/s (c={conns})",
+                t.append({"target": f"{system}: GET /users/me ≥ 25× {peer_name}' req/s "
+                                    f"(c={conns})",
                           "measured": f"{x:.1f}×", "value": x, "met": x >= 25})
             if row:
                 p99 = row["latency_us"]["p99"] / 1000
@@ -2655,10 +2777,10 @@ class Report:
                 t.append({"target": f"{system} (all rows, both argon2 settings): zero errors",
                           "measured": f"{errs} non-2xx + socket errors in {len(rows)} runs",
                           "value": errs, "met": errs == 0})
-            mine, theirs = self.peak(system), self.peak("fastapi-users")
+            mine, theirs = self.peak(system), self.peak(peer_name)
             if mine and theirs:
                 x = theirs / mine
-                t.append({"target": f"{system}: peak RSS ≤ 1/10 of fastapi-users'",
+                t.append({"target": f"{system}: peak RSS ≤ 1/10 of {peer_name}'",
                           "measured": f"{mine / 1024:.1f} MiB vs {theirs / 1024:.1f} MiB "
                                       f"(1/{x:.1f})",
                           "value": x, "met": x >= 10})

@@ -2,8 +2,8 @@
 SQLAlchemy example builds it (one module here instead of app/db.py, app/schemas.py,
 app/users.py and app/app.py), plus ``GET /healthz`` for the HTTP floor.
 
-- SQLAlchemy 2 async engine on aiosqlite, the ``User`` table from
-  ``SQLAlchemyBaseUserTableUUID``;
+- SQLAlchemy 2 async engine on aiosqlite or asyncpg (whichever ``DATABASE_URL`` names),
+  the ``User`` table from ``SQLAlchemyBaseUserTableUUID``;
 - ``UserManager(UUIDIDMixin, BaseUserManager)`` with the default ``PasswordHelper``
   (pwdlib: argon2id m=65536, t=3, p=4; bcrypt for old hashes);
 - ``BearerTransport`` + ``JWTStrategy`` (HS256, 3600 s) mounted at ``/auth/jwt``;
@@ -11,7 +11,10 @@ app/users.py and app/app.py), plus ``GET /healthz`` for the HTTP floor.
 
 The example's ``on_after_*`` hooks only ``print``; they are left out so that no
 console output is timed. Configured by the environment: ``DATABASE_URL`` (default
-``sqlite+aiosqlite:///./fastapi_users.db``) and ``JWT_SECRET``.
+``sqlite+aiosqlite:///./fastapi_users.db``; ``postgresql+asyncpg://…`` for PostgreSQL),
+``JWT_SECRET``, and the engine's pool per worker process, ``DATABASE_POOL_SIZE`` and
+``DATABASE_MAX_OVERFLOW`` (SQLAlchemy's defaults, 5 and 10, when unset; the harness sets
+them on PostgreSQL, see bench/README.md).
 
 Run: ``uvicorn app:app --app-dir bench/fastapi_users_app --workers N --loop uvloop
 --http httptools --no-access-log --log-level warning``. With several workers the tables
@@ -49,7 +52,17 @@ class User(SQLAlchemyBaseUserTableUUID, Base):
     pass
 
 
-engine = create_async_engine(DATABASE_URL)
+def pool_options() -> dict:
+    """The pool's size per worker process, when the environment sets it."""
+    opts = {}
+    for var, key in (("DATABASE_POOL_SIZE", "pool_size"),
+                     ("DATABASE_MAX_OVERFLOW", "max_overflow")):
+        if os.environ.get(var):
+            opts[key] = int(os.environ[var])
+    return opts
+
+
+engine = create_async_engine(DATABASE_URL, **pool_options())
 async_session_maker = async_sessionmaker(engine, expire_on_commit=False)
 
 
