@@ -18,8 +18,6 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing::Span;
-use tracing_actix_web::RootSpanBuilder;
-use tracing_subscriber::filter::Targets;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer, Registry};
@@ -41,6 +39,15 @@ const TRACED_CRATES: &[&str] = &[
     "users_mail",
     "users_domain",
 ];
+
+/// Whether `target` (a module path) is in one of the [`TRACED_CRATES`].
+fn traced(target: &str) -> bool {
+    TRACED_CRATES.iter().any(|name| {
+        target
+            .strip_prefix(name)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with("::"))
+    })
+}
 
 /// Installs the global subscriber. `to_stderr` for the command line, whose stdout is
 /// the machine-readable result.
@@ -76,10 +83,6 @@ pub fn init_serving(rust_log: &str, format: LogFormat, traces: &Traces) -> Resul
         )
         .build();
     let tracer = provider.tracer("users");
-    let mut targets = Targets::new();
-    for name in TRACED_CRATES {
-        targets = targets.with_target(*name, tracing::Level::DEBUG);
-    }
     // Spans only: the log's lines stay in the log (as span events they would cost every
     // request their formatting and double what is exported). No busy/idle times, which
     // would read the clock at every poll of every span. No OpenTelemetry context made
@@ -94,10 +97,11 @@ pub fn init_serving(rust_log: &str, format: LogFormat, traces: &Traces) -> Resul
         .with_target(false)
         .with_tracked_inactivity(false)
         .with_context_activation(false)
-        .with_filter(targets)
+        // one filter (each filter of a layer looks the span up again at every entry
+        // and exit)
         .with_filter(
             tracing_subscriber::filter::filter_fn(|meta| {
-                meta.is_span() && *meta.level() <= tracing::Level::DEBUG
+                meta.is_span() && *meta.level() <= tracing::Level::DEBUG && traced(meta.target())
             })
             .with_max_level_hint(tracing::Level::DEBUG),
         )
@@ -159,10 +163,11 @@ fn install(rust_log: &str, format: LogFormat, to_stderr: bool, traces: Option<Bo
 }
 
 /// Outermost middleware: gives every request an id (the client's `X-Request-Id` when it
-/// sends a sane one), echoes it on the response, and records the request's metrics
-/// under its route pattern.
+/// sends a sane one), echoes it on the response, makes the request's root span
+/// (docs/operations.md#traces) and records the request's metrics under its route
+/// pattern.
 pub async fn observe(
-    mut req: actix_web::dev::ServiceRequest,
+    mut req: ServiceRequest,
     next: actix_web::middleware::Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     use actix_web::http::header::{HeaderName, HeaderValue};
@@ -181,98 +186,108 @@ pub async fn observe(
     let metrics = req
         .app_data::<actix_web::web::Data<crate::state::AppState>>()
         .map(|s| s.metrics.clone());
-    let method = req.method().to_string();
-    let mut res = next.call(req).await?;
+    let method = req.method().clone();
+    // the pattern is found from the path alone: the same before and after the routing
+    let route = req.match_pattern();
+    let span = request_span(&req, id.to_str().unwrap_or("-"), route.as_deref());
+    let outcome = in_span(&span, next.call(req)).await;
+    let status = match &outcome {
+        Ok(res) => res.status(),
+        Err(e) => e.as_response_error().status_code(),
+    };
+    request_end(span, status.as_u16());
+    let mut res = outcome?;
     res.headers_mut().insert(name, id);
     if let Some(m) = metrics {
-        let route = res
-            .request()
-            .match_pattern()
-            .unwrap_or_else(|| "(unmatched)".to_owned());
         m.observe_request(
-            &route,
-            &method,
-            res.status().as_u16(),
+            route.as_deref().unwrap_or("(unmatched)"),
+            method.as_str(),
+            status.as_u16(),
             start.elapsed().as_secs_f64(),
         );
     }
     Ok(res)
 }
 
-/// The root span of each request: method, path (no query), a request id, the status.
-/// While traces are exported, under OpenTelemetry's names (`http.request.method`,
-/// `url.path`, `http.route`, `http.response.status_code`), named by the route, and the
-/// child of the caller's span when the request carries a `traceparent`.
-pub struct RequestSpan;
+/// `future`, with `span` entered while it is polled, so that the spans it makes are the
+/// request's children. Entered at each poll only: not when the future is made (nothing
+/// is traced then) nor dropped, and not while the body is written; each entry and exit
+/// passes through every layer.
+async fn in_span<F: std::future::Future>(span: &Span, future: F) -> F::Output {
+    let mut future = std::pin::pin!(future);
+    std::future::poll_fn(|cx| {
+        let _entered = span.enter();
+        future.as_mut().poll(cx)
+    })
+    .await
+}
 
-impl RootSpanBuilder for RequestSpan {
-    fn on_request_start(request: &ServiceRequest) -> Span {
-        let request_id = request
-            .headers()
-            .get("x-request-id")
-            .and_then(|v| v.to_str().ok())
-            .filter(|v| !v.is_empty() && v.len() <= 128)
-            .map(str::to_owned)
-            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-        if !EXPORTING.load(Ordering::Relaxed) {
-            return tracing::info_span!(
-                "request",
-                method = %request.method(),
-                path = %request.path(),
-                request_id = %request_id,
-                status = tracing::field::Empty,
-            );
-        }
-        // every field a `&str` (no formatting machinery: each is copied once, into its
-        // attribute); the name is made once
-        let method = request.method().as_str();
-        let matched = request.match_pattern();
-        let route = matched.as_deref().unwrap_or("(unmatched)");
-        let mut name = String::with_capacity(method.len() + 1 + route.len());
-        name.push_str(method);
-        name.push(' ');
-        name.push_str(route);
-        let span = tracing::info_span!(
+/// The root span of a request: method, path (no query), the request id, later the
+/// status. While traces are exported, under OpenTelemetry's names
+/// (`http.request.method`, `url.path`, `http.route`, `http.response.status_code`), named
+/// by the route, and the child of the caller's span when the request carries a
+/// `traceparent`.
+fn request_span(request: &ServiceRequest, request_id: &str, route: Option<&str>) -> Span {
+    if !EXPORTING.load(Ordering::Relaxed) {
+        return tracing::info_span!(
             "request",
-            otel.name = name.as_str(),
-            otel.kind = "server",
-            otel.status_code = tracing::field::Empty,
-            http.request.method = method,
-            url.path = request.path(),
-            http.route = matched.as_deref(),
-            request_id = request_id.as_str(),
-            http.response.status_code = tracing::field::Empty,
+            method = %request.method(),
+            path = %request.path(),
+            request_id = %request_id,
+            status = tracing::field::Empty,
         );
+    }
+    // every field a `&str` (no formatting machinery: each is copied once, into its
+    // attribute); the name is made once
+    let method = request.method().as_str();
+    let shown = route.unwrap_or("(unmatched)");
+    let mut name = String::with_capacity(method.len() + 1 + shown.len());
+    name.push_str(method);
+    name.push(' ');
+    name.push_str(shown);
+    let span = tracing::info_span!(
+        "request",
+        otel.name = name.as_str(),
+        otel.kind = "server",
+        otel.status_code = tracing::field::Empty,
+        http.request.method = method,
+        url.path = request.path(),
+        http.route = route,
+        request_id = request_id,
+        http.response.status_code = tracing::field::Empty,
+    );
+    // without a `traceparent` there is nothing to continue: the propagator is not asked
+    if request.headers().contains_key("traceparent") {
         let headers = request
             .headers()
             .iter()
             .filter(|(name, _)| *name == "traceparent" || *name == "tracestate")
             .filter_map(|(name, value)| Some((name.as_str(), value.to_str().ok()?)));
         users_domain::trace_context::continue_from(&span, headers);
-        span
     }
+    span
+}
 
-    fn on_request_end<B: MessageBody>(
-        span: Span,
-        outcome: &Result<ServiceResponse<B>, actix_web::Error>,
-    ) {
-        let status = match outcome {
-            Ok(resp) => resp.status().as_u16(),
-            Err(e) => e.as_response_error().status_code().as_u16(),
-        };
-        span.record("status", status);
-        span.record("http.response.status_code", status);
+/// Records the status on the request's span and logs the request's line in it (when
+/// the log keeps it); dropping the span then ends it.
+fn request_end(span: Span, status: u16) {
+    if EXPORTING.load(Ordering::Relaxed) {
+        // an integer attribute, as OpenTelemetry's conventions have it (an unsigned value
+        // would be formatted into a string)
+        span.record("http.response.status_code", i64::from(status));
         if status >= 500 {
             span.record("otel.status_code", "ERROR");
         }
-        // the line is logged in the request's span; entering it costs a traced request
-        // its bookkeeping, which a line the log's filter drops does not need
-        if status >= 500 {
-            if tracing::enabled!(tracing::Level::ERROR) {
-                span.in_scope(|| tracing::error!(status, "request failed"));
-            }
-        } else if tracing::enabled!(tracing::Level::INFO) {
-            span.in_scope(|| tracing::info!(status, "request done"));
+    } else {
+        span.record("status", status);
+    }
+    // the line is logged in the request's span; entering it costs a traced request
+    // its bookkeeping, which a line the log's filter drops does not need
+    if status >= 500 {
+        if tracing::enabled!(tracing::Level::ERROR) {
+            span.in_scope(|| tracing::error!(status, "request failed"));
         }
+    } else if tracing::enabled!(tracing::Level::INFO) {
+        span.in_scope(|| tracing::info!(status, "request done"));
     }
 }

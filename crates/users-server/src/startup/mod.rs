@@ -12,14 +12,12 @@ use std::sync::Arc;
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
-use tracing_actix_web::TracingLogger;
 use users_core::Core;
 use users_domain::Clock;
 
 use crate::routes;
 use crate::settings::Settings;
 use crate::state::{AppState, SystemClock};
-use crate::telemetry::RequestSpan;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -109,7 +107,6 @@ impl Application {
                     cors(origins),
                 ))
                 .wrap(from_fn(crate::shutdown::close_while_draining))
-                .wrap(TracingLogger::<RequestSpan>::new())
                 .wrap(from_fn(crate::telemetry::observe))
                 .app_data(data.clone())
                 .configure(configure)
