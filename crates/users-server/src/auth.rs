@@ -10,6 +10,7 @@
 //! with neither header is not a browser's and passes.
 
 use std::future::{ready, Ready};
+use std::sync::Arc;
 
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
@@ -41,10 +42,12 @@ pub fn mfa_cookie<'a>(state: &AppState, value: &'a str) -> actix_web::cookie::Co
         .finish()
 }
 
-/// The authenticated, active user of the request.
+/// The authenticated, active user of the request. Cheap to clone: the handler's
+/// extractor takes a clone of what the middleware stored, and the check's answer (the
+/// user, the token, its claims and session) is shared, not copied.
 #[derive(Debug, Clone)]
 pub struct CurrentUser {
-    pub auth: Authenticated,
+    pub auth: Arc<Authenticated>,
     /// The token came from the cookie, not from the `Authorization` header.
     pub via_cookie: bool,
 }
@@ -106,7 +109,10 @@ async fn authenticate(req: &ServiceRequest) -> Result<CurrentUser, ApiError> {
         tracing::warn!(user_id = %auth.user().id, "cookie-authenticated request from a foreign origin refused");
         return Err(crate::outcome::cross_site());
     }
-    Ok(CurrentUser { auth, via_cookie })
+    Ok(CurrentUser {
+        auth: Arc::new(auth),
+        via_cookie,
+    })
 }
 
 /// Whether an unsafe request comes from a trusted origin (or from no browser at all).
