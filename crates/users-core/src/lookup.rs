@@ -191,12 +191,25 @@ impl TokenLookups {
         let (keys, replies): (Vec<Credential>, Vec<Reply>) =
             batch.into_iter().map(|w| (w.key, w.reply)).unzip();
         let idle_ms = self.idle_ms;
+        // Where writers take turns (SQLite), the read runs beside the writer and what is
+        // due is written in a turn of its own; elsewhere both in one call, as one trip.
+        let inline = !self.store.takes_turns();
         let found = match self
             .store
-            .read(move |c| read_batch(c, &keys, now_ms, idle_ms))
+            .read(move |c| -> Result<_, users_db::DbError> {
+                let (found, due) = read_batch(c, &keys, now_ms, idle_ms)?;
+                if inline {
+                    touch(c, &due, now_ms)?;
+                    return Ok((found, Due::default()));
+                }
+                Ok((found, due))
+            })
             .await
         {
-            Ok((found, due)) => self.touch(due, now_ms).await.map(|()| found),
+            Ok((found, due)) => {
+                self.touch_in_turn(due, now_ms).await;
+                Ok(found)
+            }
             Err(e) => Err(e),
         };
         match found {
@@ -216,24 +229,29 @@ impl TokenLookups {
         }
     }
 
-    /// Writes the last use of what `due` names (nothing when nothing is due).
-    async fn touch(&self, due: Due, now_ms: i64) -> Result<(), users_db::DbError> {
-        if due.sessions.is_empty() && due.api_keys.is_empty() {
-            return Ok(());
+    /// Writes the last use of what `due` names in a writers' turn (nothing when nothing
+    /// is due). A failure is logged, not answered: the checks read fine, and a last use
+    /// written late only brings an idle session's end nearer; the next check retries it.
+    async fn touch_in_turn(&self, due: Due, now_ms: i64) {
+        if due.is_empty() {
+            return;
         }
-        let stale = now_ms - TOUCH_EVERY_MS;
-        self.store
-            .run(move |c| -> Result<(), users_db::DbError> {
-                if !due.sessions.is_empty() {
-                    users_db::sessions::touch_many(c, &due.sessions, now_ms, stale)?;
-                }
-                if !due.api_keys.is_empty() {
-                    users_db::api_keys::touch_many(c, &due.api_keys, now_ms, stale)?;
-                }
-                Ok(())
-            })
-            .await
+        if let Err(e) = self.store.run(move |c| touch(c, &due, now_ms)).await {
+            tracing::warn!(error = %e, "the last use of sessions or API keys was not written");
+        }
     }
+}
+
+/// Writes the last use of what `due` names.
+fn touch(c: &mut users_db::DbConnection, due: &Due, now_ms: i64) -> Result<(), users_db::DbError> {
+    let stale = now_ms - TOUCH_EVERY_MS;
+    if !due.sessions.is_empty() {
+        users_db::sessions::touch_many(c, &due.sessions, now_ms, stale)?;
+    }
+    if !due.api_keys.is_empty() {
+        users_db::api_keys::touch_many(c, &due.api_keys, now_ms, stale)?;
+    }
+    Ok(())
 }
 
 /// The sessions and API keys a batch found in use whose last use is older than
@@ -243,6 +261,12 @@ impl TokenLookups {
 struct Due {
     sessions: Vec<String>,
     api_keys: Vec<String>,
+}
+
+impl Due {
+    fn is_empty(&self) -> bool {
+        self.sessions.is_empty() && self.api_keys.is_empty()
+    }
 }
 
 /// The read of a batch: what each key names, and what is due a touch.

@@ -42,6 +42,11 @@ impl Store {
         }
     }
 
+    /// Whether the calls that may write take turns in the process (SQLite).
+    pub fn takes_turns(&self) -> bool {
+        self.writer.is_some()
+    }
+
     /// The pool's size.
     pub fn connections(&self) -> usize {
         self.connections
