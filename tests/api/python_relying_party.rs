@@ -96,22 +96,17 @@ async fn sign_in_with(app: &TestApp, admin: &str, python: &Path, case: &Case) {
     let session = session_file();
     let started = run_script(
         python,
+        // `--name=value`: a client id may begin with `-`, which argparse would take
+        // for an option of its own in `--name value`
         vec![
             "start".into(),
-            "--issuer".into(),
-            app.address.clone(),
-            "--client-id".into(),
-            client_id.clone(),
-            "--auth-method".into(),
-            case.auth_method.into(),
-            "--redirect-uri".into(),
-            REDIRECT.into(),
-            "--scope".into(),
-            SCOPE.into(),
-            "--post-logout-redirect-uri".into(),
-            POST_LOGOUT.into(),
-            "--session".into(),
-            session.display().to_string(),
+            format!("--issuer={}", app.address),
+            format!("--client-id={client_id}"),
+            format!("--auth-method={}", case.auth_method),
+            format!("--redirect-uri={REDIRECT}"),
+            format!("--scope={SCOPE}"),
+            format!("--post-logout-redirect-uri={POST_LOGOUT}"),
+            format!("--session={}", session.display()),
         ],
         secret.clone(),
     )
@@ -156,10 +151,8 @@ async fn sign_in_with(app: &TestApp, admin: &str, python: &Path, case: &Case) {
         python,
         vec![
             "finish".into(),
-            "--session".into(),
-            session.display().to_string(),
-            "--callback".into(),
-            callback,
+            format!("--session={}", session.display()),
+            format!("--callback={callback}"),
         ],
         secret,
     )
