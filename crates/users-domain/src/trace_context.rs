@@ -2,29 +2,46 @@
 //! for the calls the service makes to others (webhooks, upstream providers), and the
 //! way back from such headers to a parent (docs/operations.md#traces).
 //!
-//! It goes through OpenTelemetry's global propagator: the server installs the W3C one
-//! only when traces are exported (`OTEL_EXPORTER_OTLP_ENDPOINT`); otherwise the global
-//! propagator is a no-op, [`headers`] is empty and nothing is sent. No I/O here.
+//! The spans' ids are kept by the layer that exports them, which the server installs
+//! only when traces are exported (`OTEL_EXPORTER_OTLP_ENDPOINT`), together with the
+//! [`Propagation`] that reads and writes them. Without it, [`headers`] is empty, nothing
+//! is sent and [`continue_from`] does nothing. No I/O here.
 
-use std::collections::HashMap;
+use std::sync::OnceLock;
 
-use opentelemetry::propagation::{Extractor, Injector};
-use tracing_opentelemetry::OpenTelemetrySpanExt;
+/// How the exporting layer answers for a span: installed once, by the server.
+#[derive(Clone, Copy)]
+pub struct Propagation {
+    /// The trace context headers of the span (or of its nearest exported ancestor),
+    /// lower-case names, sorted.
+    pub headers_of: fn(&tracing::Span) -> Vec<(String, String)>,
+    /// Makes the context carried by the headers (lower-case names) the span's parent.
+    pub continue_from: fn(&tracing::Span, &[(&str, &str)]),
+}
+
+static PROPAGATION: OnceLock<Propagation> = OnceLock::new();
+
+/// Installs the propagation of the exporting layer. The first one installed stays (the
+/// process has one global subscriber): false if one was already there.
+pub fn install(propagation: Propagation) -> bool {
+    PROPAGATION.set(propagation).is_ok()
+}
 
 /// The trace context headers of the current span (lower-case names): empty when traces
 /// are off, or when the current span belongs to no trace.
 pub fn headers() -> Vec<(String, String)> {
-    headers_of(&tracing::Span::current())
+    match PROPAGATION.get() {
+        Some(p) => (p.headers_of)(&tracing::Span::current()),
+        None => Vec::new(),
+    }
 }
 
 /// The trace context headers of `span`.
 pub fn headers_of(span: &tracing::Span) -> Vec<(String, String)> {
-    let context = span.context();
-    let mut carrier = Carrier::default();
-    opentelemetry::global::get_text_map_propagator(|p| p.inject_context(&context, &mut carrier));
-    let mut headers: Vec<(String, String)> = carrier.0.into_iter().collect();
-    headers.sort();
-    headers
+    match PROPAGATION.get() {
+        Some(p) => (p.headers_of)(span),
+        None => Vec::new(),
+    }
 }
 
 /// Makes the trace context carried by `headers` (as [`headers`] gives them, or an
@@ -34,37 +51,15 @@ pub fn continue_from<'a>(
     span: &tracing::Span,
     headers: impl IntoIterator<Item = (&'a str, &'a str)>,
 ) {
-    use opentelemetry::trace::TraceContextExt;
-    let carrier = Carrier(
-        headers
-            .into_iter()
-            .map(|(k, v)| (k.to_ascii_lowercase(), v.to_owned()))
-            .collect(),
-    );
-    let context = opentelemetry::global::get_text_map_propagator(|p| p.extract(&carrier));
-    if context.span().span_context().is_valid() {
-        // fails only when no OpenTelemetry layer is installed: then there is nothing to join
-        let _ = span.set_parent(context);
-    }
-}
-
-#[derive(Default)]
-struct Carrier(HashMap<String, String>);
-
-impl Injector for Carrier {
-    fn set(&mut self, key: &str, value: String) {
-        self.0.insert(key.to_ascii_lowercase(), value);
-    }
-}
-
-impl Extractor for Carrier {
-    fn get(&self, key: &str) -> Option<&str> {
-        self.0.get(&key.to_ascii_lowercase()).map(String::as_str)
-    }
-
-    fn keys(&self) -> Vec<&str> {
-        self.0.keys().map(String::as_str).collect()
-    }
+    let Some(p) = PROPAGATION.get() else {
+        return;
+    };
+    let lower: Vec<(String, &str)> = headers
+        .into_iter()
+        .map(|(k, v)| (k.to_ascii_lowercase(), v))
+        .collect();
+    let headers: Vec<(&str, &str)> = lower.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+    (p.continue_from)(span, &headers);
 }
 
 #[cfg(test)]
@@ -72,8 +67,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn without_a_propagator_nothing_is_sent() {
-        // the global propagator is the no-op one unless the server installs another
+    fn without_a_propagation_nothing_is_sent() {
+        // only the server installs one, and only when traces are exported
         let span = tracing::info_span!("request");
         assert!(headers_of(&span).is_empty());
         continue_from(
@@ -84,5 +79,6 @@ mod tests {
             )],
         );
         assert!(headers_of(&span).is_empty());
+        assert!(headers().is_empty());
     }
 }

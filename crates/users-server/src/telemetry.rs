@@ -3,20 +3,19 @@
 //! can hold tokens and are never logged.
 //!
 //! Traces (docs/operations.md#traces): with `OTEL_EXPORTER_OTLP_ENDPOINT` set, a second
-//! layer hands the spans of the service's own crates (the request, its flow, its
-//! database calls; debug-level spans included; not the log's events) to OpenTelemetry,
-//! which exports them
-//! over OTLP/HTTP, and the W3C propagator joins incoming and outgoing `traceparent`
-//! headers (`users_domain::trace_context`). Unset, that layer is not installed: the
-//! debug-level spans are disabled at their call sites and the logs are as they were.
+//! layer (`spans.rs`) records the spans of the service's own crates (the request, its
+//! flow, its database calls; debug-level spans included; not the log's events) as
+//! OpenTelemetry spans, which the exporter's thread (`batch.rs`) sends over OTLP/HTTP
+//! (`otlp.rs`), and joins incoming and outgoing `traceparent` headers
+//! (`users_domain::trace_context`). Unset, that layer is not installed: the debug-level
+//! spans are disabled at their call sites and the logs are as they were.
 
 use std::io::IsTerminal;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
-use opentelemetry::trace::TracerProvider as _;
-use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing::Span;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -24,7 +23,10 @@ use tracing_subscriber::{EnvFilter, Layer, Registry};
 
 use crate::settings::{LogFormat, Sampler, Traces};
 
+mod batch;
 mod otlp;
+mod record;
+mod spans;
 
 /// Whether spans are exported: the request span then carries OpenTelemetry's names.
 static EXPORTING: AtomicBool = AtomicBool::new(false);
@@ -60,9 +62,8 @@ pub fn init(rust_log: &str, format: LogFormat, to_stderr: bool) {
 pub fn init_serving(rust_log: &str, format: LogFormat, traces: &Traces) -> Result<Export, String> {
     let Some(url) = traces.export_url.as_deref() else {
         install(rust_log, format, false, None);
-        return Ok(Export { provider: None });
+        return Ok(Export { pipeline: None });
     };
-    let exporter = otlp::Exporter::new(url, std::time::Duration::from_secs(10))?;
     let sampler = match traces.sampler {
         Sampler::AlwaysOn => opentelemetry_sdk::trace::Sampler::AlwaysOn,
         Sampler::AlwaysOff => opentelemetry_sdk::trace::Sampler::AlwaysOff,
@@ -73,32 +74,18 @@ pub fn init_serving(rust_log: &str, format: LogFormat, traces: &Traces) -> Resul
     } else {
         sampler
     };
-    let provider = SdkTracerProvider::builder()
-        .with_batch_exporter(exporter)
-        .with_sampler(sampler)
-        .with_resource(
-            opentelemetry_sdk::Resource::builder()
-                .with_service_name(traces.service_name.clone())
-                .build(),
-        )
+    let resource = opentelemetry_sdk::Resource::builder()
+        .with_service_name(traces.service_name.clone())
         .build();
-    let tracer = provider.tracer("users");
+    let exporter = otlp::Exporter::new(url, std::time::Duration::from_secs(10), &resource)?;
+    let queue = Arc::new(batch::Queue::new(batch::BatchConfig::read(|name| {
+        std::env::var(name).ok()
+    })));
+    let pipeline = batch::Pipeline::start(exporter, queue.clone())?;
     // Spans only: the log's lines stay in the log (as span events they would cost every
-    // request their formatting and double what is exported). No busy/idle times, which
-    // would read the clock at every poll of every span. No OpenTelemetry context made
-    // current at every poll of every span (attached, then detached): nothing here reads
-    // it, a span's parent is found through `tracing`'s own current span, and the calls
-    // the service makes take theirs from the span (`users_domain::trace_context`).
-    let layer = tracing_opentelemetry::layer()
-        .with_tracer(tracer)
-        .with_location(false)
-        .with_threads(false)
-        .with_level(false)
-        .with_target(false)
-        .with_tracked_inactivity(false)
-        .with_context_activation(false)
-        // one filter (each filter of a layer looks the span up again at every entry
-        // and exit)
+    // request their formatting and double what is exported). One filter (each filter
+    // of a layer looks the span up again at every entry and exit).
+    let layer = spans::Spans::new(sampler, queue)
         .with_filter(
             tracing_subscriber::filter::filter_fn(|meta| {
                 meta.is_span() && *meta.level() <= tracing::Level::DEBUG && traced(meta.target())
@@ -106,28 +93,26 @@ pub fn init_serving(rust_log: &str, format: LogFormat, traces: &Traces) -> Resul
             .with_max_level_hint(tracing::Level::DEBUG),
         )
         .boxed();
-    opentelemetry::global::set_text_map_propagator(
-        opentelemetry_sdk::propagation::TraceContextPropagator::new(),
-    );
+    users_domain::trace_context::install(spans::PROPAGATION);
     EXPORTING.store(true, Ordering::Relaxed);
     install(rust_log, format, false, Some(layer));
     Ok(Export {
-        provider: Some(provider),
+        pipeline: Some(pipeline),
     })
 }
 
 /// The export of traces, while the server runs.
 #[must_use]
 pub struct Export {
-    provider: Option<SdkTracerProvider>,
+    pipeline: Option<batch::Pipeline>,
 }
 
 impl Export {
-    /// Exports what is still buffered and stops exporting (outside the async runtime:
-    /// it waits for the exporter's thread).
+    /// Exports what is still queued and stops exporting (outside the async runtime: it
+    /// waits for the exporter's thread).
     pub fn finish(self) {
-        if let Some(provider) = self.provider {
-            if let Err(e) = provider.shutdown() {
+        if let Some(pipeline) = self.pipeline {
+            if let Err(e) = pipeline.finish() {
                 eprintln!("warning: the last spans were not all exported: {e}");
             }
         }

@@ -1,21 +1,19 @@
-//! The OTLP/HTTP span exporter (docs/operations.md#traces): each batch the SDK's batch
-//! processor hands over is written as one protobuf `ExportTraceServiceRequest` and
-//! POSTed to the endpoint's `/v1/traces`, from the batch processor's own thread.
+//! The OTLP/HTTP span exporter (docs/operations.md#traces): each batch of the export
+//! queue (`batch.rs`) is written as one protobuf `ExportTraceServiceRequest` and POSTed
+//! to the endpoint's `/v1/traces`, from the exporter's own thread.
 //!
-//! The protobuf is written straight from the SDK's spans: the generic exporter first
-//! copies every span, builds the message's structs from the copy (a buffer for each id,
-//! two strings for each attribute) and only then encodes them, which cost more than
-//! recording the spans did. Here the resource is encoded once, and a span is encoded
-//! without a copy. The wire format is the one of opentelemetry-proto's
+//! The protobuf is written straight from the layer's span records (`spans.rs`): the
+//! resource and the instrumentation scope are encoded once, a span without a copy. The
+//! wire format is the one of opentelemetry-proto's
 //! `opentelemetry/proto/trace/v1/trace.proto`.
 
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
-use opentelemetry::trace::{SpanKind, Status};
-use opentelemetry::{Array, InstrumentationScope, KeyValue, Value};
-use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
-use opentelemetry_sdk::trace::{SpanData, SpanExporter};
+use opentelemetry::trace::SpanKind;
+use opentelemetry::{Array, Value};
 use opentelemetry_sdk::Resource;
+
+use super::record::{AttributeValue, SpanRecord};
 
 /// The standard variables of the headers sent with each export (`name=value,…`, values
 /// percent-encoded): the traces' own add to (and replace) the general ones.
@@ -23,6 +21,9 @@ const HEADER_VARIABLES: [&str; 2] = [
     "OTEL_EXPORTER_OTLP_HEADERS",
     "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
 ];
+
+/// The name of the instrumentation scope of every span: the service's.
+const SCOPE: &str = "users";
 
 pub(super) struct Exporter {
     client: reqwest::blocking::Client,
@@ -41,7 +42,7 @@ impl std::fmt::Debug for Exporter {
 }
 
 impl Exporter {
-    pub(super) fn new(url: &str, timeout: Duration) -> Result<Self, String> {
+    pub(super) fn new(url: &str, timeout: Duration, resource: &Resource) -> Result<Self, String> {
         let headers = headers_from_env()?;
         // reqwest's blocking client runs a runtime of its own: made (and later dropped)
         // outside any async runtime, on a thread of its own
@@ -53,74 +54,48 @@ impl Exporter {
         .join()
         .map_err(|_| "the HTTP client of the exporter could not be made".to_owned())?
         .map_err(|e| format!("the HTTP client of the exporter: {e}"))?;
+        let mut encoded = Vec::new();
+        for (key, value) in resource.iter() {
+            key_value(&mut encoded, 1, key.as_str(), value);
+        }
         Ok(Exporter {
             client,
             url: url.to_owned(),
             headers,
-            resource: Vec::new(),
-            resource_schema_url: String::new(),
+            resource: encoded,
+            resource_schema_url: resource.schema_url().unwrap_or("").to_owned(),
         })
     }
 
-    /// One `ExportTraceServiceRequest` holding `batch`.
-    fn encode(&self, batch: &[SpanData]) -> Vec<u8> {
-        // the spans of each instrumentation scope (in practice one: the service's)
-        let mut scopes: Vec<(&InstrumentationScope, Vec<u8>)> = Vec::with_capacity(1);
+    /// One `ExportTraceServiceRequest` holding `batch`: one resource, one scope.
+    fn encode(&self, batch: &[SpanRecord]) -> Vec<u8> {
+        let mut spans = Vec::with_capacity(256 * batch.len());
         let mut span = Vec::with_capacity(256);
-        for data in batch {
-            let at = match scopes.iter().position(|(s, _)| {
-                std::ptr::eq(*s, &data.instrumentation_scope) || **s == data.instrumentation_scope
-            }) {
-                Some(at) => at,
-                None => {
-                    scopes.push((
-                        &data.instrumentation_scope,
-                        Vec::with_capacity(256 * batch.len()),
-                    ));
-                    scopes.len() - 1
-                }
-            };
+        for record in batch {
             span.clear();
-            encode_span(&mut span, data);
-            message(&mut scopes[at].1, 2, &span);
+            encode_span(&mut span, record);
+            message(&mut spans, 2, &span);
         }
-        let mut resource_spans = Vec::with_capacity(
-            self.resource.len() + scopes.iter().map(|(_, s)| s.len() + 64).sum::<usize>(),
-        );
+        let mut scope = Vec::with_capacity(8);
+        string(&mut scope, 1, SCOPE);
+        let mut scope_spans = Vec::with_capacity(spans.len() + 16);
+        message(&mut scope_spans, 1, &scope);
+        scope_spans.extend_from_slice(&spans);
+        let mut resource_spans = Vec::with_capacity(self.resource.len() + scope_spans.len() + 64);
         message(&mut resource_spans, 1, &self.resource);
-        let mut scope_spans = Vec::new();
-        let mut scope = Vec::new();
-        for (instrumentation, spans) in &scopes {
-            scope.clear();
-            string(&mut scope, 1, instrumentation.name());
-            string(&mut scope, 2, instrumentation.version().unwrap_or(""));
-            for kv in instrumentation.attributes() {
-                key_value(&mut scope, 3, kv.key.as_str(), &kv.value);
-            }
-            scope_spans.clear();
-            message(&mut scope_spans, 1, &scope);
-            scope_spans.extend_from_slice(spans);
-            string(
-                &mut scope_spans,
-                3,
-                instrumentation.schema_url().unwrap_or(""),
-            );
-            message(&mut resource_spans, 2, &scope_spans);
-        }
+        message(&mut resource_spans, 2, &scope_spans);
         string(&mut resource_spans, 3, &self.resource_schema_url);
         let mut request = Vec::with_capacity(resource_spans.len() + 8);
         message(&mut request, 1, &resource_spans);
         request
     }
-}
 
-impl SpanExporter for Exporter {
-    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
+    /// Encodes and POSTs `batch`.
+    pub(super) fn export(&self, batch: &[SpanRecord]) -> Result<(), String> {
         if batch.is_empty() {
             return Ok(());
         }
-        let body = self.encode(&batch);
-        drop(batch);
+        let body = self.encode(batch);
         let response = self
             .client
             .post(&self.url)
@@ -128,24 +103,13 @@ impl SpanExporter for Exporter {
             .header(reqwest::header::CONTENT_TYPE, "application/x-protobuf")
             .body(body)
             .send()
-            .map_err(|e| OTelSdkError::InternalFailure(format!("OTLP export: {e}")))?;
+            .map_err(|e| format!("OTLP export: {e}"))?;
         let status = response.status();
         if status.is_success() {
             Ok(())
         } else {
-            Err(OTelSdkError::InternalFailure(format!(
-                "OTLP export: the receiver answered {status}"
-            )))
+            Err(format!("OTLP export: the receiver answered {status}"))
         }
-    }
-
-    fn set_resource(&mut self, resource: &Resource) {
-        let mut encoded = Vec::new();
-        for (key, value) in resource.iter() {
-            key_value(&mut encoded, 1, key.as_str(), value);
-        }
-        self.resource = encoded;
-        self.resource_schema_url = resource.schema_url().unwrap_or("").to_owned();
     }
 }
 
@@ -250,12 +214,6 @@ fn fixed32(out: &mut Vec<u8>, field: u32, v: u32) {
     }
 }
 
-fn nanos(t: SystemTime) -> u64 {
-    t.duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0)
-}
-
 /// `SpanFlags`: the W3C trace flags, and whether the parent is remote (known).
 fn flags(trace_flags: u8, remote: bool) -> u32 {
     u32::from(trace_flags) | 0x100 | if remote { 0x200 } else { 0 }
@@ -265,43 +223,14 @@ fn varint_len(v: u64) -> usize {
     (64 - (v | 1).leading_zeros() as usize).div_ceil(7)
 }
 
-/// The length of an `AnyValue` holding `value`, when it is not an array.
-fn any_value_len(value: &Value) -> Option<usize> {
-    match value {
-        Value::Bool(_) => Some(2),
-        Value::I64(i) => Some(1 + varint_len(*i as u64)),
-        Value::F64(_) => Some(9),
-        Value::String(s) => Some(1 + varint_len(s.as_str().len() as u64) + s.as_str().len()),
-        _ => None,
-    }
-}
-
-/// A `KeyValue` as field `field` of its message: written in place (its length known
-/// beforehand) but for an array, which goes through a buffer.
+/// A `KeyValue` of OpenTelemetry's (the resource's) as field `field` of its message.
 fn key_value(out: &mut Vec<u8>, field: u32, key: &str, value: &Value) {
-    let key_len = if key.is_empty() {
-        0
-    } else {
-        1 + varint_len(key.len() as u64) + key.len()
-    };
-    let Some(any_len) = any_value_len(value) else {
-        let mut kv = Vec::with_capacity(key_len + 64);
-        string(&mut kv, 1, key);
-        let mut any = Vec::with_capacity(64);
-        any_value(&mut any, value);
-        message(&mut kv, 2, &any);
-        message(out, field, &kv);
-        return;
-    };
-    tag(out, field, LEN);
-    varint(
-        out,
-        (key_len + 1 + varint_len(any_len as u64) + any_len) as u64,
-    );
-    string(out, 1, key);
-    tag(out, 2, LEN);
-    varint(out, any_len as u64);
-    any_value(out, value);
+    let mut kv = Vec::with_capacity(key.len() + 64);
+    string(&mut kv, 1, key);
+    let mut any = Vec::with_capacity(64);
+    any_value(&mut any, value);
+    message(&mut kv, 2, &any);
+    message(out, field, &kv);
 }
 
 /// The fields of an `AnyValue`.
@@ -345,23 +274,59 @@ fn any_value(out: &mut Vec<u8>, value: &Value) {
     }
 }
 
-fn attributes(out: &mut Vec<u8>, field: u32, attributes: &[KeyValue]) {
-    for kv in attributes {
-        key_value(out, field, kv.key.as_str(), &kv.value);
+/// A span's attribute as a `KeyValue` (field `field`), written in place: its length is
+/// known beforehand.
+fn attribute(out: &mut Vec<u8>, field: u32, key: &str, value: &AttributeValue, text: &SpanRecord) {
+    let key_len = if key.is_empty() {
+        0
+    } else {
+        1 + varint_len(key.len() as u64) + key.len()
+    };
+    let any_len = match value {
+        AttributeValue::Bool(_) => 2,
+        AttributeValue::I64(i) => 1 + varint_len(*i as u64),
+        AttributeValue::F64(_) => 9,
+        AttributeValue::Text(range) => {
+            let len = text.text(*range).len();
+            1 + varint_len(len as u64) + len
+        }
+    };
+    tag(out, field, LEN);
+    varint(
+        out,
+        (key_len + 1 + varint_len(any_len as u64) + any_len) as u64,
+    );
+    string(out, 1, key);
+    tag(out, 2, LEN);
+    varint(out, any_len as u64);
+    match value {
+        AttributeValue::Bool(b) => {
+            tag(out, 2, VARINT);
+            varint(out, u64::from(*b));
+        }
+        AttributeValue::I64(i) => {
+            tag(out, 3, VARINT);
+            varint(out, *i as u64);
+        }
+        AttributeValue::F64(f) => {
+            tag(out, 4, FIXED64);
+            out.extend_from_slice(&f.to_le_bytes());
+        }
+        // a oneof member: present even when empty
+        AttributeValue::Text(range) => message(out, 1, text.text(*range).as_bytes()),
     }
 }
 
 /// The fields of a `Span`.
-fn encode_span(out: &mut Vec<u8>, span: &SpanData) {
-    let context = &span.span_context;
-    bytes(out, 1, &context.trace_id().to_bytes());
-    bytes(out, 2, &context.span_id().to_bytes());
-    string(out, 3, &context.trace_state().header());
-    if span.parent_span_id != opentelemetry::trace::SpanId::INVALID {
-        bytes(out, 4, &span.parent_span_id.to_bytes());
+fn encode_span(out: &mut Vec<u8>, span: &SpanRecord) {
+    bytes(out, 1, &span.trace_id.to_be_bytes());
+    bytes(out, 2, &span.span_id.to_be_bytes());
+    string(out, 3, span.trace_state.as_deref().unwrap_or(""));
+    if span.parent_id != 0 {
+        bytes(out, 4, &span.parent_id.to_be_bytes());
     }
-    string(out, 5, &span.name);
-    let kind: u64 = match span.span_kind {
+    string(out, 5, span.name());
+    let kind: u64 = match span.kind {
         SpanKind::Internal => 1,
         SpanKind::Server => 2,
         SpanKind::Client => 3,
@@ -369,124 +334,82 @@ fn encode_span(out: &mut Vec<u8>, span: &SpanData) {
         SpanKind::Consumer => 5,
     };
     uint(out, 6, kind);
-    fixed64(out, 7, nanos(span.start_time));
-    fixed64(out, 8, nanos(span.end_time));
-    attributes(out, 9, &span.attributes);
-    uint(out, 10, u64::from(span.dropped_attributes_count));
-    let mut nested = Vec::new();
-    for event in span.events.events.iter() {
-        nested.clear();
-        fixed64(&mut nested, 1, nanos(event.timestamp));
-        string(&mut nested, 2, &event.name);
-        attributes(&mut nested, 3, &event.attributes);
-        uint(&mut nested, 4, u64::from(event.dropped_attributes_count));
-        message(out, 11, &nested);
+    fixed64(out, 7, span.start);
+    fixed64(out, 8, span.end);
+    for a in &span.attributes {
+        attribute(out, 9, a.key, &a.value, span);
     }
-    uint(out, 12, u64::from(span.events.dropped_count));
-    for link in span.links.links.iter() {
-        nested.clear();
-        let c = &link.span_context;
-        bytes(&mut nested, 1, &c.trace_id().to_bytes());
-        bytes(&mut nested, 2, &c.span_id().to_bytes());
-        string(&mut nested, 3, &c.trace_state().header());
-        attributes(&mut nested, 4, &link.attributes);
-        uint(&mut nested, 5, u64::from(link.dropped_attributes_count));
-        fixed32(
-            &mut nested,
-            6,
-            flags(c.trace_flags().to_u8(), c.is_remote()),
-        );
-        message(out, 13, &nested);
+    // `Status`: code (3: 2 error), no message; present when unset too
+    if span.error {
+        tag(out, 15, LEN);
+        varint(out, 2);
+        uint(out, 3, 2);
+    } else {
+        message(out, 15, &[]);
     }
-    uint(out, 14, u64::from(span.links.dropped_count));
-    // `Status`: message (2), code (3: 1 ok, 2 error)
-    nested.clear();
-    match &span.status {
-        Status::Unset => {}
-        Status::Ok => uint(&mut nested, 3, 1),
-        Status::Error { description } => {
-            string(&mut nested, 2, description);
-            uint(&mut nested, 3, 2);
-        }
-    }
-    message(out, 15, &nested);
-    fixed32(
-        out,
-        16,
-        flags(context.trace_flags().to_u8(), span.parent_span_is_remote),
-    );
+    fixed32(out, 16, flags(u8::from(span.sampled), span.parent_remote));
 }
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use opentelemetry::trace::{SpanContext, SpanId, TraceFlags, TraceId, TraceState};
+    use opentelemetry::trace::{SpanContext, SpanId, Status, TraceFlags, TraceId, TraceState};
+    use opentelemetry::{InstrumentationScope, KeyValue};
     use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
     use opentelemetry_proto::transform::common::tonic::ResourceAttributesWithSchema;
     use opentelemetry_proto::transform::trace::tonic::group_spans_by_resource_and_scope;
+    use opentelemetry_sdk::trace::SpanData;
     use prost::Message;
+    use std::time::SystemTime;
 
-    fn span(name: &'static str, kind: SpanKind, parent: u64, status: Status) -> SpanData {
-        let context = SpanContext::new(
-            TraceId::from(0x4bf9_2f35_77b3_4da6_a3ce_929d_0e0e_4736_u128),
-            SpanId::from(0x00f0_67aa_0ba9_02b7 + parent + 1),
-            TraceFlags::SAMPLED,
-            false,
-            TraceState::default(),
-        );
-        let mut events = opentelemetry_sdk::trace::SpanEvents::default();
-        let mut links = opentelemetry_sdk::trace::SpanLinks::default();
-        if parent == 0 {
-            events.events.push(opentelemetry::trace::Event::new(
-                "an event",
-                SystemTime::UNIX_EPOCH + Duration::from_millis(1_700_000_000_123),
-                vec![KeyValue::new("n", 3_i64)],
-                1,
-            ));
-            events.dropped_count = 2;
-            links
-                .links
-                .push(opentelemetry::trace::Link::with_context(SpanContext::new(
-                    TraceId::from(7_u128),
-                    SpanId::from(9_u64),
-                    TraceFlags::SAMPLED,
-                    true,
-                    TraceState::from_key_value([("k", "v")]).unwrap(),
-                )));
-        }
+    /// The SDK's span that `record` stands for.
+    fn sdk_span(record: &SpanRecord) -> SpanData {
+        let state = record
+            .trace_state
+            .as_deref()
+            .map(|s| s.parse::<TraceState>().unwrap())
+            .unwrap_or_default();
         SpanData {
-            span_context: context,
-            parent_span_id: if parent == 0 {
-                SpanId::INVALID
+            span_context: SpanContext::new(
+                TraceId::from(record.trace_id),
+                SpanId::from(record.span_id),
+                if record.sampled {
+                    TraceFlags::SAMPLED
+                } else {
+                    TraceFlags::default()
+                },
+                false,
+                state,
+            ),
+            parent_span_id: SpanId::from(record.parent_id),
+            parent_span_is_remote: record.parent_remote,
+            span_kind: record.kind.clone(),
+            name: record.name().to_owned().into(),
+            start_time: SystemTime::UNIX_EPOCH + Duration::from_nanos(record.start),
+            end_time: SystemTime::UNIX_EPOCH + Duration::from_nanos(record.end),
+            attributes: record
+                .attributes
+                .iter()
+                .map(|a| {
+                    let value = match &a.value {
+                        AttributeValue::Text(r) => Value::from(record.text(*r).to_owned()),
+                        AttributeValue::I64(i) => Value::I64(*i),
+                        AttributeValue::F64(f) => Value::F64(*f),
+                        AttributeValue::Bool(b) => Value::Bool(*b),
+                    };
+                    KeyValue::new(a.key, value)
+                })
+                .collect(),
+            dropped_attributes_count: 0,
+            events: opentelemetry_sdk::trace::SpanEvents::default(),
+            links: opentelemetry_sdk::trace::SpanLinks::default(),
+            status: if record.error {
+                Status::error("")
             } else {
-                SpanId::from(parent)
+                Status::Unset
             },
-            parent_span_is_remote: parent == 1,
-            span_kind: kind,
-            name: name.into(),
-            start_time: SystemTime::UNIX_EPOCH + Duration::from_nanos(1_700_000_000_000_000_001),
-            end_time: SystemTime::UNIX_EPOCH + Duration::from_nanos(1_700_000_000_000_900_000),
-            attributes: vec![
-                KeyValue::new("http.route", "/users/me"),
-                KeyValue::new("empty", ""),
-                KeyValue::new("http.response.status_code", 200_i64),
-                KeyValue::new("negative", -5_i64),
-                KeyValue::new("ratio", 0.25),
-                KeyValue::new("ok", true),
-                KeyValue::new(
-                    "list",
-                    Value::Array(Array::String(vec!["a".into(), "b".into()])),
-                ),
-                KeyValue::new("numbers", Value::Array(Array::I64(vec![1, -2]))),
-            ],
-            dropped_attributes_count: 1,
-            events,
-            links,
-            status,
-            instrumentation_scope: InstrumentationScope::builder("users")
-                .with_version("1.2")
-                .build(),
+            instrumentation_scope: InstrumentationScope::builder(SCOPE).build(),
         }
     }
 
@@ -497,24 +420,35 @@ mod tests {
         let resource = Resource::builder()
             .with_service_name("users-under-test")
             .build();
-        let mut exporter =
-            Exporter::new("http://127.0.0.1:9/v1/traces", Duration::from_secs(1)).unwrap();
-        exporter.set_resource(&resource);
-        let batch = vec![
-            span("GET /users/me", SpanKind::Server, 0, Status::Unset),
-            span("auth::authenticate", SpanKind::Internal, 1, Status::Ok),
-            span("db", SpanKind::Client, 2, Status::error("it failed")),
-            span("outbox", SpanKind::Consumer, 3, Status::Unset),
-        ];
+        let exporter = Exporter::new(
+            "http://127.0.0.1:9/v1/traces",
+            Duration::from_secs(1),
+            &resource,
+        )
+        .unwrap();
+        let server = crate::telemetry::record::tests::record();
+        let mut child = crate::telemetry::record::tests::record();
+        child.span_id = 3;
+        child.parent_id = server.span_id;
+        child.kind = SpanKind::Client;
+        child.error = true;
+        child.attributes.clear();
+        let mut remote = crate::telemetry::record::tests::record();
+        remote.span_id = 4;
+        remote.parent_id = 9;
+        remote.parent_remote = true;
+        remote.trace_state = Some("k=v,other=w".into());
+        remote.kind = SpanKind::Consumer;
+        let batch = vec![server, child, remote];
         let ours = ExportTraceServiceRequest::decode(exporter.encode(&batch).as_slice()).unwrap();
         let theirs = ExportTraceServiceRequest {
             resource_spans: group_spans_by_resource_and_scope(
-                batch,
+                batch.iter().map(sdk_span).collect(),
                 &ResourceAttributesWithSchema::from(&resource),
             ),
         };
         assert_eq!(ours, theirs);
-        assert_eq!(ours.resource_spans[0].scope_spans[0].spans.len(), 4);
+        assert_eq!(ours.resource_spans[0].scope_spans[0].spans.len(), 3);
     }
 
     #[test]
