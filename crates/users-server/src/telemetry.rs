@@ -213,6 +213,7 @@ async fn in_span<F: std::future::Future>(span: &Span, future: F) -> F::Output {
 /// by the route, and the child of the caller's span when the request carries a
 /// `traceparent`.
 fn request_span(request: &ServiceRequest, request_id: &str, route: Option<&str>) -> Span {
+    use actix_web::http::header::HeaderName;
     if !EXPORTING.load(Ordering::Relaxed) {
         return tracing::info_span!(
             "request",
@@ -242,7 +243,8 @@ fn request_span(request: &ServiceRequest, request_id: &str, route: Option<&str>)
         http.response.status_code = tracing::field::Empty,
     );
     // without a `traceparent` there is nothing to continue: the propagator is not asked
-    if request.headers().contains_key("traceparent") {
+    const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+    if request.headers().contains_key(&TRACEPARENT) {
         let headers = request
             .headers()
             .iter()

@@ -67,7 +67,9 @@ impl Exporter {
         })
     }
 
-    /// One `ExportTraceServiceRequest` holding `batch`: one resource, one scope.
+    /// One `ExportTraceServiceRequest` holding `batch`: one resource, one scope. The
+    /// spans are copied once, into the request: the messages around them are written
+    /// with their lengths counted beforehand.
     fn encode(&self, batch: &[SpanRecord]) -> Vec<u8> {
         let mut spans = Vec::with_capacity(256 * batch.len());
         let mut span = Vec::with_capacity(256);
@@ -76,17 +78,28 @@ impl Exporter {
             encode_span(&mut span, record);
             message(&mut spans, 2, &span);
         }
+        // `InstrumentationScope`: its name
         let mut scope = Vec::with_capacity(8);
         string(&mut scope, 1, SCOPE);
-        let mut scope_spans = Vec::with_capacity(spans.len() + 16);
-        message(&mut scope_spans, 1, &scope);
-        scope_spans.extend_from_slice(&spans);
-        let mut resource_spans = Vec::with_capacity(self.resource.len() + scope_spans.len() + 64);
-        message(&mut resource_spans, 1, &self.resource);
-        message(&mut resource_spans, 2, &scope_spans);
-        string(&mut resource_spans, 3, &self.resource_schema_url);
-        let mut request = Vec::with_capacity(resource_spans.len() + 8);
-        message(&mut request, 1, &resource_spans);
+        let field_len = |len: usize| 1 + varint_len(len as u64) + len;
+        let schema_len = match self.resource_schema_url.len() {
+            0 => 0,
+            n => field_len(n),
+        };
+        // `ScopeSpans`: the scope, the spans; `ResourceSpans`: the resource, the scope's
+        // spans, the schema
+        let scope_spans_len = field_len(scope.len()) + spans.len();
+        let resource_spans_len =
+            field_len(self.resource.len()) + field_len(scope_spans_len) + schema_len;
+        let mut request = Vec::with_capacity(field_len(resource_spans_len));
+        tag(&mut request, 1, LEN);
+        varint(&mut request, resource_spans_len as u64);
+        message(&mut request, 1, &self.resource);
+        tag(&mut request, 2, LEN);
+        varint(&mut request, scope_spans_len as u64);
+        message(&mut request, 1, &scope);
+        request.extend_from_slice(&spans);
+        string(&mut request, 3, &self.resource_schema_url);
         request
     }
 
