@@ -389,7 +389,17 @@ mod tests {
                     ("tracestate", "vendor=x"),
                 ],
             );
-            request.in_scope(|| tracing::info_span!("flow").in_scope(|| {}));
+            request.in_scope(|| {
+                tracing::info_span!("flow").in_scope(|| {
+                    // the calls the flow makes carry the caller's trace and its state on
+                    let headers = headers_of(&tracing::Span::current());
+                    assert_eq!(headers.len(), 2, "{headers:?}");
+                    assert!(headers[0]
+                        .1
+                        .starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"));
+                    assert_eq!(headers[1], ("tracestate".into(), "vendor=x".into()));
+                });
+            });
             // a new trace: the root sampler (always off) keeps nothing
             tracing::info_span!("alone").in_scope(|| {});
             // the caller did not sample: neither does the service
