@@ -69,10 +69,22 @@ pub fn issue_code(
     })
 }
 
-/// A new code's row: every column bound (none left to `DEFAULT`), so that PostgreSQL
-/// keeps the statement prepared.
-fn insert_code(c: &mut DbConnection, row: &CodeRow) -> QueryResult<usize> {
-    diesel::insert_into(oauth_codes::table)
+/// Runs `$body` with `$c` the backend's own connection: Diesel finds the prepared
+/// statement of a query by its type there, without building its SQL again (through the
+/// `MultiConnection` it builds the SQL to look the statement up, every call).
+macro_rules! on_backend {
+    ($conn:expr, $c:ident => $body:expr) => {
+        match $conn {
+            DbConnection::Postgresql($c) => $body,
+            DbConnection::Sqlite($c) => $body,
+        }
+    };
+}
+
+/// A new code's row: every column bound (none left to `DEFAULT`), so that the statement
+/// stays prepared.
+fn insert_code(conn: &mut DbConnection, row: &CodeRow) -> QueryResult<usize> {
+    on_backend!(conn, c => diesel::insert_into(oauth_codes::table)
         .values((
             oauth_codes::code_hash.eq(&row.code_hash),
             oauth_codes::client_id.eq(&row.client_id),
@@ -83,7 +95,7 @@ fn insert_code(c: &mut DbConnection, row: &CodeRow) -> QueryResult<usize> {
             oauth_codes::used_at.eq(row.used_at),
             oauth_codes::grant_session_id.eq(row.grant_session_id.as_deref()),
         ))
-        .execute(c)
+        .execute(c))
 }
 
 pub fn find_code(conn: &mut DbConnection, code_hash: &str) -> QueryResult<Option<CodeRow>> {
@@ -236,50 +248,54 @@ pub fn redeem_code(
 /// inserted, 0 when the browser session has ended or expired. Every value is bound, so
 /// the statement stays prepared.
 fn start_if_live(
-    c: &mut DbConnection,
+    conn: &mut DbConnection,
     browser: &str,
     now_ms: i64,
     s: &NewSession,
 ) -> QueryResult<usize> {
     let live = diesel::alias!(sessions as browser);
-    let values = live
-        .filter(live.field(sessions::id).eq(browser.to_owned()))
-        .filter(live.field(sessions::ended_at).is_null())
-        .filter(live.field(sessions::expires_at).gt(now_ms))
-        .select((
-            s.id.clone().into_sql::<Text>(),
-            s.user_id.clone().into_sql::<Text>(),
-            s.created_at.into_sql::<BigInt>(),
-            s.last_used_at.into_sql::<BigInt>(),
-            s.expires_at.into_sql::<BigInt>(),
-            s.ip.clone().into_sql::<Nullable<Text>>(),
-            s.user_agent.clone().into_sql::<Nullable<Text>>(),
-            s.method.clone().into_sql::<Text>(),
-            s.aal.into_sql::<BigInt>(),
-            s.refresh_key_salt.clone().into_sql::<Nullable<Text>>(),
-            s.second_factor.clone().into_sql::<Nullable<Text>>(),
-        ));
-    diesel::insert_into(sessions::table)
-        .values(values)
-        .into_columns((
-            sessions::id,
-            sessions::user_id,
-            sessions::created_at,
-            sessions::last_used_at,
-            sessions::expires_at,
-            sessions::ip,
-            sessions::user_agent,
-            sessions::method,
-            sessions::aal,
-            sessions::refresh_key_salt,
-            sessions::second_factor,
-        ))
-        .execute(c)
+    macro_rules! statement {
+        () => {
+            diesel::insert_into(sessions::table)
+                .values(
+                    live.filter(live.field(sessions::id).eq(browser.to_owned()))
+                        .filter(live.field(sessions::ended_at).is_null())
+                        .filter(live.field(sessions::expires_at).gt(now_ms))
+                        .select((
+                            s.id.clone().into_sql::<Text>(),
+                            s.user_id.clone().into_sql::<Text>(),
+                            s.created_at.into_sql::<BigInt>(),
+                            s.last_used_at.into_sql::<BigInt>(),
+                            s.expires_at.into_sql::<BigInt>(),
+                            s.ip.clone().into_sql::<Nullable<Text>>(),
+                            s.user_agent.clone().into_sql::<Nullable<Text>>(),
+                            s.method.clone().into_sql::<Text>(),
+                            s.aal.into_sql::<BigInt>(),
+                            s.refresh_key_salt.clone().into_sql::<Nullable<Text>>(),
+                            s.second_factor.clone().into_sql::<Nullable<Text>>(),
+                        )),
+                )
+                .into_columns((
+                    sessions::id,
+                    sessions::user_id,
+                    sessions::created_at,
+                    sessions::last_used_at,
+                    sessions::expires_at,
+                    sessions::ip,
+                    sessions::user_agent,
+                    sessions::method,
+                    sessions::aal,
+                    sessions::refresh_key_salt,
+                    sessions::second_factor,
+                ))
+        };
+    }
+    on_backend!(conn, c => statement!().execute(c))
 }
 
 /// A grant's row, every column bound (see [`insert_code`]).
-fn insert_grant(c: &mut DbConnection, g: &GrantRow) -> QueryResult<usize> {
-    diesel::insert_into(oauth_grants::table)
+fn insert_grant(conn: &mut DbConnection, g: &GrantRow) -> QueryResult<usize> {
+    on_backend!(conn, c => diesel::insert_into(oauth_grants::table)
         .values((
             oauth_grants::session_id.eq(&g.session_id),
             oauth_grants::client_id.eq(&g.client_id),
@@ -290,5 +306,5 @@ fn insert_grant(c: &mut DbConnection, g: &GrantRow) -> QueryResult<usize> {
             oauth_grants::amr.eq(&g.amr),
             oauth_grants::created_at.eq(g.created_at),
         ))
-        .execute(c)
+        .execute(c))
 }

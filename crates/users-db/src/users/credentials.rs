@@ -324,35 +324,7 @@ fn load_batch(
 ) -> QueryResult<(Vec<BatchRow>, Option<std::collections::HashSet<String>>)> {
     use crate::schema::sessions;
     if key_hashes.is_empty() && !jtis.is_empty() {
-        // the revoked among `jtis` as one more column of every row (a subquery, the same
-        // array in each): no second statement
-        #[allow(deprecated)]
-        let revoked_of = oauth_revoked::table
-            .filter(oauth_revoked::jti.eq(diesel::dsl::any(jtis.to_vec())))
-            .select(array_agg(oauth_revoked::jti))
-            .single_value();
-        #[allow(deprecated)]
-        let rows = users::table
-            .left_join(
-                sessions::table.on(sessions::user_id
-                    .eq(users::id)
-                    .and(sessions::id.eq(diesel::dsl::any(session_ids)))),
-            )
-            .filter(users::id.eq(diesel::dsl::any(user_ids)))
-            .select((
-                UserRow::as_select(),
-                Option::<SessionRow>::as_select(),
-                revoked_of,
-            ))
-            .load::<(UserRow, Option<SessionRow>, Option<Vec<String>>)>(pg)?;
-        let revoked: std::collections::HashSet<String> = rows
-            .first()
-            .and_then(|r| r.2.clone())
-            .unwrap_or_default()
-            .into_iter()
-            .collect();
-        let rows = rows.into_iter().map(|(u, s, _)| (u, s, None)).collect();
-        return Ok((rows, Some(revoked)));
+        return load_batch_with_jtis(pg, user_ids, session_ids, jtis);
     }
     let rows = if key_hashes.is_empty() {
         // `any` rather than `eq_any`: its query type is static, so the statement is
@@ -407,6 +379,45 @@ fn load_batch(
             .load(pg)?
     };
     Ok((rows, None))
+}
+
+/// [`load_batch`] for a batch of tokens only, with provider access tokens among them:
+/// the revoked among `jtis` as one more column of every row (a subquery, the same array
+/// in each), so no second statement.
+fn load_batch_with_jtis(
+    pg: &mut diesel::PgConnection,
+    user_ids: Vec<String>,
+    session_ids: Vec<String>,
+    jtis: &[String],
+) -> QueryResult<(Vec<BatchRow>, Option<std::collections::HashSet<String>>)> {
+    use crate::schema::sessions;
+    #[allow(deprecated)]
+    let revoked_of = oauth_revoked::table
+        .filter(oauth_revoked::jti.eq(diesel::dsl::any(jtis.to_vec())))
+        .select(array_agg(oauth_revoked::jti))
+        .single_value();
+    #[allow(deprecated)]
+    let rows = users::table
+        .left_join(
+            sessions::table.on(sessions::user_id
+                .eq(users::id)
+                .and(sessions::id.eq(diesel::dsl::any(session_ids)))),
+        )
+        .filter(users::id.eq(diesel::dsl::any(user_ids)))
+        .select((
+            UserRow::as_select(),
+            Option::<SessionRow>::as_select(),
+            revoked_of,
+        ))
+        .load::<(UserRow, Option<SessionRow>, Option<Vec<String>>)>(pg)?;
+    let revoked: std::collections::HashSet<String> = rows
+        .first()
+        .and_then(|r| r.2.clone())
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
+    let rows = rows.into_iter().map(|(u, s, _)| (u, s, None)).collect();
+    Ok((rows, Some(revoked)))
 }
 
 /// Which of the batch's tokens without a session are revoked (no statement when none).
