@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Instructions per request of GET /users/me and POST /auth/jwt/login, in the users-server
+"""Instructions per request of GET /users/me, POST /auth/jwt/login and the provider's
+paths (userinfo, authorize, the code exchange, client credentials), in the users-server
 process (bench/README.md).
 
     python3 bench/instructions.py                      # this tree, SQLite and PostgreSQL
@@ -55,10 +56,25 @@ SCENARIOS = {
     "login": "POST /auth/jwt/login with the right password (200; one argon2id verification of "
              "the bench's parameters, the session row and the event)",
 }
-EXPECTED = {"me": 200, "me_nosession": 200, "me_401": 401, "login": 200}
+# The provider's (docs/oauth-provider.md), set up after the user's sign-in: a superuser
+# (`users-server create-user`) registers a client of the code flow that skips consent
+# (scope openid, EdDSA) and one of client credentials (EdDSA); the user signs in with a
+# cookie and gets a person's access token through the code flow.
+OAUTH = {
+    "oauth_userinfo": "GET /oauth/userinfo with a person's access token (EdDSA, scope openid, from the code flow)",
+    "oauth_authorize": "GET /oauth/authorize of a signed-in person (cookie), a client that skips consent: 302 with a code",
+    "oauth_code": "POST /oauth/token grant_type=authorization_code (EdDSA: an access token and an ID token), each code minted before the window and spent once",
+    "oauth_cc": "POST /oauth/token grant_type=client_credentials (EdDSA)",
+}
+SCENARIOS.update(OAUTH)
+EXPECTED = {"me": 200, "me_nosession": 200, "me_401": 401, "login": 200,
+            "oauth_userinfo": 200, "oauth_authorize": 302, "oauth_code": 200, "oauth_cc": 200}
 # A login is a password hash (tens of millions of instructions, thousands of times slower
 # under callgrind than a token check): it runs this many times fewer requests.
 LOGIN_DIVISOR = 50
+# The code scenarios write rows (a code, a session and a grant), each minted over HTTP
+# before its window: fewer of them.
+DIVISOR = {"login": LOGIN_DIVISOR, "oauth_authorize": 4, "oauth_code": 4}
 
 
 # ----------------------------------------------------------------------------------------
@@ -169,17 +185,12 @@ class Perf:
 # one server
 # ----------------------------------------------------------------------------------------
 
-def send(conn: HTTPConnection, headers: dict, n: int, expected: int,
-         login: bytes | None = None) -> dict:
-    """`n` requests: GET /users/me with `headers`, or POST /auth/jwt/login with the form
-    `login`."""
+def send(conn: HTTPConnection, requests, n: int, expected: int) -> dict:
+    """`n` requests, the i-th `requests(i)`: (method, path, headers, body or None)."""
     statuses = {}
-    for _ in range(n):
-        if login is None:
-            conn.request("GET", "/users/me", headers=headers)
-        else:
-            conn.request("POST", "/auth/jwt/login", body=login, headers={
-                "content-type": "application/x-www-form-urlencoded"})
+    for i in range(n):
+        method, path, headers, body = requests(i)
+        conn.request(method, path, body=body, headers=headers)
         resp = conn.getresponse()
         resp.read()
         statuses[resp.status] = statuses.get(resp.status, 0) + 1
@@ -187,6 +198,84 @@ def send(conn: HTTPConnection, headers: dict, n: int, expected: int,
     if bad:
         raise BenchError(f"expected {expected} to every request, got {statuses}")
     return statuses
+
+
+FORM = "application/x-www-form-urlencoded"
+
+
+def provider_setup(binary: Path, env: dict, base: str, email: str, tmp: Path) -> dict:
+    """The provider's clients, the user's cookie and a person's access token (OAUTH)."""
+    admin = f"bench-instr-admin-{secrets.token_hex(4)}@example.com"
+    p = harness.run_cmd([str(binary), "create-user", "--email", admin, "--superuser",
+                         "--verified"], env={**env, "USERS_CREATE_PASSWORD":
+                                             harness.SEED_PASSWORD},
+                        cwd=tmp, timeout=300, check=False)
+    if p.returncode != 0:
+        raise BenchError(f"create-user --superuser failed: {(p.stderr or p.stdout)[-300:]}")
+    token = harness.login(base, admin, harness.SEED_PASSWORD)
+
+    def client(body):
+        status, raw = harness.http("POST", base + "/oauth/clients",
+                                   data=json.dumps(body).encode(),
+                                   headers={"content-type": "application/json",
+                                            "authorization": f"Bearer {token}"})
+        if status != 201:
+            raise BenchError(f"POST /oauth/clients answered {status}: {raw[:300]!r}")
+        return json.loads(raw)
+
+    app = client({"client_name": "instructions code EdDSA",
+                  "redirect_uris": [harness.OAUTH_REDIRECT],
+                  "grant_types": ["authorization_code"], "scope": "openid",
+                  "skip_consent": True, "id_token_signed_response_alg": "EdDSA"})
+    cc = client({"client_name": "instructions cc EdDSA", "grant_types": ["client_credentials"],
+                 "id_token_signed_response_alg": "EdDSA"})
+    cookie = harness.browser_cookie(base, email, harness.SEED_PASSWORD)
+    person = harness.person_token(base, app, email, harness.SEED_PASSWORD)
+    return {"app": app, "cc": cc, "cookie": cookie, "person": person,
+            "authorize": harness.authorize_path(app)}
+
+
+def mint_codes(base: str, setup: dict, n: int) -> list[str]:
+    """`n` codes of the person's cookie, from GET /oauth/authorize (before a window)."""
+    codes = []
+    for _ in range(n):
+        status, headers, raw = harness.http_headers(
+            "GET", base + setup["authorize"], headers={"cookie": setup["cookie"]})
+        code = harness.code_of(headers.get("location") or "")
+        if status != 302 or not code:
+            raise BenchError(f"/oauth/authorize answered {status}: {raw[:300]!r}")
+        codes.append(code)
+    return codes
+
+
+def requests_of(scenario: str, ctx: dict):
+    """The requests of a scenario: a function of the request's index (see send())."""
+    if scenario == "login":
+        return lambda i: ("POST", "/auth/jwt/login", {"content-type": FORM}, ctx["login_form"])
+    if scenario in ("me", "me_nosession", "me_401"):
+        headers = {}
+        if scenario == "me":
+            headers = {"Authorization": f"Bearer {ctx['session_token']}"}
+        elif scenario == "me_nosession":
+            headers = {"Authorization":
+                       f"Bearer {harness.mint_access_token(ctx['secret'], ctx['user_id'])}"}
+        return lambda i: ("GET", "/users/me", headers, None)
+    setup = ctx["provider"]
+    if scenario == "oauth_userinfo":
+        headers = {"Authorization": f"Bearer {setup['person']}"}
+        return lambda i: ("GET", "/oauth/userinfo", headers, None)
+    if scenario == "oauth_authorize":
+        headers = {"cookie": setup["cookie"]}
+        return lambda i: ("GET", setup["authorize"], headers, None)
+    if scenario == "oauth_cc":
+        headers = {"content-type": FORM, "authorization": harness.basic_auth(setup["cc"])}
+        return lambda i: ("POST", "/oauth/token", headers, b"grant_type=client_credentials")
+    if scenario == "oauth_code":
+        headers = {"content-type": FORM, "authorization": harness.basic_auth(setup["app"])}
+        codes = ctx["codes"]
+        return lambda i: ("POST", "/oauth/token", headers,
+                          harness.code_exchange_form(codes[i]).encode())
+    raise BenchError(f"unknown scenario {scenario}")
 
 
 def measure_server(args, counter, binary: Path, label: str, backend: str, tmp: Path,
@@ -218,23 +307,24 @@ def measure_server(args, counter, binary: Path, label: str, backend: str, tmp: P
         if status != 201:
             raise BenchError(f"register answered {status}: {raw[:300]!r}")
         user_id = json.loads(raw)["id"]
-        session_token = harness.login(srv.base, email, harness.SEED_PASSWORD)
-        login_form = urllib.parse.urlencode(
-            {"username": email, "password": harness.SEED_PASSWORD}).encode()
+        ctx = {"session_token": harness.login(srv.base, email, harness.SEED_PASSWORD),
+               "login_form": urllib.parse.urlencode(
+                   {"username": email, "password": harness.SEED_PASSWORD}).encode(),
+               "secret": secret, "user_id": user_id}
+        if any(s in OAUTH for s in args.scenarios):
+            ctx["provider"] = provider_setup(binary, env, srv.base, email, tmp)
         for scenario in args.scenarios:
-            form = login_form if scenario == "login" else None
-            divisor = LOGIN_DIVISOR if scenario == "login" else 1
+            divisor = DIVISOR.get(scenario, 1)
             warmup = max(1, args.warmup // divisor) if args.warmup else 0
             requests = max(1, args.requests // divisor)
-            if scenario == "me":
-                headers = {"Authorization": f"Bearer {session_token}"}
-            elif scenario == "me_nosession":
-                headers = {"Authorization":
-                           f"Bearer {harness.mint_access_token(secret, user_id)}"}
-            else:
-                headers = {}
+            if scenario == "oauth_code":
+                codes = mint_codes(srv.base, ctx["provider"], warmup + requests)
+                # the warm-up spends the first ones, the measured window the rest
+                ctx["codes"] = codes[:warmup]
             conn = HTTPConnection("127.0.0.1", port, timeout=300)
-            send(conn, headers, warmup, EXPECTED[scenario], form)
+            send(conn, requests_of(scenario, ctx), warmup, EXPECTED[scenario])
+            if scenario == "oauth_code":
+                ctx["codes"] = codes[warmup:]
             if args.otel or args.otel_both:
                 # the warm-up's spans are exported before the idle window, not in it; the
                 # wait outlasts the server's keep-alive: the measured requests connect anew
@@ -250,7 +340,7 @@ def measure_server(args, counter, binary: Path, label: str, backend: str, tmp: P
             # the measured requests
             counter.start()
             m0 = time.monotonic()
-            statuses = send(conn, headers, requests, EXPECTED[scenario], form)
+            statuses = send(conn, requests_of(scenario, ctx), requests, EXPECTED[scenario])
             if args.otel or args.otel_both:
                 # the spans still queued are exported at the batch's scheduled delay (5 s):
                 # their export is the requests' work too (the idle rate covers the wait)

@@ -109,6 +109,9 @@ SCENARIOS = {
     # skip_consent, allowed once on the consent page): GET /oauth/authorize with the
     # browser's cookie → 302 with a code → POST /oauth/token, each connection in turn
     "oauth_flow": ("GET", "/oauth/authorize", "flow"),
+    # the same flow as it was measured until 2026-12-07: every connection the same
+    # person with one cookie (their flows meet on that person's rows)
+    "oauth_flow_1": ("GET", "/oauth/authorize", "flow"),
 }
 SCENARIO_LABEL = {
     "healthz": "GET /healthz",
@@ -128,6 +131,7 @@ SCENARIO_LABEL = {
     "oauth_code": "POST /oauth/token, code exchange (EdDSA)",
     "oauth_refresh": "POST /oauth/token, refresh of a grant (EdDSA)",
     "oauth_flow": "whole flow: GET /oauth/authorize (remembered consent) → POST /oauth/token",
+    "oauth_flow_1": "whole flow, every connection one person with one cookie (the shape before)",
 }
 MAIN_SCENARIOS = ["healthz", "me", "login", "register"]
 # users only: the floor of /users/me, /users/me without the session check, rotations
@@ -137,13 +141,13 @@ USERS_SCENARIOS = ["healthz", "me_401", "me", "me_nosession", "me_apikey", "refr
 TABLE_SCENARIOS = USERS_SCENARIOS
 # the provider's paths (users only; their own table, Report.provider_table)
 OAUTH_SCENARIOS = ["oauth_cc", "oauth_cc_rs256", "oauth_introspect", "oauth_userinfo",
-                   "oauth_code", "oauth_refresh", "oauth_flow"]
+                   "oauth_code", "oauth_refresh", "oauth_flow", "oauth_flow_1"]
 # scenarios whose every answer should be this status (anything else counts as an error)
 EXPECTED_STATUS = {"login_wrong": "400", "login_unknown": "400", "me_401": "401",
                    "refresh": "200", **{s: "200" for s in OAUTH_SCENARIOS}}
 # scenarios whose answers may be any of these (the flow's 302s and 200s); the rate
 # reported (`ok_rps`) is of EXPECTED_STATUS's alone: for the flow, the flows completed
-ACCEPTED_STATUSES = {"oauth_flow": ("302", "200")}
+ACCEPTED_STATUSES = {"oauth_flow": ("302", "200"), "oauth_flow_1": ("302", "200")}
 PROBE_SCENARIOS = ["login_wrong", "login_unknown"]
 # Not wrk: failed logins with registered and unregistered emails interleaved in random
 # order, one request at a time per client thread, each timed (see Bench.timing_probe).
@@ -1711,13 +1715,21 @@ class Bench:
                            "grant_types": ["authorization_code", "refresh_token"],
                            "scope": "openid offline_access",
                            "id_token_signed_response_alg": "EdDSA"})
-        flow_cookie = browser_cookie(srv.base, seeded[-1][0], seeded[-1][1])
-        remember_consent(srv.base, flow_app, flow_cookie, "openid offline_access")
+        # the people of the whole flow and of the codes: every seeded user signed in in a
+        # browser of their own (a cookie each), each having allowed the flow's client once,
+        # all before any measured window, as a population of people would be
+        def signed_in(s):
+            cookie = browser_cookie(srv.base, s[0], s[1])
+            remember_consent(srv.base, flow_app, cookie, "openid offline_access")
+            return cookie
+
         cc_form = {"grant_type": "client_credentials"}
         with concurrent.futures.ThreadPoolExecutor(8) as ex:
+            cookies = list(ex.map(signed_in, seeded))
             cc_tokens = list(ex.map(lambda _: oauth_token(srv.base, cc, cc_form)["access_token"],
                                     range(self.n_tokens)))
             people = list(ex.map(lambda s: person_token(srv.base, app, s[0], s[1]), seeded))
+        flow_cookie = cookies[-1]
         rs_token = oauth_token(srv.base, cc_rs, cc_form)["access_token"]
         info["oauth_token_algs"] = {
             "oauth_cc": jwt_header(cc_tokens[0]).get("alg"),
@@ -1727,9 +1739,9 @@ class Bench:
         log(f"{name}: the provider's clients and {len(cc_tokens)} + {len(people)} tokens in "
             f"{time.time() - t0:.1f} s (algorithms {info['oauth_token_algs']})")
         basic = basic_auth(cc)
-        # the code exchange: one session cookie (a seeded user's) for every code
-        cookie = browser_cookie(srv.base, seeded[0][0], seeded[0][1])
-        mint = self.write_lines(f"authorize-{name}", [cookie, authorize_path(app)])
+        # the code exchange: codes of every seeded person, each from their own browser
+        # session (until 2026-12-07: every code of one person's one session)
+        mint = self.write_lines(f"authorize-{name}", [authorize_path(app), *cookies])
 
         def codes(conns, name=name, app=app):
             """Fresh codes for one wrk run: a wrk run of /oauth/authorize as long as a
@@ -1775,8 +1787,12 @@ class Bench:
 
         return {
             "oauth_refresh": grants,
+            # one person per wrk connection (as many people as connections at c=64); the
+            # shape before: every connection the same person with the same cookie
             "oauth_flow": self.write_lines(f"flow-{name}", [
-                flow_cookie, authorize_path(flow_app), basic_auth(flow_app)]),
+                authorize_path(flow_app), basic_auth(flow_app), *cookies]),
+            "oauth_flow_1": self.write_lines(f"flow1-{name}", [
+                authorize_path(flow_app), basic_auth(flow_app), flow_cookie]),
             "oauth_cc": self.write_lines(f"cc-{name}", [f"{basic}\tgrant_type=client_credentials"]),
             "oauth_cc_rs256": self.write_lines(f"ccrs-{name}",
                                                [f"{basic_auth(cc_rs)}\tgrant_type=client_credentials"]),

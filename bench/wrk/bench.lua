@@ -29,23 +29,31 @@
 --                              request and when it stopped, and done() reports the span
 --                              from the first to the last stop as "once_active_us" when
 --                              every thread stopped, 0 otherwise)
---                  mint     -- GET the path of BENCH_DATA's second line with the cookie of its
---                              first line ("name=value"): /oauth/authorize of a client with
---                              skip_consent; the code of each 302's Location is kept, and
---                              done() writes them, one a line, to BENCH_DATA .. ".codes"
+--                  mint     -- GET the path of BENCH_DATA's first line (/oauth/authorize of a
+--                              client with skip_consent) with the cookies of the lines after
+--                              it ("name=value", one signed-in person each), dealt to the
+--                              threads as for refresh and taken in turn by each thread's
+--                              requests; the code of each 302's Location is kept, and done()
+--                              writes them, one a line, to BENCH_DATA .. ".codes"
 --                  oauth_refresh -- as refresh, for the provider's grants: POST urlencoded
 --                              grant_type=refresh_token to /oauth/token with the client's
 --                              HTTP Basic; BENCH_DATA's lines are "<Authorization
 --                              header>\t<refresh token>", one grant per connection
---                  flow     -- the whole code flow of a signed-in person, each connection
---                              in turn: GET the authorize path of BENCH_DATA's second line
---                              with the cookie of its first, then POST the code of the
---                              302's Location to /oauth/token with the Authorization header
---                              of its third line (the exchange form of
---                              BENCH_VERIFIER/BENCH_REDIRECT); a thread keeps the codes its
---                              302s carried in a queue, and request() sends a code when one
---                              waits, else an authorization request (so each connection
---                              alternates; the 200s counted are the flows completed)
+--                  flow     -- the whole code flow of signed-in people, each connection in
+--                              turn: GET the authorize path of BENCH_DATA's first line with
+--                              a person's cookie, then POST the code of the 302's Location
+--                              to /oauth/token with the Authorization header of its second
+--                              line (the exchange form of BENCH_VERIFIER/BENCH_REDIRECT).
+--                              The lines after those two are cookies, one per person; they
+--                              are dealt to the threads as for refresh, and each thread's
+--                              authorization requests take its cookies in turn (wrk does not
+--                              say which connection asks, so a person is not pinned to a
+--                              connection: with as many people as connections, the requests
+--                              in flight are of different people but for a rare overlap).
+--                              A thread keeps the codes its 302s carried in a queue, and
+--                              request() sends a code when one waits, else an authorization
+--                              request (so each connection alternates; the 200s counted are
+--                              the flows completed)
 --   BENCH_DATA     file of tokens or credentials (one per line)
 --   BENCH_THREADS  wrk's thread count (refresh: to deal the tokens)
 --   BENCH_PREFIX   random, per wrk invocation (register)
@@ -130,10 +138,20 @@ function init(args)
       end
     end
     tokens = qtail
-  elseif mode == "flow" then
+  elseif mode == "flow" or mode == "mint" then
+    -- the authorize path, (flow) the client's Authorization header, then the cookies
     local lines = read_lines(data_path)
-    reqs[1] = wrk.format("GET", lines[2], { ["Cookie"] = lines[1] })
-    client_auth = lines[3]
+    local first = mode == "flow" and 3 or 2
+    client_auth = mode == "flow" and lines[2] or nil
+    local cookies = {}
+    for i = first, #lines do cookies[#cookies + 1] = lines[i] end
+    for i, cookie in ipairs(cookies) do
+      -- dealt as the refresh chains: cookie i to thread (i - 1) % threads; a thread with
+      -- none (fewer people than threads) takes them all
+      if (i - 1) % nthreads == (tid or 0) or #cookies < nthreads then
+        reqs[#reqs + 1] = wrk.format("GET", lines[1], { ["Cookie"] = cookie })
+      end
+    end
   elseif mode == "tokens" then
     for _, tok in ipairs(read_lines(data_path)) do
       reqs[#reqs + 1] = wrk.format("GET", wrk.path, { ["Authorization"] = "Bearer " .. tok })
@@ -145,9 +163,6 @@ function init(args)
         { ["Content-Type"] = "application/x-www-form-urlencoded", ["Authorization"] = auth },
         body)
     end
-  elseif mode == "mint" then
-    local lines = read_lines(data_path)
-    reqs[1] = wrk.format("GET", lines[2], { ["Cookie"] = lines[1] })
   elseif mode == "login" then
     for _, line in ipairs(read_lines(data_path)) do
       local email, pw = line:match("^([^\t]+)\t(.+)$")
@@ -230,7 +245,9 @@ elseif mode == "flow" then
         "grant_type=authorization_code&code=" .. code .. "&redirect_uri=" ..
         urlencode(redirect) .. "&code_verifier=" .. urlencode(verifier))
     end
-    return reqs[1]
+    -- the next person of this thread
+    idx = idx % #reqs + 1
+    return reqs[idx]
   end
 end
 

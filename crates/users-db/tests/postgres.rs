@@ -262,6 +262,63 @@ fn one_statement_answers_tokens_and_api_keys() {
     users_db::admin::drop_postgres_database(&postgres_base(), &name).unwrap();
 }
 
+/// The provider's access tokens (a grant's session and a `jti`): a batch of them is one
+/// statement, which also says which `jti`s are revoked, prepared once; one alone is one
+/// statement too. A revoked `jti` is seen at once either way.
+#[test]
+fn one_statement_answers_grant_tokens_and_their_revocations() {
+    use users_db::users::Credential;
+    let name = format!("users_check_{}", uuid::Uuid::new_v4().simple());
+    users_db::admin::create_postgres_database(&postgres_base(), &name).unwrap();
+    let url = DatabaseUrl::parse(&format!("{}/{name}", postgres_base())).unwrap();
+    let db = Database::connect_and_migrate(url, &PoolOptions::default()).unwrap();
+    let mut conn = db.get().unwrap();
+    let users: Vec<(UserId, String)> = (0..3).map(|n| user(&mut conn, n)).collect();
+    let grant = |n: usize, jti: &str| Credential::Grant {
+        key: TokenKey {
+            user_id: users[n].0,
+            scope: TokenScope::Session(users[n].1.clone()),
+        },
+        jti: jti.to_owned(),
+    };
+    let batch = vec![grant(0, "jti-0"), grant(1, "jti-1"), grant(2, "jti-2")];
+    let revoked = |found: &[Option<users_db::users::TokenCheck>]| -> Vec<bool> {
+        found.iter().map(|c| c.as_ref().unwrap().revoked).collect()
+    };
+    let before = prepared(&mut conn);
+    let found = users_db::users::find_for_credentials(&mut conn, &batch).unwrap();
+    assert_eq!(revoked(&found), [false, false, false]);
+    assert_eq!(
+        found[1].as_ref().unwrap().session.as_ref().unwrap().id,
+        users[1].1
+    );
+    assert_eq!(
+        prepared(&mut conn),
+        before + 1,
+        "one statement for the batch"
+    );
+
+    users_db::oauth::revoke_jti(&mut conn, "jti-1", i64::MAX, 0).unwrap();
+    let after = prepared(&mut conn);
+    let found = users_db::users::find_for_credentials(&mut conn, &batch).unwrap();
+    assert_eq!(revoked(&found), [false, true, false]);
+    let found = users_db::users::find_for_credentials(&mut conn, &batch[..2]).unwrap();
+    assert_eq!(revoked(&found), [false, true]);
+    assert_eq!(prepared(&mut conn), after, "the batch's statement reused");
+
+    // one alone: its own statement, prepared once
+    let one = users_db::users::find_for_credentials(&mut conn, &batch[1..2]).unwrap();
+    assert_eq!(revoked(&one), [true]);
+    let single = prepared(&mut conn);
+    let one = users_db::users::find_for_credentials(&mut conn, &batch[2..3]).unwrap();
+    assert_eq!(revoked(&one), [false]);
+    assert_eq!(prepared(&mut conn), single, "the single statement reused");
+
+    drop(conn);
+    drop(db);
+    users_db::admin::drop_postgres_database(&postgres_base(), &name).unwrap();
+}
+
 /// The first failures of an address counted at the same instant from many connections:
 /// the race to create the row is lost without failing the transaction (PostgreSQL
 /// aborts a transaction on any error unless a savepoint holds it).

@@ -2,10 +2,13 @@
 //! (docs/oauth-provider.md).
 
 use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Nullable, Text};
+use diesel::IntoSql;
 
 use super::*;
 use crate::effects::transaction;
-use crate::schema::{oauth_codes, oauth_grants, sessions};
+use crate::rows::user::{StoredUser, UserRow};
+use crate::schema::{oauth_codes, oauth_grants, sessions, users};
 use crate::sessions::NewSession;
 use crate::{DbConnection, Effects};
 
@@ -32,31 +35,67 @@ pub struct CodeIssue {
     pub spend_request: Option<String>,
 }
 
-/// Stores a code (dropping codes a day past their expiry), remembering the consent and
-/// spending the request in the same transaction. `false`: the request was spent.
+/// Stores a code, remembering the consent and spending the request in the same
+/// transaction. `false`: the request was spent. A code alone (remembered consent, or a
+/// client that skips it) is one statement, without a transaction. One issue in 256 (the
+/// code's hash begins with `00`: random, the same odds on every replica) also drops the
+/// codes a day past their expiry, which no exchange accepts anyway.
 pub fn issue_code(
     conn: &mut DbConnection,
     row: &CodeRow,
     issue: &CodeIssue,
     effects: &Effects,
 ) -> QueryResult<bool> {
+    let purge = row.code_hash.starts_with("00");
+    if issue.spend_request.is_none() && issue.remember.is_none() && effects.is_empty() && !purge {
+        return insert_code(conn, row).map(|_| true);
+    }
     transaction(conn, effects, |c| {
         if let Some(id) = &issue.spend_request {
             if !spend_request(c, id)? {
                 return Ok(false);
             }
         }
-        let day_ago = row.created_at - 86_400_000;
-        diesel::delete(oauth_codes::table.filter(oauth_codes::expires_at.lt(day_ago)))
-            .execute(c)?;
-        diesel::insert_into(oauth_codes::table)
-            .values(row)
-            .execute(c)?;
+        if purge {
+            let day_ago = row.created_at - 86_400_000;
+            diesel::delete(oauth_codes::table.filter(oauth_codes::expires_at.lt(day_ago)))
+                .execute(c)?;
+        }
+        insert_code(c, row)?;
         if let Some(scopes) = &issue.remember {
             remember_in(c, &row.user_id, &row.client_id, scopes, row.created_at)?;
         }
         Ok(true)
     })
+}
+
+/// Runs `$body` with `$c` the backend's own connection: Diesel finds the prepared
+/// statement of a query by its type there, without building its SQL again (through the
+/// `MultiConnection` it builds the SQL to look the statement up, every call).
+macro_rules! on_backend {
+    ($conn:expr, $c:ident => $body:expr) => {
+        match $conn {
+            DbConnection::Postgresql($c) => $body,
+            DbConnection::Sqlite($c) => $body,
+        }
+    };
+}
+
+/// A new code's row: every column bound (none left to `DEFAULT`), so that the statement
+/// stays prepared.
+fn insert_code(conn: &mut DbConnection, row: &CodeRow) -> QueryResult<usize> {
+    on_backend!(conn, c => diesel::insert_into(oauth_codes::table)
+        .values((
+            oauth_codes::code_hash.eq(&row.code_hash),
+            oauth_codes::client_id.eq(&row.client_id),
+            oauth_codes::user_id.eq(&row.user_id),
+            oauth_codes::data.eq(&row.data),
+            oauth_codes::created_at.eq(row.created_at),
+            oauth_codes::expires_at.eq(row.expires_at),
+            oauth_codes::used_at.eq(row.used_at),
+            oauth_codes::grant_session_id.eq(row.grant_session_id.as_deref()),
+        ))
+        .execute(c))
 }
 
 pub fn find_code(conn: &mut DbConnection, code_hash: &str) -> QueryResult<Option<CodeRow>> {
@@ -65,6 +104,51 @@ pub fn find_code(conn: &mut DbConnection, code_hash: &str) -> QueryResult<Option
         .select(CodeRow::as_select())
         .first(conn)
         .optional()
+}
+
+/// What a code exchange reads: the client's row, and when the code is that client's,
+/// the code's row with its person's (`None` when the person is gone).
+pub type ExchangeRows = (ClientRow, Option<(CodeRow, Option<StoredUser>)>);
+
+/// [`ExchangeRows`] in one statement; `None` for an unknown client. The query's type is
+/// the backend's own, so its prepared statement is found without building the SQL
+/// again (as `users::credentials`' token check).
+pub fn find_exchange(
+    conn: &mut DbConnection,
+    client_id: &str,
+    code_hash: &str,
+) -> QueryResult<Option<ExchangeRows>> {
+    macro_rules! exchange_query {
+        ($conn:expr) => {
+            oauth_clients::table
+                .left_join(
+                    oauth_codes::table.on(oauth_codes::code_hash
+                        .eq(code_hash.to_owned())
+                        .and(oauth_codes::client_id.eq(oauth_clients::client_id))),
+                )
+                .left_join(users::table.on(users::id.eq(oauth_codes::user_id)))
+                .filter(oauth_clients::client_id.eq(client_id.to_owned()))
+                .select((
+                    ClientRow::as_select(),
+                    Option::<CodeRow>::as_select(),
+                    Option::<UserRow>::as_select(),
+                ))
+                .first::<(ClientRow, Option<CodeRow>, Option<UserRow>)>($conn)
+                .optional()?
+        };
+    }
+    let found = match conn {
+        DbConnection::Postgresql(c) => exchange_query!(c),
+        DbConnection::Sqlite(c) => exchange_query!(c),
+    };
+    let Some((client, code, user)) = found else {
+        return Ok(None);
+    };
+    let code = match code {
+        Some(code) => Some((code, user.map(StoredUser::try_from).transpose()?)),
+        None => None,
+    };
+    Ok(Some((client, code)))
 }
 
 /// A grant to start: its session and what it was granted.
@@ -126,23 +210,10 @@ pub fn redeem_code(
         ))
         .execute(c)?;
         if marked == 1 {
-            let issuer_live = sessions::table
-                .find(browser_session)
-                .filter(sessions::ended_at.is_null())
-                .filter(sessions::expires_at.gt(now_ms))
-                .select(sessions::id)
-                .first::<String>(c)
-                .optional()?
-                .is_some();
-            if !issuer_live {
+            if start_if_live(c, browser_session, now_ms, session)? == 0 {
                 return Ok(Redeemed::Invalid);
             }
-            diesel::insert_into(sessions::table)
-                .values(session)
-                .execute(c)?;
-            diesel::insert_into(oauth_grants::table)
-                .values(grant)
-                .execute(c)?;
+            insert_grant(c, grant)?;
             return Ok(Redeemed::Started);
         }
         let row: Option<(Option<i64>, Option<String>)> = oauth_codes::table
@@ -170,4 +241,70 @@ pub fn redeem_code(
             _ => Ok(Redeemed::Invalid),
         }
     })
+}
+
+/// Inserts the grant's session only while the browser session `browser` is live, in one
+/// statement (`INSERT … SELECT … FROM sessions AS browser WHERE …`): the number of rows
+/// inserted, 0 when the browser session has ended or expired. Every value is bound, so
+/// the statement stays prepared.
+fn start_if_live(
+    conn: &mut DbConnection,
+    browser: &str,
+    now_ms: i64,
+    s: &NewSession,
+) -> QueryResult<usize> {
+    let live = diesel::alias!(sessions as browser);
+    macro_rules! statement {
+        () => {
+            diesel::insert_into(sessions::table)
+                .values(
+                    live.filter(live.field(sessions::id).eq(browser.to_owned()))
+                        .filter(live.field(sessions::ended_at).is_null())
+                        .filter(live.field(sessions::expires_at).gt(now_ms))
+                        .select((
+                            s.id.clone().into_sql::<Text>(),
+                            s.user_id.clone().into_sql::<Text>(),
+                            s.created_at.into_sql::<BigInt>(),
+                            s.last_used_at.into_sql::<BigInt>(),
+                            s.expires_at.into_sql::<BigInt>(),
+                            s.ip.clone().into_sql::<Nullable<Text>>(),
+                            s.user_agent.clone().into_sql::<Nullable<Text>>(),
+                            s.method.clone().into_sql::<Text>(),
+                            s.aal.into_sql::<BigInt>(),
+                            s.refresh_key_salt.clone().into_sql::<Nullable<Text>>(),
+                            s.second_factor.clone().into_sql::<Nullable<Text>>(),
+                        )),
+                )
+                .into_columns((
+                    sessions::id,
+                    sessions::user_id,
+                    sessions::created_at,
+                    sessions::last_used_at,
+                    sessions::expires_at,
+                    sessions::ip,
+                    sessions::user_agent,
+                    sessions::method,
+                    sessions::aal,
+                    sessions::refresh_key_salt,
+                    sessions::second_factor,
+                ))
+        };
+    }
+    on_backend!(conn, c => statement!().execute(c))
+}
+
+/// A grant's row, every column bound (see [`insert_code`]).
+fn insert_grant(conn: &mut DbConnection, g: &GrantRow) -> QueryResult<usize> {
+    on_backend!(conn, c => diesel::insert_into(oauth_grants::table)
+        .values((
+            oauth_grants::session_id.eq(&g.session_id),
+            oauth_grants::client_id.eq(&g.client_id),
+            oauth_grants::user_id.eq(&g.user_id),
+            oauth_grants::scope.eq(&g.scope),
+            oauth_grants::resource.eq(g.resource.as_deref()),
+            oauth_grants::auth_time.eq(g.auth_time),
+            oauth_grants::amr.eq(&g.amr),
+            oauth_grants::created_at.eq(g.created_at),
+        ))
+        .execute(c))
 }

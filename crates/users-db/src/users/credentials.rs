@@ -134,6 +134,59 @@ fn jti_revoked(conn: &mut DbConnection, jti: &str) -> QueryResult<bool> {
         .map(|r| r.is_some())
 }
 
+/// The check of a provider access token of a grant (userinfo, introspection): its user,
+/// the grant's session and whether its `jti` was revoked, in one statement (as
+/// [`find_for_token`]: the backend's own query type, a statement prepared once).
+fn find_for_grant(
+    conn: &mut DbConnection,
+    key: &TokenKey,
+    jti: &str,
+) -> QueryResult<Option<TokenCheck>> {
+    let TokenScope::Session(sid) = &key.scope else {
+        // not made by the provider (a grant's token names its session): two statements
+        let Some(mut check) = find_for_token(conn, key)? else {
+            return Ok(None);
+        };
+        check.revoked = jti_revoked(conn, jti)?;
+        return Ok(Some(check));
+    };
+    macro_rules! grant_query {
+        ($conn:expr) => {{
+            use crate::schema::sessions;
+            users::table
+                .left_join(
+                    sessions::table.on(sessions::id
+                        .eq(sid.clone())
+                        .and(sessions::user_id.eq(users::id))),
+                )
+                .filter(users::id.eq(key.user_id.to_string()))
+                .select((
+                    UserRow::as_select(),
+                    Option::<SessionRow>::as_select(),
+                    diesel::dsl::exists(
+                        oauth_revoked::table.filter(oauth_revoked::jti.eq(jti.to_owned())),
+                    ),
+                ))
+                .first::<(UserRow, Option<SessionRow>, bool)>($conn)
+                .optional()?
+        }};
+    }
+    let found = match conn {
+        DbConnection::Postgresql(c) => grant_query!(c),
+        DbConnection::Sqlite(c) => grant_query!(c),
+    };
+    found
+        .map(|(row, session, revoked)| {
+            StoredUser::try_from(row).map(|user| TokenCheck {
+                user,
+                revoked,
+                session,
+                api_key: None,
+            })
+        })
+        .transpose()
+}
+
 /// The user of an API key, with the key: one statement (a key names no session).
 pub fn find_for_api_key(
     conn: &mut DbConnection,
@@ -208,13 +261,7 @@ pub fn find_for_credentials(
                 .map(|k| match k {
                     Credential::Token(key) => find_for_token(conn, key),
                     Credential::ApiKey { key_hash } => find_for_api_key(conn, key_hash),
-                    Credential::Grant { key, jti } => {
-                        let Some(mut check) = find_for_token(conn, key)? else {
-                            return Ok(None);
-                        };
-                        check.revoked = jti_revoked(conn, jti)?;
-                        Ok(Some(check))
-                    }
+                    Credential::Grant { key, jti } => find_for_grant(conn, key, jti),
                 })
                 .collect()
         }
@@ -251,11 +298,14 @@ pub fn find_for_credentials(
         .collect();
     session_ids.sort_unstable();
     session_ids.dedup();
-    let rows = load_batch(pg, user_ids, session_ids, key_hashes)?;
+    // the grants' access tokens revoked by their `jti`: read by the batch's statement
+    // when the batch has no API key, else by one more statement (none without a grant's)
+    let (rows, inline_jtis) = load_batch(pg, user_ids, session_ids, key_hashes, &jtis)?;
     let revoked = load_revoked(pg, &keys)?;
-    // the grants' access tokens revoked by their `jti`: a third statement, only when a
-    // grant's token is in the batch
-    let revoked_jtis = load_revoked_jtis(pg, jtis)?;
+    let revoked_jtis = match inline_jtis {
+        Some(found) => found,
+        None => load_revoked_jtis(pg, jtis)?,
+    };
     answer_batch(credentials, &rows, &revoked, &revoked_jtis)
 }
 
@@ -263,15 +313,20 @@ pub fn find_for_credentials(
 type BatchRow = (UserRow, Option<SessionRow>, Option<ApiKeyRow>);
 
 /// [`find_for_credentials`]'s one statement on PostgreSQL: the users the tokens name and
-/// those of the keys, each with the sessions and keys the batch names.
+/// those of the keys, each with the sessions and keys the batch names; for a batch of
+/// tokens only, with `jtis`, also which of those are revoked (`Some`: read here).
 fn load_batch(
     pg: &mut diesel::PgConnection,
     user_ids: Vec<String>,
     session_ids: Vec<String>,
     key_hashes: Vec<String>,
-) -> QueryResult<Vec<BatchRow>> {
+    jtis: &[String],
+) -> QueryResult<(Vec<BatchRow>, Option<std::collections::HashSet<String>>)> {
     use crate::schema::sessions;
-    Ok(if key_hashes.is_empty() {
+    if key_hashes.is_empty() && !jtis.is_empty() {
+        return load_batch_with_jtis(pg, user_ids, session_ids, jtis);
+    }
+    let rows = if key_hashes.is_empty() {
         // `any` rather than `eq_any`: its query type is static, so the statement is
         // found by type, never rebuilt (`eq_any` builds the SQL to find it)
         #[allow(deprecated)]
@@ -322,7 +377,47 @@ fn load_batch(
                 Option::<ApiKeyRow>::as_select(),
             ))
             .load(pg)?
-    })
+    };
+    Ok((rows, None))
+}
+
+/// [`load_batch`] for a batch of tokens only, with provider access tokens among them:
+/// the revoked among `jtis` as one more column of every row (a subquery, the same array
+/// in each), so no second statement.
+fn load_batch_with_jtis(
+    pg: &mut diesel::PgConnection,
+    user_ids: Vec<String>,
+    session_ids: Vec<String>,
+    jtis: &[String],
+) -> QueryResult<(Vec<BatchRow>, Option<std::collections::HashSet<String>>)> {
+    use crate::schema::sessions;
+    #[allow(deprecated)]
+    let revoked_of = oauth_revoked::table
+        .filter(oauth_revoked::jti.eq(diesel::dsl::any(jtis.to_vec())))
+        .select(array_agg(oauth_revoked::jti))
+        .single_value();
+    #[allow(deprecated)]
+    let rows = users::table
+        .left_join(
+            sessions::table.on(sessions::user_id
+                .eq(users::id)
+                .and(sessions::id.eq(diesel::dsl::any(session_ids)))),
+        )
+        .filter(users::id.eq(diesel::dsl::any(user_ids)))
+        .select((
+            UserRow::as_select(),
+            Option::<SessionRow>::as_select(),
+            revoked_of,
+        ))
+        .load::<(UserRow, Option<SessionRow>, Option<Vec<String>>)>(pg)?;
+    let revoked: std::collections::HashSet<String> = rows
+        .first()
+        .and_then(|r| r.2.clone())
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
+    let rows = rows.into_iter().map(|(u, s, _)| (u, s, None)).collect();
+    Ok((rows, Some(revoked)))
 }
 
 /// Which of the batch's tokens without a session are revoked (no statement when none).

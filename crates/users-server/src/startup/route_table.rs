@@ -19,6 +19,7 @@ use crate::routes::{
 /// [`first`]), and `/users/me/…` comes before `/users/{id}/…`, which "me" would match.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     first(cfg);
+    provider_busiest(cfg);
     sign_in(cfg);
     second_factor(cfg);
     passkey_routes(cfg);
@@ -423,6 +424,27 @@ fn user_admin(cfg: &mut web::ServiceConfig) {
 /// The routes of the OAuth 2.1 / OpenID Connect provider (docs/oauth-provider.md).
 /// Client authentication failures count against the per-IP budget inside the flow, so
 /// the token endpoint's successful calls are not limited.
+/// The provider's busiest routes, right after [`first`]: their paths are static, and
+/// each of the ~30 dynamic resources registered before them would cost a regex match
+/// (about 80,000 instructions a request, measured: bench/results/provider-speed.md).
+fn provider_busiest(cfg: &mut web::ServiceConfig) {
+    cfg.service(resource("/oauth/token").route(web::post().to(oauth::token_endpoint)))
+        .service(
+            resource("/oauth/userinfo")
+                .route(web::get().to(oauth::userinfo))
+                .route(web::post().to(oauth::userinfo)),
+        )
+        .service(resource("/oauth/introspect").route(web::post().to(oauth::introspect)))
+        .service(resource("/oauth/revoke").route(web::post().to(oauth::revoke)))
+        .service(
+            resource("/oauth/authorize").route(
+                web::get()
+                    .to(oauth::authorize)
+                    .wrap(per_ip("oauth-provider-authorize")),
+            ),
+        );
+}
+
 fn provider(cfg: &mut web::ServiceConfig) {
     cfg.service(
         resource("/.well-known/openid-configuration").route(web::get().to(oauth::discovery)),
@@ -455,25 +477,10 @@ fn provider(cfg: &mut web::ServiceConfig) {
             .route(web::put().to(oauth::set_client_roles)),
     )
     .service(
-        resource("/oauth/authorize").route(
-            web::get()
-                .to(oauth::authorize)
-                .wrap(per_ip("oauth-provider-authorize")),
-        ),
-    )
-    .service(
         resource("/oauth/consent")
             .route(web::get().to(oauth::consent_page))
             .route(web::post().to(oauth::consent_decide)),
     )
-    .service(resource("/oauth/token").route(web::post().to(oauth::token_endpoint)))
-    .service(
-        resource("/oauth/userinfo")
-            .route(web::get().to(oauth::userinfo))
-            .route(web::post().to(oauth::userinfo)),
-    )
-    .service(resource("/oauth/introspect").route(web::post().to(oauth::introspect)))
-    .service(resource("/oauth/revoke").route(web::post().to(oauth::revoke)))
     .service(resource("/oauth/logout").route(web::get().to(oauth::logout)))
     .service(
         resource("/users/me/grants").route(

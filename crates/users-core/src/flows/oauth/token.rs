@@ -76,22 +76,19 @@ pub async fn token(
         // client credentials and refreshes: the client's row alone, coalesced
         None => (core.client_rows.get(id).await?, None),
         Some(code_hash) => {
-            core.store
-                .run(move |c| {
-                    let row = db::find_client(c, &id)?;
-                    let code = match db::find_code(c, &code_hash)? {
-                        Some(code) => {
-                            let user = match users_domain::UserId::parse_str(&code.user_id) {
-                                Ok(user_id) => users_db::users::find_by_id(c, user_id)?,
-                                Err(_) => None,
-                            };
-                            Some((code, user.map(|s| s.user)))
-                        }
-                        None => None,
-                    };
-                    Ok::<_, users_db::DbError>((row, code))
-                })
-                .await?
+            // one statement; reads only: beside SQLite's writer, without waiting for the
+            // writers' turn
+            let found = core
+                .store
+                .read(move |c| db::find_exchange(c, &id, &code_hash))
+                .await?;
+            match found {
+                Some((row, code)) => (
+                    Some(row),
+                    code.map(|(code, person)| (code, person.map(|p| p.user))),
+                ),
+                None => (None, None),
+            }
         }
     };
     let client = clients::authenticate_with(core, &auth, &presented, row, from, now).await?;
@@ -413,7 +410,7 @@ async fn refresh_grant(
     let sid = claim.session_id.to_string();
     let grant = core
         .store
-        .run(move |c| db::find_grant(c, &sid, None))
+        .read(move |c| db::find_grant(c, &sid, None))
         .await?
         .filter(|g| g.grant.client_id == client.client_id)
         .ok_or_else(invalid)?;

@@ -210,7 +210,7 @@ async fn request_params(
     let now_ms = now.millis();
     let row = core
         .store
-        .run(move |c| db::find_request(c, &id, "login", now_ms))
+        .read(move |c| db::find_request(c, &id, "login", now_ms))
         .await?;
     match row {
         Some(r) => {
@@ -265,7 +265,7 @@ async fn needs_consent(core: &Core, valid: &Valid, user_id: UserId) -> Result<bo
     let client_id = valid.bound.client.client_id.clone();
     let consent = core
         .store
-        .run(move |c| db::find_consent(c, user_id, &client_id))
+        .read(move |c| db::find_consent(c, user_id, &client_id))
         .await?;
     Ok(match consent {
         Some(c) => {

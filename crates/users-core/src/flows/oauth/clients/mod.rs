@@ -199,11 +199,11 @@ pub async fn register(
     })
 }
 
-/// A client by its id.
+/// A client by its id, read fresh (coalesced with the other requests' client reads: one
+/// trip for all that arrive together, beside SQLite's writer).
 #[tracing::instrument(level = "debug", name = "oauth::clients::get", skip_all)]
 pub async fn get(core: &Core, client_id: &str) -> Result<Option<Client>, Fault> {
-    let id = client_id.to_owned();
-    let row = core.store.run(move |c| db::find_client(c, &id)).await?;
+    let row = core.client_rows.get(client_id.to_owned()).await?;
     row.map(Client::from_row).transpose()
 }
 
