@@ -3,6 +3,8 @@
 //! recognised as such. Refresh-token rotation is one conditional UPDATE on the counter, so
 //! two replicas refreshing the same token at once cannot both win.
 
+use std::collections::HashMap;
+
 use diesel::prelude::*;
 use users_domain::UserId;
 
@@ -117,6 +119,43 @@ pub fn find_with_user(
         return Ok(None);
     };
     StoredUser::try_from(user).map(|u| Some((session, u, roles)))
+}
+
+/// What a refresh reads of a session: the row, its user, the names of the user's roles.
+pub type SessionWithUser = (SessionRow, StoredUser, Vec<String>);
+
+/// [`find_with_user`] for several sessions in one query (the rotations that are
+/// committed together: docs/sessions-and-tokens.md#rotations), by session id. An id
+/// with no session is not in the map.
+pub fn find_many_with_user(
+    conn: &mut DbConnection,
+    ids: &[String],
+) -> QueryResult<HashMap<String, SessionWithUser>> {
+    use crate::schema::user_roles;
+    // one row per session and role (one with no role name for a user with none)
+    let rows: Vec<(SessionRow, UserRow, Option<String>)> = sessions::table
+        .inner_join(users::table.left_join(user_roles::table))
+        .filter(sessions::id.eq_any(ids))
+        .order((sessions::id.asc(), user_roles::role_name.asc()))
+        .select((
+            SessionRow::as_select(),
+            UserRow::as_select(),
+            user_roles::role_name.nullable(),
+        ))
+        .load(conn)?;
+    let mut found: HashMap<String, SessionWithUser> = HashMap::with_capacity(ids.len());
+    for (session, user, role) in rows {
+        if let Some((_, _, roles)) = found.get_mut(&session.id) {
+            roles.extend(role);
+            continue;
+        }
+        let user = StoredUser::try_from(user)?;
+        found.insert(
+            session.id.clone(),
+            (session, user, role.into_iter().collect()),
+        );
+    }
+    Ok(found)
 }
 
 /// The live sessions of a user, newest first.
