@@ -106,15 +106,13 @@ fn step(
     }
     let (user, roles) = (stored.user.clone(), roles.clone());
     let counter = item.claim.counter;
-    if counter == session.refresh_counter {
-        if sessions::rotate(c, &id, counter, item.at.now_ms)? {
-            return Ok(Step::Rotated {
-                user,
-                salt,
-                counter: counter + 1,
-                roles,
-            });
-        }
+    if counter == session.refresh_counter && sessions::rotate(c, &id, counter, item.at.now_ms)? {
+        return Ok(Step::Rotated {
+            user,
+            salt,
+            counter: counter + 1,
+            roles,
+        });
     }
     // rotated already (by this batch, or by another at the same instant): see where
     // it is now
