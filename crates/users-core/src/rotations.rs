@@ -7,7 +7,8 @@
 //!
 //! Two batches (here or on another replica) lock sessions in the order of their ids, so
 //! they never wait on each other in a circle; a transaction PostgreSQL ends anyway (a
-//! deadlock with another writer of the same rows) runs once more.
+//! deadlock with another writer of the same rows) runs once more. On SQLite the batch's
+//! `BEGIN IMMEDIATE`, in the writers' turn, holds the file instead.
 
 use std::collections::HashMap;
 
@@ -64,70 +65,104 @@ pub enum Step {
 }
 
 /// Checks and rotates `items` in one transaction; one step per item, in their order.
+/// The transaction locks the batch's sessions, reads them with their users and roles
+/// in one query, decides every item here, and rotates the winners in one statement:
+/// five statements for the whole batch, whatever its size.
 pub(crate) fn rotate_batch(c: &mut DbConnection, items: &[Rotating]) -> Result<Vec<Step>, DbError> {
-    let mut order: Vec<usize> = (0..items.len()).collect();
-    order.sort_by_key(|&i| items[i].claim.session_id);
-    let mut ids: Vec<String> = order
+    let mut ids: Vec<String> = items
         .iter()
-        .map(|&i| items[i].claim.session_id.to_string())
+        .map(|i| i.claim.session_id.to_string())
         .collect();
+    ids.sort_unstable();
     ids.dedup();
+    let now_ms = items.iter().map(|i| i.at.now_ms).max().unwrap_or_default();
     in_write_transaction(c, |c| {
+        sessions::lock_in_order(c, &ids)?;
         let found = sessions::find_many_with_user(c, &ids)?;
-        let mut steps: Vec<Option<Step>> = items.iter().map(|_| None).collect();
-        for &i in &order {
-            steps[i] = Some(step(c, &items[i], &found)?);
+        let mut counters: HashMap<&str, Counter> = found
+            .iter()
+            .map(|(id, (row, _, _))| (id.as_str(), Counter::of(row)))
+            .collect();
+        let mut rotate = Vec::new();
+        let steps: Vec<Step> = items
+            .iter()
+            .map(|item| step(item, &found, &mut counters, &mut rotate, now_ms))
+            .collect();
+        let rotated = sessions::rotate_all(c, &rotate, now_ms)?;
+        if rotated != rotate.len() {
+            // the rows are locked: this cannot be, and nothing of the batch is kept
+            return Err(DbError::Other(format!(
+                "a batch rotated {rotated} of {} sessions",
+                rotate.len()
+            )));
         }
-        Ok(steps.into_iter().flatten().collect())
+        Ok(steps)
     })
 }
 
-/// One refresh of a batch: its session as the batch read it, checked, and rotated when
-/// the claim is the current token. A second refresh of the same session in the batch
-/// finds the counter moved on by the first and reads the row again.
+/// Where a session's refresh counter is within a batch: as read, then as this batch
+/// moved it.
+struct Counter {
+    current: i64,
+    refreshed_at: Option<i64>,
+}
+
+impl Counter {
+    fn of(row: &SessionRow) -> Counter {
+        Counter {
+            current: row.refresh_counter,
+            refreshed_at: row.refreshed_at,
+        }
+    }
+}
+
+/// One refresh of a batch, decided on its session as read under the batch's lock: the
+/// current token rotates (its session goes into `rotate`); a second refresh of the same
+/// session in the batch finds the counter moved on by the first, as two tabs do.
 fn step(
-    c: &mut DbConnection,
     item: &Rotating,
     found: &HashMap<String, SessionWithUser>,
-) -> Result<Step, DbError> {
+    counters: &mut HashMap<&str, Counter>,
+    rotate: &mut Vec<String>,
+    now_ms: i64,
+) -> Step {
     let id = item.claim.session_id.to_string();
-    let Some((session, stored, roles)) = found.get(&id) else {
-        return Ok(Step::Invalid);
+    let (Some((session, stored, roles)), Some(counter)) =
+        (found.get(&id), counters.get_mut(id.as_str()))
+    else {
+        return Step::Invalid;
     };
     let Some(salt) = session.refresh_key_salt.clone() else {
-        return Ok(Step::Invalid);
+        return Step::Invalid;
     };
     if !item.key.verify(&item.claim, &salt)
         || !item.accepts(&session.method)
         || !session.is_live(item.at)
         || !stored.user.is_active
     {
-        return Ok(Step::Invalid);
+        return Step::Invalid;
     }
     let (user, roles) = (stored.user.clone(), roles.clone());
-    let counter = item.claim.counter;
-    if counter == session.refresh_counter && sessions::rotate(c, &id, counter, item.at.now_ms)? {
-        return Ok(Step::Rotated {
+    let presented = item.claim.counter;
+    if presented == counter.current {
+        counter.current += 1;
+        counter.refreshed_at = Some(now_ms);
+        rotate.push(id);
+        return Step::Rotated {
             user,
             salt,
-            counter: counter + 1,
+            counter: presented + 1,
             roles,
-        });
+        };
     }
-    // rotated already (by this batch, or by another at the same instant): see where
-    // it is now
-    let row: SessionRow = match sessions::find(c, &id)? {
-        Some(r) if r.ended_at.is_none() => r,
-        _ => return Ok(Step::Invalid),
-    };
-    if counter > row.refresh_counter {
-        return Ok(Step::Invalid);
+    if presented > counter.current {
+        return Step::Invalid;
     }
-    Ok(Step::Behind {
+    Step::Behind {
         user,
         salt,
-        current: row.refresh_counter,
-        refreshed_at: row.refreshed_at,
+        current: counter.current,
+        refreshed_at: counter.refreshed_at,
         roles,
-    })
+    }
 }
