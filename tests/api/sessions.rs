@@ -277,6 +277,83 @@ async fn many_sessions_refreshing_at_once_all_rotate(backend: Backend) {
     }
 }
 
+/// Refreshes that arrive together are checked and rotated in one transaction
+/// (docs/sessions-and-tokens.md#rotations): forged and replayed tokens among them are
+/// refused, a replay ends its own session, and the good ones beside them still rotate.
+async fn bad_refreshes_in_a_burst_spoil_only_themselves(backend: Backend) {
+    let app = std::sync::Arc::new(spawn_app(backend).await);
+    let email = unique_email();
+    app.create_user(&email).await;
+    let mut good = Vec::new();
+    let mut replayed = Vec::new();
+    for i in 0..12 {
+        let r0 = app.login_offline(&email, PASSWORD).await["refresh_token"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        if i < 8 {
+            good.push(r0);
+            continue;
+        }
+        // two rotations on: r0 is older than the one spent just before
+        let r1 = app.refresh(&r0).await.json::<Value>().await.unwrap()["refresh_token"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let r2 = app.refresh(&r1).await.json::<Value>().await.unwrap()["refresh_token"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        replayed.push((r0, r2));
+    }
+    // a token of a good session with its last character changed: the MAC fails
+    let forged: Vec<String> = good[..4]
+        .iter()
+        .map(|t| {
+            let mut t = t.clone().into_bytes();
+            let at = t.len() - 2;
+            t[at] = if t[at] == b'A' { b'B' } else { b'A' };
+            String::from_utf8(t).unwrap()
+        })
+        .collect();
+    let mut burst: Vec<(&'static str, String)> = Vec::new();
+    burst.extend(good.iter().map(|t| ("good", t.clone())));
+    burst.extend(forged.into_iter().map(|t| ("forged", t)));
+    burst.extend(replayed.iter().map(|(old, _)| ("replayed", old.clone())));
+    let tasks: Vec<_> = burst
+        .into_iter()
+        .map(|(kind, token)| {
+            let app = app.clone();
+            tokio::spawn(async move {
+                let r = app.refresh(&token).await;
+                let status = r.status().as_u16();
+                let body: Value = r.json().await.unwrap();
+                (kind, status, body)
+            })
+        })
+        .collect();
+    let mut next = Vec::new();
+    for t in tasks {
+        let (kind, status, body) = t.await.unwrap();
+        match kind {
+            "good" => {
+                assert_eq!(status, 200, "{body}");
+                next.push(body["refresh_token"].as_str().unwrap().to_owned());
+            }
+            "forged" => assert_eq!(body["detail"], "REFRESH_TOKEN_INVALID", "{status}"),
+            _ => assert_eq!(body["detail"], "REFRESH_TOKEN_REUSED", "{status}"),
+        }
+        assert!(kind == "good" || status == 400, "{kind}: {status}");
+    }
+    // the good chains go on; the replayed sessions are over, their newest token too
+    for token in next {
+        assert_eq!(app.refresh(&token).await.status(), 200);
+    }
+    for (_, newest) in replayed {
+        assert_eq!(app.refresh(&newest).await.status(), 400);
+    }
+}
+
 async fn concurrent_refreshes_converge_on_one_token(backend: Backend) {
     let app = std::sync::Arc::new(spawn_app(backend).await);
     let email = unique_email();
@@ -755,6 +832,7 @@ both_backends!(
     refresh_tokens_rotate_and_a_late_reuse_ends_the_session,
     concurrent_refreshes_converge_on_one_token,
     many_sessions_refreshing_at_once_all_rotate,
+    bad_refreshes_in_a_burst_spoil_only_themselves,
     two_processes_refreshing_at_once_converge,
     bad_refresh_tokens_are_refused,
     sessions_expire_when_idle_and_at_their_lifetime,

@@ -10,6 +10,10 @@
 //! (the pool's timeout), then is told the service is busy; a runner skips requests
 //! whose caller has stopped waiting; a request whose runner was dropped (its HTTP
 //! worker's runtime stopped) queues itself again.
+//!
+//! A batch may also write ([`Coalesced::writing`]): the refresh-token rotations that
+//! arrive together are committed in one transaction (docs/sessions-and-tokens.md#rotations);
+//! such a batch takes the SQLite writers' turn like any other write.
 
 use std::sync::{Arc, Mutex};
 
@@ -19,9 +23,9 @@ use users_db::{DbConnection, DbError};
 use crate::{Fault, Store};
 
 /// The most keys one call reads.
-const MAX_BATCH: usize = 512;
+const MAX_READ_BATCH: usize = 512;
 
-/// Reads the answers of `keys`, one per key, in their order.
+/// Reads (for a writing batch: writes) the answers of `keys`, one per key, in their order.
 pub type ReadBatch<K, V> = fn(&mut DbConnection, &[K]) -> Result<Vec<V>, DbError>;
 
 type Reply<V> = oneshot::Sender<Result<V, Fault>>;
@@ -44,6 +48,9 @@ pub struct Coalesced<K, V> {
     queue: Arc<Mutex<Queue<K, V>>>,
     slots: usize,
     read: ReadBatch<K, V>,
+    /// Whether a batch may write (and so takes the SQLite writers' turn).
+    writes: bool,
+    max_batch: usize,
 }
 
 impl<K, V> Clone for Coalesced<K, V> {
@@ -53,6 +60,8 @@ impl<K, V> Clone for Coalesced<K, V> {
             queue: self.queue.clone(),
             slots: self.slots,
             read: self.read,
+            writes: self.writes,
+            max_batch: self.max_batch,
         }
     }
 }
@@ -84,6 +93,23 @@ where
             })),
             slots: slots.max(1),
             read,
+            writes: false,
+            max_batch: MAX_READ_BATCH,
+        }
+    }
+
+    /// Batches that write: `batch` runs under the SQLite writers' turn, on at most
+    /// `max_batch` keys a call (what one transaction holds locked).
+    pub fn writing(
+        store: Store,
+        slots: usize,
+        max_batch: usize,
+        batch: ReadBatch<K, V>,
+    ) -> Coalesced<K, V> {
+        Coalesced {
+            writes: true,
+            max_batch: max_batch.max(1),
+            ..Coalesced::new(store, slots, batch)
         }
     }
 
@@ -157,25 +183,26 @@ where
                     slot.returned = true;
                     return;
                 }
-                let n = q.waiting.len().min(MAX_BATCH);
+                let n = q.waiting.len().min(self.max_batch);
                 q.waiting.drain(..n).collect::<Vec<_>>()
             };
             let (keys, replies): (Vec<K>, Vec<Reply<V>>) =
                 batch.into_iter().map(|w| (w.key, w.reply)).unzip();
             let read = self.read;
             let n = keys.len();
-            let found = self
-                .store
-                .read(move |c| read(c, &keys))
-                .await
-                .map_err(Fault::from)
-                .and_then(|found| {
-                    if found.len() == n {
-                        Ok(found)
-                    } else {
-                        Err(Fault::internal("a batch read answered another count"))
-                    }
-                });
+            let call = move |c: &mut DbConnection| read(c, &keys);
+            let found = if self.writes {
+                self.store.run(call).await
+            } else {
+                self.store.read(call).await
+            };
+            let found = found.map_err(Fault::from).and_then(|found| {
+                if found.len() == n {
+                    Ok(found)
+                } else {
+                    Err(Fault::internal("a batch read answered another count"))
+                }
+            });
             match found {
                 Ok(found) => {
                     for (reply, value) in replies.into_iter().zip(found) {

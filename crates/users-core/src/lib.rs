@@ -24,6 +24,7 @@ pub mod keyring;
 pub mod lookup;
 pub mod ops;
 pub mod outbox;
+pub mod rotations;
 pub mod sealing;
 pub mod signing;
 pub mod startup;
@@ -84,6 +85,8 @@ pub struct Core {
     pub lookups: lookup::TokenLookups,
     /// The provider's signing keys, one ring per algorithm (docs/oauth-provider.md).
     pub keys: Arc<keyring::KeyRings>,
+    /// Refresh-token rotations, committed together (`rotations.rs`).
+    pub rotations: coalesce::Coalesced<rotations::Rotating, rotations::Step>,
     /// The provider's client rows, read coalesced across concurrent requests.
     pub client_rows: coalesce::Coalesced<String, Option<users_db::oauth::ClientRow>>,
     /// Whether clients' own access tokens (jti, client_id) are live, read coalesced.

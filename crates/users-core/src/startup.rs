@@ -136,7 +136,15 @@ impl Core {
         // while the token check may hold half the pool)
         let client_rows = crate::coalesce::Coalesced::new(store.clone(), 2, read_client_rows);
         let client_tokens = crate::coalesce::Coalesced::new(store.clone(), 1, read_client_tokens);
+        // refreshes: a transaction (and a connection) for each quarter of the pool
+        let rotations = crate::coalesce::Coalesced::writing(
+            store.clone(),
+            (store.connections() / 4).max(1),
+            crate::rotations::MAX_ROTATIONS,
+            crate::rotations::rotate_batch,
+        );
         Ok(Core {
+            rotations,
             client_rows,
             client_tokens,
             verified_tokens: Default::default(),

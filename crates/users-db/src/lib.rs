@@ -33,6 +33,7 @@ pub mod users;
 pub use effects::{Effects, Happened};
 
 pub use pool::{
-    check_ready, is_unique_violation, migration_names, run_migrations, Conn, Database, DatabaseUrl,
-    DbConnection, DbError, Manager, PoolOptions, PooledConnection,
+    check_ready, in_write_transaction, is_transaction_conflict, is_unique_violation,
+    migration_names, run_migrations, Conn, Database, DatabaseUrl, DbConnection, DbError, Manager,
+    PoolOptions, PooledConnection,
 };

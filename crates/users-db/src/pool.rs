@@ -163,6 +163,64 @@ impl DbError {
     }
 }
 
+/// The transaction was chosen to end so that another could go on (PostgreSQL's
+/// deadlock detector, or a serialization failure): running it again may succeed.
+pub fn is_transaction_conflict(e: &DieselError) -> bool {
+    match e {
+        DieselError::DatabaseError(DatabaseErrorKind::SerializationFailure, _) => true,
+        DieselError::DatabaseError(_, info) => info.message().contains("deadlock detected"),
+        _ => false,
+    }
+}
+
+/// Runs `f` in one transaction that writes, and once more when the database ended it
+/// for a conflict with another ([`is_transaction_conflict`]).
+pub fn in_write_transaction<T>(
+    conn: &mut DbConnection,
+    mut f: impl FnMut(&mut DbConnection) -> Result<T, DbError>,
+) -> Result<T, DbError> {
+    match write_transaction(conn, &mut f) {
+        Err(DbError::Query(e)) if is_transaction_conflict(&e) => write_transaction(conn, f),
+        other => other,
+    }
+}
+
+/// A transaction that reads, then writes. On SQLite it begins `IMMEDIATE`: it takes the
+/// write lock at once (waiting for it as any writer does), where a deferred one would
+/// fail at its first write, without waiting, when another process committed since its
+/// read.
+fn write_transaction<T>(
+    conn: &mut DbConnection,
+    f: impl FnOnce(&mut DbConnection) -> Result<T, DbError>,
+) -> Result<T, DbError> {
+    use diesel::connection::{AnsiTransactionManager, TransactionManager};
+    match conn {
+        DbConnection::Sqlite(c) => {
+            AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE")?
+        }
+        DbConnection::Postgresql(c) => AnsiTransactionManager::begin_transaction(c)?,
+    }
+    match f(conn) {
+        Ok(value) => {
+            match conn {
+                DbConnection::Sqlite(c) => AnsiTransactionManager::commit_transaction(c)?,
+                DbConnection::Postgresql(c) => AnsiTransactionManager::commit_transaction(c)?,
+            }
+            Ok(value)
+        }
+        Err(e) => {
+            let rolled_back = match conn {
+                DbConnection::Sqlite(c) => AnsiTransactionManager::rollback_transaction(c),
+                DbConnection::Postgresql(c) => AnsiTransactionManager::rollback_transaction(c),
+            };
+            match rolled_back {
+                Ok(()) | Err(DieselError::BrokenTransactionManager) => Err(e),
+                Err(rollback) => Err(rollback.into()),
+            }
+        }
+    }
+}
+
 pub fn is_unique_violation(e: &DieselError) -> bool {
     matches!(
         e,

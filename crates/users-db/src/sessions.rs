@@ -1,7 +1,9 @@
 //! Sessions: one row per sign-in (docs/sessions-and-tokens.md). Ending a session sets
 //! `ended_at`; the row stays until purged, so a refresh token of an ended session is
-//! recognised as such. Refresh-token rotation is one conditional UPDATE on the counter, so
+//! recognised as such. Refresh tokens rotate in batches that lock their sessions first, so
 //! two replicas refreshing the same token at once cannot both win.
+
+use std::collections::HashMap;
 
 use diesel::prelude::*;
 use users_domain::UserId;
@@ -94,29 +96,41 @@ pub fn find(conn: &mut DbConnection, id: &str) -> QueryResult<Option<SessionRow>
         .optional()
 }
 
-/// A session, its user and the names of the user's roles, sorted, in one query (what a
-/// refresh reads before it rotates: docs/sessions-and-tokens.md).
-pub fn find_with_user(
+/// What a refresh reads of a session: the row, its user, the names of the user's roles.
+pub type SessionWithUser = (SessionRow, StoredUser, Vec<String>);
+
+/// Sessions, their users and the names of the users' roles, sorted, in one query (what
+/// a batch of rotations reads: docs/sessions-and-tokens.md#rotations), by session id.
+/// An id with no session is not in the map.
+pub fn find_many_with_user(
     conn: &mut DbConnection,
-    id: &str,
-) -> QueryResult<Option<(SessionRow, StoredUser, Vec<String>)>> {
+    ids: &[String],
+) -> QueryResult<HashMap<String, SessionWithUser>> {
     use crate::schema::user_roles;
-    // one row per role (one with no role name when the user has none)
+    // one row per session and role (one with no role name for a user with none)
     let rows: Vec<(SessionRow, UserRow, Option<String>)> = sessions::table
         .inner_join(users::table.left_join(user_roles::table))
-        .filter(sessions::id.eq(id))
-        .order(user_roles::role_name.asc())
+        .filter(sessions::id.eq_any(ids))
+        .order((sessions::id.asc(), user_roles::role_name.asc()))
         .select((
             SessionRow::as_select(),
             UserRow::as_select(),
             user_roles::role_name.nullable(),
         ))
         .load(conn)?;
-    let roles: Vec<String> = rows.iter().filter_map(|(_, _, r)| r.clone()).collect();
-    let Some((session, user, _)) = rows.into_iter().next() else {
-        return Ok(None);
-    };
-    StoredUser::try_from(user).map(|u| Some((session, u, roles)))
+    let mut found: HashMap<String, SessionWithUser> = HashMap::with_capacity(ids.len());
+    for (session, user, role) in rows {
+        if let Some((_, _, roles)) = found.get_mut(&session.id) {
+            roles.extend(role);
+            continue;
+        }
+        let user = StoredUser::try_from(user)?;
+        found.insert(
+            session.id.clone(),
+            (session, user, role.into_iter().collect()),
+        );
+    }
+    Ok(found)
 }
 
 /// The live sessions of a user, newest first.
@@ -152,28 +166,40 @@ pub fn touch_many(
     .execute(conn)
 }
 
-/// Rotates the refresh token: the counter moves from `from_counter` to the next one,
-/// only if it still is `from_counter` and the session was not ended. Returns whether
-/// this call won.
-pub fn rotate(
-    conn: &mut DbConnection,
-    id: &str,
-    from_counter: i64,
-    now_ms: i64,
-) -> QueryResult<bool> {
+/// Locks the sessions of `ids` for a batch of rotations, in the order of their ids (two
+/// batches, on one replica or two, then never wait on each other in a circle). On
+/// SQLite, where the batch's `BEGIN IMMEDIATE` holds the whole file, there is nothing
+/// more to lock.
+pub fn lock_in_order(conn: &mut DbConnection, ids: &[String]) -> QueryResult<()> {
+    if let DbConnection::Postgresql(pg) = conn {
+        sessions::table
+            .filter(sessions::id.eq_any(ids))
+            .order(sessions::id.asc())
+            .select(sessions::id)
+            .for_update()
+            .load::<String>(pg)?;
+    }
+    Ok(())
+}
+
+/// Moves the refresh counter of each of `ids` on by one, as rotated at `now_ms`, in one
+/// statement; the caller holds their locks ([`lock_in_order`]) and read their counters
+/// after taking them. Returns how many rows it changed.
+pub fn rotate_all(conn: &mut DbConnection, ids: &[String], now_ms: i64) -> QueryResult<usize> {
+    if ids.is_empty() {
+        return Ok(0);
+    }
     diesel::update(
         sessions::table
-            .find(id)
-            .filter(sessions::refresh_counter.eq(from_counter))
+            .filter(sessions::id.eq_any(ids))
             .filter(sessions::ended_at.is_null()),
     )
     .set((
-        sessions::refresh_counter.eq(from_counter + 1),
+        sessions::refresh_counter.eq(sessions::refresh_counter + 1),
         sessions::refreshed_at.eq(Some(now_ms)),
         sessions::last_used_at.eq(now_ms),
     ))
     .execute(conn)
-    .map(|n| n > 0)
 }
 
 /// Raises a session's assurance level (a completed second factor).

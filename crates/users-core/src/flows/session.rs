@@ -2,15 +2,16 @@
 //! its id as `sid`; refresh tokens rotate with reuse detection; a user sees their live
 //! sessions and ends them.
 
-use users_db::sessions::{self, EndSessions, Liveness, NewSession, SessionRow};
-use users_db::{DbConnection, DbError};
+use users_db::sessions::{self, EndSessions, NewSession, SessionRow};
+use users_db::DbError;
 use users_domain::{Timestamp, User, UserId};
 
 // where the web layer has always found it
 use crate::change::Change;
 pub use crate::client::ClientInfo;
 use crate::events::{Event, EventType};
-use crate::tokens::{RefreshClaim, RefreshKey};
+use crate::rotations::{Rotating, Step};
+use crate::tokens::RefreshKey;
 use crate::{Core, Counters, Fault};
 
 /// How the user proved who they are.
@@ -250,17 +251,6 @@ pub(crate) enum RefreshOf<'a> {
     Grant { client_id: &'a str },
 }
 
-impl RefreshOf<'_> {
-    fn accepts(&self, method: &str) -> bool {
-        match self {
-            RefreshOf::FirstParty => !method.starts_with("oauth:"),
-            RefreshOf::Grant { client_id } => method
-                .strip_prefix("oauth:")
-                .is_some_and(|c| c == *client_id),
-        }
-    }
-}
-
 /// A rotation's result: the session's user, and its refresh token's salt and counter.
 #[derive(Debug)]
 pub(crate) struct Rotated {
@@ -297,26 +287,6 @@ enum Rotation {
     Converged,
 }
 
-/// What one blocking call found of a refresh token's session, and whether it rotated it.
-enum Step {
-    Invalid,
-    /// The token was the current one and this call moved the counter on.
-    Rotated {
-        user: User,
-        salt: String,
-        counter: i64,
-        roles: Vec<String>,
-    },
-    /// The token checks out but is not (or no longer) the current one.
-    Behind {
-        user: User,
-        salt: String,
-        current: i64,
-        refreshed_at: Option<i64>,
-        roles: Vec<String>,
-    },
-}
-
 async fn refresh_inner(
     core: &Core,
     token: &str,
@@ -327,23 +297,18 @@ async fn refresh_inner(
     let claim = RefreshKey::parse(token).ok_or(RefreshError::Invalid)?;
     let sid = claim.session_id.to_string();
     let presented = claim.counter;
-    // read, check and rotate in one call on one connection: one hop off the executor
-    // for the common case (the token is the current one and nobody races it)
-    let (key, at) = (core.refresh_key.clone(), core.config.liveness(now));
-    let kind = match of {
-        RefreshOf::FirstParty => None,
-        RefreshOf::Grant { client_id } => Some(client_id.to_owned()),
+    // checked and rotated in a batch with the refreshes that arrive beside it: one
+    // transaction, one commit for all (docs/sessions-and-tokens.md#rotations)
+    let rotating = Rotating {
+        key: core.refresh_key.clone(),
+        claim,
+        client_id: match of {
+            RefreshOf::FirstParty => None,
+            RefreshOf::Grant { client_id } => Some(client_id.to_owned()),
+        },
+        at: core.config.liveness(now),
     };
-    let step = core
-        .store
-        .run(move |c| {
-            let of = match &kind {
-                None => RefreshOf::FirstParty,
-                Some(client_id) => RefreshOf::Grant { client_id },
-            };
-            rotation_step(c, &key, &claim, of, at)
-        })
-        .await?;
+    let step = core.rotations.get(rotating).await?;
     let (user, salt, current, refreshed_at, roles) = match step {
         Step::Invalid => return Err(RefreshError::Invalid),
         Step::Rotated {
@@ -413,59 +378,6 @@ async fn end_reused(
     .await?;
     tracing::warn!(user_id = %user_id, session_id = %sid, "a spent refresh token was presented again; the session is ended");
     Err(RefreshError::Reused)
-}
-
-/// The blocking part of a refresh: the session the claim names and its user, checked,
-/// and rotated when the claim is the current token.
-fn rotation_step(
-    c: &mut DbConnection,
-    key: &RefreshKey,
-    claim: &RefreshClaim,
-    of: RefreshOf<'_>,
-    at: Liveness,
-) -> Result<Step, DbError> {
-    let id = claim.session_id.to_string();
-    let Some((session, stored, roles)) = sessions::find_with_user(c, &id)? else {
-        return Ok(Step::Invalid);
-    };
-    let Some(salt) = session.refresh_key_salt.clone() else {
-        return Ok(Step::Invalid);
-    };
-    if !key.verify(claim, &salt)
-        || !of.accepts(&session.method)
-        || !session.is_live(at)
-        || !stored.user.is_active
-    {
-        return Ok(Step::Invalid);
-    }
-    let user = stored.user;
-    let mut row = session;
-    if claim.counter == row.refresh_counter {
-        if sessions::rotate(c, &id, row.refresh_counter, at.now_ms)? {
-            let counter = row.refresh_counter + 1;
-            return Ok(Step::Rotated {
-                user,
-                salt,
-                counter,
-                roles,
-            });
-        }
-        // another request rotated it at the same instant: see where it is now
-        match sessions::find(c, &id)? {
-            Some(r) if r.ended_at.is_none() => row = r,
-            _ => return Ok(Step::Invalid),
-        }
-    }
-    if claim.counter > row.refresh_counter {
-        return Ok(Step::Invalid);
-    }
-    Ok(Step::Behind {
-        user,
-        salt,
-        current: row.refresh_counter,
-        refreshed_at: row.refreshed_at,
-        roles,
-    })
 }
 
 /// The user's live sessions, newest first; `current` marks the caller's.
