@@ -246,9 +246,10 @@ diesel::define_sql_function! {
 /// order of `credentials`. On PostgreSQL one statement answers every one (users,
 /// sessions and API keys by `= ANY($1)`; the users of the keys are found through the
 /// keys' hashes in the same statement), and a second one the revocations, only when a
-/// token without a session is among them (and one the revoked `jti`s of the provider's
-/// access tokens, only when a grant's token is among them). On SQLite, in-process, each credential is its
-/// own cached statement.
+/// token without a session is among them. The revoked `jti`s of the provider's access
+/// tokens, when a grant's token is among them, come with the first statement in a batch
+/// without API keys, and in one of their own otherwise. On SQLite, in-process, each
+/// credential is its own cached statement.
 pub fn find_for_credentials(
     conn: &mut DbConnection,
     credentials: &[Credential],

@@ -421,9 +421,6 @@ fn user_admin(cfg: &mut web::ServiceConfig) {
     );
 }
 
-/// The routes of the OAuth 2.1 / OpenID Connect provider (docs/oauth-provider.md).
-/// Client authentication failures count against the per-IP budget inside the flow, so
-/// the token endpoint's successful calls are not limited.
 /// The provider's busiest routes, right after [`first`]: their paths are static, and
 /// each of the ~30 dynamic resources registered before them would cost a regex match
 /// (about 80,000 instructions a request, measured: bench/results/provider-speed.md).
@@ -445,6 +442,9 @@ fn provider_busiest(cfg: &mut web::ServiceConfig) {
         );
 }
 
+/// The routes of the OAuth 2.1 / OpenID Connect provider (docs/oauth-provider.md).
+/// Client authentication failures count against the per-IP budget inside the flow, so
+/// the token endpoint's successful calls are not limited.
 fn provider(cfg: &mut web::ServiceConfig) {
     cfg.service(
         resource("/.well-known/openid-configuration").route(web::get().to(oauth::discovery)),

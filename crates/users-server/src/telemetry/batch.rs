@@ -77,16 +77,24 @@ impl Queue {
             return;
         }
         pending.spans.push(span);
-        if pending.spans.len() == self.config.max_batch {
+        // the first span ends the exporter's idle sleep; a full batch, its delay
+        if pending.spans.len() == 1 || pending.spans.len() == self.config.max_batch {
             self.wake.notify_one();
         }
     }
 
-    /// What is queued, once a batch is full, the delay has passed or the export stops
-    /// (then true).
+    /// What is queued, once a batch is full, the delay since the first span has passed
+    /// or the export stops (then true). With nothing queued it sleeps until a span
+    /// comes, whatever the delay (a delay of 0 would otherwise spin).
     fn take(&self) -> (Vec<SpanRecord>, u64, bool) {
-        let deadline = Instant::now() + self.config.delay;
         let mut pending = self.lock();
+        while !pending.stop && pending.spans.is_empty() && pending.dropped == 0 {
+            pending = self
+                .wake
+                .wait(pending)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+        let deadline = Instant::now() + self.config.delay;
         while !pending.stop && pending.spans.len() < self.config.max_batch {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
@@ -103,6 +111,9 @@ impl Queue {
         (spans, std::mem::take(&mut pending.dropped), pending.stop)
     }
 }
+
+/// How long a shutdown waits for the last spans to be exported.
+const FINISH_WITHIN: Duration = Duration::from_secs(5);
 
 /// The exporter's thread, while traces are exported.
 pub(super) struct Pipeline {
@@ -123,16 +134,28 @@ impl Pipeline {
         })
     }
 
-    /// Exports what is still queued, then stops (waits for the exporter's thread).
+    /// Exports what is still queued, then stops: waits for the exporter's thread at
+    /// most [`FINISH_WITHIN`] (a receiver that is down must not hold up a shutdown past
+    /// its grace period), then leaves it.
     pub(super) fn finish(mut self) -> Result<(), String> {
         self.queue.lock().stop = true;
         self.queue.wake.notify_one();
-        match self.thread.take() {
-            Some(thread) => thread
-                .join()
-                .map_err(|_| "the exporter's thread failed".to_owned()),
-            None => Ok(()),
+        let Some(thread) = self.thread.take() else {
+            return Ok(());
+        };
+        let deadline = Instant::now() + FINISH_WITHIN;
+        while !thread.is_finished() {
+            if Instant::now() >= deadline {
+                return Err(format!(
+                    "the last spans were not exported within {} s",
+                    FINISH_WITHIN.as_secs()
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(20));
         }
+        thread
+            .join()
+            .map_err(|_| "the exporter's thread failed".to_owned())
     }
 }
 
@@ -168,6 +191,10 @@ fn run(exporter: &Exporter, queue: &Queue) {
                     tracing::warn!(error = %e, "spans were not exported");
                 }
                 Err(_) => {}
+            }
+            // stopping: a receiver that failed once gets no more tries
+            if stop && failing {
+                break;
             }
         }
         drop(spans);
@@ -234,5 +261,25 @@ mod tests {
         queue.lock().stop = true;
         let (spans, dropped, stop) = queue.take();
         assert_eq!((spans.len(), dropped, stop), (0, 0, true));
+    }
+
+    #[test]
+    fn an_empty_queue_sleeps_until_a_span_comes_even_with_no_delay() {
+        let queue = Arc::new(Queue::new(BatchConfig {
+            max_queue: 10,
+            max_batch: 10,
+            delay: Duration::ZERO,
+        }));
+        let pusher = queue.clone();
+        let started = Instant::now();
+        let later = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(100));
+            pusher.push(crate::telemetry::record::tests::record());
+        });
+        // no spin: one take, which returns with the span that came
+        let (spans, dropped, stop) = queue.take();
+        assert_eq!((spans.len(), dropped, stop), (1, 0, false));
+        assert!(started.elapsed() >= Duration::from_millis(90));
+        later.join().unwrap();
     }
 }
