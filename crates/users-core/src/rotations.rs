@@ -76,6 +76,9 @@ pub(crate) fn rotate_batch(c: &mut DbConnection, items: &[Rotating]) -> Result<V
     ids.sort_unstable();
     ids.dedup();
     let now_ms = items.iter().map(|i| i.at.now_ms).max().unwrap_or_default();
+    if let [item] = items {
+        return rotate_one(c, item, &ids);
+    }
     in_write_transaction(c, |c| {
         sessions::lock_in_order(c, &ids)?;
         let found = sessions::find_many_with_user(c, &ids)?;
@@ -98,6 +101,37 @@ pub(crate) fn rotate_batch(c: &mut DbConnection, items: &[Rotating]) -> Result<V
         }
         Ok(steps)
     })
+}
+
+/// A batch of one, as a rotation ran before batches: the read, then an `UPDATE` on the
+/// counter it read, each in autocommit (two statements where a transaction takes five);
+/// when another request moved the counter in between, the session is read again.
+fn rotate_one(c: &mut DbConnection, item: &Rotating, ids: &[String]) -> Result<Vec<Step>, DbError> {
+    let found = sessions::find_many_with_user(c, ids)?;
+    let mut counters: HashMap<&str, Counter> = found
+        .iter()
+        .map(|(id, (row, _, _))| (id.as_str(), Counter::of(row)))
+        .collect();
+    let mut rotate = Vec::new();
+    let first = step(item, &found, &mut counters, &mut rotate, item.at.now_ms);
+    let Some(id) = rotate.first() else {
+        return Ok(vec![first]);
+    };
+    if sessions::rotate(c, id, item.claim.counter, item.at.now_ms)? {
+        return Ok(vec![first]);
+    }
+    // rotated by another request at the same instant: decide on the row as it is now
+    let now = sessions::find_many_with_user(c, ids)?;
+    let mut counters: HashMap<&str, Counter> = now
+        .iter()
+        .map(|(id, (row, _, _))| (id.as_str(), Counter::of(row)))
+        .collect();
+    let again = step(item, &now, &mut counters, &mut Vec::new(), item.at.now_ms);
+    Ok(vec![match again {
+        // the counter moved between the two reads: this is not the current token
+        Step::Rotated { .. } => Step::Invalid,
+        other => other,
+    }])
 }
 
 /// Where a session's refresh counter is within a batch: as read, then as this batch

@@ -166,6 +166,30 @@ pub fn touch_many(
     .execute(conn)
 }
 
+/// Rotates the refresh token: the counter moves from `from_counter` to the next one,
+/// only if it still is `from_counter` and the session was not ended. Returns whether
+/// this call won.
+pub fn rotate(
+    conn: &mut DbConnection,
+    id: &str,
+    from_counter: i64,
+    now_ms: i64,
+) -> QueryResult<bool> {
+    diesel::update(
+        sessions::table
+            .find(id)
+            .filter(sessions::refresh_counter.eq(from_counter))
+            .filter(sessions::ended_at.is_null()),
+    )
+    .set((
+        sessions::refresh_counter.eq(from_counter + 1),
+        sessions::refreshed_at.eq(Some(now_ms)),
+        sessions::last_used_at.eq(now_ms),
+    ))
+    .execute(conn)
+    .map(|n| n > 0)
+}
+
 /// Locks the sessions of `ids` for a batch of rotations, in the order of their ids (two
 /// batches, on one replica or two, then never wait on each other in a circle). On
 /// SQLite, where the batch's `BEGIN IMMEDIATE` holds the whole file, there is nothing
