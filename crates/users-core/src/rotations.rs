@@ -82,10 +82,7 @@ pub(crate) fn rotate_batch(c: &mut DbConnection, items: &[Rotating]) -> Result<V
     in_write_transaction(c, |c| {
         sessions::lock_in_order(c, &ids)?;
         let found = sessions::find_many_with_user(c, &ids)?;
-        let mut counters: HashMap<&str, Counter> = found
-            .iter()
-            .map(|(id, (row, _, _))| (id.as_str(), Counter::of(row)))
-            .collect();
+        let mut counters = counters_of(&found);
         let mut rotate = Vec::new();
         let steps: Vec<Step> = items
             .iter()
@@ -108,10 +105,7 @@ pub(crate) fn rotate_batch(c: &mut DbConnection, items: &[Rotating]) -> Result<V
 /// when another request moved the counter in between, the session is read again.
 fn rotate_one(c: &mut DbConnection, item: &Rotating, ids: &[String]) -> Result<Vec<Step>, DbError> {
     let found = sessions::find_many_with_user(c, ids)?;
-    let mut counters: HashMap<&str, Counter> = found
-        .iter()
-        .map(|(id, (row, _, _))| (id.as_str(), Counter::of(row)))
-        .collect();
+    let mut counters = counters_of(&found);
     let mut rotate = Vec::new();
     let first = step(item, &found, &mut counters, &mut rotate, item.at.now_ms);
     let Some(id) = rotate.first() else {
@@ -122,16 +116,21 @@ fn rotate_one(c: &mut DbConnection, item: &Rotating, ids: &[String]) -> Result<V
     }
     // rotated by another request at the same instant: decide on the row as it is now
     let now = sessions::find_many_with_user(c, ids)?;
-    let mut counters: HashMap<&str, Counter> = now
-        .iter()
-        .map(|(id, (row, _, _))| (id.as_str(), Counter::of(row)))
-        .collect();
+    let mut counters = counters_of(&now);
     let again = step(item, &now, &mut counters, &mut Vec::new(), item.at.now_ms);
     Ok(vec![match again {
         // the counter moved between the two reads: this is not the current token
         Step::Rotated { .. } => Step::Invalid,
         other => other,
     }])
+}
+
+/// Each session's counter as read.
+fn counters_of(found: &HashMap<String, SessionWithUser>) -> HashMap<&str, Counter> {
+    found
+        .iter()
+        .map(|(id, (row, _, _))| (id.as_str(), Counter::of(row)))
+        .collect()
 }
 
 /// Where a session's refresh counter is within a batch: as read, then as this batch

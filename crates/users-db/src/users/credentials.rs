@@ -113,14 +113,7 @@ pub fn find_for_token(conn: &mut DbConnection, key: &TokenKey) -> QueryResult<Op
         DbConnection::Sqlite(c) => token_query!(c, key.user_id, &key.scope),
     };
     found
-        .map(|(row, revoked, session)| {
-            StoredUser::try_from(row).map(|user| TokenCheck {
-                user,
-                revoked,
-                session,
-                api_key: None,
-            })
-        })
+        .map(|(row, revoked, session)| token_check(row, revoked, session))
         .transpose()
 }
 
@@ -176,15 +169,22 @@ fn find_for_grant(
         DbConnection::Sqlite(c) => grant_query!(c),
     };
     found
-        .map(|(row, session, revoked)| {
-            StoredUser::try_from(row).map(|user| TokenCheck {
-                user,
-                revoked,
-                session,
-                api_key: None,
-            })
-        })
+        .map(|(row, session, revoked)| token_check(row, revoked, session))
         .transpose()
+}
+
+/// A token's check from its user's row, whether it was revoked, and its session.
+fn token_check(
+    row: UserRow,
+    revoked: bool,
+    session: Option<SessionRow>,
+) -> QueryResult<TokenCheck> {
+    StoredUser::try_from(row).map(|user| TokenCheck {
+        user,
+        revoked,
+        session,
+        api_key: None,
+    })
 }
 
 /// The user of an API key, with the key: one statement (a key names no session).
