@@ -108,16 +108,26 @@ pub fn find_many_with_user(
 ) -> QueryResult<HashMap<String, SessionWithUser>> {
     use crate::schema::user_roles;
     // one row per session and role (one with no role name for a user with none)
-    let rows: Vec<(SessionRow, UserRow, Option<String>)> = sessions::table
-        .inner_join(users::table.left_join(user_roles::table))
-        .filter(sessions::id.eq_any(ids))
-        .order((sessions::id.asc(), user_roles::role_name.asc()))
-        .select((
-            SessionRow::as_select(),
-            UserRow::as_select(),
-            user_roles::role_name.nullable(),
-        ))
-        .load(conn)?;
+    macro_rules! rows_where {
+        ($filter:expr) => {
+            sessions::table
+                .inner_join(users::table.left_join(user_roles::table))
+                .filter($filter)
+                .order((sessions::id.asc(), user_roles::role_name.asc()))
+                .select((
+                    SessionRow::as_select(),
+                    UserRow::as_select(),
+                    user_roles::role_name.nullable(),
+                ))
+                .load::<(SessionRow, UserRow, Option<String>)>(conn)?
+        };
+    }
+    // One id (a refresh that arrives alone) is read with `=`: SQLite's statement cache
+    // keeps that statement, where it prepares an `IN` list of any length anew each time.
+    let rows = match ids {
+        [id] => rows_where!(sessions::id.eq(id)),
+        _ => rows_where!(sessions::id.eq_any(ids)),
+    };
     let mut found: HashMap<String, SessionWithUser> = HashMap::with_capacity(ids.len());
     for (session, user, role) in rows {
         if let Some((_, _, roles)) = found.get_mut(&session.id) {
