@@ -183,7 +183,8 @@ impl crate::Happened for Redeemed {
     }
 }
 
-/// Redeems a code in one transaction: marks it used and starts its grant (the session
+/// Redeems a code (docs/oauth-provider.md#how-a-code-is-redeemed) in one transaction (on
+/// PostgreSQL, when the code is unused, in one statement): marks it used and starts its grant (the session
 /// and the grant row), or, for a code used before, ends the grant it started and
 /// writes `replayed` (the events of the replay).
 /// The browser session the code was issued in must still be live: a sign-out, a
@@ -197,6 +198,21 @@ pub fn redeem_code(
     grant: &GrantRow,
     replayed: &Effects,
 ) -> QueryResult<Redeemed> {
+    if let DbConnection::Postgresql(pg) = conn {
+        let statement = super::redeem_pg::RedeemStatement {
+            code_hash,
+            browser_session,
+            now_ms,
+            session,
+            grant,
+        };
+        match super::redeem_pg::redeem(pg, statement)? {
+            Some(true) => return Ok(Redeemed::Started),
+            Some(false) => return Ok(Redeemed::Invalid),
+            // not marked: spent, expired or unknown, told apart below
+            None => {}
+        }
+    }
     conn.transaction(|c| {
         let marked = diesel::update(
             oauth_codes::table

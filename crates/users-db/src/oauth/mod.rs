@@ -12,6 +12,7 @@ use crate::{DbConnection, Effects};
 
 mod codes;
 mod grants;
+mod redeem_pg;
 pub use codes::*;
 pub use grants::*;
 
