@@ -485,6 +485,7 @@ def main() -> int:
         ap.error("--requests must be at least 1 and --warmup at least 0")
 
     tmp = Path(tempfile.mkdtemp(prefix="users-instr-"))
+    sink = None
     pg_admin = args.postgres_url.rstrip("/")
     res = {"meta": {}, "rows": [], "comparisons": [], "skipped": []}
     try:
@@ -504,9 +505,8 @@ def main() -> int:
                                                         "--porcelain", "--untracked-files=no"]))},
         })
         log(f"counting with {tool}")
-        sink = None
         if args.otel or args.otel_both:
-            sink = harness.OtlpSink()
+            sink = harness.OtlpSink(tmp)
             harness.OTEL_ENDPOINT = sink.endpoint
             meta["otel"] = True
             meta["otel_both"] = bool(args.otel_both)
@@ -583,6 +583,8 @@ def main() -> int:
         log(f"error: {e}")
         return 1
     finally:
+        if sink:
+            sink.stop()
         if args.keep_temp:
             log(f"temporary files kept in {tmp}")
         else:

@@ -182,6 +182,10 @@ PEERS = {"sqlite": "fastapi-users", "postgres": "fastapi-users-postgres"}
 # users-server built from REV. Each follows its system here (and so in the report); the two
 # are measured interleaved, cell by cell (see Bench.system).
 BASELINE = "@base"
+# Traces twins (--otel-pair): the same binary as their system, with traces on (exported to
+# the harness's sink, the default sampler); measured interleaved with it like a baseline
+# twin, and reported as on ÷ off (Report.traces_table).
+OTEL = "@otel"
 
 
 def with_baseline_twins(systems: dict, twinned) -> dict:
@@ -190,6 +194,7 @@ def with_baseline_twins(systems: dict, twinned) -> dict:
         out[name] = spec
         if name in twinned:
             out[name + BASELINE] = {**spec, "baseline_of": name}
+            out[name + OTEL] = {**spec, "otel_of": name}
     return out
 
 
@@ -235,41 +240,45 @@ SERVICE_VARS = [
 OAUTH_REDIRECT = "http://127.0.0.1:9/callback"
 OAUTH_VERIFIER = "bench-pkce-verifier-" + "v" * 40
 
-# --otel: where the users servers export their traces (a loopback sink of this harness
-# that takes every OTLP/HTTP request and answers 200, as a collector would); None: off.
+# --otel: where every users server exports its traces; --otel-pair: where the @otel twins
+# do. A loopback sink of this harness (bench/otlp_sink.py) that takes every OTLP/HTTP
+# request and answers 200, as a collector would; None: off.
 OTEL_ENDPOINT: str | None = None
+OTEL_SINK: "OtlpSink | None" = None
+# --otel-pair: only the @otel twins export
+OTEL_PAIR = False
 
 
 class OtlpSink:
-    """A loopback OTLP/HTTP receiver that accepts and counts export requests (no decoding:
-    only the service's cost of tracing is measured)."""
+    """The loopback OTLP/HTTP receiver (bench/otlp_sink.py), a process of its own: it
+    discards the bodies (no decoding: only the service's cost of tracing is measured), and
+    its CPU time is read beside the server's (Bench.measure)."""
 
-    def __init__(self):
-        import http.server
-        sink = self
-        self.requests = 0
-        self.bytes = 0
+    def __init__(self, tmp_dir: Path):
+        port_file = tmp_dir / f"otlp-sink-{secrets.token_hex(3)}.port"
+        self.proc = subprocess.Popen([sys.executable, str(BENCH / "otlp_sink.py"),
+                                      str(port_file)], start_new_session=True)
+        deadline = time.monotonic() + 10
+        while not (port_file.exists() and port_file.read_text().strip()):
+            if time.monotonic() > deadline or self.proc.poll() is not None:
+                raise BenchError("the OTLP sink did not start")
+            time.sleep(0.05)
+        self.endpoint = f"http://127.0.0.1:{port_file.read_text().strip()}"
 
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self):
-                n = int(self.headers.get("Content-Length") or 0)
-                self.rfile.read(n)
-                sink.requests += 1
-                sink.bytes += n
-                self.send_response(200)
-                self.send_header("Content-Type", "application/x-protobuf")
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args):
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.endpoint = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+    def stats(self) -> dict:
+        """Export requests and bytes received so far, and the sink's CPU seconds."""
+        try:
+            _, body = http("GET", self.endpoint + "/stats", timeout=10)
+            counts = json.loads(body)
+        except (OSError, ValueError, urllib.error.URLError):
+            counts = {"requests": 0, "bytes": 0}
+        counts["cpu_s"] = tree_cpu_seconds(self.proc.pid)
+        return counts
 
     def stop(self):
-        self.server.shutdown()
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
 
 
 def log(msg: str) -> None:
@@ -522,6 +531,35 @@ def tree_cpu_seconds(pid: int) -> float:
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
+def thread_cpu_seconds(pid: int) -> dict:
+    """utime + stime of each thread of a process, summed by thread name (the workers of
+    one pool share theirs), in seconds."""
+    out: dict = {}
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return out
+    for t in tasks:
+        try:
+            stat = Path(f"/proc/{pid}/task/{t}/stat").read_text()
+            name = stat[stat.index("(") + 1:stat.rindex(")")]
+            fields = stat.rsplit(")", 1)[1].split()
+            out[name] = out.get(name, 0) + int(fields[11]) + int(fields[12])
+        except (OSError, ValueError, IndexError):
+            pass
+    tck = os.sysconf("SC_CLK_TCK")
+    return {k: v / tck for k, v in out.items()}
+
+
+def spans_dropped(log_path: Path) -> int:
+    """Spans a traced server logged as dropped (its export queue was full), so far."""
+    try:
+        text = log_path.read_text(errors="replace")
+    except OSError:
+        return 0
+    return sum(int(m) for m in re.findall(r"spans were dropped.*?dropped=(\d+)", text))
+
+
 class RssSampler:
     """Samples the summed VmRSS of a process tree every `interval` seconds."""
 
@@ -724,7 +762,7 @@ def jwt_claim_names(token: str) -> list[str]:
 
 
 def service_env(database_url: str, port: int, jwt_secret: str, mail_dir: Path, argon2,
-                pool: int = DB_POOL) -> dict:
+                pool: int = DB_POOL, traces: bool = False) -> dict:
     """The environment a users-server under test runs with: the caller's environment minus
     every variable the service reads, plus these (bench/README.md explains each)."""
     env = {k: v for k, v in os.environ.items() if k not in SERVICE_VARS}
@@ -752,7 +790,7 @@ def service_env(database_url: str, port: int, jwt_secret: str, mail_dir: Path, a
         "OAUTH_CODE_LIFETIME_SECONDS": "600",
         "OAUTH_ACCESS_TOKEN_LIFETIME_SECONDS": "86400",
     })
-    if OTEL_ENDPOINT:
+    if OTEL_ENDPOINT and (traces or not OTEL_PAIR):
         # traces on, with OpenTelemetry's default sampler (every trace)
         env["OTEL_EXPORTER_OTLP_ENDPOINT"] = OTEL_ENDPOINT
     return env
@@ -1078,6 +1116,12 @@ def merge_rounds(rows: list[dict]) -> dict:
                                          if cell["requests"] else None)
     cell["server_threads_after"] = rows[-1]["server_threads_after"]
     cell["drain_s"] = [d for r in rows for d in r["drain_s"]]
+    # traces (--otel, --otel-pair): summed over the rounds
+    for k in ("server_thread_cpu_s", "otlp_sink"):
+        if any(k in r for r in rows):
+            cell[k] = {n: round(v, 2) for n, v in add_counts(r.get(k) for r in rows).items()}
+    if any("spans_dropped" in r for r in rows):
+        cell["spans_dropped"] = sum(r.get("spans_dropped", 0) for r in rows)
     diag = next((r["diagnostic"] for r in rows if r.get("diagnostic")), None)
     if diag:
         cell["diagnostic"] = diag
@@ -1086,7 +1130,9 @@ def merge_rounds(rows: list[dict]) -> dict:
         "rps": r["rps"], "ok_rps": r["ok_rps"], "p50_us": r["latency_us"]["p50"],
         "p99_us": r["latency_us"]["p99"], "non_2xx": r["non_2xx"],
         "socket_errors": r["socket_errors"], "peak_rss_kib": r["peak_rss_kib"],
-        "server_cpu_us_per_request": r.get("server_cpu_us_per_request")} for r in rows]
+        "server_cpu_us_per_request": r.get("server_cpu_us_per_request"),
+        **{k: r[k] for k in ("server_thread_cpu_s", "otlp_sink", "spans_dropped") if k in r},
+    } for r in rows]
     return cell
 
 
@@ -1107,7 +1153,7 @@ class Bench:
         self.scen_filter = ([s.strip() for s in args.scenarios.split(",")]
                             if args.scenarios else None)
         # measured runs per cell of each system, interleaved with its baseline twin's
-        self.rounds = args.rounds or (2 if args.baseline else 1)
+        self.rounds = args.rounds or (2 if args.baseline or args.otel_pair else 1)
         self.seq = 0  # measured runs so far, in order (each round records its own)
         self.jwt_secret = secrets.token_hex(32)
         self.tmp = Path(tempfile.mkdtemp(prefix="users-bench-"))
@@ -1124,6 +1170,10 @@ class Bench:
     def selected(self, name: str) -> bool:
         if SYSTEMS.get(name, {}).get("baseline_of") and not self.args.baseline:
             return False
+        twin_of = SYSTEMS.get(name, {}).get("otel_of")
+        if twin_of:
+            # measured with its system: selected with it
+            return bool(self.args.otel_pair) and self.selected(twin_of)
         if self.only is None:
             return True
         return any(fnmatch.fnmatch(name, pat) for pat in self.only)
@@ -1190,7 +1240,8 @@ class Bench:
     def start_users(self, name: str, database_url: str, argon2) -> Server:
         port = free_port()
         mail = self.tmp / f"mail-{name}-{port}"
-        env = service_env(database_url, port, self.jwt_secret, mail, argon2, self.db_pool)
+        env = service_env(database_url, port, self.jwt_secret, mail, argon2, self.db_pool,
+                          traces=bool(SYSTEMS.get(name, {}).get("otel_of")))
         srv = Server(name, [str(self.server_binary(name))], env, port, self.tmp, self.tmp)
         srv.env = env  # for the CLI on the same database (Bench.oauth_setup)
         try:
@@ -1267,10 +1318,21 @@ class Bench:
         expected = EXPECTED_STATUS.get(scenario)
         self.seq += 1
         started_at = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+        traced = kind == "users" and OTEL_SINK is not None and (
+            not OTEL_PAIR or bool(SYSTEMS.get(system, {}).get("otel_of")))
+        sink0 = OTEL_SINK.stats() if traced else None
+        dropped0 = spans_dropped(srv.log_path) if traced else 0
+        threads0 = thread_cpu_seconds(srv.proc.pid)
         t0, cpu0 = time.monotonic(), tree_cpu_seconds(srv.proc.pid)
         res = self.wrk.run(srv.base, scenario, conns, self.duration, data,
                            track=expected is not None)
         t1, cpu1 = time.monotonic(), tree_cpu_seconds(srv.proc.pid)
+        threads1 = thread_cpu_seconds(srv.proc.pid)
+        # the server's threads' CPU during the run, by name (actix's workers, the blocking
+        # pool, the exporter's `otlp-export`, ...)
+        res["server_thread_cpu_s"] = {
+            k: round(v - threads0.get(k, 0), 2) for k, v in sorted(threads1.items())
+            if v - threads0.get(k, 0) >= 0.01}
         # the server's own CPU time (user + system) per request: what a request costs it,
         # steadier than req/s when the machine's speed drifts
         res["server_cpu_s"] = round(cpu1 - cpu0, 2)
@@ -1294,7 +1356,19 @@ class Bench:
                 k: int(v - refreshes_before.get(k, 0)) for k, v in refreshes_after.items()}
         res["peak_rss_kib"] = srv.sampler.peak(t0, t1)
         res["server_threads_after"] = srv.threads()
+        if traced:
+            # what reached the sink during the measured run and the sink's CPU time (it
+            # shares the machine's cores with the server and wrk)
+            sink1 = OTEL_SINK.stats()
+            res["otlp_sink"] = {
+                "export_requests": sink1["requests"] - sink0["requests"],
+                "bytes": sink1["bytes"] - sink0["bytes"],
+                "cpu_s": round(sink1["cpu_s"] - sink0["cpu_s"], 2),
+            }
         drain.append(srv.wait_idle())
+        if traced:
+            # logged at the next export after the queue overflowed: read after the drain
+            res["spans_dropped"] = spans_dropped(srv.log_path) - dropped0
         res["drain_s"] = [round(d, 1) for d in drain]
         if max(drain) > 2:
             log(f"{label}: the server kept working {max(drain):.1f} s after wrk stopped "
@@ -1613,6 +1687,8 @@ class Bench:
             info["db_pool"] = srv.db_pool
         if spec.get("baseline_of"):
             info["baseline_commit"] = self.results["meta"]["baseline"]["commit"]
+        if spec.get("otel_of") or (OTEL_ENDPOINT and not OTEL_PAIR and spec["kind"] == "users"):
+            info["traces"] = "on: OTEL_EXPORTER_OTLP_ENDPOINT = the harness's sink, default sampler"
         return {"name": name, "srv": srv, "info": info, "run_id": secrets.token_hex(3)}
 
     def seed_system(self, sut: dict):
@@ -1896,6 +1972,7 @@ class Bench:
             "base_users": self.base_users, "http_seeded_users": self.n_tokens,
             "only": self.only, "scenarios": self.scen_filter, "pg_sslmode": a.pg_sslmode,
             "rounds": self.rounds, "db_pool": self.db_pool,
+            "traces": ("pair" if OTEL_PAIR else "on") if OTEL_ENDPOINT else "off",
         })
         meta["git"] = {
             "commit": tool_version(["git", "-C", str(ROOT), "rev-parse", "HEAD"]),
@@ -1943,9 +2020,10 @@ class Bench:
             # always measured: the "% ceiling" columns and targets need it
             self.ceilings()
             for name, spec in SYSTEMS.items():
-                if spec.get("baseline_of"):
+                if spec.get("baseline_of") or spec.get("otel_of"):
                     continue  # measured with its system, interleaved
-                group = [n for n in (name, name + BASELINE) if n in SYSTEMS and self.selected(n)]
+                group = [n for n in (name, name + BASELINE, name + OTEL)
+                         if n in SYSTEMS and self.selected(n)]
                 if group:
                     try:
                         self.system(group)
@@ -2168,6 +2246,7 @@ class Report:
         if comparisons:
             r["comparisons"] = comparisons
             self.baseline_table(out, comparisons)
+        self.traces_table(out)
         self.rest(out)
         return "\n".join(out)
 
@@ -2246,6 +2325,60 @@ class Report:
                 f"{cpu(now)} / {cpu(before)} | {x(c['ratio'].get('cpu_per_request'))} | "
                 f"{now['non_2xx'] + now['socket_errors']} / "
                 f"{before['non_2xx'] + before['socket_errors']} |")
+        out.append("")
+
+    def traces_table(self, out: list):
+        """--otel-pair: each users system against its @otel twin (the same binary with traces
+        on), cell by cell: on ÷ off of the good responses/s, round by round, the CPU per
+        request, the server's threads' CPU and the sink's."""
+        rows = []
+        for row in self.r["runs"]:
+            twin = self.run(row["system"] + OTEL, row["scenario"], row["connections"])
+            if twin and row["system"] + OTEL in SYSTEMS:
+                rows.append((row, twin))
+        if not rows:
+            return
+        out.append("## Traces: on ÷ off\n")
+        out.append(f"Each users system against its `{OTEL}` twin: the same binary, the same "
+                   "configuration, but `OTEL_EXPORTER_OTLP_ENDPOINT` set to the harness's "
+                   "loopback sink (bench/otlp_sink.py, a process of its own that reads and "
+                   "discards each export's body) and the default sampler (every trace kept). "
+                   "The two are measured in turn, the order swapped every round; each number "
+                   "is the median of the cell's rounds. `on ÷ off`: good responses/s (2xx; "
+                   "401 for no token), the aim is at least 0.85 for `/users/me`; `by round`: "
+                   "each round's back-to-back pair. `CPU/req`: the server's CPU (user + "
+                   "system) ÷ requests, off / on (µs). `exporter`: the on server's "
+                   "`otlp-export` thread's share of its CPU. `sink`: the sink's CPU seconds "
+                   "÷ the on server's over the same runs, and the export requests it "
+                   "received. `dropped`: spans the on server dropped (its queue full).\n")
+        out.append("| scenario | conns | system | off 2xx/s | on 2xx/s | on ÷ off | by round | "
+                   "p99 ms off / on | CPU/req off / on | exporter | sink CPU ÷ server | "
+                   "exports | dropped |")
+        out.append("|---|---:|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|")
+        def cpu(row):
+            v = row.get("server_cpu_us_per_request")
+            return f"{v:.1f}" if v is not None else "–"
+
+        for off, on in rows:
+            by_round = [f"{b['ok_rps'] / a['ok_rps']:.3f}" for a, b in
+                        zip(off.get("rounds", []), on.get("rounds", [])) if a["ok_rps"]]
+            threads = on.get("server_thread_cpu_s") or {}
+            total = sum(threads.values()) or None
+            exporter = (f"{100 * threads.get('otlp-export', 0) / total:.1f}%"
+                        if total else "–")
+            sink = on.get("otlp_sink") or {}
+            sink_share = (f"{sink.get('cpu_s', 0) / on['server_cpu_s']:.3f}"
+                          if on.get("server_cpu_s") else "–")
+            ratio = on["ok_rps"] / off["ok_rps"] if off["ok_rps"] else None
+            out.append(
+                f"| {SCENARIO_LABEL[off['scenario']]} | {off['connections']} | "
+                f"{off['system']} | {off['ok_rps']:,.1f} | {on['ok_rps']:,.1f} | "
+                f"{f'{ratio:.3f}' if ratio is not None else '–'} | "
+                f"{', '.join(by_round) or '–'} | {fmt_ms(off['latency_us']['p99'])} / "
+                f"{fmt_ms(on['latency_us']['p99'])} | "
+                f"{cpu(off)} / {cpu(on)} | {exporter} | "
+                f"{sink_share} | {sink.get('export_requests', '–')} | "
+                f"{on.get('spans_dropped', '–')} |")
         out.append("")
 
     def main_table(self, out: list):
@@ -2868,6 +3001,12 @@ def main() -> int:
                     help="run the users servers with traces on (OTEL_EXPORTER_OTLP_ENDPOINT "
                          "set to a loopback sink of the harness, the default sampler); compare "
                          "with a run without it (docs/operations.md#traces)")
+    ap.add_argument("--otel-pair", action="store_true",
+                    help=f"measure each users system twice in one run, traces off and on (the "
+                         f"same binary; users-sqlite{OTEL} and users-postgres{OTEL} export to a "
+                         "loopback sink of the harness with the default sampler), their rounds "
+                         "alternating like a baseline's; the report adds on ÷ off, the "
+                         "sink's CPU and the server's threads' CPU (docs/operations.md#traces)")
     ap.add_argument("--no-build", action="store_true", help="use the binaries already built")
     ap.add_argument("--out", help="output folder (default bench/results)")
     ap.add_argument("--out-name", help="output file stem (default latest; quick: quick)")
@@ -2880,6 +3019,8 @@ def main() -> int:
                 ap.error(f"--only: {pat!r} matches none of {', '.join(ALL_NAMES)}")
             if not args.baseline and all(n.endswith(BASELINE) for n in hits):
                 ap.error(f"--only: {pat!r} selects baseline systems only: give --baseline REV")
+    if args.otel and args.otel_pair:
+        ap.error("--otel and --otel-pair: choose one")
     if args.rounds is not None and args.rounds < 1:
         ap.error("--rounds must be at least 1")
     if args.db_pool < 1:
@@ -2896,13 +3037,18 @@ def main() -> int:
         for s in args.scenarios.split(","):
             if s.strip() not in SCENARIOS and s.strip() != TIMING:
                 ap.error(f"--scenarios: unknown {s!r}")
-    global OTEL_ENDPOINT
+    global OTEL_ENDPOINT, OTEL_SINK, OTEL_PAIR
     sink = None
-    if args.otel:
-        sink = OtlpSink()
-        OTEL_ENDPOINT = sink.endpoint
-        log(f"traces on: the users servers export to {sink.endpoint}")
     bench = Bench(args)
+    if args.otel or args.otel_pair:
+        try:
+            sink = OtlpSink(bench.tmp)
+        except BenchError as e:
+            log(f"error: {e}")
+            return 1
+        OTEL_ENDPOINT, OTEL_SINK, OTEL_PAIR = sink.endpoint, sink, args.otel_pair
+        log(f"traces on{' for the ' + OTEL + ' twins' if OTEL_PAIR else ''}: "
+            f"exported to {sink.endpoint}")
     try:
         bench.run()
     except BenchError as e:
@@ -2915,7 +3061,9 @@ def main() -> int:
         if not args.keep_temp:  # also when it failed before measuring (build, --baseline)
             shutil.rmtree(bench.tmp, ignore_errors=True)
         if sink:
-            log(f"traces: {sink.requests} export requests, {sink.bytes} bytes")
+            st = sink.stats()
+            log(f"traces: {st['requests']} export requests, {st['bytes']} bytes, the sink's "
+                f"CPU {st['cpu_s']:.1f} s")
             sink.stop()
     return 0
 

@@ -1,9 +1,13 @@
-//! The export queue (docs/operations.md#traces): a closed span's record is pushed under
-//! a lock (nothing else: no channel, no copy into another structure), and the exporter's
-//! thread takes what is queued every `OTEL_BSP_SCHEDULE_DELAY` (5 s), or as soon as a
-//! batch is full, and exports it. The standard variables of OpenTelemetry's batch span
-//! processor keep their meaning and defaults; a full queue drops the newest spans.
+//! The export queue (docs/operations.md#traces): a closed span's record is pushed into
+//! a buffer of the thread that closed it (its own lock, which only the exporter's sweep
+//! ever contends; nothing else: no channel, no copy into another structure), and the
+//! exporter's thread sweeps every thread's buffer every `OTEL_BSP_SCHEDULE_DELAY` (5 s),
+//! or as soon as a batch is full, and exports what it took. The standard variables of
+//! OpenTelemetry's batch span processor keep their meaning and defaults; a full queue
+//! (all the buffers together) drops the newest spans.
 
+use std::cell::RefCell;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -39,76 +43,136 @@ impl BatchConfig {
     }
 }
 
+/// One thread's closed spans, until the exporter sweeps them.
+type Buffer = Mutex<Vec<SpanRecord>>;
+
+/// Each queue has a number, so that a thread's buffer is known to be this queue's (tests
+/// make several queues in one process).
+static QUEUES: AtomicU64 = AtomicU64::new(0);
+
+thread_local! {
+    /// This thread's buffer, and the queue it belongs to.
+    static LOCAL: RefCell<Option<(u64, Arc<Buffer>)>> = const { RefCell::new(None) };
+}
+
 pub(super) struct Queue {
-    pending: Mutex<Pending>,
+    id: u64,
+    /// Spans in the buffers, not yet swept.
+    queued: AtomicUsize,
+    /// Spans dropped because the queue was full, since the last sweep.
+    dropped: AtomicU64,
+    stop: AtomicBool,
+    /// The buffer of every thread that closed a span (a thread that ended leaves its own
+    /// until a sweep finds it empty).
+    buffers: Mutex<Vec<Arc<Buffer>>>,
+    /// The exporter's sleep: a pusher that wakes it takes this lock first, so that a
+    /// wake-up is never lost between its check and its wait.
+    sleep: Mutex<()>,
     wake: Condvar,
     config: BatchConfig,
 }
 
-struct Pending {
-    spans: Vec<SpanRecord>,
-    /// Spans dropped because the queue was full, since the last export.
-    dropped: u64,
-    stop: bool,
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl Queue {
     pub(super) fn new(config: BatchConfig) -> Self {
         Queue {
-            pending: Mutex::new(Pending {
-                spans: Vec::with_capacity(config.max_batch),
-                dropped: 0,
-                stop: false,
-            }),
+            id: QUEUES.fetch_add(1, Ordering::Relaxed),
+            queued: AtomicUsize::new(0),
+            dropped: AtomicU64::new(0),
+            stop: AtomicBool::new(false),
+            buffers: Mutex::new(Vec::new()),
+            sleep: Mutex::new(()),
             wake: Condvar::new(),
             config,
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, Pending> {
-        self.pending.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// Queues a closed span; wakes the exporter when a batch is full.
+    /// Queues a closed span in this thread's buffer; wakes the exporter with the first
+    /// span and when a batch is full.
     pub(super) fn push(&self, span: SpanRecord) {
-        let mut pending = self.lock();
-        if pending.spans.len() >= self.config.max_queue {
-            pending.dropped += 1;
+        let before = self.queued.fetch_add(1, Ordering::Relaxed);
+        if before >= self.config.max_queue {
+            self.queued.fetch_sub(1, Ordering::Relaxed);
+            self.dropped.fetch_add(1, Ordering::Relaxed);
             return;
         }
-        pending.spans.push(span);
+        LOCAL.with(|local| {
+            let mut local = local.borrow_mut();
+            let buffer = match &*local {
+                Some((id, buffer)) if *id == self.id => buffer,
+                _ => {
+                    let buffer = Arc::new(Mutex::new(Vec::with_capacity(64)));
+                    lock(&self.buffers).push(buffer.clone());
+                    &local.insert((self.id, buffer)).1
+                }
+            };
+            lock(buffer).push(span);
+        });
         // the first span ends the exporter's idle sleep; a full batch, its delay
-        if pending.spans.len() == 1 || pending.spans.len() == self.config.max_batch {
+        if before == 0 || before + 1 == self.config.max_batch {
+            let _sleep = lock(&self.sleep);
             self.wake.notify_one();
         }
+    }
+
+    /// Takes every buffer's spans (oldest thread first), and forgets the buffers of the
+    /// threads that ended.
+    fn sweep(&self, into: &mut Vec<SpanRecord>) {
+        let before = into.len();
+        lock(&self.buffers).retain(|buffer| {
+            let mut spans = lock(buffer);
+            into.append(&mut spans);
+            Arc::strong_count(buffer) > 1
+        });
+        self.queued
+            .fetch_sub(into.len() - before, Ordering::Relaxed);
+    }
+
+    fn waiting(&self) -> bool {
+        !self.stop.load(Ordering::Relaxed)
+            && self.queued.load(Ordering::Relaxed) == 0
+            && self.dropped.load(Ordering::Relaxed) == 0
+    }
+
+    /// Asks the exporter's thread to export what is queued and stop.
+    fn stop(&self) {
+        let _sleep = lock(&self.sleep);
+        self.stop.store(true, Ordering::Relaxed);
+        self.wake.notify_one();
     }
 
     /// What is queued, once a batch is full, the delay since the first span has passed
     /// or the export stops (then true). With nothing queued it sleeps until a span
     /// comes, whatever the delay (a delay of 0 would otherwise spin).
-    fn take(&self) -> (Vec<SpanRecord>, u64, bool) {
-        let mut pending = self.lock();
-        while !pending.stop && pending.spans.is_empty() && pending.dropped == 0 {
-            pending = self
+    fn take(&self, spans: &mut Vec<SpanRecord>) -> (u64, bool) {
+        let mut sleep = lock(&self.sleep);
+        while self.waiting() {
+            sleep = self
                 .wake
-                .wait(pending)
+                .wait(sleep)
                 .unwrap_or_else(PoisonError::into_inner);
         }
         let deadline = Instant::now() + self.config.delay;
-        while !pending.stop && pending.spans.len() < self.config.max_batch {
+        while !self.stop.load(Ordering::Relaxed)
+            && self.queued.load(Ordering::Relaxed) < self.config.max_batch
+        {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 break;
             }
-            pending = self
+            sleep = self
                 .wake
-                .wait_timeout(pending, left)
+                .wait_timeout(sleep, left)
                 .unwrap_or_else(PoisonError::into_inner)
                 .0;
         }
-        let capacity = self.config.max_batch.min(pending.spans.len().max(16));
-        let spans = std::mem::replace(&mut pending.spans, Vec::with_capacity(capacity));
-        (spans, std::mem::take(&mut pending.dropped), pending.stop)
+        let stop = self.stop.load(Ordering::Relaxed);
+        drop(sleep);
+        self.sweep(spans);
+        (self.dropped.swap(0, Ordering::Relaxed), stop)
     }
 }
 
@@ -138,8 +202,7 @@ impl Pipeline {
     /// most [`FINISH_WITHIN`] (a receiver that is down must not hold up a shutdown past
     /// its grace period), then leaves it.
     pub(super) fn finish(mut self) -> Result<(), String> {
-        self.queue.lock().stop = true;
-        self.queue.wake.notify_one();
+        self.queue.stop();
         let Some(thread) = self.thread.take() else {
             return Ok(());
         };
@@ -163,14 +226,18 @@ impl Pipeline {
 impl Queue {
     /// Everything queued, at once.
     pub(super) fn take_all(&self) -> Vec<SpanRecord> {
-        std::mem::take(&mut self.lock().spans)
+        let mut spans = Vec::new();
+        self.sweep(&mut spans);
+        spans
     }
 }
 
 fn run(exporter: &Exporter, queue: &Queue) {
     let mut failing = false;
+    // one vector for every sweep: its room is kept
+    let mut spans = Vec::with_capacity(queue.config.max_queue.min(4096));
     loop {
-        let (spans, dropped, stop) = queue.take();
+        let (dropped, stop) = queue.take(&mut spans);
         if dropped > 0 {
             tracing::warn!(
                 dropped,
@@ -197,7 +264,7 @@ fn run(exporter: &Exporter, queue: &Queue) {
                 break;
             }
         }
-        drop(spans);
+        spans.clear();
         if stop {
             return;
         }
@@ -256,11 +323,44 @@ mod tests {
             queue.push(crate::telemetry::record::tests::record());
         }
         // the batch is full: no wait for the hour's delay
-        let (spans, dropped, stop) = queue.take();
+        let mut spans = Vec::new();
+        let (dropped, stop) = queue.take(&mut spans);
         assert_eq!((spans.len(), dropped, stop), (3, 2, false));
-        queue.lock().stop = true;
-        let (spans, dropped, stop) = queue.take();
+        queue.stop();
+        spans.clear();
+        let (dropped, stop) = queue.take(&mut spans);
         assert_eq!((spans.len(), dropped, stop), (0, 0, true));
+    }
+
+    #[test]
+    fn spans_from_every_thread_are_taken_and_ended_threads_forgotten() {
+        let queue = Arc::new(Queue::new(BatchConfig {
+            max_queue: 100,
+            max_batch: 100,
+            delay: Duration::from_secs(3600),
+        }));
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let queue = queue.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..5 {
+                        queue.push(crate::telemetry::record::tests::record());
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        queue.push(crate::telemetry::record::tests::record());
+        assert_eq!(queue.buffers.lock().unwrap().len(), 5);
+        assert_eq!(queue.take_all().len(), 21);
+        assert_eq!(queue.queued.load(Ordering::Relaxed), 0);
+        // the four threads ended: only this one's buffer is left
+        assert_eq!(queue.buffers.lock().unwrap().len(), 1);
+        // a later span waits in the buffer for the next sweep
+        queue.push(crate::telemetry::record::tests::record());
+        assert_eq!(queue.take_all().len(), 1);
     }
 
     #[test]
@@ -277,7 +377,8 @@ mod tests {
             pusher.push(crate::telemetry::record::tests::record());
         });
         // no spin: one take, which returns with the span that came
-        let (spans, dropped, stop) = queue.take();
+        let mut spans = Vec::new();
+        let (dropped, stop) = queue.take(&mut spans);
         assert_eq!((spans.len(), dropped, stop), (1, 0, false));
         assert!(started.elapsed() >= Duration::from_millis(90));
         later.join().unwrap();
