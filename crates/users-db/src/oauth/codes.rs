@@ -183,10 +183,10 @@ impl crate::Happened for Redeemed {
     }
 }
 
-/// Redeems a code (docs/oauth-provider.md#how-a-code-is-redeemed) in one transaction (on
-/// PostgreSQL, when the code is unused, in one statement): marks it used and starts its grant (the session
-/// and the grant row), or, for a code used before, ends the grant it started and
-/// writes `replayed` (the events of the replay).
+/// Redeems a code (docs/oauth-provider.md#how-a-code-is-redeemed) in one transaction
+/// (on PostgreSQL, when the code is unused, in one statement): marks it used and starts
+/// its grant (the session and the grant row), or, for a code used before, ends the grant
+/// it started and writes `replayed` (the events of the replay).
 /// The browser session the code was issued in must still be live: a sign-out, a
 /// password change or a takeover in between makes the code worthless (it is spent).
 pub fn redeem_code(
@@ -199,6 +199,8 @@ pub fn redeem_code(
     replayed: &Effects,
 ) -> QueryResult<Redeemed> {
     if let DbConnection::Postgresql(pg) = conn {
+        // the statement inserts the grant under the session it starts
+        debug_assert_eq!(grant.session_id, session.id);
         let statement = super::redeem_pg::RedeemStatement {
             code_hash,
             browser_session,

@@ -40,6 +40,19 @@ impl Query for RedeemStatement<'_> {
 
 impl RunQueryDsl<PgConnection> for RedeemStatement<'_> {}
 
+/// Binds `value`s of SQL type `ty`, separated by commas (a row of an `INSERT … SELECT`).
+macro_rules! binds {
+    ($out:ident, $($ty:ty => $value:expr),+ $(,)?) => {{
+        let mut first = true;
+        $(
+            if !std::mem::take(&mut first) {
+                $out.push_sql(", ");
+            }
+            $out.push_bind_param::<$ty, _>($value)?;
+        )+
+    }};
+}
+
 impl QueryFragment<Pg> for RedeemStatement<'_> {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
         let (s, g) = (self.session, self.grant);
@@ -56,27 +69,19 @@ impl QueryFragment<Pg> for RedeemStatement<'_> {
              created_at, last_used_at, expires_at, ip, user_agent, method, aal, \
              refresh_key_salt, second_factor) SELECT ",
         );
-        out.push_bind_param::<Text, _>(&s.id)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Text, _>(&s.user_id)?;
-        out.push_sql(", ");
-        out.push_bind_param::<BigInt, _>(&s.created_at)?;
-        out.push_sql(", ");
-        out.push_bind_param::<BigInt, _>(&s.last_used_at)?;
-        out.push_sql(", ");
-        out.push_bind_param::<BigInt, _>(&s.expires_at)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Nullable<Text>, _>(&s.ip)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Nullable<Text>, _>(&s.user_agent)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Text, _>(&s.method)?;
-        out.push_sql(", ");
-        out.push_bind_param::<BigInt, _>(&s.aal)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Nullable<Text>, _>(&s.refresh_key_salt)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Nullable<Text>, _>(&s.second_factor)?;
+        binds!(out,
+            Text => &s.id,
+            Text => &s.user_id,
+            BigInt => &s.created_at,
+            BigInt => &s.last_used_at,
+            BigInt => &s.expires_at,
+            Nullable<Text> => &s.ip,
+            Nullable<Text> => &s.user_agent,
+            Text => &s.method,
+            BigInt => &s.aal,
+            Nullable<Text> => &s.refresh_key_salt,
+            Nullable<Text> => &s.second_factor,
+        );
         out.push_sql(" FROM marked, sessions AS browser WHERE browser.id = ");
         out.push_bind_param::<Text, _>(&self.browser_session)?;
         out.push_sql(" AND browser.ended_at IS NULL AND browser.expires_at > ");
@@ -85,19 +90,15 @@ impl QueryFragment<Pg> for RedeemStatement<'_> {
             " RETURNING id), granted AS (INSERT INTO oauth_grants (session_id, client_id, \
              user_id, scope, resource, auth_time, amr, created_at) SELECT id, ",
         );
-        out.push_bind_param::<Text, _>(&g.client_id)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Text, _>(&g.user_id)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Text, _>(&g.scope)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Nullable<Text>, _>(&g.resource)?;
-        out.push_sql(", ");
-        out.push_bind_param::<BigInt, _>(&g.auth_time)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Text, _>(&g.amr)?;
-        out.push_sql(", ");
-        out.push_bind_param::<BigInt, _>(&g.created_at)?;
+        binds!(out,
+            Text => &g.client_id,
+            Text => &g.user_id,
+            Text => &g.scope,
+            Nullable<Text> => &g.resource,
+            BigInt => &g.auth_time,
+            Text => &g.amr,
+            BigInt => &g.created_at,
+        );
         out.push_sql(
             " FROM started) SELECT (SELECT count(*) FROM marked), (SELECT count(*) FROM started)",
         );
