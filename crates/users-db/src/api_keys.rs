@@ -95,13 +95,26 @@ pub fn touch_many(
     now_ms: i64,
     stale_before_ms: i64,
 ) -> QueryResult<usize> {
-    diesel::update(
-        api_keys::table.filter(api_keys::id.eq_any(ids)).filter(
-            api_keys::last_used_at
-                .is_null()
-                .or(api_keys::last_used_at.lt(stale_before_ms)),
-        ),
-    )
-    .set(api_keys::last_used_at.eq(now_ms))
-    .execute(conn)
+    match conn {
+        // a key another transaction holds (a revocation) is skipped, not waited for, as
+        // the sessions' touch does (docs/sessions-and-tokens.md#last-use)
+        DbConnection::Postgresql(pg) => diesel::sql_query(
+            "UPDATE api_keys SET last_used_at = $1 WHERE id IN (SELECT id FROM api_keys \
+                 WHERE id = ANY($2) AND (last_used_at IS NULL OR last_used_at < $3) \
+                 FOR UPDATE SKIP LOCKED)",
+        )
+        .bind::<diesel::sql_types::BigInt, _>(now_ms)
+        .bind::<diesel::sql_types::Array<diesel::sql_types::Text>, _>(ids)
+        .bind::<diesel::sql_types::BigInt, _>(stale_before_ms)
+        .execute(pg),
+        DbConnection::Sqlite(_) => diesel::update(
+            api_keys::table.filter(api_keys::id.eq_any(ids)).filter(
+                api_keys::last_used_at
+                    .is_null()
+                    .or(api_keys::last_used_at.lt(stale_before_ms)),
+            ),
+        )
+        .set(api_keys::last_used_at.eq(now_ms))
+        .execute(conn),
+    }
 }

@@ -161,19 +161,35 @@ pub fn live_of_user(
 
 /// Records the use of these sessions at `now_ms`, those not recorded since
 /// `stale_before_ms`. Returns how many were.
+///
+/// On PostgreSQL a session whose row another transaction holds (a batch of rotations,
+/// an ending) is skipped, not waited for: the touch never waits on a lock, so it can
+/// neither hold up the token checks it follows nor close a circle of waits with a
+/// batch that locks its sessions in id order; the next check touches it again
+/// (docs/sessions-and-tokens.md#last-use).
 pub fn touch_many(
     conn: &mut DbConnection,
     ids: &[String],
     now_ms: i64,
     stale_before_ms: i64,
 ) -> QueryResult<usize> {
-    diesel::update(
-        sessions::table
-            .filter(sessions::id.eq_any(ids))
-            .filter(sessions::last_used_at.lt(stale_before_ms)),
-    )
-    .set(sessions::last_used_at.eq(now_ms))
-    .execute(conn)
+    match conn {
+        DbConnection::Postgresql(pg) => diesel::sql_query(
+            "UPDATE sessions SET last_used_at = $1 WHERE id IN (SELECT id FROM sessions \
+                 WHERE id = ANY($2) AND last_used_at < $3 FOR UPDATE SKIP LOCKED)",
+        )
+        .bind::<diesel::sql_types::BigInt, _>(now_ms)
+        .bind::<diesel::sql_types::Array<diesel::sql_types::Text>, _>(ids)
+        .bind::<diesel::sql_types::BigInt, _>(stale_before_ms)
+        .execute(pg),
+        DbConnection::Sqlite(_) => diesel::update(
+            sessions::table
+                .filter(sessions::id.eq_any(ids))
+                .filter(sessions::last_used_at.lt(stale_before_ms)),
+        )
+        .set(sessions::last_used_at.eq(now_ms))
+        .execute(conn),
+    }
 }
 
 /// Rotates the refresh token: the counter moves from `from_counter` to the next one,

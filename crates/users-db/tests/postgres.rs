@@ -1,6 +1,7 @@
 //! Repository functions on a real PostgreSQL server: the per-request token check (one
 //! prepared statement answers any number of tokens, prepared once per connection
-//! whatever the batch size), and counters that race to create their row.
+//! whatever the batch size), counters that race to create their row, and the last-use
+//! touch that never waits for a held row.
 
 // Tests stand outside the service: they read the real clock to date the tokens and
 // times they make (the service itself takes `now` as a parameter, see clippy.toml).
@@ -357,5 +358,103 @@ fn simultaneous_first_login_failures_all_count() {
         assert_eq!(failures, THREADS as i64 + 1, "round {round}");
     }
     drop(db);
+    users_db::admin::drop_postgres_database(&postgres_base(), &name).unwrap();
+}
+
+#[derive(QueryableByName)]
+struct LastUse {
+    #[diesel(sql_type = diesel::sql_types::Nullable<BigInt>)]
+    last_used_at: Option<i64>,
+}
+
+fn last_use(conn: &mut DbConnection, table: &str, id: &str) -> Option<i64> {
+    let DbConnection::Postgresql(pg) = conn else {
+        panic!("postgres expected")
+    };
+    diesel::sql_query(format!("SELECT last_used_at FROM {table} WHERE id = $1"))
+        .bind::<diesel::sql_types::Text, _>(id)
+        .get_result::<LastUse>(pg)
+        .unwrap()
+        .last_used_at
+}
+
+/// The last-use touch never waits for a row another transaction holds
+/// (docs/sessions-and-tokens.md#last-use): it skips it, writes the others, and the next
+/// touch writes the skipped one. Without that, the touch below would wait for the
+/// holder, and the statement timeout would fail it.
+#[test]
+fn a_touch_skips_what_another_transaction_holds() {
+    use users_db::api_keys::ApiKeyRow;
+    let name = format!("users_touch_{}", uuid::Uuid::new_v4().simple());
+    users_db::admin::create_postgres_database(&postgres_base(), &name).unwrap();
+    let url = DatabaseUrl::parse(&format!("{}/{name}", postgres_base())).unwrap();
+    let db = Database::connect_and_migrate(url, &PoolOptions::default()).unwrap();
+    let mut conn = db.get().unwrap();
+    let (u1, s1) = user(&mut conn, 1);
+    let (_, s2) = user(&mut conn, 2);
+    let keys: Vec<String> = (0..2)
+        .map(|n| {
+            let row = ApiKeyRow {
+                id: uuid::Uuid::new_v4().to_string(),
+                user_id: u1.to_string(),
+                name: format!("key {n}"),
+                key_hash: format!("hash-{n}"),
+                prefix: "usr_00000000".into(),
+                permissions: None,
+                created_at: 0,
+                expires_at: None,
+                last_used_at: None,
+            };
+            assert!(users_db::api_keys::create(&mut conn, &row, &Effects::none()).unwrap());
+            row.id
+        })
+        .collect();
+    let DbConnection::Postgresql(pg) = &mut **conn else {
+        panic!("postgres expected")
+    };
+    diesel::sql_query("SET statement_timeout = '3s'")
+        .execute(pg)
+        .unwrap();
+
+    let mut holder = db.get().unwrap();
+    holder
+        .transaction::<_, diesel::result::Error, _>(|h| {
+            // as a batch of rotations holds its sessions, and a revocation its key
+            users_db::sessions::lock_in_order(h, std::slice::from_ref(&s1))?;
+            let DbConnection::Postgresql(hpg) = h else {
+                panic!("postgres expected")
+            };
+            diesel::sql_query("SELECT id FROM api_keys WHERE id = $1 FOR UPDATE")
+                .bind::<diesel::sql_types::Text, _>(&keys[0])
+                .execute(hpg)?;
+
+            let sessions = [s1.clone(), s2.clone()];
+            let n = users_db::sessions::touch_many(&mut conn, &sessions, 1_000, 500)
+                .expect("the touch does not wait for the held session");
+            assert_eq!(n, 1, "the free session only");
+            let n = users_db::api_keys::touch_many(&mut conn, &keys, 1_000, 500)
+                .expect("the touch does not wait for the held key");
+            assert_eq!(n, 1, "the free key only");
+            assert_eq!(last_use(&mut conn, "sessions", &s1), Some(0));
+            assert_eq!(last_use(&mut conn, "sessions", &s2), Some(1_000));
+            assert_eq!(last_use(&mut conn, "api_keys", &keys[0]), None);
+            assert_eq!(last_use(&mut conn, "api_keys", &keys[1]), Some(1_000));
+            Ok(())
+        })
+        .unwrap();
+
+    // the holder is done: the next touch writes what was skipped, and only that
+    let sessions = [s1.clone(), s2.clone()];
+    assert_eq!(
+        users_db::sessions::touch_many(&mut conn, &sessions, 2_000, 500).unwrap(),
+        1
+    );
+    assert_eq!(last_use(&mut conn, "sessions", &s1), Some(2_000));
+    assert_eq!(
+        users_db::api_keys::touch_many(&mut conn, &keys, 2_000, 500).unwrap(),
+        1
+    );
+    assert_eq!(last_use(&mut conn, "api_keys", &keys[0]), Some(2_000));
+    drop((conn, holder, db));
     users_db::admin::drop_postgres_database(&postgres_base(), &name).unwrap();
 }
