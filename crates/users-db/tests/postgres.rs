@@ -458,3 +458,98 @@ fn a_touch_skips_what_another_transaction_holds() {
     drop((conn, holder, db));
     users_db::admin::drop_postgres_database(&postgres_base(), &name).unwrap();
 }
+
+/// Consents given for one person and client at the same moment, each for its own scope,
+/// are all remembered (docs/oauth-provider.md#the-authorization-request): whether the row
+/// existed before (each adds to it under its lock) or not (those that lose the race to
+/// insert it add to the winner's).
+#[test]
+fn simultaneous_consents_all_count() {
+    use users_db::oauth::ClientRow;
+    use users_db::oauth::{CodeIssue, CodeRow};
+    const THREADS: usize = 6;
+    let name = format!("users_consent_{}", uuid::Uuid::new_v4().simple());
+    users_db::admin::create_postgres_database(&postgres_base(), &name).unwrap();
+    let url = DatabaseUrl::parse(&format!("{}/{name}", postgres_base())).unwrap();
+    let opts = PoolOptions {
+        max_connections: THREADS as u32 + 1,
+        ..PoolOptions::default()
+    };
+    let db = Database::connect_and_migrate(url, &opts).unwrap();
+    let mut conn = db.get().unwrap();
+    let (user_id, _) = user(&mut conn, 0);
+    for round in 0..8 {
+        let client_id = format!("client-{round}");
+        users_db::oauth::insert_client(
+            &mut conn,
+            &ClientRow {
+                client_id: client_id.clone(),
+                secret_hash: None,
+                metadata: "{}".into(),
+                created_at: 0,
+                updated_at: 0,
+            },
+            &Effects::none(),
+        )
+        .unwrap();
+        // odd rounds: the row is there before the race; even rounds: it is not
+        if round % 2 == 1 {
+            let row = CodeRow {
+                code_hash: format!("ab-{round}-first"),
+                client_id: client_id.clone(),
+                user_id: user_id.to_string(),
+                data: "{}".into(),
+                created_at: 1,
+                expires_at: i64::MAX,
+                used_at: None,
+                grant_session_id: None,
+            };
+            let issue = CodeIssue {
+                remember: Some("openid".into()),
+                spend_request: None,
+            };
+            users_db::oauth::issue_code(&mut conn, &row, &issue, &Effects::none()).unwrap();
+        }
+        let start = std::sync::Arc::new(std::sync::Barrier::new(THREADS));
+        let threads: Vec<_> = (0..THREADS)
+            .map(|i| {
+                let (db, start, client_id) = (db.clone(), start.clone(), client_id.clone());
+                std::thread::spawn(move || {
+                    let mut conn = db.get().unwrap();
+                    let row = CodeRow {
+                        code_hash: format!("ab-{round}-{i}"),
+                        client_id,
+                        user_id: user_id.to_string(),
+                        data: "{}".into(),
+                        created_at: 2,
+                        expires_at: i64::MAX,
+                        used_at: None,
+                        grant_session_id: None,
+                    };
+                    let issue = CodeIssue {
+                        remember: Some(format!("scope-{i}")),
+                        spend_request: None,
+                    };
+                    start.wait();
+                    users_db::oauth::issue_code(&mut conn, &row, &issue, &Effects::none())
+                })
+            })
+            .collect();
+        for t in threads {
+            assert!(t.join().unwrap().expect("each consent is stored"));
+        }
+        let consent = users_db::oauth::find_consent(&mut conn, user_id, &client_id)
+            .unwrap()
+            .unwrap();
+        let mut have: Vec<&str> = consent.scopes.split(' ').collect();
+        have.sort_unstable();
+        let mut want: Vec<String> = (0..THREADS).map(|i| format!("scope-{i}")).collect();
+        if round % 2 == 1 {
+            want.push("openid".into());
+        }
+        want.sort_unstable();
+        assert_eq!(have, want, "round {round}");
+    }
+    drop((conn, db));
+    users_db::admin::drop_postgres_database(&postgres_base(), &name).unwrap();
+}

@@ -204,7 +204,10 @@ pub fn consents_of(
 }
 
 /// Remembers `scopes` for (user, client), added to what was allowed before, inside a
-/// transaction.
+/// transaction. Two decisions for one person and client at the same moment both count:
+/// on PostgreSQL the row is read locked, so the second waits for the first and adds to
+/// what it wrote; when neither found a row, the one that loses the race to insert it
+/// reads the winner's and adds to it (docs/oauth-provider.md#the-authorization-request).
 fn remember_in(
     c: &mut DbConnection,
     user_id: &str,
@@ -212,11 +215,30 @@ fn remember_in(
     scopes: &str,
     now_ms: i64,
 ) -> QueryResult<()> {
-    let before: Option<String> = oauth_consents::table
+    match remember_once(c, user_id, client_id, scopes, now_ms) {
+        // another request inserted the row at the same moment: it is there now
+        Err(e) if crate::is_unique_violation(&e) => {
+            remember_once(c, user_id, client_id, scopes, now_ms)
+        }
+        done => done,
+    }
+}
+
+fn remember_once(
+    c: &mut DbConnection,
+    user_id: &str,
+    client_id: &str,
+    scopes: &str,
+    now_ms: i64,
+) -> QueryResult<()> {
+    let row = oauth_consents::table
         .find((user_id, client_id))
-        .select(oauth_consents::scopes)
-        .first(c)
-        .optional()?;
+        .select(oauth_consents::scopes);
+    let before: Option<String> = match c {
+        DbConnection::Postgresql(pg) => row.for_update().first(pg).optional()?,
+        // the transaction began IMMEDIATE: it holds the file's write lock already
+        DbConnection::Sqlite(_) => row.first(c).optional()?,
+    };
     let mut all: Vec<&str> = before
         .as_deref()
         .unwrap_or_default()
@@ -229,35 +251,28 @@ fn remember_in(
         }
     }
     let scopes = all.join(" ");
-    let scopes = scopes.as_str();
-    let update = |c: &mut DbConnection| {
+    if before.is_some() {
         diesel::update(oauth_consents::table.find((user_id, client_id)))
             .set((
-                oauth_consents::scopes.eq(scopes),
+                oauth_consents::scopes.eq(&scopes),
                 oauth_consents::last_used_at.eq(Some(now_ms)),
             ))
-            .execute(c)
-    };
-    if update(c)? > 0 {
+            .execute(c)?;
         return Ok(());
     }
-    let inserted = c.transaction(|c| {
+    // in a savepoint: a unique violation leaves the enclosing transaction usable
+    c.transaction(|c| {
         diesel::insert_into(oauth_consents::table)
             .values((
                 oauth_consents::user_id.eq(user_id),
                 oauth_consents::client_id.eq(client_id),
-                oauth_consents::scopes.eq(scopes),
+                oauth_consents::scopes.eq(&scopes),
                 oauth_consents::granted_at.eq(now_ms),
                 oauth_consents::last_used_at.eq(Some(now_ms)),
             ))
             .execute(c)
-    });
-    match inserted {
-        Ok(_) => Ok(()),
-        // another request remembered it at the same moment
-        Err(e) if crate::is_unique_violation(&e) => update(c).map(|_| ()),
-        Err(e) => Err(e),
-    }
+    })
+    .map(|_| ())
 }
 
 /// Forgets the consent of (user, client) and ends every grant of that client for the
