@@ -1352,6 +1352,73 @@ async fn replicas_redeem_a_code_once(backend: Backend) {
     }
 }
 
+/// Exchanges that arrive together are redeemed in one transaction
+/// (docs/oauth-provider.md#how-a-code-is-redeemed), each as it would be alone: twelve
+/// codes at once, four of them twice: every code once gives tokens that work, and the
+/// second of a pair is refused and ends what the first one gave, with its event.
+async fn codes_redeemed_together_stay_single_use(backend: Backend) {
+    let app = provider_app(backend).await;
+    let (_, admin) = app.superuser_with_token().await;
+    let client = register_client(
+        &app,
+        &admin,
+        json!({"redirect_uris": [REDIRECT], "skip_consent": true}),
+    )
+    .await;
+    let (id, secret) = (
+        client["client_id"].as_str().unwrap(),
+        client["client_secret"].as_str().unwrap(),
+    );
+    let email = unique_email();
+    let user = app.create_user(&email).await;
+    let cookie = browser_cookie(&app, &email).await;
+    let verifier = "t".repeat(43);
+    let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(<sha2::Sha256 as sha2::Digest>::digest(verifier.as_bytes()));
+    let mut codes = Vec::new();
+    for _ in 0..12 {
+        let r = browse(&app, &format!("/oauth/authorize?response_type=code&client_id={id}&scope=openid&code_challenge={challenge}&code_challenge_method=S256"), Some(&cookie)).await;
+        codes.push(query_of(&location(&r))["code"].clone());
+    }
+    // codes 0..4 twice, interleaved with the others
+    let sent: Vec<usize> = (0..12).chain(0..4).collect();
+    let calls = sent.iter().map(|&i| {
+        let (app, code, verifier) = (&app, codes[i].clone(), verifier.clone());
+        async move {
+            let form = [
+                ("grant_type", "authorization_code"),
+                ("code", code.as_str()),
+                ("code_verifier", verifier.as_str()),
+            ];
+            let r = token_form(app, Some((id, secret)), &form).await;
+            let status = r.status().as_u16();
+            let body: Value = r.json().await.unwrap();
+            (i, status, body)
+        }
+    });
+    let answers = futures_util::future::join_all(calls).await;
+    for code in 0..12 {
+        let of: Vec<&(usize, u16, Value)> = answers.iter().filter(|a| a.0 == code).collect();
+        let mut statuses: Vec<u16> = of.iter().map(|a| a.1).collect();
+        statuses.sort();
+        let twice = code < 4;
+        let expected: &[u16] = if twice { &[200, 400] } else { &[200] };
+        assert_eq!(statuses, expected, "code {code}: {of:?}");
+        let granted = of.iter().find(|a| a.1 == 200).unwrap();
+        let access = granted.2["access_token"].as_str().unwrap();
+        let info = userinfo(&app, access).await.status().as_u16();
+        // the replay of a pair ended the grant its first exchange started
+        assert_eq!(info, if twice { 401 } else { 200 }, "code {code}");
+        if twice {
+            let refused = of.iter().find(|a| a.1 == 400).unwrap();
+            assert_eq!(refused.2["error"], "invalid_grant", "{refused:?}");
+        }
+    }
+    let types = app.event_types(&admin, user["id"].as_str().unwrap()).await;
+    let reused = types.iter().filter(|t| *t == "oauth.code_reused").count();
+    assert_eq!(reused, 4, "{types:?}");
+}
+
 /// §15 in the provider: a permission is a scope held only when the person's (or, for
 /// client credentials, the client's) roles grant it, dropped otherwise and the answer
 /// says what was issued; scope `roles` adds the claim; a change shows from the next
@@ -1639,6 +1706,7 @@ crate::both_backends!(
     open_registration,
     a_proof_by_mail_ends_what_was_let_in_unverified,
     replicas_redeem_a_code_once,
+    codes_redeemed_together_stay_single_use,
     a_strict_relying_party_signs_in,
     a_replayed_code_ends_its_grant,
     clients_and_errors,

@@ -121,6 +121,21 @@ impl Core {
         Ok(outcome)
     }
 
+    /// The effects of a change written in a batch with others' (a code's redemption,
+    /// `Core::redemptions`), raised as [`Core::apply`] raises them, and what to count
+    /// once the batch committed, if the change happened ([`Committed::count`]).
+    pub(crate) fn raise(&self, change: Change<'_>) -> Result<(Effects, Committed), Fault> {
+        let Change {
+            events,
+            effects,
+            client,
+            now,
+        } = change;
+        let effects = events::effects(events, client, &self.webhooks, now)?.and(effects);
+        let queued = Queued::of(&effects);
+        Ok((effects, Committed(queued)))
+    }
+
     /// Stores `events` that go with no change of their own (a failed sign-in).
     pub(crate) async fn record(
         &self,
@@ -180,6 +195,25 @@ impl Tally {
         let Some(queued) = self.0.lock().ok().and_then(|mut slot| slot.take()) else {
             return;
         };
+        queued.count(counters, signal);
+    }
+}
+
+/// What a change written in a batch queued ([`Core::raise`]).
+#[derive(Debug)]
+pub(crate) struct Committed(Queued);
+
+impl Committed {
+    /// The batch committed and the change happened: counts what it wrote and wakes the
+    /// workers it gave work.
+    pub(crate) fn count(self, core: &Core) {
+        self.0.count(&core.counters, &core.outbox);
+    }
+}
+
+impl Queued {
+    fn count(self, counters: &Counters, signal: &OutboxSignal) {
+        let queued = self;
         counters.count_events(queued.events.iter().filter_map(|t| EventType::parse(t)));
         for _ in 0..queued.mails {
             Counters::inc(&counters.mails_queued);

@@ -143,8 +143,16 @@ impl Core {
             crate::rotations::MAX_ROTATIONS,
             crate::rotations::rotate_batch,
         );
+        // the codes redeemed while a batch commits: as the refreshes
+        let redemptions = crate::coalesce::Coalesced::writing(
+            store.clone(),
+            (store.connections() / 4).max(1),
+            MAX_REDEMPTIONS,
+            users_db::oauth::redeem_codes,
+        );
         Ok(Core {
             rotations,
+            redemptions,
             client_rows,
             client_tokens,
             verified_tokens: Default::default(),
@@ -287,6 +295,9 @@ fn key_lifetime(config: &CoreConfig) -> i64 {
 /// Token checks that may run at once, each one statement for every request queued
 /// behind it (and at most half the pool's connections, so other queries find one).
 const MAX_LOOKUP_SLOTS: usize = 4;
+
+/// The most code redemptions one transaction holds (their codes' rows locked).
+const MAX_REDEMPTIONS: usize = 128;
 
 /// How long the shutdown waits for the worker to finish a delivery in progress.
 pub const WORKER_STOP_TIMEOUT: Duration = Duration::from_secs(10);

@@ -10,7 +10,7 @@ use crate::effects::transaction;
 use crate::rows::user::{StoredUser, UserRow};
 use crate::schema::{oauth_codes, oauth_grants, sessions, users};
 use crate::sessions::NewSession;
-use crate::{DbConnection, Effects};
+use crate::{in_write_transaction, DbConnection, DbError, Effects};
 
 #[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable, Insertable)]
 #[diesel(table_name = oauth_codes)]
@@ -183,82 +183,143 @@ impl crate::Happened for Redeemed {
     }
 }
 
-/// Redeems a code (docs/oauth-provider.md#how-a-code-is-redeemed) in one transaction
-/// (on PostgreSQL, when the code is unused, in one statement): marks it used and starts
-/// its grant (the session and the grant row), or, for a code used before, ends the grant
-/// it started and writes `replayed` (the events of the replay).
+/// One code to redeem (docs/oauth-provider.md#how-a-code-is-redeemed): the grant it
+/// starts (its session, `session`, and the grant's row, `grant`, of the same id) while the
+/// browser session it was issued in is live, and `replayed`, the effects (events) written
+/// when the code was used before.
+#[derive(Debug, Clone)]
+pub struct Redemption {
+    pub code_hash: String,
+    pub browser_session: String,
+    pub now_ms: i64,
+    pub session: NewSession,
+    pub grant: GrantRow,
+    pub replayed: Effects,
+}
+
+/// Redeems a code in one transaction (on PostgreSQL, when the code is unused, in one
+/// statement): marks it used and starts its grant (the session and the grant row), or,
+/// for a code used before, ends the grant it started and writes `replayed` (the events
+/// of the replay).
 /// The browser session the code was issued in must still be live: a sign-out, a
 /// password change or a takeover in between makes the code worthless (it is spent).
-pub fn redeem_code(
-    conn: &mut DbConnection,
-    code_hash: &str,
-    browser_session: &str,
-    now_ms: i64,
-    session: &NewSession,
-    grant: &GrantRow,
-    replayed: &Effects,
-) -> QueryResult<Redeemed> {
+pub fn redeem_code(conn: &mut DbConnection, r: &Redemption) -> QueryResult<Redeemed> {
     if let DbConnection::Postgresql(pg) = conn {
-        // the statement inserts the grant under the session it starts
-        debug_assert_eq!(grant.session_id, session.id);
-        let statement = super::redeem_pg::RedeemStatement {
-            code_hash,
-            browser_session,
-            now_ms,
-            session,
-            grant,
-        };
-        match super::redeem_pg::redeem(pg, statement)? {
-            Some(true) => return Ok(Redeemed::Started),
-            Some(false) => return Ok(Redeemed::Invalid),
-            // not marked: spent, expired or unknown, told apart below
-            None => {}
+        if let Some(decided) = redeem_by_statement(pg, r)? {
+            return Ok(decided);
         }
+        // not marked: spent, expired or unknown, told apart below
+        return conn.transaction(|c| spent_or_invalid(c, r));
     }
-    conn.transaction(|c| {
-        let marked = diesel::update(
-            oauth_codes::table
-                .find(code_hash)
-                .filter(oauth_codes::used_at.is_null())
-                .filter(oauth_codes::expires_at.gt(now_ms)),
+    conn.transaction(|c| redeem_in(c, r))
+}
+
+/// Redeems the codes of `batch` in one transaction (one commit for all), each as
+/// [`redeem_code`] would alone, in the order of their hashes (two batches, here or on
+/// another replica, take the codes' rows in one order: they never wait on each other in
+/// a circle); two of one code in a batch are decided in their order in `batch`, the
+/// second a replay of the first. The answers are in the order of `batch`. A batch of
+/// one is [`redeem_code`]. A batch that fails writes nothing of any of its codes.
+pub fn redeem_codes(
+    conn: &mut DbConnection,
+    batch: &[Redemption],
+) -> Result<Vec<Redeemed>, DbError> {
+    if let [one] = batch {
+        return Ok(vec![redeem_code(conn, one)?]);
+    }
+    let mut order: Vec<usize> = (0..batch.len()).collect();
+    // stable: two of one code keep their order
+    order.sort_by(|&a, &b| batch[a].code_hash.cmp(&batch[b].code_hash));
+    in_write_transaction(conn, |c| {
+        let mut answers = vec![Redeemed::Invalid; batch.len()];
+        for &i in &order {
+            let r = &batch[i];
+            answers[i] = match c {
+                DbConnection::Postgresql(pg) => match redeem_by_statement(pg, r)? {
+                    Some(decided) => decided,
+                    None => spent_or_invalid(c, r)?,
+                },
+                DbConnection::Sqlite(_) => redeem_in(c, r)?,
+            };
+        }
+        Ok(answers)
+    })
+}
+
+/// PostgreSQL: the redemption's one statement (`redeem_pg.rs`); `None` when it did not
+/// mark the code (and wrote nothing).
+fn redeem_by_statement(
+    pg: &mut diesel::PgConnection,
+    r: &Redemption,
+) -> QueryResult<Option<Redeemed>> {
+    // the statement inserts the grant under the session it starts
+    debug_assert_eq!(r.grant.session_id, r.session.id);
+    let statement = super::redeem_pg::RedeemStatement {
+        code_hash: &r.code_hash,
+        browser_session: &r.browser_session,
+        now_ms: r.now_ms,
+        session: &r.session,
+        grant: &r.grant,
+    };
+    Ok(super::redeem_pg::redeem(pg, statement)?.map(|started| {
+        if started {
+            Redeemed::Started
+        } else {
+            Redeemed::Invalid
+        }
+    }))
+}
+
+/// A redemption inside a transaction, statement by statement: the code's conditional
+/// `UPDATE`, then the grant's session and row, or what a code that was not marked is.
+fn redeem_in(c: &mut DbConnection, r: &Redemption) -> QueryResult<Redeemed> {
+    let marked = diesel::update(
+        oauth_codes::table
+            .find(&r.code_hash)
+            .filter(oauth_codes::used_at.is_null())
+            .filter(oauth_codes::expires_at.gt(r.now_ms)),
+    )
+    .set((
+        oauth_codes::used_at.eq(Some(r.now_ms)),
+        oauth_codes::grant_session_id.eq(Some(&r.session.id)),
+    ))
+    .execute(c)?;
+    if marked == 0 {
+        return spent_or_invalid(c, r);
+    }
+    if start_if_live(c, &r.browser_session, r.now_ms, &r.session)? == 0 {
+        return Ok(Redeemed::Invalid);
+    }
+    insert_grant(c, &r.grant)?;
+    Ok(Redeemed::Started)
+}
+
+/// A code that was not marked, inside a transaction: one used before is a replay (the
+/// grant it started ends, the replay's events are written); otherwise it is unknown or
+/// expired.
+fn spent_or_invalid(c: &mut DbConnection, r: &Redemption) -> QueryResult<Redeemed> {
+    let row: Option<(Option<i64>, Option<String>)> = oauth_codes::table
+        .find(&r.code_hash)
+        .select((oauth_codes::used_at, oauth_codes::grant_session_id))
+        .first(c)
+        .optional()?;
+    let Some((Some(_), grant_session_id)) = row else {
+        return Ok(Redeemed::Invalid);
+    };
+    if let Some(sid) = &grant_session_id {
+        diesel::update(
+            sessions::table
+                .find(sid)
+                .filter(sessions::ended_at.is_null()),
         )
         .set((
-            oauth_codes::used_at.eq(Some(now_ms)),
-            oauth_codes::grant_session_id.eq(Some(&session.id)),
+            sessions::ended_at.eq(Some(r.now_ms)),
+            sessions::end_reason.eq(Some("code_reused")),
         ))
         .execute(c)?;
-        if marked == 1 {
-            if start_if_live(c, browser_session, now_ms, session)? == 0 {
-                return Ok(Redeemed::Invalid);
-            }
-            insert_grant(c, grant)?;
-            return Ok(Redeemed::Started);
-        }
-        let row: Option<(Option<i64>, Option<String>)> = oauth_codes::table
-            .find(code_hash)
-            .select((oauth_codes::used_at, oauth_codes::grant_session_id))
-            .first(c)
-            .optional()?;
-        match row {
-            Some((Some(_), grant_session_id)) => {
-                if let Some(sid) = &grant_session_id {
-                    diesel::update(
-                        sessions::table
-                            .find(sid)
-                            .filter(sessions::ended_at.is_null()),
-                    )
-                    .set((
-                        sessions::ended_at.eq(Some(now_ms)),
-                        sessions::end_reason.eq(Some("code_reused")),
-                    ))
-                    .execute(c)?;
-                }
-                replayed.write(c)?;
-                Ok(Redeemed::Replayed { grant_session_id })
-            }
-            _ => Ok(Redeemed::Invalid),
-        }
-    })
+    }
+    r.replayed.write(c)?;
+    Ok(Redeemed::Replayed { grant_session_id })
 }
 
 /// Inserts the grant's session only while the browser session `browser` is live, in one

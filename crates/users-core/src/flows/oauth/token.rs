@@ -6,6 +6,7 @@
 
 use users_db::oauth::{self as db, CodeRow, GrantRow, Redeemed};
 use users_db::sessions::NewSession;
+use users_db::Happened;
 use users_domain::crypto::{random_token, token_hash};
 use users_domain::oauth::{amr, at_hash, is_code_verifier, pkce_s256_matches, scope_string};
 use users_domain::{Timestamp, User};
@@ -241,21 +242,21 @@ async fn code_grant(
     let event = Event::new(EventType::OauthCodeReused, Some(user.id))
         .with("client_id", client.client_id.clone());
     let change = Change::new(vec![event], from, now);
-    let now_ms = now.millis();
-    let browser = data.browser_session.clone();
-    let redeemed = core
-        .apply(change, move |c, raised| {
-            db::redeem_code(
-                c,
-                &hash,
-                &browser,
-                now_ms,
-                &session,
-                &grant,
-                raised.effects(),
-            )
-        })
-        .await?;
+    // the redemptions that arrive while one commits are committed together
+    // (docs/oauth-provider.md#how-a-code-is-redeemed); answered once committed
+    let (replayed, committed) = core.raise(change)?;
+    let redemption = db::Redemption {
+        code_hash: hash,
+        browser_session: data.browser_session.clone(),
+        now_ms: now.millis(),
+        session,
+        grant,
+        replayed,
+    };
+    let redeemed = core.redemptions.get(redemption).await?;
+    if redeemed.happened() {
+        committed.count(core);
+    }
     started(redeemed, client, &user)?;
     let (scopes, roles) = held_by_person(core, &user, &data.scopes).await?;
     let person = Person {
