@@ -19,37 +19,18 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use tracing::Span;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
-use tracing_subscriber::{EnvFilter, Layer, Registry};
+use tracing_subscriber::{Layer, Registry};
 
 use crate::settings::{LogFormat, Sampler, Traces};
 
 mod batch;
+mod filter;
 mod otlp;
 mod record;
 mod spans;
 
 /// Whether spans are exported: the request span then carries OpenTelemetry's names.
 static EXPORTING: AtomicBool = AtomicBool::new(false);
-
-/// The crates whose spans are exported: the service's own (a dependency's spans, such
-/// as the HTTP client's, say nothing an operator can act on).
-const TRACED_CRATES: &[&str] = &[
-    "users_server",
-    "users_core",
-    "users_db",
-    "users_upstream",
-    "users_mail",
-    "users_domain",
-];
-
-/// Whether `target` (a module path) is in one of the [`TRACED_CRATES`].
-fn traced(target: &str) -> bool {
-    TRACED_CRATES.iter().any(|name| {
-        target
-            .strip_prefix(name)
-            .is_some_and(|rest| rest.is_empty() || rest.starts_with("::"))
-    })
-}
 
 /// Installs the global subscriber. `to_stderr` for the command line, whose stdout is
 /// the machine-readable result.
@@ -82,17 +63,7 @@ pub fn init_serving(rust_log: &str, format: LogFormat, traces: &Traces) -> Resul
         std::env::var(name).ok()
     })));
     let pipeline = batch::Pipeline::start(exporter, queue.clone())?;
-    // Spans only: the log's lines stay in the log (as span events they would cost every
-    // request their formatting and double what is exported). One filter (each filter
-    // of a layer looks the span up again at every entry and exit).
-    let layer = spans::Spans::new(sampler, queue)
-        .with_filter(
-            tracing_subscriber::filter::filter_fn(|meta| {
-                meta.is_span() && *meta.level() <= tracing::Level::DEBUG && traced(meta.target())
-            })
-            .with_max_level_hint(tracing::Level::DEBUG),
-        )
-        .boxed();
+    let layer = spans::Spans::new(sampler, queue);
     users_domain::trace_context::install(spans::PROPAGATION);
     EXPORTING.store(true, Ordering::Relaxed);
     install(rust_log, format, false, Some(layer));
@@ -119,32 +90,47 @@ impl Export {
     }
 }
 
-type BoxedLayer = Box<dyn Layer<Registry> + Send + Sync>;
-
-fn install(rust_log: &str, format: LogFormat, to_stderr: bool, traces: Option<BoxedLayer>) {
-    let filter = EnvFilter::try_new(rust_log).unwrap_or_else(|_| EnvFilter::new("info"));
+fn install(rust_log: &str, format: LogFormat, to_stderr: bool, traces: Option<spans::Spans>) {
+    let filter = filter::LogFilter::new(rust_log);
     let ansi = !to_stderr && std::io::stdout().is_terminal();
     let fmt = tracing_subscriber::fmt::layer().with_target(false);
     // the log's filter is the log's own: the traces' layer sees the spans it filters out
-    let logs: BoxedLayer = match (format, to_stderr) {
-        (LogFormat::Json, false) => fmt.json().flatten_event(true).with_filter(filter).boxed(),
-        (LogFormat::Json, true) => fmt
-            .json()
-            .flatten_event(true)
-            .with_writer(std::io::stderr)
-            .with_filter(filter)
-            .boxed(),
-        (LogFormat::Pretty, false) => fmt.with_ansi(ansi).with_filter(filter).boxed(),
-        (LogFormat::Pretty, true) => fmt
-            .with_ansi(false)
-            .with_writer(std::io::stderr)
-            .with_filter(filter)
-            .boxed(),
-    };
-    let mut layers = vec![logs];
-    layers.extend(traces);
+    match (format, to_stderr) {
+        (LogFormat::Json, false) => {
+            with_logs(fmt.json().flatten_event(true).with_filter(filter), traces)
+        }
+        (LogFormat::Json, true) => with_logs(
+            fmt.json()
+                .flatten_event(true)
+                .with_writer(std::io::stderr)
+                .with_filter(filter),
+            traces,
+        ),
+        (LogFormat::Pretty, false) => with_logs(fmt.with_ansi(ansi).with_filter(filter), traces),
+        (LogFormat::Pretty, true) => with_logs(
+            fmt.with_ansi(false)
+                .with_writer(std::io::stderr)
+                .with_filter(filter),
+            traces,
+        ),
+    }
+}
+
+/// Installs the registry with the log's layer and, when traces are exported, the traces'
+/// layer over it. Each layer is of its own type, not boxed: every span's entry and exit
+/// passes through both, without a call through a vtable.
+fn with_logs<L>(logs: L, traces: Option<spans::Spans>)
+where
+    L: Layer<Registry> + Send + Sync + 'static,
+{
+    let logged = tracing_subscriber::registry().with(logs);
     // Already installed (tests start several apps in one process): keep the first.
-    let _ = tracing_subscriber::registry().with(layers).try_init();
+    let _ = match traces {
+        // Spans only: the log's lines stay in the log (as span events they would cost
+        // every request their formatting and double what is exported).
+        Some(spans) => logged.with(spans.with_filter(spans::Traced)).try_init(),
+        None => logged.try_init(),
+    };
 }
 
 /// Outermost middleware: gives every request an id (the client's `X-Request-Id` when it

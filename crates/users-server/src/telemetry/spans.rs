@@ -19,9 +19,11 @@ use opentelemetry::trace::{SamplingDecision, SpanKind, TraceContextExt, TraceId}
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::{IdGenerator, RandomIdGenerator, Sampler, ShouldSample};
 use tracing::field::{Field, Visit};
+use tracing::level_filters::LevelFilter;
 use tracing::span::{Attributes, Id, Record};
-use tracing::Subscriber;
-use tracing_subscriber::layer::Context;
+use tracing::subscriber::Interest;
+use tracing::{Metadata, Subscriber};
+use tracing_subscriber::layer::{Context, Filter};
 use tracing_subscriber::registry::LookupSpan;
 
 use super::batch::Queue;
@@ -35,6 +37,54 @@ pub(super) fn now_nanos() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos() as u64)
         .unwrap_or(0)
+}
+
+/// The crates whose spans are exported: the service's own (a dependency's spans, such
+/// as the HTTP client's, say nothing an operator can act on).
+const TRACED_CRATES: &[&str] = &[
+    "users_server",
+    "users_core",
+    "users_db",
+    "users_upstream",
+    "users_mail",
+    "users_domain",
+];
+
+/// Whether `target` (a module path) is in one of the [`TRACED_CRATES`].
+fn traced(target: &str) -> bool {
+    TRACED_CRATES.iter().any(|name| {
+        target
+            .strip_prefix(name)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with("::"))
+    })
+}
+
+/// The filter of the traces' layer: the spans of the service's crates, debug-level ones
+/// included; no event. Its answer is the callsite's, made once.
+pub(super) struct Traced;
+
+impl Traced {
+    fn wants(meta: &Metadata<'_>) -> bool {
+        meta.is_span() && *meta.level() <= tracing::Level::DEBUG && traced(meta.target())
+    }
+}
+
+impl<S: Subscriber> Filter<S> for Traced {
+    fn enabled(&self, meta: &Metadata<'_>, _: &Context<'_, S>) -> bool {
+        Traced::wants(meta)
+    }
+
+    fn callsite_enabled(&self, meta: &'static Metadata<'static>) -> Interest {
+        if Traced::wants(meta) {
+            Interest::always()
+        } else {
+            Interest::never()
+        }
+    }
+
+    fn max_level_hint(&self) -> Option<LevelFilter> {
+        Some(LevelFilter::DEBUG)
+    }
 }
 
 /// The fields of a span, as they are recorded: `otel.name`, `otel.kind` and
