@@ -38,6 +38,13 @@ impl LogFilter {
     }
 }
 
+impl LogFilter {
+    /// Whether the filter follows spans through their lives (`RUST_LOG` may name one).
+    pub(super) fn follows_spans(&self) -> bool {
+        self.span_directives
+    }
+}
+
 impl<S> Filter<S> for LogFilter
 where
     S: Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
