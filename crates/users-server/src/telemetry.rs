@@ -19,37 +19,19 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use tracing::Span;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
-use tracing_subscriber::{EnvFilter, Layer, Registry};
+use tracing_subscriber::{Layer, Registry};
 
 use crate::settings::{LogFormat, Sampler, Traces};
 
 mod batch;
+mod filter;
 mod otlp;
 mod record;
+mod scope;
 mod spans;
 
 /// Whether spans are exported: the request span then carries OpenTelemetry's names.
 static EXPORTING: AtomicBool = AtomicBool::new(false);
-
-/// The crates whose spans are exported: the service's own (a dependency's spans, such
-/// as the HTTP client's, say nothing an operator can act on).
-const TRACED_CRATES: &[&str] = &[
-    "users_server",
-    "users_core",
-    "users_db",
-    "users_upstream",
-    "users_mail",
-    "users_domain",
-];
-
-/// Whether `target` (a module path) is in one of the [`TRACED_CRATES`].
-fn traced(target: &str) -> bool {
-    TRACED_CRATES.iter().any(|name| {
-        target
-            .strip_prefix(name)
-            .is_some_and(|rest| rest.is_empty() || rest.starts_with("::"))
-    })
-}
 
 /// Installs the global subscriber. `to_stderr` for the command line, whose stdout is
 /// the machine-readable result.
@@ -82,17 +64,11 @@ pub fn init_serving(rust_log: &str, format: LogFormat, traces: &Traces) -> Resul
         std::env::var(name).ok()
     })));
     let pipeline = batch::Pipeline::start(exporter, queue.clone())?;
-    // Spans only: the log's lines stay in the log (as span events they would cost every
-    // request their formatting and double what is exported). One filter (each filter
-    // of a layer looks the span up again at every entry and exit).
-    let layer = spans::Spans::new(sampler, queue)
-        .with_filter(
-            tracing_subscriber::filter::filter_fn(|meta| {
-                meta.is_span() && *meta.level() <= tracing::Level::DEBUG && traced(meta.target())
-            })
-            .with_max_level_hint(tracing::Level::DEBUG),
-        )
-        .boxed();
+    let layer = spans::Spans::new(sampler, queue);
+    let layer = match traces.sampler {
+        Sampler::AlwaysOn => layer.keeping_new_traces(),
+        Sampler::AlwaysOff | Sampler::TraceIdRatio(_) => layer,
+    };
     users_domain::trace_context::install(spans::PROPAGATION);
     EXPORTING.store(true, Ordering::Relaxed);
     install(rust_log, format, false, Some(layer));
@@ -119,32 +95,62 @@ impl Export {
     }
 }
 
-type BoxedLayer = Box<dyn Layer<Registry> + Send + Sync>;
-
-fn install(rust_log: &str, format: LogFormat, to_stderr: bool, traces: Option<BoxedLayer>) {
-    let filter = EnvFilter::try_new(rust_log).unwrap_or_else(|_| EnvFilter::new("info"));
+fn install(rust_log: &str, format: LogFormat, to_stderr: bool, traces: Option<spans::Spans>) {
+    let filter = filter::LogFilter::new(rust_log);
+    // no layer acts on a span's entry or exit unless the log's filter follows spans
+    let ignore_entries = !filter.follows_spans();
     let ansi = !to_stderr && std::io::stdout().is_terminal();
     let fmt = tracing_subscriber::fmt::layer().with_target(false);
     // the log's filter is the log's own: the traces' layer sees the spans it filters out
-    let logs: BoxedLayer = match (format, to_stderr) {
-        (LogFormat::Json, false) => fmt.json().flatten_event(true).with_filter(filter).boxed(),
-        (LogFormat::Json, true) => fmt
-            .json()
-            .flatten_event(true)
-            .with_writer(std::io::stderr)
-            .with_filter(filter)
-            .boxed(),
-        (LogFormat::Pretty, false) => fmt.with_ansi(ansi).with_filter(filter).boxed(),
-        (LogFormat::Pretty, true) => fmt
-            .with_ansi(false)
-            .with_writer(std::io::stderr)
-            .with_filter(filter)
-            .boxed(),
+    match (format, to_stderr) {
+        (LogFormat::Json, false) => with_logs(
+            fmt.json().flatten_event(true).with_filter(filter),
+            traces,
+            ignore_entries,
+        ),
+        (LogFormat::Json, true) => with_logs(
+            fmt.json()
+                .flatten_event(true)
+                .with_writer(std::io::stderr)
+                .with_filter(filter),
+            traces,
+            ignore_entries,
+        ),
+        (LogFormat::Pretty, false) => with_logs(
+            fmt.with_ansi(ansi).with_filter(filter),
+            traces,
+            ignore_entries,
+        ),
+        (LogFormat::Pretty, true) => with_logs(
+            fmt.with_ansi(false)
+                .with_writer(std::io::stderr)
+                .with_filter(filter),
+            traces,
+            ignore_entries,
+        ),
+    }
+}
+
+/// Installs the registry with the log's layer and, when traces are exported, the traces'
+/// layer over it. Each layer is of its own type, not boxed: every span's entry and exit
+/// passes through both, without a call through a vtable. `ignore_entries`: no layer
+/// acts on a span's entry or exit (`scope.rs`).
+fn with_logs<L>(logs: L, traces: Option<spans::Spans>, ignore_entries: bool)
+where
+    L: Layer<Registry> + Send + Sync + 'static,
+{
+    let logged = tracing_subscriber::registry().with(logs);
+    let installed = match traces {
+        // Spans only: the log's lines stay in the log (as span events they would cost
+        // every request their formatting and double what is exported).
+        Some(spans) => logged.with(spans.with_filter(spans::Traced)).try_init(),
+        None => logged.try_init(),
     };
-    let mut layers = vec![logs];
-    layers.extend(traces);
-    // Already installed (tests start several apps in one process): keep the first.
-    let _ = tracing_subscriber::registry().with(layers).try_init();
+    // Already installed (tests start several apps in one process): the first is kept,
+    // and what is said of it.
+    if installed.is_ok() {
+        scope::layers_ignore_entries(ignore_entries);
+    }
 }
 
 /// Outermost middleware: gives every request an id (the client's `X-Request-Id` when it
@@ -197,14 +203,10 @@ pub async fn observe(
 /// `future`, with `span` entered while it is polled, so that the spans it makes are the
 /// request's children. Entered at each poll only: not when the future is made (nothing
 /// is traced then) nor dropped, and not while the body is written; each entry and exit
-/// passes through every layer.
+/// is told to the registry alone when no layer acts on it (`scope.rs`).
 async fn in_span<F: std::future::Future>(span: &Span, future: F) -> F::Output {
     let mut future = std::pin::pin!(future);
-    std::future::poll_fn(|cx| {
-        let _entered = span.enter();
-        future.as_mut().poll(cx)
-    })
-    .await
+    std::future::poll_fn(|cx| scope::in_scope(span, || future.as_mut().poll(cx))).await
 }
 
 /// The root span of a request: method, path (no query), the request id, later the
@@ -227,13 +229,12 @@ fn request_span(request: &ServiceRequest, request_id: &str, route: Option<&str>)
     // attribute); the name is made once
     let method = request.method().as_str();
     let shown = route.unwrap_or("(unmatched)");
-    let mut name = String::with_capacity(method.len() + 1 + shown.len());
-    name.push_str(method);
-    name.push(' ');
-    name.push_str(shown);
+    let mut buffer = [0u8; 96];
+    let mut long = String::new();
+    let name = joined(&mut buffer, &mut long, method, shown);
     let span = tracing::info_span!(
         "request",
-        otel.name = name.as_str(),
+        otel.name = name,
         otel.kind = "server",
         otel.status_code = tracing::field::Empty,
         http.request.method = method,
@@ -255,6 +256,31 @@ fn request_span(request: &ServiceRequest, request_id: &str, route: Option<&str>)
     span
 }
 
+/// `method` and `route` with a space between: written in `buffer` (no allocation) when
+/// they fit, else in `long`.
+fn joined<'a>(buffer: &'a mut [u8; 96], long: &'a mut String, method: &str, route: &str) -> &'a str {
+    let split = method.len();
+    match buffer.get_mut(..split + 1 + route.len()) {
+        Some(name) => {
+            let (head, tail) = name.split_at_mut(split);
+            head.copy_from_slice(method.as_bytes());
+            if let Some((space, rest)) = tail.split_first_mut() {
+                *space = b' ';
+                rest.copy_from_slice(route.as_bytes());
+            }
+            // two strings and a space: always UTF-8
+            std::str::from_utf8(name).unwrap_or_default()
+        }
+        None => {
+            long.reserve_exact(split + 1 + route.len());
+            long.push_str(method);
+            long.push(' ');
+            long.push_str(route);
+            long
+        }
+    }
+}
+
 /// Records the status on the request's span and logs the request's line in it (when
 /// the log keeps it); dropping the span then ends it.
 fn request_end(span: Span, status: u16) {
@@ -272,9 +298,35 @@ fn request_end(span: Span, status: u16) {
     // its bookkeeping, which a line the log's filter drops does not need
     if status >= 500 {
         if tracing::enabled!(tracing::Level::ERROR) {
-            span.in_scope(|| tracing::error!(status, "request failed"));
+            scope::in_scope(&span, || tracing::error!(status, "request failed"));
         }
     } else if tracing::enabled!(tracing::Level::INFO) {
-        span.in_scope(|| tracing::info!(status, "request done"));
+        scope::in_scope(&span, || tracing::info!(status, "request done"));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::joined;
+
+    #[test]
+    fn a_span_name_is_the_method_and_the_route() {
+        let (mut buffer, mut long) = ([0u8; 96], String::new());
+        assert_eq!(
+            joined(&mut buffer, &mut long, "GET", "/users/me"),
+            "GET /users/me"
+        );
+        assert!(long.is_empty());
+        let route = format!("/{}", "a".repeat(200));
+        let name = joined(&mut buffer, &mut long, "DELETE", &route).to_owned();
+        assert_eq!(name, format!("DELETE {route}"));
+        // exactly the buffer's size still fits it
+        let route = "b".repeat(96 - 4);
+        let mut long = String::new();
+        assert_eq!(
+            joined(&mut buffer, &mut long, "GET", &route),
+            format!("GET {route}")
+        );
+        assert!(long.is_empty());
     }
 }

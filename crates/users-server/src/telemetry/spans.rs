@@ -19,9 +19,11 @@ use opentelemetry::trace::{SamplingDecision, SpanKind, TraceContextExt, TraceId}
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::{IdGenerator, RandomIdGenerator, Sampler, ShouldSample};
 use tracing::field::{Field, Visit};
+use tracing::level_filters::LevelFilter;
 use tracing::span::{Attributes, Id, Record};
-use tracing::Subscriber;
-use tracing_subscriber::layer::Context;
+use tracing::subscriber::Interest;
+use tracing::{Metadata, Subscriber};
+use tracing_subscriber::layer::{Context, Filter};
 use tracing_subscriber::registry::LookupSpan;
 
 use super::batch::Queue;
@@ -35,6 +37,54 @@ pub(super) fn now_nanos() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos() as u64)
         .unwrap_or(0)
+}
+
+/// The crates whose spans are exported: the service's own (a dependency's spans, such
+/// as the HTTP client's, say nothing an operator can act on).
+const TRACED_CRATES: &[&str] = &[
+    "users_server",
+    "users_core",
+    "users_db",
+    "users_upstream",
+    "users_mail",
+    "users_domain",
+];
+
+/// Whether `target` (a module path) is in one of the [`TRACED_CRATES`].
+fn traced(target: &str) -> bool {
+    TRACED_CRATES.iter().any(|name| {
+        target
+            .strip_prefix(name)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with("::"))
+    })
+}
+
+/// The filter of the traces' layer: the spans of the service's crates, debug-level ones
+/// included; no event. Its answer is the callsite's, made once.
+pub(super) struct Traced;
+
+impl Traced {
+    fn wants(meta: &Metadata<'_>) -> bool {
+        meta.is_span() && *meta.level() <= tracing::Level::DEBUG && traced(meta.target())
+    }
+}
+
+impl<S: Subscriber> Filter<S> for Traced {
+    fn enabled(&self, meta: &Metadata<'_>, _: &Context<'_, S>) -> bool {
+        Traced::wants(meta)
+    }
+
+    fn callsite_enabled(&self, meta: &'static Metadata<'static>) -> Interest {
+        if Traced::wants(meta) {
+            Interest::always()
+        } else {
+            Interest::never()
+        }
+    }
+
+    fn max_level_hint(&self) -> Option<LevelFilter> {
+        Some(LevelFilter::DEBUG)
+    }
 }
 
 /// The fields of a span, as they are recorded: `otel.name`, `otel.kind` and
@@ -117,9 +167,11 @@ impl Visit for Fields<'_> {
     }
 }
 
-/// The layer (behind the one filter of `telemetry.rs`: the service's own spans).
+/// The layer (behind its filter, [`Traced`]: the service's own spans).
 pub(super) struct Spans {
     sampler: Sampler,
+    /// The sampler keeps every new trace: it is not asked about one.
+    keeps_new_traces: bool,
     ids: RandomIdGenerator,
     queue: Arc<Queue>,
 }
@@ -128,9 +180,18 @@ impl Spans {
     pub(super) fn new(sampler: Sampler, queue: Arc<Queue>) -> Self {
         Spans {
             sampler,
+            keeps_new_traces: false,
             ids: RandomIdGenerator::default(),
             queue,
         }
+    }
+
+    /// For a sampler that keeps every trace it starts (`always_on`, alone or as the
+    /// root of `parentbased_always_on`, the default): its answer for a new trace is known
+    /// (kept, no trace state), so it is not asked. A caller's trace still asks it.
+    pub(super) fn keeping_new_traces(mut self) -> Self {
+        self.keeps_new_traces = true;
+        self
     }
 
     /// The sampler's decision for a span of `record`'s trace whose parent is `parent`
@@ -187,7 +248,11 @@ where
             }
             None => {
                 record.trace_id = u128::from_be_bytes(self.ids.new_trace_id().to_bytes());
-                self.decide(None, &mut record);
+                if self.keeps_new_traces {
+                    record.sampled = true;
+                } else {
+                    self.decide(None, &mut record);
+                }
             }
         }
         record.start = now_nanos();
@@ -313,13 +378,17 @@ mod tests {
     /// Runs `f` under a subscriber with only this layer (every span of every target),
     /// and answers the spans it exported.
     fn traced(sampler: Sampler, f: impl FnOnce()) -> Vec<SpanRecord> {
+        traced_by(|queue| Spans::new(sampler, queue), f)
+    }
+
+    /// [`traced`], with the layer `layer` makes.
+    fn traced_by(layer: impl FnOnce(Arc<Queue>) -> Spans, f: impl FnOnce()) -> Vec<SpanRecord> {
         let queue = Arc::new(Queue::new(BatchConfig {
             max_queue: 100,
             max_batch: 100,
             delay: std::time::Duration::ZERO,
         }));
-        let layer = Spans::new(sampler, queue.clone())
-            .with_filter(tracing_subscriber::filter::LevelFilter::DEBUG);
+        let layer = layer(queue.clone()).with_filter(tracing_subscriber::filter::LevelFilter::DEBUG);
         let subscriber = tracing_subscriber::registry().with(layer);
         tracing::subscriber::with_default(subscriber, f);
         let mut spans = queue.take_all();
@@ -426,6 +495,32 @@ mod tests {
         assert_eq!(flow.parent_id, request.span_id);
         assert!(!flow.parent_remote);
         assert_eq!(flow.trace_state.as_deref(), Some("vendor=x"));
+    }
+
+    #[test]
+    fn a_new_trace_is_kept_without_asking_a_sampler_that_keeps_them_all() {
+        let caller = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7";
+        // a sampler that would keep nothing new: the shortcut alone keeps the new trace
+        let never = || Sampler::ParentBased(Box::new(Sampler::AlwaysOff));
+        let run = || {
+            tracing::info_span!("new").in_scope(|| tracing::info_span!("child").in_scope(|| {}));
+            // a caller's trace still asks the sampler: it follows the caller's decision
+            for (name, flags) in [("kept", "01"), ("dropped", "00")] {
+                let span = tracing::info_span!("continued", name);
+                continue_from(&span, &[("traceparent", &format!("{caller}-{flags}"))]);
+                span.in_scope(|| {});
+            }
+        };
+        let spans = traced_by(|queue| Spans::new(never(), queue).keeping_new_traces(), run);
+        let names: Vec<&str> = spans.iter().map(SpanRecord::name).collect();
+        assert_eq!(names, ["new", "child", "continued"]);
+        assert!(spans.iter().all(|s| s.sampled && s.trace_state.is_none()));
+        assert_eq!(spans[1].trace_id, spans[0].trace_id);
+        assert_eq!(spans[2].parent_id, 0x00f0_67aa_0ba9_02b7);
+        // without it, the sampler is asked: only the caller's kept trace is
+        let spans = traced(never(), run);
+        assert_eq!(spans.len(), 1);
+        assert_eq!(spans[0].parent_id, 0x00f0_67aa_0ba9_02b7);
     }
 
     #[test]
