@@ -258,7 +258,12 @@ fn request_span(request: &ServiceRequest, request_id: &str, route: Option<&str>)
 
 /// `method` and `route` with a space between: written in `buffer` (no allocation) when
 /// they fit, else in `long`.
-fn joined<'a>(buffer: &'a mut [u8; 96], long: &'a mut String, method: &str, route: &str) -> &'a str {
+fn joined<'a>(
+    buffer: &'a mut [u8; 96],
+    long: &'a mut String,
+    method: &str,
+    route: &str,
+) -> &'a str {
     let split = method.len();
     match buffer.get_mut(..split + 1 + route.len()) {
         Some(name) => {

@@ -67,10 +67,13 @@ mod tests {
 
     use super::*;
 
+    /// Each span made, by name, with its parent's name.
+    type Parents = Arc<std::sync::Mutex<Vec<(String, Option<String>)>>>;
+
     /// Counts the entries it is told of, and names the parent of every span made.
     struct Watch {
         entries: Arc<AtomicUsize>,
-        parents: Arc<std::sync::Mutex<Vec<(String, Option<String>)>>>,
+        parents: Parents,
     }
 
     impl<S: Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>>
@@ -79,7 +82,10 @@ mod tests {
         fn on_new_span(&self, _: &tracing::span::Attributes<'_>, id: &Id, cx: Context<'_, S>) {
             let span = cx.span(id).unwrap();
             let parent = span.parent().map(|p| p.name().to_owned());
-            self.parents.lock().unwrap().push((span.name().to_owned(), parent));
+            self.parents
+                .lock()
+                .unwrap()
+                .push((span.name().to_owned(), parent));
         }
 
         fn on_enter(&self, _: &Id, _: Context<'_, S>) {

@@ -388,7 +388,8 @@ mod tests {
             max_batch: 100,
             delay: std::time::Duration::ZERO,
         }));
-        let layer = layer(queue.clone()).with_filter(tracing_subscriber::filter::LevelFilter::DEBUG);
+        let layer =
+            layer(queue.clone()).with_filter(tracing_subscriber::filter::LevelFilter::DEBUG);
         let subscriber = tracing_subscriber::registry().with(layer);
         tracing::subscriber::with_default(subscriber, f);
         let mut spans = queue.take_all();
