@@ -1313,30 +1313,55 @@ async fn open_registration(backend: Backend) {
     }
 }
 
+/// A first-party client (consent skipped) and a person signed in to the hosted pages,
+/// for tests of a code's redemption.
+struct CodeSetup {
+    id: String,
+    secret: String,
+    user: Value,
+    cookie: String,
+    verifier: String,
+}
+
+impl CodeSetup {
+    async fn new(app: &TestApp, admin: &str) -> CodeSetup {
+        let client = register_client(
+            app,
+            admin,
+            json!({"redirect_uris": [REDIRECT], "skip_consent": true}),
+        )
+        .await;
+        let email = unique_email();
+        let user = app.create_user(&email).await;
+        CodeSetup {
+            id: client["client_id"].as_str().unwrap().to_owned(),
+            secret: client["client_secret"].as_str().unwrap().to_owned(),
+            user,
+            cookie: browser_cookie(app, &email).await,
+            verifier: "r".repeat(43),
+        }
+    }
+
+    /// A new code, from `/oauth/authorize` with the person's cookie.
+    async fn code(&self, app: &TestApp) -> String {
+        let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(
+            <sha2::Sha256 as sha2::Digest>::digest(self.verifier.as_bytes()),
+        );
+        let id = &self.id;
+        let r = browse(app, &format!("/oauth/authorize?response_type=code&client_id={id}&scope=openid&code_challenge={challenge}&code_challenge_method=S256"), Some(&self.cookie)).await;
+        query_of(&location(&r))["code"].clone()
+    }
+}
+
 /// Two replicas redeem one code at the same instant: exactly one gets tokens.
 async fn replicas_redeem_a_code_once(backend: Backend) {
     let app = provider_app(backend).await;
     let replica = spawn_app_on(backend, app.database.clone(), |_| {}).await;
     let (_, admin) = app.superuser_with_token().await;
-    let client = register_client(
-        &app,
-        &admin,
-        json!({"redirect_uris": [REDIRECT], "skip_consent": true}),
-    )
-    .await;
-    let (id, secret) = (
-        client["client_id"].as_str().unwrap(),
-        client["client_secret"].as_str().unwrap(),
-    );
-    let email = unique_email();
-    app.create_user(&email).await;
-    let cookie = browser_cookie(&app, &email).await;
-    let verifier = "r".repeat(43);
-    let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .encode(<sha2::Sha256 as sha2::Digest>::digest(verifier.as_bytes()));
+    let setup = CodeSetup::new(&app, &admin).await;
+    let (id, secret, verifier) = (setup.id.as_str(), setup.secret.as_str(), &setup.verifier);
     for _ in 0..5 {
-        let r = browse(&app, &format!("/oauth/authorize?response_type=code&client_id={id}&scope=openid&code_challenge={challenge}&code_challenge_method=S256"), Some(&cookie)).await;
-        let code = query_of(&location(&r))["code"].clone();
+        let code = setup.code(&app).await;
         let form = [
             ("grant_type", "authorization_code"),
             ("code", code.as_str()),
@@ -1359,26 +1384,16 @@ async fn replicas_redeem_a_code_once(backend: Backend) {
 async fn codes_redeemed_together_stay_single_use(backend: Backend) {
     let app = provider_app(backend).await;
     let (_, admin) = app.superuser_with_token().await;
-    let client = register_client(
-        &app,
-        &admin,
-        json!({"redirect_uris": [REDIRECT], "skip_consent": true}),
-    )
-    .await;
-    let (id, secret) = (
-        client["client_id"].as_str().unwrap(),
-        client["client_secret"].as_str().unwrap(),
+    let setup = CodeSetup::new(&app, &admin).await;
+    let (id, secret, verifier, user) = (
+        setup.id.as_str(),
+        setup.secret.as_str(),
+        &setup.verifier,
+        &setup.user,
     );
-    let email = unique_email();
-    let user = app.create_user(&email).await;
-    let cookie = browser_cookie(&app, &email).await;
-    let verifier = "t".repeat(43);
-    let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .encode(<sha2::Sha256 as sha2::Digest>::digest(verifier.as_bytes()));
     let mut codes = Vec::new();
     for _ in 0..12 {
-        let r = browse(&app, &format!("/oauth/authorize?response_type=code&client_id={id}&scope=openid&code_challenge={challenge}&code_challenge_method=S256"), Some(&cookie)).await;
-        codes.push(query_of(&location(&r))["code"].clone());
+        codes.push(setup.code(&app).await);
     }
     // codes 0..4 twice, interleaved with the others
     let sent: Vec<usize> = (0..12).chain(0..4).collect();

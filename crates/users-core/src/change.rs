@@ -98,19 +98,14 @@ impl Core {
         E: Into<DbError>,
         F: FnOnce(&mut DbConnection, Raised) -> Result<T, E> + Send + 'static,
     {
-        let Change {
-            events,
-            effects,
-            client,
-            now,
-        } = change;
-        let effects = events::effects(events, client, &self.webhooks, now)?.and(effects);
+        let (client, now) = (change.client.clone(), change.now);
+        let (effects, Committed(queued)) = self.raise(change)?;
         let tally = Tally::default();
-        tally.note(Queued::of(&effects));
+        tally.note(queued);
         let raised = Raised {
             effects,
             webhooks: self.webhooks.clone(),
-            client: client.clone(),
+            client,
             now,
             tally: tally.clone(),
         };
