@@ -1377,9 +1377,9 @@ async fn replicas_redeem_a_code_once(backend: Backend) {
     }
 }
 
-/// Exchanges that arrive together are redeemed in one transaction
-/// (docs/oauth-provider.md#how-a-code-is-redeemed), each as it would be alone: twelve
-/// codes at once, four of them twice: every code once gives tokens that work, and the
+/// Authorizations and exchanges that arrive together are stored and redeemed in batches
+/// (docs/oauth-provider.md#how-a-code-is-issued, #how-a-code-is-redeemed), each as it
+/// would be alone: twelve codes issued at once, then redeemed at once, four of them twice: every code once gives tokens that work, and the
 /// second of a pair is refused and ends what the first one gave, with its event.
 async fn codes_redeemed_together_stay_single_use(backend: Backend) {
     let app = provider_app(backend).await;
@@ -1391,10 +1391,12 @@ async fn codes_redeemed_together_stay_single_use(backend: Backend) {
         &setup.verifier,
         &setup.user,
     );
-    let mut codes = Vec::new();
-    for _ in 0..12 {
-        codes.push(setup.code(&app).await);
-    }
+    // authorized together too: their codes are stored in batches
+    // (docs/oauth-provider.md#how-a-code-is-issued)
+    let codes: Vec<String> =
+        futures_util::future::join_all((0..12).map(|_| setup.code(&app))).await;
+    let distinct: std::collections::HashSet<&String> = codes.iter().collect();
+    assert_eq!(distinct.len(), 12, "{codes:?}");
     // codes 0..4 twice, interleaved with the others
     let sent: Vec<usize> = (0..12).chain(0..4).collect();
     let calls = sent.iter().map(|&i| {

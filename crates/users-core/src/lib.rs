@@ -89,6 +89,8 @@ pub struct Core {
     pub rotations: coalesce::Coalesced<rotations::Rotating, rotations::Step>,
     /// The provider's code redemptions, committed together (docs/oauth-provider.md#how-a-code-is-redeemed).
     pub redemptions: coalesce::Coalesced<users_db::oauth::Redemption, users_db::oauth::Redeemed>,
+    /// The provider's new codes, stored together (docs/oauth-provider.md#how-a-code-is-issued).
+    pub code_issues: coalesce::Coalesced<users_db::oauth::CodeRow, bool>,
     /// The provider's client rows, read coalesced across concurrent requests.
     pub client_rows: coalesce::Coalesced<String, Option<users_db::oauth::ClientRow>>,
     /// Whether clients' own access tokens (jti, client_id) are live, read coalesced.

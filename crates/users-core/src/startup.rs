@@ -150,9 +150,17 @@ impl Core {
             MAX_REDEMPTIONS,
             users_db::oauth::redeem_codes,
         );
+        // the codes of concurrent authorizations: one commit for them
+        let code_issues = crate::coalesce::Coalesced::writing(
+            store.clone(),
+            (store.connections() / 4).max(1),
+            MAX_REDEMPTIONS,
+            users_db::oauth::insert_codes,
+        );
         Ok(Core {
             rotations,
             redemptions,
+            code_issues,
             client_rows,
             client_tokens,
             verified_tokens: Default::default(),
@@ -296,7 +304,8 @@ fn key_lifetime(config: &CoreConfig) -> i64 {
 /// behind it (and at most half the pool's connections, so other queries find one).
 const MAX_LOOKUP_SLOTS: usize = 4;
 
-/// The most code redemptions one transaction holds (their codes' rows locked).
+/// The most code redemptions one transaction holds (their codes' rows locked), and
+/// the most new codes one transaction stores.
 const MAX_REDEMPTIONS: usize = 128;
 
 /// How long the shutdown waits for the worker to finish a delivery in progress.

@@ -46,8 +46,8 @@ pub fn issue_code(
     issue: &CodeIssue,
     effects: &Effects,
 ) -> QueryResult<bool> {
-    let purge = row.code_hash.starts_with("00");
-    if issue.spend_request.is_none() && issue.remember.is_none() && effects.is_empty() && !purge {
+    let purge = purges(row);
+    if issued_alone(row, issue) && effects.is_empty() {
         return insert_code(conn, row).map(|_| true);
     }
     transaction(conn, effects, |c| {
@@ -66,6 +66,36 @@ pub fn issue_code(
             remember_in(c, &row.user_id, &row.client_id, scopes, row.created_at)?;
         }
         Ok(true)
+    })
+}
+
+/// Whether this issue purges the codes a day past their expiry: one in 256 (the code's
+/// hash begins with `00`).
+fn purges(row: &CodeRow) -> bool {
+    row.code_hash.starts_with("00")
+}
+
+/// Whether the code is all that `issue` stores (no consent remembered, no request
+/// spent, no purge): then it may be stored with others' ([`insert_codes`]).
+pub fn issued_alone(row: &CodeRow, issue: &CodeIssue) -> bool {
+    issue.spend_request.is_none() && issue.remember.is_none() && !purges(row)
+}
+
+/// Stores the codes of `batch`, each all its issue stores ([`issued_alone`]), in one
+/// transaction: one commit for the codes of concurrent authorizations
+/// (docs/oauth-provider.md#how-a-code-is-issued). A batch of one is one statement
+/// without a transaction. The answers (all `true`: stored) are in the order of `batch`;
+/// a batch that fails stores none of them.
+pub fn insert_codes(conn: &mut DbConnection, batch: &[CodeRow]) -> Result<Vec<bool>, DbError> {
+    if let [one] = batch {
+        insert_code(conn, one)?;
+        return Ok(vec![true]);
+    }
+    in_write_transaction(conn, |c| {
+        for row in batch {
+            insert_code(c, row)?;
+        }
+        Ok(vec![true; batch.len()])
     })
 }
 

@@ -349,12 +349,17 @@ async fn issue_code(
     } else {
         Vec::new()
     };
-    let change = Change::new(events, client, now);
-    let issued = core
-        .apply(change, move |c, raised| {
+    let issued = if events.is_empty() && db::issued_alone(&row, &issue) {
+        // stored with the codes of concurrent authorizations, one commit for them
+        // (docs/oauth-provider.md#how-a-code-is-issued)
+        core.code_issues.get(row).await?
+    } else {
+        let change = Change::new(events, client, now);
+        core.apply(change, move |c, raised| {
             db::issue_code(c, &row, &issue, raised.effects())
         })
-        .await?;
+        .await?
+    };
     if !issued {
         return Ok(None);
     }
