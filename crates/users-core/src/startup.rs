@@ -301,7 +301,8 @@ fn key_lifetime(config: &CoreConfig) -> i64 {
 }
 
 /// Token checks that may run at once, each one statement for every request queued
-/// behind it (and at most half the pool's connections, so other queries find one).
+/// behind it (at most four connections; the writing batches, refreshes, redemptions and
+/// new codes, may each hold a quarter of the pool).
 const MAX_LOOKUP_SLOTS: usize = 4;
 
 /// The most code redemptions one transaction holds (their codes' rows locked), and
