@@ -91,19 +91,7 @@ impl Core {
         now: users_domain::Timestamp,
     ) -> Result<Core, StartupError> {
         let (db, secret) = open(&setup).await?;
-        if setup.jwt_secret.is_none() {
-            tracing::warn!(
-                "JWT_SECRET is not set: the generated secret is stored in plain text in the \
-                 database (table service_settings), so anyone who can read the database can \
-                 mint tokens for any user; set JWT_SECRET (or JWT_SECRET_FILE) to a long random \
-                 value kept outside the database"
-            );
-        } else if secret.expose_secret().len() < 32 {
-            tracing::warn!("JWT_SECRET is shorter than 32 bytes; use a long random value");
-        }
-        if setup.argon2.below_owasp() {
-            tracing::warn!(argon2 = ?setup.argon2, "the ARGON2_* parameters are below OWASP's minimum");
-        }
+        warn_of_weak_settings(&setup, &secret);
         let params = setup.argon2;
         let hasher = tokio::task::spawn_blocking(move || PasswordHasher::new(params))
             .await
@@ -136,27 +124,15 @@ impl Core {
         // while the token check may hold half the pool)
         let client_rows = crate::coalesce::Coalesced::new(store.clone(), 2, read_client_rows);
         let client_tokens = crate::coalesce::Coalesced::new(store.clone(), 1, read_client_tokens);
-        // refreshes: a transaction (and a connection) for each quarter of the pool
-        let rotations = crate::coalesce::Coalesced::writing(
-            store.clone(),
-            (store.connections() / 4).max(1),
+        // refreshes, the codes redeemed and the codes of concurrent authorizations: each
+        // a batch committed while the one before commits
+        let rotations = writing(
+            &store,
             crate::rotations::MAX_ROTATIONS,
             crate::rotations::rotate_batch,
         );
-        // the codes redeemed while a batch commits: as the refreshes
-        let redemptions = crate::coalesce::Coalesced::writing(
-            store.clone(),
-            (store.connections() / 4).max(1),
-            MAX_REDEMPTIONS,
-            users_db::oauth::redeem_codes,
-        );
-        // the codes of concurrent authorizations: one commit for them
-        let code_issues = crate::coalesce::Coalesced::writing(
-            store.clone(),
-            (store.connections() / 4).max(1),
-            MAX_REDEMPTIONS,
-            users_db::oauth::insert_codes,
-        );
+        let redemptions = writing(&store, MAX_REDEMPTIONS, users_db::oauth::redeem_codes);
+        let code_issues = writing(&store, MAX_REDEMPTIONS, users_db::oauth::insert_codes);
         Ok(Core {
             rotations,
             redemptions,
@@ -298,6 +274,37 @@ fn key_lifetime(config: &CoreConfig) -> i64 {
     config
         .access_token_lifetime_seconds
         .max(config.oauth_access_token_lifetime_seconds)
+}
+
+/// Warns of settings that leave the service weaker than it should be.
+fn warn_of_weak_settings(setup: &CoreSetup, secret: &SecretString) {
+    if setup.jwt_secret.is_none() {
+        tracing::warn!(
+            "JWT_SECRET is not set: the generated secret is stored in plain text in the \
+             database (table service_settings), so anyone who can read the database can \
+             mint tokens for any user; set JWT_SECRET (or JWT_SECRET_FILE) to a long random \
+             value kept outside the database"
+        );
+    } else if secret.expose_secret().len() < 32 {
+        tracing::warn!("JWT_SECRET is shorter than 32 bytes; use a long random value");
+    }
+    if setup.argon2.below_owasp() {
+        tracing::warn!(argon2 = ?setup.argon2, "the ARGON2_* parameters are below OWASP's minimum");
+    }
+}
+
+/// A writing batch of at most `max` items: a transaction (and a connection) for each
+/// quarter of the pool.
+fn writing<K, V>(
+    store: &Store,
+    max: usize,
+    batch: crate::coalesce::ReadBatch<K, V>,
+) -> crate::coalesce::Coalesced<K, V>
+where
+    K: Clone + Send + 'static,
+    V: Send + 'static,
+{
+    crate::coalesce::Coalesced::writing(store.clone(), (store.connections() / 4).max(1), max, batch)
 }
 
 /// Token checks that may run at once, each one statement for every request queued
